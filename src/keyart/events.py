@@ -1,0 +1,375 @@
+"""Decision and outcome records: their versioned Arrow schemas, JSON context, and whole-batch validation.
+
+A *decision* row (one per (member, title) choice, id = the decision id) carries everything learning and
+evaluation need later: the member context as JSON, the pool, the full probability vector, the shown
+artwork, the policy and model version, whether it explored. An *outcome* row is what the member did:
+``impression``, ``play``, ``stop``, ... with engaged seconds; it names its decision when the client knew
+it, else only member and title (``keyart.rewards`` attributes it).
+
+Schema history (bump ``SCHEMA_VERSION`` and document every change here):
+- 1: first version.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from keyart.context import MemberContext, Play
+from keyart.errors import ValidationError
+
+SCHEMA_VERSION = 1
+#: Tolerance on "the logged probabilities sum to 1".
+PROB_SUM_TOL = 1e-6
+#: The outcome event types keyart understands (anything else is a typo until added here).
+EVENT_TYPES: tuple[str, ...] = ("impression", "play", "stop", "pause", "progress", "complete")
+
+
+def _meta(kind: str) -> dict[bytes, bytes]:
+    return {b"keyart.schema": kind.encode(), b"keyart.schema_version": str(SCHEMA_VERSION).encode()}
+
+
+#: One row per decision. ``event_id`` is the decision id (the idempotency key).
+DECISION_SCHEMA = pa.schema(
+    [
+        pa.field("event_id", pa.string(), nullable=False),
+        pa.field("request_id", pa.string()),
+        pa.field("timestamp", pa.float64(), nullable=False),  # epoch seconds, UTC
+        pa.field("member_id", pa.string(), nullable=False),
+        pa.field("title_id", pa.string(), nullable=False),
+        pa.field("page", pa.string()),  # page/row name where the title was shown
+        pa.field("position", pa.int32()),  # slot on that page, 0-based
+        pa.field("context_json", pa.string()),  # MemberContext as JSON (context_to_json)
+        pa.field("features", pa.list_(pa.float64())),  # optional flattened features of the shown artwork
+        pa.field("pool", pa.list_(pa.string()), nullable=False),  # artwork ids in pool order
+        pa.field("probabilities", pa.list_(pa.float64()), nullable=False),  # aligned with pool, sums to 1
+        pa.field("chosen_index", pa.int32(), nullable=False),
+        pa.field("artwork_id", pa.string(), nullable=False),  # == pool[chosen_index]
+        pa.field("propensity", pa.float64(), nullable=False),  # == probabilities[chosen_index]
+        pa.field("policy", pa.string(), nullable=False),
+        pa.field("model_version", pa.int64(), nullable=False),
+        pa.field("explored", pa.bool_(), nullable=False),
+        pa.field("fallback", pa.bool_()),
+    ],
+    metadata=_meta("decision"),
+)
+
+#: One row per member action after a decision.
+OUTCOME_SCHEMA = pa.schema(
+    [
+        pa.field("event_id", pa.string(), nullable=False),
+        pa.field("decision_id", pa.string()),  # null when the client did not know it
+        pa.field("member_id", pa.string(), nullable=False),
+        pa.field("title_id", pa.string(), nullable=False),
+        pa.field("event_type", pa.string(), nullable=False),
+        pa.field("engaged_seconds", pa.float64()),
+        pa.field("timestamp", pa.float64(), nullable=False),
+    ],
+    metadata=_meta("outcome"),
+)
+
+
+# ---- member context as JSON ------------------------------------------------------------------------
+
+
+def context_to_json(context: MemberContext) -> str:
+    """Serialize a ``MemberContext`` (sorted keys: the same context always gives the same text)."""
+    d = {
+        "v": 1,
+        "member_id": context.member_id,
+        "played": [asdict(p) for p in context.played],
+        "country": context.country,
+        "language": context.language,
+        "device": context.device,
+        "timestamp": context.timestamp,
+        "interacted_titles": sorted(context.interacted_titles),
+        "recommender_scores": dict(context.recommender_scores),
+        "extra": dict(context.extra),
+    }
+    return json.dumps(d, sort_keys=True, separators=(",", ":"))
+
+
+def context_from_json(text: str) -> MemberContext:
+    """Rebuild the ``MemberContext`` written by ``context_to_json``."""
+    try:
+        d = json.loads(text)
+    except (TypeError, json.JSONDecodeError) as exc:
+        raise ValidationError(f"context_json is not valid JSON: {exc}") from None
+    if not isinstance(d, dict) or "member_id" not in d:
+        raise ValidationError("context_json must be an object with a member_id.")
+    return MemberContext(
+        member_id=d["member_id"],
+        played=tuple(Play(**p) for p in d.get("played", ())),
+        country=d.get("country", ""),
+        language=d.get("language", ""),
+        device=d.get("device", ""),
+        timestamp=d.get("timestamp", 0.0),
+        interacted_titles=frozenset(d.get("interacted_titles", ())),
+        recommender_scores=d.get("recommender_scores", {}),
+        extra=d.get("extra", {}),
+    )
+
+
+# ---- records -----------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class DecisionRecord:
+    """One decision as stored. ``from_decision`` builds it from a ``keyart.policies.Decision``."""
+
+    event_id: str
+    timestamp: float
+    member_id: str
+    title_id: str
+    pool: tuple[str, ...]
+    probabilities: tuple[float, ...]
+    chosen_index: int
+    artwork_id: str
+    propensity: float
+    policy: str
+    model_version: int
+    explored: bool
+    request_id: str | None = None
+    page: str | None = None
+    position: int | None = None
+    context_json: str | None = None
+    features: tuple[float, ...] | None = None
+    fallback: bool = False
+
+    @classmethod
+    def from_decision(
+        cls,
+        decision: Any,
+        context: MemberContext | None = None,
+        page: str | None = None,
+        position: int | None = None,
+        features: Sequence[float] | None = None,
+    ) -> DecisionRecord:
+        """A record from a policy ``Decision`` (duck-typed on the core API's field names)."""
+        return cls(
+            event_id=decision.decision_id,
+            timestamp=float(decision.timestamp),
+            member_id=decision.member_id,
+            title_id=decision.title_id,
+            pool=tuple(decision.pool),
+            probabilities=tuple(float(p) for p in decision.probabilities),
+            chosen_index=int(decision.index),
+            artwork_id=decision.artwork_id,
+            propensity=float(decision.propensity),
+            policy=decision.policy,
+            model_version=int(decision.model_version),
+            explored=bool(decision.explored),
+            request_id=getattr(decision, "request_id", None),
+            page=page,
+            position=position,
+            context_json=None if context is None else context_to_json(context),
+            features=None if features is None else tuple(float(f) for f in features),
+            fallback=bool(getattr(decision, "fallback", False)),
+        )
+
+
+@dataclass(frozen=True)
+class OutcomeRecord:
+    """One member action. ``decision_id`` when known, else ``keyart.rewards`` matches member and title."""
+
+    event_id: str
+    member_id: str
+    title_id: str
+    event_type: str
+    timestamp: float
+    decision_id: str | None = None
+    engaged_seconds: float | None = None
+
+
+# ---- tables and validation ---------------------------------------------------------------------------
+
+
+def _rows_to_table(records: Iterable[Any], schema: pa.Schema) -> pa.Table:
+    rows = [r if isinstance(r, Mapping) else asdict(r) for r in records]
+    names = set(schema.names)
+    for i, row in enumerate(rows):
+        extra = set(row) - names
+        if extra:
+            raise ValidationError(f"Record {i} has unknown fields: {', '.join(sorted(extra))}.")
+    try:
+        return pa.Table.from_pylist(rows, schema=schema)
+    except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError) as exc:
+        raise ValidationError(f"Records do not fit the {schema.metadata[b'keyart.schema'].decode()} schema: {exc}") from None
+
+
+def _conform(data: pa.Table | Iterable[Any], schema: pa.Schema) -> pa.Table:
+    """Records or a table -> a table of exactly ``schema`` (missing optional columns become nulls)."""
+    kind = schema.metadata[b"keyart.schema"].decode()
+    if not isinstance(data, pa.Table | pa.RecordBatch):
+        return _rows_to_table(data, schema)
+    table = pa.table(data) if isinstance(data, pa.RecordBatch) else data
+    cols = []
+    for field in schema:
+        if field.name in table.column_names:
+            col = table.column(field.name)
+            try:
+                cols.append(col.cast(field.type))
+            except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
+                raise ValidationError(f"Column {field.name!r} of the {kind} table has type {col.type}, "
+                                      f"expected {field.type}: {exc}") from None
+        elif field.nullable:
+            cols.append(pa.nulls(table.num_rows, field.type))
+        else:
+            raise ValidationError(f"The {kind} table is missing the required column {field.name!r}.")
+    extra = set(table.column_names) - set(schema.names) - {"date"}
+    if extra:
+        raise ValidationError(f"The {kind} table has unknown columns: {', '.join(sorted(extra))}.")
+    return pa.Table.from_arrays(cols, schema=schema)
+
+
+def _require_non_null(table: pa.Table, kind: str) -> None:
+    for field in table.schema:
+        if not field.nullable and table.column(field.name).null_count:
+            raise ValidationError(
+                f"Column {field.name!r} of the {kind} table has {table.column(field.name).null_count} missing values."
+            )
+
+
+def _bad_rows(mask: np.ndarray) -> str:
+    return ", ".join(str(int(i)) for i in np.flatnonzero(mask)[:5])
+
+
+def _dedupe(table: pa.Table) -> pa.Table:
+    """Keep the first row of each event id (a batch may repeat an event: it is stored once)."""
+    ids = table.column("event_id").to_numpy(zero_copy_only=False)
+    _, first = np.unique(ids, return_index=True)
+    if first.size == table.num_rows:
+        return table
+    return table.take(pa.array(np.sort(first)))
+
+
+def _check_ids(table: pa.Table, names: Sequence[str], kind: str) -> None:
+    for name in names:
+        col = table.column(name)
+        if col.null_count < table.num_rows:
+            empty = pc.fill_null(pc.equal(col, ""), False).to_numpy(zero_copy_only=False)
+            if empty.any():
+                raise ValidationError(f"Column {name!r} of the {kind} table has empty strings at rows {_bad_rows(empty)}.")
+
+
+def _check_finite(table: pa.Table, name: str, kind: str) -> np.ndarray:
+    vals = table.column(name).to_numpy(zero_copy_only=False).astype(np.float64)
+    bad = ~np.isfinite(vals)
+    if bad.any():
+        raise ValidationError(f"Column {name!r} of the {kind} table must be finite (rows {_bad_rows(bad)}).")
+    return vals
+
+
+def decisions_table(data: pa.Table | Iterable[DecisionRecord | Mapping[str, Any]]) -> pa.Table:
+    """Validate a whole batch of decisions into a ``DECISION_SCHEMA`` table (nothing partial on failure).
+
+    Checks: required columns non-null, ids non-empty, pool and probabilities of equal non-zero length,
+    probabilities in [0, 1] summing to 1, ``chosen_index`` inside the pool, ``artwork_id`` equal to the
+    chosen pool entry, ``propensity`` equal to its probability and in (0, 1]. Repeated event ids in the
+    batch keep their first row.
+    """
+    kind = "decision"
+    table = _conform(data, DECISION_SCHEMA)
+    if table.num_rows == 0:
+        return table
+    _require_non_null(table, kind)
+    _check_ids(table, ("event_id", "member_id", "title_id", "artwork_id", "policy"), kind)
+    _check_finite(table, "timestamp", kind)
+    pool_len = pc.list_value_length(table.column("pool")).to_numpy(zero_copy_only=False)
+    prob_len = pc.list_value_length(table.column("probabilities")).to_numpy(zero_copy_only=False)
+    bad = pool_len == 0
+    if bad.any():
+        raise ValidationError(f"Column 'pool' is empty at rows {_bad_rows(bad)}: a decision needs a pool.")
+    bad = pool_len != prob_len
+    if bad.any():
+        raise ValidationError(f"Columns 'pool' and 'probabilities' differ in length at rows {_bad_rows(bad)}.")
+    probs_col = table.column("probabilities").combine_chunks()
+    flat = pc.list_flatten(probs_col).to_numpy(zero_copy_only=False).astype(np.float64)
+    if not np.all(np.isfinite(flat)) or (flat < 0).any() or (flat > 1 + PROB_SUM_TOL).any():
+        raise ValidationError("Column 'probabilities' must hold probabilities in [0, 1].")
+    owner = np.repeat(np.arange(table.num_rows), prob_len)
+    sums = np.bincount(owner, weights=flat, minlength=table.num_rows)
+    bad = np.abs(sums - 1.0) > PROB_SUM_TOL
+    if bad.any():
+        raise ValidationError(f"Column 'probabilities' must sum to 1 per decision; it does not at rows {_bad_rows(bad)}.")
+    idx = table.column("chosen_index").to_numpy(zero_copy_only=False).astype(np.int64)
+    bad = (idx < 0) | (idx >= pool_len)
+    if bad.any():
+        raise ValidationError(f"Column 'chosen_index' points outside the pool at rows {_bad_rows(bad)}.")
+    offsets = np.concatenate([[0], np.cumsum(prob_len)])[:-1]
+    chosen_p = flat[offsets + idx]
+    prop = _check_finite(table, "propensity", kind)
+    bad = (prop <= 0) | (prop > 1)
+    if bad.any():
+        raise ValidationError(f"Column 'propensity' must be in (0, 1]; it is not at rows {_bad_rows(bad)}.")
+    bad = np.abs(prop - chosen_p) > PROB_SUM_TOL
+    if bad.any():
+        raise ValidationError(
+            f"Column 'propensity' differs from probabilities[chosen_index] at rows {_bad_rows(bad)}."
+        )
+    pool_flat = pc.list_flatten(table.column("pool").combine_chunks()).to_numpy(zero_copy_only=False)
+    shown = table.column("artwork_id").to_numpy(zero_copy_only=False)
+    bad = pool_flat[offsets + idx] != shown
+    if bad.any():
+        raise ValidationError(f"Column 'artwork_id' is not pool[chosen_index] at rows {_bad_rows(bad)}.")
+    if (table.column("model_version").to_numpy(zero_copy_only=False) < 0).any():
+        raise ValidationError("Column 'model_version' must be >= 0.")
+    return _dedupe(table)
+
+
+def outcomes_table(data: pa.Table | Iterable[OutcomeRecord | Mapping[str, Any]]) -> pa.Table:
+    """Validate a whole batch of outcomes into an ``OUTCOME_SCHEMA`` table.
+
+    Checks: ids non-empty, ``event_type`` one of ``EVENT_TYPES``, ``engaged_seconds`` >= 0 when given,
+    finite timestamps. Repeated event ids keep their first row.
+    """
+    kind = "outcome"
+    table = _conform(data, OUTCOME_SCHEMA)
+    if table.num_rows == 0:
+        return table
+    _require_non_null(table, kind)
+    _check_ids(table, ("event_id", "member_id", "title_id", "decision_id"), kind)
+    _check_finite(table, "timestamp", kind)
+    types = table.column("event_type")
+    bad = ~pc.is_in(types, value_set=pa.array(EVENT_TYPES)).to_numpy(zero_copy_only=False)
+    if bad.any():
+        first = types[int(np.flatnonzero(bad)[0])].as_py()
+        raise ValidationError(
+            f"Column 'event_type' has unknown type {first!r} at rows {_bad_rows(bad)}; "
+            f"known: {', '.join(EVENT_TYPES)}."
+        )
+    sec = table.column("engaged_seconds").to_numpy(zero_copy_only=False).astype(np.float64)
+    bad = ~np.isnan(sec) & (~np.isfinite(sec) | (sec < 0))
+    if bad.any():
+        raise ValidationError(f"Column 'engaged_seconds' must be finite and >= 0 at rows {_bad_rows(bad)}.")
+    return _dedupe(table)
+
+
+def schema_version(schema: pa.Schema) -> tuple[str, int]:
+    """(kind, version) declared in a keyart schema's metadata."""
+    meta = schema.metadata or {}
+    try:
+        return meta[b"keyart.schema"].decode(), int(meta[b"keyart.schema_version"])
+    except (KeyError, ValueError):
+        raise ValidationError("The table carries no keyart schema metadata.") from None
+
+
+__all__ = [
+    "DECISION_SCHEMA",
+    "EVENT_TYPES",
+    "OUTCOME_SCHEMA",
+    "SCHEMA_VERSION",
+    "DecisionRecord",
+    "OutcomeRecord",
+    "context_from_json",
+    "context_to_json",
+    "decisions_table",
+    "outcomes_table",
+    "schema_version",
+]

@@ -1,0 +1,464 @@
+"""Turn (member context, titles, pools, catalog) into candidate feature matrices, vectorized over a page.
+
+Every candidate artwork of a title gets one row of ``d`` numbers made of four blocks:
+
+- member: the genre-affinity distribution of the play history (recency- and engagement-weighted);
+- context: country, language, device, hour bucket, weekend, prior interaction, recommender score, extras;
+- artwork: theme genres, visual style, tags, number of featured cast, optional embedding;
+- crosses, which carry personalization: genre affinity x theme (per genre and summed), cast affinity x
+  featured cast, device x style, hour bucket x style, prior interaction x (theme match, cast match, style).
+
+Open vocabularies (genres, cast, styles, tags, countries, ...) are hashed with a fixed keyed hash, signed
+where the feature is a sum so that collisions cancel in expectation; the layout never depends on the
+catalog's contents, so a model stays valid as titles and artworks come and go. The artwork's own identity
+(its bias) is not a column: models key it by the exact artwork id.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from functools import cached_property
+
+import numpy as np
+
+from keyart.catalog import Artwork, Catalog, Title
+from keyart.context import MemberContext
+from keyart.errors import DimensionError, UnknownIdError, ValidationError
+from keyart.params import Interval, OneOf, check_param
+
+HOUR_BUCKETS = 4  # night (0-6), morning (6-12), afternoon (12-18), evening (18-24)
+
+
+def stable_hash(text: str, salt: str = "") -> int:
+    """A 64-bit hash that is the same in every process and version (unlike ``hash``)."""
+    digest = hashlib.blake2b(text.encode(), digest_size=8, person=salt.encode()[:16].ljust(16, b"\0"))
+    return int.from_bytes(digest.digest(), "little")
+
+
+@dataclass(frozen=True)
+class FeatureConfig:
+    """Hashing sizes and weighting of the default featurizer; part of a model's identity."""
+
+    genre_buckets: int = 16
+    cast_buckets: int = 256
+    style_buckets: int = 8
+    tag_buckets: int = 8
+    country_buckets: int = 4
+    language_buckets: int = 4
+    device_buckets: int = 4
+    extra_buckets: int = 4
+    embedding_dim: int = 0
+    recency_half_life_days: float = 60.0
+    engaged_saturation_seconds: float = 1800.0
+    on_unknown_history: str = "raise"
+
+    _parameter_constraints = {
+        "genre_buckets": Interval(1, 4096, integer=True),
+        "cast_buckets": Interval(1, 1 << 20, integer=True),
+        "style_buckets": Interval(1, 1024, integer=True),
+        "tag_buckets": Interval(0, 4096, integer=True),
+        "country_buckets": Interval(0, 4096, integer=True),
+        "language_buckets": Interval(0, 4096, integer=True),
+        "device_buckets": Interval(1, 1024, integer=True),
+        "extra_buckets": Interval(0, 4096, integer=True),
+        "embedding_dim": Interval(0, 4096, integer=True),
+        "recency_half_life_days": Interval(0, None, closed="neither"),
+        "engaged_saturation_seconds": Interval(0, None, closed="neither"),
+        "on_unknown_history": OneOf(("raise", "ignore")),
+    }
+
+    def __post_init__(self) -> None:
+        for name, constraint in self._parameter_constraints.items():
+            check_param("FeatureConfig", name, getattr(self, name), constraint)
+
+    @cached_property
+    def layout(self) -> dict[str, slice]:
+        """Named column ranges of the feature vector, in order."""
+        g, s = self.genre_buckets, self.style_buckets
+        widths = [
+            ("bias", 1),
+            ("member_genre_affinity", g),
+            ("country", self.country_buckets),
+            ("language", self.language_buckets),
+            ("device", self.device_buckets),
+            ("hour", HOUR_BUCKETS),
+            ("weekend", 1),
+            ("prior_interaction", 1),
+            ("recommender_score", 1),
+            ("extra", self.extra_buckets),
+            ("theme", g),
+            ("style", s),
+            ("tags", self.tag_buckets),
+            ("featured_cast_count", 1),
+            ("embedding", self.embedding_dim),
+            ("genre_x_theme", g),
+            ("theme_match", 1),
+            ("cast_match", 1),
+            ("device_x_style", self.device_buckets * s),
+            ("hour_x_style", HOUR_BUCKETS * s),
+            ("prior_x_artwork", 2 + s),
+        ]
+        out: dict[str, slice] = {}
+        start = 0
+        for name, w in widths:
+            out[name] = slice(start, start + w)
+            start += w
+        return out
+
+    @property
+    def dim(self) -> int:
+        return next(reversed(self.layout.values())).stop
+
+
+@dataclass(frozen=True)
+class CandidateBatch:
+    """n choice problems (titles of a page, or logged events), padded to K = the largest pool."""
+
+    X: np.ndarray
+    mask: np.ndarray
+    artwork_ids: np.ndarray
+    title_ids: np.ndarray
+    member_ids: np.ndarray
+    request_ids: np.ndarray
+    timestamps: np.ndarray
+    feature_names: tuple[str, ...] = field(default=(), compare=False, repr=False)
+
+    def __post_init__(self) -> None:
+        if self.X.ndim != 3:
+            raise DimensionError(f"CandidateBatch.X must have shape (n, K, d). Got {self.X.shape}.")
+        n, k, _ = self.X.shape
+        if self.mask.shape != (n, k) or self.artwork_ids.shape != (n, k):
+            raise DimensionError(
+                f"CandidateBatch.mask and artwork_ids must have shape {(n, k)}. "
+                f"Got {self.mask.shape} and {self.artwork_ids.shape}."
+            )
+        for name in ("title_ids", "member_ids", "request_ids", "timestamps"):
+            if getattr(self, name).shape != (n,):
+                raise DimensionError(f"CandidateBatch.{name} must have shape ({n},). Got {getattr(self, name).shape}.")
+        if n and not self.mask.any(axis=1).all():
+            raise ValidationError("Every row of a CandidateBatch needs at least one candidate (empty pool).")
+        if not np.isfinite(self.X).all():
+            raise ValidationError("CandidateBatch.X contains NaN or inf.")
+
+    @property
+    def n(self) -> int:
+        return self.X.shape[0]
+
+    @property
+    def k(self) -> int:
+        return self.X.shape[1]
+
+    @property
+    def d(self) -> int:
+        return self.X.shape[2]
+
+    @property
+    def pool_sizes(self) -> np.ndarray:
+        return self.mask.sum(axis=1)
+
+    def pool(self, i: int) -> tuple[str, ...]:
+        return tuple(self.artwork_ids[i, : int(self.mask[i].sum())].tolist())
+
+    def take(self, index: np.ndarray | Sequence[int]) -> CandidateBatch:
+        idx = np.asarray(index, dtype=np.int64)
+        return CandidateBatch(
+            self.X[idx], self.mask[idx], self.artwork_ids[idx], self.title_ids[idx], self.member_ids[idx],
+            self.request_ids[idx], self.timestamps[idx], self.feature_names,
+        )
+
+    @classmethod
+    def concat(cls, batches: Sequence[CandidateBatch]) -> CandidateBatch:
+        if not batches:
+            raise ValidationError("CandidateBatch.concat needs at least one batch.")
+        dims = {b.d for b in batches}
+        if len(dims) != 1:
+            raise DimensionError(f"Cannot concatenate batches of different feature widths {sorted(dims)}.")
+        k = max(b.k for b in batches)
+
+        def pad(a: np.ndarray, fill: object) -> np.ndarray:
+            width = [(0, 0), (0, k - a.shape[1])] + [(0, 0)] * (a.ndim - 2)
+            return np.pad(a, width, constant_values=fill) if a.shape[1] < k else a
+
+        return cls(
+            np.concatenate([pad(b.X, 0.0) for b in batches]),
+            np.concatenate([pad(b.mask, False) for b in batches]),
+            np.concatenate([pad(b.artwork_ids, "") for b in batches]),
+            np.concatenate([b.title_ids for b in batches]),
+            np.concatenate([b.member_ids for b in batches]),
+            np.concatenate([b.request_ids for b in batches]),
+            np.concatenate([b.timestamps for b in batches]),
+            batches[0].feature_names,
+        )
+
+
+class _Hasher:
+    """Cached signed feature hashing of strings into a fixed number of buckets."""
+
+    def __init__(self, buckets: int, salt: str) -> None:
+        self.buckets, self.salt = buckets, salt
+        self._cache: dict[str, tuple[int, float]] = {}
+
+    def __call__(self, token: str) -> tuple[int, float]:
+        hit = self._cache.get(token)
+        if hit is None:
+            h = stable_hash(token, self.salt)
+            hit = (h % self.buckets, 1.0 if (h >> 63) & 1 else -1.0)
+            self._cache[token] = hit
+        return hit
+
+    def signed(self, tokens: Sequence[str], normalize: bool = True) -> np.ndarray:
+        v = np.zeros(self.buckets)
+        for t in tokens:
+            b, s = self(t)
+            v[b] += s
+        if normalize and tokens:
+            v /= len(tokens)
+        return v
+
+    def onehot(self, token: str) -> np.ndarray:
+        v = np.zeros(self.buckets)
+        if token and self.buckets:
+            v[self(token)[0]] = 1.0
+        return v
+
+
+@dataclass(frozen=True)
+class _ArtworkRows:
+    """Cached per-artwork arrays of one pool: the artwork block, theme, featured cast, style one-hot."""
+
+    ids: np.ndarray
+    block: np.ndarray  # (K, width of theme..embedding)
+    theme: np.ndarray  # (K, G)
+    cast: np.ndarray  # (K, C)
+    style: np.ndarray  # (K, S)
+
+
+class Featurizer:
+    """The default featurizer: deterministic, hashed, vectorized over a page's pools.
+
+    ``page`` featurizes one member's request for several titles; ``events`` featurizes logged events,
+    each with its own context and its logged pool. Caches per-title and per-artwork vectors and drops them
+    whenever the catalog's version changes.
+    """
+
+    def __init__(self, catalog: Catalog, config: FeatureConfig | None = None) -> None:
+        self.catalog = catalog
+        self.config = config or FeatureConfig()
+        c = self.config
+        self._genre = _Hasher(c.genre_buckets, "genre")
+        self._cast = _Hasher(c.cast_buckets, "cast")
+        self._style = _Hasher(c.style_buckets, "style")
+        self._tag = _Hasher(c.tag_buckets, "tag")
+        self._country = _Hasher(c.country_buckets, "country")
+        self._language = _Hasher(c.language_buckets, "language")
+        self._device = _Hasher(c.device_buckets, "device")
+        self._extra = _Hasher(c.extra_buckets, "extra")
+        self._cache_version = -1
+        self._title_vecs: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+        self._pool_rows: dict[tuple[str, ...], _ArtworkRows] = {}
+
+    @property
+    def dim(self) -> int:
+        return self.config.dim
+
+    @cached_property
+    def feature_names(self) -> tuple[str, ...]:
+        return tuple(f"{name}[{i}]" for name, sl in self.config.layout.items() for i in range(sl.stop - sl.start))
+
+    # ---- caches ----------------------------------------------------------------------------------
+    def _check_cache(self) -> None:
+        if self._cache_version != self.catalog.version:
+            self._title_vecs.clear()
+            self._pool_rows.clear()
+            self._cache_version = self.catalog.version
+
+    def _title_vec(self, title: Title) -> tuple[np.ndarray, np.ndarray]:
+        hit = self._title_vecs.get(title.title_id)
+        if hit is None:
+            hit = (self._genre.signed(title.genres), self._cast.signed(title.cast))
+            self._title_vecs[title.title_id] = hit
+        return hit
+
+    def _artwork_block(self, a: Artwork) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        c = self.config
+        theme = self._genre.signed(a.theme_genres)
+        style = self._style.onehot(a.style)
+        tags = self._tag.signed(a.tags) if c.tag_buckets else np.zeros(0)
+        emb = np.zeros(c.embedding_dim)
+        if c.embedding_dim and a.embedding is not None:
+            e = np.asarray(a.embedding[: c.embedding_dim])
+            emb[: e.size] = e
+        ncast = np.array([math.log1p(len(a.featured_cast))])
+        block = np.concatenate([theme, style, tags, ncast, emb])
+        return block, theme, self._cast.signed(a.featured_cast, normalize=False), style
+
+    def _rows_for_pool(self, pool: tuple[str, ...]) -> _ArtworkRows:
+        hit = self._pool_rows.get(pool)
+        if hit is None:
+            parts = [self._artwork_block(self.catalog.artwork(a)) for a in pool]
+            hit = _ArtworkRows(
+                np.array(pool, dtype=object),
+                np.stack([p[0] for p in parts]),
+                np.stack([p[1] for p in parts]),
+                np.stack([p[2] for p in parts]),
+                np.stack([p[3] for p in parts]),
+            )
+            self._pool_rows[pool] = hit
+        return hit
+
+    # ---- member --------------------------------------------------------------------------------
+    def member_vectors(self, context: MemberContext) -> tuple[np.ndarray, np.ndarray]:
+        """Recency- and engagement-weighted genre and cast affinity of a member's play history."""
+        c = self.config
+        g = np.zeros(c.genre_buckets)
+        k = np.zeros(c.cast_buckets)
+        if not context.played:
+            return g, k
+        vecs, weights = [], []
+        half_life = c.recency_half_life_days * 86_400.0
+        for p in context.played:
+            title = self.catalog.titles.get(p.title_id)
+            if title is None:
+                if c.on_unknown_history == "raise":
+                    raise UnknownIdError(
+                        f"Member {context.member_id!r} has unknown title_id {p.title_id!r} in its play history."
+                    )
+                continue
+            w = 1.0
+            if p.timestamp is not None:
+                w *= 0.5 ** (max(context.timestamp - p.timestamp, 0.0) / half_life)
+            if p.engaged_seconds is not None:
+                w *= min(1.0, p.engaged_seconds / c.engaged_saturation_seconds)
+            vecs.append(self._title_vec(title))
+            weights.append(w)
+        total = sum(weights)
+        if total <= 0:
+            return g, k
+        wa = np.asarray(weights) / total
+        g = wa @ np.stack([v[0] for v in vecs])
+        k = wa @ np.stack([v[1] for v in vecs])
+        return g, k
+
+    def _context_block(self, ctx: MemberContext, genre_aff: np.ndarray) -> np.ndarray:
+        hour_bucket = ctx.hour // 6
+        hour = np.zeros(HOUR_BUCKETS)
+        hour[hour_bucket] = 1.0
+        extras = np.zeros(self.config.extra_buckets)
+        for name, value in ctx.extra.items():
+            b, s = self._extra(name)
+            extras[b] += s * value
+        return np.concatenate(
+            [
+                [1.0],
+                genre_aff,
+                self._country.onehot(ctx.country),
+                self._language.onehot(ctx.language),
+                self._device.onehot(ctx.device),
+                hour,
+                [1.0 if ctx.weekday >= 5 else 0.0],
+                [0.0],  # prior interaction: per title, filled in later
+                [0.0],  # recommender score: per title
+                extras,
+            ]
+        )
+
+    # ---- assembly ------------------------------------------------------------------------------
+    def _assemble(
+        self,
+        contexts: Sequence[MemberContext],
+        ctx_index: np.ndarray,
+        title_ids: Sequence[str],
+        pools: Sequence[tuple[str, ...]],
+        request_ids: Sequence[str],
+    ) -> CandidateBatch:
+        c, lay = self.config, self.config.layout
+        n = len(title_ids)
+        if n == 0:
+            raise ValidationError("title_ids must not be empty.")
+        self._check_cache()
+        member = [self.member_vectors(ctx) for ctx in contexts]
+        ctx_blocks = np.stack([self._context_block(ctx, m[0]) for ctx, m in zip(contexts, member, strict=True)])
+        genre_aff = np.stack([m[0] for m in member])[ctx_index]
+        cast_aff = np.stack([m[1] for m in member])[ctx_index]
+        k = max(len(p) for p in pools)
+        d = c.dim
+        X = np.zeros((n, k, d))
+        mask = np.zeros((n, k), dtype=bool)
+        ids = np.full((n, k), "", dtype=object)
+        theme = np.zeros((n, k, c.genre_buckets))
+        cast = np.zeros((n, k, c.cast_buckets))
+        style = np.zeros((n, k, c.style_buckets))
+        art_slice = slice(lay["theme"].start, lay["embedding"].stop)
+        prior = np.zeros(n)
+        rec = np.zeros(n)
+        for i, (tid, pool) in enumerate(zip(title_ids, pools, strict=True)):
+            rows = self._rows_for_pool(pool)
+            m = len(pool)
+            mask[i, :m] = True
+            ids[i, :m] = rows.ids
+            X[i, :m, art_slice] = rows.block
+            theme[i, :m], cast[i, :m], style[i, :m] = rows.theme, rows.cast, rows.style
+            ctx = contexts[ctx_index[i]]
+            prior[i] = 1.0 if tid in ctx.interacted_titles else 0.0
+            rec[i] = ctx.recommender_scores.get(tid, 0.0)
+        ctx_part = ctx_blocks[ctx_index]
+        ctx_part[:, lay["prior_interaction"].start] = prior
+        ctx_part[:, lay["recommender_score"].start] = rec
+        X[:, :, : lay["extra"].stop] = ctx_part[:, None, :]
+        gx = theme * genre_aff[:, None, :]
+        X[:, :, lay["genre_x_theme"]] = gx
+        theme_match = gx.sum(axis=2)
+        cast_match = np.einsum("nkc,nc->nk", cast, cast_aff)
+        X[:, :, lay["theme_match"].start] = theme_match
+        X[:, :, lay["cast_match"].start] = cast_match
+        device = ctx_part[:, lay["device"]]
+        hour = ctx_part[:, lay["hour"]]
+        X[:, :, lay["device_x_style"]] = (device[:, None, :, None] * style[:, :, None, :]).reshape(n, k, -1)
+        X[:, :, lay["hour_x_style"]] = (hour[:, None, :, None] * style[:, :, None, :]).reshape(n, k, -1)
+        px = np.concatenate([theme_match[..., None], cast_match[..., None], style], axis=2)
+        X[:, :, lay["prior_x_artwork"]] = prior[:, None, None] * px
+        X *= mask[:, :, None]
+        member_ids = np.array([contexts[j].member_id for j in ctx_index], dtype=object)
+        timestamps = np.array([contexts[j].timestamp for j in ctx_index], dtype=np.float64)
+        return CandidateBatch(
+            X, mask, ids, np.array(list(title_ids), dtype=object), member_ids,
+            np.array(list(request_ids), dtype=object), timestamps, self.feature_names,
+        )
+
+    def page(self, context: MemberContext, title_ids: Sequence[str], request_id: str | None = None) -> CandidateBatch:
+        """Features of every active artwork of each title, for one member's page request."""
+        if isinstance(title_ids, str):
+            raise ValidationError("title_ids must be a list of title ids, not a single string.")
+        self._check_cache()
+        pools = [tuple(a.artwork_id for a in self.catalog.pool(t)) for t in title_ids]
+        rid = request_id if request_id is not None else uuid.uuid4().hex
+        n = len(title_ids)
+        return self._assemble([context], np.zeros(n, dtype=np.int64), title_ids, pools, [rid] * n)
+
+    def events(
+        self,
+        contexts: Sequence[MemberContext],
+        title_ids: Sequence[str],
+        pools: Sequence[Sequence[str]],
+        request_ids: Sequence[str] | None = None,
+    ) -> CandidateBatch:
+        """Features of logged events: one context, title and logged pool (artwork ids) per event."""
+        n = len(contexts)
+        if len(title_ids) != n or len(pools) != n:
+            raise DimensionError(
+                f"contexts, title_ids and pools must have the same length. Got {n}, {len(title_ids)}, {len(pools)}."
+            )
+        tpools = [tuple(p) for p in pools]
+        for i, p in enumerate(tpools):
+            if not p:
+                raise ValidationError(f"pools[{i}] is empty.")
+            for a in p:
+                art = self.catalog.artwork(a)
+                if art.title_id != title_ids[i]:
+                    raise ValidationError(f"pools[{i}] holds artwork {a!r} of title {art.title_id!r}, not {title_ids[i]!r}.")
+        rids = list(request_ids) if request_ids is not None else [f"event-{i}" for i in range(n)]
+        return self._assemble(list(contexts), np.arange(n), list(title_ids), tpools, rids)

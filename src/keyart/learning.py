@@ -1,0 +1,306 @@
+"""The shared model's learning: additive sufficient statistics and Gaussian posteriors with artwork biases.
+
+Every contextual policy shares one model across titles: reward ~ x . theta + beta_a, where x is the
+candidate's feature row and beta_a the artwork's own bias. The parameters' Gaussian posterior has a
+precision matrix of block form [[P_ss, P_sa^T], [P_sa, diag(P_d)]] (each event touches exactly one
+artwork, so the artwork-artwork block is diagonal), which keeps memory at O(d^2 + m d) for m artworks and
+lets every solve go through the d x d Schur complement. With U_a = P_sa[a] / P_d[a]:
+
+    mean score  = x . theta + beta_a
+    variance    = (x - U_a)^T Sigma (x - U_a) + 1 / P_d[a],       Sigma = (P_ss - P_sa^T U)^-1
+    covariance  = (x_i - U_i)^T Sigma (x_j - U_j)                  (two different artworks)
+
+Statistics are sums over events, so partitions merge exactly (training on two halves and merging equals
+training on all); the logistic model's Newton steps are built from per-partition gradient and Hessian
+sums, so the same fit runs on one core, on DuckDB or on Spark.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import scipy.linalg
+import scipy.sparse
+
+from keyart.errors import DimensionError, ValidationError
+
+
+class ArtworkIndex:
+    """Stable rows for artwork ids, growing as new artworks appear (row order = first appearance)."""
+
+    def __init__(self, ids: Iterable[str] = ()) -> None:
+        self.ids: list[str] = []
+        self._rows: dict[str, int] = {}
+        self.extend(ids)
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def extend(self, ids: Iterable[str]) -> int:
+        """Add unseen ids; returns how many were new."""
+        before = len(self.ids)
+        for a in ids:
+            if a not in self._rows:
+                self._rows[a] = len(self.ids)
+                self.ids.append(a)
+        return len(self.ids) - before
+
+    def rows(self, ids: np.ndarray, missing: int = -1) -> np.ndarray:
+        """Row of each id (any shape); ``missing`` for ids never seen."""
+        get = self._rows.get
+        flat = [get(a, missing) for a in np.asarray(ids, dtype=object).ravel().tolist()]
+        return np.asarray(flat, dtype=np.int64).reshape(np.shape(ids))
+
+    def remove(self, artwork_id: str) -> int:
+        """Drop an id and return the row it had (callers delete that row of their arrays)."""
+        row = self._rows.pop(artwork_id)
+        del self.ids[row]
+        for a in self.ids[row:]:
+            self._rows[a] -= 1
+        return row
+
+
+@dataclass
+class LinearStats:
+    """Additive sufficient statistics of weighted least squares with per-artwork biases.
+
+    ``xx = sum w x x^T``, ``xa[a] = sum_{a} w x``, ``aa[a] = sum_{a} w``, ``xr = sum w r x``,
+    ``ar[a] = sum_{a} w r``, ``n = sum w``; rows of the artwork arrays follow ``artwork_ids``.
+    """
+
+    artwork_ids: tuple[str, ...]
+    xx: np.ndarray
+    xa: np.ndarray
+    aa: np.ndarray
+    xr: np.ndarray
+    ar: np.ndarray
+    n: float = 0.0
+
+    @classmethod
+    def empty(cls, d: int, artwork_ids: Sequence[str] = ()) -> LinearStats:
+        m = len(artwork_ids)
+        return cls(tuple(artwork_ids), np.zeros((d, d)), np.zeros((m, d)), np.zeros(m), np.zeros(d), np.zeros(m))
+
+    @classmethod
+    def from_events(
+        cls,
+        X: np.ndarray,
+        artwork_ids: np.ndarray,
+        rewards: np.ndarray,
+        weights: np.ndarray | None = None,
+    ) -> LinearStats:
+        """Statistics of n events: shown features X (n, d), shown artwork ids (n,), rewards (n,)."""
+        X = np.asarray(X, dtype=np.float64)
+        r = np.asarray(rewards, dtype=np.float64)
+        if X.ndim != 2 or r.shape != (X.shape[0],) or np.shape(artwork_ids) != (X.shape[0],):
+            raise DimensionError(
+                f"X must be (n, d) with artwork_ids and rewards of length n. "
+                f"Got {X.shape}, {np.shape(artwork_ids)}, {r.shape}."
+            )
+        w = np.ones(X.shape[0]) if weights is None else np.asarray(weights, dtype=np.float64)
+        uniq, inv = np.unique(np.asarray(artwork_ids, dtype=object).astype(str), return_inverse=True)
+        Xw = X * w[:, None]
+        onehot = scipy.sparse.csr_matrix((w, (inv, np.arange(X.shape[0]))), shape=(uniq.size, X.shape[0]))
+        return cls(
+            tuple(uniq.tolist()),
+            Xw.T @ X,
+            np.asarray(onehot @ X),
+            np.bincount(inv, weights=w, minlength=uniq.size),
+            Xw.T @ r,
+            np.bincount(inv, weights=w * r, minlength=uniq.size),
+            float(w.sum()),
+        )
+
+    def aligned(self, index: ArtworkIndex) -> LinearStats:
+        """The same statistics with artwork rows in ``index`` order (ids missing from index are added)."""
+        index.extend(self.artwork_ids)
+        m, d = len(index), self.xx.shape[0]
+        rows = index.rows(np.array(self.artwork_ids, dtype=object))
+        xa, aa, ar = np.zeros((m, d)), np.zeros(m), np.zeros(m)
+        xa[rows], aa[rows], ar[rows] = self.xa, self.aa, self.ar
+        return LinearStats(tuple(index.ids), self.xx, xa, aa, self.xr, ar, self.n)
+
+    def merge(self, other: LinearStats) -> LinearStats:
+        """Statistics of the union of both event sets."""
+        if other.xx.shape != self.xx.shape:
+            raise DimensionError(f"Cannot merge statistics of width {self.xx.shape[0]} and {other.xx.shape[0]}.")
+        index = ArtworkIndex(self.artwork_ids)
+        a, b = self.aligned(index), other.aligned(index)
+        a = a.aligned(index)
+        return LinearStats(
+            tuple(index.ids), a.xx + b.xx, a.xa + b.xa, a.aa + b.aa, a.xr + b.xr, a.ar + b.ar, a.n + b.n
+        )
+
+    def scaled(self, gamma: float) -> LinearStats:
+        """Every sum multiplied by gamma (exponential forgetting)."""
+        return LinearStats(
+            self.artwork_ids, self.xx * gamma, self.xa * gamma, self.aa * gamma, self.xr * gamma,
+            self.ar * gamma, self.n * gamma,
+        )
+
+
+@dataclass(frozen=True)
+class BlockGaussian:
+    """A Gaussian over (theta, beta) in natural form: block precision and eta = precision @ mean."""
+
+    P_ss: np.ndarray
+    P_sa: np.ndarray
+    P_d: np.ndarray
+    eta_s: np.ndarray
+    eta_a: np.ndarray
+
+    @classmethod
+    def prior(cls, d: int, m: int, ridge: float, bias_ridge: float) -> BlockGaussian:
+        return cls(ridge * np.eye(d), np.zeros((m, d)), np.full(m, float(bias_ridge)), np.zeros(d), np.zeros(m))
+
+    @classmethod
+    def from_stats(cls, stats: LinearStats, ridge: float, bias_ridge: float) -> BlockGaussian:
+        """Ridge posterior (up to the noise scale) from least-squares statistics."""
+        d = stats.xx.shape[0]
+        return cls(stats.xx + ridge * np.eye(d), stats.xa, stats.aa + bias_ridge, stats.xr, stats.ar)
+
+    def solve(self, rhs_s: np.ndarray, rhs_a: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Solve precision @ [s; a] = [rhs_s; rhs_a] through the Schur complement."""
+        U = self.P_sa / self.P_d[:, None]
+        M = self.P_ss - self.P_sa.T @ U
+        s = scipy.linalg.cho_solve(scipy.linalg.cho_factor(M), rhs_s - U.T @ rhs_a)
+        return s, rhs_a / self.P_d - U @ s
+
+    def posterior(self) -> Posterior:
+        U = self.P_sa / self.P_d[:, None]
+        M = self.P_ss - self.P_sa.T @ U
+        M = 0.5 * (M + M.T)
+        try:
+            c = scipy.linalg.cho_factor(M)
+        except np.linalg.LinAlgError as exc:  # pragma: no cover - guarded by ridge > 0
+            raise ValidationError("The model's precision matrix is not positive definite.") from exc
+        sigma = scipy.linalg.cho_solve(c, np.eye(M.shape[0]))
+        sigma = 0.5 * (sigma + sigma.T)
+        theta = sigma @ (self.eta_s - U.T @ self.eta_a)
+        beta = self.eta_a / self.P_d - U @ theta
+        return Posterior(theta, beta, sigma, U, 1.0 / self.P_d)
+
+
+@dataclass(frozen=True)
+class Posterior:
+    """Solved posterior: mean theta and beta, Sigma (Schur inverse), U rows and 1 / P_d per artwork."""
+
+    theta: np.ndarray
+    beta: np.ndarray
+    sigma: np.ndarray
+    U: np.ndarray
+    inv_d: np.ndarray
+
+    def gather(self, rows: np.ndarray, unknown_inv_d: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Per-candidate beta, U rows and 1/P_d, with the prior's values for unknown artworks (row -1)."""
+        known = rows >= 0
+        safe = np.where(known, rows, 0)
+        if self.beta.size == 0:
+            shape = rows.shape
+            return np.zeros(shape), np.zeros((*shape, self.theta.size)), np.full(shape, unknown_inv_d)
+        beta = np.where(known, self.beta[safe], 0.0)
+        U = self.U[safe] * known[..., None]
+        inv_d = np.where(known, self.inv_d[safe], unknown_inv_d)
+        return beta, U, inv_d
+
+    def mean(self, X: np.ndarray, rows: np.ndarray) -> np.ndarray:
+        beta = np.where(rows >= 0, self.beta[np.where(rows >= 0, rows, 0)] if self.beta.size else 0.0, 0.0)
+        return X @ self.theta + beta
+
+    def moments(
+        self, X: np.ndarray, rows: np.ndarray, unknown_inv_d: float, covariance: bool = False
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Mean (n, K) and variance (n, K), or covariance (n, K, K) of the candidates' scores."""
+        beta, U, inv_d = self.gather(rows, unknown_inv_d)
+        mean = X @ self.theta + beta
+        Z = X - U
+        ZS = Z @ self.sigma
+        if not covariance:
+            return mean, np.einsum("nkd,nkd->nk", ZS, Z) + inv_d
+        cov = np.matmul(ZS, Z.transpose(0, 2, 1))
+        k = X.shape[1]
+        cov[:, np.arange(k), np.arange(k)] += inv_d
+        return mean, cov
+
+
+# ---- logistic regression with a Laplace posterior (Chapelle & Li 2011), from partition sums -------
+
+
+def _sigmoid(f: np.ndarray) -> np.ndarray:
+    return 0.5 * (1.0 + np.tanh(0.5 * f))
+
+
+def logistic_partition_sums(
+    X: np.ndarray, artwork_ids: np.ndarray, rewards: np.ndarray, theta: np.ndarray, beta: dict[str, float]
+) -> tuple[LinearStats, float]:
+    """One partition's Newton sums at (theta, beta): Hessian weights p(1-p) and gradient (p - r).
+
+    Returned as ``LinearStats`` whose ``xx, xa, aa`` hold the weighted Hessian sums and whose ``xr, ar``
+    hold the gradient sums; plus the partition's log-likelihood.
+    """
+    ids = np.asarray(artwork_ids, dtype=object)
+    b = np.array([beta.get(a, 0.0) for a in ids.tolist()])
+    f = X @ theta + b
+    p = _sigmoid(f)
+    w = np.maximum(p * (1.0 - p), 1e-12)
+    stats = LinearStats.from_events(X, ids, (p - rewards) / w, weights=w)
+    loglik = float(np.sum(rewards * f - np.logaddexp(0.0, f)))
+    return stats, loglik
+
+
+def fit_logistic(
+    partitions: Sequence[tuple[np.ndarray, np.ndarray, np.ndarray]],
+    prior: BlockGaussian,
+    prior_ids: Sequence[str],
+    bias_ridge: float,
+    max_iter: int = 25,
+    tol: float = 1e-10,
+) -> tuple[BlockGaussian, tuple[str, ...]]:
+    """MAP logistic fit with a Gaussian prior by Newton's method; returns the Laplace posterior.
+
+    ``partitions`` are (X, artwork_ids, rewards in {0, 1} or [0, 1]); each Newton step sums
+    ``logistic_partition_sums`` over them, so any partitioning gives the same result.
+    """
+    d = prior.P_ss.shape[0]
+    index = ArtworkIndex(prior_ids)
+    for _, ids, _ in partitions:
+        index.extend(np.asarray(ids, dtype=object).tolist())
+    m, m0 = len(index), len(prior_ids)
+    P_sa = np.zeros((m, d))
+    P_d = np.zeros(m)
+    P_sa[:m0], P_d[:m0] = prior.P_sa, prior.P_d
+    eta_a = np.zeros(m)
+    eta_a[:m0] = prior.eta_a
+    if m > m0:
+        P_d[m0:] = bias_ridge
+    base = BlockGaussian(prior.P_ss, P_sa, P_d, prior.eta_s, eta_a)
+    theta0, beta0 = base.solve(base.eta_s, base.eta_a)
+    theta, beta = theta0.copy(), beta0.copy()
+    hess = base
+    for _ in range(max_iter):
+        bmap = dict(zip(index.ids, beta.tolist(), strict=True))
+        total = LinearStats.empty(d, index.ids)
+        for X, ids, r in partitions:
+            s, _ = logistic_partition_sums(np.asarray(X, float), ids, np.asarray(r, float), theta, bmap)
+            total = total.merge(s).aligned(index)
+        # gradient of the negative log posterior; Hessian = prior precision + data curvature
+        dt, db = theta - theta0, beta - beta0
+        g_s = base.P_ss @ dt + base.P_sa.T @ db + total.xr
+        g_a = base.P_sa @ dt + base.P_d * db + total.ar
+        hess = BlockGaussian(base.P_ss + total.xx, base.P_sa + total.xa, base.P_d + total.aa, g_s, g_a)
+        step_s, step_a = hess.solve(g_s, g_a)
+        theta, beta = theta - step_s, beta - step_a
+        if max(np.abs(step_s).max(initial=0.0), np.abs(step_a).max(initial=0.0)) < tol:
+            break
+    # Laplace posterior at the mode: precision = Hessian there, eta = precision @ mode
+    bmap = dict(zip(index.ids, beta.tolist(), strict=True))
+    total = LinearStats.empty(d, index.ids)
+    for X, ids, r in partitions:
+        s, _ = logistic_partition_sums(np.asarray(X, float), ids, np.asarray(r, float), theta, bmap)
+        total = total.merge(s).aligned(index)
+    P_ss, P_sa2, P_d2 = base.P_ss + total.xx, base.P_sa + total.xa, base.P_d + total.aa
+    eta_s = P_ss @ theta + P_sa2.T @ beta
+    eta_a2 = P_sa2 @ theta + P_d2 * beta
+    return BlockGaussian(P_ss, P_sa2, P_d2, eta_s, eta_a2), tuple(index.ids)

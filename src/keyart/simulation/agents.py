@@ -1,0 +1,173 @@
+"""Agents for the closed loop beyond a single policy: the classic batch cycle and an A/B split.
+
+Both are built from ordinary keyart policies and act through ``policy.choose``, so every decision they
+log carries the exact propensity of the policy that made it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from keyart.errors import ValidationError
+from keyart.features import CandidateBatch, stable_hash
+from keyart.policies import LoggedFeedback, Policy, UniformPolicy
+from keyart.simulation.runner import Agent, PolicyAgent, concat_batches
+
+
+def _choose(policy: Policy, batch: CandidateBatch, rows: np.ndarray, chosen: np.ndarray, prop: np.ndarray) -> None:
+    if rows.size == 0:
+        return
+    sub = batch.take(rows)
+    decisions = policy.choose(sub)
+    chosen[rows] = [d.index for d in decisions]
+    prop[rows] = [d.propensity for d in decisions]
+
+
+def arm_of(member_ids: np.ndarray, salt: str = "ab") -> np.ndarray:
+    """(n,) 0/1 A/B arm per member: a stable keyed hash, so a member stays in one arm for the whole test."""
+    cache: dict[str, int] = {}
+    out = np.empty(len(member_ids), dtype=np.int64)
+    for i, m in enumerate(member_ids.tolist()):
+        v = cache.get(m)
+        if v is None:
+            v = stable_hash(m, salt) & 1
+            cache[m] = v
+        out[i] = v
+    return out
+
+
+class BatchCycleAgent:
+    """The classic batch cycle: collect (uniform exploration), train, A/B test, roll out, repeat.
+
+    Each cycle of ``cycle_requests`` requests spends ``collect`` of it serving uniformly random artwork
+    (the training data), then trains a fresh model on all exploration data gathered so far, A/B tests it
+    for ``ab_test`` of the cycle (half the members, by hash, keep the production model) and rolls it out
+    for the rest of the cycle. Production models serve greedily and do not learn between cycles.
+    """
+
+    def __init__(
+        self,
+        make_model: Callable[[], Policy],
+        page_size: int,
+        cycle_requests: int,
+        collect: float = 0.2,
+        ab_test: float = 0.2,
+        seed: int = 0,
+        name: str = "batch cycle",
+    ) -> None:
+        if not 0 < collect < 1 or not 0 <= ab_test < 1 or collect + ab_test >= 1:
+            raise ValidationError(
+                f"collect and ab_test must be fractions of the cycle with collect + ab_test < 1. "
+                f"Got collect={collect!r}, ab_test={ab_test!r}."
+            )
+        if cycle_requests < 1:
+            raise ValidationError(f"cycle_requests must be a positive int. Got {cycle_requests!r}.")
+        self.make_model = make_model
+        self.page_size = page_size
+        self.cycle_requests = cycle_requests
+        self.collect = collect
+        self.ab_test = ab_test
+        self.name = name
+        self.explore = UniformPolicy(seed=seed)
+        self.production: Policy = UniformPolicy(seed=seed)
+        self.candidate: Policy | None = None
+        self.log: list[LoggedFeedback] = []
+        self.served = 0  # requests served so far
+        self.phase_log: list[tuple[int, str]] = []
+        self._phase = ""
+
+    def phase(self, request: int) -> str:
+        """Which phase of its cycle a request number falls in."""
+        pos = (request % self.cycle_requests) / self.cycle_requests
+        if pos < self.collect:
+            return "collect"
+        if pos < self.collect + self.ab_test:
+            return "ab_test"
+        return "rollout"
+
+    def _enter(self, phase: str) -> None:
+        if phase == self._phase:
+            return
+        if phase == "ab_test":  # train a fresh model on every exploration event gathered so far
+            model = self.make_model()
+            for fb in self.log:
+                model.update(fb)
+            self.candidate = model
+        elif phase == "rollout" and self.candidate is not None:
+            self.production = self.candidate
+        self._phase = phase
+        self.phase_log.append((self.served, phase))
+
+    def act(self, batch: CandidateBatch) -> tuple[np.ndarray, np.ndarray]:
+        n = batch.n
+        request = self.served + np.arange(n) // self.page_size
+        phases = np.array([self.phase(int(r)) for r in request])
+        chosen = np.zeros(n, dtype=np.int64)
+        prop = np.ones(n)
+        for phase in dict.fromkeys(phases.tolist()):
+            self._enter(phase)
+            rows = np.flatnonzero(phases == phase)
+            if phase == "collect":
+                _choose(self.explore, batch, rows, chosen, prop)
+            elif phase == "ab_test":
+                arm = arm_of(batch.member_ids[rows])
+                _choose(self.production, batch, rows[arm == 0], chosen, prop)
+                _choose(self.candidate or self.production, batch, rows[arm == 1], chosen, prop)
+            else:
+                _choose(self.production, batch, rows, chosen, prop)
+        self._last_phases = phases
+        self.served += n // self.page_size
+        return chosen, prop
+
+    def learn(self, batch: CandidateBatch, chosen: np.ndarray, propensity: np.ndarray, reward: np.ndarray) -> None:
+        rows = np.flatnonzero(self._last_phases == "collect")
+        if rows.size:
+            self.log.append(LoggedFeedback(batch.take(rows), chosen[rows], propensity[rows], reward[rows]))
+
+
+class ABAgent:
+    """An online A/B test: members split by a keyed hash, each arm's agent acts and learns on its own traffic.
+
+    ``arms_`` holds the arm of every decision made, in order (0 = ``a``, 1 = ``b``).
+    """
+
+    def __init__(self, a: Agent | Policy, b: Agent | Policy, salt: str = "ab", name: str | None = None) -> None:
+        self.a = a if hasattr(a, "act") else PolicyAgent(a)
+        self.b = b if hasattr(b, "act") else PolicyAgent(b)
+        self.salt = salt
+        self.name = name or f"A/B: {self.a.name} vs {self.b.name}"
+        self.arms_: list[np.ndarray] = []
+
+    def act(self, batch: CandidateBatch) -> tuple[np.ndarray, np.ndarray]:
+        arm = arm_of(batch.member_ids, self.salt)
+        chosen = np.zeros(batch.n, dtype=np.int64)
+        prop = np.ones(batch.n)
+        for agent, rows in ((self.a, np.flatnonzero(arm == 0)), (self.b, np.flatnonzero(arm == 1))):
+            if rows.size:
+                c, p = agent.act(batch.take(rows))
+                chosen[rows], prop[rows] = c, p
+        self.arms_.append(arm)
+        self._arm = arm
+        return chosen, prop
+
+    def learn(self, batch: CandidateBatch, chosen: np.ndarray, propensity: np.ndarray, reward: np.ndarray) -> None:
+        for agent, rows in ((self.a, np.flatnonzero(self._arm == 0)), (self.b, np.flatnonzero(self._arm == 1))):
+            if rows.size:
+                agent.learn(batch.take(rows), chosen[rows], propensity[rows], reward[rows])
+
+    @property
+    def arms(self) -> np.ndarray:
+        return np.concatenate(self.arms_) if self.arms_ else np.zeros(0, dtype=np.int64)
+
+
+def feedback_of(batches: list[CandidateBatch], chosen: np.ndarray, propensity: np.ndarray,
+                reward: np.ndarray) -> LoggedFeedback:
+    """One ``LoggedFeedback`` from several batches and their concatenated outcomes."""
+    return LoggedFeedback(concat_batches(batches), chosen, propensity, reward)
+
+
+__all__ = ["ABAgent", "BatchCycleAgent", "arm_of", "feedback_of"]
+_ = Any

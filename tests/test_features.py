@@ -1,0 +1,148 @@
+import numpy as np
+import pytest
+from core_helpers import make_catalog, make_members
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from keyart.catalog import Artwork, Catalog, Title
+from keyart.context import MemberContext, Play
+from keyart.errors import DimensionError, UnknownIdError, ValidationError
+from keyart.features import CandidateBatch, FeatureConfig, Featurizer, stable_hash
+
+
+def test_stable_hash_is_fixed_across_processes():
+    # golden values: a change here silently invalidates every trained model
+    assert stable_hash("comedy", "genre") == stable_hash("comedy", "genre")
+    assert stable_hash("comedy", "genre") != stable_hash("comedy", "cast")
+    assert stable_hash("comedy", "genre") == 0x4537_27EA_89D7_0FFC
+
+
+def test_page_shapes_padding_and_determinism():
+    cat = make_catalog()
+    f1, f2 = Featurizer(cat), Featurizer(cat)
+    ctx = make_members(cat, 1)[0]
+    titles = ["t0", "t1", "t2"]
+    a = f1.page(ctx, titles, request_id="r")
+    b = f2.page(ctx, titles, request_id="r")
+    assert a.X.shape == (3, 6, f1.dim)
+    assert a.pool_sizes.tolist() == [6, 5, 4]
+    np.testing.assert_array_equal(a.X, b.X)
+    assert (a.X[~a.mask] == 0).all()
+    assert a.artwork_ids[1, 5] == ""
+    assert len(a.feature_names) == f1.dim
+
+
+def test_page_equals_events_for_the_same_inputs():
+    cat = make_catalog()
+    f = Featurizer(cat)
+    ctx = make_members(cat, 1)[0]
+    page = f.page(ctx, ["t3", "t4"], request_id="r")
+    pools = [[a.artwork_id for a in cat.pool(t)] for t in ("t3", "t4")]
+    ev = f.events([ctx, ctx], ["t3", "t4"], pools)
+    np.testing.assert_array_equal(page.X, ev.X)
+
+
+def _col(f: Featurizer, name: str) -> int:
+    return f.config.layout[name].start
+
+
+def test_crosses_carry_the_members_taste():
+    """A comedy fan's comedy-themed artwork has a higher theme match than its romance-themed one."""
+    cat = Catalog(
+        [Title("fun", genres=("comedy",), cast=("ann",)), Title("love", genres=("romance",), cast=("bob",)),
+         Title("x", genres=("comedy", "romance"), cast=("ann", "bob"))],
+        [Artwork("fun1", "fun"), Artwork("love1", "love"),
+         Artwork("x-comedy", "x", theme_genres=("comedy",), featured_cast=("ann",), style="bright"),
+         Artwork("x-romance", "x", theme_genres=("romance",), featured_cast=("bob",), style="dark")],
+    )
+    f = Featurizer(cat)
+    fan = MemberContext("m", played=(Play("fun"), Play("fun")), device="tv", timestamp=0.0)
+    X = f.page(fan, ["x"]).X[0]
+    tm, cm = _col(f, "theme_match"), _col(f, "cast_match")
+    assert X[0, tm] == pytest.approx(1.0) and X[1, tm] == pytest.approx(0.0)
+    assert X[0, cm] == pytest.approx(1.0) and X[1, cm] == pytest.approx(0.0)
+    # device x style: exactly one active cell per candidate, different for the two styles
+    dxs = f.config.layout["device_x_style"]
+    assert X[0, dxs].sum() == 1.0 and X[1, dxs].sum() == 1.0
+    assert X[0, dxs].argmax() != X[1, dxs].argmax()
+    # prior interaction switches its crosses on
+    known = MemberContext("m", played=(Play("fun"),), interacted_titles={"x"}, timestamp=0.0)
+    Xk = f.page(known, ["x"]).X[0]
+    px = f.config.layout["prior_x_artwork"]
+    assert Xk[0, _col(f, "prior_interaction")] == 1.0 and Xk[0, px.start] == pytest.approx(1.0)
+    assert (X[:, px] == 0).all()
+
+
+def test_recency_weighting_prefers_recent_plays():
+    cat = Catalog([Title("a", genres=("comedy",)), Title("b", genres=("romance",))], [Artwork("a1", "a"), Artwork("b1", "b")])
+    f = Featurizer(cat)
+    day = 86_400.0
+    ctx = MemberContext("m", played=(Play("a", 0.0), Play("b", 300 * day)), timestamp=300 * day)
+    g, _ = f.member_vectors(ctx)
+    comedy = f._genre("comedy")
+    romance = f._genre("romance")
+    assert abs(g[romance[0]]) > abs(g[comedy[0]]) * 10
+
+
+def test_unknown_history_raises_or_is_ignored():
+    cat = make_catalog()
+    ctx = MemberContext("m", played=(Play("ghost"),))
+    with pytest.raises(UnknownIdError, match="ghost"):
+        Featurizer(cat).page(ctx, ["t0"])
+    batch = Featurizer(cat, FeatureConfig(on_unknown_history="ignore")).page(ctx, ["t0"])
+    assert np.isfinite(batch.X).all()
+
+
+def test_catalog_change_invalidates_caches():
+    cat = make_catalog()
+    f = Featurizer(cat)
+    ctx = make_members(cat, 1)[0]
+    assert f.page(ctx, ["t0"]).k == 6
+    cat.add_artwork(Artwork("t0-late", "t0", style="dark"))
+    assert f.page(ctx, ["t0"]).k == 7
+
+
+@pytest.mark.parametrize(
+    ("call", "exc", "match"),
+    [
+        (lambda f, c: f.page(c, "t0"), ValidationError, "not a single string"),
+        (lambda f, c: f.page(c, []), ValidationError, "must not be empty"),
+        (lambda f, c: f.events([c], ["t0", "t1"], [["t0-a0"]]), DimensionError, "same length"),
+        (lambda f, c: f.events([c], ["t0"], [[]]), ValidationError, r"pools\[0\] is empty"),
+        (lambda f, c: f.events([c], ["t0"], [["t1-a0"]]), ValidationError, "of title 't1'"),
+        (lambda f, c: f.events([c], ["t0"], [["nope"]]), UnknownIdError, "nope"),
+        (lambda f, c: FeatureConfig(genre_buckets=0), ValidationError, "'genre_buckets' parameter of FeatureConfig"),
+    ],
+)
+def test_bad_featurizer_input(call, exc, match):
+    cat = make_catalog()
+    with pytest.raises(exc, match=match):
+        call(Featurizer(cat), make_members(cat, 1)[0])
+
+
+def test_candidate_batch_rejects_nan_and_concat_pads():
+    cat = make_catalog()
+    f = Featurizer(cat)
+    ctx = make_members(cat, 1)[0]
+    a, b = f.page(ctx, ["t2"]), f.page(ctx, ["t0"])
+    both = CandidateBatch.concat([a, b])
+    assert both.k == 6 and both.pool_sizes.tolist() == [4, 6]
+    np.testing.assert_array_equal(both.take([1]).X, b.X)
+    X = a.X.copy()
+    X[0, 0, 0] = np.nan
+    with pytest.raises(ValidationError, match="NaN"):
+        CandidateBatch(X, a.mask, a.artwork_ids, a.title_ids, a.member_ids, a.request_ids, a.timestamps)
+
+
+@settings(max_examples=30, deadline=None)
+@given(
+    genres=st.lists(st.sampled_from(["a", "b", "c", "d", "e"]), min_size=0, max_size=3),
+    styles=st.lists(st.text(min_size=0, max_size=5), min_size=1, max_size=8),
+    hour=st.floats(min_value=0, max_value=2e9, allow_nan=False),
+)
+def test_any_catalog_gives_finite_deterministic_features(genres, styles, hour):
+    cat = Catalog([Title("t", genres=tuple(genres))], [Artwork(f"a{i}", "t", theme_genres=tuple(genres), style=s) for i, s in enumerate(styles)])
+    ctx = MemberContext("m", played=(Play("t"),), timestamp=hour, extra={"z": 2.0})
+    x1 = Featurizer(cat).page(ctx, ["t"], request_id="r").X
+    x2 = Featurizer(cat).page(ctx, ["t"], request_id="r").X
+    assert np.isfinite(x1).all() and np.array_equal(x1, x2)

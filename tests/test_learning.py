@@ -1,0 +1,99 @@
+"""Sufficient statistics and posteriors checked against plain reference computations."""
+
+import numpy as np
+import pytest
+from core_helpers import logged_feedback, make_catalog, make_events
+from scipy.optimize import minimize
+
+from keyart.errors import DimensionError
+from keyart.learning import ArtworkIndex, BlockGaussian, LinearStats, fit_logistic
+from keyart.policies import make_policy
+
+
+def _data(n=400, d=5, m=7, seed=0):
+    rng = np.random.default_rng(seed)
+    X = rng.normal(size=(n, d))
+    ids = np.array([f"a{i}" for i in rng.integers(0, m, size=n)], dtype=object)
+    theta = rng.normal(size=d)
+    bias = {f"a{i}": rng.normal() for i in range(m)}
+    f = X @ theta + np.array([bias[a] for a in ids])
+    return X, ids, f, rng
+
+
+def _design(X, ids, order):
+    onehot = (ids[:, None] == np.array(order, dtype=object)[None, :]).astype(float)
+    return np.hstack([X, onehot])
+
+
+def test_ridge_posterior_equals_the_explicit_full_design():
+    X, ids, f, rng = _data()
+    r = f + rng.normal(scale=0.3, size=f.size)
+    stats = LinearStats.from_events(X, ids, r)
+    post = BlockGaussian.from_stats(stats, ridge=2.0, bias_ridge=0.5).posterior()
+    D = _design(X, ids, stats.artwork_ids)
+    prior = np.diag([2.0] * X.shape[1] + [0.5] * len(stats.artwork_ids))
+    A = D.T @ D + prior
+    w = np.linalg.solve(A, D.T @ r)
+    cov = np.linalg.inv(A)
+    np.testing.assert_allclose(post.theta, w[: X.shape[1]], atol=1e-10)
+    np.testing.assert_allclose(post.beta, w[X.shape[1]:], atol=1e-10)
+    # score moments of a few candidates, including covariance between two artworks and an unknown one
+    Xc = rng.normal(size=(1, 3, X.shape[1]))
+    rows = np.array([[0, 3, -1]])
+    mean, cov_c = post.moments(Xc, rows, unknown_inv_d=1 / 0.5, covariance=True)
+    Dc = np.zeros((3, A.shape[0]))
+    Dc[:, : X.shape[1]] = Xc[0]
+    Dc[0, X.shape[1] + 0] = 1
+    Dc[1, X.shape[1] + 3] = 1
+    ref_cov = Dc @ cov @ Dc.T
+    ref_cov[2, 2] += 1 / 0.5  # the unknown artwork's bias: prior variance, independent of the rest
+    np.testing.assert_allclose(mean[0], Dc @ w, atol=1e-10)
+    np.testing.assert_allclose(cov_c[0], ref_cov, atol=1e-10)
+
+
+def test_statistics_merge_exactly():
+    X, ids, f, _ = _data(n=1000)
+    whole = LinearStats.from_events(X, ids, f)
+    a = LinearStats.from_events(X[:377], ids[:377], f[:377])
+    b = LinearStats.from_events(X[377:], ids[377:], f[377:])
+    merged = a.merge(b).aligned(ArtworkIndex(whole.artwork_ids))
+    for name in ("xx", "xa", "aa", "xr", "ar"):
+        np.testing.assert_allclose(getattr(merged, name), getattr(whole, name), atol=1e-9)
+    assert merged.n == whole.n
+    with pytest.raises(DimensionError):
+        a.merge(LinearStats.empty(3))
+
+
+def test_logistic_map_matches_a_generic_optimizer_and_partitions_merge():
+    X, ids, f, rng = _data(n=600, d=4, m=5, seed=3)
+    y = (rng.random(f.size) < 1 / (1 + np.exp(-f))).astype(float)
+    prior = BlockGaussian.prior(4, 0, ridge=1.0, bias_ridge=0.5)
+    post, order = fit_logistic([(X, ids, y)], prior, [], bias_ridge=0.5)
+    halves, order2 = fit_logistic([(X[:250], ids[:250], y[:250]), (X[250:], ids[250:], y[250:])], prior, [], bias_ridge=0.5)
+    for name in ("P_ss", "P_sa", "P_d", "eta_s", "eta_a"):
+        np.testing.assert_allclose(getattr(post, name), getattr(halves, name), atol=1e-9)
+    D = _design(X, ids, order)
+    lam = np.array([1.0] * 4 + [0.5] * len(order))
+
+    def nll(w):
+        z = D @ w
+        return np.sum(np.logaddexp(0, z) - y * z) + 0.5 * np.sum(lam * w * w)
+
+    ref = minimize(nll, np.zeros(D.shape[1]), method="BFGS", options={"gtol": 1e-10}).x
+    sol = post.posterior()
+    np.testing.assert_allclose(np.concatenate([sol.theta, sol.beta]), ref, atol=1e-5)
+    # Laplace precision = Hessian at the mode
+    p = 1 / (1 + np.exp(-(D @ ref)))
+    H = D.T @ (D * (p * (1 - p))[:, None]) + np.diag(lam)
+    np.testing.assert_allclose(np.linalg.inv(H)[:4, :4], sol.sigma, rtol=1e-4, atol=1e-7)
+
+
+@pytest.mark.parametrize("name", ["epsilon_greedy", "linucb", "linear_ts", "beta_ts"])
+def test_sequential_updates_equal_one_batch(name):
+    cat = make_catalog()
+    fb = logged_feedback(make_events(cat, 500, seed=1), seed=1)
+    one = make_policy(name, seed=1).update(fb)
+    two = make_policy(name, seed=1).update(fb.take(np.arange(200))).update(fb.take(np.arange(200, 500)))
+    batch = make_events(cat, 50, seed=7)
+    np.testing.assert_allclose(one.scores(batch), two.scores(batch), atol=1e-9)
+    np.testing.assert_allclose(one.probabilities(batch), two.probabilities(batch), atol=1e-9)

@@ -1,0 +1,275 @@
+"""The conformance suite: every registered policy, the same checks (river's checks/, sklearn's
+parametrize_with_checks)."""
+
+import copy
+
+import numpy as np
+import pytest
+from core_helpers import logged_feedback, make_catalog, make_events, make_members, trained
+from scipy import stats
+
+from keyart.context import MemberContext
+from keyart.errors import DimensionError, SnapshotError, UnknownIdError, ValidationError
+from keyart.features import CandidateBatch, Featurizer
+from keyart.policies import (
+    POLICIES,
+    LoggedFeedback,
+    beta_max_probabilities,
+    load_policy,
+    make_policy,
+    restore_policy,
+    thompson_distribution,
+)
+
+NAMES = sorted(POLICIES)
+
+
+@pytest.fixture(scope="module")
+def catalog():
+    return make_catalog()
+
+
+@pytest.fixture(scope="module")
+def batch(catalog):
+    return make_events(catalog, 200, seed=11)
+
+
+def _snap_equal(a, b):
+    assert a.keys() == b.keys()
+    for k in a:
+        if isinstance(a[k], dict):
+            _snap_equal(a[k], b[k])
+        elif isinstance(a[k], np.ndarray):
+            np.testing.assert_array_equal(a[k], b[k])
+        else:
+            assert a[k] == b[k], k
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_probabilities_sum_to_one_and_respect_the_floor(name, catalog, batch):
+    policy = trained(make_policy(name, seed=1, floor=0.2), catalog)
+    p = policy.probabilities(batch)
+    np.testing.assert_allclose(p.sum(axis=1), 1.0, atol=1e-9)
+    assert (p[~batch.mask] == 0).all()
+    floor = 0.2 / batch.pool_sizes[:, None]
+    assert (p[batch.mask] >= np.broadcast_to(floor, p.shape)[batch.mask] - 1e-12).all()
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_same_seed_same_decisions_and_propensity_is_the_shown_probability(name, catalog, batch):
+    a = trained(make_policy(name, seed=5), catalog).choose(batch)
+    b = trained(make_policy(name, seed=5), catalog).choose(batch)
+    assert a == b
+    for d in a:
+        assert d.propensity == d.probabilities[d.index] > 0
+        assert d.artwork_id == d.pool[d.index]
+        assert d.policy == name and d.model_version == 1
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_snapshot_restore_round_trips_exactly(name, catalog, batch, tmp_path):
+    policy = trained(make_policy(name, seed=2, floor=0.05), catalog)
+    restored = restore_policy(copy.deepcopy(policy.snapshot()))
+    np.testing.assert_array_equal(policy.probabilities(batch), restored.probabilities(batch))
+    assert policy.choose(batch) == restored.choose(batch)
+    policy.save(tmp_path / "p.npz")
+    loaded = load_policy(tmp_path / "p.npz")
+    assert loaded.choose(batch) == policy.choose(batch)
+    # and they keep learning identically
+    more = logged_feedback(make_events(catalog, 100, seed=21), seed=21)
+    np.testing.assert_array_equal(policy.update(more).probabilities(batch), loaded.update(more).probabilities(batch))
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_update_does_not_mutate_its_input(name, catalog):
+    fb = logged_feedback(make_events(catalog, 150, seed=8), seed=8)
+    before = copy.deepcopy(fb)
+    make_policy(name, seed=1).update(fb)
+    for field in ("chosen", "propensity", "reward"):
+        np.testing.assert_array_equal(getattr(fb, field), getattr(before, field))
+    np.testing.assert_array_equal(fb.batch.X, before.batch.X)
+    np.testing.assert_array_equal(fb.batch.artwork_ids, before.batch.artwork_ids)
+
+
+def _corrupt(fb: LoggedFeedback, **changes) -> LoggedFeedback:
+    return LoggedFeedback(**{"batch": fb.batch, "chosen": fb.chosen, "propensity": fb.propensity, "reward": fb.reward, **changes})
+
+
+BAD_FEEDBACK = [
+    (lambda fb: _corrupt(fb, propensity=np.zeros(fb.n)), ValidationError, r"propensity must be in \(0, 1\]"),
+    (lambda fb: _corrupt(fb, propensity=np.full(fb.n, 1.5)), ValidationError, r"propensity must be in \(0, 1\]"),
+    (lambda fb: _corrupt(fb, reward=np.full(fb.n, np.nan)), ValidationError, "reward contains NaN"),
+    (lambda fb: _corrupt(fb, chosen=np.full(fb.n, 50)), UnknownIdError, "outside an event's pool"),
+    (lambda fb: _corrupt(fb, chosen=fb.chosen[:-1]), DimensionError, "chosen must have shape"),
+    (lambda fb: _corrupt(fb, chosen=fb.chosen.astype(float)), ValidationError, "integer indices"),
+]
+
+
+@pytest.mark.parametrize(("corrupt", "exc", "match"), BAD_FEEDBACK)
+def test_bad_feedback_is_rejected(corrupt, exc, match, catalog):
+    fb = logged_feedback(make_events(catalog, 20, seed=9), seed=9)
+    with pytest.raises(exc, match=match):
+        corrupt(fb)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_bad_updates_leave_the_model_unchanged(name, catalog, batch):
+    policy = trained(make_policy(name, seed=3), catalog)
+    before = copy.deepcopy(policy.snapshot())
+    fb = logged_feedback(make_events(catalog, 20, seed=9), seed=9)
+    with pytest.raises(ValidationError, match=r"reward must be in the declared range \[0, 1\]"):
+        policy.update(_corrupt(fb, reward=np.full(fb.n, 2.0)))
+    with pytest.raises(ValidationError, match="must be a LoggedFeedback"):
+        policy.update("not feedback")
+    if name not in ("uniform", "beta_ts", "greedy"):
+        wide = CandidateBatch(
+            np.zeros((1, 2, batch.d + 1)), np.ones((1, 2), bool), np.array([["t0-a0", "t0-a1"]], dtype=object),
+            np.array(["t0"], dtype=object), np.array(["m"], dtype=object), np.array(["r"], dtype=object), np.zeros(1),
+        )
+        with pytest.raises(DimensionError, match="columns but the model was built for"):
+            policy.update(LoggedFeedback(wide, np.array([0]), np.array([0.5]), np.array([1.0])))
+        with pytest.raises(DimensionError, match="columns"):
+            policy.choose(wide)
+    _snap_equal(policy.snapshot(), before)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_choice_frequencies_match_logged_propensities(name, catalog):
+    """Across many members with the same features, the shown artworks follow the logged distribution."""
+    policy = trained(make_policy(name, seed=13, floor=0.3), catalog, n=800)
+    f = Featurizer(catalog)
+    n = 6000
+    contexts = [MemberContext(f"member-{i}", timestamp=1.7e9) for i in range(n)]
+    pool = [a.artwork_id for a in catalog.pool("t0")]
+    decisions = policy.choose(f.events(contexts, ["t0"] * n, [pool] * n))
+    p = np.array(decisions[0].probabilities)
+    assert all(d.probabilities == decisions[0].probabilities for d in decisions)
+    counts = np.bincount([d.index for d in decisions], minlength=len(pool))
+    assert stats.chisquare(counts, n * p).pvalue > 1e-4
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_selection_is_sticky_within_a_period(name, catalog):
+    policy = trained(make_policy(name, seed=17, floor=0.5, sticky_seconds=3600.0), catalog)
+    f = Featurizer(catalog)
+    member = make_members(catalog, 1)[0]
+    shown = []
+    for period in range(30):
+        seen = set()
+        for k in range(4):  # four requests within the same hour
+            ctx = MemberContext(member.member_id, played=member.played, timestamp=3600.0 * period + 900 * k)
+            seen.add(policy.choose(f.page(ctx, ["t0"], request_id=f"{period}-{k}"))[0].artwork_id)
+        assert len(seen) == 1
+        shown.append(seen.pop())
+    assert len(set(shown)) > 1  # with a floor of 0.5 the member does get explored across periods
+
+
+@pytest.mark.parametrize("name", ["epsilon_greedy", "softmax", "linucb", "linear_ts", "logistic_ts"])
+def test_contextual_policies_learn_a_shared_preference(name):
+    """Rewards depend on theme match; trained on some titles, the policy prefers the match on others."""
+    cat = make_catalog(n_titles=30, pool=6, seed=3)
+    f = Featurizer(cat)
+    rng = np.random.default_rng(0)
+    policy = make_policy(name, seed=1)
+    col = f.config.layout["theme_match"].start
+    for step in range(8):
+        batch = make_events(cat, 1000, seed=100 + step)
+        train = np.isin(batch.title_ids, [f"t{i}" for i in range(20)])
+        batch = batch.take(np.flatnonzero(train))
+        chosen = rng.integers(0, batch.pool_sizes)
+        x = batch.X[np.arange(batch.n), chosen, col]
+        reward = (rng.random(batch.n) < np.clip(0.05 + 2.0 * x, 0, 1)).astype(float)
+        policy.update(LoggedFeedback(batch, chosen, 1.0 / batch.pool_sizes, reward))
+    test = make_events(cat, 2000, seed=999)
+    test = test.take(np.flatnonzero(~np.isin(test.title_ids, [f"t{i}" for i in range(20)])))
+    match = test.X[:, :, col]
+    p = policy.probabilities(test)
+    expected = (p * match).sum(axis=1).mean()
+    best = np.where(test.mask, match, -1).max(axis=1).mean()
+    rand = ((match * test.mask).sum(axis=1) / test.pool_sizes).mean()
+    assert expected > rand + 0.7 * (best - rand)
+
+
+def test_thompson_monte_carlo_meets_its_documented_bound():
+    """Against the exact answer for two candidates: P(s1 > s0) = Phi((mu1 - mu0) / sd(s1 - s0))."""
+    rng = np.random.default_rng(0)
+    policy = make_policy("linear_ts", seed=4)
+    normals = policy._normals(2)
+    cases, misses = 300, 0
+    for _ in range(cases):
+        mean = rng.normal(0, 1, size=(1, 2))
+        a = rng.normal(size=(2, 2))
+        cov = (a @ a.T + 0.1 * np.eye(2))[None]
+        p = thompson_distribution(mean, cov, np.ones((1, 2), bool), normals, 0.0005 / 2)[0]
+        sd = np.sqrt(cov[0, 0, 0] + cov[0, 1, 1] - 2 * cov[0, 0, 1])
+        exact = stats.norm.cdf((mean[0, 1] - mean[0, 0]) / sd)
+        misses += abs(p[1] - exact) > 0.01
+    # at most 0.01 error with 95% confidence: misses ~ Binomial(300, <= 0.05)
+    assert misses <= stats.binom.ppf(0.999, cases, 0.05)
+
+
+def test_thompson_monte_carlo_against_a_large_simulation():
+    rng = np.random.default_rng(1)
+    k = 5
+    mean = rng.normal(0, 0.5, size=(1, k))
+    a = rng.normal(size=(k, k))
+    cov = (a @ a.T / k + 0.05 * np.eye(k))[None]
+    p = thompson_distribution(mean, cov, np.ones((1, k), bool), make_policy("linear_ts", seed=2)._normals(k), 1e-4)
+    draws = rng.multivariate_normal(mean[0], cov[0], size=400_000)
+    ref = np.bincount(draws.argmax(axis=1), minlength=k) / draws.shape[0]
+    assert np.abs(p[0] - ref).max() < 0.012
+
+
+def test_beta_quadrature_matches_simulation():
+    rng = np.random.default_rng(2)
+    a = np.array([3.0, 30.0, 300.0, 2.0])
+    b = np.array([40.0, 400.0, 4000.0, 20.0])
+    p = beta_max_probabilities(a, b)
+    draws = rng.beta(a, b, size=(400_000, 4))
+    ref = np.bincount(draws.argmax(axis=1), minlength=4) / draws.shape[0]
+    np.testing.assert_allclose(p, ref, atol=0.004)
+    assert p.sum() == pytest.approx(1.0)
+
+
+def test_unknown_policy_and_bad_parameters():
+    with pytest.raises(ValidationError, match="Unknown policy 'nope'"):
+        make_policy("nope", seed=1)
+    with pytest.raises(ValidationError, match=r"The 'epsilon' parameter of EpsilonGreedy must be a number in \[0, 1\]. Got 1.5."):
+        make_policy("epsilon_greedy", seed=1, epsilon=1.5)
+    with pytest.raises(ValidationError, match="'seed' parameter of LinUCB"):
+        make_policy("linucb", seed=-1)
+    with pytest.raises(SnapshotError):
+        restore_policy({"format": 1, "policy": "linucb", "params": {"seed": 1}, "version": 0, "state": {"dim": 3, "artwork_ids": [], "P_ss": np.eye(2), "P_sa": np.zeros((0, 3)), "P_d": np.zeros(0), "eta_s": np.zeros(3), "eta_a": np.zeros(0)}})
+
+
+@pytest.mark.parametrize("name", ["beta_ts", "greedy", "linucb", "logistic_ts"])
+def test_retiring_an_artwork(name, catalog, batch):
+    policy = trained(make_policy(name, seed=1), catalog)
+    victim = "t0-a0"
+    if hasattr(policy, "posterior_"):
+        theta, sigma = policy.posterior_.theta.copy(), policy.posterior_.sigma.copy()
+        policy.retire_artwork(victim)
+        # marginalizing the artwork's bias leaves the shared model's posterior exactly as it was
+        np.testing.assert_allclose(policy.posterior_.theta, theta, atol=1e-9)
+        np.testing.assert_allclose(policy.posterior_.sigma, sigma, atol=1e-9)
+    else:
+        policy.retire_artwork(victim)
+    assert victim not in policy.index_.ids
+    assert np.isfinite(policy.probabilities(batch)).all()
+    with pytest.raises(UnknownIdError, match=victim):
+        policy.retire_artwork(victim)
+
+
+def test_forgetting_tracks_a_drifting_take_rate(catalog):
+    fast = make_policy("greedy", seed=1, half_life=200.0)
+    slow = make_policy("greedy", seed=1)
+    batch = make_events(catalog, 100, seed=5)
+    chosen = np.zeros(batch.n, dtype=np.int64)
+    for step in range(40):
+        good_first = step < 20  # artwork 0 of every pool is good, then becomes bad
+        reward = np.full(batch.n, 1.0 if good_first else 0.0)
+        fb = LoggedFeedback(batch, chosen, np.ones(batch.n), reward)
+        fast.update(fb)
+        slow.update(fb)
+    s_fast, s_slow = fast.scores(batch)[0, 0], slow.scores(batch)[0, 0]
+    assert s_fast < 0.1 < 0.4 < s_slow
