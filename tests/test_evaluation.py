@@ -198,10 +198,15 @@ def test_clean_uniform_log_raises_no_weight_flags() -> None:
         assert e.flags == (), (e.estimator, e.flags)
 
 
-def test_dm_is_flagged_as_model_conditional() -> None:
+def test_model_based_intervals_refit_the_model_or_are_flagged() -> None:
     log, rng = _uniform_log(500, 3)
-    (e,) = estimate(log, np.full((500, 3), 1 / 3), ["dm"])
-    assert "model_only" in e.flags
+    dist = np.full((500, 3), 1 / 3)
+    dm, sw, os_, dr = estimate(log, dist, ["dm", "switch_dr", "dr_os", "dr"], config=EstimatorConfig(n_refit=20))
+    for e in (dm, sw, os_):
+        assert e.ci_method.startswith("normal(refit-bootstrap") and "model_only" not in e.flags
+    assert dr.ci_method == "normal"
+    fixed = estimate(log, dist, ["dm", "dr"], estimated_rewards=np.full((500, 3), 0.5))
+    assert "model_only" in fixed[0].flags and "model_only" not in fixed[1].flags
 
 
 def test_few_matches_and_non_uniform_flags_for_replay() -> None:

@@ -16,7 +16,7 @@ from scipy import stats
 from keyart.evaluation import BanditLog, EstimatorConfig, LinearRewardModel, estimate
 
 R = 200
-N = 2000
+N = 1000
 K = 4
 D = 3
 LOW = int(stats.binom.ppf(0.001, R, 0.95))
@@ -58,8 +58,8 @@ def _simulate(seed: int, uniform: bool) -> tuple[BanditLog, np.ndarray]:
 
 
 def _run(uniform: bool, names: list[str]) -> dict[str, np.ndarray]:
-    # the refit bootstrap (DM, Switch-DR, DR-os) uses 50 resamples here to keep the suite fast
-    cfg = EstimatorConfig(switch_lambda=2.0, dr_os_lambda=10.0, n_refit=50)
+    # the refit bootstrap (DM, Switch-DR, DR-os) uses 100 resamples here (default 200) to keep the suite fast
+    cfg = EstimatorConfig(switch_lambda=2.0, dr_os_lambda=10.0, n_refit=100)
     out = {n: np.empty((R, 3)) for n in names}
     for rep in range(R):
         log, dist = _simulate(1000 * int(uniform) + rep, uniform)

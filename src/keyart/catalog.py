@@ -103,6 +103,8 @@ class Catalog:
         self._titles: dict[str, Title] = {}
         self._artworks: dict[str, Artwork] = {}
         self._by_title: dict[str, list[str]] = {}
+        self._pool_cache: dict[str, tuple[str, ...]] = {}
+        self._pool_cache_version = -1
         self.version = 0
         self.add_titles(titles)
         self.add_artworks(artworks)
@@ -137,6 +139,17 @@ class Catalog:
         if not pool:
             raise EmptyPoolError(f"Title {title_id!r} has no active artwork.")
         return pool
+
+    def pool_ids(self, title_id: str) -> tuple[str, ...]:
+        """The ids of ``pool(title_id)``, cached until the catalog changes (the serving hot path)."""
+        if self._pool_cache_version != self.version:
+            self._pool_cache = {}
+            self._pool_cache_version = self.version
+        hit = self._pool_cache.get(title_id)
+        if hit is None:
+            hit = tuple(a.artwork_id for a in self.pool(title_id))
+            self._pool_cache[title_id] = hit
+        return hit
 
     def default_artwork(self, title_id: str) -> Artwork:
         """The title's declared default artwork when active, else the first of its pool."""

@@ -174,6 +174,54 @@ class DecisionRecord:
         )
 
 
+def decisions_from_batch(
+    decisions: Any,
+    contexts: MemberContext | Sequence[MemberContext] | None = None,
+    page: str | None = None,
+    positions: Sequence[int] | None = None,
+) -> pa.Table:
+    """A ``DECISION_SCHEMA`` table straight from a policy's ``DecisionBatch`` (column-wise, no per-decision
+    objects). ``contexts``: one context for the whole page, or one per decision."""
+    b = decisions.batch
+    n = int(b.n)
+    mask = np.asarray(b.mask, dtype=bool)
+    sizes = mask.sum(axis=1)
+    ids = np.asarray(b.artwork_ids)
+    probs = np.asarray(decisions.probabilities, dtype=np.float64)
+    pool = pa.ListArray.from_arrays(pa.array(np.concatenate([[0], np.cumsum(sizes)]).astype(np.int32)),
+                                    pa.array(ids[mask].astype(str)))
+    prob = pa.ListArray.from_arrays(pa.array(np.concatenate([[0], np.cumsum(sizes)]).astype(np.int32)),
+                                    pa.array(probs[mask]))
+    if contexts is None:
+        ctx = [None] * n
+    elif isinstance(contexts, MemberContext):
+        ctx = [context_to_json(contexts)] * n
+    else:
+        if len(contexts) != n:
+            raise ValidationError(f"contexts has {len(contexts)} entries for {n} decisions.")
+        ctx = [context_to_json(c) for c in contexts]
+    cols = {
+        "event_id": pa.array(list(decisions.decision_ids), pa.string()),
+        "request_id": pa.array(np.asarray(b.request_ids).astype(str)),
+        "timestamp": pa.array(np.asarray(b.timestamps, dtype=np.float64)),
+        "member_id": pa.array(np.asarray(b.member_ids).astype(str)),
+        "title_id": pa.array(np.asarray(b.title_ids).astype(str)),
+        "page": pa.array([page] * n, pa.string()),
+        "position": pa.array(list(positions) if positions is not None else [None] * n, pa.int32()),
+        "context_json": pa.array(ctx, pa.string()),
+        "pool": pool,
+        "probabilities": prob,
+        "chosen_index": pa.array(np.asarray(decisions.index, dtype=np.int32)),
+        "artwork_id": pa.array(np.asarray(decisions.artwork_ids).astype(str)),
+        "propensity": pa.array(np.asarray(decisions.propensity, dtype=np.float64)),
+        "policy": pa.array([str(decisions.policy)] * n, pa.string()),
+        "model_version": pa.array([int(decisions.model_version)] * n, pa.int64()),
+        "explored": pa.array(np.asarray(decisions.explored, dtype=bool)),
+        "fallback": pa.array([False] * n),
+    }
+    return decisions_table(pa.table(cols))
+
+
 @dataclass(frozen=True)
 class OutcomeRecord:
     """One member action. ``decision_id`` when known, else ``keyart.rewards`` matches member and title."""
@@ -369,6 +417,7 @@ __all__ = [
     "OutcomeRecord",
     "context_from_json",
     "context_to_json",
+    "decisions_from_batch",
     "decisions_table",
     "outcomes_table",
     "schema_version",

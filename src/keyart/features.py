@@ -226,17 +226,6 @@ class _Hasher:
         return v
 
 
-@dataclass(frozen=True)
-class _ArtworkRows:
-    """Cached per-artwork arrays of one pool: the artwork block, theme, featured cast, style one-hot."""
-
-    ids: np.ndarray
-    block: np.ndarray  # (K, width of theme..embedding)
-    theme: np.ndarray  # (K, G)
-    cast: np.ndarray  # (K, C)
-    style: np.ndarray  # (K, S)
-
-
 class Featurizer:
     """The default featurizer: deterministic, hashed, vectorized over a page's pools.
 
@@ -259,7 +248,25 @@ class Featurizer:
         self._extra = _Hasher(c.extra_buckets, "extra")
         self._cache_version = -1
         self._title_vecs: dict[str, tuple[np.ndarray, np.ndarray]] = {}
-        self._pool_rows: dict[tuple[str, ...], _ArtworkRows] = {}
+        self._reset_artwork_table()
+
+    def _reset_artwork_table(self) -> None:
+        # row 0 is the padding candidate: all zeros
+        c = self.config
+        self._art_row: dict[str, int] = {}
+        self._art_lists: list[list[np.ndarray]] = [
+            [np.zeros(self._art_width)], [np.zeros(c.genre_buckets)], [np.zeros(self._max_cast)],
+            [np.zeros(c.style_buckets)],
+        ]
+        self._art_tables: tuple[np.ndarray, ...] | None = None
+        self._pool_rows: dict[tuple[str, ...], np.ndarray] = {}
+
+    _max_cast = 8  # featured cast members per artwork that enter the cast match
+
+    @cached_property
+    def _art_width(self) -> int:
+        lay = self.config.layout
+        return lay["embedding"].stop - lay["theme"].start
 
     @property
     def dim(self) -> int:
@@ -273,7 +280,7 @@ class Featurizer:
     def _check_cache(self) -> None:
         if self._cache_version != self.catalog.version:
             self._title_vecs.clear()
-            self._pool_rows.clear()
+            self._reset_artwork_table()
             self._cache_version = self.catalog.version
 
     def _title_vec(self, title: Title) -> tuple[np.ndarray, np.ndarray]:
@@ -294,21 +301,32 @@ class Featurizer:
             emb[: e.size] = e
         ncast = np.array([math.log1p(len(a.featured_cast))])
         block = np.concatenate([theme, style, tags, ncast, emb])
-        return block, theme, self._cast.signed(a.featured_cast, normalize=False), style
+        cast = np.zeros(self._max_cast)  # signed (bucket + 1) codes of the featured cast, 0-padded
+        for i, name in enumerate(a.featured_cast[: self._max_cast]):
+            b, sign = self._cast(name)
+            cast[i] = sign * (b + 1)
+        return block, theme, cast, style
 
-    def _rows_for_pool(self, pool: tuple[str, ...]) -> _ArtworkRows:
+    def _rows_for_pool(self, pool: tuple[str, ...]) -> np.ndarray:
+        """Rows of the pool's artworks in the artwork table (added on first sight)."""
         hit = self._pool_rows.get(pool)
         if hit is None:
-            parts = [self._artwork_block(self.catalog.artwork(a)) for a in pool]
-            hit = _ArtworkRows(
-                np.array(pool, dtype=object),
-                np.stack([p[0] for p in parts]),
-                np.stack([p[1] for p in parts]),
-                np.stack([p[2] for p in parts]),
-                np.stack([p[3] for p in parts]),
-            )
-            self._pool_rows[pool] = hit
+            rows = []
+            for a in pool:
+                row = self._art_row.get(a)
+                if row is None:
+                    for table, part in zip(self._art_lists, self._artwork_block(self.catalog.artwork(a)), strict=True):
+                        table.append(part)
+                    row = self._art_row[a] = len(self._art_lists[0]) - 1
+                    self._art_tables = None
+                rows.append(row)
+            hit = self._pool_rows[pool] = np.asarray(rows, dtype=np.int64)
         return hit
+
+    def _tables(self) -> tuple[np.ndarray, ...]:
+        if self._art_tables is None:
+            self._art_tables = tuple(np.stack(t) for t in self._art_lists)
+        return self._art_tables
 
     # ---- member --------------------------------------------------------------------------------
     def member_vectors(self, context: MemberContext) -> tuple[np.ndarray, np.ndarray]:
@@ -384,44 +402,45 @@ class Featurizer:
         ctx_blocks = np.stack([self._context_block(ctx, m[0]) for ctx, m in zip(contexts, member, strict=True)])
         genre_aff = np.stack([m[0] for m in member])[ctx_index]
         cast_aff = np.stack([m[1] for m in member])[ctx_index]
-        k = max(len(p) for p in pools)
-        d = c.dim
-        X = np.zeros((n, k, d))
-        mask = np.zeros((n, k), dtype=bool)
+        pool_rows = [self._rows_for_pool(p) for p in pools]
+        sizes = np.fromiter((r.size for r in pool_rows), dtype=np.int64, count=n)
+        k = int(sizes.max())
+        mask = np.arange(k)[None, :] < sizes[:, None]
+        idx = np.zeros((n, k), dtype=np.int64)
+        idx[mask] = np.concatenate(pool_rows)
         ids = np.full((n, k), "", dtype=object)
-        theme = np.zeros((n, k, c.genre_buckets))
-        cast = np.zeros((n, k, c.cast_buckets))
-        style = np.zeros((n, k, c.style_buckets))
-        art_slice = slice(lay["theme"].start, lay["embedding"].stop)
-        prior = np.zeros(n)
-        rec = np.zeros(n)
-        for i, (tid, pool) in enumerate(zip(title_ids, pools, strict=True)):
-            rows = self._rows_for_pool(pool)
-            m = len(pool)
-            mask[i, :m] = True
-            ids[i, :m] = rows.ids
-            X[i, :m, art_slice] = rows.block
-            theme[i, :m], cast[i, :m], style[i, :m] = rows.theme, rows.cast, rows.style
-            ctx = contexts[ctx_index[i]]
-            prior[i] = 1.0 if tid in ctx.interacted_titles else 0.0
-            rec[i] = ctx.recommender_scores.get(tid, 0.0)
+        ids[mask] = [a for p in pools for a in p]
+        art_block, theme_t, cast_t, style_t = self._tables()
+        theme, cast, style = theme_t[idx], cast_t[idx], style_t[idx]
+        tids = list(title_ids)
+        ctx_of = [contexts[j] for j in ctx_index.tolist()]
+        prior = np.fromiter((1.0 if t in cx.interacted_titles else 0.0 for t, cx in zip(tids, ctx_of, strict=True)), float, n)
+        rec = np.fromiter((cx.recommender_scores.get(t, 0.0) for t, cx in zip(tids, ctx_of, strict=True)), float, n)
         ctx_part = ctx_blocks[ctx_index]
         ctx_part[:, lay["prior_interaction"].start] = prior
         ctx_part[:, lay["recommender_score"].start] = rec
-        X[:, :, : lay["extra"].stop] = ctx_part[:, None, :]
         gx = theme * genre_aff[:, None, :]
-        X[:, :, lay["genre_x_theme"]] = gx
-        theme_match = gx.sum(axis=2)
-        cast_match = np.einsum("nkc,nc->nk", cast, cast_aff)
-        X[:, :, lay["theme_match"].start] = theme_match
-        X[:, :, lay["cast_match"].start] = cast_match
+        theme_match = gx.sum(axis=2, keepdims=True)
+        # cast[n, k, i] = sign * (bucket + 1) of the i-th featured cast member, 0 for none
+        bucket = np.abs(cast).astype(np.int64) - 1
+        gathered = np.take_along_axis(cast_aff, np.maximum(bucket, 0).reshape(n, -1), axis=1).reshape(bucket.shape)
+        cast_match = (np.sign(cast) * gathered).sum(axis=2, keepdims=True)
         device = ctx_part[:, lay["device"]]
         hour = ctx_part[:, lay["hour"]]
-        X[:, :, lay["device_x_style"]] = (device[:, None, :, None] * style[:, :, None, :]).reshape(n, k, -1)
-        X[:, :, lay["hour_x_style"]] = (hour[:, None, :, None] * style[:, :, None, :]).reshape(n, k, -1)
-        px = np.concatenate([theme_match[..., None], cast_match[..., None], style], axis=2)
-        X[:, :, lay["prior_x_artwork"]] = prior[:, None, None] * px
-        X *= mask[:, :, None]
+        X = np.concatenate(
+            [
+                np.broadcast_to(ctx_part[:, None, :], (n, k, ctx_part.shape[1])),
+                art_block[idx],
+                gx,
+                theme_match,
+                cast_match,
+                (device[:, None, :, None] * style[:, :, None, :]).reshape(n, k, -1),
+                (hour[:, None, :, None] * style[:, :, None, :]).reshape(n, k, -1),
+                prior[:, None, None] * np.concatenate([theme_match, cast_match, style], axis=2),
+            ],
+            axis=2,
+        )
+        X[~mask] = 0.0
         member_ids = np.array([contexts[j].member_id for j in ctx_index], dtype=object)
         timestamps = np.array([contexts[j].timestamp for j in ctx_index], dtype=np.float64)
         return CandidateBatch(
@@ -434,7 +453,7 @@ class Featurizer:
         if isinstance(title_ids, str):
             raise ValidationError("title_ids must be a list of title ids, not a single string.")
         self._check_cache()
-        pools = [tuple(a.artwork_id for a in self.catalog.pool(t)) for t in title_ids]
+        pools = [self.catalog.pool_ids(t) for t in title_ids]
         rid = request_id if request_id is not None else uuid.uuid4().hex
         n = len(title_ids)
         return self._assemble([context], np.zeros(n, dtype=np.int64), title_ids, pools, [rid] * n)
@@ -461,4 +480,10 @@ class Featurizer:
                 if art.title_id != title_ids[i]:
                     raise ValidationError(f"pools[{i}] holds artwork {a!r} of title {art.title_id!r}, not {title_ids[i]!r}.")
         rids = list(request_ids) if request_ids is not None else [f"event-{i}" for i in range(n)]
-        return self._assemble(list(contexts), np.arange(n), list(title_ids), tpools, rids)
+        ctxs, tids = list(contexts), list(title_ids)
+        chunk = 2048  # bounds the memory of the gathered per-candidate tables
+        parts = [
+            self._assemble(ctxs[i : i + chunk], np.arange(min(chunk, n - i)), tids[i : i + chunk], tpools[i : i + chunk], rids[i : i + chunk])
+            for i in range(0, n, chunk)
+        ]
+        return parts[0] if len(parts) == 1 else CandidateBatch.concat(parts)

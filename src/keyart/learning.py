@@ -33,6 +33,7 @@ class ArtworkIndex:
     def __init__(self, ids: Iterable[str] = ()) -> None:
         self.ids: list[str] = []
         self._rows: dict[str, int] = {}
+        self.version = 0  # changes whenever rows change, so callers can cache row lookups
         self.extend(ids)
 
     def __len__(self) -> int:
@@ -45,6 +46,7 @@ class ArtworkIndex:
             if a not in self._rows:
                 self._rows[a] = len(self.ids)
                 self.ids.append(a)
+        self.version += len(self.ids) != before
         return len(self.ids) - before
 
     def rows(self, ids: np.ndarray, missing: int = -1) -> np.ndarray:
@@ -57,6 +59,7 @@ class ArtworkIndex:
         """Drop an id and return the row it had (callers delete that row of their arrays)."""
         row = self._rows.pop(artwork_id)
         del self.ids[row]
+        self.version += 1
         for a in self.ids[row:]:
             self._rows[a] -= 1
         return row
@@ -206,21 +209,23 @@ class Posterior:
         return beta, U, inv_d
 
     def mean(self, X: np.ndarray, rows: np.ndarray) -> np.ndarray:
-        beta = np.where(rows >= 0, self.beta[np.where(rows >= 0, rows, 0)] if self.beta.size else 0.0, 0.0)
-        return X @ self.theta + beta
+        """Posterior mean score x . theta + beta_a of each candidate (beta = 0 for unknown artworks)."""
+        if self.beta.size == 0:
+            return X @ self.theta
+        return X @ self.theta + np.where(rows >= 0, self.beta[np.maximum(rows, 0)], 0.0)
 
     def moments(
         self, X: np.ndarray, rows: np.ndarray, unknown_inv_d: float, covariance: bool = False
     ) -> tuple[np.ndarray, np.ndarray]:
         """Mean (n, K) and variance (n, K), or covariance (n, K, K) of the candidates' scores."""
         beta, U, inv_d = self.gather(rows, unknown_inv_d)
+        n, k, d = X.shape
         mean = X @ self.theta + beta
         Z = X - U
-        ZS = Z @ self.sigma
+        ZS = (Z.reshape(n * k, d) @ self.sigma).reshape(n, k, d)
         if not covariance:
             return mean, np.einsum("nkd,nkd->nk", ZS, Z) + inv_d
         cov = np.matmul(ZS, Z.transpose(0, 2, 1))
-        k = X.shape[1]
         cov[:, np.arange(k), np.arange(k)] += inv_d
         return mean, cov
 

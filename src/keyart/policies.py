@@ -68,6 +68,72 @@ class Decision:
     fallback: bool = False
 
 
+def _decision_id(request_id: str, title_id: str) -> str:
+    return hashlib.blake2b(f"{request_id}\x1f{title_id}".encode(), digest_size=12).hexdigest()
+
+
+class DecisionBatch(Sequence[Decision]):
+    """The decisions of one ``choose`` call, kept by column (cheap to make, to log as Arrow, to send);
+    indexing or iterating builds ``Decision`` objects on demand."""
+
+    def __init__(
+        self,
+        batch: CandidateBatch,
+        probabilities: np.ndarray,
+        scores: np.ndarray,
+        index: np.ndarray,
+        explored: np.ndarray,
+        policy: str,
+        model_version: int,
+    ) -> None:
+        self.batch = batch
+        self.probabilities = probabilities
+        self.scores = scores
+        self.index = index
+        self.explored = explored
+        self.policy = policy
+        self.model_version = model_version
+        rows = np.arange(batch.n)
+        self.propensity = probabilities[rows, index]
+        self.artwork_ids = batch.artwork_ids[rows, index]
+        self.decision_ids = [
+            _decision_id(r, t) for r, t in zip(batch.request_ids.tolist(), batch.title_ids.tolist(), strict=True)
+        ]
+
+    def __len__(self) -> int:
+        return self.batch.n
+
+    def _one(self, i: int) -> Decision:
+        b = self.batch
+        k, j = int(b.mask[i].sum()), int(self.index[i])
+        pool = tuple(b.artwork_ids[i, :k].tolist())
+        return Decision(
+            self.decision_ids[i], str(b.request_ids[i]), str(b.member_ids[i]), str(b.title_ids[i]),
+            float(b.timestamps[i]), pool, tuple(self.probabilities[i, :k].tolist()),
+            tuple(self.scores[i, :k].tolist()), j, pool[j], float(self.propensity[i]), bool(self.explored[i]),
+            self.policy, self.model_version,
+        )
+
+    def __getitem__(self, i):  # type: ignore[override]
+        if isinstance(i, slice):
+            return [self._one(j) for j in range(*i.indices(len(self)))]
+        if i < 0:
+            i += len(self)
+        if not 0 <= i < len(self):
+            raise IndexError(i)
+        return self._one(i)
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, Sequence):
+            return list(self) == list(other)
+        return NotImplemented
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        return f"DecisionBatch({len(self)} decisions, policy={self.policy!r}, model_version={self.model_version})"
+
+
 @dataclass(frozen=True)
 class LoggedFeedback:
     """What was shown and what it earned: the events' candidate features, shown index, propensity, reward."""
@@ -121,13 +187,12 @@ class LoggedFeedback:
     ) -> LoggedFeedback:
         if len(decisions) != batch.n:
             raise DimensionError(f"Got {len(decisions)} decisions for a batch of {batch.n} events.")
-        chosen = np.array([d.index for d in decisions], dtype=np.int64)
-        propensity = np.array([d.propensity for d in decisions], dtype=np.float64)
+        if isinstance(decisions, DecisionBatch):
+            chosen, propensity = decisions.index, decisions.propensity
+        else:
+            chosen = np.array([d.index for d in decisions], dtype=np.int64)
+            propensity = np.array([d.propensity for d in decisions], dtype=np.float64)
         return cls(batch, chosen, propensity, np.asarray(rewards, dtype=np.float64))
-
-
-def _decision_id(request_id: str, title_id: str) -> str:
-    return hashlib.blake2b(f"{request_id}\x1f{title_id}".encode(), digest_size=12).hexdigest()
 
 
 class Policy(ABC):
@@ -197,29 +262,22 @@ class Policy(ABC):
         best = greedy_distribution(scores, probabilities > 0)
         return best[np.arange(n), index] == 0
 
-    def choose(self, batch: CandidateBatch) -> list[Decision]:
+    def _evaluate(self, batch: CandidateBatch) -> tuple[np.ndarray, np.ndarray]:
+        """(distribution before the floor, scores); policies that share work between the two override it."""
+        return self._distribution(batch), self.scores(batch)
+
+    def choose(self, batch: CandidateBatch) -> DecisionBatch:
         """One decision per row of ``batch``, drawn with the sticky keyed-hash uniform of its
         (seed, member, title, period)."""
-        p = self.probabilities(batch)
-        s = np.where(batch.mask, self.scores(batch), 0.0)
+        self._check_batch(batch)
+        dist, s = self._evaluate(batch)
+        p = np.where(batch.mask, apply_floor(dist, batch.mask, self.floor), 0.0)
+        s = np.where(batch.mask, s, 0.0)
         periods = period_index(batch.timestamps, self.sticky_seconds)
         u = keyed_uniforms(self.seed, batch.member_ids.tolist(), batch.title_ids.tolist(), periods.tolist())
         index = sample_index(p, u)
         explored = self._explored(s, p, index)
-        sizes = batch.pool_sizes
-        out = []
-        for i in range(batch.n):
-            k, j = int(sizes[i]), int(index[i])
-            pool = tuple(batch.artwork_ids[i, :k].tolist())
-            title, rid = str(batch.title_ids[i]), str(batch.request_ids[i])
-            out.append(
-                Decision(
-                    _decision_id(rid, title), rid, str(batch.member_ids[i]), title, float(batch.timestamps[i]),
-                    pool, tuple(p[i, :k].tolist()), tuple(s[i, :k].tolist()), j, pool[j], float(p[i, j]),
-                    bool(explored[i]), self.name, self.version_,
-                )
-            )
-        return out
+        return DecisionBatch(batch, p, s, index, explored, self.name, self.version_)
 
     def _check_feedback(self, feedback: LoggedFeedback) -> None:
         if not isinstance(feedback, LoggedFeedback):
@@ -499,6 +557,7 @@ class SharedModelPolicy(Policy):
         self.index_ = ArtworkIndex()
         self.post_: BlockGaussian | None = None
         self._solved: Posterior | None = None
+        self._rows_memo: tuple[np.ndarray, int, np.ndarray] | None = None
 
     def _ensure_dim(self, d: int) -> None:
         if self.dim_ is None:
@@ -520,18 +579,34 @@ class SharedModelPolicy(Policy):
             self._solved = self.post_.posterior()
         return self._solved
 
+    def _rows(self, batch: CandidateBatch) -> np.ndarray:
+        """Model rows of the batch's artworks (-1: unknown), memoized for the batch being decided."""
+        memo = self._rows_memo
+        if memo is not None and memo[0] is batch.artwork_ids and memo[1] == self.index_.version:
+            return memo[2]
+        rows = self.index_.rows(batch.artwork_ids)
+        self._rows_memo = (batch.artwork_ids, self.index_.version, rows)
+        return rows
+
     def _moments(self, batch: CandidateBatch, covariance: bool = False) -> tuple[np.ndarray, np.ndarray]:
         self._ensure_dim(batch.d)
-        rows = self.index_.rows(batch.artwork_ids)
-        return self.posterior_.moments(batch.X, rows, 1.0 / self.bias_ridge, covariance)
+        return self.posterior_.moments(batch.X, self._rows(batch), 1.0 / self.bias_ridge, covariance)
 
     def scores(self, batch: CandidateBatch) -> np.ndarray:
+        """Posterior mean score of every candidate."""
         self._check_batch(batch)
         self._ensure_dim(batch.d)
-        rows = self.index_.rows(batch.artwork_ids)
-        post = self.posterior_
-        beta, _, _ = post.gather(rows, 1.0 / self.bias_ridge)
-        return batch.X @ post.theta + beta
+        return self.posterior_.mean(batch.X, self._rows(batch))
+
+    def _from_mean(self, batch: CandidateBatch, mean: np.ndarray) -> np.ndarray:
+        raise NotImplementedError
+
+    def _evaluate(self, batch: CandidateBatch) -> tuple[np.ndarray, np.ndarray]:
+        mean = self.scores(batch)
+        return self._from_mean(batch, mean), mean
+
+    def _distribution(self, batch: CandidateBatch) -> np.ndarray:
+        return self._evaluate(batch)[0]
 
     def _grown(self, post: BlockGaussian, m: int) -> BlockGaussian:
         """The same posterior with prior rows for artworks new to the index."""
@@ -626,8 +701,8 @@ class EpsilonGreedy(SharedModelPolicy):
         self.epsilon = epsilon
         super().__init__(seed=seed, **kwargs)
 
-    def _distribution(self, batch: CandidateBatch) -> np.ndarray:
-        return epsilon_greedy_distribution(self.scores(batch), batch.mask, self.epsilon)
+    def _from_mean(self, batch: CandidateBatch, mean: np.ndarray) -> np.ndarray:
+        return epsilon_greedy_distribution(mean, batch.mask, self.epsilon)
 
 
 class Softmax(SharedModelPolicy):
@@ -642,8 +717,8 @@ class Softmax(SharedModelPolicy):
         self.temperature = temperature
         super().__init__(seed=seed, **kwargs)
 
-    def _distribution(self, batch: CandidateBatch) -> np.ndarray:
-        return softmax_distribution(self.scores(batch), batch.mask, self.temperature)
+    def _from_mean(self, batch: CandidateBatch, mean: np.ndarray) -> np.ndarray:
+        return softmax_distribution(mean, batch.mask, self.temperature)
 
 
 class LinUCB(SharedModelPolicy):
@@ -662,8 +737,11 @@ class LinUCB(SharedModelPolicy):
         mean, var = self._moments(batch)
         return mean + self.alpha * np.sqrt(np.maximum(var, 0.0))
 
-    def _distribution(self, batch: CandidateBatch) -> np.ndarray:
-        return greedy_distribution(self.upper_bounds(batch), batch.mask)
+    def _evaluate(self, batch: CandidateBatch) -> tuple[np.ndarray, np.ndarray]:
+        self._check_batch(batch)
+        mean, var = self._moments(batch)
+        ucb = mean + self.alpha * np.sqrt(np.maximum(var, 0.0))
+        return greedy_distribution(ucb, batch.mask), mean
 
 
 def thompson_distribution(
@@ -764,10 +842,11 @@ class _ThompsonMixin(SharedModelPolicy):
             self._normals_cache = cached
         return cached
 
-    def _distribution(self, batch: CandidateBatch) -> np.ndarray:
+    def _evaluate(self, batch: CandidateBatch) -> tuple[np.ndarray, np.ndarray]:
+        self._check_batch(batch)
         mean, cov = self._moments(batch, covariance=True)
-        cov = cov * self.scale**2
-        return thompson_distribution(mean, cov, batch.mask, self._normals(batch.k), 0.0005 / batch.k)
+        cov *= self.scale**2
+        return thompson_distribution(mean, cov, batch.mask, self._normals(batch.k), 0.0005 / batch.k), mean
 
 
 class LinearThompson(_ThompsonMixin):

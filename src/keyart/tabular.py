@@ -255,7 +255,8 @@ def obd_report(result: ObdResult, command: str) -> str:
     ]
     t = result.on_policy_value
     for e in result.comparison.estimates:
-        lines.append(f"| {e.estimator} | {e.value:.5f} | [{e.lower:.5f}, {e.upper:.5f}] | "
+        name = e.estimator if e.n_matches is None else f"{e.estimator} ({e.n_matches} matches)"
+        lines.append(f"| {name} | {e.value:.5f} | [{e.lower:.5f}, {e.upper:.5f}] | "
                      f"{(e.value - t) / t:+.1%} | {', '.join(e.flags) or '-'} |")
     lines += ["", f"Command: `{command}`"]
     return "\n".join(lines)
@@ -273,9 +274,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     o.add_argument("--reward-model", choices=("tabular", "linear"), default="tabular")
     o.add_argument("--folds", type=int, default=2)
     o.add_argument("--seed", type=int, default=0)
+    o.add_argument("--refits", type=int, default=200, help="refit-bootstrap resamples for DM/Switch-DR/DR-os")
     args = parser.parse_args(argv)
     model: RewardModel = TabularRewardModel() if args.reward_model == "tabular" else LinearRewardModel()
-    res = obd_experiment(args.data, args.campaign, reward_model=model, n_folds=args.folds, seed=args.seed)
+    res = obd_experiment(args.data, args.campaign, reward_model=model, n_folds=args.folds, seed=args.seed,
+                         config=EstimatorConfig(n_refit=args.refits))
     cmd = "python -m keyart.tabular " + " ".join(argv if argv is not None else sys.argv[1:])
     print(obd_report(res, cmd.strip()))
     return 0

@@ -13,7 +13,7 @@ import pyarrow as pa
 from keyart.errors import ValidationError
 from keyart.evaluation.data import BanditLog
 from keyart.evaluation.estimators import ESTIMATORS, FLAG_TEXT, Estimate, EstimatorConfig, estimate
-from keyart.evaluation.reward_models import RewardModel, cross_fit, default_reward_model
+from keyart.evaluation.reward_models import RewardModel, default_reward_model
 
 
 class ProbabilisticPolicy(Protocol):
@@ -151,13 +151,13 @@ def compare(
     seed: int = 0,
     truth: Mapping[str, float] | None = None,
 ) -> Comparison:
-    """Evaluate several candidates (name -> action_dist) on one log with one shared cross-fitted model."""
+    """Evaluate several candidates (name -> action_dist) on one log with the same cross-fitted model."""
     if not candidates:
         raise ValidationError("candidates must hold at least one policy.")
-    q_hat = None
-    if any(e != "replay" and e not in ("ips", "snips") for e in estimators):
-        q_hat = cross_fit(reward_model or default_reward_model(log), log, n_folds=n_folds, seed=seed)
+    model = reward_model or default_reward_model(log)
     out: list[Estimate] = []
     for name, dist in candidates.items():
-        out += estimate(log, dist, estimators, estimated_rewards=q_hat, config=config, seed=seed, policy=name)
+        # same seed -> same folds -> the same cross-fitted model for every candidate
+        out += estimate(log, dist, estimators, reward_model=model, n_folds=n_folds, config=config, seed=seed,
+                        policy=name)
     return Comparison(tuple(out), truth)

@@ -20,8 +20,8 @@ self-normalized ones get a correct standard error; replay on 0/1 rewards uses th
 ``ci="bootstrap"`` resamples events and recomputes the ratio (OBP resamples per-round values with the
 normalizer held fixed; the point estimate is the same).
 The error of DM, Switch-DR and DR-os is mostly the reward model's, which the influence form cannot see: by
-default (``ci="auto"``) their intervals come from a bootstrap that refits the cross-fitted model on each
-resample. With precomputed ``estimated_rewards`` no refit is possible; they are then flagged ``model_only``.
+default (``ci="auto"``) their standard error comes from a bootstrap that refits the cross-fitted model on
+each resample (normal interval with that s.e.). With precomputed ``estimated_rewards`` no refit is possible; they are then flagged ``model_only``.
 """
 
 from __future__ import annotations
@@ -121,8 +121,8 @@ class EstimatorConfig:
     """Hyperparameters: clipping for IPS/DR (``None`` = none), Switch-DR's threshold, DR-os's lambda.
 
     ``ci``: ``"auto"`` (default) gives normal intervals for replay, IPS, SNIPS, DR and SNDR, and a refit
-    bootstrap (``n_refit`` resamples, the reward model cross-fitted again on each) for DM, Switch-DR and
-    DR-os, whose error is mostly the reward model's; ``"normal"`` normal everywhere; ``"bootstrap"``
+    bootstrap s.e. (``n_refit`` resamples, the reward model cross-fitted again on each; normal interval)
+    for DM, Switch-DR and DR-os, whose error is mostly the reward model's; ``"normal"`` normal everywhere; ``"bootstrap"``
     percentile bootstrap everywhere (``n_bootstrap`` resamples; refit for the model-based estimators).
     """
 
@@ -366,8 +366,9 @@ def estimate(
                 wilson = _wilson(float(matched.sum()), n_matches, z)
         extra: tuple[str, ...] = ()
         if name in refit:
-            lo, hi, se = refit[name]
-            method = f"bootstrap-refit(B={cfg.n_refit})"
+            se = refit[name]
+            lo, hi = theta - z * se, theta + z * se
+            method = f"normal(refit-bootstrap s.e., B={cfg.n_refit})"
         elif cfg.ci == "bootstrap":
             lo, hi = _bootstrap(a, b, c, cfg, seed)
             method = f"bootstrap-percentile(B={cfg.n_bootstrap})"
@@ -411,9 +412,10 @@ def _refit_bootstrap(
     folds: np.ndarray | None,
     cfg: EstimatorConfig,
     seed: int,
-) -> dict[str, tuple[float, float, float]]:
-    """Percentile intervals (and bootstrap s.e.) that include the reward model's error: each resample of
-    events refits the cross-fitted model (duplicates of an event stay in its fold) and re-estimates."""
+) -> dict[str, float]:
+    """Bootstrap standard errors that include the reward model's error: each resample of events refits
+    the cross-fitted model (duplicates of an event stay in its fold) and re-estimates. The interval is then
+    normal with this s.e. (steadier than percentiles at the small B a refit affords)."""
     rng = np.random.default_rng([seed, 0x5EED])
     vals = np.empty((cfg.n_refit, len(names)))
     for bi in range(cfg.n_refit):
@@ -427,8 +429,7 @@ def _refit_bootstrap(
     out = {}
     for j, name in enumerate(names):
         v = vals[:, j][np.isfinite(vals[:, j])]
-        out[name] = (float(np.quantile(v, cfg.alpha / 2)), float(np.quantile(v, 1 - cfg.alpha / 2)),
-                     float(v.std(ddof=1)))
+        out[name] = float(v.std(ddof=1))
     return out
 
 

@@ -68,13 +68,14 @@ class WorldConfig:
     n_members: int = 20_000
     favorite_genres_max: int = 2
     favorite_genre_weight: float = 1.6
-    genre_taste_noise: float = 0.25
+    genre_taste_noise: float = 0.1
     liked_cast: int = 3
     liked_cast_weight: float = 1.2
-    style_taste_noise: float = 0.15
+    style_taste_noise: float = 0.1
     mean_history: float = 30.0
     min_history: int = 8
     history_taste_sharpness: float = 2.0
+    history_cast_weight: float = 1.0
     browsed_titles: int = 4
     primary_device_share: float = 0.8
     # pages

@@ -12,15 +12,16 @@ P(quality play) minus the shown artwork's), so curves are smooth; rewards themse
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import numpy as np
 
+from keyart.context import MemberContext
 from keyart.errors import ValidationError
 from keyart.features import CandidateBatch, Featurizer
-from keyart.simulation.world import Events, World
+from keyart.simulation.world import Events, Requests, World
 
 ProgressCallback = Callable[[int], None]
 """Called with the number of requests just completed (e.g. a rich progress bar's ``advance``)."""
@@ -40,18 +41,54 @@ class Agent(Protocol):
         ...
 
 
-class PolicyAgent:
-    """A keyart policy in the loop: ``policy.choose`` to act, ``policy.update(LoggedFeedback)`` to learn."""
+POOL_SIZE_EDGES: tuple[int, ...] = (4, 6, 8, 11, 15, 24)
+"""Pool-size buckets for choosing: rows are grouped so that a batch is padded to its bucket's size only."""
 
-    def __init__(self, policy: Any, name: str | None = None, learn: bool = True) -> None:
+
+def pool_size_buckets(
+    batch: CandidateBatch, edges: tuple[int, ...] = POOL_SIZE_EDGES
+) -> list[tuple[np.ndarray, CandidateBatch]]:
+    """Split a batch into (rows, sub-batch) by pool size, each padded only to its own largest pool.
+
+    Row results of every keyart policy depend on that row alone, so choosing per bucket gives the same
+    decisions as choosing on the whole batch, with far less work on padding (pools range 3 to 24).
+    """
+    sizes = batch.pool_sizes
+    out = []
+    lower = 0
+    for edge in (*edges, int(sizes.max())):
+        rows = np.flatnonzero((sizes > lower) & (sizes <= edge))
+        lower = max(lower, edge)
+        if rows.size == 0:
+            continue
+        k = int(sizes[rows].max())
+        out.append((rows, CandidateBatch(
+            batch.X[rows, :k], batch.mask[rows, :k], batch.artwork_ids[rows, :k], batch.title_ids[rows],
+            batch.member_ids[rows], batch.request_ids[rows], batch.timestamps[rows], batch.feature_names,
+        )))
+    return out
+
+
+class PolicyAgent:
+    """A keyart policy in the loop: ``policy.choose`` to act, ``policy.update(LoggedFeedback)`` to learn.
+
+    ``bucket``: choose per pool-size bucket (same decisions, less padding work).
+    """
+
+    def __init__(self, policy: Any, name: str | None = None, learn: bool = True, bucket: bool = True) -> None:
         self.policy = policy
         self.name = name or str(getattr(policy, "name", type(policy).__name__))
         self.learning = learn
+        self.bucket = bucket
 
     def act(self, batch: CandidateBatch) -> tuple[np.ndarray, np.ndarray]:
-        decisions = self.policy.choose(batch)
-        chosen = np.fromiter((d.index for d in decisions), dtype=np.int64, count=len(decisions))
-        prop = np.fromiter((d.propensity for d in decisions), dtype=np.float64, count=len(decisions))
+        chosen = np.zeros(batch.n, dtype=np.int64)
+        prop = np.zeros(batch.n)
+        parts = pool_size_buckets(batch) if self.bucket else [(np.arange(batch.n), batch)]
+        for rows, sub in parts:
+            decisions = self.policy.choose(sub)
+            chosen[rows] = np.fromiter((d.index for d in decisions), dtype=np.int64, count=len(decisions))
+            prop[rows] = np.fromiter((d.propensity for d in decisions), dtype=np.float64, count=len(decisions))
         return chosen, prop
 
     def learn(self, batch: CandidateBatch, chosen: np.ndarray, propensity: np.ndarray, reward: np.ndarray) -> None:
@@ -146,6 +183,56 @@ def _check_positive_int(name: str, value: object) -> int:
     return int(value)
 
 
+@dataclass(frozen=True)
+class Window:
+    """One update window of the request stream: the pages, the world's view and the policy's view."""
+
+    start: int  # number of requests before this window
+    requests: Requests
+    events: Events
+    contexts: list[MemberContext]
+    batch: CandidateBatch
+    outcome_rng: np.random.Generator
+    seconds_world: float
+    seconds_featurize: float
+
+
+def stream_windows(
+    world: World,
+    n_requests: int,
+    *,
+    window: int,
+    seed: int,
+    featurizer: Featurizer,
+) -> Iterator[Window]:
+    """The request stream of a run, one window of ``window`` requests at a time.
+
+    Requests depend only on ``(world seed, seed)``; after each window the clock moves to its last request
+    (new titles and artworks arrive between windows). Consumers draw outcomes with ``outcome_rng``
+    (shared across windows), so every agent faces the same stream and the same luck.
+    """
+    n_requests = _check_positive_int("n_requests", n_requests)
+    window = _check_positive_int("update_every", window)
+    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+        raise ValidationError(f"seed must be an int >= 0. Got {seed!r}.")
+    ss = np.random.SeedSequence([world.config.seed, seed, 0x6C6F6F70])
+    req_rng, out_rng = (np.random.default_rng(s) for s in ss.spawn(2))
+    done = 0
+    while done < n_requests:
+        m = min(window, n_requests - done)
+        t0 = time.perf_counter()
+        requests = world.sample_requests(m, req_rng)
+        events, _ = world.events(requests)
+        contexts = world.contexts(requests)
+        t1 = time.perf_counter()
+        batch = featurize_pages(featurizer, world, requests, contexts, offset=done)
+        t2 = time.perf_counter()
+        _check_alignment(world, batch, events)
+        yield Window(done, requests, events, contexts, batch, out_rng, t1 - t0, t2 - t1)
+        world.advance_to(float(requests.timestamp[-1]))
+        done += m
+
+
 def run_closed_loop(
     world: World,
     agent: Agent,
@@ -163,38 +250,25 @@ def run_closed_loop(
     """
     n_requests = _check_positive_int("n_requests", n_requests)
     update_every = _check_positive_int("update_every", update_every)
-    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
-        raise ValidationError(f"seed must be an int >= 0. Got {seed!r}.")
     world.reset()
     featurizer = (featurizer_factory or Featurizer)(world.catalog)
-    ss = np.random.SeedSequence([world.config.seed, seed, 0x6C6F6F70])
-    req_rng, out_rng = (np.random.default_rng(s) for s in ss.spawn(2))
     page = world.config.page_size
     cols: dict[str, list[np.ndarray]] = {k: [] for k in (
         "member", "title", "interacted", "pool_size", "chosen", "propensity", "play", "reward", "expected",
         "oracle", "random")}
     seconds = {"world": 0.0, "featurize": 0.0, "choose": 0.0, "update": 0.0}
-    done = 0
-    while done < n_requests:
-        m = min(update_every, n_requests - done)
-        t0 = time.perf_counter()
-        requests = world.sample_requests(m, req_rng)
-        events, pools = world.events(requests)
-        contexts = world.contexts(requests)
-        t1 = time.perf_counter()
-        batch = featurize_pages(featurizer, world, requests, contexts, offset=done)
+    for w in stream_windows(world, n_requests, window=update_every, seed=seed, featurizer=featurizer):
         t2 = time.perf_counter()
-        chosen, propensity = agent.act(batch)
+        chosen, propensity = agent.act(w.batch)
         t3 = time.perf_counter()
-        _check_alignment(world, batch, events)
-        outcomes = world.draw(events, chosen, out_rng)
+        events = w.events
+        outcomes = world.draw(events, chosen, w.outcome_rng)
         q = world.expected(events)
         mask = events.mask
         best = np.where(mask, q, -1.0).max(1)
-        world.advance_to(float(requests.timestamp[-1]))
-        t4 = time.perf_counter()
         reward = outcomes.quality.astype(np.float64)
-        agent.learn(batch, chosen, propensity, reward)
+        t4 = time.perf_counter()
+        agent.learn(w.batch, chosen, propensity, reward)
         t5 = time.perf_counter()
         cols["member"].append(events.member)
         cols["title"].append(events.title)
@@ -207,13 +281,12 @@ def run_closed_loop(
         cols["expected"].append(outcomes.expected)
         cols["oracle"].append(best)
         cols["random"].append(q.sum(1) / mask.sum(1))
-        seconds["world"] += (t1 - t0) + (t4 - t3)
-        seconds["featurize"] += t2 - t1
+        seconds["world"] += w.seconds_world + (t4 - t3)
+        seconds["featurize"] += w.seconds_featurize
         seconds["choose"] += t3 - t2
         seconds["update"] += t5 - t4
-        done += m
         if progress is not None:
-            progress(m)
+            progress(w.requests.n)
     arrays = {k: np.concatenate(v) for k, v in cols.items()}
     return RunResult(
         name=agent.name,
@@ -227,7 +300,7 @@ def run_closed_loop(
 
 
 def featurize_pages(
-    featurizer: Featurizer, world: World, requests: Any, contexts: list[Any], offset: int = 0
+    featurizer: Featurizer, world: World, requests: Requests, contexts: list[MemberContext], offset: int = 0
 ) -> CandidateBatch:
     """One ``featurizer.page`` call per request, concatenated into one batch (rows request-major)."""
     batches = [

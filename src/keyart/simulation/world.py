@@ -296,7 +296,10 @@ class World:
         """Play histories sampled from each member's tastes (so history reveals taste), before start."""
         c = self.config
         M, T0 = c.n_members, c.n_titles
-        aff = self.title_affinity(np.arange(M), None)[:, :T0]
+        # what makes a member play a title: genre taste and the liked cast in it (summed, so that a
+        # member's favorite actors show up in the history often enough to be discoverable)
+        in_cast = (self.TC[:T0] > 0).astype(np.float64)
+        aff = self.genre_taste @ self.TG[:T0].T + c.history_cast_weight * (self.cast_taste @ in_cast.T)
         n_hist = np.minimum(T0, c.min_history + rng.poisson(max(c.mean_history - c.min_history, 0.0), M))
         keys = c.history_taste_sharpness * aff + self.title_pop[None, :T0] + rng.gumbel(size=(M, T0))
         order = np.argsort(-keys, axis=1)

@@ -1,0 +1,183 @@
+"""Choose and update throughput of every policy, and model memory, side by side with Vowpal Wabbit.
+
+Pages of 40 titles x 12 candidates with the default featurizer; BLAS pinned to one thread; medians of
+repeated runs in one process. Vowpal Wabbit's ``cb_explore_adf`` predicts the same pages from the same
+features (shared namespace: member and context block; action namespace: artwork block and crosses).
+
+    python benchmarks/bench_policies.py [--quick]
+"""
+
+from __future__ import annotations
+
+import os
+
+for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ[_var] = "1"
+
+import argparse  # noqa: E402
+import platform  # noqa: E402
+import statistics  # noqa: E402
+import sys  # noqa: E402
+import time  # noqa: E402
+import tracemalloc  # noqa: E402
+
+import numpy as np  # noqa: E402
+
+from keyart.catalog import Artwork, Catalog, Title  # noqa: E402
+from keyart.context import MemberContext, Play  # noqa: E402
+from keyart.features import CandidateBatch, Featurizer  # noqa: E402
+from keyart.policies import POLICIES, LoggedFeedback, make_policy  # noqa: E402
+
+GENRES = [f"genre{i}" for i in range(14)]
+STYLES = ["dark", "bright", "face", "text", "group", "landscape"]
+
+
+def synthetic_catalog(n_titles: int, pool: int, seed: int) -> Catalog:
+    rng = np.random.default_rng(seed)
+    cast = [f"actor{i}" for i in range(400)]
+    titles, arts = [], []
+    for t in range(n_titles):
+        g = tuple(rng.choice(GENRES, size=int(rng.integers(1, 4)), replace=False).tolist())
+        c = tuple(rng.choice(cast, size=5, replace=False).tolist())
+        titles.append(Title(f"t{t}", genres=g, cast=c))
+        for a in range(pool):
+            arts.append(
+                Artwork(
+                    f"t{t}-a{a}", f"t{t}", theme_genres=(g[a % len(g)],),
+                    featured_cast=(c[a % 5],) if a % 3 else (), style=STYLES[a % len(STYLES)], tags=(f"k{a % 4}",),
+                )
+            )
+    return Catalog(titles, arts)
+
+
+def members(catalog: Catalog, n: int, seed: int) -> list[MemberContext]:
+    rng = np.random.default_rng(seed)
+    ids = list(catalog.titles)
+    return [
+        MemberContext(
+            f"m{i}", played=tuple(Play(t, 1.7e9 - 86_400 * float(rng.integers(1, 200))) for t in rng.choice(ids, 8)),
+            country=str(rng.choice(["US", "FR", "BR", "JP"])), device=str(rng.choice(["tv", "mobile", "web"])),
+            timestamp=1.7e9 + float(rng.integers(0, 7 * 86_400)),
+        )
+        for i in range(n)
+    ]
+
+
+def logged(featurizer: Featurizer, catalog: Catalog, n: int, seed: int) -> LoggedFeedback:
+    """Uniformly logged events whose rewards follow a hidden linear truth on the features."""
+    rng = np.random.default_rng(seed)
+    ctx = members(catalog, n, seed)
+    tids = rng.choice(list(catalog.titles), n).tolist()
+    batch = featurizer.events(ctx, tids, [[a.artwork_id for a in catalog.pool(t)] for t in tids])
+    w = np.random.default_rng(0).normal(0, 0.5, batch.d)
+    chosen = rng.integers(0, batch.pool_sizes)
+    x = batch.X[np.arange(n), chosen]
+    p = 1 / (1 + np.exp(-(x @ w - 3.0)))
+    return LoggedFeedback(batch, chosen, 1.0 / batch.pool_sizes, (rng.random(n) < p).astype(float))
+
+
+def median_rate(fn, units: int, repeats: int) -> float:
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return units / statistics.median(times)
+
+
+def vw_lines(batch: CandidateBatch, featurizer: Featurizer) -> list[str]:
+    lay = featurizer.config.layout
+    ctx_end = lay["extra"].stop
+    out = []
+    for i in range(batch.n):
+        shared = " ".join(f"{j}:{v:.6g}" for j, v in enumerate(batch.X[i, 0, :ctx_end]) if v)
+        lines = [f"shared |U {shared}"]
+        for k in range(int(batch.pool_sizes[i])):
+            act = " ".join(f"{j}:{v:.6g}" for j, v in enumerate(batch.X[i, k, ctx_end:], start=ctx_end) if v)
+            lines.append(f"|A id={batch.artwork_ids[i, k]} {act}")
+        out.append("\n".join(lines))
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--quick", action="store_true", help="small sizes, for a smoke run")
+    args = ap.parse_args()
+    pages, repeats = (5, 3) if args.quick else (25, 5)
+    n_train = 5_000 if args.quick else 60_000
+    catalog = synthetic_catalog(200, 12, seed=1)
+    f = Featurizer(catalog)
+    train = logged(f, catalog, n_train, seed=2)
+    ms = members(catalog, pages, seed=3)
+    rng = np.random.default_rng(4)
+    page_titles = [rng.choice(list(catalog.titles), 40, replace=False).tolist() for _ in range(pages)]
+    batches = [f.page(m, t, request_id=f"r{i}") for i, (m, t) in enumerate(zip(ms, page_titles, strict=True))]
+    featurize_rate = median_rate(lambda: [f.page(m, t) for m, t in zip(ms, page_titles, strict=True)], 40 * pages, repeats)
+
+    rows = []
+    for name in sorted(POLICIES):
+        policy = make_policy(name, seed=7)
+        for part in np.array_split(np.arange(train.n), 6):
+            policy.update(train.take(part))
+        policy.choose(batches[0])  # warm caches (posterior solve, normals)
+        choose = median_rate(lambda p=policy: [p.choose(b) for b in batches], 40 * pages, repeats)
+        upd = train.take(np.arange(min(10_000, train.n)))
+        update = median_rate(lambda p=policy: p.update(upd), upd.n, max(3, repeats // 2))
+        rows.append((name, choose, 1 / (1 / choose + 1 / featurize_rate), update))
+
+    vw_rate = None
+    try:
+        import vowpalwabbit
+
+        for eps_args in ("--squarecb", "--epsilon 0.05"):
+            vw = vowpalwabbit.Workspace(f"--cb_explore_adf {eps_args} -q UA --quiet --random_seed 7")
+            for i, ex in enumerate(vw_lines(train.batch.take(np.arange(min(5000, train.n))), f)):
+                c = int(train.chosen[i])
+                lines = ex.split("\n")
+                lines[c + 1] = f"0:{-train.reward[i]}:{train.propensity[i]} " + lines[c + 1]
+                vw.learn("\n".join(lines))
+            texts = [vw_lines(b, f) for b in batches]
+            rate = median_rate(lambda vw=vw, texts=texts: [[vw.predict(t) for t in page] for page in texts], 40 * pages, repeats)
+            rows.append((f"vw cb_explore_adf {eps_args}", rate, None, None))
+            vw_rate = max(vw_rate or 0.0, rate)
+            vw.finish()
+    except ImportError:
+        print("vowpalwabbit not installed: pip install -e '.[bench]'", file=sys.stderr)
+
+    # memory: a logistic Thompson model over 300 titles x 24 artworks, every artwork seen
+    big = synthetic_catalog(300, 24, seed=5)
+    fb = logged(Featurizer(big), big, 7_200 * 3 if not args.quick else 7_200, seed=6)
+    tracemalloc.start()
+    model = make_policy("logistic_ts", seed=1)
+    model.update(fb)
+    model.probabilities(fb.batch.take(np.arange(40)))
+    _, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    state_bytes = sum(v.nbytes for v in model.snapshot()["state"].values() if isinstance(v, np.ndarray))
+
+    try:
+        from threadpoolctl import threadpool_info
+
+        blas = ", ".join(f"{i['internal_api']} {i.get('version')} threads={i['num_threads']}" for i in threadpool_info())
+    except ImportError:
+        blas = "threadpoolctl not installed"
+    print(f"command: {' '.join([sys.executable.split('/')[-1], *sys.argv])}")
+    print(f"python {platform.python_version()}, numpy {np.__version__}, {platform.machine()}, BLAS: {blas}")
+    print(f"featurizer: {featurize_rate:,.0f} title-featurizations/s; pages of 40 titles x 12 candidates, d={f.dim}")
+    print()
+    print(f"{'policy':28s} {'choose/s':>12s} {'feat+choose/s':>14s} {'update ev/s':>12s} {'x VW best':>10s}")
+    for name, choose, both, update in rows:
+        ratio = f"{both / vw_rate:9.1f}x" if (vw_rate and both) else ""
+        print(
+            f"{name:28s} {choose:12,.0f} {'' if both is None else f'{both:14,.0f}'} "
+            f"{'' if update is None else f'{update:12,.0f}'} {ratio:>10s}"
+        )
+    print()
+    print(
+        f"memory, logistic_ts over 300 titles x 24 artworks ({len(model.index_)} artworks seen): "
+        f"state {state_bytes / 2**20:.1f} MiB, peak traced during update+score {peak / 2**20:.1f} MiB"
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,148 @@
+"""Event schemas, context JSON round trip, and whole-batch validation of decisions and outcomes."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import replace
+
+import pyarrow as pa
+import pytest
+
+from keyart.context import MemberContext, Play
+from keyart.errors import ValidationError
+from keyart.events import (
+    DECISION_SCHEMA,
+    OUTCOME_SCHEMA,
+    SCHEMA_VERSION,
+    DecisionRecord,
+    OutcomeRecord,
+    context_from_json,
+    context_to_json,
+    decisions_table,
+    outcomes_table,
+    schema_version,
+)
+
+
+def decision(i: int = 0, **over) -> DecisionRecord:
+    base = DecisionRecord(
+        event_id=f"d{i}", timestamp=1.7e9 + i, member_id="m1", title_id="t1", pool=("a", "b", "c"),
+        probabilities=(0.2, 0.5, 0.3), chosen_index=1, artwork_id="b", propensity=0.5, policy="uniform",
+        model_version=0, explored=False,
+    )
+    return replace(base, **over)
+
+
+def outcome(i: int = 0, **over) -> OutcomeRecord:
+    base = OutcomeRecord(event_id=f"o{i}", member_id="m1", title_id="t1", event_type="play",
+                         timestamp=1.7e9 + 10 + i, decision_id="d0", engaged_seconds=700.0)
+    return replace(base, **over)
+
+
+def test_schemas_are_versioned_and_documented() -> None:
+    assert schema_version(DECISION_SCHEMA) == ("decision", SCHEMA_VERSION)
+    assert schema_version(OUTCOME_SCHEMA) == ("outcome", SCHEMA_VERSION)
+    for name in ("event_id", "timestamp", "member_id", "title_id", "page", "position", "context_json",
+                 "features", "pool", "probabilities", "artwork_id", "propensity", "policy", "model_version",
+                 "explored"):
+        assert name in DECISION_SCHEMA.names
+    for name in ("event_id", "decision_id", "member_id", "title_id", "event_type", "engaged_seconds", "timestamp"):
+        assert name in OUTCOME_SCHEMA.names
+
+
+def test_context_json_round_trip() -> None:
+    ctx = MemberContext(
+        member_id="m1", played=(Play("t9", 1.0, 30.0), Play("t8")), country="FR", language="fr", device="tv",
+        timestamp=1.7e9, interacted_titles=frozenset({"t1", "t2"}), recommender_scores={"t1": 0.7},
+        extra={"tenure": 3.0},
+    )
+    text = context_to_json(ctx)
+    assert context_from_json(text) == ctx
+    assert context_to_json(context_from_json(text)) == text
+
+
+@pytest.mark.parametrize("text", ["{not json", "[]", '{"country": "FR"}'])
+def test_bad_context_json(text: str) -> None:
+    with pytest.raises(ValidationError, match="context_json"):
+        context_from_json(text)
+
+
+def test_decision_record_from_policy_decision() -> None:
+    from keyart.policies import Decision
+
+    d = Decision("id1", "r1", "m1", "t1", 5.0, ("a", "b"), (0.25, 0.75), (0.1, 0.2), 1, "b", 0.75, True,
+                 "linucb", 3)
+    ctx = MemberContext(member_id="m1", timestamp=5.0)
+    rec = DecisionRecord.from_decision(d, ctx, page="home", position=2)
+    t = decisions_table([rec])
+    row = t.to_pylist()[0]
+    assert row["event_id"] == "id1" and row["pool"] == ["a", "b"] and row["probabilities"] == [0.25, 0.75]
+    assert row["propensity"] == 0.75 and row["policy"] == "linucb" and row["model_version"] == 3
+    assert row["explored"] is True and row["page"] == "home" and row["position"] == 2
+    assert context_from_json(row["context_json"]) == ctx
+
+
+def test_tables_accept_records_dicts_and_arrow() -> None:
+    recs = [decision(i) for i in range(3)]
+    t1 = decisions_table(recs)
+    t2 = decisions_table(t1.drop_columns(["page", "features"]))
+    assert t1.schema.equals(DECISION_SCHEMA) and t2.equals(t1)
+    t3 = outcomes_table([{"event_id": "o1", "member_id": "m", "title_id": "t", "event_type": "stop",
+                          "timestamp": 3.0}])
+    assert t3.column("decision_id").null_count == 1
+
+
+def test_repeated_ids_in_one_batch_are_kept_once() -> None:
+    t = decisions_table([decision(0), decision(1), decision(0)])
+    assert t.column("event_id").to_pylist() == ["d0", "d1"]
+
+
+BAD_DECISIONS = [
+    ([decision(propensity=0.0, probabilities=(0.5, 0.0, 0.5))], "propensity' must be in \\(0, 1\\]"),
+    ([decision(propensity=1.5)], "propensity' must be in \\(0, 1\\]"),
+    ([decision(propensity=0.2)], "differs from probabilities\\[chosen_index\\]"),
+    ([decision(probabilities=(0.2, 0.5, 0.2))], "must sum to 1"),
+    ([decision(probabilities=(0.5, 0.5))], "differ in length"),
+    ([decision(pool=(), probabilities=())], "'pool' is empty"),
+    ([decision(chosen_index=3)], "chosen_index' points outside the pool"),
+    ([decision(artwork_id="zzz")], "'artwork_id' is not pool\\[chosen_index\\]"),
+    ([decision(member_id="")], "'member_id'.*empty strings"),
+    ([decision(timestamp=math.nan)], "'timestamp'.*finite"),
+    ([decision(model_version=-1)], "model_version"),
+    ([decision(0), decision(1, probabilities=(1.5, -0.5, 0.0))], r"probabilities in \[0, 1\]"),
+    ([{**decision().__dict__, "colour": "red"}], "unknown fields: colour"),
+]
+
+
+@pytest.mark.parametrize(("records", "match"), BAD_DECISIONS)
+def test_bad_decisions(records, match) -> None:
+    with pytest.raises(ValidationError, match=match):
+        decisions_table(records)
+
+
+def test_missing_required_column_in_arrow_table() -> None:
+    t = decisions_table([decision()]).drop_columns(["propensity"])
+    with pytest.raises(ValidationError, match="missing the required column 'propensity'"):
+        decisions_table(t)
+
+
+def test_null_in_required_column() -> None:
+    t = decisions_table([decision()])
+    t = t.set_column(t.schema.get_field_index("policy"), pa.field("policy", pa.string()), pa.array([None], pa.string()))
+    with pytest.raises(ValidationError, match="'policy'.*missing values"):
+        decisions_table(t)
+
+
+BAD_OUTCOMES = [
+    ([outcome(event_type="click")], "unknown type 'click'"),
+    ([outcome(engaged_seconds=-1.0)], "engaged_seconds' must be finite and >= 0"),
+    ([outcome(timestamp=math.inf)], "'timestamp'.*finite"),
+    ([outcome(decision_id="")], "'decision_id'.*empty"),
+    ([outcome(event_id="")], "'event_id'.*empty"),
+]
+
+
+@pytest.mark.parametrize(("records", "match"), BAD_OUTCOMES)
+def test_bad_outcomes(records, match) -> None:
+    with pytest.raises(ValidationError, match=match):
+        outcomes_table(records)
