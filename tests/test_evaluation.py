@@ -36,7 +36,10 @@ def _reference(name, reward, action, position, pscore, dist, q_hat, cfg):
     """Plain per-event loops written from OBP's estimator definitions."""
     n = len(reward)
     w = [dist[i, action[i], position[i]] / pscore[i] for i in range(n)]
-    q_pi = [sum(dist[i, a, position[i]] * q_hat[i, a, position[i]] for a in range(dist.shape[1])) for i in range(n)]
+    q_pi = [
+        sum(dist[i, a, position[i]] * q_hat[i, a, position[i]] for a in range(dist.shape[1]))
+        for i in range(n)
+    ]
     q_a = [q_hat[i, action[i], position[i]] for i in range(n)]
     mean_w = sum(w) / n
     total = 0.0
@@ -96,8 +99,12 @@ def test_dr_os_infinite_lambda_is_dr_and_zero_lambda_is_dm() -> None:
     reward, action, position, pscore, dist, q_hat = _random_problem(5)
     log = BanditLog.from_arrays(reward, action, pscore, position)
     dr, dm = estimate(log, dist, ["dr", "dm"], estimated_rewards=q_hat)
-    (inf,) = estimate(log, dist, ["dr_os"], estimated_rewards=q_hat, config=EstimatorConfig(dr_os_lambda=math.inf))
-    (zero,) = estimate(log, dist, ["dr_os"], estimated_rewards=q_hat, config=EstimatorConfig(dr_os_lambda=0.0))
+    (inf,) = estimate(
+        log, dist, ["dr_os"], estimated_rewards=q_hat, config=EstimatorConfig(dr_os_lambda=math.inf)
+    )
+    (zero,) = estimate(
+        log, dist, ["dr_os"], estimated_rewards=q_hat, config=EstimatorConfig(dr_os_lambda=0.0)
+    )
     assert inf.value == pytest.approx(dr.value)
     assert zero.value == pytest.approx(dm.value)
 
@@ -141,7 +148,7 @@ def test_bootstrap_interval_brackets_estimate_and_is_seeded() -> None:
 
 
 def test_weight_diagnostics() -> None:
-    reward, action, position, pscore, dist, q_hat = _random_problem(8)
+    reward, action, position, pscore, dist, _ = _random_problem(8)
     log = BanditLog.from_arrays(reward, action, pscore, position)
     (e,) = estimate(log, dist, ["ips"])
     w = dist[np.arange(60), action, position] / pscore
@@ -150,7 +157,9 @@ def test_weight_diagnostics() -> None:
     assert e.mean_weight == pytest.approx(w.mean())
 
 
-def _uniform_log(n: int, k: int, seed: int = 0, pscore: float | None = None) -> tuple[BanditLog, np.random.Generator]:
+def _uniform_log(
+    n: int, k: int, seed: int = 0, pscore: float | None = None
+) -> tuple[BanditLog, np.random.Generator]:
     rng = np.random.default_rng(seed)
     action = rng.integers(0, k, n)
     reward = rng.binomial(1, 0.5, n).astype(float)
@@ -170,8 +179,9 @@ def test_flags_support_deficiency_when_candidate_wants_unlogged_action() -> None
 def test_flags_support_deficiency_exactly_from_logged_distribution() -> None:
     log, _ = _uniform_log(500, 3)
     logging = np.tile([0.5, 0.5, 0.0], (500, 1))
-    log = BanditLog.from_arrays(log.reward, np.minimum(log.action, 1), np.full(500, 0.5), n_actions=3,
-                                logging_dist=logging)
+    log = BanditLog.from_arrays(
+        log.reward, np.minimum(log.action, 1), np.full(500, 0.5), n_actions=3, logging_dist=logging
+    )
     dist = np.tile([0.4, 0.4, 0.2], (500, 1))
     (e,) = estimate(log, dist, ["ips"])
     assert e.unsupported_mass == pytest.approx(0.2)
@@ -199,9 +209,11 @@ def test_clean_uniform_log_raises_no_weight_flags() -> None:
 
 
 def test_model_based_intervals_refit_the_model_or_are_flagged() -> None:
-    log, rng = _uniform_log(500, 3)
+    log, _ = _uniform_log(500, 3)
     dist = np.full((500, 3), 1 / 3)
-    dm, sw, os_, dr = estimate(log, dist, ["dm", "switch_dr", "dr_os", "dr"], config=EstimatorConfig(n_refit=20))
+    dm, sw, os_, dr = estimate(
+        log, dist, ["dm", "switch_dr", "dr_os", "dr"], config=EstimatorConfig(n_refit=20)
+    )
     for e in (dm, sw, os_):
         assert e.ci_method.startswith("normal(refit-bootstrap") and "model_only" not in e.flags
     assert dr.ci_method == "normal"
@@ -248,7 +260,7 @@ def test_linear_reward_model_recovers_a_linear_truth() -> None:
 
 
 def test_compare_builds_table_and_plot(tmp_path) -> None:
-    log, rng = _uniform_log(800, 3)
+    log, _ = _uniform_log(800, 3)
     cands = {"a": np.tile([1.0, 0, 0], (800, 1)), "b": np.full((800, 3), 1 / 3)}
     comp = compare(log, cands, ESTIMATORS, truth={"a": 0.5, "b": 0.5})
     table = comp.to_arrow()
@@ -298,7 +310,11 @@ def _log3() -> BanditLog:
 
 BAD_ESTIMATES = [
     ({"action_dist": np.full((2, 3), 1 / 3)}, DimensionError, "action_dist has 2 rows but the log has 3"),
-    ({"action_dist": np.full((3, 4), 1 / 4)}, DimensionError, "action_dist has 4 actions but the log has K=3"),
+    (
+        {"action_dist": np.full((3, 4), 1 / 4)},
+        DimensionError,
+        "action_dist has 4 actions but the log has K=3",
+    ),
     ({"action_dist": np.full((3, 3), 0.5)}, ValidationError, "must sum to 1"),
     ({"action_dist": np.full((3, 3), -1.0)}, ValidationError, r"probabilities in \[0, 1\]"),
     ({"estimators": ["ipw"]}, ValidationError, "Unknown estimator 'ipw'"),
@@ -317,8 +333,12 @@ def test_bad_estimate_arguments_raise_clear_errors(kwargs, exc, match) -> None:
 
 @pytest.mark.parametrize(
     ("kwargs", "match"),
-    [({"alpha": 1.5}, "'alpha' parameter of EstimatorConfig"), ({"ci": "exact"}, "'ci' parameter"),
-     ({"ips_clip": -1.0}, "'ips_clip'"), ({"n_bootstrap": 1}, "'n_bootstrap'")],
+    [
+        ({"alpha": 1.5}, "'alpha' parameter of EstimatorConfig"),
+        ({"ci": "exact"}, "'ci' parameter"),
+        ({"ips_clip": -1.0}, "'ips_clip'"),
+        ({"n_bootstrap": 1}, "'n_bootstrap'"),
+    ],
 )
 def test_bad_config(kwargs, match) -> None:
     with pytest.raises(ValidationError, match=match):

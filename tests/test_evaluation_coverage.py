@@ -52,8 +52,9 @@ def _simulate(seed: int, uniform: bool) -> tuple[BanditLog, np.ndarray]:
     action = np.minimum((np.cumsum(logging, axis=1) < u).sum(axis=1), K - 1)
     reward = rng.binomial(1, _q(x)[np.arange(N), action]).astype(float)
     actx = np.einsum("nd,ka->nkda", x, np.eye(K)).reshape(N, K, D * K)  # well-specified linear features
-    log = BanditLog.from_arrays(reward, action, logging[np.arange(N), action], n_actions=K, action_context=actx,
-                                logging_dist=logging)
+    log = BanditLog.from_arrays(
+        reward, action, logging[np.arange(N), action], n_actions=K, action_context=actx, logging_dist=logging
+    )
     return log, _softmax(x @ TARGET)
 
 

@@ -26,34 +26,78 @@ from keyart.events import (
 
 def decision(i: int = 0, **over) -> DecisionRecord:
     base = DecisionRecord(
-        event_id=f"d{i}", timestamp=1.7e9 + i, member_id="m1", title_id="t1", pool=("a", "b", "c"),
-        probabilities=(0.2, 0.5, 0.3), chosen_index=1, artwork_id="b", propensity=0.5, policy="uniform",
-        model_version=0, explored=False,
+        event_id=f"d{i}",
+        timestamp=1.7e9 + i,
+        member_id="m1",
+        title_id="t1",
+        pool=("a", "b", "c"),
+        probabilities=(0.2, 0.5, 0.3),
+        chosen_index=1,
+        artwork_id="b",
+        propensity=0.5,
+        policy="uniform",
+        model_version=0,
+        explored=False,
     )
     return replace(base, **over)
 
 
 def outcome(i: int = 0, **over) -> OutcomeRecord:
-    base = OutcomeRecord(event_id=f"o{i}", member_id="m1", title_id="t1", event_type="play",
-                         timestamp=1.7e9 + 10 + i, decision_id="d0", engaged_seconds=700.0)
+    base = OutcomeRecord(
+        event_id=f"o{i}",
+        member_id="m1",
+        title_id="t1",
+        event_type="play",
+        timestamp=1.7e9 + 10 + i,
+        decision_id="d0",
+        engaged_seconds=700.0,
+    )
     return replace(base, **over)
 
 
 def test_schemas_are_versioned_and_documented() -> None:
     assert schema_version(DECISION_SCHEMA) == ("decision", SCHEMA_VERSION)
     assert schema_version(OUTCOME_SCHEMA) == ("outcome", SCHEMA_VERSION)
-    for name in ("event_id", "timestamp", "member_id", "title_id", "page", "position", "context_json",
-                 "features", "pool", "probabilities", "artwork_id", "propensity", "policy", "model_version",
-                 "explored"):
+    for name in (
+        "event_id",
+        "timestamp",
+        "member_id",
+        "title_id",
+        "page",
+        "position",
+        "context_json",
+        "features",
+        "pool",
+        "probabilities",
+        "artwork_id",
+        "propensity",
+        "policy",
+        "model_version",
+        "explored",
+    ):
         assert name in DECISION_SCHEMA.names
-    for name in ("event_id", "decision_id", "member_id", "title_id", "event_type", "engaged_seconds", "timestamp"):
+    for name in (
+        "event_id",
+        "decision_id",
+        "member_id",
+        "title_id",
+        "event_type",
+        "engaged_seconds",
+        "timestamp",
+    ):
         assert name in OUTCOME_SCHEMA.names
 
 
 def test_context_json_round_trip() -> None:
     ctx = MemberContext(
-        member_id="m1", played=(Play("t9", 1.0, 30.0), Play("t8")), country="FR", language="fr", device="tv",
-        timestamp=1.7e9, interacted_titles=frozenset({"t1", "t2"}), recommender_scores={"t1": 0.7},
+        member_id="m1",
+        played=(Play("t9", 1.0, 30.0), Play("t8")),
+        country="FR",
+        language="fr",
+        device="tv",
+        timestamp=1.7e9,
+        interacted_titles=frozenset({"t1", "t2"}),
+        recommender_scores={"t1": 0.7},
         extra={"tenure": 3.0},
     )
     text = context_to_json(ctx)
@@ -70,8 +114,9 @@ def test_bad_context_json(text: str) -> None:
 def test_decision_record_from_policy_decision() -> None:
     from keyart.policies import Decision
 
-    d = Decision("id1", "r1", "m1", "t1", 5.0, ("a", "b"), (0.25, 0.75), (0.1, 0.2), 1, "b", 0.75, True,
-                 "linucb", 3)
+    d = Decision(
+        "id1", "r1", "m1", "t1", 5.0, ("a", "b"), (0.25, 0.75), (0.1, 0.2), 1, "b", 0.75, True, "linucb", 3
+    )
     ctx = MemberContext(member_id="m1", timestamp=5.0)
     rec = DecisionRecord.from_decision(d, ctx, page="home", position=2)
     t = decisions_table([rec])
@@ -87,8 +132,9 @@ def test_tables_accept_records_dicts_and_arrow() -> None:
     t1 = decisions_table(recs)
     t2 = decisions_table(t1.drop_columns(["page", "features"]))
     assert t1.schema.equals(DECISION_SCHEMA) and t2.equals(t1)
-    t3 = outcomes_table([{"event_id": "o1", "member_id": "m", "title_id": "t", "event_type": "stop",
-                          "timestamp": 3.0}])
+    t3 = outcomes_table(
+        [{"event_id": "o1", "member_id": "m", "title_id": "t", "event_type": "stop", "timestamp": 3.0}]
+    )
     assert t3.column("decision_id").null_count == 1
 
 
@@ -128,8 +174,10 @@ def test_missing_required_column_in_arrow_table() -> None:
 
 def test_null_in_required_column() -> None:
     t = decisions_table([decision()])
-    t = t.set_column(t.schema.get_field_index("policy"), pa.field("policy", pa.string()), pa.array([None], pa.string()))
-    with pytest.raises(ValidationError, match="'policy'.*missing values"):
+    t = t.set_column(
+        t.schema.get_field_index("policy"), pa.field("policy", pa.string()), pa.array([None], pa.string())
+    )
+    with pytest.raises(ValidationError, match=r"'policy'.*missing values"):
         decisions_table(t)
 
 

@@ -31,7 +31,9 @@ def test_obd_loads_as_documented(logs) -> None:
     assert rand.log.n_actions == 80 and rand.log.n_positions == 3
     np.testing.assert_allclose(rand.log.pscore, 1 / 80)  # uniform random over 80 items
     assert set(np.unique(rand.log.position)) == {0, 1, 2}
-    assert rand.log.context.shape[0] == 10_000 and rand.log.context.shape[1] > 80  # affinities + one-hot users
+    assert (
+        rand.log.context.shape[0] == 10_000 and rand.log.context.shape[1] > 80
+    )  # affinities + one-hot users
 
 
 def test_ips_on_obd_equals_a_plain_loop(logs) -> None:
@@ -40,7 +42,9 @@ def test_ips_on_obd_equals_a_plain_loop(logs) -> None:
     dist = np.broadcast_to(freq, (rand.log.n, 80, 3))
     (ips, snips) = estimate(rand.log, dist, ["ips", "snips"])
     num = den = 0.0
-    for a, pos, p, r in zip(rand.log.action, rand.log.position, rand.log.pscore, rand.log.reward, strict=True):
+    for a, pos, p, r in zip(
+        rand.log.action, rand.log.position, rand.log.pscore, rand.log.reward, strict=True
+    ):
         w = freq[a, pos] / p
         num += w * r
         den += w
@@ -71,4 +75,9 @@ def test_bts_value_from_random_logs_agrees_with_on_policy_value() -> None:
 def test_module_entry_point_prints_the_readme_table(capsys) -> None:
     assert main(["obd", "--data", str(OBD), "--folds", "2", "--refits", "20"]) == 0
     text = capsys.readouterr().out
-    assert "| ips |" in text and "| replay (" in text and "relative error" in text and "python -m keyart.tabular obd" in text
+    assert (
+        "| ips |" in text
+        and "| replay (" in text
+        and "relative error" in text
+        and "python -m keyart.tabular obd" in text
+    )

@@ -4,13 +4,18 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-import numpy as np
 import pytest
 
 from keyart.catalog import Artwork, Catalog, Title
 from keyart.context import MemberContext
 from keyart.errors import ValidationError
-from keyart.events import DecisionRecord, OutcomeRecord, context_to_json, decisions_from_batch, decisions_table
+from keyart.events import (
+    DecisionRecord,
+    OutcomeRecord,
+    context_to_json,
+    decisions_from_batch,
+    decisions_table,
+)
 from keyart.rewards import QualityRule, join_rewards, join_store
 from keyart.store import EventStore
 
@@ -20,15 +25,32 @@ H = 3600.0
 
 def dec(eid: str, member: str, title: str, t: float, **over) -> DecisionRecord:
     rec = DecisionRecord(
-        event_id=eid, timestamp=t, member_id=member, title_id=title, pool=("a", "b"), probabilities=(0.5, 0.5),
-        chosen_index=0, artwork_id="a", propensity=0.5, policy="uniform", model_version=0, explored=True,
+        event_id=eid,
+        timestamp=t,
+        member_id=member,
+        title_id=title,
+        pool=("a", "b"),
+        probabilities=(0.5, 0.5),
+        chosen_index=0,
+        artwork_id="a",
+        propensity=0.5,
+        policy="uniform",
+        model_version=0,
+        explored=True,
         context_json=context_to_json(MemberContext(member_id=member, timestamp=t)),
     )
     return replace(rec, **over)
 
 
-def out(eid: str, member: str, title: str, t: float, kind: str = "play", secs: float | None = None,
-        decision_id: str | None = None) -> OutcomeRecord:
+def out(
+    eid: str,
+    member: str,
+    title: str,
+    t: float,
+    kind: str = "play",
+    secs: float | None = None,
+    decision_id: str | None = None,
+) -> OutcomeRecord:
     return OutcomeRecord(eid, member, title, kind, t, decision_id, secs)
 
 
@@ -59,8 +81,13 @@ def scenario():
 
 def test_join_counts_everything_and_labels_quality_plays() -> None:
     decisions, outcomes = scenario()
-    res = join_rewards(decisions_table(decisions), outcomes, window_seconds=24 * H,
-                       rule=QualityRule(min_seconds=600), as_of=T0 + 40 * H)
+    res = join_rewards(
+        decisions_table(decisions),
+        outcomes,
+        window_seconds=24 * H,
+        rule=QualityRule(min_seconds=600),
+        as_of=T0 + 40 * H,
+    )
     r = res.report
     assert r.outcomes == 9 and r.decisions == 8
     assert (r.joined_outcomes, r.late_outcomes, r.early_outcomes, r.unmatched_outcomes) == (5, 1, 1, 2)
@@ -75,8 +102,12 @@ def test_join_counts_everything_and_labels_quality_plays() -> None:
 
 
 def test_fraction_of_runtime_rule_and_complete_event() -> None:
-    decisions = [dec("d1", "m1", "t1", T0), dec("d2", "m1", "t2", T0), dec("d3", "m1", "t3", T0),
-                 dec("d4", "m1", "t4", T0)]
+    decisions = [
+        dec("d1", "m1", "t1", T0),
+        dec("d2", "m1", "t2", T0),
+        dec("d3", "m1", "t3", T0),
+        dec("d4", "m1", "t4", T0),
+    ]
     outcomes = [
         out("o1", "m1", "t1", T0 + 10, "play", 1300.0),  # 1300 / 2400 s: passes 0.5
         out("o2", "m1", "t2", T0 + 10, "play", 1100.0),  # 1100 / 2400 s: fails
@@ -86,7 +117,9 @@ def test_fraction_of_runtime_rule_and_complete_event() -> None:
     ]
     runtimes = {"t1": 2400.0, "t2": 2400.0, "t3": 2400.0}
     rule = QualityRule(min_seconds=None, min_fraction_of_runtime=0.5)
-    res = join_rewards(decisions_table(decisions), outcomes, rule=rule, runtimes=runtimes, as_of=T0 + 10 * 86_400)
+    res = join_rewards(
+        decisions_table(decisions), outcomes, rule=rule, runtimes=runtimes, as_of=T0 + 10 * 86_400
+    )
     assert res.reward.tolist() == [1.0, 0.0, 1.0, 0.0]
     assert res.report.runtime_unknown == 1
     either = QualityRule(min_seconds=1000, min_fraction_of_runtime=0.5, require="any")
@@ -98,7 +131,9 @@ def test_runtimes_from_catalog() -> None:
     cat = Catalog([Title("t1", runtime_minutes=40.0)], [Artwork("a", "t1"), Artwork("b", "t1")])
     decisions = [dec("d1", "m1", "t1", T0)]
     outcomes = [out("o1", "m1", "t1", T0 + 10, "play", 1300.0)]
-    res = join_rewards(decisions_table(decisions), outcomes, rule=QualityRule(None, 0.5), runtimes=cat, as_of=T0 + 1e6)
+    res = join_rewards(
+        decisions_table(decisions), outcomes, rule=QualityRule(None, 0.5), runtimes=cat, as_of=T0 + 1e6
+    )
     assert res.reward.tolist() == [1.0]
 
 
@@ -120,8 +155,10 @@ def test_join_from_store_and_feedback_for_learning(tmp_path) -> None:
     from keyart.features import Featurizer
     from keyart.policies import LoggedFeedback, make_policy
 
-    cat = Catalog([Title(f"t{i}", genres=("drama",), runtime_minutes=50.0) for i in range(3)],
-                  [Artwork(f"t{i}-a{j}", f"t{i}", style=f"s{j}") for i in range(3) for j in range(1 + i)])
+    cat = Catalog(
+        [Title(f"t{i}", genres=("drama",), runtime_minutes=50.0) for i in range(3)],
+        [Artwork(f"t{i}-a{j}", f"t{i}", style=f"s{j}") for i in range(3) for j in range(1 + i)],
+    )
     feat = Featurizer(cat)
     policy = make_policy("uniform", seed=1)
     ctx = MemberContext(member_id="m1", country="FR", timestamp=T0)
@@ -165,8 +202,12 @@ def test_bad_join_arguments(over, exc, match) -> None:
 
 @pytest.mark.parametrize(
     ("kwargs", "match"),
-    [({"min_seconds": -1.0}, "'min_seconds'"), ({"min_seconds": None}, "needs min_seconds"),
-     ({"min_fraction_of_runtime": 1.5}, "'min_fraction_of_runtime'"), ({"require": "most"}, "'require'")],
+    [
+        ({"min_seconds": -1.0}, "'min_seconds'"),
+        ({"min_seconds": None}, "needs min_seconds"),
+        ({"min_fraction_of_runtime": 1.5}, "'min_fraction_of_runtime'"),
+        ({"require": "most"}, "'require'"),
+    ],
 )
 def test_bad_quality_rule(kwargs, match) -> None:
     with pytest.raises(ValidationError, match=match):

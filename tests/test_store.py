@@ -26,16 +26,32 @@ T0 = 1_700_000_000.0  # 2023-11-14 22:13:20 UTC
 
 def decision(i: int, t: float | None = None, **over) -> DecisionRecord:
     rec = DecisionRecord(
-        event_id=f"d{i}", timestamp=T0 + i if t is None else t, member_id=f"m{i % 7}", title_id=f"t{i % 3}",
-        pool=("a", "b"), probabilities=(0.5, 0.5), chosen_index=0, artwork_id="a", propensity=0.5,
-        policy="uniform", model_version=0, explored=True,
+        event_id=f"d{i}",
+        timestamp=T0 + i if t is None else t,
+        member_id=f"m{i % 7}",
+        title_id=f"t{i % 3}",
+        pool=("a", "b"),
+        probabilities=(0.5, 0.5),
+        chosen_index=0,
+        artwork_id="a",
+        propensity=0.5,
+        policy="uniform",
+        model_version=0,
+        explored=True,
     )
     return replace(rec, **over)
 
 
 def outcome(i: int, t: float | None = None, **over) -> OutcomeRecord:
-    rec = OutcomeRecord(event_id=f"o{i}", member_id=f"m{i % 7}", title_id=f"t{i % 3}", event_type="play",
-                        timestamp=T0 + 5 + i if t is None else t, decision_id=f"d{i}", engaged_seconds=900.0)
+    rec = OutcomeRecord(
+        event_id=f"o{i}",
+        member_id=f"m{i % 7}",
+        title_id=f"t{i % 3}",
+        event_type="play",
+        timestamp=T0 + 5 + i if t is None else t,
+        decision_id=f"d{i}",
+        engaged_seconds=900.0,
+    )
     return replace(rec, **over)
 
 
@@ -128,8 +144,13 @@ WRITER = textwrap.dedent(
 
 def test_acknowledged_batches_survive_sigkill_of_the_writer(tmp_path: Path) -> None:
     path = tmp_path / "crash.duckdb"
-    proc = subprocess.Popen([sys.executable, "-c", WRITER, str(path)], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, env=_env())
+    proc = subprocess.Popen(
+        [sys.executable, "-c", WRITER, str(path)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=_env(),
+    )
     acked: list[int] = []
     try:
         assert proc.stdout is not None
@@ -170,7 +191,9 @@ def test_second_writer_process_gets_a_clear_error(tmp_path: Path) -> None:
         time.sleep(60)
         """
     )
-    proc = subprocess.Popen([sys.executable, "-c", holder, str(path)], stdout=subprocess.PIPE, text=True, env=_env())
+    proc = subprocess.Popen(
+        [sys.executable, "-c", holder, str(path)], stdout=subprocess.PIPE, text=True, env=_env()
+    )
     try:
         assert proc.stdout is not None and proc.stdout.readline().strip() == "READY"
         with pytest.raises(StoreLockedError, match="one writer process"):

@@ -19,15 +19,17 @@ def _table(n: int = 300, seed: int = 0) -> pa.Table:
     rng = np.random.default_rng(seed)
     actions = np.array(["red", "green", "blue"])
     a = rng.integers(0, 3, n)
-    return pa.table({
-        "action": actions[a],
-        "propensity": np.full(n, 1 / 3),
-        "reward": rng.binomial(1, 0.2 + 0.2 * a).astype(float),
-        "position": rng.integers(0, 2, n),
-        "age": rng.uniform(18, 80, n),
-        "device": rng.choice(["tv", "phone", "web"], n),
-        "timestamp": np.arange(n, dtype=float),
-    })
+    return pa.table(
+        {
+            "action": actions[a],
+            "propensity": np.full(n, 1 / 3),
+            "reward": rng.binomial(1, 0.2 + 0.2 * a).astype(float),
+            "position": rng.integers(0, 2, n),
+            "age": rng.uniform(18, 80, n),
+            "device": rng.choice(["tv", "phone", "web"], n),
+            "timestamp": np.arange(n, dtype=float),
+        }
+    )
 
 
 def test_csv_and_parquet_give_the_same_log(tmp_path: Path) -> None:
@@ -64,15 +66,32 @@ def test_empirical_distribution_columns_sum_to_one() -> None:
 BAD = [
     (lambda t: t.drop_columns(["propensity"]), {}, ValidationError, "Missing column 'propensity'"),
     (lambda t: t.drop_columns(["reward"]), {}, ValidationError, "Missing column 'reward'"),
-    (lambda t: t.set_column(1, "propensity", pa.array(np.r_[0.0, np.full(299, 1 / 3)])), {}, ValidationError,
-     r"pscore must be in \(0, 1\]"),
-    (lambda t: t.set_column(1, "propensity", pa.array(np.r_[1.2, np.full(299, 1 / 3)])), {}, ValidationError,
-     r"pscore must be in \(0, 1\]"),
+    (
+        lambda t: t.set_column(1, "propensity", pa.array(np.r_[0.0, np.full(299, 1 / 3)])),
+        {},
+        ValidationError,
+        r"pscore must be in \(0, 1\]",
+    ),
+    (
+        lambda t: t.set_column(1, "propensity", pa.array(np.r_[1.2, np.full(299, 1 / 3)])),
+        {},
+        ValidationError,
+        r"pscore must be in \(0, 1\]",
+    ),
     (lambda t: t.slice(0, 0), {}, EmptyLogError, "empty"),
     (lambda t: t, {"action_ids": ("red", "green")}, UnknownIdError, "unknown action 'blue'"),
-    (lambda t: t.set_column(2, "reward", pa.array(["x"] * 300)), {}, ValidationError, "'reward' must be numeric"),
-    (lambda t: t.set_column(1, "propensity", pa.array([None] + [0.3] * 299, pa.float64())), {}, ValidationError,
-     "'propensity' has 1 missing values"),
+    (
+        lambda t: t.set_column(2, "reward", pa.array(["x"] * 300)),
+        {},
+        ValidationError,
+        "'reward' must be numeric",
+    ),
+    (
+        lambda t: t.set_column(1, "propensity", pa.array([None] + [0.3] * 299, pa.float64())),
+        {},
+        ValidationError,
+        "'propensity' has 1 missing values",
+    ),
 ]
 
 
@@ -93,5 +112,10 @@ def test_unknown_file_type_and_missing_file(tmp_path: Path) -> None:
 def test_candidate_naming_an_unknown_action() -> None:
     tab = load_tabular(_table())
     with pytest.raises(UnknownIdError, match="'purple'"):
-        context_free_distribution(pa.table({"action": ["purple"], "probability": [1.0]}), tab.log.n,
-                                  tab.action_ids, tab.log.n_positions, position=None)
+        context_free_distribution(
+            pa.table({"action": ["purple"], "probability": [1.0]}),
+            tab.log.n,
+            tab.action_ids,
+            tab.log.n_positions,
+            position=None,
+        )

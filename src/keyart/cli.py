@@ -9,6 +9,14 @@ from rich.table import Table
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Personalized artwork selection.")
 
 
+@app.callback()
+def _setup() -> None:
+    """Pin BLAS to one thread: keyart's matrices are small, and threads only contend for them."""
+    from threadpoolctl import threadpool_limits
+
+    threadpool_limits(limits=1)
+
+
 @app.command()
 def example(seed: int = typer.Option(7, help="Seed of the policy's keyed-hash randomness.")) -> None:
     """Choose artwork for a tiny two-title catalog, learn from a few outcomes, and choose again."""

@@ -22,7 +22,12 @@ import pyarrow.csv as pacsv
 from keyart.errors import ValidationError
 from keyart.evaluation import ESTIMATORS, BanditLog, Comparison, Estimate, EstimatorConfig, compare, estimate
 from keyart.evaluation.compare import candidate_distribution, feedback_to_log
-from keyart.evaluation.reward_models import LinearRewardModel, RewardModel, TabularRewardModel, default_reward_model
+from keyart.evaluation.reward_models import (
+    LinearRewardModel,
+    RewardModel,
+    TabularRewardModel,
+    default_reward_model,
+)
 from keyart.rewards import JoinReport
 from keyart.tabular import TabularFormat, load_tabular, obd_experiment, obd_report, read_table
 
@@ -56,16 +61,23 @@ def _candidate_from_file(path: Path, log: BanditLog, action_ids: tuple[object, .
     table = read_table(path)
     for col in ("action", "probability"):
         if col not in table.column_names:
-            raise ValidationError(f"Candidate {path} is missing the column {col!r} (needs action, probability).")
+            raise ValidationError(
+                f"Candidate {path} is missing the column {col!r} (needs action, probability)."
+            )
     index = {str(a): i for i, a in enumerate(action_ids)}
     acts = [str(a) for a in table.column("action").to_pylist()]
     unknown = sorted({a for a in acts if a not in index})
     if unknown:
-        raise ValidationError(f"Candidate {path} names actions the log does not know: {', '.join(unknown[:5])}.")
+        raise ValidationError(
+            f"Candidate {path} names actions the log does not know: {', '.join(unknown[:5])}."
+        )
     a = np.array([index[x] for x in acts], dtype=np.int64)
     p = table.column("probability").to_numpy(zero_copy_only=False).astype(np.float64)
-    pos = (table.column("position").to_numpy(zero_copy_only=False).astype(np.int64)
-           if "position" in table.column_names else None)
+    pos = (
+        table.column("position").to_numpy(zero_copy_only=False).astype(np.int64)
+        if "position" in table.column_names
+        else None
+    )
     if "row" in table.column_names:
         rows = table.column("row").to_numpy(zero_copy_only=False).astype(np.int64)
         if rows.min() < 0 or rows.max() >= log.n:
@@ -117,8 +129,24 @@ def evaluate(
     quiet: bool = False,
 ) -> EvaluationOutput:
     """Evaluate candidate policies offline on a log; write evaluation.md, evaluation.csv, evaluation.png."""
-    result = _evaluate(log, candidate, fmt, out, estimator, reward_model, folds, seed, ci, catalog, window_seconds,
-                       min_seconds, action_column, propensity_column, reward_column, position_column)
+    result = _evaluate(
+        log,
+        candidate,
+        fmt,
+        out,
+        estimator,
+        reward_model,
+        folds,
+        seed,
+        ci,
+        catalog,
+        window_seconds,
+        min_seconds,
+        action_column,
+        propensity_column,
+        reward_column,
+        position_column,
+    )
     if not quiet:
         print(result.markdown)
         print(f"Wrote {result.markdown_path}, {result.table_path} and {result.plot_path}.")
@@ -126,9 +154,22 @@ def evaluate(
 
 
 def _evaluate(
-    log: Path, candidate: list[str] | None, fmt: str, out: Path, estimator: list[str] | None, reward_model: str,
-    folds: int, seed: int, ci: str, catalog: Path | None, window_seconds: float, min_seconds: float,
-    action_column: str, propensity_column: str, reward_column: str, position_column: str,
+    log: Path,
+    candidate: list[str] | None,
+    fmt: str,
+    out: Path,
+    estimator: list[str] | None,
+    reward_model: str,
+    folds: int,
+    seed: int,
+    ci: str,
+    catalog: Path | None,
+    window_seconds: float,
+    min_seconds: float,
+    action_column: str,
+    propensity_column: str,
+    reward_column: str,
+    position_column: str,
 ) -> EvaluationOutput:
     if fmt not in FORMATS:
         raise ValidationError(f"fmt must be one of {', '.join(FORMATS)}. Got {fmt!r}.")
@@ -136,15 +177,23 @@ def _evaluate(
     config = EstimatorConfig(ci=ci)
     out = Path(out)
     if fmt == "obd":
-        res = obd_experiment(log, estimators=names, n_folds=folds, seed=seed, config=config,
-                             reward_model=TabularRewardModel() if reward_model in ("auto", "tabular") else LinearRewardModel())
+        res = obd_experiment(
+            log,
+            estimators=names,
+            n_folds=folds,
+            seed=seed,
+            config=config,
+            reward_model=TabularRewardModel() if reward_model in ("auto", "tabular") else LinearRewardModel(),
+        )
         cmd = f"keyart evaluate {log} --fmt obd"
-        md, csv_path, md_path, png = _write(res.comparison, out, "Open Bandit Dataset: Bernoulli TS from random logs",
-                                            obd_report(res, cmd))
+        md, csv_path, md_path, png = _write(
+            res.comparison, out, "Open Bandit Dataset: Bernoulli TS from random logs", obd_report(res, cmd)
+        )
         return EvaluationOutput(res.comparison, md, csv_path, md_path, png)
     if fmt == "tabular":
-        tf = TabularFormat(action=action_column, propensity=propensity_column, reward=reward_column,
-                           position=position_column)
+        tf = TabularFormat(
+            action=action_column, propensity=propensity_column, reward=reward_column, position=position_column
+        )
         tab = load_tabular(log, tf)
         cands: dict[str, np.ndarray] = {}
         for c in candidate or ["uniform"]:
@@ -152,17 +201,44 @@ def _evaluate(
                 cands[c] = np.full((tab.log.n, tab.log.n_actions, tab.log.n_positions), 1 / tab.log.n_actions)
             else:
                 cands[Path(c).stem] = _candidate_from_file(Path(c), tab.log, tab.action_ids)
-        comp = compare(tab.log, cands, names, reward_model=_model(reward_model, tab.log), n_folds=folds,
-                       config=config, seed=seed)
+        comp = compare(
+            tab.log,
+            cands,
+            names,
+            reward_model=_model(reward_model, tab.log),
+            n_folds=folds,
+            config=config,
+            seed=seed,
+        )
         md, csv_path, md_path, png = _write(comp, out, f"Offline evaluation of {log}")
         return EvaluationOutput(comp, md, csv_path, md_path, png)
-    return _evaluate_store(log, candidate or [], out, names, reward_model, folds, seed, config, catalog,
-                           window_seconds, min_seconds)
+    return _evaluate_store(
+        log,
+        candidate or [],
+        out,
+        names,
+        reward_model,
+        folds,
+        seed,
+        config,
+        catalog,
+        window_seconds,
+        min_seconds,
+    )
 
 
 def _evaluate_store(
-    path: Path, candidates: list[str], out: Path, names: list[str], reward_model: str, folds: int, seed: int,
-    config: EstimatorConfig, catalog: Path | None, window_seconds: float, min_seconds: float,
+    path: Path,
+    candidates: list[str],
+    out: Path,
+    names: list[str],
+    reward_model: str,
+    folds: int,
+    seed: int,
+    config: EstimatorConfig,
+    catalog: Path | None,
+    window_seconds: float,
+    min_seconds: float,
 ) -> EvaluationOutput:
     from keyart.catalog import Catalog
     from keyart.features import Featurizer
@@ -176,8 +252,9 @@ def _evaluate_store(
         raise ValidationError("fmt 'keyart' needs at least one candidate (a policy saved with Policy.save).")
     cat = Catalog.load_json(catalog)
     with EventStore(path, read_only=True) as store:
-        joined = join_store(store, window_seconds=window_seconds, rule=QualityRule(min_seconds=min_seconds),
-                            runtimes=cat)
+        joined = join_store(
+            store, window_seconds=window_seconds, rule=QualityRule(min_seconds=min_seconds), runtimes=cat
+        )
     feedback = joined.to_feedback(Featurizer(cat))
     log = feedback_to_log(feedback, joined.logging_probabilities())
     model = _model(reward_model, log)
@@ -185,10 +262,20 @@ def _evaluate_store(
     for c in candidates:
         policy = load_policy(c)
         dist = candidate_distribution(policy, feedback)
-        ests += estimate(log, dist, names, reward_model=model, n_folds=folds, config=config, seed=seed,
-                         policy=f"{policy.name}:{Path(c).stem}")
+        ests += estimate(
+            log,
+            dist,
+            names,
+            reward_model=model,
+            n_folds=folds,
+            config=config,
+            seed=seed,
+            policy=f"{policy.name}:{Path(c).stem}",
+        )
     comp = Comparison(tuple(ests))
-    report = "Reward join:\n\n" + "\n".join(f"- {k.replace('_', ' ')}: {v}" for k, v in joined.report.as_dict().items())
+    report = "Reward join:\n\n" + "\n".join(
+        f"- {k.replace('_', ' ')}: {v}" for k, v in joined.report.as_dict().items()
+    )
     md, csv_path, md_path, png = _write(comp, out, f"Offline evaluation of {path}", report)
     return EvaluationOutput(comp, md, csv_path, md_path, png, joined.report)
 

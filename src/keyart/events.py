@@ -188,10 +188,12 @@ def decisions_from_batch(
     sizes = mask.sum(axis=1)
     ids = np.asarray(b.artwork_ids)
     probs = np.asarray(decisions.probabilities, dtype=np.float64)
-    pool = pa.ListArray.from_arrays(pa.array(np.concatenate([[0], np.cumsum(sizes)]).astype(np.int32)),
-                                    pa.array(ids[mask].astype(str)))
-    prob = pa.ListArray.from_arrays(pa.array(np.concatenate([[0], np.cumsum(sizes)]).astype(np.int32)),
-                                    pa.array(probs[mask]))
+    pool = pa.ListArray.from_arrays(
+        pa.array(np.concatenate([[0], np.cumsum(sizes)]).astype(np.int32)), pa.array(ids[mask].astype(str))
+    )
+    prob = pa.ListArray.from_arrays(
+        pa.array(np.concatenate([[0], np.cumsum(sizes)]).astype(np.int32)), pa.array(probs[mask])
+    )
     if contexts is None:
         ctx = [None] * n
     elif isinstance(contexts, MemberContext):
@@ -248,7 +250,9 @@ def _rows_to_table(records: Iterable[Any], schema: pa.Schema) -> pa.Table:
     try:
         return pa.Table.from_pylist(rows, schema=schema)
     except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError) as exc:
-        raise ValidationError(f"Records do not fit the {schema.metadata[b'keyart.schema'].decode()} schema: {exc}") from None
+        raise ValidationError(
+            f"Records do not fit the {schema.metadata[b'keyart.schema'].decode()} schema: {exc}"
+        ) from None
 
 
 def _conform(data: pa.Table | Iterable[Any], schema: pa.Schema) -> pa.Table:
@@ -264,8 +268,10 @@ def _conform(data: pa.Table | Iterable[Any], schema: pa.Schema) -> pa.Table:
             try:
                 cols.append(col.cast(field.type))
             except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
-                raise ValidationError(f"Column {field.name!r} of the {kind} table has type {col.type}, "
-                                      f"expected {field.type}: {exc}") from None
+                raise ValidationError(
+                    f"Column {field.name!r} of the {kind} table has type {col.type}, "
+                    f"expected {field.type}: {exc}"
+                ) from None
         elif field.nullable:
             cols.append(pa.nulls(table.num_rows, field.type))
         else:
@@ -280,7 +286,8 @@ def _require_non_null(table: pa.Table, kind: str) -> None:
     for field in table.schema:
         if not field.nullable and table.column(field.name).null_count:
             raise ValidationError(
-                f"Column {field.name!r} of the {kind} table has {table.column(field.name).null_count} missing values."
+                f"Column {field.name!r} of the {kind} table has "
+                f"{table.column(field.name).null_count} missing values."
             )
 
 
@@ -303,7 +310,9 @@ def _check_ids(table: pa.Table, names: Sequence[str], kind: str) -> None:
         if col.null_count < table.num_rows:
             empty = pc.fill_null(pc.equal(col, ""), False).to_numpy(zero_copy_only=False)
             if empty.any():
-                raise ValidationError(f"Column {name!r} of the {kind} table has empty strings at rows {_bad_rows(empty)}.")
+                raise ValidationError(
+                    f"Column {name!r} of the {kind} table has empty strings at rows {_bad_rows(empty)}."
+                )
 
 
 def _check_finite(table: pa.Table, name: str, kind: str) -> np.ndarray:
@@ -336,7 +345,9 @@ def decisions_table(data: pa.Table | Iterable[DecisionRecord | Mapping[str, Any]
         raise ValidationError(f"Column 'pool' is empty at rows {_bad_rows(bad)}: a decision needs a pool.")
     bad = pool_len != prob_len
     if bad.any():
-        raise ValidationError(f"Columns 'pool' and 'probabilities' differ in length at rows {_bad_rows(bad)}.")
+        raise ValidationError(
+            f"Columns 'pool' and 'probabilities' differ in length at rows {_bad_rows(bad)}."
+        )
     probs_col = table.column("probabilities").combine_chunks()
     flat = pc.list_flatten(probs_col).to_numpy(zero_copy_only=False).astype(np.float64)
     if not np.all(np.isfinite(flat)) or (flat < 0).any() or (flat > 1 + PROB_SUM_TOL).any():
@@ -345,7 +356,9 @@ def decisions_table(data: pa.Table | Iterable[DecisionRecord | Mapping[str, Any]
     sums = np.bincount(owner, weights=flat, minlength=table.num_rows)
     bad = np.abs(sums - 1.0) > PROB_SUM_TOL
     if bad.any():
-        raise ValidationError(f"Column 'probabilities' must sum to 1 per decision; it does not at rows {_bad_rows(bad)}.")
+        raise ValidationError(
+            f"Column 'probabilities' must sum to 1 per decision; it does not at rows {_bad_rows(bad)}."
+        )
     idx = table.column("chosen_index").to_numpy(zero_copy_only=False).astype(np.int64)
     bad = (idx < 0) | (idx >= pool_len)
     if bad.any():

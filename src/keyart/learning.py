@@ -104,17 +104,7 @@ class LinearStats:
             )
         w = np.ones(X.shape[0]) if weights is None else np.asarray(weights, dtype=np.float64)
         uniq, inv = np.unique(np.asarray(artwork_ids, dtype=object).astype(str), return_inverse=True)
-        Xw = X * w[:, None]
-        onehot = scipy.sparse.csr_matrix((w, (inv, np.arange(X.shape[0]))), shape=(uniq.size, X.shape[0]))
-        return cls(
-            tuple(uniq.tolist()),
-            Xw.T @ X,
-            np.asarray(onehot @ X),
-            np.bincount(inv, weights=w, minlength=uniq.size),
-            Xw.T @ r,
-            np.bincount(inv, weights=w * r, minlength=uniq.size),
-            float(w.sum()),
-        )
+        return cls(tuple(uniq.tolist()), *_sums_by_row(X, inv, uniq.size, w, r))
 
     def aligned(self, index: ArtworkIndex) -> LinearStats:
         """The same statistics with artwork rows in ``index`` order (ids missing from index are added)."""
@@ -142,6 +132,22 @@ class LinearStats:
             self.artwork_ids, self.xx * gamma, self.xa * gamma, self.aa * gamma, self.xr * gamma,
             self.ar * gamma, self.n * gamma,
         )
+
+
+def _sums_by_row(
+    X: np.ndarray, rows: np.ndarray, m: int, w: np.ndarray, r: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, float]:
+    """(xx, xa, aa, xr, ar, n) of events whose artworks have integer rows 0..m-1."""
+    Xw = X * w[:, None]
+    onehot = scipy.sparse.csr_matrix((w, (rows, np.arange(X.shape[0]))), shape=(m, X.shape[0]))
+    return (
+        Xw.T @ X,
+        np.asarray(onehot @ X),
+        np.bincount(rows, weights=w, minlength=m),
+        Xw.T @ r,
+        np.bincount(rows, weights=w * r, minlength=m),
+        float(w.sum()),
+    )
 
 
 @dataclass(frozen=True)
@@ -238,21 +244,22 @@ def _sigmoid(f: np.ndarray) -> np.ndarray:
 
 
 def logistic_partition_sums(
-    X: np.ndarray, artwork_ids: np.ndarray, rewards: np.ndarray, theta: np.ndarray, beta: dict[str, float]
-) -> tuple[LinearStats, float]:
-    """One partition's Newton sums at (theta, beta): Hessian weights p(1-p) and gradient (p - r).
+    X: np.ndarray, rows: np.ndarray, m: int, rewards: np.ndarray, theta: np.ndarray, beta: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, float]:
+    """One partition's Newton sums at (theta, beta), its artworks given as rows 0..m-1 of beta.
 
-    Returned as ``LinearStats`` whose ``xx, xa, aa`` hold the weighted Hessian sums and whose ``xr, ar``
-    hold the gradient sums; plus the partition's log-likelihood.
+    Returns (H_ss, H_sa, H_d, g_s, g_a, loglik): the data's Hessian blocks (weights p(1-p)), its gradient
+    of the negative log-likelihood (p - r), and its log-likelihood. Sums add across partitions.
     """
-    ids = np.asarray(artwork_ids, dtype=object)
-    b = np.array([beta.get(a, 0.0) for a in ids.tolist()])
-    f = X @ theta + b
+    f = X @ theta + beta[rows]
     p = _sigmoid(f)
-    w = np.maximum(p * (1.0 - p), 1e-12)
-    stats = LinearStats.from_events(X, ids, (p - rewards) / w, weights=w)
+    w = p * (1.0 - p)
+    hss, hsa, hd, _, _, _ = _sums_by_row(X, rows, m, w, np.zeros_like(p))
+    g = p - rewards
+    g_s = X.T @ g
+    g_a = np.bincount(rows, weights=g, minlength=m)
     loglik = float(np.sum(rewards * f - np.logaddexp(0.0, f)))
-    return stats, loglik
+    return hss, hsa, hd, g_s, g_a, loglik
 
 
 def fit_logistic(
@@ -260,52 +267,48 @@ def fit_logistic(
     prior: BlockGaussian,
     prior_ids: Sequence[str],
     bias_ridge: float,
-    max_iter: int = 25,
+    max_iter: int = 50,
     tol: float = 1e-10,
 ) -> tuple[BlockGaussian, tuple[str, ...]]:
     """MAP logistic fit with a Gaussian prior by Newton's method; returns the Laplace posterior.
 
-    ``partitions`` are (X, artwork_ids, rewards in {0, 1} or [0, 1]); each Newton step sums
-    ``logistic_partition_sums`` over them, so any partitioning gives the same result.
+    ``partitions`` are (X, artwork_ids, rewards in [0, 1]); each Newton step sums
+    ``logistic_partition_sums`` over them, so any partitioning gives the same result. Artworks new to
+    ``prior_ids`` start at the prior N(0, 1 / bias_ridge) and are appended in order of appearance.
     """
     d = prior.P_ss.shape[0]
     index = ArtworkIndex(prior_ids)
     for _, ids, _ in partitions:
         index.extend(np.asarray(ids, dtype=object).tolist())
     m, m0 = len(index), len(prior_ids)
-    P_sa = np.zeros((m, d))
-    P_d = np.zeros(m)
-    P_sa[:m0], P_d[:m0] = prior.P_sa, prior.P_d
-    eta_a = np.zeros(m)
-    eta_a[:m0] = prior.eta_a
-    if m > m0:
-        P_d[m0:] = bias_ridge
+    parts = [
+        (np.asarray(X, dtype=np.float64), index.rows(np.asarray(ids, dtype=object)), np.asarray(r, dtype=np.float64))
+        for X, ids, r in partitions
+    ]
+    P_sa = np.vstack([prior.P_sa, np.zeros((m - m0, d))])
+    P_d = np.concatenate([prior.P_d, np.full(m - m0, float(bias_ridge))])
+    eta_a = np.concatenate([prior.eta_a, np.zeros(m - m0)])
     base = BlockGaussian(prior.P_ss, P_sa, P_d, prior.eta_s, eta_a)
     theta0, beta0 = base.solve(base.eta_s, base.eta_a)
     theta, beta = theta0.copy(), beta0.copy()
-    hess = base
+
+    def data_sums(theta: np.ndarray, beta: np.ndarray) -> list[np.ndarray]:
+        sums = [logistic_partition_sums(X, rows, m, r, theta, beta)[:5] for X, rows, r in parts]
+        return [np.sum([s[i] for s in sums], axis=0) for i in range(5)]
+
     for _ in range(max_iter):
-        bmap = dict(zip(index.ids, beta.tolist(), strict=True))
-        total = LinearStats.empty(d, index.ids)
-        for X, ids, r in partitions:
-            s, _ = logistic_partition_sums(np.asarray(X, float), ids, np.asarray(r, float), theta, bmap)
-            total = total.merge(s).aligned(index)
-        # gradient of the negative log posterior; Hessian = prior precision + data curvature
-        dt, db = theta - theta0, beta - beta0
-        g_s = base.P_ss @ dt + base.P_sa.T @ db + total.xr
-        g_a = base.P_sa @ dt + base.P_d * db + total.ar
-        hess = BlockGaussian(base.P_ss + total.xx, base.P_sa + total.xa, base.P_d + total.aa, g_s, g_a)
+        hss, hsa, hd, gs, ga = data_sums(theta, beta)
+        dt, db = theta - theta0, beta - beta0  # gradient of the negative log posterior below
+        g_s = base.P_ss @ dt + base.P_sa.T @ db + gs
+        g_a = base.P_sa @ dt + base.P_d * db + ga
+        hess = BlockGaussian(base.P_ss + hss, base.P_sa + hsa, base.P_d + hd, g_s, g_a)
         step_s, step_a = hess.solve(g_s, g_a)
         theta, beta = theta - step_s, beta - step_a
         if max(np.abs(step_s).max(initial=0.0), np.abs(step_a).max(initial=0.0)) < tol:
             break
     # Laplace posterior at the mode: precision = Hessian there, eta = precision @ mode
-    bmap = dict(zip(index.ids, beta.tolist(), strict=True))
-    total = LinearStats.empty(d, index.ids)
-    for X, ids, r in partitions:
-        s, _ = logistic_partition_sums(np.asarray(X, float), ids, np.asarray(r, float), theta, bmap)
-        total = total.merge(s).aligned(index)
-    P_ss, P_sa2, P_d2 = base.P_ss + total.xx, base.P_sa + total.xa, base.P_d + total.aa
+    hss, hsa, hd, _, _ = data_sums(theta, beta)
+    P_ss, P_sa2, P_d2 = base.P_ss + hss, base.P_sa + hsa, base.P_d + hd
     eta_s = P_ss @ theta + P_sa2.T @ beta
     eta_a2 = P_sa2 @ theta + P_d2 * beta
     return BlockGaussian(P_ss, P_sa2, P_d2, eta_s, eta_a2), tuple(index.ids)

@@ -43,10 +43,16 @@ class QualityRule:
 
     def __post_init__(self) -> None:
         check_param("QualityRule", "min_seconds", self.min_seconds, Optional_(Interval(0, None)))
-        check_param("QualityRule", "min_fraction_of_runtime", self.min_fraction_of_runtime,
-                    Optional_(Interval(0, 1, closed="right")))
+        check_param(
+            "QualityRule",
+            "min_fraction_of_runtime",
+            self.min_fraction_of_runtime,
+            Optional_(Interval(0, 1, closed="right")),
+        )
         if self.require not in ("all", "any"):
-            raise ValidationError(f"The 'require' parameter of QualityRule must be 'all' or 'any'. Got {self.require!r}.")
+            raise ValidationError(
+                f"The 'require' parameter of QualityRule must be 'all' or 'any'. Got {self.require!r}."
+            )
         if self.min_seconds is None and self.min_fraction_of_runtime is None:
             raise ValidationError("QualityRule needs min_seconds or min_fraction_of_runtime.")
 
@@ -127,8 +133,12 @@ class RewardTable:
             contexts,
             t.column("title_id").to_pylist(),
             [tuple(p) for p in t.column("pool").to_pylist()],
-            request_ids=[r or e for r, e in zip(t.column("request_id").to_pylist(),
-                                                 t.column("event_id").to_pylist(), strict=True)],
+            request_ids=[
+                r or e
+                for r, e in zip(
+                    t.column("request_id").to_pylist(), t.column("event_id").to_pylist(), strict=True
+                )
+            ],
         )
         return LoggedFeedback(
             batch,
@@ -237,8 +247,11 @@ def join_rewards(
     engaged = np.where(completed & np.isfinite(runtime), np.maximum(engaged, runtime), engaged)
     quality = played & rule.passes(engaged, runtime)
     ts = d.column("timestamp").to_numpy(zero_copy_only=False)
-    horizon = float(max(ts.max(), o.column("timestamp").to_numpy().max() if o.num_rows else -math.inf)
-                    if as_of is None else as_of)
+    horizon = float(
+        max(ts.max(), o.column("timestamp").to_numpy().max() if o.num_rows else -math.inf)
+        if as_of is None
+        else as_of
+    )
     pending = ts + window_seconds > horizon
     keep = ~pending & (displayed if require_impression else True)
     needs_runtime = rule.min_fraction_of_runtime is not None
@@ -268,7 +281,9 @@ def join_rewards(
     return RewardTable(table, report)
 
 
-def join_store(store: Any, start: float | None = None, end: float | None = None, **kwargs: Any) -> RewardTable:
+def join_store(
+    store: Any, start: float | None = None, end: float | None = None, **kwargs: Any
+) -> RewardTable:
     """``join_rewards`` on an ``EventStore``'s decisions in [start, end) and their outcomes."""
     decisions = store.decisions(start, end)
     out_end = None if end is None else end + kwargs.get("window_seconds", 86_400.0)

@@ -41,7 +41,8 @@ _DDL = {
             member_id VARCHAR NOT NULL, title_id VARCHAR NOT NULL, page VARCHAR, position INTEGER,
             context_json VARCHAR, features DOUBLE[], pool VARCHAR[] NOT NULL, probabilities DOUBLE[] NOT NULL,
             chosen_index INTEGER NOT NULL, artwork_id VARCHAR NOT NULL, propensity DOUBLE NOT NULL,
-            policy VARCHAR NOT NULL, model_version BIGINT NOT NULL, explored BOOLEAN NOT NULL, fallback BOOLEAN
+            policy VARCHAR NOT NULL, model_version BIGINT NOT NULL, explored BOOLEAN NOT NULL,
+            fallback BOOLEAN
         )""",
     "outcomes": """
         CREATE TABLE IF NOT EXISTS outcomes (
@@ -139,13 +140,13 @@ class EventStore:
             for kind, table in todo:
                 con.register("_keyart_batch", table)
                 try:
-                    before = con.execute(f"SELECT count(*) FROM {kind}").fetchall()[0][0]  # noqa: S608
+                    before = con.execute(f"SELECT count(*) FROM {kind}").fetchall()[0][0]
                     cols = ", ".join(table.schema.names)
                     con.execute(
-                        f"INSERT INTO {kind} ({cols}) SELECT {cols} FROM _keyart_batch b "  # noqa: S608
+                        f"INSERT INTO {kind} ({cols}) SELECT {cols} FROM _keyart_batch b "
                         f"WHERE NOT EXISTS (SELECT 1 FROM {kind} t WHERE t.event_id = b.event_id)"
                     ).fetchall()
-                    added[kind] = int(con.execute(f"SELECT count(*) FROM {kind}").fetchall()[0][0] - before)  # noqa: S608
+                    added[kind] = int(con.execute(f"SELECT count(*) FROM {kind}").fetchall()[0][0] - before)
                 finally:
                     con.unregister("_keyart_batch")
             con.execute("COMMIT").fetchall()
@@ -160,7 +161,7 @@ class EventStore:
     # ---- reading -------------------------------------------------------------------------------------
     def _read(self, kind: str, where: str = "", params: list[Any] | None = None) -> pa.Table:
         cols = ", ".join(_SCHEMAS[kind].names)
-        sql = f"SELECT {cols} FROM {kind} {where} ORDER BY timestamp, event_id"  # noqa: S608
+        sql = f"SELECT {cols} FROM {kind} {where} ORDER BY timestamp, event_id"
         table = self._con.sql(sql, params=params or None).to_arrow_table()
         return table.cast(_SCHEMAS[kind])
 
@@ -177,7 +178,7 @@ class EventStore:
     def count(self, kind: str) -> int:
         if kind not in _KINDS:
             raise ValidationError(f"kind must be one of {', '.join(_KINDS)}. Got {kind!r}.")
-        return int(self._con.execute(f"SELECT count(*) FROM {kind}").fetchall()[0][0])  # noqa: S608
+        return int(self._con.execute(f"SELECT count(*) FROM {kind}").fetchall()[0][0])
 
     @property
     def connection(self) -> duckdb.DuckDBPyConnection:
@@ -201,8 +202,9 @@ class EventStore:
             if n == 0:
                 continue
             self._con.execute(
-                f"COPY (SELECT {cols}, strftime(DATE '1970-01-01' + CAST(floor(timestamp / 86400) AS INTEGER), "
-                f"'%Y-%m-%d') AS date "  # noqa: S608
+                f"COPY (SELECT {cols}, "
+                "strftime(DATE '1970-01-01' + CAST(floor(timestamp / 86400) AS INTEGER), "
+                f"'%Y-%m-%d') AS date "
                 f"FROM {kind} ORDER BY timestamp, event_id) TO '{_sql_path(target)}' "
                 "(FORMAT PARQUET, PARTITION_BY (date), OVERWRITE)"
             ).fetchall()

@@ -79,7 +79,9 @@ class TabularLog:
 
 def _column(table: pa.Table, name: str, what: str) -> pa.ChunkedArray:
     if name not in table.column_names:
-        raise ValidationError(f"Missing column {name!r} ({what}); the table has: {', '.join(table.column_names)}.")
+        raise ValidationError(
+            f"Missing column {name!r} ({what}); the table has: {', '.join(table.column_names)}."
+        )
     return table.column(name)
 
 
@@ -129,13 +131,24 @@ def load_tabular(
         assert fmt.position is not None
         pos_col = table.column(fmt.position)
         if pos_col.null_count or not pa.types.is_integer(pos_col.type):
-            raise ValidationError(f"Column {fmt.position!r} must hold integer positions with no missing values.")
+            raise ValidationError(
+                f"Column {fmt.position!r} must hold integer positions with no missing values."
+            )
         position = pos_col.to_numpy() - fmt.position_base
     used = {fmt.action, fmt.propensity, fmt.reward, *(fmt.ignore), *([fmt.position] if has_pos else [])}
-    ctx_names = fmt.context if fmt.context is not None else tuple(
-        c for c in table.column_names
-        if c not in used and (c in fmt.categorical or pa.types.is_integer(table.schema.field(c).type)
-                              or pa.types.is_floating(table.schema.field(c).type))
+    ctx_names = (
+        fmt.context
+        if fmt.context is not None
+        else tuple(
+            c
+            for c in table.column_names
+            if c not in used
+            and (
+                c in fmt.categorical
+                or pa.types.is_integer(table.schema.field(c).type)
+                or pa.types.is_floating(table.schema.field(c).type)
+            )
+        )
     )
     parts = []
     for c in ctx_names:
@@ -176,16 +189,25 @@ def context_free_distribution(
 ) -> np.ndarray:
     """A candidate given as a table (action[, position], probability) broadcast to (n, K, L)."""
     act = _column(table, action, "the candidate's action").to_numpy(zero_copy_only=False)
-    prob = _column(table, probability, "the candidate's probability").to_numpy(zero_copy_only=False).astype(float)
-    pos = (np.zeros(act.size, dtype=np.int64) if position is None or position not in table.column_names
-           else table.column(position).to_numpy() - position_base)
+    prob = (
+        _column(table, probability, "the candidate's probability")
+        .to_numpy(zero_copy_only=False)
+        .astype(float)
+    )
+    pos = (
+        np.zeros(act.size, dtype=np.int64)
+        if position is None or position not in table.column_names
+        else table.column(position).to_numpy() - position_base
+    )
     index = {a: i for i, a in enumerate(action_ids)}
     dist = np.zeros((len(action_ids), n_positions))
     for a, lpos, p in zip(act.tolist(), pos.tolist(), prob.tolist(), strict=True):
         if a not in index:
             raise UnknownIdError(f"The candidate names action {a!r}, which is not in the action universe.")
         if not 0 <= lpos < n_positions:
-            raise UnknownIdError(f"The candidate names position {lpos + position_base}, outside the log's positions.")
+            raise UnknownIdError(
+                f"The candidate names position {lpos + position_base}, outside the log's positions."
+            )
         dist[index[a], lpos] += p
     if position is None or position not in table.column_names:
         dist[:] = dist[:, :1]
@@ -194,8 +216,9 @@ def context_free_distribution(
 
 def empirical_distribution(log: BanditLog) -> np.ndarray:
     """Context-free (K, L) frequencies of each action at each position in a log (columns sum to 1)."""
-    cnt = np.bincount(log.action * log.n_positions + log.position,
-                      minlength=log.n_actions * log.n_positions).reshape(log.n_actions, log.n_positions)
+    cnt = np.bincount(
+        log.action * log.n_positions + log.position, minlength=log.n_actions * log.n_positions
+    ).reshape(log.n_actions, log.n_positions)
     tot = cnt.sum(axis=0, keepdims=True)
     if (tot == 0).any():
         raise ValidationError("Some position never occurs in the log: its frequencies are undefined.")
@@ -238,8 +261,16 @@ def obd_experiment(
     clicks = bts.log.reward
     truth = float(clicks.mean())
     se = float(clicks.std(ddof=1) / np.sqrt(clicks.size))
-    comp = compare(rand.log, {"bts": dist}, estimators, reward_model=reward_model or TabularRewardModel(),
-                   n_folds=n_folds, config=config, seed=seed, truth={"bts": truth})
+    comp = compare(
+        rand.log,
+        {"bts": dist},
+        estimators,
+        reward_model=reward_model or TabularRewardModel(),
+        n_folds=n_folds,
+        config=config,
+        seed=seed,
+        truth={"bts": truth},
+    )
     return ObdResult(comp, truth, se, rand.log.n, bts.log.n)
 
 
@@ -256,8 +287,10 @@ def obd_report(result: ObdResult, command: str) -> str:
     t = result.on_policy_value
     for e in result.comparison.estimates:
         name = e.estimator if e.n_matches is None else f"{e.estimator} ({e.n_matches} matches)"
-        lines.append(f"| {name} | {e.value:.5f} | [{e.lower:.5f}, {e.upper:.5f}] | "
-                     f"{(e.value - t) / t:+.1%} | {', '.join(e.flags) or '-'} |")
+        lines.append(
+            f"| {name} | {e.value:.5f} | [{e.lower:.5f}, {e.upper:.5f}] | "
+            f"{(e.value - t) / t:+.1%} | {', '.join(e.flags) or '-'} |"
+        )
     lines += ["", f"Command: `{command}`"]
     return "\n".join(lines)
 
@@ -277,8 +310,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     o.add_argument("--refits", type=int, default=200, help="refit-bootstrap resamples for DM/Switch-DR/DR-os")
     args = parser.parse_args(argv)
     model: RewardModel = TabularRewardModel() if args.reward_model == "tabular" else LinearRewardModel()
-    res = obd_experiment(args.data, args.campaign, reward_model=model, n_folds=args.folds, seed=args.seed,
-                         config=EstimatorConfig(n_refit=args.refits))
+    res = obd_experiment(
+        args.data,
+        args.campaign,
+        reward_model=model,
+        n_folds=args.folds,
+        seed=args.seed,
+        config=EstimatorConfig(n_refit=args.refits),
+    )
     cmd = "python -m keyart.tabular " + " ".join(argv if argv is not None else sys.argv[1:])
     print(obd_report(res, cmd.strip()))
     return 0

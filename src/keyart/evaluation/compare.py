@@ -68,8 +68,16 @@ def evaluate_policy(
     """Estimate the value of a keyart policy (or an (n, K) probability table) on logged keyart feedback."""
     log = feedback_to_log(feedback, logging_probabilities)
     name = getattr(candidate, "name", "candidate")
-    return estimate(log, candidate_distribution(candidate, feedback), estimators, reward_model=reward_model,
-                    n_folds=n_folds, config=config, seed=seed, policy=str(name))
+    return estimate(
+        log,
+        candidate_distribution(candidate, feedback),
+        estimators,
+        reward_model=reward_model,
+        n_folds=n_folds,
+        config=config,
+        seed=seed,
+        policy=str(name),
+    )
 
 
 @dataclass(frozen=True)
@@ -84,7 +92,10 @@ class Comparison:
         table = pa.Table.from_pylist(rows)
         if self.truth:
             truth = [self.truth.get(e.policy) for e in self.estimates]
-            rel = [None if t in (None, 0) else (e.value - t) / t for e, t in zip(self.estimates, truth, strict=True)]
+            rel = [
+                None if t in (None, 0) else (e.value - t) / t
+                for e, t in zip(self.estimates, truth, strict=True)
+            ]
             table = table.append_column("truth", pa.array(truth, pa.float64()))
             table = table.append_column("relative_error", pa.array(rel, pa.float64()))
         return table
@@ -95,11 +106,18 @@ class Comparison:
             head[4:4] = ["truth", "rel. error"]
         lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
         for e in self.estimates:
-            cells = [e.policy, e.estimator, f"{e.value:.{digits}f}", f"[{e.lower:.{digits}f}, {e.upper:.{digits}f}]"]
+            cells = [
+                e.policy,
+                e.estimator,
+                f"{e.value:.{digits}f}",
+                f"[{e.lower:.{digits}f}, {e.upper:.{digits}f}]",
+            ]
             if self.truth:
                 t = self.truth.get(e.policy)
-                cells += ["" if t is None else f"{t:.{digits}f}",
-                          "" if not t else f"{(e.value - t) / t:+.1%}"]
+                cells += [
+                    "" if t is None else f"{t:.{digits}f}",
+                    "" if not t else f"{(e.value - t) / t:+.1%}",
+                ]
             cells += [f"{e.ess:.0f}", f"{e.max_weight:.3g}", ", ".join(e.flags) or "-"]
             lines.append("| " + " | ".join(cells) + " |")
         used = sorted({f for e in self.estimates for f in e.flags})
@@ -158,6 +176,7 @@ def compare(
     out: list[Estimate] = []
     for name, dist in candidates.items():
         # same seed -> same folds -> the same cross-fitted model for every candidate
-        out += estimate(log, dist, estimators, reward_model=model, n_folds=n_folds, config=config, seed=seed,
-                        policy=name)
+        out += estimate(
+            log, dist, estimators, reward_model=model, n_folds=n_folds, config=config, seed=seed, policy=name
+        )
     return Comparison(tuple(out), truth)

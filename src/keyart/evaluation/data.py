@@ -121,10 +121,16 @@ class BanditLog:
         pos_raw = np.zeros(n, dtype=np.int64) if position is None else as_1d("position", position)
         for name, arr in (("action", a_raw), ("pscore", p), ("position", pos_raw)):
             if arr.shape[0] != n:
-                raise DimensionError(f"{name} has {arr.shape[0]} rows but reward has {n}: lengths must match.")
+                raise DimensionError(
+                    f"{name} has {arr.shape[0]} rows but reward has {n}: lengths must match."
+                )
         for name, arr in (("action", a_raw), ("position", pos_raw)):
             if not np.issubdtype(arr.dtype, np.integer):
-                if np.issubdtype(arr.dtype, np.floating) and np.all(np.isfinite(arr)) and np.all(arr == np.round(arr)):
+                if (
+                    np.issubdtype(arr.dtype, np.floating)
+                    and np.all(np.isfinite(arr))
+                    and np.all(arr == np.round(arr))
+                ):
                     continue
                 raise ValidationError(f"{name} must hold integer indices, got dtype {arr.dtype}.")
         a = a_raw.astype(np.int64)
@@ -182,7 +188,9 @@ class BanditLog:
                 raise DimensionError(f"action_mask must have shape (n={n}, K={k}), got {mask.shape}.")
             bad = ~mask[np.arange(n), a]
             if bad.any():
-                raise UnknownIdError(f"action points at a padded (masked) candidate at rows {_first_rows(bad)}.")
+                raise UnknownIdError(
+                    f"action points at a padded (masked) candidate at rows {_first_rows(bad)}."
+                )
         ldist = None
         if logging_dist is not None:
             ldist = as_action_dist("logging_dist", logging_dist, n, k, el)

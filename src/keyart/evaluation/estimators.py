@@ -21,7 +21,8 @@ self-normalized ones get a correct standard error; replay on 0/1 rewards uses th
 normalizer held fixed; the point estimate is the same).
 The error of DM, Switch-DR and DR-os is mostly the reward model's, which the influence form cannot see: by
 default (``ci="auto"``) their standard error comes from a bootstrap that refits the cross-fitted model on
-each resample (normal interval with that s.e.). With precomputed ``estimated_rewards`` no refit is possible; they are then flagged ``model_only``.
+each resample (normal interval with that s.e.). With precomputed ``estimated_rewards`` no refit is
+possible; they are then flagged ``model_only``.
 """
 
 from __future__ import annotations
@@ -72,7 +73,7 @@ FLAG_TEXT: dict[str, str] = {
     "support_deficiency": "the candidate puts mass on actions the log never shows (estimate biased)",
     "weights_off": "mean importance weight is far from 1: wrong propensities or missing support",
     "few_matches": "replay kept few matching events",
-    "few_reward_events": "fewer than 30 events carry the estimate (rare rewards): the normal CI is unreliable",
+    "few_reward_events": "few events (< 30) carry the estimate (rare rewards): the normal CI is unreliable",
     "non_uniform_logging": "replay assumes a uniformly random logging policy; this log is not",
     "model_only": "interval conditional on a fixed reward model: it ignores the model's own error",
 }
@@ -122,7 +123,8 @@ class EstimatorConfig:
 
     ``ci``: ``"auto"`` (default) gives normal intervals for replay, IPS, SNIPS, DR and SNDR, and a refit
     bootstrap s.e. (``n_refit`` resamples, the reward model cross-fitted again on each; normal interval)
-    for DM, Switch-DR and DR-os, whose error is mostly the reward model's; ``"normal"`` normal everywhere; ``"bootstrap"``
+    for DM, Switch-DR and DR-os, whose error is mostly the reward model's; ``"normal"`` normal everywhere;
+    ``"bootstrap"``
     percentile bootstrap everywhere (``n_bootstrap`` resamples; refit for the model-based estimators).
     """
 
@@ -229,7 +231,9 @@ def _wilson(successes: float, trials: int, z: float) -> tuple[float, float]:
     return max(0.0, mid - half), min(1.0, mid + half)
 
 
-def _bootstrap(a: np.ndarray, b: np.ndarray, c: np.ndarray, cfg: EstimatorConfig, seed: int) -> tuple[float, float]:
+def _bootstrap(
+    a: np.ndarray, b: np.ndarray, c: np.ndarray, cfg: EstimatorConfig, seed: int
+) -> tuple[float, float]:
     """Percentile interval of the resampled statistic (events resampled with replacement, chunked)."""
     n = a.shape[0]
     rng = np.random.default_rng(seed)
@@ -279,8 +283,15 @@ def _components(
     raise ValidationError(f"Unknown estimator {name!r}; choose from {', '.join(ESTIMATORS)}.")
 
 
-def _flags(name: str, log: BanditLog, w: np.ndarray, ess: float, unsup: float, n_matches: int | None,
-           cfg: EstimatorConfig) -> tuple[str, ...]:
+def _flags(
+    name: str,
+    log: BanditLog,
+    w: np.ndarray,
+    ess: float,
+    unsup: float,
+    n_matches: int | None,
+    cfg: EstimatorConfig,
+) -> tuple[str, ...]:
     t = cfg.thresholds
     out: list[str] = []
     if name == "replay":
@@ -293,7 +304,7 @@ def _flags(name: str, log: BanditLog, w: np.ndarray, ess: float, unsup: float, n
             out.append("low_ess")
         k = max(1, math.ceil(0.01 * w.size))
         total = w.sum()
-        if total > 0 and np.partition(w, w.size - k)[w.size - k:].sum() / total > t.max_top_share:
+        if total > 0 and np.partition(w, w.size - k)[w.size - k :].sum() / total > t.max_top_share:
             out.append("dominated")
         if ((w > 0) & (log.pscore < t.min_pscore)).any():
             out.append("tiny_propensity")
@@ -349,8 +360,11 @@ def estimate(
     unsup = unsupported_mass(log, dist)
     z = float(stats.norm.ppf(1 - cfg.alpha / 2))
     refit_names = [
-        n for n in names
-        if model is not None and n in MODEL_BASED and (cfg.ci == "bootstrap" or (cfg.ci == "auto" and n in MODEL_DOMINATED))
+        n
+        for n in names
+        if model is not None
+        and n in MODEL_BASED
+        and (cfg.ci == "bootstrap" or (cfg.ci == "auto" and n in MODEL_DOMINATED))
     ]
     refit = _refit_bootstrap(log, dist, refit_names, model, n_folds, folds, cfg, seed) if refit_names else {}
     out = []
@@ -445,23 +459,37 @@ def as_estimated_rewards(values: object, log: BanditLog) -> np.ndarray:
     if q.shape[2] == 1 and log.n_positions > 1:
         q = np.broadcast_to(q, (log.n, log.n_actions, log.n_positions))
     if q.shape[2] != log.n_positions:
-        raise ValidationError(f"estimated_rewards has {q.shape[2]} positions but the log has {log.n_positions}.")
+        raise ValidationError(
+            f"estimated_rewards has {q.shape[2]} positions but the log has {log.n_positions}."
+        )
     if not np.all(np.isfinite(q)):
         raise ValidationError("estimated_rewards holds NaN or inf.")
     return q
 
 
+def point_estimate(
+    name: str,
+    log: BanditLog,
+    action_dist: np.ndarray,
+    estimated_rewards: np.ndarray | None = None,
+    config: EstimatorConfig | None = None,
+) -> float:
+    """One estimator's point value, no interval or flags: the fast path the benchmark measures.
+
+    ``action_dist`` and ``estimated_rewards`` must already be validated (n, K, L) arrays.
+    """
+    cfg = config or EstimatorConfig()
+    w = importance_weights(log, action_dist)
+    a, b, c, _ = _components(name, log, action_dist, w, estimated_rewards, cfg)
+    mc = c.mean()
+    return float(a.mean() + b.mean() / mc) if mc > 0 else math.nan
+
+
 def point_estimates(
     log: BanditLog, action_dist: np.ndarray, estimated_rewards: np.ndarray, config: EstimatorConfig | None = None
 ) -> dict[str, float]:
-    """Point estimates only (no intervals or flags): the fast path the benchmark measures."""
-    cfg = config or EstimatorConfig()
-    w = importance_weights(log, action_dist)
-    res = {}
-    for name in ESTIMATORS:
-        a, b, c, _ = _components(name, log, action_dist, w, estimated_rewards, cfg)
-        res[name] = float(a.mean() + b.mean() / c.mean()) if c.mean() > 0 else math.nan
-    return res
+    """Point estimates of every estimator (validated (n, K, L) inputs)."""
+    return {name: point_estimate(name, log, action_dist, estimated_rewards, config) for name in ESTIMATORS}
 
 
 def with_policy(estimates: Sequence[Estimate], policy: str) -> list[Estimate]:
