@@ -343,3 +343,14 @@ def test_bad_estimate_arguments_raise_clear_errors(kwargs, exc, match) -> None:
 def test_bad_config(kwargs, match) -> None:
     with pytest.raises(ValidationError, match=match):
         EstimatorConfig(**kwargs)
+
+
+def test_replay_with_no_successes_has_a_sane_interval_and_plots(tmp_path) -> None:
+    n = 300
+    log = BanditLog.from_arrays(np.zeros(n), np.arange(n) % 3, np.full(n, 1 / 3), n_actions=3)
+    comp = compare(log, {"first": np.tile([1.0, 0, 0], (n, 1))}, ["replay", "ips"])
+    rep = comp.estimates[0]
+    assert (rep.value, rep.lower, rep.n_matches) == (0.0, 0.0, 100)
+    assert 0.0 < rep.upper < 0.05  # Wilson: about 3.8 / 100
+    assert "few_reward_events" in rep.flags
+    assert comp.plot(tmp_path / "p.png").exists()

@@ -20,6 +20,7 @@ N = 1000
 K = 4
 D = 3
 LOW = int(stats.binom.ppf(0.001, R, 0.95))
+HIGH = int(stats.binom.ppf(0.999, R, 0.95))
 _rng0 = np.random.default_rng(12345)
 BETA = _rng0.uniform(-1, 1, (D, K)) / D  # q(x, a) = 0.5 + 0.35 * x @ beta[:, a] stays in (0.15, 0.85)
 LOGGING = _rng0.normal(0, 0.6, (D, K))
@@ -73,6 +74,7 @@ def _check(name: str, res: np.ndarray, unbiased: bool) -> None:
     value, lower, upper = res.T
     covered = int(((lower <= TRUTH) & (TRUTH <= upper)).sum())
     assert covered >= LOW, f"{name}: {covered}/{R} intervals cover the truth (needs >= {LOW})"
+    assert covered <= HIGH, f"{name}: {covered}/{R} intervals cover the truth: too wide (needs <= {HIGH})"
     se = (upper - lower) / (2 * 1.959963984540054)
     bias = value.mean() - TRUTH
     assert abs(bias) < se.mean(), f"{name}: bias {bias:.4f} exceeds its standard error {se.mean():.4f}"

@@ -43,5 +43,8 @@ def policies() -> None:
         typer.echo(f"{name:16s} {doc}")
 
 
+app.command("evaluate")(__import__("keyart.evaluate_cli").evaluate_cli.evaluate)  # log in, table + plot out
+
+
 def main() -> None:  # pragma: no cover - console entry point
     app()

@@ -119,6 +119,7 @@ def evaluate(
     folds: int = 2,
     seed: int = 0,
     ci: str = "auto",
+    refits: int = 200,
     catalog: Path | None = None,
     window_seconds: float = 86_400.0,
     min_seconds: float = 600.0,
@@ -128,7 +129,11 @@ def evaluate(
     position_column: str = "position",
     quiet: bool = False,
 ) -> EvaluationOutput:
-    """Evaluate candidate policies offline on a log; write evaluation.md, evaluation.csv, evaluation.png."""
+    """Evaluate candidate policies offline on a log; write evaluation.md, evaluation.csv, evaluation.png.
+
+    ``ci``: auto | normal | bootstrap; ``refits``: refit-bootstrap resamples for DM/Switch-DR/DR-os (lower
+    it, or use ``--ci normal``, on very large logs).
+    """
     result = _evaluate(
         log,
         candidate,
@@ -138,7 +143,7 @@ def evaluate(
         reward_model,
         folds,
         seed,
-        ci,
+        EstimatorConfig(ci=ci, n_refit=refits),
         catalog,
         window_seconds,
         min_seconds,
@@ -162,7 +167,7 @@ def _evaluate(
     reward_model: str,
     folds: int,
     seed: int,
-    ci: str,
+    config: EstimatorConfig,
     catalog: Path | None,
     window_seconds: float,
     min_seconds: float,
@@ -174,7 +179,6 @@ def _evaluate(
     if fmt not in FORMATS:
         raise ValidationError(f"fmt must be one of {', '.join(FORMATS)}. Got {fmt!r}.")
     names = list(estimator) if estimator else list(ESTIMATORS)
-    config = EstimatorConfig(ci=ci)
     out = Path(out)
     if fmt == "obd":
         res = obd_experiment(
@@ -185,9 +189,9 @@ def _evaluate(
             config=config,
             reward_model=TabularRewardModel() if reward_model in ("auto", "tabular") else LinearRewardModel(),
         )
-        cmd = f"keyart evaluate {log} --fmt obd"
+        note = obd_report(res, "").splitlines()[0]
         md, csv_path, md_path, png = _write(
-            res.comparison, out, "Open Bandit Dataset: Bernoulli TS from random logs", obd_report(res, cmd)
+            res.comparison, out, "Open Bandit Dataset: Bernoulli TS from random logs", note
         )
         return EvaluationOutput(res.comparison, md, csv_path, md_path, png)
     if fmt == "tabular":

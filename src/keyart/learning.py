@@ -19,6 +19,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 import scipy.linalg
@@ -227,13 +228,18 @@ class Posterior:
         beta, U, inv_d = self.gather(rows, unknown_inv_d)
         n, k, d = X.shape
         mean = X @ self.theta + beta
-        Z = X - U
-        ZS = (Z.reshape(n * k, d) @ self.sigma).reshape(n, k, d)
+        # the (co)variance feeds exploration only: float32 halves its cost at no practical loss
+        Z = (X - U).astype(np.float32)
+        ZS = (Z.reshape(n * k, d) @ self._sigma32).reshape(n, k, d)
         if not covariance:
-            return mean, np.einsum("nkd,nkd->nk", ZS, Z) + inv_d
-        cov = np.matmul(ZS, Z.transpose(0, 2, 1))
+            return mean, np.einsum("nkd,nkd->nk", ZS, Z).astype(np.float64) + inv_d
+        cov = np.matmul(ZS, Z.transpose(0, 2, 1)).astype(np.float64)
         cov[:, np.arange(k), np.arange(k)] += inv_d
         return mean, cov
+
+    @cached_property
+    def _sigma32(self) -> np.ndarray:
+        return self.sigma.astype(np.float32)
 
 
 # ---- logistic regression with a Laplace posterior (Chapelle & Li 2011), from partition sums -------

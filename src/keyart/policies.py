@@ -26,7 +26,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 import scipy.special
-from scipy.stats import norm
+from scipy.stats import norm, qmc
 
 from keyart.errors import DimensionError, SnapshotError, UnknownIdError, ValidationError
 from keyart.exploration import (
@@ -34,7 +34,6 @@ from keyart.exploration import (
     epsilon_greedy_distribution,
     greedy_distribution,
     keyed_uniforms,
-    monte_carlo_samples,
     period_index,
     sample_index,
     softmax_distribution,
@@ -42,7 +41,7 @@ from keyart.exploration import (
 )
 from keyart.features import CandidateBatch
 from keyart.learning import ArtworkIndex, BlockGaussian, LinearStats, Posterior, fit_logistic
-from keyart.params import Interval, Optional_, Seed, get_params, validate_params
+from keyart.params import Interval, OneOf, Optional_, Seed, get_params, validate_params
 
 SNAPSHOT_FORMAT = 1
 
@@ -756,7 +755,7 @@ def thompson_distribution(
     Candidates whose chance to beat the best mean is below ``prune_tol`` (bounded exactly with the
     pairwise normal tail) get 0 and are left out of the simulation; the rest share the ``normals``
     block (float32, K x M draws, fixed per policy seed), so the estimate is deterministic. Error: at most
-    ``K * prune_tol`` from pruning plus the Monte Carlo error of M draws.
+    ``K * prune_tol`` from pruning plus the (quasi-)Monte Carlo error of M draws.
     """
     n, k = mask.shape
     m_ = np.where(mask, mean, -np.inf)
@@ -808,37 +807,31 @@ def _safe_cholesky(c: np.ndarray) -> np.ndarray:
 
 
 class _ThompsonMixin(SharedModelPolicy):
-    """Thompson sampling over the shared model: probabilities by seeded Monte Carlo (see
-    ``thompson_distribution``), the draw by the sticky uniform, so the logged propensity is exact.
+    """Thompson sampling over the shared model. Its choice probabilities come from randomized
+    quasi-Monte Carlo (``mc_points`` scrambled Sobol points turned normal, seeded by the policy seed, so
+    deterministic; see ``thompson_distribution``); the draw is then made from those probabilities with
+    the sticky uniform, so the logged propensity is exactly the probability of the shown artwork.
 
-    ``mc_error`` / ``mc_confidence``: the documented bound on the estimate's absolute error (0.01 at 95%
-    by default: 10,642 draws for Monte Carlo plus pruning of at most 0.0005 in all).
+    Accuracy against ideal Thompson sampling: with the default 4,096 points, at most 0.01 absolute error
+    per probability at 95% (checked against exact and simulated answers in the tests); plain Monte Carlo
+    needs 9,604 draws for the same bound.
     """
 
     _parameter_constraints: ClassVar[dict[str, Any]] = {
         **SharedModelPolicy._parameter_constraints,
         "scale": Interval(0, None, closed="neither"),
-        "mc_error": Interval(0.0005, 0.5, closed="neither"),
-        "mc_confidence": Interval(0.5, 1, closed="neither"),
+        "mc_points": OneOf(tuple(2**i for i in range(8, 17))),
     }
 
-    def __init__(
-        self, *, seed: int, scale: float = 1.0, mc_error: float = 0.01, mc_confidence: float = 0.95, **kwargs: Any
-    ) -> None:
+    def __init__(self, *, seed: int, scale: float = 1.0, mc_points: int = 4096, **kwargs: Any) -> None:
         self.scale = scale
-        self.mc_error = mc_error
-        self.mc_confidence = mc_confidence
+        self.mc_points = mc_points
         super().__init__(seed=seed, **kwargs)
-
-    @property
-    def mc_samples(self) -> int:
-        return monte_carlo_samples(self.mc_error - 0.0005, self.mc_confidence)
 
     def _normals(self, k: int) -> np.ndarray:
         cached = getattr(self, "_normals_cache", None)
         if cached is None or cached.shape[0] < k:
-            rng = np.random.default_rng([self.seed, 0x7453])
-            cached = rng.standard_normal((max(k, 24), self.mc_samples), dtype=np.float32)
+            cached = sobol_normals(max(k, 24), self.mc_points, self.seed)
             self._normals_cache = cached
         return cached
 
@@ -847,6 +840,13 @@ class _ThompsonMixin(SharedModelPolicy):
         mean, cov = self._moments(batch, covariance=True)
         cov *= self.scale**2
         return thompson_distribution(mean, cov, batch.mask, self._normals(batch.k), 0.0005 / batch.k), mean
+
+
+def sobol_normals(dims: int, points: int, seed: int) -> np.ndarray:
+    """(dims, points) float32 standard normals from scrambled Sobol points (randomized QMC)."""
+    sobol = qmc.Sobol(d=dims, scramble=True, seed=np.random.default_rng([seed, 0x7453]))
+    u = np.clip(sobol.random_base2(int(np.log2(points))), 1e-12, 1 - 1e-12)
+    return np.ascontiguousarray(norm.ppf(u).T, dtype=np.float32)
 
 
 class LinearThompson(_ThompsonMixin):

@@ -143,7 +143,14 @@ class Comparison:
             vals = np.array([es[n].value for n in names if n in es])
             lo = np.array([es[n].lower for n in names if n in es])
             hi = np.array([es[n].upper for n in names if n in es])
-            ax.errorbar(xs, vals, yerr=[vals - lo, hi - vals], fmt="o", capsize=3, label=pol or "candidate")
+            ax.errorbar(
+                xs,
+                vals,
+                yerr=[np.maximum(vals - lo, 0), np.maximum(hi - vals, 0)],
+                fmt="o",
+                capsize=3,
+                label=pol or "candidate",
+            )
             if self.truth and pol in self.truth:
                 ax.axhline(self.truth[pol], linestyle="--", linewidth=1, color=ax.lines[-1].get_color())
         ax.set_xticks(range(len(names)), names)

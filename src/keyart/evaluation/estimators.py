@@ -228,7 +228,9 @@ def _wilson(successes: float, trials: int, z: float) -> tuple[float, float]:
     den = 1 + z * z / trials
     mid = (p + z * z / (2 * trials)) / den
     half = z * math.sqrt(p * (1 - p) / trials + z * z / (4 * trials * trials)) / den
-    return max(0.0, mid - half), min(1.0, mid + half)
+    lo = 0.0 if successes == 0 else max(0.0, min(p, mid - half))
+    hi = 1.0 if successes == trials else min(1.0, max(p, mid + half))
+    return lo, hi
 
 
 def _bootstrap(
@@ -486,7 +488,10 @@ def point_estimate(
 
 
 def point_estimates(
-    log: BanditLog, action_dist: np.ndarray, estimated_rewards: np.ndarray, config: EstimatorConfig | None = None
+    log: BanditLog,
+    action_dist: np.ndarray,
+    estimated_rewards: np.ndarray,
+    config: EstimatorConfig | None = None,
 ) -> dict[str, float]:
     """Point estimates of every estimator (validated (n, K, L) inputs)."""
     return {name: point_estimate(name, log, action_dist, estimated_rewards, config) for name in ESTIMATORS}

@@ -14,16 +14,13 @@ import numpy as np
 from keyart.errors import ValidationError
 from keyart.features import CandidateBatch, stable_hash
 from keyart.policies import LoggedFeedback, Policy, UniformPolicy
-from keyart.simulation.runner import Agent, PolicyAgent, concat_batches
+from keyart.simulation.runner import Agent, PolicyAgent, concat_batches, decision_arrays
 
 
 def _choose(policy: Policy, batch: CandidateBatch, rows: np.ndarray, chosen: np.ndarray, prop: np.ndarray) -> None:
     if rows.size == 0:
         return
-    sub = batch.take(rows)
-    decisions = policy.choose(sub)
-    chosen[rows] = [d.index for d in decisions]
-    prop[rows] = [d.propensity for d in decisions]
+    chosen[rows], prop[rows] = decision_arrays(policy.choose(batch.take(rows)))
 
 
 def arm_of(member_ids: np.ndarray, salt: str = "ab") -> np.ndarray:

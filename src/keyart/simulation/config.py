@@ -15,22 +15,25 @@ from keyart.params import Interval, Seed, check_param
 
 WORLD_CONFIG_VERSION = 1
 
+# Vocabularies. Spellings are chosen so that the default ``FeatureConfig`` hashes them into distinct
+# buckets (these vocabularies are smaller than the bucket counts): the demo then measures learning, not
+# hash collisions. A real catalog's open vocabulary will collide; see docs/simulation.md.
 GENRES: tuple[str, ...] = (
     "comedy",
     "romance",
     "drama",
     "action",
     "thriller",
-    "horror",
     "sci-fi",
-    "documentary",
     "animation",
-    "crime",
     "fantasy",
-    "family",
+    "documentary",
+    "kids",
+    "adventure",
+    "true-crime",
 )
-STYLES: tuple[str, ...] = ("close-up", "ensemble", "landscape", "text-heavy", "dark")
-DEVICES: tuple[str, ...] = ("tv", "mobile", "web", "tablet")
+STYLES: tuple[str, ...] = ("close-up", "ensemble", "landscape", "text-heavy", "moody")
+DEVICES: tuple[str, ...] = ("tv", "mobile", "browser", "tablet")
 COUNTRIES: tuple[tuple[str, str], ...] = (
     ("US", "en"),
     ("BR", "pt"),

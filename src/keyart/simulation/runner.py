@@ -41,6 +41,18 @@ class Agent(Protocol):
         ...
 
 
+def decision_arrays(decisions: Any) -> tuple[np.ndarray, np.ndarray]:
+    """(chosen index (n,), propensity (n,)) of ``policy.choose``'s result (columns when it has them)."""
+    index = getattr(decisions, "index", None)
+    if isinstance(index, np.ndarray):
+        return index.astype(np.int64), np.asarray(decisions.propensity, dtype=np.float64)
+    n = len(decisions)
+    return (
+        np.fromiter((d.index for d in decisions), dtype=np.int64, count=n),
+        np.fromiter((d.propensity for d in decisions), dtype=np.float64, count=n),
+    )
+
+
 POOL_SIZE_EDGES: tuple[int, ...] = (4, 6, 8, 11, 15, 24)
 """Pool-size buckets for choosing: rows are grouped so that a batch is padded to its bucket's size only."""
 
@@ -86,9 +98,7 @@ class PolicyAgent:
         prop = np.zeros(batch.n)
         parts = pool_size_buckets(batch) if self.bucket else [(np.arange(batch.n), batch)]
         for rows, sub in parts:
-            decisions = self.policy.choose(sub)
-            chosen[rows] = np.fromiter((d.index for d in decisions), dtype=np.int64, count=len(decisions))
-            prop[rows] = np.fromiter((d.propensity for d in decisions), dtype=np.float64, count=len(decisions))
+            chosen[rows], prop[rows] = decision_arrays(self.policy.choose(sub))
         return chosen, prop
 
     def learn(self, batch: CandidateBatch, chosen: np.ndarray, propensity: np.ndarray, reward: np.ndarray) -> None:

@@ -22,6 +22,30 @@ SHOWCASE_TITLE_ID = "t0000"
 """A comedy-romance-drama title with comedy-, romance- and drama-themed artworks (experiment 3)."""
 
 
+def cast_names(n: int, buckets: int = 256) -> tuple[str, ...]:
+    """``n`` cast names; while ``n <= buckets``, names whose default feature hash buckets all differ.
+
+    The simulated cast is smaller than the default featurizer's cast hashing space, so names are picked
+    to avoid collisions (the demo then measures learning, not hashing noise). Beyond ``buckets`` names,
+    collisions are unavoidable and plain numbered names are used.
+    """
+    from keyart.features import stable_hash
+
+    if n > buckets:
+        return tuple(f"cast_{i:04d}" for i in range(n))
+    out: list[str] = []
+    used: set[int] = set()
+    i = 0
+    while len(out) < n:
+        name = f"cast_{i:04d}"
+        b = stable_hash(name, "cast") % buckets
+        if b not in used:
+            used.add(b)
+            out.append(name)
+        i += 1
+    return tuple(out)
+
+
 def _sigmoid(x: np.ndarray) -> np.ndarray:
     return 1.0 / (1.0 + np.exp(-x))
 
@@ -124,7 +148,7 @@ class World:
         self.genres = GENRES[: c.n_genres]
         self.styles = STYLES
         self.devices = DEVICES
-        self.cast_names = tuple(f"cast_{i:03d}" for i in range(c.n_cast))
+        self.cast_names = cast_names(c.n_cast)
         G, C, S = c.n_genres, c.n_cast, len(STYLES)
         genre_pop = rng.dirichlet(np.full(G, 3.0))
         cast_pop = 1.0 / np.arange(1, C + 1) ** 0.6

@@ -1,0 +1,139 @@
+"""The decision service's configuration: one frozen dataclass, passed to worker processes as JSON.
+
+Everything a worker or the learner needs to agree on lives here (state directory, policy and its seed,
+limits, cadences), so that several worker processes started by uvicorn serve exactly the same thing.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from keyart.errors import ValidationError
+from keyart.features import FeatureConfig
+
+#: Environment variable through which ``keyart serve`` hands its configuration to worker processes.
+CONFIG_ENV = "KEYART_SERVICE_CONFIG"
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Bounds on what one request may ask for; beyond them the service answers 413 or 422."""
+
+    max_titles_per_page: int = 100
+    max_artworks_per_pool: int = 64
+    max_body_bytes: int = 1 << 20
+    max_outcomes_per_request: int = 1000
+    max_history: int = 1000
+
+    def __post_init__(self) -> None:
+        for f in fields(self):
+            v = getattr(self, f.name)
+            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+                raise ValidationError(f"Limits.{f.name} must be a positive int. Got {v!r}.")
+
+
+@dataclass(frozen=True)
+class ServiceConfig:
+    """How one keyart service deployment runs.
+
+    ``state_dir`` holds everything: ``catalog.json``, ``events.duckdb`` (decisions and outcomes),
+    ``shadow.duckdb`` (shadow decisions), ``service.duckdb`` (direct rewards), ``segments/`` (per-worker
+    append-only event logs), ``snapshots/`` (versioned model generations and the ``LATEST`` pointer).
+    ``policy``/``policy_params``: the serving policy (``seed`` is the deployment key of the sticky
+    randomness: every worker uses the same). ``shadow_policy``: optional policy run in shadow.
+    """
+
+    state_dir: str
+    policy: str = "linear_ts"
+    policy_params: dict[str, Any] = field(default_factory=dict)
+    shadow_policy: str | None = None
+    shadow_params: dict[str, Any] = field(default_factory=dict)
+    seed: int = 0
+    sticky_seconds: float = 86_400.0
+    api_key: str | None = None
+    limits: Limits = field(default_factory=Limits)
+    learn_interval_seconds: float = 2.0
+    reload_interval_seconds: float = 0.25
+    model_budget_seconds: float = 0.05
+    attribution_window_seconds: float = 3_600.0
+    quality_min_seconds: float = 600.0
+    fsync: bool = False
+    personalize_unknown_members: bool = False
+    keep_generations: int = 5
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.state_dir, str) or not self.state_dir:
+            raise ValidationError(f"state_dir must be a non-empty path. Got {self.state_dir!r}.")
+        for name in ("learn_interval_seconds", "reload_interval_seconds", "model_budget_seconds",
+                     "attribution_window_seconds", "sticky_seconds"):
+            v = getattr(self, name)
+            if not isinstance(v, int | float) or not v > 0:
+                raise ValidationError(f"ServiceConfig.{name} must be > 0. Got {v!r}.")
+        if isinstance(self.limits, dict):
+            object.__setattr__(self, "limits", Limits(**self.limits))
+
+    # ---- derived paths --------------------------------------------------------------------------
+    @property
+    def root(self) -> Path:
+        return Path(self.state_dir)
+
+    @property
+    def catalog_path(self) -> Path:
+        return self.root / "catalog.json"
+
+    @property
+    def events_path(self) -> Path:
+        return self.root / "events.duckdb"
+
+    @property
+    def shadow_path(self) -> Path:
+        return self.root / "shadow.duckdb"
+
+    @property
+    def service_db_path(self) -> Path:
+        return self.root / "service.duckdb"
+
+    @property
+    def segments_dir(self) -> Path:
+        return self.root / "segments"
+
+    @property
+    def snapshots_dir(self) -> Path:
+        return self.root / "snapshots"
+
+    @property
+    def metrics_dir(self) -> Path:
+        return self.root / "metrics"
+
+    @property
+    def feature_config(self) -> FeatureConfig:
+        """The featurizer's configuration: unknown titles in a member's history are ignored, not fatal."""
+        return FeatureConfig(on_unknown_history="ignore")
+
+    def policy_kwargs(self, shadow: bool = False) -> dict[str, Any]:
+        """Constructor arguments of the serving (or shadow) policy: shared seed and sticky period."""
+        params = dict(self.shadow_params if shadow else self.policy_params)
+        params.setdefault("seed", self.seed)
+        params.setdefault("sticky_seconds", self.sticky_seconds)
+        return params
+
+    # ---- transport -------------------------------------------------------------------------------
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str) -> ServiceConfig:
+        data = json.loads(text)
+        data["limits"] = Limits(**data.get("limits", {}))
+        return cls(**data)
+
+    @classmethod
+    def from_env(cls) -> ServiceConfig:
+        text = os.environ.get(CONFIG_ENV)
+        if not text:
+            raise ValidationError(f"{CONFIG_ENV} is not set: start workers with `keyart serve`.")
+        return cls.from_json(text)
