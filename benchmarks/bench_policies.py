@@ -43,8 +43,12 @@ def synthetic_catalog(n_titles: int, pool: int, seed: int) -> Catalog:
         for a in range(pool):
             arts.append(
                 Artwork(
-                    f"t{t}-a{a}", f"t{t}", theme_genres=(g[a % len(g)],),
-                    featured_cast=(c[a % 5],) if a % 3 else (), style=STYLES[a % len(STYLES)], tags=(f"k{a % 4}",),
+                    f"t{t}-a{a}",
+                    f"t{t}",
+                    theme_genres=(g[a % len(g)],),
+                    featured_cast=(c[a % 5],) if a % 3 else (),
+                    style=STYLES[a % len(STYLES)],
+                    tags=(f"k{a % 4}",),
                 )
             )
     return Catalog(titles, arts)
@@ -55,8 +59,10 @@ def members(catalog: Catalog, n: int, seed: int) -> list[MemberContext]:
     ids = list(catalog.titles)
     return [
         MemberContext(
-            f"m{i}", played=tuple(Play(t, 1.7e9 - 86_400 * float(rng.integers(1, 200))) for t in rng.choice(ids, 8)),
-            country=str(rng.choice(["US", "FR", "BR", "JP"])), device=str(rng.choice(["tv", "mobile", "web"])),
+            f"m{i}",
+            played=tuple(Play(t, 1.7e9 - 86_400 * float(rng.integers(1, 200))) for t in rng.choice(ids, 8)),
+            country=str(rng.choice(["US", "FR", "BR", "JP"])),
+            device=str(rng.choice(["tv", "mobile", "web"])),
             timestamp=1.7e9 + float(rng.integers(0, 7 * 86_400)),
         )
         for i in range(n)
@@ -112,7 +118,9 @@ def main() -> None:
     rng = np.random.default_rng(4)
     page_titles = [rng.choice(list(catalog.titles), 40, replace=False).tolist() for _ in range(pages)]
     batches = [f.page(m, t, request_id=f"r{i}") for i, (m, t) in enumerate(zip(ms, page_titles, strict=True))]
-    featurize_rate = median_rate(lambda: [f.page(m, t) for m, t in zip(ms, page_titles, strict=True)], 40 * pages, repeats)
+    featurize_rate = median_rate(
+        lambda: [f.page(m, t) for m, t in zip(ms, page_titles, strict=True)], 40 * pages, repeats
+    )
 
     rows = []
     for name in sorted(POLICIES):
@@ -122,7 +130,7 @@ def main() -> None:
         policy.choose(batches[0])  # warm caches (posterior solve, normals)
         choose = median_rate(lambda p=policy: [p.choose(b) for b in batches], 40 * pages, repeats)
         upd = train.take(np.arange(min(10_000, train.n)))
-        update = median_rate(lambda p=policy: p.update(upd), upd.n, max(3, repeats // 2))
+        update = median_rate(lambda p=policy, upd=upd: p.update(upd), upd.n, max(3, repeats // 2))
         rows.append((name, choose, 1 / (1 / choose + 1 / featurize_rate), update))
 
     vw_rate = None
@@ -137,7 +145,11 @@ def main() -> None:
                 lines[c + 1] = f"0:{-train.reward[i]}:{train.propensity[i]} " + lines[c + 1]
                 vw.learn("\n".join(lines))
             texts = [vw_lines(b, f) for b in batches]
-            rate = median_rate(lambda vw=vw, texts=texts: [[vw.predict(t) for t in page] for page in texts], 40 * pages, repeats)
+            rate = median_rate(
+                lambda vw=vw, texts=texts: [[vw.predict(t) for t in page] for page in texts],
+                40 * pages,
+                repeats,
+            )
             rows.append((f"vw cb_explore_adf {eps_args}", rate, None, None))
             vw_rate = max(vw_rate or 0.0, rate)
             vw.finish()
@@ -158,12 +170,17 @@ def main() -> None:
     try:
         from threadpoolctl import threadpool_info
 
-        blas = ", ".join(f"{i['internal_api']} {i.get('version')} threads={i['num_threads']}" for i in threadpool_info())
+        blas = ", ".join(
+            f"{i['internal_api']} {i.get('version')} threads={i['num_threads']}" for i in threadpool_info()
+        )
     except ImportError:
         blas = "threadpoolctl not installed"
     print(f"command: {' '.join([sys.executable.split('/')[-1], *sys.argv])}")
     print(f"python {platform.python_version()}, numpy {np.__version__}, {platform.machine()}, BLAS: {blas}")
-    print(f"featurizer: {featurize_rate:,.0f} title-featurizations/s; pages of 40 titles x 12 candidates, d={f.dim}")
+    print(
+        f"featurizer: {featurize_rate:,.0f} title-featurizations/s; "
+        f"pages of 40 titles x 12 candidates, d={f.dim}"
+    )
     print()
     print(f"{'policy':28s} {'choose/s':>12s} {'feat+choose/s':>14s} {'update ev/s':>12s} {'x VW best':>10s}")
     for name, choose, both, update in rows:

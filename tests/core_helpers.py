@@ -24,8 +24,12 @@ def make_catalog(n_titles: int = 12, pool: int = 6, seed: int = 0) -> Catalog:
         for a in range(pool - (t % 3)):
             artworks.append(
                 Artwork(
-                    f"t{t}-a{a}", f"t{t}", theme_genres=(g[a % 2],), featured_cast=(c[a % 3],) if a % 2 else (),
-                    style=STYLES[a % len(STYLES)], tags=("tag" + str(a % 3),),
+                    f"t{t}-a{a}",
+                    f"t{t}",
+                    theme_genres=(g[a % 2],),
+                    featured_cast=(c[a % 3],) if a % 2 else (),
+                    style=STYLES[a % len(STYLES)],
+                    tags=("tag" + str(a % 3),),
                 )
             )
     return Catalog(titles, artworks)
@@ -39,8 +43,10 @@ def make_members(catalog: Catalog, n: int, seed: int = 1, t0: float = 1.7e9) -> 
         hist = rng.choice(ids, size=int(rng.integers(0, 5)), replace=False).tolist()
         out.append(
             MemberContext(
-                f"m{i}", played=tuple(Play(h, t0 - 86_400 * float(rng.integers(1, 90))) for h in hist),
-                country=str(rng.choice(["US", "FR", "BR"])), device=str(rng.choice(["tv", "mobile", "web"])),
+                f"m{i}",
+                played=tuple(Play(h, t0 - 86_400 * float(rng.integers(1, 90))) for h in hist),
+                country=str(rng.choice(["US", "FR", "BR"])),
+                device=str(rng.choice(["tv", "mobile", "web"])),
                 timestamp=t0 + float(rng.integers(0, 86_400)),
                 interacted_titles=frozenset(rng.choice(ids, size=1).tolist()),
                 recommender_scores={ids[0]: float(rng.random())},

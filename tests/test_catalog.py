@@ -1,6 +1,6 @@
 import pytest
-from core_helpers import make_catalog
 
+from core_helpers import make_catalog
 from keyart.catalog import Artwork, Catalog, Title
 from keyart.context import MemberContext, Play
 from keyart.errors import DuplicateIdError, EmptyPoolError, UnknownIdError, ValidationError

@@ -6,6 +6,8 @@ import math
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from keyart.errors import DimensionError, UnknownIdError, ValidationError
 from keyart.evaluation import (
@@ -354,3 +356,45 @@ def test_replay_with_no_successes_has_a_sane_interval_and_plots(tmp_path) -> Non
     assert 0.0 < rep.upper < 0.05  # Wilson: about 3.8 / 100
     assert "few_reward_events" in rep.flags
     assert comp.plot(tmp_path / "p.png").exists()
+
+
+def test_bootstrap_mode_refits_model_based_estimators() -> None:
+    log, rng = _uniform_log(400, 3, seed=4)
+    dist = rng.dirichlet(np.ones(3), size=400)
+    cfg = EstimatorConfig(ci="bootstrap", n_bootstrap=100, n_refit=30)
+    ips, dm, dr = estimate(log, dist, ["ips", "dm", "dr"], config=cfg)
+    assert ips.ci_method.startswith("bootstrap-percentile")
+    assert dm.ci_method.startswith("bootstrap-refit-percentile") and dr.ci_method.startswith(
+        "bootstrap-refit"
+    )
+    for e in (ips, dm, dr):
+        assert e.lower < e.value < e.upper
+
+
+@settings(max_examples=40, deadline=None)
+@given(seed=st.integers(0, 10_000), n=st.integers(5, 80), k=st.integers(2, 6))
+def test_estimator_identities(seed: int, n: int, k: int) -> None:
+    """Identities that hold for any input: DR with q-hat = 0 is IPS, SNDR with q-hat = 0 is SNIPS, Switch-DR
+    with an infinite threshold is DR and with a zero threshold is DM, and deterministic replay on a uniform
+    log is SNIPS."""
+    rng = np.random.default_rng(seed)
+    action = rng.integers(0, k, n)
+    reward = rng.binomial(1, 0.5, n).astype(float)
+    log = BanditLog.from_arrays(reward, action, np.full(n, 1 / k), n_actions=k)
+    dist = rng.dirichlet(np.ones(k), size=n)
+    zero = np.zeros((n, k))
+    q = rng.uniform(0, 1, (n, k))
+    v = {
+        e.estimator: e.value
+        for e in estimate(log, dist, ["ips", "snips", "dr", "sndr"], estimated_rewards=zero)
+    }
+    assert v["dr"] == pytest.approx(v["ips"]) and v["sndr"] == pytest.approx(v["snips"])
+    inf = EstimatorConfig(switch_lambda=math.inf)
+    nil = EstimatorConfig(switch_lambda=0.0)
+    dr, dm = (e.value for e in estimate(log, dist, ["dr", "dm"], estimated_rewards=q))
+    assert estimate(log, dist, ["switch_dr"], estimated_rewards=q, config=inf)[0].value == pytest.approx(dr)
+    assert estimate(log, dist, ["switch_dr"], estimated_rewards=q, config=nil)[0].value == pytest.approx(dm)
+    det = np.eye(k)[rng.integers(0, k, n)]
+    if (det[np.arange(n), action] == 1).any():
+        rep, sn = estimate(log, det, ["replay", "snips"])
+        assert rep.value == pytest.approx(sn.value)

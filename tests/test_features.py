@@ -1,9 +1,9 @@
 import numpy as np
 import pytest
-from core_helpers import make_catalog, make_members
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from core_helpers import make_catalog, make_members
 from keyart.catalog import Artwork, Catalog, Title
 from keyart.context import MemberContext, Play
 from keyart.errors import DimensionError, UnknownIdError, ValidationError
@@ -49,11 +49,17 @@ def _col(f: Featurizer, name: str) -> int:
 def test_crosses_carry_the_members_taste():
     """A comedy fan's comedy-themed artwork has a higher theme match than its romance-themed one."""
     cat = Catalog(
-        [Title("fun", genres=("comedy",), cast=("ann",)), Title("love", genres=("romance",), cast=("bob",)),
-         Title("x", genres=("comedy", "romance"), cast=("ann", "bob"))],
-        [Artwork("fun1", "fun"), Artwork("love1", "love"),
-         Artwork("x-comedy", "x", theme_genres=("comedy",), featured_cast=("ann",), style="bright"),
-         Artwork("x-romance", "x", theme_genres=("romance",), featured_cast=("bob",), style="dark")],
+        [
+            Title("fun", genres=("comedy",), cast=("ann",)),
+            Title("love", genres=("romance",), cast=("bob",)),
+            Title("x", genres=("comedy", "romance"), cast=("ann", "bob")),
+        ],
+        [
+            Artwork("fun1", "fun"),
+            Artwork("love1", "love"),
+            Artwork("x-comedy", "x", theme_genres=("comedy",), featured_cast=("ann",), style="bright"),
+            Artwork("x-romance", "x", theme_genres=("romance",), featured_cast=("bob",), style="dark"),
+        ],
     )
     f = Featurizer(cat)
     fan = MemberContext("m", played=(Play("fun"), Play("fun")), device="tv", timestamp=0.0)
@@ -74,7 +80,10 @@ def test_crosses_carry_the_members_taste():
 
 
 def test_recency_weighting_prefers_recent_plays():
-    cat = Catalog([Title("a", genres=("comedy",)), Title("b", genres=("romance",))], [Artwork("a1", "a"), Artwork("b1", "b")])
+    cat = Catalog(
+        [Title("a", genres=("comedy",)), Title("b", genres=("romance",))],
+        [Artwork("a1", "a"), Artwork("b1", "b")],
+    )
     f = Featurizer(cat)
     day = 86_400.0
     ctx = MemberContext("m", played=(Play("a", 0.0), Play("b", 300 * day)), timestamp=300 * day)
@@ -111,7 +120,11 @@ def test_catalog_change_invalidates_caches():
         (lambda f, c: f.events([c], ["t0"], [[]]), ValidationError, r"pools\[0\] is empty"),
         (lambda f, c: f.events([c], ["t0"], [["t1-a0"]]), ValidationError, "of title 't1'"),
         (lambda f, c: f.events([c], ["t0"], [["nope"]]), UnknownIdError, "nope"),
-        (lambda f, c: FeatureConfig(genre_buckets=0), ValidationError, "'genre_buckets' parameter of FeatureConfig"),
+        (
+            lambda f, c: FeatureConfig(genre_buckets=0),
+            ValidationError,
+            "'genre_buckets' parameter of FeatureConfig",
+        ),
     ],
 )
 def test_bad_featurizer_input(call, exc, match):
@@ -141,7 +154,10 @@ def test_candidate_batch_rejects_nan_and_concat_pads():
     hour=st.floats(min_value=0, max_value=2e9, allow_nan=False),
 )
 def test_any_catalog_gives_finite_deterministic_features(genres, styles, hour):
-    cat = Catalog([Title("t", genres=tuple(genres))], [Artwork(f"a{i}", "t", theme_genres=tuple(genres), style=s) for i, s in enumerate(styles)])
+    cat = Catalog(
+        [Title("t", genres=tuple(genres))],
+        [Artwork(f"a{i}", "t", theme_genres=tuple(genres), style=s) for i, s in enumerate(styles)],
+    )
     ctx = MemberContext("m", played=(Play("t"),), timestamp=hour, extra={"z": 2.0})
     x1 = Featurizer(cat).page(ctx, ["t"], request_id="r").X
     x2 = Featurizer(cat).page(ctx, ["t"], request_id="r").X

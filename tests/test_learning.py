@@ -2,9 +2,9 @@
 
 import numpy as np
 import pytest
-from core_helpers import logged_feedback, make_catalog, make_events
 from scipy.optimize import minimize
 
+from core_helpers import logged_feedback, make_catalog, make_events
 from keyart.errors import DimensionError
 from keyart.learning import ArtworkIndex, BlockGaussian, LinearStats, fit_logistic
 from keyart.policies import make_policy
@@ -36,7 +36,7 @@ def test_ridge_posterior_equals_the_explicit_full_design():
     w = np.linalg.solve(A, D.T @ r)
     cov = np.linalg.inv(A)
     np.testing.assert_allclose(post.theta, w[: X.shape[1]], atol=1e-10)
-    np.testing.assert_allclose(post.beta, w[X.shape[1]:], atol=1e-10)
+    np.testing.assert_allclose(post.beta, w[X.shape[1] :], atol=1e-10)
     # score moments of a few candidates, including covariance between two artworks and an unknown one
     Xc = rng.normal(size=(1, 3, X.shape[1]))
     rows = np.array([[0, 3, -1]])
@@ -69,7 +69,9 @@ def test_logistic_map_matches_a_generic_optimizer_and_partitions_merge():
     y = (rng.random(f.size) < 1 / (1 + np.exp(-f))).astype(float)
     prior = BlockGaussian.prior(4, 0, ridge=1.0, bias_ridge=0.5)
     post, order = fit_logistic([(X, ids, y)], prior, [], bias_ridge=0.5)
-    halves, order2 = fit_logistic([(X[:250], ids[:250], y[:250]), (X[250:], ids[250:], y[250:])], prior, [], bias_ridge=0.5)
+    halves, _ = fit_logistic(
+        [(X[:250], ids[:250], y[:250]), (X[250:], ids[250:], y[250:])], prior, [], bias_ridge=0.5
+    )
     for name in ("P_ss", "P_sa", "P_d", "eta_s", "eta_a"):
         np.testing.assert_allclose(getattr(post, name), getattr(halves, name), atol=1e-9)
     D = _design(X, ids, order)

@@ -5,9 +5,9 @@ import copy
 
 import numpy as np
 import pytest
-from core_helpers import logged_feedback, make_catalog, make_events, make_members, trained
 from scipy import stats
 
+from core_helpers import logged_feedback, make_catalog, make_events, make_members, trained
 from keyart.context import MemberContext
 from keyart.errors import DimensionError, SnapshotError, UnknownIdError, ValidationError
 from keyart.features import CandidateBatch, Featurizer
@@ -77,7 +77,9 @@ def test_snapshot_restore_round_trips_exactly(name, catalog, batch, tmp_path):
     assert loaded.choose(batch) == policy.choose(batch)
     # and they keep learning identically
     more = logged_feedback(make_events(catalog, 100, seed=21), seed=21)
-    np.testing.assert_array_equal(policy.update(more).probabilities(batch), loaded.update(more).probabilities(batch))
+    np.testing.assert_array_equal(
+        policy.update(more).probabilities(batch), loaded.update(more).probabilities(batch)
+    )
 
 
 @pytest.mark.parametrize("name", NAMES)
@@ -92,12 +94,24 @@ def test_update_does_not_mutate_its_input(name, catalog):
 
 
 def _corrupt(fb: LoggedFeedback, **changes) -> LoggedFeedback:
-    return LoggedFeedback(**{"batch": fb.batch, "chosen": fb.chosen, "propensity": fb.propensity, "reward": fb.reward, **changes})
+    return LoggedFeedback(
+        **{
+            "batch": fb.batch,
+            "chosen": fb.chosen,
+            "propensity": fb.propensity,
+            "reward": fb.reward,
+            **changes,
+        }
+    )
 
 
 BAD_FEEDBACK = [
     (lambda fb: _corrupt(fb, propensity=np.zeros(fb.n)), ValidationError, r"propensity must be in \(0, 1\]"),
-    (lambda fb: _corrupt(fb, propensity=np.full(fb.n, 1.5)), ValidationError, r"propensity must be in \(0, 1\]"),
+    (
+        lambda fb: _corrupt(fb, propensity=np.full(fb.n, 1.5)),
+        ValidationError,
+        r"propensity must be in \(0, 1\]",
+    ),
     (lambda fb: _corrupt(fb, reward=np.full(fb.n, np.nan)), ValidationError, "reward contains NaN"),
     (lambda fb: _corrupt(fb, chosen=np.full(fb.n, 50)), UnknownIdError, "outside an event's pool"),
     (lambda fb: _corrupt(fb, chosen=fb.chosen[:-1]), DimensionError, "chosen must have shape"),
@@ -123,8 +137,13 @@ def test_bad_updates_leave_the_model_unchanged(name, catalog, batch):
         policy.update("not feedback")
     if name not in ("uniform", "beta_ts", "greedy"):
         wide = CandidateBatch(
-            np.zeros((1, 2, batch.d + 1)), np.ones((1, 2), bool), np.array([["t0-a0", "t0-a1"]], dtype=object),
-            np.array(["t0"], dtype=object), np.array(["m"], dtype=object), np.array(["r"], dtype=object), np.zeros(1),
+            np.zeros((1, 2, batch.d + 1)),
+            np.ones((1, 2), bool),
+            np.array([["t0-a0", "t0-a1"]], dtype=object),
+            np.array(["t0"], dtype=object),
+            np.array(["m"], dtype=object),
+            np.array(["r"], dtype=object),
+            np.zeros(1),
         )
         with pytest.raises(DimensionError, match="columns but the model was built for"):
             policy.update(LoggedFeedback(wide, np.array([0]), np.array([0.5]), np.array([1.0])))
@@ -239,12 +258,31 @@ def test_beta_quadrature_matches_simulation():
 def test_unknown_policy_and_bad_parameters():
     with pytest.raises(ValidationError, match="Unknown policy 'nope'"):
         make_policy("nope", seed=1)
-    with pytest.raises(ValidationError, match=r"The 'epsilon' parameter of EpsilonGreedy must be a number in \[0, 1\]. Got 1.5."):
+    with pytest.raises(
+        ValidationError,
+        match=r"The 'epsilon' parameter of EpsilonGreedy must be a number in \[0, 1\]. Got 1.5.",
+    ):
         make_policy("epsilon_greedy", seed=1, epsilon=1.5)
     with pytest.raises(ValidationError, match="'seed' parameter of LinUCB"):
         make_policy("linucb", seed=-1)
     with pytest.raises(SnapshotError):
-        restore_policy({"format": 1, "policy": "linucb", "params": {"seed": 1}, "version": 0, "state": {"dim": 3, "artwork_ids": [], "P_ss": np.eye(2), "P_sa": np.zeros((0, 3)), "P_d": np.zeros(0), "eta_s": np.zeros(3), "eta_a": np.zeros(0)}})
+        restore_policy(
+            {
+                "format": 1,
+                "policy": "linucb",
+                "params": {"seed": 1},
+                "version": 0,
+                "state": {
+                    "dim": 3,
+                    "artwork_ids": [],
+                    "P_ss": np.eye(2),
+                    "P_sa": np.zeros((0, 3)),
+                    "P_d": np.zeros(0),
+                    "eta_s": np.zeros(3),
+                    "eta_a": np.zeros(0),
+                },
+            }
+        )
 
 
 @pytest.mark.parametrize("name", ["beta_ts", "greedy", "linucb", "logistic_ts"])

@@ -32,7 +32,10 @@ def test_tiny_example_learns_each_fans_artwork():
     from keyart.examples import tiny_example
 
     _, after = tiny_example(seed=3)
-    best = {(d.member_id, d.title_id): d.pool[max(range(len(d.pool)), key=d.probabilities.__getitem__)] for d in after}
+    best = {
+        (d.member_id, d.title_id): d.pool[max(range(len(d.pool)), key=d.probabilities.__getitem__)]
+        for d in after
+    }
     assert best[("comedy-fan", "good-will")] == "gw-comedy"
     assert best[("romance-fan", "good-will")] == "gw-romance"
     assert best[("comedy-fan", "heist")] == "heist-comedy"

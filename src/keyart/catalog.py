@@ -223,7 +223,8 @@ class Catalog:
     def from_dict(cls, data: Mapping[str, Any]) -> Catalog:
         if data.get("format_version") != CATALOG_FORMAT_VERSION:
             raise ValidationError(
-                f"Catalog format_version must be {CATALOG_FORMAT_VERSION}. Got {data.get('format_version')!r}."
+                f"Catalog format_version must be {CATALOG_FORMAT_VERSION}. "
+                f"Got {data.get('format_version')!r}."
             )
         try:
             titles = [_title_from_row(r) for r in data["titles"]]
@@ -270,7 +271,9 @@ class Catalog:
             r["metadata"] = json.loads(r["metadata"] or "{}")
         for r in artworks:
             r.pop("metadata", None)
-        return cls.from_dict({"format_version": CATALOG_FORMAT_VERSION, "titles": titles, "artworks": artworks})
+        return cls.from_dict(
+            {"format_version": CATALOG_FORMAT_VERSION, "titles": titles, "artworks": artworks}
+        )
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, Catalog) and self.to_dict() == other.to_dict()

@@ -69,7 +69,9 @@ class MemberContext:
         if not isinstance(self.member_id, str) or not self.member_id:
             raise ValidationError(f"member_id must be a non-empty string. Got {self.member_id!r}.")
         played: Iterable[Any] = self.played
-        plays = tuple(p if isinstance(p, Play) else Play(p) if isinstance(p, str) else Play(**p) for p in played)
+        plays = tuple(
+            p if isinstance(p, Play) else Play(p) if isinstance(p, str) else Play(**p) for p in played
+        )
         object.__setattr__(self, "played", plays)
         for name in ("country", "language", "device"):
             if not isinstance(getattr(self, name), str):
@@ -79,7 +81,9 @@ class MemberContext:
             raise ValidationError(f"timestamp must be finite epoch seconds. Got {ts!r}.")
         object.__setattr__(self, "timestamp", float(ts))
         object.__setattr__(self, "interacted_titles", frozenset(self.interacted_titles))
-        object.__setattr__(self, "recommender_scores", _finite_map("recommender_scores", self.recommender_scores))
+        object.__setattr__(
+            self, "recommender_scores", _finite_map("recommender_scores", self.recommender_scores)
+        )
         object.__setattr__(self, "extra", _finite_map("extra", self.extra))
 
     @property

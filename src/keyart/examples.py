@@ -12,13 +12,17 @@ from keyart.policies import Decision, LinUCB, LoggedFeedback
 
 def tiny_catalog() -> Catalog:
     titles = [
-        Title("good-will", "Good Will Hunting", genres=("drama", "romance", "comedy"), cast=("matt", "robin")),
+        Title(
+            "good-will", "Good Will Hunting", genres=("drama", "romance", "comedy"), cast=("matt", "robin")
+        ),
         Title("heist", "The Heist", genres=("action", "comedy"), cast=("ann", "bo")),
         Title("romcom", "Love, Actually Funny", genres=("romance", "comedy"), cast=("cy",)),
         Title("standup", "Laugh Hour", genres=("comedy",), cast=("robin",)),
     ]
     artworks = [
-        Artwork("gw-romance", "good-will", theme_genres=("romance",), featured_cast=("matt",), style="couple"),
+        Artwork(
+            "gw-romance", "good-will", theme_genres=("romance",), featured_cast=("matt",), style="couple"
+        ),
         Artwork("gw-comedy", "good-will", theme_genres=("comedy",), featured_cast=("robin",), style="bright"),
         Artwork("heist-action", "heist", theme_genres=("action",), style="dark"),
         Artwork("heist-comedy", "heist", theme_genres=("comedy",), featured_cast=("bo",), style="bright"),
@@ -41,7 +45,7 @@ def tiny_example(seed: int = 7) -> tuple[list[Decision], list[Decision]]:
     before = [d for page in pages for d in policy.choose(page)]
     # each fan plays when shown the artwork of their genre: 50 rounds of uniform exploration
     rng = np.random.default_rng(seed)
-    for round_ in range(50):
+    for _ in range(50):
         for m, page in zip(members, pages, strict=True):
             chosen = rng.integers(0, page.pool_sizes)
             ids = page.artwork_ids[np.arange(page.n), chosen]

@@ -29,7 +29,9 @@ def period_index(timestamps: np.ndarray, sticky_seconds: float) -> np.ndarray:
     return np.floor(ts / sticky_seconds).astype(np.int64)
 
 
-def keyed_uniforms(seed: int, member_ids: Sequence[str], title_ids: Sequence[str], periods: Sequence[int]) -> np.ndarray:
+def keyed_uniforms(
+    seed: int, member_ids: Sequence[str], title_ids: Sequence[str], periods: Sequence[int]
+) -> np.ndarray:
     """One uniform in [0, 1) per (member, title, period), from BLAKE2b keyed with the seed."""
     if not (len(member_ids) == len(title_ids) == len(periods)):
         raise DimensionError("member_ids, title_ids and periods must have the same length.")

@@ -22,6 +22,7 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -56,7 +57,7 @@ class FeatureConfig:
     engaged_saturation_seconds: float = 1800.0
     on_unknown_history: str = "raise"
 
-    _parameter_constraints = {
+    _parameter_constraints: ClassVar[dict[str, Any]] = {
         "genre_buckets": Interval(1, 4096, integer=True),
         "cast_buckets": Interval(1, 1 << 20, integer=True),
         "style_buckets": Interval(1, 1024, integer=True),
@@ -138,7 +139,9 @@ class CandidateBatch:
             )
         for name in ("title_ids", "member_ids", "request_ids", "timestamps"):
             if getattr(self, name).shape != (n,):
-                raise DimensionError(f"CandidateBatch.{name} must have shape ({n},). Got {getattr(self, name).shape}.")
+                raise DimensionError(
+                    f"CandidateBatch.{name} must have shape ({n},). Got {getattr(self, name).shape}."
+                )
         if n and not self.mask.any(axis=1).all():
             raise ValidationError("Every row of a CandidateBatch needs at least one candidate (empty pool).")
         if not np.isfinite(self.X).all():
@@ -166,8 +169,14 @@ class CandidateBatch:
     def take(self, index: np.ndarray | Sequence[int]) -> CandidateBatch:
         idx = np.asarray(index, dtype=np.int64)
         return CandidateBatch(
-            self.X[idx], self.mask[idx], self.artwork_ids[idx], self.title_ids[idx], self.member_ids[idx],
-            self.request_ids[idx], self.timestamps[idx], self.feature_names,
+            self.X[idx],
+            self.mask[idx],
+            self.artwork_ids[idx],
+            self.title_ids[idx],
+            self.member_ids[idx],
+            self.request_ids[idx],
+            self.timestamps[idx],
+            self.feature_names,
         )
 
     @classmethod
@@ -255,7 +264,9 @@ class Featurizer:
         c = self.config
         self._art_row: dict[str, int] = {}
         self._art_lists: list[list[np.ndarray]] = [
-            [np.zeros(self._art_width)], [np.zeros(c.genre_buckets)], [np.zeros(self._max_cast)],
+            [np.zeros(self._art_width)],
+            [np.zeros(c.genre_buckets)],
+            [np.zeros(self._max_cast)],
             [np.zeros(c.style_buckets)],
         ]
         self._art_tables: tuple[np.ndarray, ...] | None = None
@@ -274,7 +285,9 @@ class Featurizer:
 
     @cached_property
     def feature_names(self) -> tuple[str, ...]:
-        return tuple(f"{name}[{i}]" for name, sl in self.config.layout.items() for i in range(sl.stop - sl.start))
+        return tuple(
+            f"{name}[{i}]" for name, sl in self.config.layout.items() for i in range(sl.stop - sl.start)
+        )
 
     # ---- caches ----------------------------------------------------------------------------------
     def _check_cache(self) -> None:
@@ -315,7 +328,9 @@ class Featurizer:
             for a in pool:
                 row = self._art_row.get(a)
                 if row is None:
-                    for table, part in zip(self._art_lists, self._artwork_block(self.catalog.artwork(a)), strict=True):
+                    for table, part in zip(
+                        self._art_lists, self._artwork_block(self.catalog.artwork(a)), strict=True
+                    ):
                         table.append(part)
                     row = self._art_row[a] = len(self._art_lists[0]) - 1
                     self._art_tables = None
@@ -343,7 +358,8 @@ class Featurizer:
             if title is None:
                 if c.on_unknown_history == "raise":
                     raise UnknownIdError(
-                        f"Member {context.member_id!r} has unknown title_id {p.title_id!r} in its play history."
+                        f"Member {context.member_id!r} has unknown title_id {p.title_id!r} "
+                        "in its play history."
                     )
                 continue
             w = 1.0
@@ -393,13 +409,15 @@ class Featurizer:
         pools: Sequence[tuple[str, ...]],
         request_ids: Sequence[str],
     ) -> CandidateBatch:
-        c, lay = self.config, self.config.layout
+        lay = self.config.layout
         n = len(title_ids)
         if n == 0:
             raise ValidationError("title_ids must not be empty.")
         self._check_cache()
         member = [self.member_vectors(ctx) for ctx in contexts]
-        ctx_blocks = np.stack([self._context_block(ctx, m[0]) for ctx, m in zip(contexts, member, strict=True)])
+        ctx_blocks = np.stack(
+            [self._context_block(ctx, m[0]) for ctx, m in zip(contexts, member, strict=True)]
+        )
         genre_aff = np.stack([m[0] for m in member])[ctx_index]
         cast_aff = np.stack([m[1] for m in member])[ctx_index]
         pool_rows = [self._rows_for_pool(p) for p in pools]
@@ -414,8 +432,12 @@ class Featurizer:
         theme, cast, style = theme_t[idx], cast_t[idx], style_t[idx]
         tids = list(title_ids)
         ctx_of = [contexts[j] for j in ctx_index.tolist()]
-        prior = np.fromiter((1.0 if t in cx.interacted_titles else 0.0 for t, cx in zip(tids, ctx_of, strict=True)), float, n)
-        rec = np.fromiter((cx.recommender_scores.get(t, 0.0) for t, cx in zip(tids, ctx_of, strict=True)), float, n)
+        prior = np.fromiter(
+            (1.0 if t in cx.interacted_titles else 0.0 for t, cx in zip(tids, ctx_of, strict=True)), float, n
+        )
+        rec = np.fromiter(
+            (cx.recommender_scores.get(t, 0.0) for t, cx in zip(tids, ctx_of, strict=True)), float, n
+        )
         ctx_part = ctx_blocks[ctx_index]
         ctx_part[:, lay["prior_interaction"].start] = prior
         ctx_part[:, lay["recommender_score"].start] = rec
@@ -423,7 +445,9 @@ class Featurizer:
         theme_match = gx.sum(axis=2, keepdims=True)
         # cast[n, k, i] = sign * (bucket + 1) of the i-th featured cast member, 0 for none
         bucket = np.abs(cast).astype(np.int64) - 1
-        gathered = np.take_along_axis(cast_aff, np.maximum(bucket, 0).reshape(n, -1), axis=1).reshape(bucket.shape)
+        gathered = np.take_along_axis(cast_aff, np.maximum(bucket, 0).reshape(n, -1), axis=1).reshape(
+            bucket.shape
+        )
         cast_match = (np.sign(cast) * gathered).sum(axis=2, keepdims=True)
         device = ctx_part[:, lay["device"]]
         hour = ctx_part[:, lay["hour"]]
@@ -444,11 +468,19 @@ class Featurizer:
         member_ids = np.array([contexts[j].member_id for j in ctx_index], dtype=object)
         timestamps = np.array([contexts[j].timestamp for j in ctx_index], dtype=np.float64)
         return CandidateBatch(
-            X, mask, ids, np.array(list(title_ids), dtype=object), member_ids,
-            np.array(list(request_ids), dtype=object), timestamps, self.feature_names,
+            X,
+            mask,
+            ids,
+            np.array(list(title_ids), dtype=object),
+            member_ids,
+            np.array(list(request_ids), dtype=object),
+            timestamps,
+            self.feature_names,
         )
 
-    def page(self, context: MemberContext, title_ids: Sequence[str], request_id: str | None = None) -> CandidateBatch:
+    def page(
+        self, context: MemberContext, title_ids: Sequence[str], request_id: str | None = None
+    ) -> CandidateBatch:
         """Features of every active artwork of each title, for one member's page request."""
         if isinstance(title_ids, str):
             raise ValidationError("title_ids must be a list of title ids, not a single string.")
@@ -469,7 +501,8 @@ class Featurizer:
         n = len(contexts)
         if len(title_ids) != n or len(pools) != n:
             raise DimensionError(
-                f"contexts, title_ids and pools must have the same length. Got {n}, {len(title_ids)}, {len(pools)}."
+                "contexts, title_ids and pools must have the same length. "
+                f"Got {n}, {len(title_ids)}, {len(pools)}."
             )
         tpools = [tuple(p) for p in pools]
         for i, p in enumerate(tpools):
@@ -478,12 +511,20 @@ class Featurizer:
             for a in p:
                 art = self.catalog.artwork(a)
                 if art.title_id != title_ids[i]:
-                    raise ValidationError(f"pools[{i}] holds artwork {a!r} of title {art.title_id!r}, not {title_ids[i]!r}.")
+                    raise ValidationError(
+                        f"pools[{i}] holds artwork {a!r} of title {art.title_id!r}, not {title_ids[i]!r}."
+                    )
         rids = list(request_ids) if request_ids is not None else [f"event-{i}" for i in range(n)]
         ctxs, tids = list(contexts), list(title_ids)
         chunk = 2048  # bounds the memory of the gathered per-candidate tables
         parts = [
-            self._assemble(ctxs[i : i + chunk], np.arange(min(chunk, n - i)), tids[i : i + chunk], tpools[i : i + chunk], rids[i : i + chunk])
+            self._assemble(
+                ctxs[i : i + chunk],
+                np.arange(min(chunk, n - i)),
+                tids[i : i + chunk],
+                tpools[i : i + chunk],
+                rids[i : i + chunk],
+            )
             for i in range(0, n, chunk)
         ]
         return parts[0] if len(parts) == 1 else CandidateBatch.concat(parts)

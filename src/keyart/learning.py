@@ -85,7 +85,9 @@ class LinearStats:
     @classmethod
     def empty(cls, d: int, artwork_ids: Sequence[str] = ()) -> LinearStats:
         m = len(artwork_ids)
-        return cls(tuple(artwork_ids), np.zeros((d, d)), np.zeros((m, d)), np.zeros(m), np.zeros(d), np.zeros(m))
+        return cls(
+            tuple(artwork_ids), np.zeros((d, d)), np.zeros((m, d)), np.zeros(m), np.zeros(d), np.zeros(m)
+        )
 
     @classmethod
     def from_events(
@@ -119,7 +121,9 @@ class LinearStats:
     def merge(self, other: LinearStats) -> LinearStats:
         """Statistics of the union of both event sets."""
         if other.xx.shape != self.xx.shape:
-            raise DimensionError(f"Cannot merge statistics of width {self.xx.shape[0]} and {other.xx.shape[0]}.")
+            raise DimensionError(
+                f"Cannot merge statistics of width {self.xx.shape[0]} and {other.xx.shape[0]}."
+            )
         index = ArtworkIndex(self.artwork_ids)
         a, b = self.aligned(index), other.aligned(index)
         a = a.aligned(index)
@@ -130,8 +134,13 @@ class LinearStats:
     def scaled(self, gamma: float) -> LinearStats:
         """Every sum multiplied by gamma (exponential forgetting)."""
         return LinearStats(
-            self.artwork_ids, self.xx * gamma, self.xa * gamma, self.aa * gamma, self.xr * gamma,
-            self.ar * gamma, self.n * gamma,
+            self.artwork_ids,
+            self.xx * gamma,
+            self.xa * gamma,
+            self.aa * gamma,
+            self.xr * gamma,
+            self.ar * gamma,
+            self.n * gamma,
         )
 
 
@@ -163,7 +172,9 @@ class BlockGaussian:
 
     @classmethod
     def prior(cls, d: int, m: int, ridge: float, bias_ridge: float) -> BlockGaussian:
-        return cls(ridge * np.eye(d), np.zeros((m, d)), np.full(m, float(bias_ridge)), np.zeros(d), np.zeros(m))
+        return cls(
+            ridge * np.eye(d), np.zeros((m, d)), np.full(m, float(bias_ridge)), np.zeros(d), np.zeros(m)
+        )
 
     @classmethod
     def from_stats(cls, stats: LinearStats, ridge: float, bias_ridge: float) -> BlockGaussian:
@@ -288,7 +299,11 @@ def fit_logistic(
         index.extend(np.asarray(ids, dtype=object).tolist())
     m, m0 = len(index), len(prior_ids)
     parts = [
-        (np.asarray(X, dtype=np.float64), index.rows(np.asarray(ids, dtype=object)), np.asarray(r, dtype=np.float64))
+        (
+            np.asarray(X, dtype=np.float64),
+            index.rows(np.asarray(ids, dtype=object)),
+            np.asarray(r, dtype=np.float64),
+        )
         for X, ids, r in partitions
     ]
     P_sa = np.vstack([prior.P_sa, np.zeros((m - m0, d))])

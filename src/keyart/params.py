@@ -30,8 +30,12 @@ class Interval:
             return False
         if not isinstance(value, int | float) or not math.isfinite(value):
             return False
-        lo_ok = self.low is None or (value >= self.low if self.closed in ("both", "left") else value > self.low)
-        hi_ok = self.high is None or (value <= self.high if self.closed in ("both", "right") else value < self.high)
+        lo_ok = self.low is None or (
+            value >= self.low if self.closed in ("both", "left") else value > self.low
+        )
+        hi_ok = self.high is None or (
+            value <= self.high if self.closed in ("both", "right") else value < self.high
+        )
         return lo_ok and hi_ok
 
     def describe(self) -> str:
@@ -85,7 +89,9 @@ class Seed:
 def check_param(owner: str, name: str, value: Any, constraint: Any) -> None:
     """Raise the standard ValidationError when ``value`` breaks ``constraint``."""
     if not constraint.accepts(value):
-        raise ValidationError(f"The {name!r} parameter of {owner} must be {constraint.describe()}. Got {value!r}.")
+        raise ValidationError(
+            f"The {name!r} parameter of {owner} must be {constraint.describe()}. Got {value!r}."
+        )
 
 
 def validate_params(obj: Any) -> None:

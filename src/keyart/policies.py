@@ -96,7 +96,8 @@ class DecisionBatch(Sequence[Decision]):
         self.propensity = probabilities[rows, index]
         self.artwork_ids = batch.artwork_ids[rows, index]
         self.decision_ids = [
-            _decision_id(r, t) for r, t in zip(batch.request_ids.tolist(), batch.title_ids.tolist(), strict=True)
+            _decision_id(r, t)
+            for r, t in zip(batch.request_ids.tolist(), batch.title_ids.tolist(), strict=True)
         ]
 
     def __len__(self) -> int:
@@ -107,10 +108,20 @@ class DecisionBatch(Sequence[Decision]):
         k, j = int(b.mask[i].sum()), int(self.index[i])
         pool = tuple(b.artwork_ids[i, :k].tolist())
         return Decision(
-            self.decision_ids[i], str(b.request_ids[i]), str(b.member_ids[i]), str(b.title_ids[i]),
-            float(b.timestamps[i]), pool, tuple(self.probabilities[i, :k].tolist()),
-            tuple(self.scores[i, :k].tolist()), j, pool[j], float(self.propensity[i]), bool(self.explored[i]),
-            self.policy, self.model_version,
+            self.decision_ids[i],
+            str(b.request_ids[i]),
+            str(b.member_ids[i]),
+            str(b.title_ids[i]),
+            float(b.timestamps[i]),
+            pool,
+            tuple(self.probabilities[i, :k].tolist()),
+            tuple(self.scores[i, :k].tolist()),
+            j,
+            pool[j],
+            float(self.propensity[i]),
+            bool(self.explored[i]),
+            self.policy,
+            self.model_version,
         )
 
     def __getitem__(self, i):  # type: ignore[override]
@@ -130,7 +141,7 @@ class DecisionBatch(Sequence[Decision]):
     __hash__ = None  # type: ignore[assignment]
 
     def __repr__(self) -> str:
-        return f"DecisionBatch({len(self)} decisions, policy={self.policy!r}, model_version={self.model_version})"
+        return f"DecisionBatch({len(self)} decisions, policy={self.policy!r}, version={self.model_version})"
 
 
 @dataclass(frozen=True)
@@ -151,10 +162,15 @@ class LoggedFeedback:
             if arr.shape != (n,):
                 raise DimensionError(f"LoggedFeedback.{name} must have shape ({n},). Got {arr.shape}.")
         if n and not np.issubdtype(chosen.dtype, np.integer):
-            raise ValidationError(f"LoggedFeedback.chosen must hold integer indices. Got dtype {chosen.dtype}.")
+            raise ValidationError(
+                f"LoggedFeedback.chosen must hold integer indices. Got dtype {chosen.dtype}."
+            )
         chosen = chosen.astype(np.int64)
-        if n and ((chosen < 0).any() or (chosen >= self.batch.k).any()
-                  or not self.batch.mask[np.arange(n), np.clip(chosen, 0, self.batch.k - 1)].all()):
+        if n and (
+            (chosen < 0).any()
+            or (chosen >= self.batch.k).any()
+            or not self.batch.mask[np.arange(n), np.clip(chosen, 0, self.batch.k - 1)].all()
+        ):
             raise UnknownIdError("LoggedFeedback.chosen points outside an event's pool (unknown artwork).")
         if not np.isfinite(propensity).all() or (propensity <= 0).any() or (propensity > 1).any():
             raise ValidationError("LoggedFeedback.propensity must be in (0, 1].")
@@ -210,7 +226,12 @@ class Policy(ABC):
     }
 
     def __init__(
-        self, *, seed: int, floor: float = 0.0, sticky_seconds: float = 86_400.0, half_life: float | None = None
+        self,
+        *,
+        seed: int,
+        floor: float = 0.0,
+        sticky_seconds: float = 86_400.0,
+        half_life: float | None = None,
     ) -> None:
         self.seed = seed
         self.floor = floor
@@ -402,8 +423,12 @@ class _PerArtworkCounts(Policy):
     def _ab(self, artwork_ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         rows = self.index_.rows(artwork_ids)
         known = rows >= 0
-        s = np.where(known, self.successes_[np.where(known, rows, 0)] if rows.size and self.trials_.size else 0, 0)
-        t = np.where(known, self.trials_[np.where(known, rows, 0)] if rows.size and self.trials_.size else 0, 0)
+        s = np.where(
+            known, self.successes_[np.where(known, rows, 0)] if rows.size and self.trials_.size else 0, 0
+        )
+        t = np.where(
+            known, self.trials_[np.where(known, rows, 0)] if rows.size and self.trials_.size else 0, 0
+        )
         return s + self.prior_successes, (t - s) + self.prior_failures
 
     def scores(self, batch: CandidateBatch) -> np.ndarray:
@@ -448,7 +473,8 @@ class GreedyBandit(_PerArtworkCounts):
 
     name = "greedy"
     _parameter_constraints: ClassVar[dict[str, Any]] = {
-        **_PerArtworkCounts._parameter_constraints, "epsilon": Interval(0, 1)
+        **_PerArtworkCounts._parameter_constraints,
+        "epsilon": Interval(0, 1),
     }
 
     def __init__(self, *, seed: int, epsilon: float = 0.0, **kwargs: Any) -> None:
@@ -642,7 +668,11 @@ class SharedModelPolicy(Policy):
         assert self.post_ is not None
         post = self._decayed(self._grown(self.post_, len(self.index_)), decay)
         self.post_ = BlockGaussian(
-            post.P_ss + stats.xx, post.P_sa + stats.xa, post.P_d + stats.aa, post.eta_s + stats.xr, post.eta_a + stats.ar
+            post.P_ss + stats.xx,
+            post.P_sa + stats.xa,
+            post.P_d + stats.aa,
+            post.eta_s + stats.xr,
+            post.eta_a + stats.ar,
         )
         self._solved = None
 
@@ -681,7 +711,10 @@ class SharedModelPolicy(Policy):
             return
         self.dim_ = int(state["dim"])
         self.index_ = ArtworkIndex([str(a) for a in state["artwork_ids"]])
-        arr = {k: np.asarray(state[k], dtype=np.float64).copy() for k in ("P_ss", "P_sa", "P_d", "eta_s", "eta_a")}
+        arr = {
+            k: np.asarray(state[k], dtype=np.float64).copy()
+            for k in ("P_ss", "P_sa", "P_d", "eta_s", "eta_a")
+        }
         m, d = len(self.index_), self.dim_
         if arr["P_ss"].shape != (d, d) or arr["P_sa"].shape != (m, d) or arr["P_d"].shape != (m,):
             raise SnapshotError("Snapshot arrays do not match its dimensions.")
@@ -693,7 +726,8 @@ class EpsilonGreedy(SharedModelPolicy):
 
     name = "epsilon_greedy"
     _parameter_constraints: ClassVar[dict[str, Any]] = {
-        **SharedModelPolicy._parameter_constraints, "epsilon": Interval(0, 1)
+        **SharedModelPolicy._parameter_constraints,
+        "epsilon": Interval(0, 1),
     }
 
     def __init__(self, *, seed: int, epsilon: float = 0.05, **kwargs: Any) -> None:
@@ -709,7 +743,8 @@ class Softmax(SharedModelPolicy):
 
     name = "softmax"
     _parameter_constraints: ClassVar[dict[str, Any]] = {
-        **SharedModelPolicy._parameter_constraints, "temperature": Interval(0, None, closed="neither")
+        **SharedModelPolicy._parameter_constraints,
+        "temperature": Interval(0, None, closed="neither"),
     }
 
     def __init__(self, *, seed: int, temperature: float = 0.02, **kwargs: Any) -> None:
@@ -725,7 +760,8 @@ class LinUCB(SharedModelPolicy):
 
     name = "linucb"
     _parameter_constraints: ClassVar[dict[str, Any]] = {
-        **SharedModelPolicy._parameter_constraints, "alpha": Interval(0, None)
+        **SharedModelPolicy._parameter_constraints,
+        "alpha": Interval(0, None),
     }
 
     def __init__(self, *, seed: int, alpha: float = 0.3, **kwargs: Any) -> None:
@@ -871,7 +907,10 @@ class LogisticThompson(_ThompsonMixin):
         assert self.post_ is not None
         prior = self._decayed(self.post_, decay)
         post, ids = fit_logistic(
-            [(feedback.shown_X, feedback.shown_ids, feedback.reward)], prior, list(self.index_.ids), self.bias_ridge
+            [(feedback.shown_X, feedback.shown_ids, feedback.reward)],
+            prior,
+            list(self.index_.ids),
+            self.bias_ridge,
         )
         self.index_.extend(ids)
         self.post_ = post
@@ -881,7 +920,14 @@ class LogisticThompson(_ThompsonMixin):
 POLICIES: dict[str, type[Policy]] = {
     cls.name: cls
     for cls in (
-        UniformPolicy, BetaThompson, GreedyBandit, EpsilonGreedy, Softmax, LinUCB, LinearThompson, LogisticThompson
+        UniformPolicy,
+        BetaThompson,
+        GreedyBandit,
+        EpsilonGreedy,
+        Softmax,
+        LinUCB,
+        LinearThompson,
+        LogisticThompson,
     )
 }
 

@@ -382,9 +382,13 @@ def estimate(
                 wilson = _wilson(float(matched.sum()), n_matches, z)
         extra: tuple[str, ...] = ()
         if name in refit:
-            se = refit[name]
-            lo, hi = theta - z * se, theta + z * se
-            method = f"normal(refit-bootstrap s.e., B={cfg.n_refit})"
+            se, q_lo, q_hi = refit[name]
+            if cfg.ci == "bootstrap":
+                lo, hi = q_lo, q_hi
+                method = f"bootstrap-refit-percentile(B={cfg.n_refit})"
+            else:
+                lo, hi = theta - z * se, theta + z * se
+                method = f"normal(refit-bootstrap s.e., B={cfg.n_refit})"
         elif cfg.ci == "bootstrap":
             lo, hi = _bootstrap(a, b, c, cfg, seed)
             method = f"bootstrap-percentile(B={cfg.n_bootstrap})"
@@ -428,10 +432,11 @@ def _refit_bootstrap(
     folds: np.ndarray | None,
     cfg: EstimatorConfig,
     seed: int,
-) -> dict[str, float]:
-    """Bootstrap standard errors that include the reward model's error: each resample of events refits
-    the cross-fitted model (duplicates of an event stay in its fold) and re-estimates. The interval is then
-    normal with this s.e. (steadier than percentiles at the small B a refit affords)."""
+) -> dict[str, tuple[float, float, float]]:
+    """(s.e., lower, upper percentile) of a bootstrap that includes the reward model's error: each resample
+    of events refits the cross-fitted model (duplicates of an event stay in its fold) and re-estimates.
+    ``ci="auto"`` uses the s.e. in a normal interval (steadier than percentiles at the small B a refit
+    affords); ``ci="bootstrap"`` uses the percentiles."""
     rng = np.random.default_rng([seed, 0x5EED])
     vals = np.empty((cfg.n_refit, len(names)))
     for bi in range(cfg.n_refit):
@@ -445,7 +450,11 @@ def _refit_bootstrap(
     out = {}
     for j, name in enumerate(names):
         v = vals[:, j][np.isfinite(vals[:, j])]
-        out[name] = float(v.std(ddof=1))
+        out[name] = (
+            float(v.std(ddof=1)),
+            float(np.quantile(v, cfg.alpha / 2)),
+            float(np.quantile(v, 1 - cfg.alpha / 2)),
+        )
     return out
 
 

@@ -48,7 +48,10 @@ COUNTRIES: tuple[tuple[str, str], ...] = (
 class WorldConfig:
     """Parameters of a simulated catalog, member population and hidden ground truth.
 
-    Logit-scale effects: P(play) = sigmoid(title part + artwork part), where the artwork part is
+    Genre taste: a member's taste is a distribution over genres (Dirichlet with total concentration
+    ``genre_concentration * n_genres``, so most members have one or two strong genres), scaled by
+    ``genre_taste_scale`` and centred; the play history samples titles in proportion to that distribution,
+    so the history's genre shares estimate it. Logit-scale effects: P(play) = sigmoid(title part + artwork part), where the artwork part is
     ``base appeal + theme_weight * genre taste . theme + cast_weight * cast taste . featured cast
     + style taste (member's own + device x style) + clickbait_play_boost * clickbait``, multiplied by
     ``known_title_damping`` when the member already interacted with the title. P(quality play | play) =
@@ -69,15 +72,14 @@ class WorldConfig:
     clickbait_fraction: float = 0.05
     # members
     n_members: int = 20_000
-    favorite_genres_max: int = 2
-    favorite_genre_weight: float = 1.6
+    genre_concentration: float = 0.25
+    genre_taste_scale: float = 3.0
     genre_taste_noise: float = 0.1
     liked_cast: int = 3
     liked_cast_weight: float = 1.2
     style_taste_noise: float = 0.1
     mean_history: float = 30.0
     min_history: int = 8
-    history_taste_sharpness: float = 2.0
     history_cast_weight: float = 1.0
     browsed_titles: int = 4
     primary_device_share: float = 0.8
@@ -122,7 +124,7 @@ class WorldConfig:
         "max_title_cast": Interval(0, None, integer=True),
         "clickbait_fraction": Interval(0, 1),
         "n_members": Interval(1, None, integer=True),
-        "favorite_genres_max": Interval(1, None, integer=True),
+        "genre_concentration": Interval(0, None, closed="neither"),
         "liked_cast": Interval(0, None, integer=True),
         "mean_history": Interval(0, None),
         "min_history": Interval(0, None, integer=True),

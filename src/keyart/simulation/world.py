@@ -290,19 +290,15 @@ class World:
         self.member_ids = tuple(f"m{m:06d}" for m in range(M))
         self.member_index = {mid: i for i, mid in enumerate(self.member_ids)}
 
-        def genre_tastes() -> np.ndarray:
-            gt = rng.normal(-0.3, c.genre_taste_noise, (M, G))
-            k = rng.integers(1, c.favorite_genres_max + 1, M)
-            # favorite genres follow genre popularity (Gumbel top-k without replacement)
-            keys = np.log(self.genre_popularity)[None, :] + rng.gumbel(size=(M, G))
-            order = np.argsort(-keys, axis=1)
-            for j in range(c.favorite_genres_max):
-                rows = np.flatnonzero(k > j)
-                gt[rows, order[rows, j]] += c.favorite_genre_weight
-            return gt
+        alpha = c.genre_concentration * G * self.genre_popularity
 
-        self.genre_taste = genre_tastes()
-        self.genre_taste_drift = genre_tastes() if c.taste_drift_per_day > 0 else self.genre_taste
+        def genre_tastes() -> tuple[np.ndarray, np.ndarray]:
+            share = rng.dirichlet(alpha, size=M)
+            taste = c.genre_taste_scale * (share - 1.0 / G) + rng.normal(0.0, c.genre_taste_noise, (M, G))
+            return share, taste
+
+        self.genre_share, self.genre_taste = genre_tastes()
+        self.genre_taste_drift = genre_tastes()[1] if c.taste_drift_per_day > 0 else self.genre_taste
         ct = rng.normal(0.0, 0.05, (M, C))
         if c.liked_cast:
             cast_pop = self.TC[: c.n_titles].sum(0) + 1e-3
@@ -320,12 +316,13 @@ class World:
         """Play histories sampled from each member's tastes (so history reveals taste), before start."""
         c = self.config
         M, T0 = c.n_members, c.n_titles
-        # what makes a member play a title: genre taste and the liked cast in it (summed, so that a
-        # member's favorite actors show up in the history often enough to be discoverable)
+        # a member plays titles in proportion to their genre distribution, boosted by liked cast in
+        # them (so favorite actors show up in the history often enough to be discoverable)
         in_cast = (self.TC[:T0] > 0).astype(np.float64)
-        aff = self.genre_taste @ self.TG[:T0].T + c.history_cast_weight * (self.cast_taste @ in_cast.T)
+        weight = np.log(self.genre_share @ self.TG[:T0].T + 1e-3)
+        weight += c.history_cast_weight * (self.cast_taste @ in_cast.T)
         n_hist = np.minimum(T0, c.min_history + rng.poisson(max(c.mean_history - c.min_history, 0.0), M))
-        keys = c.history_taste_sharpness * aff + self.title_pop[None, :T0] + rng.gumbel(size=(M, T0))
+        keys = weight + self.title_pop[None, :T0] + rng.gumbel(size=(M, T0))
         order = np.argsort(-keys, axis=1)
         self.interacted = np.zeros((M, len(self.title_ids)), dtype=bool)
         self.history_genres = np.zeros((M, c.n_genres))  # observable: genre shares of the play history

@@ -1,0 +1,89 @@
+"""Prometheus metrics of the service (latency, decisions per policy, exploration, fallbacks, rewards
+joined, learner lag), shared across worker processes through prometheus_client's multiprocess mode.
+
+``keyart serve`` sets ``PROMETHEUS_MULTIPROC_DIR`` before any worker starts, so each process writes its
+samples to memory-mapped files there and ``/metrics`` on any worker aggregates all of them. Without it
+(tests in one process), each ``Metrics`` has a private registry.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.multiprocess import MultiProcessCollector, mark_process_dead
+
+MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
+LATENCY_BUCKETS = (0.001, 0.002, 0.003, 0.005, 0.0075, 0.01, 0.015, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
+
+
+def multiprocess_dir() -> str | None:
+    return os.environ.get(MULTIPROC_ENV) or None
+
+
+class Metrics:
+    """The service's metric families, registered on a private registry."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        r = self.registry
+        self.latency = Histogram(
+            "keyart_request_latency_seconds", "Request latency by endpoint.", ["endpoint"],
+            buckets=LATENCY_BUCKETS, registry=r,
+        )
+        self.decisions = Counter("keyart_decisions_total", "Title decisions served, by policy.", ["policy"], registry=r)
+        self.explored = Counter(
+            "keyart_explored_decisions_total",
+            "Decisions that explored (exploration rate = explored / decisions).", ["policy"], registry=r,
+        )
+        self.fallbacks = Counter(
+            "keyart_fallbacks_total", "Title decisions answered with a default artwork, by reason.", ["reason"],
+            registry=r,
+        )
+        self.shadow_decisions = Counter(
+            "keyart_shadow_decisions_total", "Decisions logged by a shadow policy.", ["policy"], registry=r
+        )
+        self.outcomes = Counter("keyart_outcomes_total", "Outcomes accepted, by kind.", ["kind"], registry=r)
+        self.rejected = Counter("keyart_rejected_requests_total", "Requests refused with a 4xx.", ["status"], registry=r)
+        self.rewards_joined = Counter(
+            "keyart_rewards_joined_total", "Decisions whose reward was joined and learned from.", registry=r
+        )
+        self.events_ingested = Counter(
+            "keyart_events_ingested_total", "Events moved from segments into the store.", ["kind"], registry=r
+        )
+        mode = {"multiprocess_mode": "max"}
+        self.learner_lag = Gauge(
+            "keyart_learner_lag_seconds",
+            "Event time between the newest stored event and the newest event learned from.", registry=r, **mode,
+        )
+        self.ingest_backlog = Gauge(
+            "keyart_ingest_backlog_bytes", "Segment bytes not yet ingested into the store.", registry=r, **mode
+        )
+        self.generation = Gauge(
+            "keyart_model_generation", "Model generation served (max over workers).", registry=r, **mode
+        )
+        self.published_generation = Gauge(
+            "keyart_published_generation", "Latest generation published by the learner.", registry=r, **mode
+        )
+
+    def render(self) -> bytes:
+        """The text exposition of all processes' samples (multiprocess) or this registry's."""
+        path = multiprocess_dir()
+        if path:
+            reg = CollectorRegistry()
+            MultiProcessCollector(reg, path=path)
+            return generate_latest(reg)
+        return generate_latest(self.registry)
+
+
+def prepare_multiprocess_dir(directory: Path) -> None:
+    """Empty the multiprocess metrics directory (stale files of a previous run would be summed)."""
+    directory.mkdir(parents=True, exist_ok=True)
+    for p in directory.glob("*.db"):
+        p.unlink(missing_ok=True)
+
+
+def process_exited(pid: int) -> None:
+    if multiprocess_dir():
+        mark_process_dead(pid)
