@@ -65,7 +65,7 @@ def make_events(catalog: Catalog, n: int, seed: int = 2) -> CandidateBatch:
 
 def logged_feedback(batch: CandidateBatch, seed: int = 3, p_reward: float = 0.3) -> LoggedFeedback:
     """Uniformly random shown artworks with Bernoulli rewards that favour even artwork indices."""
-    rng = np.random.default_rng(seed)
+    rng = np.random.default_rng([seed, 101])  # a stream of its own, not the one that drew the events
     chosen = rng.integers(0, batch.pool_sizes)
     reward = (rng.random(batch.n) < np.where(chosen % 2 == 0, p_reward, p_reward / 3)).astype(float)
     return LoggedFeedback(batch, chosen, 1.0 / batch.pool_sizes, reward)

@@ -316,3 +316,26 @@ def test_forgetting_tracks_a_drifting_take_rate(catalog):
         slow.update(fb)
     s_fast, s_slow = fast.scores(batch)[0, 0], slow.scores(batch)[0, 0]
     assert s_fast < 0.1 < 0.4 < s_slow
+
+
+@pytest.mark.parametrize("name", ["beta_ts", "greedy", "epsilon_greedy", "logistic_ts"])
+def test_warm_starting_a_new_artwork(name, catalog):
+    policy = trained(make_policy(name, seed=1), catalog, n=1500)
+    like = ["t0-a0", "t0-a2"]
+    batch = make_events(catalog, 5, seed=3)
+    if hasattr(policy, "posterior_"):
+        expected = policy.posterior_.beta[policy.index_.rows(np.array(like, dtype=object))].mean()
+        policy.warm_start("t0-new", like)
+        row = policy.index_.rows(np.array(["t0-new"], dtype=object))[0]
+        assert policy.posterior_.beta[row] == pytest.approx(expected, abs=1e-12)
+    else:
+        rows = policy.index_.rows(np.array(like, dtype=object))
+        rate = (policy.successes_[rows].sum() + 1) / (policy.trials_[rows].sum() + 2)
+        policy.warm_start("t0-new", like)
+        row = policy.index_.rows(np.array(["t0-new"], dtype=object))[0]
+        assert policy.successes_[row] / policy.trials_[row] == pytest.approx(rate)
+    assert np.isfinite(policy.probabilities(batch)).all()
+    with pytest.raises(ValidationError, match="already known"):
+        policy.warm_start("t0-new", like)
+    with pytest.raises(UnknownIdError, match="ghost"):
+        policy.warm_start("t0-other", ["ghost"])

@@ -364,6 +364,18 @@ def load_policy(path: str | Path) -> Policy:
     return restore_policy(header)
 
 
+def _warm_start_rows(index: ArtworkIndex, artwork_id: str, like: Sequence[str]) -> np.ndarray:
+    if artwork_id in index.ids:
+        raise ValidationError(f"Artwork {artwork_id!r} is already known: warm_start is for new artworks.")
+    rows = index.rows(np.array(list(like), dtype=object))
+    if rows.size == 0:
+        raise ValidationError("like must name at least one known artwork.")
+    if (rows < 0).any():
+        unknown = [a for a, r in zip(like, rows.tolist(), strict=True) if r < 0]
+        raise UnknownIdError(f"Unknown artwork_id(s) in like: {unknown}.")
+    return rows
+
+
 # ---- non-contextual policies -------------------------------------------------------------------
 
 
@@ -459,6 +471,9 @@ class _PerArtworkCounts(Policy):
         self.successes_ = np.asarray(state["successes"], dtype=np.float64).copy()
         self.trials_ = np.asarray(state["trials"], dtype=np.float64).copy()
 
+    def _changed(self) -> None:
+        """Hook for subclasses that cache anything derived from the counts."""
+
     def retire_artwork(self, artwork_id: str) -> None:
         """Forget an artwork's counts (its pool no longer offers it)."""
         if artwork_id not in self.index_.ids:
@@ -466,6 +481,19 @@ class _PerArtworkCounts(Policy):
         row = self.index_.remove(artwork_id)
         self.successes_ = np.delete(self.successes_, row)
         self.trials_ = np.delete(self.trials_, row)
+        self._changed()
+
+    def warm_start(self, artwork_id: str, like: Sequence[str], strength: float = 10.0) -> None:
+        """Start a new artwork at the pooled take fraction of similar ones, worth ``strength`` impressions."""
+        rows = _warm_start_rows(self.index_, artwork_id, like)
+        if not (np.isfinite(strength) and strength > 0):
+            raise ValidationError(f"strength must be a positive number. Got {strength!r}.")
+        a = self.successes_[rows].sum() + self.prior_successes
+        rate = a / (self.trials_[rows].sum() + self.prior_successes + self.prior_failures)
+        self.index_.extend([artwork_id])
+        self.successes_ = np.append(self.successes_, rate * strength)
+        self.trials_ = np.append(self.trials_, strength)
+        self._changed()
 
 
 class GreedyBandit(_PerArtworkCounts):
@@ -529,8 +557,7 @@ class BetaThompson(_PerArtworkCounts):
         super()._set_state(state)
         self._cache = {}
 
-    def retire_artwork(self, artwork_id: str) -> None:
-        super().retire_artwork(artwork_id)
+    def _changed(self) -> None:
         self._cache = {}
 
     def _distribution(self, batch: CandidateBatch) -> np.ndarray:
@@ -689,6 +716,19 @@ class SharedModelPolicy(Policy):
         self.post_ = BlockGaussian(
             P_ss, np.delete(p.P_sa, row, axis=0), np.delete(p.P_d, row), eta_s, np.delete(p.eta_a, row)
         )
+        self._solved = None
+
+    def warm_start(self, artwork_id: str, like: Sequence[str]) -> None:
+        """Start a new artwork's bias at the mean bias of similar artworks (its prior mean; the prior's
+        strength stays ``bias_ridge``), on top of what its attributes already carry."""
+        rows = _warm_start_rows(self.index_, artwork_id, like)
+        beta = float(self.posterior_.beta[rows].mean())
+        assert self.post_ is not None
+        self.index_.extend([artwork_id])
+        grown = self._grown(self.post_, len(self.index_))
+        eta_a = grown.eta_a.copy()
+        eta_a[-1] = self.bias_ridge * beta
+        self.post_ = BlockGaussian(grown.P_ss, grown.P_sa, grown.P_d, grown.eta_s, eta_a)
         self._solved = None
 
     def _get_state(self) -> dict[str, Any]:

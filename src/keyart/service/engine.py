@@ -93,7 +93,7 @@ class Engine:
 
     def set_catalog(self, catalog: Catalog, rev: int) -> None:
         """Serve ``catalog`` (revision ``rev``) from now on, unless a newer revision is already served."""
-        if rev >= self.view.rev:
+        if rev > self.view.rev:
             self.view = CatalogView(catalog, rev, Featurizer(catalog, self.config.feature_config))
             self._warm()
 
@@ -159,7 +159,10 @@ class Engine:
                     422, "no_artwork", f"title_ids[{i}]: title {t!r} has no active artwork.", f"title_ids[{i}]"
                 ) from None
             if len(pool) > limit:
-                pool = pool[:limit]
+                raise RequestError(
+                    422, "pool_too_large", f"title_ids[{i}]: title {t!r} has {len(pool)} active artworks, "
+                    f"more than max_artworks_per_pool={limit}.", f"title_ids[{i}]",
+                )
             out.append(pool)
         return out
 
@@ -187,8 +190,6 @@ class Engine:
             assert gen is not None
             try:
                 batch = view.featurizer.page(ctx, title_ids, rid)
-                if batch.k > self.config.limits.max_artworks_per_pool:
-                    raise RequestError(422, "pool_too_large", "A pool exceeds max_artworks_per_pool.")
                 db = gen.primary.choose(batch)
                 probs = db.probabilities
                 index = db.index

@@ -1,0 +1,472 @@
+"""The ASGI app: routes, request parsing and limits, API keys, error bodies, hot reload, metrics.
+
+Bodies are parsed by hand (``Model.model_validate_json`` on the raw bytes, pydantic-core) and answered
+with orjson, so FastAPI contributes routing and the OpenAPI document but no per-request validation or
+encoding work. ``create_app(config)`` builds an app; ``app_from_env`` is the factory uvicorn workers call.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import hmac
+import logging
+import time
+from collections.abc import AsyncIterator, Callable
+from typing import Any, TypeVar
+
+import orjson
+from fastapi import FastAPI, Request
+from fastapi.openapi.utils import get_openapi
+from pydantic import BaseModel
+from pydantic import ValidationError as PydanticValidationError
+from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.responses import Response
+
+from keyart.errors import KeyartError
+from keyart.service import catalog_store
+from keyart.service.config import ServiceConfig
+from keyart.service.engine import Engine, Job
+from keyart.service.metrics import Metrics
+from keyart.service.schemas import (
+    EXAMPLE_ARTWORK,
+    EXAMPLE_DECIDE,
+    EXAMPLE_DECIDE_ONE,
+    EXAMPLE_DECIDE_RESPONSE,
+    EXAMPLE_DECISION,
+    EXAMPLE_OUTCOMES,
+    EXAMPLE_TITLE,
+    ArtworkIn,
+    ContextIn,
+    DecideOneRequest,
+    DecideRequest,
+    DecideResponse,
+    DecisionOut,
+    OutcomesRequest,
+    OutcomesResponse,
+    RequestError,
+    TitleIn,
+    body_spec,
+    error_responses,
+    from_pydantic,
+)
+
+log = logging.getLogger("keyart.service")
+M = TypeVar("M", bound=BaseModel)
+
+
+def json_response(body: Any, status: int = 200) -> Response:
+    return Response(orjson.dumps(body), status_code=status, media_type="application/json")
+
+
+async def read_body(request: Request, limit: int) -> bytes:
+    """The raw body, refused with 413 as soon as it exceeds ``limit`` bytes (declared or streamed)."""
+    declared = request.headers.get("content-length")
+    if declared is not None:
+        try:
+            size = int(declared)
+        except ValueError:
+            raise RequestError(400, "invalid_header", "Content-Length is not a number.", "content-length") from None
+        if size > limit:
+            raise RequestError(413, "body_too_large", f"The body has {size} bytes; the limit is {limit}.")
+    chunks, total = [], 0
+    async for chunk in request.stream():
+        total += len(chunk)
+        if total > limit:
+            raise RequestError(413, "body_too_large", f"The body exceeds the limit of {limit} bytes.")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def parse(model: type[M], body: bytes) -> M:
+    if not body:
+        raise RequestError(400, "empty_body", "The request needs a JSON body.")
+    try:
+        return model.model_validate_json(body)
+    except PydanticValidationError as exc:
+        raise from_pydantic(exc) from None
+
+
+def _check_context(ctx: ContextIn | None, config: ServiceConfig) -> None:
+    if ctx is not None and len(ctx.played) > config.limits.max_history:
+        raise RequestError(
+            422, "too_much_history",
+            f"context.played has {len(ctx.played)} entries; the limit is {config.limits.max_history}.",
+            "context.played",
+        )
+
+
+def _openapi_components(app: FastAPI) -> Callable[[], dict[str, Any]]:
+    """Build the OpenAPI document once, moving pydantic's ``$defs`` into ``components.schemas``."""
+
+    def build() -> dict[str, Any]:
+        if app.openapi_schema:
+            return app.openapi_schema
+        doc = get_openapi(title=app.title, version=app.version, description=app.description, routes=app.routes)
+        schemas = doc.setdefault("components", {}).setdefault("schemas", {})
+        for path in doc.get("paths", {}).values():
+            for op in path.values():
+                content = op.get("requestBody", {}).get("content", {}).get("application/json", {})
+                schema = content.get("schema", {})
+                for name, sub in schema.pop("$defs", {}).items():
+                    schemas.setdefault(name, sub)
+        text = orjson.dumps(doc).decode().replace('"#/$defs/', '"#/components/schemas/')
+        app.openapi_schema = orjson.loads(text)
+        return app.openapi_schema
+
+    return build
+
+
+def create_app(config: ServiceConfig, metrics: Metrics | None = None) -> FastAPI:
+    """The decision service for one deployment (``config``); one ``Engine`` per process, made at startup."""
+    metrics = metrics or Metrics()
+    state: dict[str, Engine] = {}
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        engine = Engine(config, metrics)
+        state["engine"] = engine
+        loop = asyncio.get_running_loop()
+        await loop.run_in_executor(engine.executor, functools.partial(engine.refresh, True))
+        poller = asyncio.create_task(_poll(engine))
+        app.state.engine = engine
+        try:
+            yield
+        finally:
+            poller.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await poller
+            engine.close()
+            state.pop("engine", None)
+
+    async def _poll(engine: Engine) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            await asyncio.sleep(config.reload_interval_seconds)
+            try:
+                await loop.run_in_executor(engine.executor, engine.refresh)
+            except Exception:  # noqa: BLE001 - the poller must outlive any one failure
+                log.exception("reload failed")
+
+    app = FastAPI(
+        title="keyart decision service",
+        version="1",
+        description=(
+            "Per member and title, the artwork most likely to lead to a quality play. Decisions are logged "
+            "with their propensities; outcomes flow back; a background learner publishes new model "
+            "generations that every worker picks up without a restart. State-changing endpoints need the "
+            "`X-API-Key` header."
+        ),
+        lifespan=lifespan,
+    )
+    app.openapi = _openapi_components(app)  # type: ignore[method-assign]
+
+    def engine_of() -> Engine:
+        engine = state.get("engine")
+        if engine is None:
+            raise RequestError(503, "not_ready", "The service is starting.")
+        return engine
+
+    def require_key(request: Request) -> None:
+        if not config.api_key:
+            raise RequestError(403, "forbidden", "No API key is configured; state-changing endpoints are off.")
+        given = request.headers.get("x-api-key")
+        auth = request.headers.get("authorization", "")
+        if given is None and auth.lower().startswith("bearer "):
+            given = auth[7:]
+        if not given:
+            raise RequestError(401, "unauthorized", "This endpoint changes state: send the X-API-Key header.",
+                               "x-api-key")
+        if not hmac.compare_digest(given.encode(), config.api_key.encode()):
+            raise RequestError(403, "forbidden", "The API key is not valid.", "x-api-key")
+
+    @app.exception_handler(RequestError)
+    async def _request_error(request: Request, exc: RequestError) -> Response:
+        metrics.rejected.labels(str(exc.status)).inc()
+        return json_response(exc.body(), exc.status)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http_error(request: Request, exc: StarletteHTTPException) -> Response:
+        code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
+        detail = f"{request.method} {request.url.path}: {exc.detail}"
+        return json_response({"error": code, "detail": detail}, exc.status_code)
+
+    async def run_decide(engine: Engine, *args: Any) -> dict[str, Any]:
+        """The page's decision within the time budget; defaults (flagged) when the model is too slow."""
+        loop = asyncio.get_running_loop()
+        job = Job()
+        fut = loop.run_in_executor(engine.executor, functools.partial(engine.decide, *args, job=job))
+        try:
+            result = await asyncio.wait_for(asyncio.shield(fut), config.model_budget_seconds)
+        except TimeoutError:
+            with job.lock:
+                if not job.committed:
+                    job.cancelled = True
+            if not job.cancelled:
+                result = await fut
+            else:
+                fut.add_done_callback(lambda f: f.cancelled() or f.exception())
+                result = engine.decide(*args, reason="timeout")
+        except RequestError:
+            raise
+        except Exception:  # noqa: BLE001 - a bug on the model path must still answer the page
+            log.exception("decision failed; answering defaults")
+            result = engine.decide(*args, reason="model_error")
+        assert result is not None
+        return result
+
+    # ---- decisions ----------------------------------------------------------------------------------
+    @app.post(
+        "/v1/decide", tags=["decisions"], summary="Choose one artwork per title for a page",
+        openapi_extra=body_spec(DecideRequest, EXAMPLE_DECIDE),
+        responses={200: {"model": DecideResponse, "content": {"application/json": {"example": EXAMPLE_DECIDE_RESPONSE}}},
+                   **error_responses(400, 413, 422)},
+    )
+    async def decide(request: Request) -> Response:
+        t0 = time.perf_counter()
+        engine = engine_of()
+        req = parse(DecideRequest, await read_body(request, config.limits.max_body_bytes))
+        limit = config.limits.max_titles_per_page
+        if len(req.title_ids) > limit:
+            raise RequestError(
+                422, "too_many_titles", f"title_ids has {len(req.title_ids)} titles; the limit is {limit}.",
+                "title_ids",
+            )
+        if len(set(req.title_ids)) != len(req.title_ids):
+            seen: set[str] = set()
+            i = next(i for i, t in enumerate(req.title_ids) if t in seen or seen.add(t))  # type: ignore[func-returns-value]
+            raise RequestError(422, "duplicate_title", f"title_ids[{i}]: {req.title_ids[i]!r} appears twice.",
+                               f"title_ids[{i}]")
+        _check_context(req.context, config)
+        result = await run_decide(engine, req.member_id, req.context, req.title_ids, req.page, req.request_id)
+        metrics.latency.labels("decide").observe(time.perf_counter() - t0)
+        return json_response(result)
+
+    @app.post(
+        "/v1/decide/title", tags=["decisions"], summary="Choose the artwork for one title",
+        openapi_extra=body_spec(DecideOneRequest, EXAMPLE_DECIDE_ONE),
+        responses={200: {"model": DecisionOut, "content": {"application/json": {"example": EXAMPLE_DECISION}}},
+                   **error_responses(400, 413, 422)},
+    )
+    async def decide_one(request: Request) -> Response:
+        t0 = time.perf_counter()
+        engine = engine_of()
+        req = parse(DecideOneRequest, await read_body(request, config.limits.max_body_bytes))
+        _check_context(req.context, config)
+        result = await run_decide(engine, req.member_id, req.context, [req.title_id], req.page, req.request_id)
+        metrics.latency.labels("decide_title").observe(time.perf_counter() - t0)
+        return json_response({**result["decisions"][0], "request_id": result["request_id"],
+                              "generation": result["generation"]})
+
+    # ---- outcomes -------------------------------------------------------------------------------------
+    @app.post(
+        "/v1/outcomes", tags=["outcomes"], summary="Report what members did after decisions",
+        openapi_extra=body_spec(OutcomesRequest, EXAMPLE_OUTCOMES),
+        responses={200: {"model": OutcomesResponse}, **error_responses(400, 401, 403, 413, 422)},
+    )
+    async def outcomes(request: Request) -> Response:
+        t0 = time.perf_counter()
+        require_key(request)
+        engine = engine_of()
+        req = parse(OutcomesRequest, await read_body(request, config.limits.max_body_bytes))
+        limit = config.limits.max_outcomes_per_request
+        if len(req.outcomes) > limit:
+            raise RequestError(422, "too_many_outcomes",
+                               f"outcomes has {len(req.outcomes)} entries; the limit is {limit}.", "outcomes")
+        now = time.time()
+        items = []
+        for i, o in enumerate(req.outcomes):
+            where = f"outcomes[{i}]"
+            if o.event_type is None and o.reward is None:
+                raise RequestError(422, "invalid_field", f"{where}: give an event_type or a reward.", where)
+            if o.decision_id is None and (o.member_id is None or o.title_id is None):
+                raise RequestError(
+                    422, "invalid_field", f"{where}: name the decision_id, or both member_id and title_id.", where
+                )
+            if o.reward is not None and o.decision_id is None:
+                raise RequestError(422, "invalid_field", f"{where}.decision_id: a direct reward needs it.",
+                                   f"{where}.decision_id")
+            items.append({
+                "event_id": o.event_id or _new_id(), "decision_id": o.decision_id, "member_id": o.member_id,
+                "title_id": o.title_id, "event_type": o.event_type, "engaged_seconds": o.engaged_seconds,
+                "reward": o.reward, "timestamp": now if o.timestamp is None else o.timestamp,
+            })
+        engine.writer.append({"k": "outcomes", "items": items})
+        for kind, key in (("event", "event_type"), ("reward", "reward")):
+            count = sum(1 for it in items if it[key] is not None)
+            if count:
+                metrics.outcomes.labels(kind).inc(count)
+        metrics.latency.labels("outcomes").observe(time.perf_counter() - t0)
+        return json_response({"accepted": len(items), "event_ids": [it["event_id"] for it in items]})
+
+    # ---- catalog -------------------------------------------------------------------------------------
+    async def _mutate(engine: Engine, change: Callable[[dict[str, Any]], Any]) -> tuple[int, Any]:
+        try:
+            catalog, rev, result = await run_in_threadpool(catalog_store.mutate, config.catalog_path, change)
+        except RequestError:
+            raise
+        except KeyartError as exc:
+            raise RequestError(422, "invalid_catalog", str(exc)) from None
+        loop = asyncio.get_running_loop()
+        await loop.run_in_executor(engine.executor, engine.set_catalog, catalog, rev)
+        return rev, result
+
+    @app.put(
+        "/v1/titles/{title_id}", tags=["catalog"], summary="Create or update a title",
+        openapi_extra=body_spec(TitleIn, EXAMPLE_TITLE), responses=error_responses(400, 401, 403, 413, 422),
+    )
+    async def put_title(title_id: str, request: Request) -> Response:
+        require_key(request)
+        engine = engine_of()
+        body = parse(TitleIn, await read_body(request, config.limits.max_body_bytes))
+        row = {"title_id": title_id, **body.model_dump(), "active": True}
+
+        def change(data: dict[str, Any]) -> bool:
+            for i, r in enumerate(data["titles"]):
+                if r["title_id"] == title_id:
+                    data["titles"][i] = row
+                    return False
+            data["titles"].append(row)
+            return True
+
+        rev, created = await _mutate(engine, change)
+        return json_response({"title_id": title_id, "created": created, "catalog_rev": rev}, 201 if created else 200)
+
+    @app.delete("/v1/titles/{title_id}", tags=["catalog"], summary="Retire a title",
+                responses=error_responses(401, 403, 404))
+    async def retire_title(title_id: str, request: Request) -> Response:
+        require_key(request)
+        engine = engine_of()
+
+        def change(data: dict[str, Any]) -> None:
+            for r in data["titles"]:
+                if r["title_id"] == title_id:
+                    r["active"] = False
+                    return
+            raise RequestError(404, "unknown_title", f"Unknown title_id {title_id!r}.", "title_id")
+
+        rev, _ = await _mutate(engine, change)
+        return json_response({"title_id": title_id, "retired": True, "catalog_rev": rev})
+
+    @app.get("/v1/titles/{title_id}", tags=["catalog"], summary="A title and its active pool",
+             responses=error_responses(404))
+    async def get_title(title_id: str) -> Response:
+        catalog = engine_of().view.catalog
+        if title_id not in catalog:
+            raise RequestError(404, "unknown_title", f"Unknown title_id {title_id!r}.", "title_id")
+        t = catalog.title(title_id)
+        pool = [a.artwork_id for a in catalog.artworks.values() if a.title_id == title_id and a.active]
+        return json_response({"title_id": title_id, "name": t.name, "genres": t.genres, "active": t.active,
+                              "default_artwork_id": t.default_artwork_id, "pool": pool if t.active else []})
+
+    @app.put(
+        "/v1/artworks/{artwork_id}", tags=["catalog"], summary="Create or update an artwork",
+        openapi_extra=body_spec(ArtworkIn, EXAMPLE_ARTWORK), responses=error_responses(400, 401, 403, 413, 422),
+    )
+    async def put_artwork(artwork_id: str, request: Request) -> Response:
+        require_key(request)
+        engine = engine_of()
+        body = parse(ArtworkIn, await read_body(request, config.limits.max_body_bytes))
+        row = {"artwork_id": artwork_id, **body.model_dump(), "active": True}
+        limit = config.limits.max_artworks_per_pool
+
+        def change(data: dict[str, Any]) -> bool:
+            if not any(r["title_id"] == body.title_id for r in data["titles"]):
+                raise RequestError(422, "unknown_title", f"title_id: unknown title {body.title_id!r}.", "title_id")
+            for i, r in enumerate(data["artworks"]):
+                if r["artwork_id"] == artwork_id:
+                    if r["title_id"] != body.title_id:
+                        raise RequestError(422, "invalid_field", f"title_id: artwork {artwork_id!r} belongs to "
+                                           f"{r['title_id']!r}; it cannot move.", "title_id")
+                    data["artworks"][i] = row
+                    return False
+            active = sum(1 for r in data["artworks"] if r["title_id"] == body.title_id and r.get("active", True))
+            if active >= limit:
+                raise RequestError(422, "pool_full", f"title {body.title_id!r} already has {active} active "
+                                   f"artworks (max_artworks_per_pool={limit}).", "title_id")
+            data["artworks"].append(row)
+            return True
+
+        rev, created = await _mutate(engine, change)
+        return json_response({"artwork_id": artwork_id, "created": created, "catalog_rev": rev},
+                             201 if created else 200)
+
+    @app.delete("/v1/artworks/{artwork_id}", tags=["catalog"], summary="Retire an artwork",
+                responses=error_responses(401, 403, 404))
+    async def retire_artwork(artwork_id: str, request: Request) -> Response:
+        require_key(request)
+        engine = engine_of()
+
+        def change(data: dict[str, Any]) -> None:
+            for r in data["artworks"]:
+                if r["artwork_id"] == artwork_id:
+                    r["active"] = False
+                    return
+            raise RequestError(404, "unknown_artwork", f"Unknown artwork_id {artwork_id!r}.", "artwork_id")
+
+        rev, _ = await _mutate(engine, change)
+        return json_response({"artwork_id": artwork_id, "retired": True, "catalog_rev": rev})
+
+    # ---- model, health, metrics ------------------------------------------------------------------------
+    def model_info(engine: Engine) -> dict[str, Any]:
+        gen = engine.generation
+        out: dict[str, Any] = {
+            "configured_policy": config.policy, "configured_shadow": config.shadow_policy,
+            "catalog_rev": engine.view.rev, "model_error": engine.model_error, "generation": None,
+        }
+        if gen is not None:
+            out.update({
+                "generation": gen.number, "policy": gen.primary.name, "model_version": gen.primary.version_,
+                "params": gen.primary.get_params(), "loaded_at": engine.loaded_at,
+                "published_at": gen.meta.get("created"), "learned_until": gen.meta.get("learned_until"),
+                "rewards_learned": gen.meta.get("rewards_learned", 0),
+                "shadow": None if gen.shadow is None else {
+                    "policy": gen.shadow.name, "model_version": gen.shadow.version_,
+                    "params": gen.shadow.get_params()},
+            })
+        return out
+
+    @app.get("/v1/model", tags=["model"], summary="The policy and model generation this worker serves")
+    async def get_model() -> Response:
+        return json_response(model_info(engine_of()))
+
+    @app.post("/v1/model/reload", tags=["model"], summary="Check for a new generation now",
+              responses=error_responses(401, 403))
+    async def reload_model(request: Request) -> Response:
+        require_key(request)
+        engine = engine_of()
+        loop = asyncio.get_running_loop()
+        await loop.run_in_executor(engine.executor, functools.partial(engine.refresh, True))
+        return json_response(model_info(engine))
+
+    @app.get("/healthz", tags=["health"], summary="Liveness")
+    async def healthz() -> Response:
+        return json_response({"status": "ok"})
+
+    @app.get("/readyz", tags=["health"], summary="Readiness: catalog loaded and events writable")
+    async def readyz() -> Response:
+        engine = state.get("engine")
+        if engine is None:
+            return json_response({"ready": False, "detail": "starting"}, 503)
+        gen = engine.generation
+        return json_response({"ready": True, "generation": None if gen is None else gen.number,
+                              "catalog_rev": engine.view.rev, "model_error": engine.model_error})
+
+    @app.get("/metrics", tags=["health"], summary="Prometheus metrics (all worker processes)")
+    async def get_metrics() -> Response:
+        return Response(metrics.render(), media_type="text/plain; version=0.0.4")
+
+    return app
+
+
+def _new_id() -> str:
+    import uuid
+
+    return uuid.uuid4().hex
+
+
+def app_from_env() -> FastAPI:
+    """The factory uvicorn worker processes call (``keyart serve`` passes the config in the environment)."""
+    return create_app(ServiceConfig.from_env())
