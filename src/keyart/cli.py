@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import typer
 from rich.console import Console
 from rich.table import Table
+
+from keyart.evaluate_cli import evaluate
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Personalized artwork selection.")
 
@@ -15,6 +19,18 @@ def _setup() -> None:
     from threadpoolctl import threadpool_limits
 
     threadpool_limits(limits=1)
+
+
+@app.command()
+def demo(
+    out: Path = typer.Option(Path("keyart-demo"), "--out", help="Folder for the figures and the HTML report."),
+    seed: int = typer.Option(0, "--seed", min=0, help="Seed of the simulated world and every random source."),
+    quick: bool = typer.Option(False, "--quick", help="A small smoke-test version that runs in seconds."),
+) -> None:
+    """Simulate members, run the seed's experiments, print the tables, write figures and one HTML report."""
+    from keyart.demo import run_demo
+
+    run_demo(out, seed=seed, quick=quick, console=Console())
 
 
 @app.command()
@@ -43,7 +59,8 @@ def policies() -> None:
         typer.echo(f"{name:16s} {doc}")
 
 
-app.command("evaluate")(__import__("keyart.evaluate_cli").evaluate_cli.evaluate)  # log in, table + plot out
+app.command("evaluate")(evaluate)  # log in, table + plot out
+app.command("serve")(__import__("keyart.service.cli", fromlist=["serve_command"]).serve_command)
 
 
 def main() -> None:  # pragma: no cover - console entry point
