@@ -69,3 +69,15 @@ def test_closed_form_distributions():
 
 def test_monte_carlo_sample_count():
     assert monte_carlo_samples(0.01, 0.95) == 9604
+
+
+def test_keyed_uniforms_are_independent_across_titles_and_periods():
+    """For one member, the draws of many (title, period) pairs are uniform and uncorrelated."""
+    titles = [f"title-{i}" for i in range(5000)]
+    u0 = keyed_uniforms(9, ["m"] * 5000, titles, [0] * 5000)
+    u1 = keyed_uniforms(9, ["m"] * 5000, titles, [1] * 5000)
+    assert stats.kstest(u0, "uniform").pvalue > 1e-3
+    assert stats.kstest(u1, "uniform").pvalue > 1e-3
+    assert abs(np.corrcoef(u0, u1)[0, 1]) < 0.06
+    # consecutive titles are not correlated either
+    assert abs(np.corrcoef(u0[:-1], u0[1:])[0, 1]) < 0.06

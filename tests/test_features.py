@@ -162,3 +162,23 @@ def test_any_catalog_gives_finite_deterministic_features(genres, styles, hour):
     x1 = Featurizer(cat).page(ctx, ["t"], request_id="r").X
     x2 = Featurizer(cat).page(ctx, ["t"], request_id="r").X
     assert np.isfinite(x1).all() and np.array_equal(x1, x2)
+
+
+@settings(max_examples=25, deadline=None)
+@given(seed=st.integers(0, 10_000), prior=st.booleans())
+def test_factored_scores_and_rows_equal_the_full_matrix(seed, prior):
+    cat = make_catalog(n_titles=10, pool=7, seed=seed % 5)
+    ctx = make_members(cat, 1, seed=seed)[0]
+    if prior:
+        ctx = MemberContext(ctx.member_id, ctx.played, device="tv", timestamp=ctx.timestamp, interacted_titles={"t1"})
+    batch = Featurizer(cat).page(ctx, ["t0", "t1", "t2", "t5"], request_id="r")
+    assert batch.factors is not None
+    theta = np.random.default_rng(seed).normal(size=batch.d)
+    fast = batch.dot(theta)
+    chosen = np.minimum(np.arange(batch.n), batch.pool_sizes - 1)
+    rows = batch.shown_X(chosen)
+    X = batch.X  # materialized now
+    np.testing.assert_allclose(fast, X @ theta, atol=1e-12)
+    np.testing.assert_array_equal(rows, X[np.arange(batch.n), chosen])
+    part = batch.take([2, 0])
+    np.testing.assert_array_equal(part.X, X[[2, 0]])

@@ -339,3 +339,16 @@ def test_warm_starting_a_new_artwork(name, catalog):
         policy.warm_start("t0-new", like)
     with pytest.raises(UnknownIdError, match="ghost"):
         policy.warm_start("t0-other", ["ghost"])
+
+
+def test_feedback_from_raw_events_and_unknown_shown_artworks(catalog):
+    f = Featurizer(catalog)
+    members = make_members(catalog, 3)
+    pools = [list(catalog.pool_ids(t)) for t in ("t0", "t1", "t2")]
+    fb = LoggedFeedback.from_events(
+        f, members, ["t0", "t1", "t2"], pools, ["t0-a1", "t1-a0", "t2-a3"], [0.5, 0.2, 0.25], [1.0, 0.0, 1.0]
+    )
+    assert fb.chosen.tolist() == [1, 0, 3]
+    np.testing.assert_array_equal(fb.shown_X, f.events(members, ["t0", "t1", "t2"], pools).X[[0, 1, 2], [1, 0, 3]])
+    with pytest.raises(UnknownIdError, match=r"shown\[1\] = 'ghost' is not in that event's pool"):
+        LoggedFeedback.from_events(f, members[:2], ["t0", "t1"], pools[:2], ["t0-a1", "ghost"], [0.5, 0.5], [1, 0])

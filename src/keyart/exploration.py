@@ -15,6 +15,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from keyart.errors import DimensionError, ValidationError
+from keyart.hashing import splitmix64, title_key
 
 _TWO_POW_53 = float(2**53)
 
@@ -32,15 +33,25 @@ def period_index(timestamps: np.ndarray, sticky_seconds: float) -> np.ndarray:
 def keyed_uniforms(
     seed: int, member_ids: Sequence[str], title_ids: Sequence[str], periods: Sequence[int]
 ) -> np.ndarray:
-    """One uniform in [0, 1) per (member, title, period), from BLAKE2b keyed with the seed."""
-    if not (len(member_ids) == len(title_ids) == len(periods)):
+    """One uniform in [0, 1) per (member, title, period).
+
+    The member's key is BLAKE2b keyed with the seed (one hash per distinct member), the title's a stable
+    hash; the three are combined and finished with SplitMix64, vectorized over the batch.
+    """
+    n = len(member_ids)
+    if not (n == len(title_ids) == len(periods)):
         raise DimensionError("member_ids, title_ids and periods must have the same length.")
     key = int(seed).to_bytes(16, "little", signed=False)
-    out = np.empty(len(member_ids), dtype=np.float64)
-    for i, (m, t, p) in enumerate(zip(member_ids, title_ids, periods, strict=True)):
-        h = hashlib.blake2b(f"{m}\x1f{t}\x1f{int(p)}".encode(), digest_size=8, key=key).digest()
-        out[i] = (int.from_bytes(h, "little") >> 11) / _TWO_POW_53
-    return out
+    members: dict[str, int] = {}
+    for m in member_ids:
+        if m not in members:
+            h = hashlib.blake2b(m.encode(), digest_size=8, key=key).digest()
+            members[m] = int.from_bytes(h, "little")
+    mk = np.fromiter((members[m] for m in member_ids), dtype=np.uint64, count=n)
+    tk = np.fromiter((title_key(t) for t in title_ids), dtype=np.uint64, count=n)
+    pk = np.asarray(periods, dtype=np.int64).astype(np.uint64)
+    x = splitmix64(mk ^ splitmix64(tk ^ splitmix64(pk)))
+    return (x >> np.uint64(11)).astype(np.float64) / _TWO_POW_53
 
 
 def sample_index(probabilities: np.ndarray, uniforms: np.ndarray) -> np.ndarray:

@@ -16,11 +16,11 @@ catalog's contents, so a model stays valid as titles and artworks come and go. T
 
 from __future__ import annotations
 
-import hashlib
 import math
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
 from functools import cached_property
 from typing import Any, ClassVar
 
@@ -29,15 +29,10 @@ import numpy as np
 from keyart.catalog import Artwork, Catalog, Title
 from keyart.context import MemberContext
 from keyart.errors import DimensionError, UnknownIdError, ValidationError
+from keyart.hashing import artwork_key, artwork_keys, stable_hash
 from keyart.params import Interval, OneOf, check_param
 
 HOUR_BUCKETS = 4  # night (0-6), morning (6-12), afternoon (12-18), evening (18-24)
-
-
-def stable_hash(text: str, salt: str = "") -> int:
-    """A 64-bit hash that is the same in every process and version (unlike ``hash``)."""
-    digest = hashlib.blake2b(text.encode(), digest_size=8, person=salt.encode()[:16].ljust(16, b"\0"))
-    return int.from_bytes(digest.digest(), "little")
 
 
 @dataclass(frozen=True)
@@ -116,60 +111,180 @@ class FeatureConfig:
 
 
 @dataclass(frozen=True)
+class PageFactors:
+    """The default featurizer's rows in factored form: each candidate's row is a fixed function of its
+    request's context block and its artwork's attribute rows, so a linear score x . theta can be computed
+    without building the (n, K, d) matrix (``dot``), and rows are built only when asked (``materialize``).
+    """
+
+    layout: Mapping[str, slice]
+    dim: int
+    ctx: np.ndarray  # (n, width of bias..extra): context block, prior interaction and score filled in
+    idx: np.ndarray  # (n, K) rows of the artwork tables, 0 = padding (all zeros)
+    cast_match: np.ndarray  # (n, K)
+    art_block: np.ndarray  # (m, width of theme..embedding)
+    theme: np.ndarray  # (m, genre buckets)
+    style: np.ndarray  # (m, style buckets)
+    keys: np.ndarray  # (m,) artwork keys (``keyart.hashing.artwork_key``), 0 for padding
+
+    def take(self, rows: np.ndarray) -> PageFactors:
+        return replace(self, ctx=self.ctx[rows], idx=self.idx[rows], cast_match=self.cast_match[rows])
+
+    def materialize(self, chosen: np.ndarray | None = None) -> np.ndarray:
+        """(n, K, d) rows, or (n, d) rows of one candidate per request when ``chosen`` (n,) is given."""
+        lay = self.layout
+        idx, cm = self.idx, self.cast_match
+        if chosen is not None:
+            r = np.arange(idx.shape[0])
+            idx, cm = idx[r, chosen][:, None], cm[r, chosen][:, None]
+        n, k = idx.shape
+        ctx = self.ctx
+        prior = ctx[:, lay["prior_interaction"].start]
+        theme, style = self.theme[idx], self.style[idx]
+        gx = theme * ctx[:, None, lay["member_genre_affinity"]]
+        theme_match = gx.sum(axis=2, keepdims=True)
+        cast_match = cm[:, :, None]
+        device, hour = ctx[:, lay["device"]], ctx[:, lay["hour"]]
+        X = np.concatenate(
+            [
+                np.broadcast_to(ctx[:, None, :], (n, k, ctx.shape[1])),
+                self.art_block[idx],
+                gx,
+                theme_match,
+                cast_match,
+                (device[:, None, :, None] * style[:, :, None, :]).reshape(n, k, -1),
+                (hour[:, None, :, None] * style[:, :, None, :]).reshape(n, k, -1),
+                prior[:, None, None] * np.concatenate([theme_match, cast_match, style], axis=2),
+            ],
+            axis=2,
+        )
+        X[idx == 0] = 0.0
+        return X[:, 0] if chosen is not None else X
+
+    def dot(self, theta: np.ndarray) -> np.ndarray:
+        """x . theta for every candidate (n, K) from the factors: O(n K (genres + styles)), no (n, K, d)."""
+        lay, t, ctx = self.layout, theta, self.ctx
+        prior = ctx[:, lay["prior_interaction"].start]
+        aff = ctx[:, lay["member_genre_affinity"]]
+        px = t[lay["prior_x_artwork"]]
+        w_theme = aff * (t[lay["genre_x_theme"]] + t[lay["theme_match"].start] + prior[:, None] * px[0])
+        n_style = self.style.shape[1]
+        w_style = (
+            ctx[:, lay["device"]] @ t[lay["device_x_style"]].reshape(-1, n_style)
+            + ctx[:, lay["hour"]] @ t[lay["hour_x_style"]].reshape(-1, n_style)
+            + prior[:, None] * px[2:]
+        )
+        idx = self.idx
+        out = (self.art_block @ t[lay["theme"].start : lay["embedding"].stop])[idx]
+        out += (ctx @ t[: ctx.shape[1]])[:, None]
+        out += np.einsum("nkg,ng->nk", self.theme[idx], w_theme)
+        out += np.einsum("nks,ns->nk", self.style[idx], w_style)
+        out += self.cast_match * (t[lay["cast_match"].start] + prior * px[1])[:, None]
+        out[idx == 0] = 0.0
+        return out
+
+
 class CandidateBatch:
-    """n choice problems (titles of a page, or logged events), padded to K = the largest pool."""
+    """n choice problems (titles of a page, or logged events), padded to K = the largest pool.
 
-    X: np.ndarray
-    mask: np.ndarray
-    artwork_ids: np.ndarray
-    title_ids: np.ndarray
-    member_ids: np.ndarray
-    request_ids: np.ndarray
-    timestamps: np.ndarray
-    feature_names: tuple[str, ...] = field(default=(), compare=False, repr=False)
+    ``X`` (n, K, d) holds every candidate's features (0 on padding); a batch made by the default
+    featurizer keeps them in factored form (``factors``) and builds ``X`` only when something asks for it,
+    while ``dot`` and ``shown_X`` work from the factors directly. Treat a batch as immutable.
+    """
 
-    def __post_init__(self) -> None:
-        if self.X.ndim != 3:
-            raise DimensionError(f"CandidateBatch.X must have shape (n, K, d). Got {self.X.shape}.")
-        n, k, _ = self.X.shape
-        if self.mask.shape != (n, k) or self.artwork_ids.shape != (n, k):
+    def __init__(
+        self,
+        X: np.ndarray | None,
+        mask: np.ndarray,
+        artwork_ids: np.ndarray,
+        title_ids: np.ndarray,
+        member_ids: np.ndarray,
+        request_ids: np.ndarray,
+        timestamps: np.ndarray,
+        feature_names: tuple[str, ...] = (),
+        factors: PageFactors | None = None,
+    ) -> None:
+        if X is None and factors is None:
+            raise ValidationError("CandidateBatch needs X or factors.")
+        self._X = X
+        self.mask, self.artwork_ids, self.title_ids = mask, artwork_ids, title_ids
+        self.member_ids, self.request_ids, self.timestamps = member_ids, request_ids, timestamps
+        self.feature_names, self.factors = feature_names, factors
+        if X is not None and X.ndim != 3:
+            raise DimensionError(f"CandidateBatch.X must have shape (n, K, d). Got {X.shape}.")
+        n, k = mask.shape if mask.ndim == 2 else (-1, -1)
+        if X is not None and X.shape[:2] != (n, k) or artwork_ids.shape != mask.shape or mask.ndim != 2:
             raise DimensionError(
-                f"CandidateBatch.mask and artwork_ids must have shape {(n, k)}. "
-                f"Got {self.mask.shape} and {self.artwork_ids.shape}."
+                f"CandidateBatch.mask and artwork_ids must have shape (n, K) = {(n, k)}. "
+                f"Got {mask.shape} and {artwork_ids.shape}."
             )
         for name in ("title_ids", "member_ids", "request_ids", "timestamps"):
             if getattr(self, name).shape != (n,):
                 raise DimensionError(
                     f"CandidateBatch.{name} must have shape ({n},). Got {getattr(self, name).shape}."
                 )
-        if n and not self.mask.any(axis=1).all():
+        if n and not mask.any(axis=1).all():
             raise ValidationError("Every row of a CandidateBatch needs at least one candidate (empty pool).")
-        if not np.isfinite(self.X).all():
+        finite = (
+            np.isfinite(X).all()
+            if X is not None
+            else np.isfinite(factors.ctx).all() and np.isfinite(factors.cast_match).all()  # type: ignore[union-attr]
+        )
+        if not finite:
             raise ValidationError("CandidateBatch.X contains NaN or inf.")
 
     @property
+    def X(self) -> np.ndarray:
+        if self._X is None:
+            assert self.factors is not None
+            self._X = self.factors.materialize()
+        return self._X
+
+    @property
     def n(self) -> int:
-        return self.X.shape[0]
+        return self.mask.shape[0]
 
     @property
     def k(self) -> int:
-        return self.X.shape[1]
+        return self.mask.shape[1]
 
     @property
     def d(self) -> int:
-        return self.X.shape[2]
+        return self.factors.dim if self._X is None else self._X.shape[2]  # type: ignore[union-attr]
 
     @property
     def pool_sizes(self) -> np.ndarray:
         return self.mask.sum(axis=1)
 
+    @property
+    def artwork_keys(self) -> np.ndarray:
+        """(n, K) stable int64 keys of the artwork ids (0 on padding), for vectorized id lookups."""
+        keys = getattr(self, "_keys", None)
+        if keys is None:
+            f = self.factors
+            keys = f.keys[f.idx] if f is not None else artwork_keys(self.artwork_ids)
+            self._keys = keys
+        return keys
+
     def pool(self, i: int) -> tuple[str, ...]:
         return tuple(self.artwork_ids[i, : int(self.mask[i].sum())].tolist())
+
+    def dot(self, theta: np.ndarray) -> np.ndarray:
+        """(n, K) linear scores x . theta (0 on padding), from the factors when there are any."""
+        if self._X is None and self.factors is not None:
+            return self.factors.dot(theta)
+        return self.X @ theta
+
+    def shown_X(self, chosen: np.ndarray) -> np.ndarray:
+        """(n, d) features of one candidate per row (e.g. the shown one)."""
+        if self._X is None and self.factors is not None:
+            return self.factors.materialize(chosen)
+        return self.X[np.arange(self.n), chosen]
 
     def take(self, index: np.ndarray | Sequence[int]) -> CandidateBatch:
         idx = np.asarray(index, dtype=np.int64)
         return CandidateBatch(
-            self.X[idx],
+            None if self._X is None else self._X[idx],
             self.mask[idx],
             self.artwork_ids[idx],
             self.title_ids[idx],
@@ -177,6 +292,7 @@ class CandidateBatch:
             self.request_ids[idx],
             self.timestamps[idx],
             self.feature_names,
+            None if self.factors is None else self.factors.take(idx),
         )
 
     @classmethod
@@ -202,6 +318,9 @@ class CandidateBatch:
             np.concatenate([b.timestamps for b in batches]),
             batches[0].feature_names,
         )
+
+    def __repr__(self) -> str:
+        return f"CandidateBatch(n={self.n}, K={self.k}, d={self.d}, factored={self._X is None})"
 
 
 class _Hasher:
@@ -269,6 +388,7 @@ class Featurizer:
             [np.zeros(self._max_cast)],
             [np.zeros(c.style_buckets)],
         ]
+        self._art_keys: list[int] = [0]
         self._art_tables: tuple[np.ndarray, ...] | None = None
         self._pool_rows: dict[tuple[str, ...], np.ndarray] = {}
 
@@ -333,6 +453,7 @@ class Featurizer:
                     ):
                         table.append(part)
                     row = self._art_row[a] = len(self._art_lists[0]) - 1
+                    self._art_keys.append(artwork_key(a))
                     self._art_tables = None
                 rows.append(row)
             hit = self._pool_rows[pool] = np.asarray(rows, dtype=np.int64)
@@ -340,7 +461,10 @@ class Featurizer:
 
     def _tables(self) -> tuple[np.ndarray, ...]:
         if self._art_tables is None:
-            self._art_tables = tuple(np.stack(t) for t in self._art_lists)
+            self._art_tables = (
+                *(np.stack(t) for t in self._art_lists),
+                np.asarray(self._art_keys, dtype=np.int64),
+            )
         return self._art_tables
 
     # ---- member --------------------------------------------------------------------------------
@@ -418,7 +542,6 @@ class Featurizer:
         ctx_blocks = np.stack(
             [self._context_block(ctx, m[0]) for ctx, m in zip(contexts, member, strict=True)]
         )
-        genre_aff = np.stack([m[0] for m in member])[ctx_index]
         cast_aff = np.stack([m[1] for m in member])[ctx_index]
         pool_rows = [self._rows_for_pool(p) for p in pools]
         sizes = np.fromiter((r.size for r in pool_rows), dtype=np.int64, count=n)
@@ -428,47 +551,26 @@ class Featurizer:
         idx[mask] = np.concatenate(pool_rows)
         ids = np.full((n, k), "", dtype=object)
         ids[mask] = [a for p in pools for a in p]
-        art_block, theme_t, cast_t, style_t = self._tables()
-        theme, cast, style = theme_t[idx], cast_t[idx], style_t[idx]
+        art_block, theme_t, cast_t, style_t, keys = self._tables()
         tids = list(title_ids)
         ctx_of = [contexts[j] for j in ctx_index.tolist()]
         prior = np.fromiter(
             (1.0 if t in cx.interacted_titles else 0.0 for t, cx in zip(tids, ctx_of, strict=True)), float, n
         )
-        rec = np.fromiter(
-            (cx.recommender_scores.get(t, 0.0) for t, cx in zip(tids, ctx_of, strict=True)), float, n
-        )
+        rec = np.fromiter((cx.recommender_scores.get(t, 0.0) for t, cx in zip(tids, ctx_of, strict=True)), float, n)
         ctx_part = ctx_blocks[ctx_index]
         ctx_part[:, lay["prior_interaction"].start] = prior
         ctx_part[:, lay["recommender_score"].start] = rec
-        gx = theme * genre_aff[:, None, :]
-        theme_match = gx.sum(axis=2, keepdims=True)
         # cast[n, k, i] = sign * (bucket + 1) of the i-th featured cast member, 0 for none
+        cast = cast_t[idx]
         bucket = np.abs(cast).astype(np.int64) - 1
-        gathered = np.take_along_axis(cast_aff, np.maximum(bucket, 0).reshape(n, -1), axis=1).reshape(
-            bucket.shape
-        )
-        cast_match = (np.sign(cast) * gathered).sum(axis=2, keepdims=True)
-        device = ctx_part[:, lay["device"]]
-        hour = ctx_part[:, lay["hour"]]
-        X = np.concatenate(
-            [
-                np.broadcast_to(ctx_part[:, None, :], (n, k, ctx_part.shape[1])),
-                art_block[idx],
-                gx,
-                theme_match,
-                cast_match,
-                (device[:, None, :, None] * style[:, :, None, :]).reshape(n, k, -1),
-                (hour[:, None, :, None] * style[:, :, None, :]).reshape(n, k, -1),
-                prior[:, None, None] * np.concatenate([theme_match, cast_match, style], axis=2),
-            ],
-            axis=2,
-        )
-        X[~mask] = 0.0
+        gathered = np.take_along_axis(cast_aff, np.maximum(bucket, 0).reshape(n, -1), axis=1).reshape(bucket.shape)
+        cast_match = (np.sign(cast) * gathered).sum(axis=2)
+        factors = PageFactors(lay, self.config.dim, ctx_part, idx, cast_match, art_block, theme_t, style_t, keys)
         member_ids = np.array([contexts[j].member_id for j in ctx_index], dtype=object)
         timestamps = np.array([contexts[j].timestamp for j in ctx_index], dtype=np.float64)
         return CandidateBatch(
-            X,
+            None,
             mask,
             ids,
             np.array(list(title_ids), dtype=object),
@@ -476,6 +578,7 @@ class Featurizer:
             np.array(list(request_ids), dtype=object),
             timestamps,
             self.feature_names,
+            factors,
         )
 
     def page(

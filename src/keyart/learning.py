@@ -26,6 +26,7 @@ import scipy.linalg
 import scipy.sparse
 
 from keyart.errors import DimensionError, ValidationError
+from keyart.hashing import artwork_keys
 
 
 class ArtworkIndex:
@@ -34,6 +35,7 @@ class ArtworkIndex:
     def __init__(self, ids: Iterable[str] = ()) -> None:
         self.ids: list[str] = []
         self._rows: dict[str, int] = {}
+        self._by_key: tuple[int, np.ndarray, np.ndarray] | None = None  # (version, sorted keys, rows)
         self.version = 0  # changes whenever rows change, so callers can cache row lookups
         self.extend(ids)
 
@@ -55,6 +57,18 @@ class ArtworkIndex:
         get = self._rows.get
         flat = [get(a, missing) for a in np.asarray(ids, dtype=object).ravel().tolist()]
         return np.asarray(flat, dtype=np.int64).reshape(np.shape(ids))
+
+    def rows_for_keys(self, keys: np.ndarray) -> np.ndarray:
+        """Rows for ``keyart.hashing.artwork_key`` keys (any shape), -1 for unknown: vectorized lookups."""
+        if self._by_key is None or self._by_key[0] != self.version:
+            k = artwork_keys(np.array(self.ids, dtype=object)) if self.ids else np.zeros(0, dtype=np.int64)
+            order = np.argsort(k)
+            self._by_key = (self.version, k[order], order.astype(np.int64))
+        _, sorted_keys, order = self._by_key
+        if sorted_keys.size == 0:
+            return np.full(np.shape(keys), -1, dtype=np.int64)
+        pos = np.minimum(np.searchsorted(sorted_keys, keys), sorted_keys.size - 1)
+        return np.where(sorted_keys[pos] == keys, order[pos], -1)
 
     def remove(self, artwork_id: str) -> int:
         """Drop an id and return the row it had (callers delete that row of their arrays)."""

@@ -15,7 +15,6 @@ posterior, Chapelle & Li 2011).
 
 from __future__ import annotations
 
-import hashlib
 import io
 import json
 from abc import ABC, abstractmethod
@@ -39,7 +38,8 @@ from keyart.exploration import (
     softmax_distribution,
     uniform_distribution,
 )
-from keyart.features import CandidateBatch
+from keyart.context import MemberContext
+from keyart.features import CandidateBatch, Featurizer
 from keyart.learning import ArtworkIndex, BlockGaussian, LinearStats, Posterior, fit_logistic
 from keyart.params import Interval, OneOf, Optional_, Seed, get_params, validate_params
 
@@ -67,10 +67,6 @@ class Decision:
     fallback: bool = False
 
 
-def _decision_id(request_id: str, title_id: str) -> str:
-    return hashlib.blake2b(f"{request_id}\x1f{title_id}".encode(), digest_size=12).hexdigest()
-
-
 class DecisionBatch(Sequence[Decision]):
     """The decisions of one ``choose`` call, kept by column (cheap to make, to log as Arrow, to send);
     indexing or iterating builds ``Decision`` objects on demand."""
@@ -95,10 +91,8 @@ class DecisionBatch(Sequence[Decision]):
         rows = np.arange(batch.n)
         self.propensity = probabilities[rows, index]
         self.artwork_ids = batch.artwork_ids[rows, index]
-        self.decision_ids = [
-            _decision_id(r, t)
-            for r, t in zip(batch.request_ids.tolist(), batch.title_ids.tolist(), strict=True)
-        ]
+        # "<request id>-<row>": unique while request ids are, and cheap on the serving path
+        self.decision_ids = [f"{r}-{i}" for i, r in enumerate(batch.request_ids.tolist())]
 
     def __len__(self) -> int:
         return self.batch.n
@@ -186,7 +180,7 @@ class LoggedFeedback:
 
     @property
     def shown_X(self) -> np.ndarray:
-        return self.batch.X[np.arange(self.n), self.chosen]
+        return self.batch.shown_X(self.chosen)
 
     @property
     def shown_ids(self) -> np.ndarray:
@@ -195,6 +189,30 @@ class LoggedFeedback:
     def take(self, index: np.ndarray | Sequence[int]) -> LoggedFeedback:
         idx = np.asarray(index, dtype=np.int64)
         return LoggedFeedback(self.batch.take(idx), self.chosen[idx], self.propensity[idx], self.reward[idx])
+
+    @classmethod
+    def from_events(
+        cls,
+        featurizer: Featurizer,
+        contexts: Sequence[MemberContext],
+        title_ids: Sequence[str],
+        pools: Sequence[Sequence[str]],
+        shown: Sequence[str],
+        propensity: Sequence[float] | np.ndarray,
+        reward: Sequence[float] | np.ndarray,
+    ) -> LoggedFeedback:
+        """Feedback from raw logged events: contexts, pools and the shown artwork ids (not indices)."""
+        n = len(contexts)
+        if len(shown) != n:
+            raise DimensionError(f"shown must have one artwork id per event ({n}). Got {len(shown)}.")
+        chosen = np.empty(n, dtype=np.int64)
+        for i, (pool, a) in enumerate(zip(pools, shown, strict=True)):
+            try:
+                chosen[i] = list(pool).index(a)
+            except ValueError:
+                raise UnknownIdError(f"shown[{i}] = {a!r} is not in that event's pool.") from None
+        batch = featurizer.events(contexts, title_ids, pools)
+        return cls(batch, chosen, np.asarray(propensity, dtype=np.float64), np.asarray(reward, dtype=np.float64))
 
     @classmethod
     def from_decisions(
@@ -432,8 +450,8 @@ class _PerArtworkCounts(Policy):
         self.successes_ = np.zeros(0)
         self.trials_ = np.zeros(0)
 
-    def _ab(self, artwork_ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        rows = self.index_.rows(artwork_ids)
+    def _ab(self, batch: CandidateBatch) -> tuple[np.ndarray, np.ndarray]:
+        rows = self.index_.rows_for_keys(batch.artwork_keys)
         known = rows >= 0
         s = np.where(
             known, self.successes_[np.where(known, rows, 0)] if rows.size and self.trials_.size else 0, 0
@@ -444,7 +462,7 @@ class _PerArtworkCounts(Policy):
         return s + self.prior_successes, (t - s) + self.prior_failures
 
     def scores(self, batch: CandidateBatch) -> np.ndarray:
-        a, b = self._ab(batch.artwork_ids)
+        a, b = self._ab(batch)
         return a / (a + b)
 
     def _learn(self, feedback: LoggedFeedback, decay: float) -> None:
@@ -562,7 +580,7 @@ class BetaThompson(_PerArtworkCounts):
 
     def _distribution(self, batch: CandidateBatch) -> np.ndarray:
         out = np.zeros(batch.mask.shape)
-        a, b = self._ab(batch.artwork_ids)
+        a, b = self._ab(batch)
         for i, k in enumerate(batch.pool_sizes.tolist()):
             pool = tuple(batch.artwork_ids[i, :k].tolist())
             p = self._cache.get(pool)
@@ -636,7 +654,7 @@ class SharedModelPolicy(Policy):
         memo = self._rows_memo
         if memo is not None and memo[0] is batch.artwork_ids and memo[1] == self.index_.version:
             return memo[2]
-        rows = self.index_.rows(batch.artwork_ids)
+        rows = self.index_.rows_for_keys(batch.artwork_keys)
         self._rows_memo = (batch.artwork_ids, self.index_.version, rows)
         return rows
 
@@ -648,7 +666,9 @@ class SharedModelPolicy(Policy):
         """Posterior mean score of every candidate."""
         self._check_batch(batch)
         self._ensure_dim(batch.d)
-        return self.posterior_.mean(batch.X, self._rows(batch))
+        post, rows = self.posterior_, self._rows(batch)
+        beta = np.where(rows >= 0, post.beta[np.maximum(rows, 0)], 0.0) if post.beta.size else 0.0
+        return batch.dot(post.theta) + beta
 
     def _from_mean(self, batch: CandidateBatch, mean: np.ndarray) -> np.ndarray:
         raise NotImplementedError

@@ -12,6 +12,7 @@ import contextlib
 import functools
 import hmac
 import logging
+import os
 import time
 from collections.abc import AsyncIterator, Callable
 from typing import Any, TypeVar
@@ -57,8 +58,14 @@ log = logging.getLogger("keyart.service")
 M = TypeVar("M", bound=BaseModel)
 
 
+_WORKER = {"x-keyart-worker": ""}
+
+
 def json_response(body: Any, status: int = 200) -> Response:
-    return Response(orjson.dumps(body), status_code=status, media_type="application/json")
+    """An orjson response naming the worker process that answered (``X-Keyart-Worker``)."""
+    if not _WORKER["x-keyart-worker"]:
+        _WORKER["x-keyart-worker"] = str(os.getpid())
+    return Response(orjson.dumps(body), status_code=status, media_type="application/json", headers=_WORKER)
 
 
 async def read_body(request: Request, limit: int) -> bytes:

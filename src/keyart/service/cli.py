@@ -23,7 +23,8 @@ def serve(
     host: str = "127.0.0.1",
     port: int = 8000,
     workers: int = 1,
-    policy: str = "linear_ts",
+    policy: str = "linucb",
+    floor: float = 0.1,
     shadow_policy: str | None = None,
     seed: int = 0,
     catalog: Path | None = None,
@@ -54,7 +55,7 @@ def serve(
         key = secrets.token_urlsafe(24)
         print(f"keyart serve: generated API key for state-changing endpoints: {key}", file=sys.stderr)
     config = ServiceConfig(
-        state_dir=str(Path(state_dir).resolve()), policy=policy, shadow_policy=shadow_policy, seed=seed,
+        state_dir=str(Path(state_dir).resolve()), policy=policy, shadow_policy=shadow_policy, seed=seed, floor=floor,
         sticky_seconds=sticky_seconds, api_key=key,
         limits=Limits(max_titles_per_page=max_titles, max_artworks_per_pool=max_artworks,
                       max_body_bytes=max_body_bytes),
@@ -112,7 +113,8 @@ def serve_command(
     host: str = typer.Option("127.0.0.1", "--host"),
     port: int = typer.Option(8000, "--port"),
     workers: int = typer.Option(1, "--workers", min=1, help="Worker processes serving the same snapshot."),
-    policy: str = typer.Option("linear_ts", "--policy", help="Serving policy (see `keyart policies`)."),
+    policy: str = typer.Option("linucb", "--policy", help="Serving policy (see `keyart policies`)."),
+    floor: float = typer.Option(0.1, "--floor", help="Exploration floor: each candidate gets >= floor / K."),
     shadow_policy: str | None = typer.Option(None, "--shadow-policy", help="Policy run in shadow (logged only)."),
     seed: int = typer.Option(0, "--seed", help="Deployment key of the sticky keyed-hash randomness."),
     catalog: Path | None = typer.Option(None, "--catalog", help="Catalog JSON (or Parquet dir) to import at first start."),
@@ -132,7 +134,7 @@ def serve_command(
 ) -> None:
     """Serve artwork decisions over HTTP, log them, learn online, hot-reload snapshots."""
     serve(
-        state_dir, host, port, workers, policy, shadow_policy, seed, catalog, api_key, sticky_seconds,
+        state_dir, host, port, workers, policy, floor, shadow_policy, seed, catalog, api_key, sticky_seconds,
         learn_interval, reload_interval, model_budget, attribution_window, quality_seconds, max_titles,
         max_artworks, max_body_bytes, fsync, learner, log_level,
     )

@@ -44,15 +44,17 @@ class ServiceConfig:
     ``shadow.duckdb`` (shadow decisions), ``service.duckdb`` (direct rewards), ``segments/`` (per-worker
     append-only event logs), ``snapshots/`` (versioned model generations and the ``LATEST`` pointer).
     ``policy``/``policy_params``: the serving policy (``seed`` is the deployment key of the sticky
-    randomness: every worker uses the same). ``shadow_policy``: optional policy run in shadow.
+    randomness: every worker uses the same; ``floor``: every candidate keeps at least floor / K probability,
+    so the logs support off-policy evaluation). ``shadow_policy``: optional policy run in shadow.
     """
 
     state_dir: str
-    policy: str = "linear_ts"
+    policy: str = "linucb"
     policy_params: dict[str, Any] = field(default_factory=dict)
     shadow_policy: str | None = None
     shadow_params: dict[str, Any] = field(default_factory=dict)
     seed: int = 0
+    floor: float = 0.1
     sticky_seconds: float = 86_400.0
     api_key: str | None = None
     limits: Limits = field(default_factory=Limits)
@@ -119,6 +121,7 @@ class ServiceConfig:
         params = dict(self.shadow_params if shadow else self.policy_params)
         params.setdefault("seed", self.seed)
         params.setdefault("sticky_seconds", self.sticky_seconds)
+        params.setdefault("floor", self.floor)
         return params
 
     # ---- transport -------------------------------------------------------------------------------

@@ -26,7 +26,7 @@ from keyart.events import context_to_json
 from keyart.features import Featurizer
 from keyart.service import catalog_store, snapshots
 from keyart.service.config import ServiceConfig
-from keyart.service.fallbacks import DEFAULT_POLICY, decision_id, default_artworks
+from keyart.service.fallbacks import DEFAULT_POLICY, decision_ids, default_artworks
 from keyart.service.metrics import Metrics
 from keyart.service.schemas import ContextIn, RequestError
 from keyart.service.segments import SegmentWriter
@@ -216,7 +216,7 @@ class Engine:
             explored = [False] * n
             propensity = [1.0] * n
             artwork_ids = [p[j] for p, j in zip(pools, index_list, strict=True)]
-            dids = [decision_id(rid, t) for t in title_ids]
+            dids = decision_ids(rid, n)
             policy, version = DEFAULT_POLICY, 0 if gen is None else gen.number
         sizes = [len(p) for p in pools]
         record: dict[str, Any] = {
@@ -279,7 +279,7 @@ class Engine:
         return {
             "policy": sdb.policy,
             "model_version": int(sdb.model_version),
-            "decision_ids": [decision_id(rid, t, SHADOW_SALT) for t in title_ids],
+            "decision_ids": decision_ids(rid, len(title_ids), SHADOW_SALT),
             "probabilities": [sdb.probabilities[i, : sizes[i]].tolist() for i in range(len(sizes))],
             "index": sdb.index.tolist(),
             "explored": sdb.explored.tolist(),

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Mapping, Sequence
 
 from keyart.catalog import Catalog
@@ -13,10 +12,10 @@ DEFAULT_POLICY = "default"
 REASONS = ("no_model", "unknown_member", "model_error", "timeout", "pool_changed")
 
 
-def decision_id(request_id: str, title_id: str, salt: str = "") -> str:
-    """The decision id of (request, title): the same keyed hash the policies use (shadow ids are salted)."""
-    key = f"{request_id}{salt}\x1f{title_id}".encode()
-    return hashlib.blake2b(key, digest_size=12).hexdigest()
+def decision_ids(request_id: str, n: int, salt: str = "") -> list[str]:
+    """Decision ids of a page's n titles in the policies' format ``<request id>-<row>`` (shadow ids carry
+    ``salt`` after the request id, so they never collide with served ones)."""
+    return [f"{request_id}{salt}-{i}" for i in range(n)]
 
 
 def default_artworks(

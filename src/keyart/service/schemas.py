@@ -194,10 +194,13 @@ EXAMPLE_DECIDE_RESPONSE = {"request_id": "9d2f...", "member_id": "m-42", "genera
 
 def body_spec(model: type[BaseModel], example: dict[str, Any]) -> dict[str, Any]:
     """``openapi_extra`` declaring a JSON request body (parsed by hand, so FastAPI does not validate)."""
+    schema = model.model_json_schema()
+    defs = schema.pop("$defs", {})
+    ref = {"$ref": f"#/$defs/{model.__name__}", "$defs": {**defs, model.__name__: schema}}
     return {
         "requestBody": {
             "required": True,
-            "content": {"application/json": {"schema": model.model_json_schema(), "example": example}},
+            "content": {"application/json": {"schema": ref, "example": example}},
         }
     }
 

@@ -74,11 +74,11 @@ class WorldConfig:
     n_members: int = 20_000
     genre_concentration: float = 0.25
     genre_taste_scale: float = 3.0
-    genre_taste_noise: float = 0.1
+    genre_taste_noise: float = 0.05
     liked_cast: int = 3
     liked_cast_weight: float = 1.2
-    style_taste_noise: float = 0.1
-    mean_history: float = 30.0
+    style_taste_noise: float = 0.05
+    mean_history: float = 40.0
     min_history: int = 8
     history_cast_weight: float = 1.0
     browsed_titles: int = 4

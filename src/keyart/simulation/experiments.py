@@ -259,6 +259,12 @@ class ShowcaseResult:
     oracle_share: np.ndarray  # (groups, K)
     n_members: tuple[int, ...]
     policy: str
+    policy_share_se: np.ndarray  # (groups, K) standard error of policy_share over members
+
+    def theme_share_se(self, group: int, theme: str) -> float:
+        """Upper bound on the standard error of ``theme_share`` (sum of the artworks' errors)."""
+        return float(sum(e for e, t in zip(self.policy_share_se[group], self.themes, strict=True)
+                         if theme in t.split("+")))
 
     def top(self, group: int, which: str = "policy") -> int:
         share = self.policy_share if which == "policy" else self.oracle_share
@@ -303,7 +309,7 @@ def taste_showcase(
     taste = world.genre_taste
     rng = np.random.default_rng([world.config.seed, seed, 0x73686F77])
     featurizer = Featurizer(world.catalog)
-    groups, pol, orc, counts = [], [], [], []
+    groups, pol, orc, counts, se = [], [], [], [], []
     for j, g in enumerate(gi):
         other = gi[1 - j]
         eligible = np.flatnonzero((taste.argmax(1) == g) & (taste[:, g] - taste[:, other] > 0.8)
@@ -321,7 +327,10 @@ def taste_showcase(
         events, _ = world.events(requests)
         contexts = world.contexts(requests)
         batch = featurize_pages(featurizer, world, requests, contexts)
-        pol.append(policy.probabilities(batch).mean(0))
+        probs = policy.probabilities(batch)
+        pol.append(probs.mean(0))
+        se.append(probs.std(0, ddof=1) / math.sqrt(max(members.size, 1)) if members.size > 1
+                  else np.zeros(batch.k))
         best, _ = world.oracle(events)
         orc.append(np.bincount(best, minlength=batch.k) / members.size)
         groups.append(f"inclined to {genres[j]}")
@@ -337,6 +346,7 @@ def taste_showcase(
         oracle_share=np.vstack(orc),
         n_members=tuple(counts),
         policy=policy_name or policy.name,
+        policy_share_se=np.vstack(se),
     )
 
 

@@ -1,0 +1,43 @@
+"""Stable hashes: the same in every process, machine and version (unlike Python's ``hash``)."""
+
+from __future__ import annotations
+
+import hashlib
+from functools import lru_cache
+
+import numpy as np
+
+_MASK63 = (1 << 63) - 1
+
+
+def stable_hash(text: str, salt: str = "") -> int:
+    """A 64-bit BLAKE2b hash of ``text``, personalized by ``salt``."""
+    digest = hashlib.blake2b(text.encode(), digest_size=8, person=salt.encode()[:16].ljust(16, b"\0"))
+    return int.from_bytes(digest.digest(), "little")
+
+
+@lru_cache(maxsize=1 << 18)
+def artwork_key(artwork_id: str) -> int:
+    """A non-negative 63-bit key of an artwork id (0 is never returned: it marks padding)."""
+    return (stable_hash(artwork_id, "artwork") & _MASK63) or 1
+
+
+def artwork_keys(artwork_ids: np.ndarray) -> np.ndarray:
+    """Keys of an array of artwork ids (any shape); '' (padding) maps to 0."""
+    flat = [artwork_key(a) if a else 0 for a in np.asarray(artwork_ids, dtype=object).ravel().tolist()]
+    return np.asarray(flat, dtype=np.int64).reshape(np.shape(artwork_ids))
+
+
+@lru_cache(maxsize=1 << 18)
+def title_key(title_id: str) -> int:
+    return stable_hash(title_id, "title")
+
+
+def splitmix64(x: np.ndarray) -> np.ndarray:
+    """The SplitMix64 finalizer, a bijective 64-bit mixer, vectorized over uint64 arrays."""
+    x = x.astype(np.uint64, copy=True)
+    with np.errstate(over="ignore"):
+        x += np.uint64(0x9E3779B97F4A7C15)
+        x = (x ^ (x >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+        x = (x ^ (x >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+        return x ^ (x >> np.uint64(31))
