@@ -30,7 +30,7 @@ def demo(
     """Simulate members, run the seed's experiments, print the tables, write figures and one HTML report."""
     from keyart.demo import run_demo
 
-    run_demo(out, seed=seed, quick=quick, console=Console())
+    run_demo(out, seed=seed, quick=quick, console=Console(width=None if Console().is_terminal else 160))
 
 
 @app.command()

@@ -56,7 +56,8 @@ def _rich_table(title: str, rows: list[dict[str, Any]]) -> Table:
     if not rows:
         return table
     for c in rows[0]:
-        table.add_column(str(c), justify="left" if c in ("policy", "segment", "members", "approach") else "right")
+        left = c in ("policy", "segment", "members", "approach") or "artwork" in c or "best" in c
+        table.add_column(str(c), justify="left" if left else "right", overflow="fold")
     for r in rows:
         table.add_row(*(reports._fmt(v) for v in r.values()))
     return table
@@ -77,7 +78,7 @@ def run_demo(out_dir: str | Path, seed: int = 0, quick: bool = False, console: C
     """
     if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
         raise ValidationError(f"seed must be an int >= 0. Got {seed!r}.")
-    console = console or Console()
+    console = console or Console(width=160)
     sizes = QUICK if quick else FULL
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -114,22 +115,29 @@ def run_demo(out_dir: str | Path, seed: int = 0, quick: bool = False, console: C
     figures["ab_test"] = reports.plot_ab(ab, out / "fig4_ab_test.png")
     figures["batch_vs_online"] = reports.plot_batch_vs_online(bo, out / "fig1_batch_vs_online.png")
 
-    console.print(_rich_table(f"Experiment 2: replay on {replay.n_test_events:,} held-out exploration events "
-                              f"(trained on {replay.n_train_events:,})", tables["replay"]))
-    top = {g: show.artwork_ids[show.top(i)] for i, g in enumerate(show.groups)}
-    top_oracle = {g: show.artwork_ids[show.top(i, 'oracle')] for i, g in enumerate(show.groups)}
+    console.print(_rich_table(
+        f"Experiment 2: replay on {replay.n_test_events:,} held-out exploration events "
+        f"(trained on {replay.n_train_events:,})",
+        [{"policy": r.policy, "replay": r.estimate, "95% CI": f"[{r.lower:.4f}, {r.upper:.4f}]",
+          "true value": r.truth, "covered": r.covered} for r in replay.rows]))
     showcase_summary = [
-        {"members": g, "policy_top_artwork": top[g],
-         "theme": show.themes[show.top(i)], "policy_comedy_share": show.theme_share(i, "comedy"),
-         "policy_romance_share": show.theme_share(i, "romance"), "world_best_top_artwork": top_oracle[g],
-         "world_comedy_share": show.theme_share(i, "comedy", "oracle"),
-         "world_romance_share": show.theme_share(i, "romance", "oracle")}
+        {"members": g, "policy's top artwork": f"{show.artwork_ids[show.top(i)]} ({show.themes[show.top(i)]})",
+         "world's best (most often)": f"{show.artwork_ids[show.top(i, 'oracle')]} "
+                                      f"({show.themes[show.top(i, 'oracle')]})",
+         "comedy share policy": show.theme_share(i, "comedy"),
+         "comedy share world": show.theme_share(i, "comedy", "oracle"),
+         "romance share policy": show.theme_share(i, "romance"),
+         "romance share world": show.theme_share(i, "romance", "oracle")}
         for i, g in enumerate(show.groups)
     ]
     tables["showcase_summary"] = showcase_summary
     console.print(_rich_table(f"Experiment 3: artwork of {show.title_id} by taste ({best})", showcase_summary))
-    console.print(_rich_table(f"Experiment 4: A/B test, {ab.treatment} (personalized) vs {ab.control} "
-                              f"(unpersonalized), after {ab.warmup:.0%} warm-up", tables["ab_test"]))
+    console.print(_rich_table(
+        f"Experiment 4: A/B test, {ab.treatment} (personalized) vs {ab.control} (unpersonalized), "
+        f"after {ab.warmup:.0%} warm-up",
+        [{"segment": x.segment, "control": x.control, "treatment": x.treatment, "lift": f"{x.lift:+.1%}",
+          "95% CI": f"[{x.lower:+.1%}, {x.upper:+.1%}]", "true lift": f"{x.true_lift:+.1%}",
+          "decisions": x.n_control + x.n_treatment} for x in ab.lifts]))
     console.print(_rich_table("Experiment 1 (short): batch cycle vs online learning", tables["batch_vs_online"]))
 
     sections = [

@@ -431,18 +431,11 @@ class _PerArtworkCounts(Policy):
     }
 
     def __init__(
-        self,
-        *,
-        seed: int,
-        floor: float = 0.0,
-        sticky_seconds: float = 86_400.0,
-        half_life: float | None = None,
-        prior_successes: float = 1.0,
-        prior_failures: float = 1.0,
+        self, *, seed: int, prior_successes: float = 1.0, prior_failures: float = 1.0, **kwargs: Any
     ) -> None:
         self.prior_successes = prior_successes
         self.prior_failures = prior_failures
-        super().__init__(seed=seed, floor=floor, sticky_seconds=sticky_seconds, half_life=half_life)
+        super().__init__(seed=seed, **kwargs)
 
     def _reset(self) -> None:
         super()._reset()
@@ -607,19 +600,10 @@ class SharedModelPolicy(Policy):
         "bias_ridge": Interval(0, None, closed="neither"),
     }
 
-    def __init__(
-        self,
-        *,
-        seed: int,
-        floor: float = 0.0,
-        sticky_seconds: float = 86_400.0,
-        half_life: float | None = None,
-        ridge: float = 1.0,
-        bias_ridge: float = 1.0,
-    ) -> None:
+    def __init__(self, *, seed: int, ridge: float = 1.0, bias_ridge: float = 1.0, **kwargs: Any) -> None:
         self.ridge = ridge
         self.bias_ridge = bias_ridge
-        super().__init__(seed=seed, floor=floor, sticky_seconds=sticky_seconds, half_life=half_life)
+        super().__init__(seed=seed, **kwargs)
 
     def _reset(self) -> None:
         super()._reset()

@@ -148,6 +148,9 @@ class Learner:
                             rewards.append((it["event_id"], it["decision_id"], float(it["reward"]),
                                             float(it["timestamp"])))
             if dec:
+                late = sum(1 for ts in dec["timestamp"] if ts < self.learned_until)
+                if late:  # their window was already learned: stored and evaluable, but not learned from
+                    self.metrics.late_decisions.inc(late)
                 added["decisions"] = self.store.append_decisions(_decision_table(dec))
             if sh:
                 added["shadow_decisions"] = self.shadow_store.append_decisions(_decision_table(sh))

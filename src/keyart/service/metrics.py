@@ -49,6 +49,11 @@ class Metrics:
         self.rewards_joined = Counter(
             "keyart_rewards_joined_total", "Decisions whose reward was joined and learned from.", registry=r
         )
+        self.late_decisions = Counter(
+            "keyart_late_decisions_total",
+            "Decisions ingested after their attribution window was learned (stored, not learned from).",
+            registry=r,
+        )
         self.events_ingested = Counter(
             "keyart_events_ingested_total", "Events moved from segments into the store.", ["kind"], registry=r
         )
