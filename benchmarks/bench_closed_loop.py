@@ -36,8 +36,13 @@ def _run_one(name: str, n_requests: int, seed: int, update_every: int) -> dict[s
     threadpool_limits(1)
     world = World(demo_config(seed=seed))
     t = time.perf_counter()
-    r = run_closed_loop(world, PolicyAgent(make_suite_policy(name, seed), name=name), n_requests,
-                        update_every=update_every, seed=seed)
+    r = run_closed_loop(
+        world,
+        PolicyAgent(make_suite_policy(name, seed), name=name),
+        n_requests,
+        update_every=update_every,
+        seed=seed,
+    )
     wall = time.perf_counter() - t
     s = r.seconds
     return {
@@ -61,15 +66,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--requests", type=int, default=200_000)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--update-every", type=int, default=1000)
-    parser.add_argument("--policies", default=",".join(POLICY_SUITE), help="POLICY_SUITE names, comma-separated")
+    parser.add_argument(
+        "--policies", default=",".join(POLICY_SUITE), help="POLICY_SUITE names, comma-separated"
+    )
     parser.add_argument("--jobs", type=int, default=1, help="policies run in parallel processes")
     parser.add_argument("--plot", default="", help="write learning curves to this PNG")
     args = parser.parse_args(argv)
     names = [p.strip() for p in args.policies.split(",") if p.strip()]
     print(f"$ {' '.join([os.path.basename(sys.executable), *sys.argv])}")
-    print(f"python {platform.python_version()}, numpy {np.__version__}, {os.cpu_count()} cpus, BLAS threads 1, "
-          f"{args.jobs} job(s); demo world seed {args.seed}; {args.requests:,} pages of 6 titles "
-          f"({6 * args.requests:,} decisions); update every {args.update_every} pages")
+    print(
+        f"python {platform.python_version()}, numpy {np.__version__}, {os.cpu_count()} cpus, BLAS threads 1, "
+        f"{args.jobs} job(s); demo world seed {args.seed}; {args.requests:,} pages of 6 titles "
+        f"({6 * args.requests:,} decisions); update every {args.update_every} pages"
+    )
     t0 = time.perf_counter()
     with ProcessPoolExecutor(max_workers=max(1, args.jobs)) as pool:
         futures = {n: pool.submit(_run_one, n, args.requests, args.seed, args.update_every) for n in names}
@@ -109,8 +118,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         b = results[best]
         ok_ratio = b["take_fraction"] >= 1.3 * bandit
         ok_gap = b["gap_captured"] >= 0.75
-        print(f"\nbest contextual: {best}: {b['take_fraction'] / bandit:.2f}x the Bandit (>= 1.3: {ok_ratio}), "
-              f"gap captured {b['gap_captured']:.1%} (>= 75%: {ok_gap})")
+        print(
+            f"\nbest contextual: {best}: {b['take_fraction'] / bandit:.2f}x the Bandit (>= 1.3: {ok_ratio}), "
+            f"gap captured {b['gap_captured']:.1%} (>= 75%: {ok_gap})"
+        )
     if args.plot:
         import matplotlib
 

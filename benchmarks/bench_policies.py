@@ -91,18 +91,38 @@ def median_rate(fn, units: int, repeats: int) -> float:
     return units / statistics.median(times)
 
 
-def vw_lines(batch: CandidateBatch, featurizer: Featurizer) -> list[str]:
+def vw_lines(batch: CandidateBatch, featurizer: Featurizer, mode: str) -> list[str]:
+    """One cb_explore_adf example per title, from the same features keyart uses.
+
+    ``crossed``: shared = member and context block, actions = everything else of keyart's row (its
+    explicit crosses included), no VW interactions. ``raw``: shared = member and context block, actions =
+    the artwork's own attributes and the cast match, and VW learns the crosses itself with ``-q UA``.
+    """
     lay = featurizer.config.layout
     ctx_end = lay["extra"].stop
+    act_end = lay["embedding"].stop if mode == "raw" else batch.d
+    X = batch.X
+    cast = lay["cast_match"].start
     out = []
     for i in range(batch.n):
-        shared = " ".join(f"{j}:{v:.6g}" for j, v in enumerate(batch.X[i, 0, :ctx_end]) if v)
+        shared = " ".join(f"{j}:{v:.6g}" for j, v in enumerate(X[i, 0, :ctx_end]) if v)
         lines = [f"shared |U {shared}"]
         for k in range(int(batch.pool_sizes[i])):
-            act = " ".join(f"{j}:{v:.6g}" for j, v in enumerate(batch.X[i, k, ctx_end:], start=ctx_end) if v)
+            row = X[i, k]
+            act = " ".join(f"{j}:{v:.6g}" for j, v in enumerate(row[ctx_end:act_end], start=ctx_end) if v)
+            if mode == "raw" and row[cast]:
+                act += f" {cast}:{row[cast]:.6g}"
             lines.append(f"|A id={batch.artwork_ids[i, k]} {act}")
         out.append("\n".join(lines))
     return out
+
+
+VW_CONFIGS = (
+    ("crossed", "--cb_explore_adf --epsilon 0.05"),
+    ("crossed", "--cb_explore_adf --squarecb"),
+    ("raw", "--cb_explore_adf --epsilon 0.05 -q UA"),
+    ("raw", "--cb_explore_adf --squarecb -q UA"),
+)
 
 
 def main() -> None:
@@ -142,20 +162,20 @@ def main() -> None:
     try:
         import vowpalwabbit
 
-        for eps_args in ("--squarecb", "--epsilon 0.05"):
-            vw = vowpalwabbit.Workspace(f"--cb_explore_adf {eps_args} -q UA --quiet --random_seed 7")
-            for i, ex in enumerate(vw_lines(train.batch.take(np.arange(min(5000, train.n))), f)):
+        for mode, vw_args in VW_CONFIGS:
+            vw = vowpalwabbit.Workspace(f"{vw_args} --quiet --random_seed 7")
+            for i, ex in enumerate(vw_lines(train.batch.take(np.arange(min(5000, train.n))), f, mode)):
                 c = int(train.chosen[i])
                 lines = ex.split("\n")
                 lines[c + 1] = f"0:{-train.reward[i]}:{train.propensity[i]} " + lines[c + 1]
                 vw.learn("\n".join(lines))
-            texts = [vw_lines(b, f) for b in batches]
+            texts = [vw_lines(b, f, mode) for b in batches]
             rate = median_rate(
                 lambda vw=vw, texts=texts: [[vw.predict(t) for t in page] for page in texts],
                 40 * pages,
                 repeats,
             )
-            rows.append((f"vw cb_explore_adf {eps_args}", rate, None, None))
+            rows.append((f"vw {mode}: {vw_args.removeprefix('--cb_explore_adf ')}", rate, None, None))
             vw_rate = max(vw_rate or 0.0, rate)
             vw.finish()
     except ImportError:

@@ -74,8 +74,12 @@ class VWAgent:
             self._examples.append(ex)
         return chosen, prop
 
-    def learn(self, batch: CandidateBatch, chosen: np.ndarray, propensity: np.ndarray, reward: np.ndarray) -> None:
-        for ex, j, p, r in zip(self._examples, chosen.tolist(), propensity.tolist(), reward.tolist(), strict=True):
+    def learn(
+        self, batch: CandidateBatch, chosen: np.ndarray, propensity: np.ndarray, reward: np.ndarray
+    ) -> None:
+        for ex, j, p, r in zip(
+            self._examples, chosen.tolist(), propensity.tolist(), reward.tolist(), strict=True
+        ):
             lines = list(ex)
             lines[1 + j] = f"0:{-r:g}:{max(p, 1e-6):.6g} {lines[1 + j]}"
             self.vw.learn(lines)
@@ -95,44 +99,60 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--requests", type=int, default=50_000)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--update-every", type=int, default=1000)
-    parser.add_argument("--keyart", default="LinUCB,Epsilon-greedy", help="keyart policies (POLICY_SUITE names)")
+    parser.add_argument(
+        "--keyart", default="LinUCB,Epsilon-greedy", help="keyart policies (POLICY_SUITE names)"
+    )
     args = parser.parse_args(argv)
     threadpool_limits(1)
     world = World(demo_config(seed=args.seed))
     print(f"$ {' '.join([os.path.basename(sys.executable), *sys.argv])}")
-    print(f"python {platform.python_version()}, numpy {np.__version__}, {os.cpu_count()} cpus, BLAS threads 1; "
-          f"{world!r}; {args.requests:,} pages x {world.config.page_size} titles; update every {args.update_every}")
+    print(
+        f"python {platform.python_version()}, numpy {np.__version__}, {os.cpu_count()} cpus, BLAS threads 1; "
+        f"{world!r}; {args.requests:,} pages x {world.config.page_size} titles; "
+        f"update every {args.update_every}"
+    )
     runs: dict[str, RunResult] = {}
     for name in [p.strip() for p in args.keyart.split(",") if p.strip()]:
         t = time.perf_counter()
-        runs[f"keyart {name}"] = run_closed_loop(world, PolicyAgent(make_suite_policy(name, args.seed), name=name),
-                                                 args.requests, update_every=args.update_every, seed=args.seed)
+        runs[f"keyart {name}"] = run_closed_loop(
+            world,
+            PolicyAgent(make_suite_policy(name, args.seed), name=name),
+            args.requests,
+            update_every=args.update_every,
+            seed=args.seed,
+        )
         print(f"  keyart {name}: {time.perf_counter() - t:.0f}s", flush=True)
     for name, vw_args in VW_CONFIGS.items():
         agent = VWAgent(vw_args, args.seed, name)
         t = time.perf_counter()
-        runs[name] = run_closed_loop(world, agent, args.requests, update_every=args.update_every, seed=args.seed)
+        runs[name] = run_closed_loop(
+            world, agent, args.requests, update_every=args.update_every, seed=args.seed
+        )
         agent.close()
         print(f"  {name} ({vw_args}): {time.perf_counter() - t:.0f}s", flush=True)
     rows = []
     for name, r in runs.items():
-        rows.append({
-            "policy": name,
-            "take_fraction_last_20pct": r.take_fraction(0.8),
-            "gap_captured": r.gap_captured(0.8),
-            "take_fraction_all": r.take_fraction(),
-            "requests_per_s": r.requests_per_second,
-            "choose_s": r.seconds["choose"],
-            "update_s": r.seconds["update"],
-        })
+        rows.append(
+            {
+                "policy": name,
+                "take_fraction_last_20pct": r.take_fraction(0.8),
+                "gap_captured": r.gap_captured(0.8),
+                "take_fraction_all": r.take_fraction(),
+                "requests_per_s": r.requests_per_second,
+                "choose_s": r.seconds["choose"],
+                "update_s": r.seconds["update"],
+            }
+        )
     print(format_table(rows))
     best_k = max((n for n in runs if n.startswith("keyart")), key=lambda n: runs[n].take_fraction(0.8))
     best_v = max((n for n in runs if n.startswith("VW")), key=lambda n: runs[n].take_fraction(0.8))
     k, v = runs[best_k], runs[best_v]
-    print(f"best keyart: {best_k} ({k.take_fraction(0.8):.4f}, {k.requests_per_second:,.0f} req/s); "
-          f"best VW: {best_v} ({v.take_fraction(0.8):.4f}, {v.requests_per_second:,.0f} req/s); keyart wins on "
-          f"take fraction: {k.take_fraction(0.8) > v.take_fraction(0.8)}, on speed: "
-          f"{k.requests_per_second > v.requests_per_second}")
+    print(
+        f"best keyart: {best_k} ({k.take_fraction(0.8):.4f}, {k.requests_per_second:,.0f} req/s); "
+        f"best VW: {best_v} ({v.take_fraction(0.8):.4f}, {v.requests_per_second:,.0f} req/s); keyart wins on "
+        f"take fraction: {k.take_fraction(0.8) > v.take_fraction(0.8)}, on speed: "
+        f"{k.requests_per_second > v.requests_per_second}"
+    )
     return 0
 
 

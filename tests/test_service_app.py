@@ -24,7 +24,7 @@ with warnings.catch_warnings():
     warnings.simplefilter("ignore")
     from fastapi.testclient import TestClient
 
-from test_service_support import AUTH, make_config, page_body, prepare, segment_bytes  # noqa: E402
+from test_service_support import AUTH, make_config, page_body, prepare, segment_bytes
 
 
 @pytest.fixture
@@ -44,7 +44,7 @@ def decide(client: TestClient, body: dict[str, Any]) -> dict[str, Any]:
     return r.json()
 
 
-# ---- decisions ----------------------------------------------------------------------------------------
+# ---- decisions -----------------------------------------------------------------------------------
 
 
 def test_page_gets_one_logged_decision_per_title(client: TestClient, config: ServiceConfig) -> None:
@@ -65,15 +65,22 @@ def test_same_member_and_title_get_the_same_artwork_across_requests(client: Test
     first = decide(client, page_body("m7"))
     again = decide(client, page_body("m7", titles=["t3", "t0"]))
     by_title = {d["title_id"]: d["artwork_id"] for d in first["decisions"]}
-    assert {d["title_id"]: d["artwork_id"] for d in again["decisions"]} == {"t3": by_title["t3"], "t0": by_title["t0"]}
+    assert {d["title_id"]: d["artwork_id"] for d in again["decisions"]} == {
+        "t3": by_title["t3"],
+        "t0": by_title["t0"],
+    }
     assert first["request_id"] != again["request_id"]
     # the sticky draw varies across members: 30 members do not all see the same artwork of t0
-    seen = {decide(client, page_body(f"x{i}", titles=["t0"]))["decisions"][0]["artwork_id"] for i in range(30)}
+    seen = {
+        decide(client, page_body(f"x{i}", titles=["t0"]))["decisions"][0]["artwork_id"] for i in range(30)
+    }
     assert len(seen) > 1
 
 
 def test_decide_one_title(client: TestClient) -> None:
-    r = client.post("/v1/decide/title", json={"member_id": "m1", "title_id": "t2", "context": {"device": "tv"}})
+    r = client.post(
+        "/v1/decide/title", json={"member_id": "m1", "title_id": "t2", "context": {"device": "tv"}}
+    )
     assert r.status_code == 200
     body = r.json()
     DecisionOut.model_validate(body)
@@ -95,10 +102,17 @@ BAD_DECIDE = [
     (b'{"member_id": "m", "title_ids": ["t0"], "context": {"device": 3}}', 422, "context.device"),
     (b'{"member_id": "m", "title_ids": ["t0"], "context": {"timestamp": NaN}}', 422, "context.timestamp"),
     (b'{"member_id": "m", "title_ids": ["t0"], "context": {"timestamp": 1e999}}', 422, "context.timestamp"),
-    (b'{"member_id": "m", "title_ids": ["t0"], "context": {"played": [{"title_id": "t1", "engaged_seconds": -1}]}}',
-     422, "context.played[0].engaged_seconds"),
-    (b'{"member_id": "m", "title_ids": ["t0"], "context": {"recommender_scores": {"t0": "high"}}}', 422,
-     "context.recommender_scores.t0"),
+    (
+        b'{"member_id": "m", "title_ids": ["t0"], '
+        b'"context": {"played": [{"title_id": "t1", "engaged_seconds": -1}]}}',
+        422,
+        "context.played[0].engaged_seconds",
+    ),
+    (
+        b'{"member_id": "m", "title_ids": ["t0"], "context": {"recommender_scores": {"t0": "high"}}}',
+        422,
+        "context.recommender_scores.t0",
+    ),
 ]
 
 
@@ -119,7 +133,11 @@ def test_request_sizes_are_bounded(tmp_path: Path) -> None:
     config = prepare(make_config(tmp_path / "s", limits=limits))
     with TestClient(create_app(config)) as c:
         r = c.post("/v1/decide", json={"member_id": "m", "title_ids": [f"t{i}" for i in range(6)]})
-        assert r.status_code == 422 and r.json()["error"] == "too_many_titles" and r.json()["field"] == "title_ids"
+        assert (
+            r.status_code == 422
+            and r.json()["error"] == "too_many_titles"
+            and r.json()["field"] == "title_ids"
+        )
         r = c.post("/v1/decide", content=b'{"member_id": "' + b"m" * 3000 + b'"}')
         assert r.status_code == 413 and "limit" in r.json()["detail"]
         played = [{"title_id": "t1"}] * 4
@@ -129,7 +147,7 @@ def test_request_sizes_are_bounded(tmp_path: Path) -> None:
         assert r.status_code == 422 and r.json()["error"] == "pool_full"
 
 
-# ---- outcomes and keys ----------------------------------------------------------------------------------
+# ---- outcomes and keys ---------------------------------------------------------------------------
 
 
 def test_state_changing_endpoints_need_the_api_key(client: TestClient) -> None:
@@ -162,7 +180,9 @@ BAD_OUTCOMES = [
 
 
 @pytest.mark.parametrize(("body", "message"), BAD_OUTCOMES)
-def test_malformed_outcomes_are_refused(client: TestClient, config: ServiceConfig, body: dict, message: str) -> None:
+def test_malformed_outcomes_are_refused(
+    client: TestClient, config: ServiceConfig, body: dict, message: str
+) -> None:
     before = segment_bytes(config)
     r = client.post("/v1/outcomes", json=body, headers=AUTH)
     assert r.status_code == 422 and message in r.json()["detail"], r.text
@@ -176,20 +196,27 @@ def test_unknown_routes_and_methods_answer_json(client: TestClient) -> None:
     assert r.status_code == 405 and "error" in r.json()
 
 
-# ---- catalog lifecycle ----------------------------------------------------------------------------------
+# ---- catalog lifecycle ---------------------------------------------------------------------------
 
 
 def test_catalog_create_update_retire(client: TestClient) -> None:
-    assert client.put("/v1/titles/new", json={"name": "New", "genres": ["drama"]}, headers=AUTH).status_code == 201
+    assert (
+        client.put("/v1/titles/new", json={"name": "New", "genres": ["drama"]}, headers=AUTH).status_code
+        == 201
+    )
     r = client.post("/v1/decide", json=page_body(titles=["new"]))
     assert r.status_code == 422 and r.json()["error"] == "no_artwork"
     for j in range(3):
-        r = client.put(f"/v1/artworks/new-{j}", json={"title_id": "new", "theme_genres": ["drama"]}, headers=AUTH)
+        r = client.put(
+            f"/v1/artworks/new-{j}", json={"title_id": "new", "theme_genres": ["drama"]}, headers=AUTH
+        )
         assert r.status_code == 201
     r = client.put("/v1/artworks/new-0", json={"title_id": "new", "style": "dark"}, headers=AUTH)
     assert r.status_code == 200 and r.json()["created"] is False
     assert client.put("/v1/artworks/new-0", json={"title_id": "t0"}, headers=AUTH).status_code == 422
-    assert client.put("/v1/artworks/x", json={"title_id": "ghost"}, headers=AUTH).json()["field"] == "title_id"
+    assert (
+        client.put("/v1/artworks/x", json={"title_id": "ghost"}, headers=AUTH).json()["field"] == "title_id"
+    )
     assert client.get("/v1/titles/new").json()["pool"] == ["new-0", "new-1", "new-2"]
     d = decide(client, page_body(titles=["new"]))["decisions"][0]
     assert d["artwork_id"].startswith("new-") and not d["fallback"]
@@ -203,7 +230,7 @@ def test_catalog_create_update_retire(client: TestClient) -> None:
     assert client.get("/v1/titles/ghost").status_code == 404
 
 
-# ---- fallbacks -------------------------------------------------------------------------------------------
+# ---- fallbacks -----------------------------------------------------------------------------------
 
 
 def _fallback_reasons(out: dict[str, Any]) -> set[str | None]:
@@ -215,7 +242,9 @@ def test_missing_snapshot_falls_back_to_catalog_default(tmp_path: Path) -> None:
     with TestClient(create_app(config)) as c:
         out = decide(c, page_body())
         assert _fallback_reasons(out) == {"no_model"}
-        assert all(d["fallback"] and d["propensity"] == 1.0 and d["policy"] == "default" for d in out["decisions"])
+        assert all(
+            d["fallback"] and d["propensity"] == 1.0 and d["policy"] == "default" for d in out["decisions"]
+        )
         assert [d["artwork_id"] for d in out["decisions"]] == [f"t{i}-a0" for i in range(8)]
         assert c.get("/v1/model").json()["model_error"] == "no snapshot published yet"
         assert 'keyart_fallbacks_total{reason="no_model"} 8.0' in c.get("/metrics").text
@@ -284,10 +313,12 @@ def test_fallback_prefers_the_learned_best_unpersonalized_artwork(tmp_path: Path
         assert [d["artwork_id"] for d in out["decisions"]] == ["t1-a3", "t2-a0"]
 
 
-# ---- learning, hot reload, shadow ---------------------------------------------------------------------------
+# ---- learning, hot reload, shadow ----------------------------------------------------------------
 
 
-def test_outcomes_are_learned_and_the_new_generation_is_served(client: TestClient, config: ServiceConfig) -> None:
+def test_outcomes_are_learned_and_the_new_generation_is_served(
+    client: TestClient, config: ServiceConfig
+) -> None:
     t0 = 1_700_000_000.0
     rng = np.random.default_rng(0)
     decisions = []
@@ -297,8 +328,14 @@ def test_outcomes_are_learned_and_the_new_generation_is_served(client: TestClien
     outcomes = []
     for j, d in enumerate(decisions):
         if rng.random() < 0.5:  # half by decision id only, half by member and title
-            outcomes.append({"decision_id": d["decision_id"], "event_type": "play", "engaged_seconds": 900.0,
-                             "timestamp": t0 + 50})
+            outcomes.append(
+                {
+                    "decision_id": d["decision_id"],
+                    "event_type": "play",
+                    "engaged_seconds": 900.0,
+                    "timestamp": t0 + 50,
+                }
+            )
         elif j % 7 == 0:
             outcomes.append({"decision_id": d["decision_id"], "reward": 0.25, "timestamp": t0 + 50})
     r = client.post("/v1/outcomes", json={"outcomes": outcomes}, headers=AUTH)
@@ -311,7 +348,8 @@ def test_outcomes_are_learned_and_the_new_generation_is_served(client: TestClien
         assert step["outcomes"] == sum(1 for o in outcomes if "event_type" in o)
         assert step["learned"] == 40 * 8
         joined = learner.store.connection.execute(
-            "SELECT count(*) FROM outcomes WHERE member_id = '?'").fetchall()[0][0]
+            "SELECT count(*) FROM outcomes WHERE member_id = '?'"
+        ).fetchall()[0][0]
         assert joined == 0  # outcomes named by decision id got their member and title
         # idempotent: forgetting the offsets and ingesting again stores nothing twice
         (config.segments_dir / "offsets.json").unlink()
@@ -330,14 +368,21 @@ def test_outcomes_are_learned_and_the_new_generation_is_served(client: TestClien
     assert info["generation"] == 1 and info["model_version"] >= 1 and info["rewards_learned"] == 320
     assert info["shadow"]["policy"] == "beta_ts" and info["shadow"]["model_version"] >= 1
     out = decide(client, page_body("after"))
-    assert out["generation"] == 1 and {d["model_version"] for d in out["decisions"]} == {info["model_version"]}
+    assert out["generation"] == 1 and {d["model_version"] for d in out["decisions"]} == {
+        info["model_version"]
+    }
     metrics = client.get("/metrics").text
     assert 'keyart_decisions_total{policy="linucb"}' in metrics
     assert 'keyart_shadow_decisions_total{policy="beta_ts"}' in metrics
-    assert "keyart_request_latency_seconds_bucket" in metrics and 'keyart_outcomes_total{kind="reward"}' in metrics
+    assert (
+        "keyart_request_latency_seconds_bucket" in metrics
+        and 'keyart_outcomes_total{kind="reward"}' in metrics
+    )
 
 
-def test_snapshots_swap_under_traffic_without_failing_a_request(client: TestClient, config: ServiceConfig) -> None:
+def test_snapshots_swap_under_traffic_without_failing_a_request(
+    client: TestClient, config: ServiceConfig
+) -> None:
     gen = snapshots.load_latest(config.snapshots_dir)
     assert gen is not None
     seen = set()
@@ -350,13 +395,22 @@ def test_snapshots_swap_under_traffic_without_failing_a_request(client: TestClie
     assert len(seen) >= 3
 
 
-# ---- OpenAPI ------------------------------------------------------------------------------------------------
+# ---- OpenAPI -------------------------------------------------------------------------------------
 
 
 def test_openapi_examples_work_against_the_app(client: TestClient) -> None:
     doc = client.get("/openapi.json").json()
-    assert {"/v1/decide", "/v1/decide/title", "/v1/outcomes", "/v1/titles/{title_id}", "/v1/artworks/{artwork_id}",
-            "/v1/model", "/healthz", "/readyz", "/metrics"} <= set(doc["paths"])
+    assert {
+        "/v1/decide",
+        "/v1/decide/title",
+        "/v1/outcomes",
+        "/v1/titles/{title_id}",
+        "/v1/artworks/{artwork_id}",
+        "/v1/model",
+        "/healthz",
+        "/readyz",
+        "/metrics",
+    } <= set(doc["paths"])
     assert "DecideRequest" in doc["components"]["schemas"] and "ContextIn" in doc["components"]["schemas"]
     assert "#/$defs/" not in orjson.dumps(doc).decode()
 
@@ -373,8 +427,12 @@ def test_openapi_examples_work_against_the_app(client: TestClient) -> None:
     r = client.post("/v1/decide", json=example("/v1/decide", "post"))
     assert r.status_code == 200
     resp = DecideResponse.model_validate(r.json())
-    documented = doc["paths"]["/v1/decide"]["post"]["responses"]["200"]["content"]["application/json"]["example"]
-    assert set(documented) == set(r.json()) and set(documented["decisions"][0]) <= set(r.json()["decisions"][0])
+    documented = doc["paths"]["/v1/decide"]["post"]["responses"]["200"]["content"]["application/json"][
+        "example"
+    ]
+    assert set(documented) == set(r.json()) and set(documented["decisions"][0]) <= set(
+        r.json()["decisions"][0]
+    )
     assert set(r.json()["decisions"][0]) == set(DecisionOut.model_fields)
     assert resp.decisions[0].artwork_id in EXAMPLE_ARTWORKS
     r = client.post("/v1/decide/title", json=example("/v1/decide/title", "post"))

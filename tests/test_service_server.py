@@ -42,8 +42,11 @@ def test_two_workers_agree_learn_and_hot_reload(tmp_path: Path) -> None:
     extra = ["--learn-interval", "0.2", "--attribution-window", "5", "--model-budget", "5"]
     with ServiceProcess(state, workers=2, extra=extra) as srv:
         t0 = 1_700_000_000.0
-        body = {"member_id": "m-sticky", "title_ids": [f"t{i}" for i in range(8)],
-                "context": {"device": "tv", "timestamp": t0 - 10}}
+        body = {
+            "member_id": "m-sticky",
+            "title_ids": [f"t{i}" for i in range(8)],
+            "context": {"device": "tv", "timestamp": t0 - 10},
+        }
         answers: dict[str, set[tuple[str, ...]]] = {}
         n_pages = 0
         deadline = time.monotonic() + 30
@@ -53,19 +56,32 @@ def test_two_workers_agree_learn_and_hot_reload(tmp_path: Path) -> None:
             n_pages += 1
             out = r.json()
             assert not any(d["fallback"] for d in out["decisions"])
-            answers.setdefault(r.headers["x-keyart-worker"], set()).add(tuple(d["artwork_id"] for d in out["decisions"]))
+            answers.setdefault(r.headers["x-keyart-worker"], set()).add(
+                tuple(d["artwork_id"] for d in out["decisions"])
+            )
         assert len(answers) == 2, "both worker processes should have answered"
-        assert len(set().union(*answers.values())) == 1, "same member and titles -> same artworks on every worker"
+        assert len(set().union(*answers.values())) == 1, (
+            "same member and titles -> same artworks on every worker"
+        )
 
         # closed loop on explicit event time: decisions, outcomes, then event time moves past the window
         with httpx.Client(base_url=srv.base, timeout=10.0) as c:
             outcomes = []
             for i in range(30):
-                out = c.post("/v1/decide", json={**body, "member_id": f"m{i}",
-                                                 "context": {"device": "tv", "timestamp": t0 + i}}).json()
+                out = c.post(
+                    "/v1/decide",
+                    json={**body, "member_id": f"m{i}", "context": {"device": "tv", "timestamp": t0 + i}},
+                ).json()
                 n_pages += 1
-                outcomes += [{"decision_id": d["decision_id"], "event_type": "play", "engaged_seconds": 700.0,
-                              "timestamp": t0 + i + 1} for d in out["decisions"][:2]]
+                outcomes += [
+                    {
+                        "decision_id": d["decision_id"],
+                        "event_type": "play",
+                        "engaged_seconds": 700.0,
+                        "timestamp": t0 + i + 1,
+                    }
+                    for d in out["decisions"][:2]
+                ]
             assert c.post("/v1/outcomes", json={"outcomes": outcomes}, headers=AUTH).status_code == 200
             c.post("/v1/decide", json={**body, "member_id": "closer", "context": {"timestamp": t0 + 100}})
             n_pages += 1
@@ -86,21 +102,36 @@ def test_two_workers_agree_learn_and_hot_reload(tmp_path: Path) -> None:
         assert "keyart_learner_lag_seconds" in text and "keyart_request_latency_seconds_bucket" in text
 
 
-def _load(base: str, stop: threading.Event, acked: dict[str, list[str]], errors: list[str], worker: int) -> None:
+def _load(
+    base: str, stop: threading.Event, acked: dict[str, list[str]], errors: list[str], worker: int
+) -> None:
     """Decide pages and report outcomes until stopped (or the server dies); record what was acknowledged."""
     with httpx.Client(base_url=base, timeout=5.0) as c:
         i = 0
         while not stop.is_set():
             i += 1
             try:
-                r = c.post("/v1/decide", json={"member_id": f"w{worker}-{i % 50}", "title_ids": ["t0", "t1", "t2", "t3"],
-                                               "context": {"device": "tv"}})
+                r = c.post(
+                    "/v1/decide",
+                    json={
+                        "member_id": f"w{worker}-{i % 50}",
+                        "title_ids": ["t0", "t1", "t2", "t3"],
+                        "context": {"device": "tv"},
+                    },
+                )
                 if r.status_code != 200:
                     errors.append(r.text)
                     continue
                 acked["decisions"] += [d["decision_id"] for d in r.json()["decisions"]]
-                items = [{"decision_id": d["decision_id"], "event_type": "play", "engaged_seconds": 650.0,
-                          "event_id": uuid.uuid4().hex} for d in r.json()["decisions"][:2]]
+                items = [
+                    {
+                        "decision_id": d["decision_id"],
+                        "event_type": "play",
+                        "engaged_seconds": 650.0,
+                        "event_id": uuid.uuid4().hex,
+                    }
+                    for d in r.json()["decisions"][:2]
+                ]
                 r = c.post("/v1/outcomes", json={"outcomes": items}, headers=AUTH)
                 if r.status_code == 200:
                     acked["outcomes"] += r.json()["event_ids"]
@@ -140,7 +171,9 @@ def test_sigkill_under_load_loses_no_acknowledged_event(tmp_path: Path) -> None:
 
     with ServiceProcess(state, workers=1, extra=extra) as again:
         info = _fresh_get(again.base, "/v1/model").json()
-        assert info["generation"] >= generation and info["model_version"] >= 1  # resumes from the last snapshot
+        assert (
+            info["generation"] >= generation and info["model_version"] >= 1
+        )  # resumes from the last snapshot
         r = _decide(again.base, {"member_id": "after", "title_ids": ["t0"], "context": {"device": "tv"}})
         assert r.status_code == 200 and not r.json()["decisions"][0]["fallback"]
         time.sleep(1.0)  # let the learner ingest what the killed workers left in their segments
@@ -151,7 +184,9 @@ def test_sigkill_under_load_loses_no_acknowledged_event(tmp_path: Path) -> None:
         outs = {r[0] for r in con.execute("SELECT event_id FROM outcomes").fetchall()}
         assert set(acked["outcomes"]) <= outs
         for kind in ("decisions", "outcomes"):
-            total, distinct = con.execute(f"SELECT count(*), count(DISTINCT event_id) FROM {kind}").fetchall()[0]
+            total, distinct = con.execute(
+                f"SELECT count(*), count(DISTINCT event_id) FROM {kind}"
+            ).fetchall()[0]
             assert total == distinct
         unresolved = con.execute("SELECT count(*) FROM outcomes WHERE member_id = '?'").fetchall()[0][0]
         assert unresolved == 0

@@ -29,7 +29,10 @@ GENRES = ("drama", "comedy", "horror", "scifi")
 
 def small_catalog(n_titles: int = 8, n_artworks: int = 4) -> Catalog:
     """Titles t0.. with artworks t<i>-a<j> whose themes cycle through GENRES."""
-    titles = [Title(f"t{i}", name=f"Title {i}", genres=(GENRES[i % 4],), runtime_minutes=60.0) for i in range(n_titles)]
+    titles = [
+        Title(f"t{i}", name=f"Title {i}", genres=(GENRES[i % 4],), runtime_minutes=60.0)
+        for i in range(n_titles)
+    ]
     arts = [
         Artwork(f"t{i}-a{j}", f"t{i}", theme_genres=(GENRES[j % 4],), style=f"style{j % 3}")
         for i in range(n_titles)
@@ -41,8 +44,11 @@ def small_catalog(n_titles: int = 8, n_artworks: int = 4) -> Catalog:
 def make_config(state_dir: Path, **kwargs: Any) -> ServiceConfig:
     """A test configuration: generous model budget (the machine is shared), fast cadences."""
     defaults: dict[str, Any] = {
-        "api_key": API_KEY, "model_budget_seconds": 5.0, "reload_interval_seconds": 0.05,
-        "learn_interval_seconds": 0.2, "attribution_window_seconds": 60.0,
+        "api_key": API_KEY,
+        "model_budget_seconds": 5.0,
+        "reload_interval_seconds": 0.05,
+        "learn_interval_seconds": 0.2,
+        "attribution_window_seconds": 60.0,
     }
     defaults.update(kwargs)
     return ServiceConfig(state_dir=str(state_dir), **defaults)
@@ -74,21 +80,36 @@ def free_port() -> int:
 class ServiceProcess:
     """`keyart serve` in its own process group on a free loopback port."""
 
-    def __init__(self, state_dir: Path, workers: int = 1, extra: list[str] | None = None,
-                 catalog: Path | None = None) -> None:
+    def __init__(
+        self, state_dir: Path, workers: int = 1, extra: list[str] | None = None, catalog: Path | None = None
+    ) -> None:
         self.state_dir, self.workers, self.port = state_dir, workers, free_port()
         self.base = f"http://127.0.0.1:{self.port}"
         exe = Path(sys.executable).with_name("keyart")
-        cmd = [str(exe), "serve", "--state-dir", str(state_dir), "--port", str(self.port),
-               "--workers", str(workers), "--api-key", API_KEY, "--reload-interval", "0.1"]
+        cmd = [
+            str(exe),
+            "serve",
+            "--state-dir",
+            str(state_dir),
+            "--port",
+            str(self.port),
+            "--workers",
+            str(workers),
+            "--api-key",
+            API_KEY,
+            "--reload-interval",
+            "0.1",
+        ]
         if catalog is not None:
             cmd += ["--catalog", str(catalog)]
         self.cmd = cmd + (extra or [])
-        self.log = open(state_dir.parent / f"serve-{self.port}.log", "wb")  # noqa: SIM115
+        self.log = open(state_dir.parent / f"serve-{self.port}.log", "wb")
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self, timeout: float = 60.0) -> ServiceProcess:
-        self.proc = subprocess.Popen(self.cmd, stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True)
+        self.proc = subprocess.Popen(
+            self.cmd, stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True
+        )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:

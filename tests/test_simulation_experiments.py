@@ -9,7 +9,7 @@ import pytest
 from scipy import stats
 
 from keyart.errors import ValidationError
-from keyart.simulation import World, small_config
+from keyart.simulation import World, demo_config, small_config
 from keyart.simulation.experiments import (
     POLICY_SUITE,
     ab_test,
@@ -27,8 +27,10 @@ CANDIDATES = ("Random", "Bandit", "LinUCB", "Epsilon-greedy")
 @pytest.fixture(scope="module")
 def replay_runs() -> list:
     """Experiment 2 on four independent seeds (world and log)."""
-    return [offline_replay(World(small_config(seed=s)), 1_500, seed=s, candidates=CANDIDATES, window=250)
-            for s in range(4)]
+    return [
+        offline_replay(World(small_config(seed=s)), 1_500, seed=s, candidates=CANDIDATES, window=250)
+        for s in range(4)
+    ]
 
 
 def test_replay_intervals_cover_the_truth(replay_runs: list) -> None:
@@ -58,9 +60,10 @@ def test_replay_truth_orders_policies(replay_runs: list) -> None:
 
 def test_showcase_differs_the_way_the_world_says() -> None:
     """Comedy fans get more comedy-themed artwork than romance fans, and vice versa, as the oracle does."""
-    world = World(small_config(seed=0))
-    res = offline_replay(world, 4_000, seed=0, candidates=("LinUCB",), train_fraction=0.9, window=500)
-    show = taste_showcase(world, res.policies["LinUCB"], n_members=150, seed=0)
+    world = World(demo_config(seed=0))
+    res = offline_replay(world, 4_000, seed=0, candidates=("LinUCB",), train_fraction=0.75, window=500)
+    show = taste_showcase(world, res.policies["LinUCB"], n_members=200, seed=0)
+    assert show.n_members == (200, 200)
     comedy, romance = 0, 1
     for theme, fan, other in (("comedy", comedy, romance), ("romance", romance, comedy)):
         assert show.theme_share(fan, theme, "oracle") > show.theme_share(other, theme, "oracle")
@@ -122,3 +125,24 @@ def test_suite_and_errors() -> None:
         ab_test(world, 100, warmup=1.0)
     with pytest.raises(ValidationError, match="title_id 'x'"):
         taste_showcase(world, make_suite_policy("Random", 0), title_id="x")
+
+
+def test_closed_loop_command_prints_the_headline_table(capsys: pytest.CaptureFixture[str]) -> None:
+    from keyart.simulation.experiments import main
+
+    assert (
+        main(
+            [
+                "closed-loop",
+                "--requests",
+                "300",
+                "--update-every",
+                "100",
+                "--policies",
+                "Random,Bandit,LinUCB",
+            ]
+        )
+        == 0
+    )
+    out = capsys.readouterr().out
+    assert "ratio_to_bandit" in out and "gap_captured" in out and "best contextual: LinUCB" in out

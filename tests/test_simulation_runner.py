@@ -27,8 +27,9 @@ def runs(world: World) -> dict:
     """The same 3,000-page stream for Random, the non-contextual Bandit and LinUCB."""
     out = {}
     for name, params in (("uniform", {}), ("greedy", {"epsilon": 0.05}), ("linucb", {})):
-        out[name] = run_closed_loop(world, PolicyAgent(make_policy(name, seed=1, **params)), 3_000,
-                                    update_every=250, seed=5)
+        out[name] = run_closed_loop(
+            world, PolicyAgent(make_policy(name, seed=1, **params)), 3_000, update_every=250, seed=5
+        )
     return out
 
 
@@ -57,7 +58,9 @@ def test_same_stream_and_luck_for_every_agent(runs: dict) -> None:
 
 
 def test_same_seed_same_run(world: World, runs: dict) -> None:
-    again = run_closed_loop(world, PolicyAgent(make_policy("linucb", seed=1)), 3_000, update_every=250, seed=5)
+    again = run_closed_loop(
+        world, PolicyAgent(make_policy("linucb", seed=1)), 3_000, update_every=250, seed=5
+    )
     np.testing.assert_array_equal(again.chosen, runs["linucb"].chosen)
     np.testing.assert_array_equal(again.reward, runs["linucb"].reward)
 
@@ -103,8 +106,14 @@ def test_update_cadence(world: World) -> None:
 
 def test_progress_and_timings(world: World) -> None:
     seen: list[int] = []
-    r = run_closed_loop(world, PolicyAgent(make_policy("uniform", seed=0)), 450, update_every=200, seed=0,
-                        progress=seen.append)
+    r = run_closed_loop(
+        world,
+        PolicyAgent(make_policy("uniform", seed=0)),
+        450,
+        update_every=200,
+        seed=0,
+        progress=seen.append,
+    )
     assert seen == [200, 200, 50]
     assert set(r.seconds) == {"world", "featurize", "choose", "update"}
     assert r.requests_per_second > 0
@@ -139,7 +148,9 @@ def test_buckets_cover_each_row_once_and_keep_probabilities(world: World) -> Non
 
 
 def test_cold_start_in_closed_loop() -> None:
-    cfg = small_config(seed=4).with_(n_new_titles=3, n_new_artworks=5, arrival_day=0.02, requests_per_day=20_000)
+    cfg = small_config(seed=4).with_(
+        n_new_titles=3, n_new_artworks=5, arrival_day=0.02, requests_per_day=20_000
+    )
     w = World(cfg)
     r = run_closed_loop(w, PolicyAgent(make_policy("linucb", seed=0)), 1_200, update_every=200, seed=0)
     new_title = r.title >= cfg.n_titles
@@ -148,8 +159,13 @@ def test_cold_start_in_closed_loop() -> None:
 
 
 def test_batch_cycle_phases(world: World) -> None:
-    agent = BatchCycleAgent(lambda: make_policy("epsilon_greedy", seed=0, epsilon=0.0), world.config.page_size,
-                            cycle_requests=500, collect=0.2, ab_test=0.2)
+    agent = BatchCycleAgent(
+        lambda: make_policy("epsilon_greedy", seed=0, epsilon=0.0),
+        world.config.page_size,
+        cycle_requests=500,
+        collect=0.2,
+        ab_test=0.2,
+    )
     run_closed_loop(world, agent, 1_000, update_every=100, seed=0)
     assert [p for _, p in agent.phase_log] == ["collect", "ab_test", "rollout"] * 2
     assert [s for s, _ in agent.phase_log] == [0, 100, 200, 500, 600, 700]

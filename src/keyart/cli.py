@@ -23,14 +23,14 @@ def _setup() -> None:
 
 @app.command()
 def demo(
-    out: Path = typer.Option(Path("keyart-demo"), "--out", help="Folder for the figures and the HTML report."),
+    out: str = typer.Option("keyart-demo", "--out", help="Folder for the figures and the HTML report."),
     seed: int = typer.Option(0, "--seed", min=0, help="Seed of the simulated world and every random source."),
     quick: bool = typer.Option(False, "--quick", help="A small smoke-test version that runs in seconds."),
 ) -> None:
     """Simulate members, run the seed's experiments, print the tables, write figures and one HTML report."""
     from keyart.demo import run_demo
 
-    run_demo(out, seed=seed, quick=quick, console=Console(width=None if Console().is_terminal else 160))
+    run_demo(Path(out), seed=seed, quick=quick, console=Console(width=None if Console().is_terminal else 160))
 
 
 @app.command()

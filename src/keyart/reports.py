@@ -67,8 +67,15 @@ def plot_replay(result: Any, path: str | Path) -> Path:
     lo = np.array([r.lower for r in rows])
     hi = np.array([r.upper for r in rows])
     ax.bar(x, est, color="#4c72b0", alpha=0.8, label="replay estimate")
-    ax.errorbar(x, est, yerr=[est - lo, hi - est], fmt="none", ecolor="black", capsize=5,
-                label=f"{100 * (1 - result.alpha):.0f}% interval")
+    ax.errorbar(
+        x,
+        est,
+        yerr=[est - lo, hi - est],
+        fmt="none",
+        ecolor="black",
+        capsize=5,
+        label=f"{100 * (1 - result.alpha):.0f}% interval",
+    )
     ax.scatter(x, [r.truth for r in rows], marker="D", color="#dd8452", zorder=3, s=50, label="true value")
     ax.set_xticks(x, [r.policy for r in rows])
     ax.set_ylabel("take fraction (quality plays / impression)")
@@ -83,8 +90,10 @@ def plot_showcase(result: Any, path: str | Path) -> Path:
     k = len(result.artwork_ids)
     fig, axes = plt.subplots(1, len(result.groups), figsize=(4.2 * len(result.groups), 4.0), sharey=True)
     axes = np.atleast_1d(axes)
-    labels = [f"{a.split('-')[-1]}\n{t}\n{s}" for a, t, s in zip(result.artwork_ids, result.themes,
-                                                                 result.styles, strict=True)]
+    labels = [
+        f"{a.split('-')[-1]}\n{t.replace('+', '+' + chr(10))}\n{s}"
+        for a, t, s in zip(result.artwork_ids, result.themes, result.styles, strict=True)
+    ]
     x = np.arange(k)
     for g, ax in enumerate(axes):
         ax.bar(x - 0.2, result.policy_share[g], width=0.4, label=f"policy ({result.policy})", color="#4c72b0")
@@ -107,7 +116,9 @@ def plot_ab(result: Any, path: str | Path) -> Path:
     lo = np.array([x.lower for x in lifts]) * 100
     hi = np.array([x.upper for x in lifts]) * 100
     ax.errorbar(val, y, xerr=[val - lo, hi - val], fmt="o", capsize=5, color="#4c72b0", label="measured lift")
-    ax.scatter(np.array([x.true_lift for x in lifts]) * 100, y, marker="D", color="#dd8452", label="true lift")
+    ax.scatter(
+        np.array([x.true_lift for x in lifts]) * 100, y, marker="D", color="#dd8452", label="true lift"
+    )
     ax.axvline(0, color="grey", linewidth=1)
     ax.set_yticks(y, [x.segment for x in lifts])
     ax.set_xlabel(f"lift in take fraction, {result.treatment} over {result.control} (%)")
@@ -193,8 +204,10 @@ def write_html_report(
     """Write one self-contained HTML file (embedded PNGs, inline CSS) and return its path."""
     if not sections:
         raise ValidationError("sections must hold at least one Section.")
-    parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
-             f"<style>{_CSS}</style></head><body><h1>{html.escape(title)}</h1>"]
+    parts = [
+        f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
+        f"<style>{_CSS}</style></head><body><h1>{html.escape(title)}</h1>"
+    ]
     parts += [f"<p>{html.escape(t)}</p>" for t in intro]
     for s in sections:
         parts.append(f"<h2>{html.escape(s.title)}</h2>")

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import gc
 import hmac
 import logging
 import os
@@ -75,7 +76,9 @@ async def read_body(request: Request, limit: int) -> bytes:
         try:
             size = int(declared)
         except ValueError:
-            raise RequestError(400, "invalid_header", "Content-Length is not a number.", "content-length") from None
+            raise RequestError(
+                400, "invalid_header", "Content-Length is not a number.", "content-length"
+            ) from None
         if size > limit:
             raise RequestError(413, "body_too_large", f"The body has {size} bytes; the limit is {limit}.")
     chunks, total = [], 0
@@ -99,7 +102,8 @@ def parse(model: type[M], body: bytes) -> M:
 def _check_context(ctx: ContextIn | None, config: ServiceConfig) -> None:
     if ctx is not None and len(ctx.played) > config.limits.max_history:
         raise RequestError(
-            422, "too_much_history",
+            422,
+            "too_much_history",
             f"context.played has {len(ctx.played)} entries; the limit is {config.limits.max_history}.",
             "context.played",
         )
@@ -111,7 +115,9 @@ def _openapi_components(app: FastAPI) -> Callable[[], dict[str, Any]]:
     def build() -> dict[str, Any]:
         if app.openapi_schema:
             return app.openapi_schema
-        doc = get_openapi(title=app.title, version=app.version, description=app.description, routes=app.routes)
+        doc = get_openapi(
+            title=app.title, version=app.version, description=app.description, routes=app.routes
+        )
         schemas = doc.setdefault("components", {}).setdefault("schemas", {})
         for path in doc.get("paths", {}).values():
             for op in path.values():
@@ -137,6 +143,7 @@ def create_app(config: ServiceConfig, metrics: Metrics | None = None) -> FastAPI
         state["engine"] = engine
         loop = asyncio.get_running_loop()
         await loop.run_in_executor(engine.executor, functools.partial(engine.refresh, True))
+        gc.freeze()  # start-up objects (catalog, caches, modules) leave the GC's scans: fewer long pauses
         poller = asyncio.create_task(_poll(engine))
         app.state.engine = engine
         try:
@@ -154,7 +161,7 @@ def create_app(config: ServiceConfig, metrics: Metrics | None = None) -> FastAPI
             await asyncio.sleep(config.reload_interval_seconds)
             try:
                 await loop.run_in_executor(engine.executor, engine.refresh)
-            except Exception:  # noqa: BLE001 - the poller must outlive any one failure
+            except Exception:
                 log.exception("reload failed")
 
     app = FastAPI(
@@ -178,14 +185,17 @@ def create_app(config: ServiceConfig, metrics: Metrics | None = None) -> FastAPI
 
     def require_key(request: Request) -> None:
         if not config.api_key:
-            raise RequestError(403, "forbidden", "No API key is configured; state-changing endpoints are off.")
+            raise RequestError(
+                403, "forbidden", "No API key is configured; state-changing endpoints are off."
+            )
         given = request.headers.get("x-api-key")
         auth = request.headers.get("authorization", "")
         if given is None and auth.lower().startswith("bearer "):
             given = auth[7:]
         if not given:
-            raise RequestError(401, "unauthorized", "This endpoint changes state: send the X-API-Key header.",
-                               "x-api-key")
+            raise RequestError(
+                401, "unauthorized", "This endpoint changes state: send the X-API-Key header.", "x-api-key"
+            )
         if not hmac.compare_digest(given.encode(), config.api_key.encode()):
             raise RequestError(403, "forbidden", "The API key is not valid.", "x-api-key")
 
@@ -218,7 +228,7 @@ def create_app(config: ServiceConfig, metrics: Metrics | None = None) -> FastAPI
                 result = engine.decide(*args, reason="timeout")
         except RequestError:
             raise
-        except Exception:  # noqa: BLE001 - a bug on the model path must still answer the page
+        except Exception:
             log.exception("decision failed; answering defaults")
             result = engine.decide(*args, reason="model_error")
         assert result is not None
@@ -226,10 +236,17 @@ def create_app(config: ServiceConfig, metrics: Metrics | None = None) -> FastAPI
 
     # ---- decisions ----------------------------------------------------------------------------------
     @app.post(
-        "/v1/decide", tags=["decisions"], summary="Choose one artwork per title for a page",
+        "/v1/decide",
+        tags=["decisions"],
+        summary="Choose one artwork per title for a page",
         openapi_extra=body_spec(DecideRequest, EXAMPLE_DECIDE),
-        responses={200: {"model": DecideResponse, "content": {"application/json": {"example": EXAMPLE_DECIDE_RESPONSE}}},
-                   **error_responses(400, 413, 422)},
+        responses={
+            200: {
+                "model": DecideResponse,
+                "content": {"application/json": {"example": EXAMPLE_DECIDE_RESPONSE}},
+            },
+            **error_responses(400, 413, 422),
+        },
     )
     async def decide(request: Request) -> Response:
         t0 = time.perf_counter()
@@ -238,38 +255,53 @@ def create_app(config: ServiceConfig, metrics: Metrics | None = None) -> FastAPI
         limit = config.limits.max_titles_per_page
         if len(req.title_ids) > limit:
             raise RequestError(
-                422, "too_many_titles", f"title_ids has {len(req.title_ids)} titles; the limit is {limit}.",
+                422,
+                "too_many_titles",
+                f"title_ids has {len(req.title_ids)} titles; the limit is {limit}.",
                 "title_ids",
             )
         if len(set(req.title_ids)) != len(req.title_ids):
             seen: set[str] = set()
             i = next(i for i, t in enumerate(req.title_ids) if t in seen or seen.add(t))  # type: ignore[func-returns-value]
-            raise RequestError(422, "duplicate_title", f"title_ids[{i}]: {req.title_ids[i]!r} appears twice.",
-                               f"title_ids[{i}]")
+            raise RequestError(
+                422,
+                "duplicate_title",
+                f"title_ids[{i}]: {req.title_ids[i]!r} appears twice.",
+                f"title_ids[{i}]",
+            )
         _check_context(req.context, config)
         result = await run_decide(engine, req.member_id, req.context, req.title_ids, req.page, req.request_id)
         metrics.latency.labels("decide").observe(time.perf_counter() - t0)
         return json_response(result)
 
     @app.post(
-        "/v1/decide/title", tags=["decisions"], summary="Choose the artwork for one title",
+        "/v1/decide/title",
+        tags=["decisions"],
+        summary="Choose the artwork for one title",
         openapi_extra=body_spec(DecideOneRequest, EXAMPLE_DECIDE_ONE),
-        responses={200: {"model": DecisionOut, "content": {"application/json": {"example": EXAMPLE_DECISION}}},
-                   **error_responses(400, 413, 422)},
+        responses={
+            200: {"model": DecisionOut, "content": {"application/json": {"example": EXAMPLE_DECISION}}},
+            **error_responses(400, 413, 422),
+        },
     )
     async def decide_one(request: Request) -> Response:
         t0 = time.perf_counter()
         engine = engine_of()
         req = parse(DecideOneRequest, await read_body(request, config.limits.max_body_bytes))
         _check_context(req.context, config)
-        result = await run_decide(engine, req.member_id, req.context, [req.title_id], req.page, req.request_id)
+        result = await run_decide(
+            engine, req.member_id, req.context, [req.title_id], req.page, req.request_id
+        )
         metrics.latency.labels("decide_title").observe(time.perf_counter() - t0)
-        return json_response({**result["decisions"][0], "request_id": result["request_id"],
-                              "generation": result["generation"]})
+        return json_response(
+            {**result["decisions"][0], "request_id": result["request_id"], "generation": result["generation"]}
+        )
 
     # ---- outcomes -------------------------------------------------------------------------------------
     @app.post(
-        "/v1/outcomes", tags=["outcomes"], summary="Report what members did after decisions",
+        "/v1/outcomes",
+        tags=["outcomes"],
+        summary="Report what members did after decisions",
         openapi_extra=body_spec(OutcomesRequest, EXAMPLE_OUTCOMES),
         responses={200: {"model": OutcomesResponse}, **error_responses(400, 401, 403, 413, 422)},
     )
@@ -280,8 +312,12 @@ def create_app(config: ServiceConfig, metrics: Metrics | None = None) -> FastAPI
         req = parse(OutcomesRequest, await read_body(request, config.limits.max_body_bytes))
         limit = config.limits.max_outcomes_per_request
         if len(req.outcomes) > limit:
-            raise RequestError(422, "too_many_outcomes",
-                               f"outcomes has {len(req.outcomes)} entries; the limit is {limit}.", "outcomes")
+            raise RequestError(
+                422,
+                "too_many_outcomes",
+                f"outcomes has {len(req.outcomes)} entries; the limit is {limit}.",
+                "outcomes",
+            )
         now = time.time()
         items = []
         for i, o in enumerate(req.outcomes):
@@ -290,16 +326,30 @@ def create_app(config: ServiceConfig, metrics: Metrics | None = None) -> FastAPI
                 raise RequestError(422, "invalid_field", f"{where}: give an event_type or a reward.", where)
             if o.decision_id is None and (o.member_id is None or o.title_id is None):
                 raise RequestError(
-                    422, "invalid_field", f"{where}: name the decision_id, or both member_id and title_id.", where
+                    422,
+                    "invalid_field",
+                    f"{where}: name the decision_id, or both member_id and title_id.",
+                    where,
                 )
             if o.reward is not None and o.decision_id is None:
-                raise RequestError(422, "invalid_field", f"{where}.decision_id: a direct reward needs it.",
-                                   f"{where}.decision_id")
-            items.append({
-                "event_id": o.event_id or _new_id(), "decision_id": o.decision_id, "member_id": o.member_id,
-                "title_id": o.title_id, "event_type": o.event_type, "engaged_seconds": o.engaged_seconds,
-                "reward": o.reward, "timestamp": now if o.timestamp is None else o.timestamp,
-            })
+                raise RequestError(
+                    422,
+                    "invalid_field",
+                    f"{where}.decision_id: a direct reward needs it.",
+                    f"{where}.decision_id",
+                )
+            items.append(
+                {
+                    "event_id": o.event_id or _new_id(),
+                    "decision_id": o.decision_id,
+                    "member_id": o.member_id,
+                    "title_id": o.title_id,
+                    "event_type": o.event_type,
+                    "engaged_seconds": o.engaged_seconds,
+                    "reward": o.reward,
+                    "timestamp": now if o.timestamp is None else o.timestamp,
+                }
+            )
         engine.writer.append({"k": "outcomes", "items": items})
         for kind, key in (("event", "event_type"), ("reward", "reward")):
             count = sum(1 for it in items if it[key] is not None)
@@ -321,8 +371,11 @@ def create_app(config: ServiceConfig, metrics: Metrics | None = None) -> FastAPI
         return rev, result
 
     @app.put(
-        "/v1/titles/{title_id}", tags=["catalog"], summary="Create or update a title",
-        openapi_extra=body_spec(TitleIn, EXAMPLE_TITLE), responses=error_responses(400, 401, 403, 413, 422),
+        "/v1/titles/{title_id}",
+        tags=["catalog"],
+        summary="Create or update a title",
+        openapi_extra=body_spec(TitleIn, EXAMPLE_TITLE),
+        responses=error_responses(400, 401, 403, 413, 422),
     )
     async def put_title(title_id: str, request: Request) -> Response:
         require_key(request)
@@ -339,10 +392,16 @@ def create_app(config: ServiceConfig, metrics: Metrics | None = None) -> FastAPI
             return True
 
         rev, created = await _mutate(engine, change)
-        return json_response({"title_id": title_id, "created": created, "catalog_rev": rev}, 201 if created else 200)
+        return json_response(
+            {"title_id": title_id, "created": created, "catalog_rev": rev}, 201 if created else 200
+        )
 
-    @app.delete("/v1/titles/{title_id}", tags=["catalog"], summary="Retire a title",
-                responses=error_responses(401, 403, 404))
+    @app.delete(
+        "/v1/titles/{title_id}",
+        tags=["catalog"],
+        summary="Retire a title",
+        responses=error_responses(401, 403, 404),
+    )
     async def retire_title(title_id: str, request: Request) -> Response:
         require_key(request)
         engine = engine_of()
@@ -357,20 +416,35 @@ def create_app(config: ServiceConfig, metrics: Metrics | None = None) -> FastAPI
         rev, _ = await _mutate(engine, change)
         return json_response({"title_id": title_id, "retired": True, "catalog_rev": rev})
 
-    @app.get("/v1/titles/{title_id}", tags=["catalog"], summary="A title and its active pool",
-             responses=error_responses(404))
+    @app.get(
+        "/v1/titles/{title_id}",
+        tags=["catalog"],
+        summary="A title and its active pool",
+        responses=error_responses(404),
+    )
     async def get_title(title_id: str) -> Response:
         catalog = engine_of().view.catalog
         if title_id not in catalog:
             raise RequestError(404, "unknown_title", f"Unknown title_id {title_id!r}.", "title_id")
         t = catalog.title(title_id)
         pool = [a.artwork_id for a in catalog.artworks.values() if a.title_id == title_id and a.active]
-        return json_response({"title_id": title_id, "name": t.name, "genres": t.genres, "active": t.active,
-                              "default_artwork_id": t.default_artwork_id, "pool": pool if t.active else []})
+        return json_response(
+            {
+                "title_id": title_id,
+                "name": t.name,
+                "genres": t.genres,
+                "active": t.active,
+                "default_artwork_id": t.default_artwork_id,
+                "pool": pool if t.active else [],
+            }
+        )
 
     @app.put(
-        "/v1/artworks/{artwork_id}", tags=["catalog"], summary="Create or update an artwork",
-        openapi_extra=body_spec(ArtworkIn, EXAMPLE_ARTWORK), responses=error_responses(400, 401, 403, 413, 422),
+        "/v1/artworks/{artwork_id}",
+        tags=["catalog"],
+        summary="Create or update an artwork",
+        openapi_extra=body_spec(ArtworkIn, EXAMPLE_ARTWORK),
+        responses=error_responses(400, 401, 403, 413, 422),
     )
     async def put_artwork(artwork_id: str, request: Request) -> Response:
         require_key(request)
@@ -381,27 +455,45 @@ def create_app(config: ServiceConfig, metrics: Metrics | None = None) -> FastAPI
 
         def change(data: dict[str, Any]) -> bool:
             if not any(r["title_id"] == body.title_id for r in data["titles"]):
-                raise RequestError(422, "unknown_title", f"title_id: unknown title {body.title_id!r}.", "title_id")
+                raise RequestError(
+                    422, "unknown_title", f"title_id: unknown title {body.title_id!r}.", "title_id"
+                )
             for i, r in enumerate(data["artworks"]):
                 if r["artwork_id"] == artwork_id:
                     if r["title_id"] != body.title_id:
-                        raise RequestError(422, "invalid_field", f"title_id: artwork {artwork_id!r} belongs to "
-                                           f"{r['title_id']!r}; it cannot move.", "title_id")
+                        raise RequestError(
+                            422,
+                            "invalid_field",
+                            f"title_id: artwork {artwork_id!r} belongs to {r['title_id']!r}; it cannot move.",
+                            "title_id",
+                        )
                     data["artworks"][i] = row
                     return False
-            active = sum(1 for r in data["artworks"] if r["title_id"] == body.title_id and r.get("active", True))
+            active = sum(
+                1 for r in data["artworks"] if r["title_id"] == body.title_id and r.get("active", True)
+            )
             if active >= limit:
-                raise RequestError(422, "pool_full", f"title {body.title_id!r} already has {active} active "
-                                   f"artworks (max_artworks_per_pool={limit}).", "title_id")
+                raise RequestError(
+                    422,
+                    "pool_full",
+                    f"title {body.title_id!r} already has {active} active "
+                    f"artworks (max_artworks_per_pool={limit}).",
+                    "title_id",
+                )
             data["artworks"].append(row)
             return True
 
         rev, created = await _mutate(engine, change)
-        return json_response({"artwork_id": artwork_id, "created": created, "catalog_rev": rev},
-                             201 if created else 200)
+        return json_response(
+            {"artwork_id": artwork_id, "created": created, "catalog_rev": rev}, 201 if created else 200
+        )
 
-    @app.delete("/v1/artworks/{artwork_id}", tags=["catalog"], summary="Retire an artwork",
-                responses=error_responses(401, 403, 404))
+    @app.delete(
+        "/v1/artworks/{artwork_id}",
+        tags=["catalog"],
+        summary="Retire an artwork",
+        responses=error_responses(401, 403, 404),
+    )
     async def retire_artwork(artwork_id: str, request: Request) -> Response:
         require_key(request)
         engine = engine_of()
@@ -420,27 +512,44 @@ def create_app(config: ServiceConfig, metrics: Metrics | None = None) -> FastAPI
     def model_info(engine: Engine) -> dict[str, Any]:
         gen = engine.generation
         out: dict[str, Any] = {
-            "configured_policy": config.policy, "configured_shadow": config.shadow_policy,
-            "catalog_rev": engine.view.rev, "model_error": engine.model_error, "generation": None,
+            "configured_policy": config.policy,
+            "configured_shadow": config.shadow_policy,
+            "catalog_rev": engine.view.rev,
+            "model_error": engine.model_error,
+            "generation": None,
         }
         if gen is not None:
-            out.update({
-                "generation": gen.number, "policy": gen.primary.name, "model_version": gen.primary.version_,
-                "params": gen.primary.get_params(), "loaded_at": engine.loaded_at,
-                "published_at": gen.meta.get("created"), "learned_until": gen.meta.get("learned_until"),
-                "rewards_learned": gen.meta.get("rewards_learned", 0),
-                "shadow": None if gen.shadow is None else {
-                    "policy": gen.shadow.name, "model_version": gen.shadow.version_,
-                    "params": gen.shadow.get_params()},
-            })
+            out.update(
+                {
+                    "generation": gen.number,
+                    "policy": gen.primary.name,
+                    "model_version": gen.primary.version_,
+                    "params": gen.primary.get_params(),
+                    "loaded_at": engine.loaded_at,
+                    "published_at": gen.meta.get("created"),
+                    "learned_until": gen.meta.get("learned_until"),
+                    "rewards_learned": gen.meta.get("rewards_learned", 0),
+                    "shadow": None
+                    if gen.shadow is None
+                    else {
+                        "policy": gen.shadow.name,
+                        "model_version": gen.shadow.version_,
+                        "params": gen.shadow.get_params(),
+                    },
+                }
+            )
         return out
 
     @app.get("/v1/model", tags=["model"], summary="The policy and model generation this worker serves")
     async def get_model() -> Response:
         return json_response(model_info(engine_of()))
 
-    @app.post("/v1/model/reload", tags=["model"], summary="Check for a new generation now",
-              responses=error_responses(401, 403))
+    @app.post(
+        "/v1/model/reload",
+        tags=["model"],
+        summary="Check for a new generation now",
+        responses=error_responses(401, 403),
+    )
     async def reload_model(request: Request) -> Response:
         require_key(request)
         engine = engine_of()
@@ -458,8 +567,14 @@ def create_app(config: ServiceConfig, metrics: Metrics | None = None) -> FastAPI
         if engine is None:
             return json_response({"ready": False, "detail": "starting"}, 503)
         gen = engine.generation
-        return json_response({"ready": True, "generation": None if gen is None else gen.number,
-                              "catalog_rev": engine.view.rev, "model_error": engine.model_error})
+        return json_response(
+            {
+                "ready": True,
+                "generation": None if gen is None else gen.number,
+                "catalog_rev": engine.view.rev,
+                "model_error": engine.model_error,
+            }
+        )
 
     @app.get("/metrics", tags=["health"], summary="Prometheus metrics (all worker processes)")
     async def get_metrics() -> Response:

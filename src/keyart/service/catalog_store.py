@@ -85,6 +85,7 @@ def mutate(path: Path, change: Callable[[dict[str, Any]], Any]) -> tuple[Catalog
 
 def import_catalog(path: Path, catalog: Catalog) -> int:
     """Replace the service catalog by ``catalog`` (e.g. at first start); returns the new revision."""
+
     def change(data: dict[str, Any]) -> None:
         data.clear()
         data.update(catalog.to_dict())

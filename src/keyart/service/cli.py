@@ -12,6 +12,7 @@ import os
 import secrets
 import sys
 from pathlib import Path
+from typing import Annotated
 
 import typer
 
@@ -55,13 +56,22 @@ def serve(
         key = secrets.token_urlsafe(24)
         print(f"keyart serve: generated API key for state-changing endpoints: {key}", file=sys.stderr)
     config = ServiceConfig(
-        state_dir=str(Path(state_dir).resolve()), policy=policy, shadow_policy=shadow_policy, seed=seed, floor=floor,
-        sticky_seconds=sticky_seconds, api_key=key,
-        limits=Limits(max_titles_per_page=max_titles, max_artworks_per_pool=max_artworks,
-                      max_body_bytes=max_body_bytes),
-        learn_interval_seconds=learn_interval, reload_interval_seconds=reload_interval,
-        model_budget_seconds=model_budget, attribution_window_seconds=attribution_window,
-        quality_min_seconds=quality_seconds, fsync=fsync,
+        state_dir=str(Path(state_dir).resolve()),
+        policy=policy,
+        shadow_policy=shadow_policy,
+        seed=seed,
+        floor=floor,
+        sticky_seconds=sticky_seconds,
+        api_key=key,
+        limits=Limits(
+            max_titles_per_page=max_titles, max_artworks_per_pool=max_artworks, max_body_bytes=max_body_bytes
+        ),
+        learn_interval_seconds=learn_interval,
+        reload_interval_seconds=reload_interval,
+        model_budget_seconds=model_budget,
+        attribution_window_seconds=attribution_window,
+        quality_min_seconds=quality_seconds,
+        fsync=fsync,
     )
     config.root.mkdir(parents=True, exist_ok=True)
     if catalog is not None and not config.catalog_path.exists():
@@ -81,8 +91,16 @@ def serve(
         proc.start()
     try:
         uvicorn.run(
-            "keyart.service.app:app_from_env", factory=True, host=host, port=port, workers=workers,
-            log_level=log_level, access_log=False, http=_http(), loop=_loop(), timeout_graceful_shutdown=10,
+            "keyart.service.app:app_from_env",
+            factory=True,
+            host=host,
+            port=port,
+            workers=workers,
+            log_level=log_level,
+            access_log=False,
+            http=_http(),
+            loop=_loop(),
+            timeout_graceful_shutdown=10,
         )
     finally:
         if proc is not None:
@@ -90,6 +108,9 @@ def serve(
             proc.join(30)
             if proc.is_alive():
                 proc.kill()
+
+
+_STATE = Path("keyart-state")
 
 
 def _http() -> str:
@@ -109,32 +130,59 @@ def _loop() -> str:
 
 
 def serve_command(
-    state_dir: Path = typer.Option(Path("keyart-state"), "--state-dir", help="Catalog, events, snapshots."),
-    host: str = typer.Option("127.0.0.1", "--host"),
-    port: int = typer.Option(8000, "--port"),
-    workers: int = typer.Option(1, "--workers", min=1, help="Worker processes serving the same snapshot."),
-    policy: str = typer.Option("linucb", "--policy", help="Serving policy (see `keyart policies`)."),
-    floor: float = typer.Option(0.1, "--floor", help="Exploration floor: each candidate gets >= floor / K."),
-    shadow_policy: str | None = typer.Option(None, "--shadow-policy", help="Policy run in shadow (logged only)."),
-    seed: int = typer.Option(0, "--seed", help="Deployment key of the sticky keyed-hash randomness."),
-    catalog: Path | None = typer.Option(None, "--catalog", help="Catalog JSON (or Parquet dir) to import at first start."),
-    api_key: str | None = typer.Option(None, "--api-key", envvar="KEYART_API_KEY", help="Key for state-changing endpoints."),
-    sticky_seconds: float = typer.Option(86_400.0, "--sticky-seconds", help="Period of sticky selection."),
-    learn_interval: float = typer.Option(2.0, "--learn-interval", help="Seconds between learner cycles."),
-    reload_interval: float = typer.Option(0.25, "--reload-interval", help="Seconds between snapshot checks."),
-    model_budget: float = typer.Option(0.05, "--model-budget", help="Seconds a page may wait for the model."),
-    attribution_window: float = typer.Option(3_600.0, "--attribution-window", help="Seconds an outcome counts."),
-    quality_seconds: float = typer.Option(600.0, "--quality-seconds", help="Engaged seconds of a quality play."),
-    max_titles: int = typer.Option(100, "--max-titles", help="Titles per page."),
-    max_artworks: int = typer.Option(64, "--max-artworks", help="Active artworks per pool."),
-    max_body_bytes: int = typer.Option(1 << 20, "--max-body-bytes", help="Request body bytes."),
-    fsync: bool = typer.Option(False, "--fsync", help="fsync every logged event (survives power loss)."),
-    learner: bool = typer.Option(True, "--learner/--no-learner", help="Run the background learner."),
-    log_level: str = typer.Option("warning", "--log-level"),
+    state_dir: Annotated[Path, typer.Option("--state-dir", help="Catalog, events, snapshots.")] = _STATE,
+    host: Annotated[str, typer.Option("--host")] = "127.0.0.1",
+    port: Annotated[int, typer.Option("--port")] = 8000,
+    workers: Annotated[int, typer.Option("--workers", min=1, help="Worker processes, same snapshot.")] = 1,
+    policy: Annotated[str, typer.Option("--policy", help="Serving policy (`keyart policies`).")] = "linucb",
+    floor: Annotated[float, typer.Option("--floor", help="Exploration floor (>= floor / K each).")] = 0.1,
+    shadow_policy: Annotated[
+        str | None, typer.Option("--shadow-policy", help="Policy run in shadow.")
+    ] = None,
+    seed: Annotated[int, typer.Option("--seed", help="Deployment key of the sticky randomness.")] = 0,
+    catalog: Annotated[Path | None, typer.Option("--catalog", help="Catalog JSON/Parquet to import.")] = None,
+    api_key: Annotated[
+        str | None, typer.Option("--api-key", envvar="KEYART_API_KEY", help="Key for state changes.")
+    ] = None,
+    sticky_seconds: Annotated[float, typer.Option("--sticky-seconds", help="Sticky period.")] = 86_400.0,
+    learn_interval: Annotated[float, typer.Option("--learn-interval", help="Learner cadence (s).")] = 2.0,
+    reload_interval: Annotated[float, typer.Option("--reload-interval", help="Snapshot checks (s).")] = 0.25,
+    model_budget: Annotated[float, typer.Option("--model-budget", help="Model time per page (s).")] = 0.05,
+    attribution_window: Annotated[
+        float, typer.Option("--attribution-window", help="Seconds an outcome counts.")
+    ] = 3_600.0,
+    quality_seconds: Annotated[
+        float, typer.Option("--quality-seconds", help="Engaged seconds of a quality play.")
+    ] = 600.0,
+    max_titles: Annotated[int, typer.Option("--max-titles", help="Titles per page.")] = 100,
+    max_artworks: Annotated[int, typer.Option("--max-artworks", help="Active artworks per pool.")] = 64,
+    max_body_bytes: Annotated[int, typer.Option("--max-body-bytes", help="Request body bytes.")] = 1 << 20,
+    fsync: Annotated[bool, typer.Option("--fsync", help="fsync every logged event.")] = False,
+    learner: Annotated[bool, typer.Option("--learner/--no-learner", help="Run the learner.")] = True,
+    log_level: Annotated[str, typer.Option("--log-level")] = "warning",
 ) -> None:
     """Serve artwork decisions over HTTP, log them, learn online, hot-reload snapshots."""
     serve(
-        state_dir, host, port, workers, policy, floor, shadow_policy, seed, catalog, api_key, sticky_seconds,
-        learn_interval, reload_interval, model_budget, attribution_window, quality_seconds, max_titles,
-        max_artworks, max_body_bytes, fsync, learner, log_level,
+        state_dir,
+        host,
+        port,
+        workers,
+        policy,
+        floor,
+        shadow_policy,
+        seed,
+        catalog,
+        api_key,
+        sticky_seconds,
+        learn_interval,
+        reload_interval,
+        model_budget,
+        attribution_window,
+        quality_seconds,
+        max_titles,
+        max_artworks,
+        max_body_bytes,
+        fsync,
+        learner,
+        log_level,
     )

@@ -70,8 +70,13 @@ class ServiceConfig:
     def __post_init__(self) -> None:
         if not isinstance(self.state_dir, str) or not self.state_dir:
             raise ValidationError(f"state_dir must be a non-empty path. Got {self.state_dir!r}.")
-        for name in ("learn_interval_seconds", "reload_interval_seconds", "model_budget_seconds",
-                     "attribution_window_seconds", "sticky_seconds"):
+        for name in (
+            "learn_interval_seconds",
+            "reload_interval_seconds",
+            "model_budget_seconds",
+            "attribution_window_seconds",
+            "sticky_seconds",
+        ):
             v = getattr(self, name)
             if not isinstance(v, int | float) or not v > 0:
                 raise ValidationError(f"ServiceConfig.{name} must be > 0. Got {v!r}.")

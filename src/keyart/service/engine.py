@@ -18,11 +18,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+import orjson
 
 from keyart.catalog import Catalog
 from keyart.context import MemberContext, Play
 from keyart.errors import EmptyPoolError, KeyartError, SnapshotError, UnknownIdError
-from keyart.events import context_to_json
 from keyart.features import Featurizer
 from keyart.service import catalog_store, snapshots
 from keyart.service.config import ServiceConfig
@@ -68,6 +68,27 @@ def make_context(member_id: str, ctx: ContextIn | None, now: float) -> MemberCon
         recommender_scores=ctx.recommender_scores,
         extra=ctx.extra,
     )
+
+
+def context_json(ctx: MemberContext) -> str:
+    """The context as ``keyart.events.context_to_json`` writes it (same keys and values, sorted keys),
+    built without ``dataclasses.asdict``, which costs more than the whole model on a page."""
+    d = {
+        "v": 1,
+        "member_id": ctx.member_id,
+        "played": [
+            {"title_id": p.title_id, "timestamp": p.timestamp, "engaged_seconds": p.engaged_seconds}
+            for p in ctx.played
+        ],
+        "country": ctx.country,
+        "language": ctx.language,
+        "device": ctx.device,
+        "timestamp": ctx.timestamp,
+        "interacted_titles": sorted(ctx.interacted_titles),
+        "recommender_scores": dict(ctx.recommender_scores),
+        "extra": dict(ctx.extra),
+    }
+    return orjson.dumps(d, option=orjson.OPT_SORT_KEYS).decode()
 
 
 class Engine:
@@ -116,8 +137,11 @@ class Engine:
             gen = snapshots.load_latest(self.config.snapshots_dir)
         except (SnapshotError, OSError, ValueError) as exc:
             self.model_error = f"snapshot unreadable: {exc}"
-            log.error("%s (still serving generation %s)", self.model_error,
-                      None if self.generation is None else self.generation.number)
+            log.error(
+                "%s (still serving generation %s)",
+                self.model_error,
+                None if self.generation is None else self.generation.number,
+            )
             return
         if gen is None:
             self.model_error = "no snapshot published yet"
@@ -140,7 +164,7 @@ class Engine:
                 gen.primary.choose(batch)
                 if gen.shadow is not None:
                     gen.shadow.choose(batch)
-            except Exception:  # noqa: BLE001 - warming is best effort; real requests report errors
+            except Exception:
                 pass
 
     # ---- the hot path -----------------------------------------------------------------------------
@@ -153,22 +177,36 @@ class Engine:
             try:
                 pool = catalog.pool_ids(t)
             except UnknownIdError:
-                raise RequestError(422, "unknown_title", f"title_ids[{i}]: unknown title {t!r}.", f"title_ids[{i}]") from None
+                raise RequestError(
+                    422, "unknown_title", f"title_ids[{i}]: unknown title {t!r}.", f"title_ids[{i}]"
+                ) from None
             except EmptyPoolError:
                 raise RequestError(
-                    422, "no_artwork", f"title_ids[{i}]: title {t!r} has no active artwork.", f"title_ids[{i}]"
+                    422,
+                    "no_artwork",
+                    f"title_ids[{i}]: title {t!r} has no active artwork.",
+                    f"title_ids[{i}]",
                 ) from None
             if len(pool) > limit:
                 raise RequestError(
-                    422, "pool_too_large", f"title_ids[{i}]: title {t!r} has {len(pool)} active artworks, "
-                    f"more than max_artworks_per_pool={limit}.", f"title_ids[{i}]",
+                    422,
+                    "pool_too_large",
+                    f"title_ids[{i}]: title {t!r} has {len(pool)} active artworks, "
+                    f"more than max_artworks_per_pool={limit}.",
+                    f"title_ids[{i}]",
                 )
             out.append(pool)
         return out
 
     def decide(
-        self, member_id: str, ctx_in: ContextIn | None, title_ids: list[str], page: str | None,
-        request_id: str | None, job: Job | None = None, reason: str | None = None,
+        self,
+        member_id: str,
+        ctx_in: ContextIn | None,
+        title_ids: list[str],
+        page: str | None,
+        request_id: str | None,
+        job: Job | None = None,
+        reason: str | None = None,
     ) -> dict[str, Any] | None:
         """Decide a page; log it to the segment; return the response body (None if the job was given up).
 
@@ -201,7 +239,7 @@ class Engine:
             except UnknownIdError as exc:
                 reason = "pool_changed"
                 log.warning("pool changed since training: %s", exc)
-            except Exception as exc:  # noqa: BLE001 - any model failure ends in defaults
+            except Exception as exc:
                 reason = "model_error"
                 log.exception("model error, answering defaults: %s", exc)
             else:
@@ -225,7 +263,7 @@ class Engine:
             "timestamp": ctx.timestamp,
             "member_id": member_id,
             "page": page,
-            "context_json": context_to_json(ctx),
+            "context_json": context_json(ctx),
             "policy": policy,
             "model_version": version,
             "fallback": reason is not None,
@@ -260,19 +298,28 @@ class Engine:
             "generation": -1 if gen is None else gen.number,
             "decisions": [
                 {
-                    "title_id": t, "decision_id": d, "artwork_id": a, "propensity": p, "policy": policy,
-                    "model_version": version, "explored": e, "fallback": fb, "fallback_reason": reason,
+                    "title_id": t,
+                    "decision_id": d,
+                    "artwork_id": a,
+                    "propensity": p,
+                    "policy": policy,
+                    "model_version": version,
+                    "explored": e,
+                    "fallback": fb,
+                    "fallback_reason": reason,
                 }
                 for t, d, a, p, e in zip(title_ids, dids, artwork_ids, propensity, explored, strict=True)
             ],
         }
 
-    def _shadow(self, gen: snapshots.Generation, batch: Any, rid: str, title_ids: list[str]) -> dict[str, Any] | None:
+    def _shadow(
+        self, gen: snapshots.Generation, batch: Any, rid: str, title_ids: list[str]
+    ) -> dict[str, Any] | None:
         """What the shadow policy would have chosen, with its propensities (logged, never served)."""
         assert gen.shadow is not None
         try:
             sdb = gen.shadow.choose(batch)
-        except Exception as exc:  # noqa: BLE001 - the shadow never affects serving
+        except Exception as exc:
             log.warning("shadow policy failed: %s", exc)
             return None
         sizes = batch.pool_sizes.tolist()

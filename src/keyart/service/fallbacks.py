@@ -48,7 +48,7 @@ def best_unpersonalized(
     for tid in catalog.active_title_ids():
         try:
             pool = catalog.pool_ids(tid)
-        except Exception:  # noqa: BLE001 - a title without active artwork has no default
+        except Exception:
             continue
         scored = [
             ((stats[a][0] + prior_weight * g) / (stats[a][1] + prior_weight), a) for a in pool if a in stats

@@ -11,6 +11,7 @@ model stands: no reward is learned twice or skipped.
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import json
 import logging
@@ -45,13 +46,18 @@ CHUNK = 4096  # events per policy update (bounds the feature tensor's memory)
 
 _REWARDS_DDL = """
 CREATE TABLE IF NOT EXISTS rewards (
-    event_id VARCHAR PRIMARY KEY, decision_id VARCHAR NOT NULL, reward DOUBLE NOT NULL, timestamp DOUBLE NOT NULL
+    event_id VARCHAR PRIMARY KEY, decision_id VARCHAR NOT NULL, reward DOUBLE NOT NULL,
+    timestamp DOUBLE NOT NULL
 )"""
 
 
 def fresh_policies(config: ServiceConfig) -> tuple[Policy, Policy | None]:
     primary = make_policy(config.policy, **config.policy_kwargs())
-    shadow = make_policy(config.shadow_policy, **config.policy_kwargs(shadow=True)) if config.shadow_policy else None
+    shadow = (
+        make_policy(config.shadow_policy, **config.policy_kwargs(shadow=True))
+        if config.shadow_policy
+        else None
+    )
     return primary, shadow
 
 
@@ -59,7 +65,9 @@ def ensure_initial_generation(config: ServiceConfig) -> None:
     """Publish generation 0 (untrained policies) when nothing was published yet."""
     if snapshots.latest_pointer(config.snapshots_dir) is None:
         primary, shadow = fresh_policies(config)
-        snapshots.publish(config.snapshots_dir, 0, primary, shadow, {"learned_until": None}, config.keep_generations)
+        snapshots.publish(
+            config.snapshots_dir, 0, primary, shadow, {"learned_until": None}, config.keep_generations
+        )
 
 
 def _load_newest_readable(directory: Path) -> snapshots.Generation | None:
@@ -73,8 +81,10 @@ def _load_newest_readable(directory: Path) -> snapshots.Generation | None:
             meta = json.loads((gen_dir / "meta.json").read_text())
             shadow_path = gen_dir / "shadow.npz"
             return snapshots.Generation(
-                int(meta["generation"]), load_policy(gen_dir / "primary.npz"),
-                load_policy(shadow_path) if shadow_path.exists() else None, meta,
+                int(meta["generation"]),
+                load_policy(gen_dir / "primary.npz"),
+                load_policy(shadow_path) if shadow_path.exists() else None,
+                meta,
             )
         except (SnapshotError, OSError, ValueError, KeyError):
             continue
@@ -103,14 +113,19 @@ class Learner:
             if gen.primary.name == config.policy:
                 primary, meta = gen.primary, gen.meta
             else:
-                log.warning("configured policy %s differs from the snapshot's %s: starting fresh",
-                            config.policy, gen.primary.name)
+                log.warning(
+                    "configured policy %s differs from the snapshot's %s: starting fresh",
+                    config.policy,
+                    gen.primary.name,
+                )
             if shadow is not None and gen.shadow is not None and gen.shadow.name == config.shadow_policy:
                 shadow = gen.shadow
         self.primary, self.shadow, self.number = primary, shadow, number
         lu = meta.get("learned_until")
         self.learned_until = -math.inf if lu is None else float(lu)
-        self.art_stats: dict[str, list[float]] = {k: list(v) for k, v in meta.get("artwork_stats", {}).items()}
+        self.art_stats: dict[str, list[float]] = {
+            k: list(v) for k, v in meta.get("artwork_stats", {}).items()
+        }
         self.rewards_learned = int(meta.get("rewards_learned", 0))
         if gen is None or gen.primary is not primary:
             self.publish()
@@ -145,8 +160,14 @@ class Learner:
                         if it.get("event_type") is not None:
                             outcomes.append(it)
                         if it.get("reward") is not None:
-                            rewards.append((it["event_id"], it["decision_id"], float(it["reward"]),
-                                            float(it["timestamp"])))
+                            rewards.append(
+                                (
+                                    it["event_id"],
+                                    it["decision_id"],
+                                    float(it["reward"]),
+                                    float(it["timestamp"]),
+                                )
+                            )
             if dec:
                 late = sum(1 for ts in dec["timestamp"] if ts < self.learned_until)
                 if late:  # their window was already learned: stored and evaluable, but not learned from
@@ -169,11 +190,14 @@ class Learner:
 
     def _outcome_table(self, items: list[dict[str, Any]]) -> pa.Table:
         """Outcomes as a table; those named only by decision id get the decision's member and title."""
-        missing = sorted({it["decision_id"] for it in items if it.get("member_id") is None or it.get("title_id") is None})
+        missing = sorted(
+            {it["decision_id"] for it in items if it.get("member_id") is None or it.get("title_id") is None}
+        )
         known: dict[str, tuple[str, str]] = {}
         if missing:
             rows = self.store.connection.execute(
-                "SELECT event_id, member_id, title_id FROM decisions WHERE event_id IN (SELECT unnest(?))", [missing]
+                "SELECT event_id, member_id, title_id FROM decisions WHERE event_id IN (SELECT unnest(?))",
+                [missing],
             ).fetchall()
             known = {r[0]: (r[1], r[2]) for r in rows}
         cols: dict[str, list[Any]] = defaultdict(list)
@@ -189,7 +213,9 @@ class Learner:
             cols["event_type"].append(it["event_type"])
             cols["engaged_seconds"].append(it.get("engaged_seconds"))
             cols["timestamp"].append(float(it["timestamp"]))
-        return pa.table({f.name: pa.array(cols[f.name], f.type) for f in OUTCOME_SCHEMA}, schema=OUTCOME_SCHEMA)
+        return pa.table(
+            {f.name: pa.array(cols[f.name], f.type) for f in OUTCOME_SCHEMA}, schema=OUTCOME_SCHEMA
+        )
 
     # ---- learn ---------------------------------------------------------------------------------------
     def _max_ts(self) -> float | None:
@@ -213,24 +239,30 @@ class Learner:
             return 0
         start = None if not math.isfinite(lo) else lo
         first = self.store.connection.execute(
-            "SELECT min(timestamp) FROM decisions WHERE timestamp >= ?", [start if start is not None else -1e300]
+            "SELECT min(timestamp) FROM decisions WHERE timestamp >= ?",
+            [start if start is not None else -1e300],
         ).fetchall()[0][0]
         if first is None or first >= hi:
             return 0
         self._reload_catalog()
         rule = QualityRule(min_seconds=self.config.quality_min_seconds)
         try:
-            rt = join_store(self.store, start=start, window_seconds=window, rule=rule, runtimes=self.catalog,
-                            as_of=as_of)
+            rt = join_store(
+                self.store, start=start, window_seconds=window, rule=rule, runtimes=self.catalog, as_of=as_of
+            )
         except ValidationError as exc:
             log.warning("nothing to join: %s", exc)
             return 0
         t = rt.table
         ts = t.column("timestamp").to_numpy(zero_copy_only=False)
         fallback = t.column("fallback").to_numpy(zero_copy_only=False)
-        fallback = np.asarray([bool(f) for f in fallback]) if fallback.dtype == object else fallback.astype(bool)
+        fallback = (
+            np.asarray([bool(f) for f in fallback]) if fallback.dtype == object else fallback.astype(bool)
+        )
         known = set(self.catalog.artworks)
-        in_catalog = np.fromiter((all(a in known for a in p) for p in t.column("pool").to_pylist()), bool, t.num_rows)
+        in_catalog = np.fromiter(
+            (all(a in known for a in p) for p in t.column("pool").to_pylist()), bool, t.num_rows
+        )
         keep = (ts < hi) & ~fallback & in_catalog
         t = t.filter(pa.array(keep))
         n = t.num_rows
@@ -249,7 +281,8 @@ class Learner:
         """Replace the joined label by the reward reported directly for a decision, when there is one."""
         ids = t.column("event_id").to_pylist()
         rows = self.svc.execute(
-            "SELECT decision_id, max(reward) FROM rewards WHERE decision_id IN (SELECT unnest(?)) GROUP BY 1", [ids]
+            "SELECT decision_id, max(reward) FROM rewards WHERE decision_id IN (SELECT unnest(?)) GROUP BY 1",
+            [ids],
         ).fetchall()
         if not rows:
             return t
@@ -287,8 +320,14 @@ class Learner:
             "model_version": self.primary.version_,
             "catalog_rev": self.catalog_rev,
         }
-        snapshots.publish(self.config.snapshots_dir, self.number, self.primary, self.shadow, meta,
-                          self.config.keep_generations)
+        snapshots.publish(
+            self.config.snapshots_dir,
+            self.number,
+            self.primary,
+            self.shadow,
+            meta,
+            self.config.keep_generations,
+        )
         self.metrics.published_generation.set(self.number)
 
     def step(self) -> dict[str, int]:
@@ -346,6 +385,8 @@ def run_learner(config_text: str, stop: threading.Event | None = None) -> None:
     from threadpoolctl import threadpool_limits
 
     threadpool_limits(limits=1)
+    with contextlib.suppress(OSError):
+        os.nice(10)  # serving first: the learner only needs to keep up on average
     config = ServiceConfig.from_json(config_text)
     stop = stop or threading.Event()
     if threading.current_thread() is threading.main_thread():

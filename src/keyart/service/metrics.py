@@ -29,23 +29,34 @@ class Metrics:
         self.registry = CollectorRegistry(auto_describe=True)
         r = self.registry
         self.latency = Histogram(
-            "keyart_request_latency_seconds", "Request latency by endpoint.", ["endpoint"],
-            buckets=LATENCY_BUCKETS, registry=r,
+            "keyart_request_latency_seconds",
+            "Request latency by endpoint.",
+            ["endpoint"],
+            buckets=LATENCY_BUCKETS,
+            registry=r,
         )
-        self.decisions = Counter("keyart_decisions_total", "Title decisions served, by policy.", ["policy"], registry=r)
+        self.decisions = Counter(
+            "keyart_decisions_total", "Title decisions served, by policy.", ["policy"], registry=r
+        )
         self.explored = Counter(
             "keyart_explored_decisions_total",
-            "Decisions that explored (exploration rate = explored / decisions).", ["policy"], registry=r,
+            "Decisions that explored (exploration rate = explored / decisions).",
+            ["policy"],
+            registry=r,
         )
         self.fallbacks = Counter(
-            "keyart_fallbacks_total", "Title decisions answered with a default artwork, by reason.", ["reason"],
+            "keyart_fallbacks_total",
+            "Title decisions answered with a default artwork, by reason.",
+            ["reason"],
             registry=r,
         )
         self.shadow_decisions = Counter(
             "keyart_shadow_decisions_total", "Decisions logged by a shadow policy.", ["policy"], registry=r
         )
         self.outcomes = Counter("keyart_outcomes_total", "Outcomes accepted, by kind.", ["kind"], registry=r)
-        self.rejected = Counter("keyart_rejected_requests_total", "Requests refused with a 4xx.", ["status"], registry=r)
+        self.rejected = Counter(
+            "keyart_rejected_requests_total", "Requests refused with a 4xx.", ["status"], registry=r
+        )
         self.rewards_joined = Counter(
             "keyart_rewards_joined_total", "Decisions whose reward was joined and learned from.", registry=r
         )
@@ -60,10 +71,15 @@ class Metrics:
         mode = {"multiprocess_mode": "max"}
         self.learner_lag = Gauge(
             "keyart_learner_lag_seconds",
-            "Event time between the newest stored event and the newest event learned from.", registry=r, **mode,
+            "Event time between the newest stored event and the newest event learned from.",
+            registry=r,
+            **mode,
         )
         self.ingest_backlog = Gauge(
-            "keyart_ingest_backlog_bytes", "Segment bytes not yet ingested into the store.", registry=r, **mode
+            "keyart_ingest_backlog_bytes",
+            "Segment bytes not yet ingested into the store.",
+            registry=r,
+            **mode,
         )
         self.generation = Gauge(
             "keyart_model_generation", "Model generation served (max over workers).", registry=r, **mode

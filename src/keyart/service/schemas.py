@@ -161,8 +161,12 @@ class ErrorBody(BaseModel):
 
 # ---- examples (shown in /openapi.json and /docs; tests send each one to the app) --------------------
 
-EXAMPLE_TITLE = {"name": "Stranger Things", "genres": ["scifi", "horror"], "cast": ["winona"],
-                 "runtime_minutes": 50}
+EXAMPLE_TITLE = {
+    "name": "Stranger Things",
+    "genres": ["scifi", "horror"],
+    "cast": ["winona"],
+    "runtime_minutes": 50,
+}
 EXAMPLE_ARTWORKS = {
     "st-1": {"title_id": "st", "theme_genres": ["horror"], "featured_cast": [], "style": "dark"},
     "st-2": {"title_id": "st", "theme_genres": ["scifi"], "featured_cast": ["winona"], "style": "bright"},
@@ -174,7 +178,10 @@ EXAMPLE_DECIDE = {
     "page": "home",
     "context": {
         "played": [{"title_id": "st", "timestamp": 1_700_000_000, "engaged_seconds": 1800}],
-        "country": "US", "language": "en", "device": "tv", "timestamp": 1_700_050_000,
+        "country": "US",
+        "language": "en",
+        "device": "tv",
+        "timestamp": 1_700_050_000,
     },
 }
 EXAMPLE_DECIDE_ONE = {"member_id": "m-42", "title_id": "st", "context": {"device": "mobile"}}
@@ -185,11 +192,22 @@ EXAMPLE_OUTCOMES = {
     ]
 }
 EXAMPLE_DECISION = {
-    "title_id": "st", "decision_id": "5f1c0a9e8b7d6c5b4a392817", "artwork_id": "st-2", "propensity": 0.87,
-    "policy": "linear_ts", "model_version": 12, "explored": False, "fallback": False, "fallback_reason": None,
+    "title_id": "st",
+    "decision_id": "5f1c0a9e8b7d6c5b4a392817",
+    "artwork_id": "st-2",
+    "propensity": 0.87,
+    "policy": "linear_ts",
+    "model_version": 12,
+    "explored": False,
+    "fallback": False,
+    "fallback_reason": None,
 }
-EXAMPLE_DECIDE_RESPONSE = {"request_id": "9d2f...", "member_id": "m-42", "generation": 12,
-                           "decisions": [EXAMPLE_DECISION]}
+EXAMPLE_DECIDE_RESPONSE = {
+    "request_id": "9d2f...",
+    "member_id": "m-42",
+    "generation": 12,
+    "decisions": [EXAMPLE_DECISION],
+}
 
 
 def body_spec(model: type[BaseModel], example: dict[str, Any]) -> dict[str, Any]:

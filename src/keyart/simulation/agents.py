@@ -7,17 +7,18 @@ log carries the exact propensity of the policy that made it.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
 
 import numpy as np
 
 from keyart.errors import ValidationError
 from keyart.features import CandidateBatch, stable_hash
 from keyart.policies import LoggedFeedback, Policy, UniformPolicy
-from keyart.simulation.runner import Agent, PolicyAgent, concat_batches, decision_arrays
+from keyart.simulation.runner import Agent, PolicyAgent, decision_arrays
 
 
-def _choose(policy: Policy, batch: CandidateBatch, rows: np.ndarray, chosen: np.ndarray, prop: np.ndarray) -> None:
+def _choose(
+    policy: Policy, batch: CandidateBatch, rows: np.ndarray, chosen: np.ndarray, prop: np.ndarray
+) -> None:
     if rows.size == 0:
         return
     chosen[rows], prop[rows] = decision_arrays(policy.choose(batch.take(rows)))
@@ -119,7 +120,9 @@ class BatchCycleAgent:
         self.served += n // self.page_size
         return chosen, prop
 
-    def learn(self, batch: CandidateBatch, chosen: np.ndarray, propensity: np.ndarray, reward: np.ndarray) -> None:
+    def learn(
+        self, batch: CandidateBatch, chosen: np.ndarray, propensity: np.ndarray, reward: np.ndarray
+    ) -> None:
         rows = np.flatnonzero(self._last_phases == "collect")
         if rows.size:
             self.log.append(LoggedFeedback(batch.take(rows), chosen[rows], propensity[rows], reward[rows]))
@@ -131,7 +134,9 @@ class ABAgent:
     ``arms_`` holds the arm of every decision made, in order (0 = ``a``, 1 = ``b``).
     """
 
-    def __init__(self, a: Agent | Policy, b: Agent | Policy, salt: str = "ab", name: str | None = None) -> None:
+    def __init__(
+        self, a: Agent | Policy, b: Agent | Policy, salt: str = "ab", name: str | None = None
+    ) -> None:
         self.a = a if hasattr(a, "act") else PolicyAgent(a)
         self.b = b if hasattr(b, "act") else PolicyAgent(b)
         self.salt = salt
@@ -150,8 +155,13 @@ class ABAgent:
         self._arm = arm
         return chosen, prop
 
-    def learn(self, batch: CandidateBatch, chosen: np.ndarray, propensity: np.ndarray, reward: np.ndarray) -> None:
-        for agent, rows in ((self.a, np.flatnonzero(self._arm == 0)), (self.b, np.flatnonzero(self._arm == 1))):
+    def learn(
+        self, batch: CandidateBatch, chosen: np.ndarray, propensity: np.ndarray, reward: np.ndarray
+    ) -> None:
+        for agent, rows in (
+            (self.a, np.flatnonzero(self._arm == 0)),
+            (self.b, np.flatnonzero(self._arm == 1)),
+        ):
             if rows.size:
                 agent.learn(batch.take(rows), chosen[rows], propensity[rows], reward[rows])
 
@@ -160,11 +170,4 @@ class ABAgent:
         return np.concatenate(self.arms_) if self.arms_ else np.zeros(0, dtype=np.int64)
 
 
-def feedback_of(batches: list[CandidateBatch], chosen: np.ndarray, propensity: np.ndarray,
-                reward: np.ndarray) -> LoggedFeedback:
-    """One ``LoggedFeedback`` from several batches and their concatenated outcomes."""
-    return LoggedFeedback(concat_batches(batches), chosen, propensity, reward)
-
-
-__all__ = ["ABAgent", "BatchCycleAgent", "arm_of", "feedback_of"]
-_ = Any
+__all__ = ["ABAgent", "BatchCycleAgent", "arm_of"]

@@ -51,7 +51,8 @@ class WorldConfig:
     Genre taste: a member's taste is a distribution over genres (Dirichlet with total concentration
     ``genre_concentration * n_genres``, so most members have one or two strong genres), scaled by
     ``genre_taste_scale`` and centred; the play history samples titles in proportion to that distribution,
-    so the history's genre shares estimate it. Logit-scale effects: P(play) = sigmoid(title part + artwork part), where the artwork part is
+    so the history's genre shares estimate it. Logit-scale effects: P(play) = sigmoid(title part +
+    artwork part), where the artwork part is
     ``base appeal + theme_weight * genre taste . theme + cast_weight * cast taste . featured cast
     + style taste (member's own + device x style) + clickbait_play_boost * clickbait``, multiplied by
     ``known_title_damping`` when the member already interacted with the title. P(quality play | play) =
@@ -73,11 +74,11 @@ class WorldConfig:
     # members
     n_members: int = 20_000
     genre_concentration: float = 0.25
-    genre_taste_scale: float = 3.0
+    genre_taste_scale: float = 3.5
     genre_taste_noise: float = 0.05
     liked_cast: int = 3
     liked_cast_weight: float = 1.2
-    style_taste_noise: float = 0.05
+    style_taste_noise: float = 0.0
     mean_history: float = 40.0
     min_history: int = 8
     history_cast_weight: float = 1.0
@@ -86,7 +87,7 @@ class WorldConfig:
     # pages
     page_size: int = 6
     page_taste_sharpness: float = 0.3
-    page_interacted_boost: float = 1.2
+    page_interacted_boost: float = 0.8
     recommender_noise: float = 0.5
     requests_per_day: float = 20_000.0
     start_time: float = 1_767_225_600.0  # 2026-01-01T00:00:00Z
@@ -94,10 +95,10 @@ class WorldConfig:
     play_intercept: float = -4.6
     title_popularity_sd: float = 0.4
     title_affinity_weight: float = 0.5
-    base_appeal_sd: float = 0.15
+    base_appeal_sd: float = 0.1
     theme_weight: float = 2.0
-    cast_weight: float = 1.5
-    device_style_sd: float = 1.0
+    cast_weight: float = 1.0
+    device_style_sd: float = 1.3
     text_language_penalty: float = 0.3
     clickbait_play_boost: float = 0.9
     known_title_damping: float = 0.3
@@ -109,7 +110,7 @@ class WorldConfig:
     # non-stationarity (all off by default)
     taste_drift_per_day: float = 0.0
     n_new_titles: int = 0
-    n_new_artworks: int = 0
+    n_new_artworks: int = 0  # at most one per launch title with room in its pool
     arrival_day: float = 1.0
 
     _constraints: ClassVar[dict[str, Any]] = {
@@ -172,9 +173,7 @@ class WorldConfig:
         data = dict(data)
         version = data.pop("world_config_version", None)
         if version != WORLD_CONFIG_VERSION:
-            raise ValidationError(
-                f"world_config_version must be {WORLD_CONFIG_VERSION}. Got {version!r}."
-            )
+            raise ValidationError(f"world_config_version must be {WORLD_CONFIG_VERSION}. Got {version!r}.")
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(data) - known)
         if unknown:

@@ -113,10 +113,12 @@ def batch_vs_online(
     batch_agent = BatchCycleAgent(make_model, world.config.page_size, cycle, seed=seed, name="Batch cycle")
     online = PolicyAgent(make_suite_policy(online_policy, seed), name=f"Online {online_policy}")
     runs = {
-        "Batch cycle": run_closed_loop(world, batch_agent, n_requests, update_every=update_every, seed=seed,
-                                       progress=progress),
-        f"Online {online_policy}": run_closed_loop(world, online, n_requests, update_every=update_every,
-                                                   seed=seed, progress=progress),
+        "Batch cycle": run_closed_loop(
+            world, batch_agent, n_requests, update_every=update_every, seed=seed, progress=progress
+        ),
+        f"Online {online_policy}": run_closed_loop(
+            world, online, n_requests, update_every=update_every, seed=seed, progress=progress
+        ),
     }
     return BatchOnlineResult(runs, cycle, batch_agent.phase_log)
 
@@ -193,7 +195,7 @@ def offline_replay(
     featurizer = Featurizer(world.catalog)
     logger = UniformPolicy(seed=seed)
     policies = {name: make_suite_policy(name, seed) for name in candidates}
-    n_train = int(round(train_fraction * n_requests))
+    n_train = round(train_fraction * n_requests)
     k_max = world.config.max_pool
     reward, action, pscore, masks = [], [], [], []
     dists: dict[str, list[np.ndarray]] = {name: [] for name in candidates}
@@ -226,8 +228,11 @@ def offline_replay(
         raise ValidationError("n_requests is too small: the test part of the log is empty.")
     mask = np.concatenate(masks)
     log = BanditLog.from_arrays(
-        reward=np.concatenate(reward), action=np.concatenate(action), pscore=np.concatenate(pscore),
-        n_actions=k_max, action_mask=mask,
+        reward=np.concatenate(reward),
+        action=np.concatenate(action),
+        pscore=np.concatenate(pscore),
+        n_actions=k_max,
+        action_mask=mask,
     )
     from keyart.evaluation import EstimatorConfig
 
@@ -237,8 +242,16 @@ def offline_replay(
         dist = np.concatenate(dists[name])
         est = estimate(log, dist, ["snips"], config=cfg, policy=name)[0]
         rows.append(
-            ReplayRow(name, est.value, est.lower, est.upper, float(np.concatenate(truths[name]).mean()),
-                      est.ess, log.n, "replay (self-normalized)")
+            ReplayRow(
+                name,
+                est.value,
+                est.lower,
+                est.upper,
+                float(np.concatenate(truths[name]).mean()),
+                est.ess,
+                log.n,
+                "replay (self-normalized)",
+            )
         )
     return ReplayResult(rows, policies, n_train_events, log.n, alpha)
 
@@ -259,12 +272,15 @@ class ShowcaseResult:
     oracle_share: np.ndarray  # (groups, K)
     n_members: tuple[int, ...]
     policy: str
-    policy_share_se: np.ndarray  # (groups, K) standard error of policy_share over members
+    member_probabilities: tuple[np.ndarray, ...]  # per group: (members, K) the policy's probabilities
+
+    def _theme_columns(self, theme: str) -> np.ndarray:
+        return np.array([theme in t.split("+") for t in self.themes])
 
     def theme_share_se(self, group: int, theme: str) -> float:
-        """Upper bound on the standard error of ``theme_share`` (sum of the artworks' errors)."""
-        return float(sum(e for e, t in zip(self.policy_share_se[group], self.themes, strict=True)
-                         if theme in t.split("+")))
+        """Standard error of the policy's ``theme_share`` over the group's members."""
+        per_member = self.member_probabilities[group][:, self._theme_columns(theme)].sum(1)
+        return float(per_member.std(ddof=1) / math.sqrt(per_member.size)) if per_member.size > 1 else 0.0
 
     def top(self, group: int, which: str = "policy") -> int:
         share = self.policy_share if which == "policy" else self.oracle_share
@@ -278,10 +294,16 @@ class ShowcaseResult:
         out = []
         for g, group in enumerate(self.groups):
             for k, aid in enumerate(self.artwork_ids):
-                out.append({
-                    "members": group, "artwork": aid, "theme": self.themes[k], "style": self.styles[k],
-                    "policy_share": float(self.policy_share[g, k]), "oracle_share": float(self.oracle_share[g, k]),
-                })
+                out.append(
+                    {
+                        "members": group,
+                        "artwork": aid,
+                        "theme": self.themes[k],
+                        "style": self.styles[k],
+                        "policy_share": float(self.policy_share[g, k]),
+                        "oracle_share": float(self.oracle_share[g, k]),
+                    }
+                )
         return out
 
 
@@ -312,8 +334,9 @@ def taste_showcase(
     groups, pol, orc, counts, se = [], [], [], [], []
     for j, g in enumerate(gi):
         other = gi[1 - j]
-        eligible = np.flatnonzero((taste.argmax(1) == g) & (taste[:, g] - taste[:, other] > 0.8)
-                                  & ~world.interacted[:, title])
+        eligible = np.flatnonzero(
+            (taste.argmax(1) == g) & (taste[:, g] - taste[:, other] > 0.8) & ~world.interacted[:, title]
+        )
         if eligible.size == 0:
             raise ValidationError(f"No member of this world is inclined to {genres[j]!r}.")
         members = rng.choice(eligible, size=min(n_members, eligible.size), replace=False)
@@ -329,8 +352,7 @@ def taste_showcase(
         batch = featurize_pages(featurizer, world, requests, contexts)
         probs = policy.probabilities(batch)
         pol.append(probs.mean(0))
-        se.append(probs.std(0, ddof=1) / math.sqrt(max(members.size, 1)) if members.size > 1
-                  else np.zeros(batch.k))
+        se.append(probs)
         best, _ = world.oracle(events)
         orc.append(np.bincount(best, minlength=batch.k) / members.size)
         groups.append(f"inclined to {genres[j]}")
@@ -346,7 +368,7 @@ def taste_showcase(
         oracle_share=np.vstack(orc),
         n_members=tuple(counts),
         policy=policy_name or policy.name,
-        policy_share_se=np.vstack(se),
+        member_probabilities=tuple(se),
     )
 
 
@@ -408,9 +430,15 @@ class ABResult:
     def table(self) -> list[dict[str, Any]]:
         return [
             {
-                "segment": x.segment, "control": x.control, "treatment": x.treatment, "lift": x.lift,
-                "ci_low": x.lower, "ci_high": x.upper, "true_lift": x.true_lift,
-                "n_control": x.n_control, "n_treatment": x.n_treatment,
+                "segment": x.segment,
+                "control": x.control,
+                "treatment": x.treatment,
+                "lift": x.lift,
+                "ci_low": x.lower,
+                "ci_high": x.upper,
+                "true_lift": x.true_lift,
+                "n_control": x.n_control,
+                "n_treatment": x.n_treatment,
             }
             for x in self.lifts
         ]
@@ -471,16 +499,18 @@ class ClosedLoopComparison:
         rows = []
         for name, r in self.runs.items():
             tf = r.take_fraction(start)
-            rows.append({
-                "policy": name,
-                "take_fraction": tf,
-                "take_fraction_drawn": r.take_fraction(start, expected=False),
-                "ratio_to_bandit": tf / bandit,
-                "gap_captured": r.gap_captured(start),
-                "random": r.random_take_fraction(start),
-                "oracle": r.oracle_take_fraction(start),
-                "requests_per_second": r.requests_per_second,
-            })
+            rows.append(
+                {
+                    "policy": name,
+                    "take_fraction": tf,
+                    "take_fraction_drawn": r.take_fraction(start, expected=False),
+                    "ratio_to_bandit": tf / bandit,
+                    "gap_captured": r.gap_captured(start),
+                    "random": r.random_take_fraction(start),
+                    "oracle": r.oracle_take_fraction(start),
+                    "requests_per_second": r.requests_per_second,
+                }
+            )
         return rows
 
     def best_contextual(self) -> str:
@@ -502,7 +532,9 @@ def compare_closed_loop(
     for name in policies:
         agent = PolicyAgent(make_suite_policy(name, seed), name=name)
         cb = None if progress is None else (lambda k, _n=name: progress(_n, k))
-        runs[name] = run_closed_loop(world, agent, n_requests, update_every=update_every, seed=seed, progress=cb)
+        runs[name] = run_closed_loop(
+            world, agent, n_requests, update_every=update_every, seed=seed, progress=cb
+        )
     return ClosedLoopComparison(runs)
 
 
@@ -521,7 +553,9 @@ def format_table(rows: Sequence[Mapping[str, Any]], digits: int = 4) -> str:
     widths = [max(len(c), *(len(b[i]) for b in body)) for i, c in enumerate(cols)]
     line = "  ".join(c.ljust(w) for c, w in zip(cols, widths, strict=True))
     sep = "  ".join("-" * w for w in widths)
-    return "\n".join([line, sep] + ["  ".join(v.ljust(w) for v, w in zip(b, widths, strict=True)) for b in body])
+    return "\n".join(
+        [line, sep] + ["  ".join(v.ljust(w) for v, w in zip(b, widths, strict=True)) for b in body]
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -543,11 +577,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     world = World(demo_config(seed=args.seed))
     names = [p.strip() for p in args.policies.split(",") if p.strip()]
     t0 = time.perf_counter()
-    cmp_ = compare_closed_loop(world, args.requests, policies=names, seed=args.seed,
-                               update_every=args.update_every)
+    cmp_ = compare_closed_loop(
+        world, args.requests, policies=names, seed=args.seed, update_every=args.update_every
+    )
     print(f"$ python -m keyart.simulation.experiments {' '.join(sys.argv[1:] if argv is None else argv)}")
-    print(f"world: {world!r}, page size {world.config.page_size}, {args.requests:,} requests "
-          f"({args.requests * world.config.page_size:,} decisions), update every {args.update_every}")
+    print(
+        f"world: {world!r}, page size {world.config.page_size}, {args.requests:,} requests "
+        f"({args.requests * world.config.page_size:,} decisions), update every {args.update_every}"
+    )
     print(format_table(cmp_.table()))
     print(f"best contextual: {cmp_.best_contextual()}; wall time {time.perf_counter() - t0:.0f}s")
     return 0

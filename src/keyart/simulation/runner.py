@@ -36,7 +36,9 @@ class Agent(Protocol):
         """(chosen index (n,), propensity of the chosen candidate (n,))."""
         ...
 
-    def learn(self, batch: CandidateBatch, chosen: np.ndarray, propensity: np.ndarray, reward: np.ndarray) -> None:
+    def learn(
+        self, batch: CandidateBatch, chosen: np.ndarray, propensity: np.ndarray, reward: np.ndarray
+    ) -> None:
         """Learn from one window of logged feedback."""
         ...
 
@@ -74,10 +76,21 @@ def pool_size_buckets(
         if rows.size == 0:
             continue
         k = int(sizes[rows].max())
-        out.append((rows, CandidateBatch(
-            batch.X[rows, :k], batch.mask[rows, :k], batch.artwork_ids[rows, :k], batch.title_ids[rows],
-            batch.member_ids[rows], batch.request_ids[rows], batch.timestamps[rows], batch.feature_names,
-        )))
+        out.append(
+            (
+                rows,
+                CandidateBatch(
+                    batch.X[rows, :k],
+                    batch.mask[rows, :k],
+                    batch.artwork_ids[rows, :k],
+                    batch.title_ids[rows],
+                    batch.member_ids[rows],
+                    batch.request_ids[rows],
+                    batch.timestamps[rows],
+                    batch.feature_names,
+                ),
+            )
+        )
     return out
 
 
@@ -101,7 +114,9 @@ class PolicyAgent:
             chosen[rows], prop[rows] = decision_arrays(self.policy.choose(sub))
         return chosen, prop
 
-    def learn(self, batch: CandidateBatch, chosen: np.ndarray, propensity: np.ndarray, reward: np.ndarray) -> None:
+    def learn(
+        self, batch: CandidateBatch, chosen: np.ndarray, propensity: np.ndarray, reward: np.ndarray
+    ) -> None:
         if not self.learning:
             return
         from keyart.policies import LoggedFeedback
@@ -137,7 +152,7 @@ class RunResult:
 
     def _slice(self, start: float, stop: float) -> slice:
         n = self.n_decisions
-        return slice(int(round(start * n)), int(round(stop * n)))
+        return slice(round(start * n), round(stop * n))
 
     def take_fraction(self, start: float = 0.0, stop: float = 1.0, expected: bool = True) -> float:
         """Mean quality plays per impression over a fraction of the run (expected values by default)."""
@@ -263,9 +278,22 @@ def run_closed_loop(
     world.reset()
     featurizer = (featurizer_factory or Featurizer)(world.catalog)
     page = world.config.page_size
-    cols: dict[str, list[np.ndarray]] = {k: [] for k in (
-        "member", "title", "interacted", "pool_size", "chosen", "propensity", "play", "reward", "expected",
-        "oracle", "random")}
+    cols: dict[str, list[np.ndarray]] = {
+        k: []
+        for k in (
+            "member",
+            "title",
+            "interacted",
+            "pool_size",
+            "chosen",
+            "propensity",
+            "play",
+            "reward",
+            "expected",
+            "oracle",
+            "random",
+        )
+    }
     seconds = {"world": 0.0, "featurize": 0.0, "choose": 0.0, "update": 0.0}
     for w in stream_windows(world, n_requests, window=update_every, seed=seed, featurizer=featurizer):
         t2 = time.perf_counter()
@@ -314,7 +342,9 @@ def featurize_pages(
 ) -> CandidateBatch:
     """One ``featurizer.page`` call per request, concatenated into one batch (rows request-major)."""
     batches = [
-        featurizer.page(ctx, [world.title_ids[int(t)] for t in requests.titles[i]], request_id=f"r{offset + i}")
+        featurizer.page(
+            ctx, [world.title_ids[int(t)] for t in requests.titles[i]], request_id=f"r{offset + i}"
+        )
         for i, ctx in enumerate(contexts)
     ]
     return batches[0] if len(batches) == 1 else concat_batches(batches)

@@ -185,7 +185,9 @@ class World:
         art_cast: list[list[int]] = []
         art_style: list[int] = []
         for t in range(n_titles):
-            extra = rng.negative_binomial(1.2, 1.2 / (1.2 + c.mean_extra_pool)) if c.mean_extra_pool > 0 else 0
+            extra = (
+                rng.negative_binomial(1.2, 1.2 / (1.2 + c.mean_extra_pool)) if c.mean_extra_pool > 0 else 0
+            )
             size = int(np.clip(c.min_pool + extra, c.min_pool, c.max_pool))
             if t == 0:
                 size = max(size, min(6, c.max_pool))
@@ -219,11 +221,13 @@ class World:
             self.art_clickbait[self.art_title == 0] = False
         # mid-run arrivals: new titles' pools arrive with them, plus new artworks on launch titles
         self.art_arrival = self.title_arrival[self.art_title].copy()
-        launch_arts = np.flatnonzero(self.art_title < c.n_titles)
         self.art_arrival_extra = np.zeros(0, dtype=np.int64)
         if c.n_new_artworks:
-            # reuse the generator on copies of randomly chosen launch artworks' titles: fresh attributes
-            titles_new = rng.choice(np.arange(1, c.n_titles), size=c.n_new_artworks)
+            # at most one new artwork per launch title whose pool has room, with fresh attributes
+            sizes = np.bincount(self.art_title, minlength=n_titles)[: c.n_titles]
+            room = np.flatnonzero(sizes < c.max_pool)
+            room = room[room != 0]
+            titles_new = rng.choice(room, size=min(c.n_new_artworks, room.size), replace=False)
             start = A
             themes, casts, styles = [], [], []
             for t in titles_new:
@@ -242,13 +246,14 @@ class World:
             self.AC = np.vstack([self.AC, extra_AC])
             self.art_title = np.concatenate([self.art_title, titles_new])
             self.art_style = np.concatenate([self.art_style, np.asarray(styles, dtype=np.int64)])
-            self.art_base = np.concatenate([self.art_base, rng.normal(0.0, c.base_appeal_sd, len(titles_new))])
+            self.art_base = np.concatenate(
+                [self.art_base, rng.normal(0.0, c.base_appeal_sd, len(titles_new))]
+            )
             self.art_clickbait = np.concatenate([self.art_clickbait, np.zeros(len(titles_new), dtype=bool)])
             self.art_arrival = np.concatenate(
                 [self.art_arrival, np.full(len(titles_new), c.start_time + c.arrival_day * day)]
             )
             self.art_arrival_extra = np.arange(start, start + len(titles_new))
-        del launch_arts
         # artwork ids: per title, numbered in order of creation
         counters = np.zeros(n_titles, dtype=np.int64)
         ids = []
@@ -280,7 +285,10 @@ class World:
             )
             for a in range(len(self.art_title))
         ]
-        self.device_style = rng.normal(0.0, c.device_style_sd, (len(DEVICES), S))
+        # device x style is a pure interaction (each style averages zero over devices): which style works
+        # depends on the device, and no style is better for everyone
+        ds = rng.normal(0.0, c.device_style_sd, (len(DEVICES), S))
+        self.device_style = ds - ds.mean(0, keepdims=True)
         text = STYLES.index("text-heavy")
         self._text_style = text
 
@@ -352,7 +360,10 @@ class World:
         base = self.genre_taste[member]
         if self.config.taste_drift_per_day <= 0 or timestamp is None:
             return base
-        days = np.maximum(np.asarray(timestamp, dtype=np.float64) - self.config.start_time, 0.0) / SECONDS_PER_DAY
+        days = (
+            np.maximum(np.asarray(timestamp, dtype=np.float64) - self.config.start_time, 0.0)
+            / SECONDS_PER_DAY
+        )
         theta = np.minimum(self.config.taste_drift_per_day * days, np.pi / 2)[:, None]
         return np.cos(theta) * base + np.sin(theta) * self.genre_taste_drift[member]
 
@@ -382,8 +393,12 @@ class World:
         )
         effect = np.where(ev.interacted[:, None], c.known_title_damping * effect, effect)
         title_aff = (g * self.TG[ev.title]).sum(1) + (self.cast_taste[ev.member] * self.TC[ev.title]).sum(1)
-        p_play = _sigmoid(c.play_intercept + self.title_pop[ev.title][:, None]
-                          + c.title_affinity_weight * title_aff[:, None] + effect)
+        p_play = _sigmoid(
+            c.play_intercept
+            + self.title_pop[ev.title][:, None]
+            + c.title_affinity_weight * title_aff[:, None]
+            + effect
+        )
         p_quality = _sigmoid(
             c.quality_intercept
             + c.quality_title_weight * title_aff[:, None]
@@ -502,7 +517,9 @@ class World:
 
     def pool_indices(self, title: int) -> np.ndarray:
         """World artwork indices of a title's current pool, in catalog order."""
-        return np.asarray([self.artwork_index[a.artwork_id] for a in self.catalog.pool(self.title_ids[title])])
+        return np.asarray(
+            [self.artwork_index[a.artwork_id] for a in self.catalog.pool(self.title_ids[title])]
+        )
 
     def events(self, requests: Requests) -> tuple[Events, list[list[str]]]:
         """Flatten requests into one event per (request, title), with pools in catalog order.
@@ -549,7 +566,9 @@ class World:
             artworks=arts.reshape(n, -1),
             device=np.asarray([DEVICES.index(c.device) for c in contexts], dtype=np.int64),
             timestamp=np.asarray([c.timestamp for c in contexts], dtype=np.float64),
-            interacted=np.asarray([t in c.interacted_titles for c, t in zip(contexts, title_ids, strict=True)]),
+            interacted=np.asarray(
+                [t in c.interacted_titles for c, t in zip(contexts, title_ids, strict=True)]
+            ),
         )
 
     def favorite_genre(self) -> np.ndarray:

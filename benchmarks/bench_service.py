@@ -1,0 +1,436 @@
+"""Load benchmark of the decision service on loopback, side by side with a bare ASGI endpoint.
+
+Pages of 40 titles x 12 candidate artworks, POSTed by ``wrk`` (a Lua script rotates 64 pre-built pages of
+different members). For 1 and 2 worker processes it measures:
+
+- ``bare``: Starlette + orjson, same uvicorn settings, an endpoint that only parses the same body and
+  returns a same-sized answer (40 decisions) — the ceiling of the HTTP stack on this machine;
+- ``keyart``: ``keyart serve`` (default policy, decisions logged to segments, the learner ingesting them
+  into DuckDB in the background — production settings);
+- ``keyart @ half``: keyart paced at half of its own maximum throughput (wrk's Lua ``delay`` per
+  connection; wrk2 is not packaged here, and pacing closed-loop connections this way does not correct
+  coordinated omission, so the p99 is if anything optimistic at overload, fine below it).
+
+    python benchmarks/bench_service.py [--duration 10] [--connections 16] [--workers 1 2]
+    python benchmarks/bench_service.py --smoke    # CI: 1 worker, Python client, no wrk, seconds
+
+Prints the environment, the exact wrk commands, and a table: server, workers, title-decisions/s, p50, p99.
+"""
+
+from __future__ import annotations
+
+import os
+
+for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ.setdefault(_var, "1")
+
+import argparse  # noqa: E402
+import json  # noqa: E402
+import platform  # noqa: E402
+import re  # noqa: E402
+import shutil  # noqa: E402
+import signal  # noqa: E402
+import socket  # noqa: E402
+import subprocess  # noqa: E402
+import sys  # noqa: E402
+import tempfile  # noqa: E402
+import time  # noqa: E402
+from pathlib import Path  # noqa: E402
+from typing import Any  # noqa: E402
+
+import numpy as np  # noqa: E402
+import orjson  # noqa: E402
+
+TITLES_PER_PAGE = 40
+CANDIDATES = 12
+N_TITLES = 400
+N_BODIES = 64
+GENRES = ("drama", "comedy", "horror", "scifi", "romance", "action", "documentary", "kids")
+
+
+# ---- the bare endpoint (imported by uvicorn workers as ``bench_service:bare_app``) --------------------
+
+
+def _bare_app() -> Any:
+    from starlette.applications import Starlette
+    from starlette.requests import Request
+    from starlette.responses import Response
+    from starlette.routing import Route
+
+    async def decide(request: Request) -> Response:
+        body = orjson.loads(await request.body())
+        rid = "0" * 32
+        out = {
+            "request_id": rid,
+            "member_id": body["member_id"],
+            "generation": 1,
+            "decisions": [
+                {
+                    "title_id": t,
+                    "decision_id": f"{rid}-{i}",
+                    "artwork_id": f"{t}-a0",
+                    "propensity": 0.5,
+                    "policy": "linucb",
+                    "model_version": 1,
+                    "explored": False,
+                    "fallback": False,
+                    "fallback_reason": None,
+                }
+                for i, t in enumerate(body["title_ids"])
+            ],
+        }
+        return Response(orjson.dumps(out), media_type="application/json")
+
+    async def ready(request: Request) -> Response:
+        return Response(b"{}", media_type="application/json")
+
+    return Starlette(routes=[Route("/v1/decide", decide, methods=["POST"]), Route("/readyz", ready)])
+
+
+def __getattr__(name: str) -> Any:  # lazy: importing this module starts nothing
+    if name == "bare_app":
+        return _bare_app()
+    raise AttributeError(name)
+
+
+# ---- data --------------------------------------------------------------------------------------------
+
+
+def write_catalog(path: Path) -> None:
+    from keyart.catalog import Artwork, Catalog, Title
+
+    rng = np.random.default_rng(0)
+    titles = [
+        Title(
+            f"t{i}",
+            genres=tuple(rng.choice(GENRES, 2, replace=False).tolist()),
+            cast=(f"c{i % 97}",),
+            runtime_minutes=60.0,
+        )
+        for i in range(N_TITLES)
+    ]
+    arts = [
+        Artwork(
+            f"t{i}-a{j}",
+            f"t{i}",
+            theme_genres=(GENRES[(i + j) % len(GENRES)],),
+            featured_cast=(f"c{(i + j) % 97}",) if j % 2 else (),
+            style=f"s{j % 5}",
+            tags=(f"tag{j % 7}",),
+        )
+        for i in range(N_TITLES)
+        for j in range(CANDIDATES)
+    ]
+    Catalog(titles, arts).save_json(path)
+
+
+def bodies() -> list[bytes]:
+    rng = np.random.default_rng(1)
+    out = []
+    for m in range(N_BODIES):
+        titles = rng.choice(N_TITLES, TITLES_PER_PAGE, replace=False)
+        played = [
+            {"title_id": f"t{int(t)}", "timestamp": 1.7e9 - 86_400 * k, "engaged_seconds": 1200.0}
+            for k, t in enumerate(rng.choice(N_TITLES, 20, replace=False))
+        ]
+        out.append(
+            orjson.dumps(
+                {
+                    "member_id": f"member-{m}",
+                    "title_ids": [f"t{int(t)}" for t in titles],
+                    "context": {
+                        "played": played,
+                        "country": "US",
+                        "language": "en",
+                        "device": ["tv", "mobile"][m % 2],
+                    },
+                }
+            )
+        )
+    return out
+
+
+LUA = """
+bodies = {}
+local f = io.open("%(bodies)s", "r")
+for line in f:lines() do bodies[#bodies + 1] = line end
+f:close()
+local i = 0
+wrk.method = "POST"
+wrk.headers["Content-Type"] = "application/json"
+request = function()
+  i = i + 1
+  return wrk.format(nil, "/v1/decide", nil, bodies[(i %% #bodies) + 1])
+end
+%(delay)s
+response = function(status, headers, body)
+  if status ~= 200 then errors_seen = (errors_seen or 0) + 1 end
+end
+done = function(summary, latency, requests)
+  io.write(string.format("NON200 %%d\\n", summary.errors.status))
+end
+"""
+
+
+# ---- processes -----------------------------------------------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_ready(port: int, proc: subprocess.Popen[bytes], timeout: float = 60.0) -> None:
+    import httpx
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError("server exited during start-up")
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=1.0).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.1)
+    raise RuntimeError("server not ready")
+
+
+def start(kind: str, workers: int, root: Path, port: int, learning: bool = False) -> subprocess.Popen[bytes]:
+    if kind == "bare":
+        cmd = [
+            sys.executable,
+            "-m",
+            "uvicorn",
+            "--app-dir",
+            str(Path(__file__).parent),
+            "bench_service:bare_app",
+            "--port",
+            str(port),
+            "--workers",
+            str(workers),
+            "--log-level",
+            "warning",
+            "--no-access-log",
+            "--http",
+            "httptools",
+            "--loop",
+            "uvloop",
+        ]
+    else:
+        state = root / f"state-{workers}"
+        if state.exists():
+            shutil.rmtree(state)
+        cmd = [
+            str(Path(sys.executable).with_name("keyart")),
+            "serve",
+            "--state-dir",
+            str(state),
+            "--port",
+            str(port),
+            "--workers",
+            str(workers),
+            "--catalog",
+            str(root / "catalog.json"),
+            "--api-key",
+            "bench",
+            "--learn-interval",
+            "1.0",
+        ] + (["--attribution-window", "2"] if learning else [])
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    wait_ready(port, proc)
+    return proc
+
+
+def stop(proc: subprocess.Popen[bytes]) -> None:
+    if proc.poll() is None:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(30)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+
+
+# ---- load ------------------------------------------------------------------------------------------------
+
+
+def _ms(text: str) -> float:
+    m = re.match(r"([0-9.]+)(us|ms|s)", text)
+    if not m:
+        return float("nan")
+    v, unit = float(m.group(1)), m.group(2)
+    return v / 1000 if unit == "us" else v * 1000 if unit == "s" else v
+
+
+def run_wrk(
+    port: int, root: Path, duration: float, connections: int, rate: float | None = None
+) -> dict[str, Any]:
+    delay = ""
+    if rate:
+        per_conn_ms = connections * 1000.0 / rate
+        delay = f"delay = function() return {per_conn_ms:.3f} end"
+    script = root / ("paced.lua" if rate else "max.lua")
+    script.write_text(LUA % {"bodies": root / "bodies.jsonl", "delay": delay})
+    cmd = [
+        "wrk",
+        f"-t{min(2, connections)}",
+        f"-c{connections}",
+        f"-d{duration:g}s",
+        "--latency",
+        "-s",
+        str(script),
+        f"http://127.0.0.1:{port}",
+    ]
+    out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
+    rps = float(re.search(r"Requests/sec:\s+([0-9.]+)", out).group(1))  # type: ignore[union-attr]
+    p50 = _ms(re.search(r"\s50%\s+(\S+)", out).group(1))  # type: ignore[union-attr]
+    p99 = _ms(re.search(r"\s99%\s+(\S+)", out).group(1))  # type: ignore[union-attr]
+    non200 = int(re.search(r"NON200 (\d+)", out).group(1)) if "NON200" in out else 0  # type: ignore[union-attr]
+    return {"rps": rps, "p50": p50, "p99": p99, "non200": non200, "cmd": " ".join(cmd)}
+
+
+def run_python(port: int, body_list: list[bytes], duration: float) -> dict[str, Any]:
+    """A small closed-loop Python client (the CI smoke: no wrk needed)."""
+    import httpx
+
+    lat = []
+    errors = 0
+    end = time.monotonic() + duration
+    with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=10.0) as c:
+        i = 0
+        while time.monotonic() < end:
+            t0 = time.perf_counter()
+            r = c.post(
+                "/v1/decide",
+                content=body_list[i % len(body_list)],
+                headers={"content-type": "application/json"},
+            )
+            lat.append(time.perf_counter() - t0)
+            errors += r.status_code != 200
+            i += 1
+    a = np.asarray(lat) * 1000
+    return {
+        "rps": len(lat) / duration,
+        "p50": float(np.percentile(a, 50)),
+        "p99": float(np.percentile(a, 99)),
+        "non200": errors,
+        "cmd": "python client (closed loop, 1 connection)",
+    }
+
+
+def fallback_counts(port: int) -> tuple[float, float]:
+    """(decisions, fallbacks) so far, summed over the service's processes (from /metrics)."""
+    import httpx
+
+    text = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=10).text
+
+    def total(name: str) -> float:
+        return sum(float(v) for v in re.findall(rf"^{name}(?:{{[^}}]*}})? ([0-9.e+]+)$", text, re.M))
+
+    return total("keyart_decisions_total"), total("keyart_fallbacks_total")
+
+
+def fallback_rate(port: int, since: tuple[float, float] = (0.0, 0.0)) -> float:
+    dec, fb = fallback_counts(port)
+    dec, fb = dec - since[0], fb - since[1]
+    return fb / dec if dec else 0.0
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--duration", type=float, default=10.0)
+    ap.add_argument("--connections", type=int, default=8)
+    ap.add_argument("--workers", type=int, nargs="+", default=[1, 2])
+    ap.add_argument("--smoke", action="store_true", help="1 worker, Python client, 2 s: the CI smoke run")
+    ap.add_argument(
+        "--learning",
+        action="store_true",
+        help="2-s attribution window: the learner learns and publishes generations during the load",
+    )
+    args = ap.parse_args(argv)
+    root = Path(tempfile.mkdtemp(prefix="keyart-bench-"))
+    write_catalog(root / "catalog.json")
+    body_list = bodies()
+    (root / "bodies.jsonl").write_bytes(b"\n".join(body_list) + b"\n")
+    import uvicorn
+
+    print(
+        f"# keyart service benchmark: pages of {TITLES_PER_PAGE} titles x {CANDIDATES} candidates, "
+        f"{N_BODIES} members rotating"
+    )
+    print(
+        f"# python {platform.python_version()}, uvicorn {uvicorn.__version__} (httptools, uvloop), "
+        f"{os.cpu_count()} CPUs, {platform.platform()}; load generator on the same machine"
+    )
+    rows: list[tuple[str, int, dict[str, Any]]] = []
+    try:
+        if args.smoke:
+            port = free_port()
+            proc = start("keyart", 1, root, port)
+            try:
+                res = run_python(port, body_list, 2.0)
+                res["fallback_rate"] = fallback_rate(port)
+            finally:
+                stop(proc)
+            rows.append(("keyart", 1, res))
+        else:
+            for workers in args.workers:
+                for kind in ("bare", "keyart"):
+                    port = free_port()
+                    proc = start(kind, workers, root, port, args.learning)
+                    try:
+                        run_wrk(port, root, 2.0, args.connections)  # warm-up
+                        before = fallback_counts(port) if kind == "keyart" else (0.0, 0.0)
+                        res = run_wrk(port, root, args.duration, args.connections)
+                        rows.append((kind, workers, res))
+                        if kind == "keyart":
+                            res["fallback_rate"] = fallback_rate(port, before)
+                            before = fallback_counts(port)
+                            half = run_wrk(port, root, args.duration, args.connections, rate=res["rps"] / 2)
+                            half["target_rps"] = res["rps"] / 2
+                            half["fallback_rate"] = fallback_rate(port, before)
+                            rows.append(("keyart @ half max", workers, half))
+                    finally:
+                        stop(proc)
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+    print()
+    print(
+        f"{'server':<20}{'workers':>8}{'pages/s':>10}{'title-decisions/s':>20}"
+        f"{'p50 ms':>9}{'p99 ms':>9}{'non-200':>9}{'fallback':>10}"
+    )
+    for kind, workers, r in rows:
+        print(
+            f"{kind:<20}{workers:>8}{r['rps']:>10.0f}{r['rps'] * TITLES_PER_PAGE:>20.0f}"
+            f"{r['p50']:>9.2f}{r['p99']:>9.2f}{r['non200']:>9}"
+            + (f"{r['fallback_rate']:>10.2%}" if "fallback_rate" in r else f"{'-':>10}")
+        )
+    print()
+    summary: dict[str, Any] = {"rows": [{"server": k, "workers": w, **r} for k, w, r in rows]}
+    by = {(k, w): r for k, w, r in rows}
+    for workers in sorted({w for _, w, _ in rows}):
+        bare, ka, half = (
+            by.get(("bare", workers)),
+            by.get(("keyart", workers)),
+            by.get(("keyart @ half max", workers)),
+        )
+        if bare and ka:
+            ratio = ka["rps"] / bare["rps"]
+            print(
+                f"workers={workers}: keyart / bare throughput = {ratio:.2f} (goal >= 0.5); "
+                f"fallback rate at max load = {ka.get('fallback_rate', 0):.4f}"
+            )
+        if half:
+            print(
+                f"workers={workers}: p99 at {half['target_rps']:.0f} pages/s (half of keyart's max; achieved "
+                f"{half['rps']:.0f}) = {half['p99']:.2f} ms (goal < 25 ms)"
+            )
+    cmds = sorted({r["cmd"].replace(str(root), "$TMP") for _, _, r in rows})
+    print("\ncommands:\n  " + "\n  ".join(cmds))
+    return summary
+
+
+if __name__ == "__main__":
+    json.dumps(main())
