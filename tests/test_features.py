@@ -170,7 +170,9 @@ def test_factored_scores_and_rows_equal_the_full_matrix(seed, prior):
     cat = make_catalog(n_titles=10, pool=7, seed=seed % 5)
     ctx = make_members(cat, 1, seed=seed)[0]
     if prior:
-        ctx = MemberContext(ctx.member_id, ctx.played, device="tv", timestamp=ctx.timestamp, interacted_titles={"t1"})
+        ctx = MemberContext(
+            ctx.member_id, ctx.played, device="tv", timestamp=ctx.timestamp, interacted_titles={"t1"}
+        )
     batch = Featurizer(cat).page(ctx, ["t0", "t1", "t2", "t5"], request_id="r")
     assert batch.factors is not None
     theta = np.random.default_rng(seed).normal(size=batch.d)

@@ -349,6 +349,10 @@ def test_feedback_from_raw_events_and_unknown_shown_artworks(catalog):
         f, members, ["t0", "t1", "t2"], pools, ["t0-a1", "t1-a0", "t2-a3"], [0.5, 0.2, 0.25], [1.0, 0.0, 1.0]
     )
     assert fb.chosen.tolist() == [1, 0, 3]
-    np.testing.assert_array_equal(fb.shown_X, f.events(members, ["t0", "t1", "t2"], pools).X[[0, 1, 2], [1, 0, 3]])
+    np.testing.assert_array_equal(
+        fb.shown_X, f.events(members, ["t0", "t1", "t2"], pools).X[[0, 1, 2], [1, 0, 3]]
+    )
     with pytest.raises(UnknownIdError, match=r"shown\[1\] = 'ghost' is not in that event's pool"):
-        LoggedFeedback.from_events(f, members[:2], ["t0", "t1"], pools[:2], ["t0-a1", "ghost"], [0.5, 0.5], [1, 0])
+        LoggedFeedback.from_events(
+            f, members[:2], ["t0", "t1"], pools[:2], ["t0-a1", "ghost"], [0.5, 0.5], [1, 0]
+        )

@@ -18,8 +18,7 @@ from __future__ import annotations
 
 import math
 import uuid
-from collections.abc import Sequence
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from functools import cached_property
 from typing import Any, ClassVar
@@ -213,7 +212,7 @@ class CandidateBatch:
         if X is not None and X.ndim != 3:
             raise DimensionError(f"CandidateBatch.X must have shape (n, K, d). Got {X.shape}.")
         n, k = mask.shape if mask.ndim == 2 else (-1, -1)
-        if X is not None and X.shape[:2] != (n, k) or artwork_ids.shape != mask.shape or mask.ndim != 2:
+        if (X is not None and X.shape[:2] != (n, k)) or artwork_ids.shape != mask.shape or mask.ndim != 2:
             raise DimensionError(
                 f"CandidateBatch.mask and artwork_ids must have shape (n, K) = {(n, k)}. "
                 f"Got {mask.shape} and {artwork_ids.shape}."
@@ -557,16 +556,22 @@ class Featurizer:
         prior = np.fromiter(
             (1.0 if t in cx.interacted_titles else 0.0 for t, cx in zip(tids, ctx_of, strict=True)), float, n
         )
-        rec = np.fromiter((cx.recommender_scores.get(t, 0.0) for t, cx in zip(tids, ctx_of, strict=True)), float, n)
+        rec = np.fromiter(
+            (cx.recommender_scores.get(t, 0.0) for t, cx in zip(tids, ctx_of, strict=True)), float, n
+        )
         ctx_part = ctx_blocks[ctx_index]
         ctx_part[:, lay["prior_interaction"].start] = prior
         ctx_part[:, lay["recommender_score"].start] = rec
         # cast[n, k, i] = sign * (bucket + 1) of the i-th featured cast member, 0 for none
         cast = cast_t[idx]
         bucket = np.abs(cast).astype(np.int64) - 1
-        gathered = np.take_along_axis(cast_aff, np.maximum(bucket, 0).reshape(n, -1), axis=1).reshape(bucket.shape)
+        gathered = np.take_along_axis(cast_aff, np.maximum(bucket, 0).reshape(n, -1), axis=1).reshape(
+            bucket.shape
+        )
         cast_match = (np.sign(cast) * gathered).sum(axis=2)
-        factors = PageFactors(lay, self.config.dim, ctx_part, idx, cast_match, art_block, theme_t, style_t, keys)
+        factors = PageFactors(
+            lay, self.config.dim, ctx_part, idx, cast_match, art_block, theme_t, style_t, keys
+        )
         member_ids = np.array([contexts[j].member_id for j in ctx_index], dtype=object)
         timestamps = np.array([contexts[j].timestamp for j in ctx_index], dtype=np.float64)
         return CandidateBatch(

@@ -27,6 +27,7 @@ import numpy as np
 import scipy.special
 from scipy.stats import norm, qmc
 
+from keyart.context import MemberContext
 from keyart.errors import DimensionError, SnapshotError, UnknownIdError, ValidationError
 from keyart.exploration import (
     apply_floor,
@@ -38,7 +39,6 @@ from keyart.exploration import (
     softmax_distribution,
     uniform_distribution,
 )
-from keyart.context import MemberContext
 from keyart.features import CandidateBatch, Featurizer
 from keyart.learning import ArtworkIndex, BlockGaussian, LinearStats, Posterior, fit_logistic
 from keyart.params import Interval, OneOf, Optional_, Seed, get_params, validate_params
@@ -212,7 +212,9 @@ class LoggedFeedback:
             except ValueError:
                 raise UnknownIdError(f"shown[{i}] = {a!r} is not in that event's pool.") from None
         batch = featurizer.events(contexts, title_ids, pools)
-        return cls(batch, chosen, np.asarray(propensity, dtype=np.float64), np.asarray(reward, dtype=np.float64))
+        return cls(
+            batch, chosen, np.asarray(propensity, dtype=np.float64), np.asarray(reward, dtype=np.float64)
+        )
 
     @classmethod
     def from_decisions(
