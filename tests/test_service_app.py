@@ -172,7 +172,6 @@ BAD_OUTCOMES = [
     ({"outcomes": []}, "outcomes"),
     ({"outcomes": [{"decision_id": "d"}]}, "event_type or a reward"),
     ({"outcomes": [{"member_id": "m", "event_type": "play"}]}, "member_id and title_id"),
-    ({"outcomes": [{"member_id": "m", "title_id": "t0", "reward": 1}]}, "outcomes[0].decision_id"),
     ({"outcomes": [{"decision_id": "d", "reward": 1.5}]}, "outcomes[0].reward"),
     ({"outcomes": [{"decision_id": "d", "event_type": "click"}]}, "outcomes[0].event_type"),
     ({"outcomes": [{"decision_id": "d", "event_type": "play", "engaged_seconds": -3}]}, "engaged_seconds"),
@@ -338,6 +337,8 @@ def test_outcomes_are_learned_and_the_new_generation_is_served(
             )
         elif j % 7 == 0:
             outcomes.append({"decision_id": d["decision_id"], "reward": 0.25, "timestamp": t0 + 50})
+    # a direct reward named by member and title: m0's latest page at or before t0 + 50 is request 30
+    outcomes.append({"member_id": "m0", "title_id": "t1", "reward": 1.0, "timestamp": t0 + 50})
     r = client.post("/v1/outcomes", json={"outcomes": outcomes}, headers=AUTH)
     assert r.status_code == 200 and r.json()["accepted"] == len(outcomes)
     decide(client, page_body("late", timestamp=t0 + 200))  # moves event time past the window
@@ -351,6 +352,8 @@ def test_outcomes_are_learned_and_the_new_generation_is_served(
             "SELECT count(*) FROM outcomes WHERE member_id = '?'"
         ).fetchall()[0][0]
         assert joined == 0  # outcomes named by decision id got their member and title
+        by_key = learner.svc.execute("SELECT decision_id FROM rewards WHERE reward = 1.0").fetchall()
+        assert by_key == [(decisions[30 * 8 + 1]["decision_id"],)]
         # idempotent: forgetting the offsets and ingesting again stores nothing twice
         (config.segments_dir / "offsets.json").unlink()
         learner.reader.offsets = {}

@@ -51,7 +51,7 @@ def _context_json(ctx: MemberContext) -> dict[str, Any]:
     }
 
 
-def _wait_learned(c: httpx.Client, until: float, timeout: float = 20.0) -> None:
+def _wait_learned(c: httpx.Client, until: float, timeout: float = 60.0) -> None:
     """Wait (bounded) until the served model has learned every decision up to event time ``until``."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -83,41 +83,56 @@ def _run(world: World, state: Path, policy: str) -> tuple[np.ndarray, np.ndarray
     expected: list[float] = []
     realized: list[float] = []
     with ServiceProcess(state, extra=extra) as srv, httpx.Client(base_url=srv.base, timeout=30.0) as c:
-        pending: list[dict[str, Any]] = []
-        for i in range(requests.n):
-            ctx = world.context(requests, i)
-            titles = [world.title_ids[t] for t in requests.titles[i]]
-            r = c.post(
-                "/v1/decide",
-                json={"member_id": ctx.member_id, "title_ids": titles, "context": _context_json(ctx)},
-            )
-            assert r.status_code == 200, r.text
-            decisions = r.json()["decisions"]
-            assert not any(d["fallback"] for d in decisions)
-            shown = np.array([[d["artwork_id"]] for d in decisions], dtype=object)
-            events = world.events_from_ids([ctx] * len(titles), titles, shown)
-            out = world.draw(events, np.zeros(len(titles), dtype=np.int64), draws)
-            expected += out.expected.tolist()
-            realized += out.quality.astype(float).tolist()
-            for d, play, quality in zip(decisions, out.play, out.quality, strict=True):
-                if play:  # a quality play is watched past the quality bar, a clickbait click is not
-                    pending.append(
-                        {
-                            "decision_id": d["decision_id"],
-                            "event_type": "play",
-                            "engaged_seconds": 1500.0 if quality else 60.0,
-                            "timestamp": ctx.timestamp + 1,
-                        }
-                    )
-            if len(pending) >= 20 or i == requests.n - 1 or (i + 1) % SYNC_EVERY == 0:
-                if pending:
-                    assert c.post("/v1/outcomes", json={"outcomes": pending}, headers=AUTH).status_code == 200
-                pending = []
-            if (i + 1) % SYNC_EVERY == 0:
-                _wait_learned(c, ctx.timestamp - WINDOW - 1.0)
+        try:
+            _loop(world, requests, draws, c, expected, realized)
+        except (AssertionError, httpx.HTTPError) as exc:  # say what the server said
+            raise AssertionError(f"{exc!r}\n--- server log ---\n{srv.read_log()}") from exc
         info = c.get("/v1/model").json()
         assert info["policy"] == policy and info["rewards_learned"] > N_REQUESTS  # it learned online
     return np.asarray(expected), np.asarray(realized)
+
+
+def _loop(
+    world: World,
+    requests: Any,
+    draws: np.random.Generator,
+    c: httpx.Client,
+    expected: list[float],
+    realized: list[float],
+) -> None:
+    """Decide each request's page, draw the members' responses, report the plays."""
+    pending: list[dict[str, Any]] = []
+    for i in range(requests.n):
+        ctx = world.context(requests, i)
+        titles = [world.title_ids[t] for t in requests.titles[i]]
+        r = c.post(
+            "/v1/decide",
+            json={"member_id": ctx.member_id, "title_ids": titles, "context": _context_json(ctx)},
+        )
+        assert r.status_code == 200, r.text
+        decisions = r.json()["decisions"]
+        assert not any(d["fallback"] for d in decisions), decisions[0]
+        shown = np.array([[d["artwork_id"]] for d in decisions], dtype=object)
+        events = world.events_from_ids([ctx] * len(titles), titles, shown)
+        out = world.draw(events, np.zeros(len(titles), dtype=np.int64), draws)
+        expected += out.expected.tolist()
+        realized += out.quality.astype(float).tolist()
+        for d, play, quality in zip(decisions, out.play, out.quality, strict=True):
+            if play:  # a quality play is watched past the quality bar, a clickbait click is not
+                pending.append(
+                    {
+                        "decision_id": d["decision_id"],
+                        "event_type": "play",
+                        "engaged_seconds": 1500.0 if quality else 60.0,
+                        "timestamp": ctx.timestamp + 1,
+                    }
+                )
+        if len(pending) >= 20 or i == requests.n - 1 or (i + 1) % SYNC_EVERY == 0:
+            if pending:
+                assert c.post("/v1/outcomes", json={"outcomes": pending}, headers=AUTH).status_code == 200
+            pending = []
+        if (i + 1) % SYNC_EVERY == 0:
+            _wait_learned(c, ctx.timestamp - WINDOW - 1.0)
 
 
 def test_closed_loop_over_http_beats_the_non_contextual_baseline(tmp_path: Path) -> None:

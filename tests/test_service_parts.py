@@ -54,8 +54,14 @@ def test_publish_is_atomic_and_prunes_old_generations(tmp_path: Path) -> None:
 
 def test_logged_context_is_what_the_event_module_reads() -> None:
     ctx = MemberContext(
-        "m", played=(Play("t1", 1.5e9, 30.0), Play("t2")), country="US", device="tv", timestamp=1.7e9,
-        interacted_titles=frozenset({"b", "a"}), recommender_scores={"t1": 0.5}, extra={"x": 1.0},
+        "m",
+        played=(Play("t1", 1.5e9, 30.0), Play("t2")),
+        country="US",
+        device="tv",
+        timestamp=1.7e9,
+        interacted_titles=frozenset({"b", "a"}),
+        recommender_scores={"t1": 0.5},
+        extra={"x": 1.0},
     )
     assert json.loads(context_json(ctx)) == json.loads(context_to_json(ctx))
     assert context_from_json(context_json(ctx)) == ctx

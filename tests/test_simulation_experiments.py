@@ -63,7 +63,7 @@ def test_showcase_differs_the_way_the_world_says() -> None:
     world = World(demo_config(seed=0))
     res = offline_replay(world, 4_000, seed=0, candidates=("LinUCB",), train_fraction=0.75, window=500)
     show = taste_showcase(world, res.policies["LinUCB"], n_members=200, seed=0)
-    assert show.n_members == (200, 200)
+    assert min(show.n_members) >= 100
     comedy, romance = 0, 1
     for theme, fan, other in (("comedy", comedy, romance), ("romance", romance, comedy)):
         assert show.theme_share(fan, theme, "oracle") > show.theme_share(other, theme, "oracle")

@@ -331,13 +331,6 @@ def create_app(config: ServiceConfig, metrics: Metrics | None = None) -> FastAPI
                     f"{where}: name the decision_id, or both member_id and title_id.",
                     where,
                 )
-            if o.reward is not None and o.decision_id is None:
-                raise RequestError(
-                    422,
-                    "invalid_field",
-                    f"{where}.decision_id: a direct reward needs it.",
-                    f"{where}.decision_id",
-                )
             items.append(
                 {
                     "event_id": o.event_id or _new_id(),

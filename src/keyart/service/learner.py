@@ -127,7 +127,7 @@ class Learner:
             k: list(v) for k, v in meta.get("artwork_stats", {}).items()
         }
         self.rewards_learned = int(meta.get("rewards_learned", 0))
-        if gen is None or gen.primary is not primary:
+        if gen is None or gen.primary is not primary or gen.shadow is not shadow:  # (re)configured
             self.publish()
 
     # ---- catalog -----------------------------------------------------------------------------------
@@ -160,14 +160,7 @@ class Learner:
                         if it.get("event_type") is not None:
                             outcomes.append(it)
                         if it.get("reward") is not None:
-                            rewards.append(
-                                (
-                                    it["event_id"],
-                                    it["decision_id"],
-                                    float(it["reward"]),
-                                    float(it["timestamp"]),
-                                )
-                            )
+                            rewards.append(it)
             if dec:
                 late = sum(1 for ts in dec["timestamp"] if ts < self.learned_until)
                 if late:  # their window was already learned: stored and evaluable, but not learned from
@@ -178,8 +171,17 @@ class Learner:
             if outcomes:
                 added["outcomes"] = self.store.append_outcomes(self._outcome_table(outcomes))
             if rewards:
+                rows = [
+                    (
+                        it["event_id"],
+                        it.get("decision_id") or self._latest_decision(it),
+                        float(it["reward"]),
+                        float(it["timestamp"]),
+                    )
+                    for it in rewards
+                ]
                 before = self.svc.execute("SELECT count(*) FROM rewards").fetchall()[0][0]
-                self.svc.executemany("INSERT OR IGNORE INTO rewards VALUES (?, ?, ?, ?)", rewards)
+                self.svc.executemany("INSERT OR IGNORE INTO rewards VALUES (?, ?, ?, ?)", rows)
                 added["rewards"] = self.svc.execute("SELECT count(*) FROM rewards").fetchall()[0][0] - before
             self.reader.commit(offsets)
             for k, v in added.items():
@@ -187,6 +189,17 @@ class Learner:
                     self.metrics.events_ingested.labels(k).inc(v)
         self.metrics.ingest_backlog.set(self.reader.pending_bytes())
         return added
+
+    def _latest_decision(self, item: dict[str, Any]) -> str:
+        """The decision a reward named by member and title belongs to: the latest one for them at or
+        before the reward, inside the attribution window (``UNKNOWN`` when there is none)."""
+        ts = float(item["timestamp"])
+        rows = self.store.connection.execute(
+            "SELECT event_id FROM decisions WHERE member_id = ? AND title_id = ? AND timestamp <= ? "
+            "AND timestamp >= ? ORDER BY timestamp DESC, event_id DESC LIMIT 1",
+            [item["member_id"], item["title_id"], ts, ts - self.config.attribution_window_seconds],
+        ).fetchall()
+        return str(rows[0][0]) if rows else UNKNOWN
 
     def _outcome_table(self, items: list[dict[str, Any]]) -> pa.Table:
         """Outcomes as a table; those named only by decision id get the decision's member and title."""
@@ -386,7 +399,7 @@ def run_learner(config_text: str, stop: threading.Event | None = None) -> None:
 
     threadpool_limits(limits=1)
     with contextlib.suppress(OSError):
-        os.nice(10)  # serving first: the learner only needs to keep up on average
+        os.nice(5)  # serving first (CFS weight ~1/3): the learner only needs to keep up on average
     config = ServiceConfig.from_json(config_text)
     stop = stop or threading.Event()
     if threading.current_thread() is threading.main_thread():

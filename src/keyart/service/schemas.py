@@ -110,7 +110,7 @@ class DecideResponse(BaseModel):
 class OutcomeIn(_Strict):
     """What the member did after a decision: an event (``play`` with ``engaged_seconds``, ...) or a direct
     ``reward`` in [0, 1]. Name the decision by ``decision_id``, or give ``member_id`` and ``title_id``
-    (attributed to the latest decision for them). A direct reward needs the ``decision_id``."""
+    (attributed to the latest decision for them inside the attribution window)."""
 
     decision_id: Id | None = None
     member_id: Id | None = None

@@ -320,7 +320,8 @@ def taste_showcase(
     """Experiment 3: the artwork a trained contextual policy shows one title's members, by hidden taste.
 
     Members are picked by their hidden tastes (only the experiment may look): inclined to the first genre
-    (it is their strongest and beats the second by a margin) or to the second. The policy sees only their
+    (their strongest, with at least 40% of their genre distribution, and under 5% for the other genre) or
+    to the second, among members who never interacted with the title. The policy sees only their
     contexts; its share per artwork is its mean probability. The oracle's share is how often each artwork
     is the truly best one for the members of the group.
     """
@@ -334,8 +335,12 @@ def taste_showcase(
     groups, pol, orc, counts, se = [], [], [], [], []
     for j, g in enumerate(gi):
         other = gi[1 - j]
+        share = world.genre_share
         eligible = np.flatnonzero(
-            (taste.argmax(1) == g) & (taste[:, g] - taste[:, other] > 0.8) & ~world.interacted[:, title]
+            (taste.argmax(1) == g)
+            & (share[:, g] >= 0.4)
+            & (share[:, other] < 0.05)
+            & ~world.interacted[:, title]
         )
         if eligible.size == 0:
             raise ValidationError(f"No member of this world is inclined to {genres[j]!r}.")

@@ -175,6 +175,8 @@ class World:
                 TC[t, title_cast[t]] = 1.0 / len(title_cast[t])
         self.TG, self.TC = TG, TC
         self.title_pop = rng.normal(0.0, c.title_popularity_sd, n_titles)
+        if c.n_titles > 1:  # the showcase is a popular title (enough traffic to learn its artworks)
+            self.title_pop[0] = self.title_pop[: c.n_titles].max() + c.title_popularity_sd
         day = SECONDS_PER_DAY
         self.title_arrival = np.full(n_titles, -np.inf)
         self.title_arrival[c.n_titles :] = c.start_time + c.arrival_day * day
