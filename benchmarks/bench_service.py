@@ -400,6 +400,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         f"# python {platform.python_version()}, uvicorn {uvicorn.__version__} (httptools, uvloop), "
         f"{os.cpu_count()} CPUs, {platform.platform()}; load generator on the same machine"
     )
+    print(f"# load average (1 min) before the run: {os.getloadavg()[0]:.2f}")
     rows: list[tuple[str, int, dict[str, Any]]] = []
     ms: float | None = None
     try:
@@ -476,6 +477,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             f"in-process Engine.decide (parse + featurize + choose + log, no HTTP): {ms:.2f} ms per page "
             f"= at most {1000 / ms:.0f} pages/s per busy core"
         )
+    print(f"# load average (1 min) after the run: {os.getloadavg()[0]:.2f}")
     cmds = sorted({r["cmd"].replace(str(root), "$TMP") for _, _, r in rows})
     print("\ncommands:\n  " + "\n  ".join(cmds))
     return summary

@@ -18,7 +18,7 @@ from keyart.service.app import create_app
 from keyart.service.config import Limits, ServiceConfig
 from keyart.service.learner import Learner
 from keyart.service.schemas import DecideResponse, DecisionOut
-from keyart.store import EventStore
+from keyart.service.segments import SegmentReader
 
 with warnings.catch_warnings():
     warnings.simplefilter("ignore")
@@ -281,9 +281,9 @@ def test_slow_model_answers_defaults_within_the_budget(tmp_path: Path) -> None:
         time.sleep(0.6)  # the abandoned computation finishes and must not be logged
         gen.primary.choose = real
         assert _fallback_reasons(decide(c, page_body("slow"))) == {None}
-    with EventStore(config.events_path) as store:
-        pass  # nothing ingested here; see the learner test for the store
-    assert store is not None
+    pages = [r for r in SegmentReader(config.segments_dir).read()[0] if r["member_id"] == "slow"]
+    assert [(p["policy"], p["fallback"]) for p in pages] == [("default", True), ("linucb", False)]
+    assert pages[0]["request_id"] != pages[1]["request_id"]  # the abandoned computation was not logged
 
 
 def test_model_error_and_unknown_member_fall_back(client: TestClient, config: ServiceConfig) -> None:

@@ -176,7 +176,11 @@ def test_sigkill_under_load_loses_no_acknowledged_event(tmp_path: Path) -> None:
         )  # resumes from the last snapshot
         r = _decide(again.base, {"member_id": "after", "title_ids": ["t0"], "context": {"device": "tv"}})
         assert r.status_code == 200 and not r.json()["decisions"][0]["fallback"]
-        time.sleep(1.0)  # let the learner ingest what the killed workers left in their segments
+        # the learner is up (it reports its backlog after each ingest); the graceful stop ingests the rest
+        deadline = time.monotonic() + 30
+        while "keyart_ingest_backlog_bytes" not in _fresh_get(again.base, "/metrics").text:
+            assert time.monotonic() < deadline, "the restarted learner never ingested"
+            time.sleep(0.1)
     with EventStore(state / "events.duckdb", read_only=True) as store:
         con = store.connection
         stored = {r[0] for r in con.execute("SELECT event_id FROM decisions").fetchall()}

@@ -9,6 +9,7 @@ from rich.console import Console
 from rich.table import Table
 
 from keyart.evaluate_cli import evaluate
+from keyart.service.cli import serve_command
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Personalized artwork selection.")
 
@@ -60,7 +61,7 @@ def policies() -> None:
 
 
 app.command("evaluate")(evaluate)  # log in, table + plot out
-app.command("serve")(__import__("keyart.service.cli", fromlist=["serve_command"]).serve_command)
+app.command("serve")(serve_command)  # the decision service (docs/service.md)
 
 
 def main() -> None:  # pragma: no cover - console entry point

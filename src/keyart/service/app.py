@@ -583,5 +583,11 @@ def _new_id() -> str:
 
 
 def app_from_env() -> FastAPI:
-    """The factory uvicorn worker processes call (``keyart serve`` passes the config in the environment)."""
+    """The factory uvicorn worker processes call (``keyart serve`` passes the config in the environment).
+
+    Pins BLAS to one thread: a worker's matrices are small, and threads would only contend for the cores.
+    """
+    from threadpoolctl import threadpool_limits
+
+    threadpool_limits(limits=1)
     return create_app(ServiceConfig.from_env())
