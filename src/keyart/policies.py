@@ -67,6 +67,12 @@ class Decision:
     fallback: bool = False
 
 
+def decision_id(request_id: str, row: int) -> str:
+    """The id of the decision in row ``row`` of a request: ``<request id>-<row>`` (unique while request
+    ids are, and cheap on the serving path)."""
+    return f"{request_id}-{row}"
+
+
 class DecisionBatch(Sequence[Decision]):
     """The decisions of one ``choose`` call, kept by column (cheap to make, to log as Arrow, to send);
     indexing or iterating builds ``Decision`` objects on demand."""
@@ -91,8 +97,7 @@ class DecisionBatch(Sequence[Decision]):
         rows = np.arange(batch.n)
         self.propensity = probabilities[rows, index]
         self.artwork_ids = batch.artwork_ids[rows, index]
-        # "<request id>-<row>": unique while request ids are, and cheap on the serving path
-        self.decision_ids = [f"{r}-{i}" for i, r in enumerate(batch.request_ids.tolist())]
+        self.decision_ids = [decision_id(r, i) for i, r in enumerate(batch.request_ids.tolist())]
 
     def __len__(self) -> int:
         return self.batch.n

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 
 from keyart.catalog import Catalog
+from keyart.policies import decision_id
 
 #: ``policy`` of a decision answered by a default artwork.
 DEFAULT_POLICY = "default"
@@ -15,7 +16,7 @@ REASONS = ("no_model", "unknown_member", "model_error", "timeout", "pool_changed
 def decision_ids(request_id: str, n: int, salt: str = "") -> list[str]:
     """Decision ids of a page's n titles in the policies' format ``<request id>-<row>`` (shadow ids carry
     ``salt`` after the request id, so they never collide with served ones)."""
-    return [f"{request_id}{salt}-{i}" for i in range(n)]
+    return [decision_id(f"{request_id}{salt}", i) for i in range(n)]
 
 
 def default_artworks(
