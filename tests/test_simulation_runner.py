@@ -158,7 +158,9 @@ def test_cold_start_in_closed_loop() -> None:
     assert np.all(r.expected <= r.oracle + 1e-15)
 
 
-def test_batch_cycle_phases(world: World) -> None:
+@pytest.mark.parametrize("update_every", [100, 300])
+def test_batch_cycle_phases(world: World, update_every: int) -> None:
+    """Phases start at exact request numbers, whether or not they align with update windows."""
     agent = BatchCycleAgent(
         lambda: make_policy("epsilon_greedy", seed=0, epsilon=0.0),
         world.config.page_size,
@@ -166,7 +168,7 @@ def test_batch_cycle_phases(world: World) -> None:
         collect=0.2,
         ab_test=0.2,
     )
-    run_closed_loop(world, agent, 1_000, update_every=100, seed=0)
+    run_closed_loop(world, agent, 1_000, update_every=update_every, seed=0)
     assert [p for _, p in agent.phase_log] == ["collect", "ab_test", "rollout"] * 2
     assert [s for s, _ in agent.phase_log] == [0, 100, 200, 500, 600, 700]
     assert sum(fb.n for fb in agent.log) == 2 * 100 * world.config.page_size

@@ -86,7 +86,7 @@ class BatchCycleAgent:
             return "ab_test"
         return "rollout"
 
-    def _enter(self, phase: str) -> None:
+    def _enter(self, phase: str, first_request: int) -> None:
         if phase == self._phase:
             return
         if phase == "ab_test":  # train a fresh model on every exploration event gathered so far
@@ -97,7 +97,7 @@ class BatchCycleAgent:
         elif phase == "rollout" and self.candidate is not None:
             self.production = self.candidate
         self._phase = phase
-        self.phase_log.append((self.served, phase))
+        self.phase_log.append((first_request, phase))
 
     def act(self, batch: CandidateBatch) -> tuple[np.ndarray, np.ndarray]:
         n = batch.n
@@ -106,8 +106,8 @@ class BatchCycleAgent:
         chosen = np.zeros(n, dtype=np.int64)
         prop = np.ones(n)
         for phase in dict.fromkeys(phases.tolist()):
-            self._enter(phase)
             rows = np.flatnonzero(phases == phase)
+            self._enter(phase, int(request[rows[0]]))
             if phase == "collect":
                 _choose(self.explore, batch, rows, chosen, prop)
             elif phase == "ab_test":
