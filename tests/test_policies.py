@@ -356,3 +356,20 @@ def test_feedback_from_raw_events_and_unknown_shown_artworks(catalog):
         LoggedFeedback.from_events(
             f, members[:2], ["t0", "t1"], pools[:2], ["t0-a1", "ghost"], [0.5, 0.5], [1, 0]
         )
+
+
+def test_thompson_probabilities_of_a_row_do_not_depend_on_the_rest_of_the_batch():
+    rng = np.random.default_rng(5)
+    k = 4
+    a = rng.normal(size=(k, k))
+    good = a @ a.T + 0.1 * np.eye(k)
+    bad = np.ones((k, k)) - 1e-3 * np.eye(k)  # numerically indefinite, as rounding can make a covariance
+    with pytest.raises(np.linalg.LinAlgError):
+        np.linalg.cholesky(bad / 4 + 1e-9 * np.eye(k))
+    mean = rng.normal(size=(2, k))
+    normals = make_policy("linear_ts", seed=2)._normals(k)
+    mask = np.ones((2, k), bool)
+    alone = thompson_distribution(mean[:1], good[None], mask[:1], normals, 0.0)
+    mixed = thompson_distribution(mean, np.stack([good, bad]), mask, normals, 0.0)
+    np.testing.assert_array_equal(alone[0], mixed[0])
+    np.testing.assert_allclose(mixed.sum(axis=1), 1.0)

@@ -886,11 +886,20 @@ def thompson_distribution(
 
 
 def _safe_cholesky(c: np.ndarray) -> np.ndarray:
+    """Cholesky factors of a stack of covariances; a row that is not numerically positive definite gets a
+    square root from its clipped eigen-decomposition. Row by row, so a row's factor (and so its
+    probabilities) never depends on the other rows of the batch."""
     try:
         return np.linalg.cholesky(c)
     except np.linalg.LinAlgError:
-        w, v = np.linalg.eigh(c)
-        return v * np.sqrt(np.clip(w, 1e-12, None))[:, None, :]
+        out = np.empty_like(c)
+        for i in range(c.shape[0]):
+            try:
+                out[i] = np.linalg.cholesky(c[i])
+            except np.linalg.LinAlgError:
+                w, v = np.linalg.eigh(c[i])
+                out[i] = v * np.sqrt(np.clip(w, 1e-12, None))[None, :]
+        return out
 
 
 class _ThompsonMixin(SharedModelPolicy):
