@@ -367,6 +367,7 @@ def test_thompson_probabilities_of_a_row_do_not_depend_on_the_rest_of_the_batch(
     with pytest.raises(np.linalg.LinAlgError):
         np.linalg.cholesky(bad / 4 + 1e-9 * np.eye(k))
     mean = rng.normal(size=(2, k))
+    mean[1] = 0.0  # every candidate of the bad row stays in the simulation
     normals = make_policy("linear_ts", seed=2)._normals(k)
     mask = np.ones((2, k), bool)
     alone = thompson_distribution(mean[:1], good[None], mask[:1], normals, 0.0)
