@@ -397,17 +397,7 @@ def create_app(config: ServiceConfig, metrics: Metrics | None = None) -> FastAPI
     )
     async def retire_title(title_id: str, request: Request) -> Response:
         require_key(request)
-        engine = engine_of()
-
-        def change(data: dict[str, Any]) -> None:
-            for r in data["titles"]:
-                if r["title_id"] == title_id:
-                    r["active"] = False
-                    return
-            raise RequestError(404, "unknown_title", f"Unknown title_id {title_id!r}.", "title_id")
-
-        rev, _ = await _mutate(engine, change)
-        return json_response({"title_id": title_id, "retired": True, "catalog_rev": rev})
+        return await _retire("title", title_id)
 
     @app.get(
         "/v1/titles/{title_id}",
@@ -489,17 +479,21 @@ def create_app(config: ServiceConfig, metrics: Metrics | None = None) -> FastAPI
     )
     async def retire_artwork(artwork_id: str, request: Request) -> Response:
         require_key(request)
-        engine = engine_of()
+        return await _retire("artwork", artwork_id)
+
+    async def _retire(kind: str, item_id: str) -> Response:
+        """Mark a title or artwork inactive in the catalog file (404 when unknown)."""
+        key = f"{kind}_id"
 
         def change(data: dict[str, Any]) -> None:
-            for r in data["artworks"]:
-                if r["artwork_id"] == artwork_id:
+            for r in data[f"{kind}s"]:
+                if r[key] == item_id:
                     r["active"] = False
                     return
-            raise RequestError(404, "unknown_artwork", f"Unknown artwork_id {artwork_id!r}.", "artwork_id")
+            raise RequestError(404, f"unknown_{kind}", f"Unknown {key} {item_id!r}.", key)
 
-        rev, _ = await _mutate(engine, change)
-        return json_response({"artwork_id": artwork_id, "retired": True, "catalog_rev": rev})
+        rev, _ = await _mutate(engine_of(), change)
+        return json_response({key: item_id, "retired": True, "catalog_rev": rev})
 
     # ---- model, health, metrics ------------------------------------------------------------------------
     def model_info(engine: Engine) -> dict[str, Any]:
