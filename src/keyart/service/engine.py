@@ -164,8 +164,8 @@ class Engine:
                 gen.primary.choose(batch)
                 if gen.shadow is not None:
                     gen.shadow.choose(batch)
-            except Exception:
-                pass
+            except Exception:  # warming is best effort; the hot path has its own fallbacks
+                log.warning("model warm-up failed", exc_info=True)
 
     # ---- the hot path -----------------------------------------------------------------------------
     def pools(self, title_ids: list[str]) -> list[tuple[str, ...]]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 
 from keyart.catalog import Catalog
+from keyart.errors import KeyartError
 from keyart.policies import decision_id
 
 #: ``policy`` of a decision answered by a default artwork.
@@ -49,7 +50,7 @@ def best_unpersonalized(
     for tid in catalog.active_title_ids():
         try:
             pool = catalog.pool_ids(tid)
-        except Exception:
+        except KeyartError:  # a title without active artwork has no default to learn
             continue
         scored = [
             ((stats[a][0] + prior_weight * g) / (stats[a][1] + prior_weight), a) for a in pool if a in stats
