@@ -244,16 +244,16 @@ class Posterior:
         if self.beta.size == 0:
             shape = rows.shape
             return np.zeros(shape), np.zeros((*shape, self.theta.size)), np.full(shape, unknown_inv_d)
-        beta = np.where(known, self.beta[safe], 0.0)
+        beta = self.bias(rows)
         U = self.U[safe] * known[..., None]
         inv_d = np.where(known, self.inv_d[safe], unknown_inv_d)
         return beta, U, inv_d
 
-    def mean(self, X: np.ndarray, rows: np.ndarray) -> np.ndarray:
-        """Posterior mean score x . theta + beta_a of each candidate (beta = 0 for unknown artworks)."""
+    def bias(self, rows: np.ndarray) -> np.ndarray:
+        """Posterior mean bias of each candidate's artwork (0, the prior's, for unknown artworks)."""
         if self.beta.size == 0:
-            return X @ self.theta
-        return X @ self.theta + np.where(rows >= 0, self.beta[np.maximum(rows, 0)], 0.0)
+            return np.zeros(rows.shape)
+        return np.where(rows >= 0, self.beta[np.maximum(rows, 0)], 0.0)
 
     def moments(
         self, X: np.ndarray, rows: np.ndarray, unknown_inv_d: float, covariance: bool = False

@@ -657,9 +657,8 @@ class SharedModelPolicy(Policy):
         """Posterior mean score of every candidate."""
         self._check_batch(batch)
         self._ensure_dim(batch.d)
-        post, rows = self.posterior_, self._rows(batch)
-        beta = np.where(rows >= 0, post.beta[np.maximum(rows, 0)], 0.0) if post.beta.size else 0.0
-        return batch.dot(post.theta) + beta
+        post = self.posterior_
+        return batch.dot(post.theta) + post.bias(self._rows(batch))
 
     def _from_mean(self, batch: CandidateBatch, mean: np.ndarray) -> np.ndarray:
         raise NotImplementedError
@@ -818,10 +817,6 @@ class LinUCB(SharedModelPolicy):
     def __init__(self, *, seed: int, alpha: float = 0.3, **kwargs: Any) -> None:
         self.alpha = alpha
         super().__init__(seed=seed, **kwargs)
-
-    def upper_bounds(self, batch: CandidateBatch) -> np.ndarray:
-        mean, var = self._moments(batch)
-        return mean + self.alpha * np.sqrt(np.maximum(var, 0.0))
 
     def _evaluate(self, batch: CandidateBatch) -> tuple[np.ndarray, np.ndarray]:
         self._check_batch(batch)
