@@ -184,3 +184,21 @@ def test_factored_scores_and_rows_equal_the_full_matrix(seed, prior):
     np.testing.assert_array_equal(rows, X[np.arange(batch.n), chosen])
     part = batch.take([2, 0])
     np.testing.assert_array_equal(part.X, X[[2, 0]])
+
+
+def test_exact_vocabularies_never_collide_and_unseen_tokens_are_hashed():
+    cat = make_catalog()
+    devices = ("tv", "mobile", "web")
+    f = Featurizer(cat, FeatureConfig(vocabularies={"device": devices}))
+    col = f.config.layout["device"]
+    slots = []
+    for device in (*devices, "console", "fridge"):
+        x = f.page(MemberContext("m", device=device, timestamp=0.0), ["t0"]).X[0, 0, col]
+        assert x.sum() == 1.0
+        slots.append(int(x.argmax()))
+    assert slots[:3] == [0, 1, 2]  # the vocabulary owns the first buckets, in order
+    assert slots[3] == slots[4] == 3  # everything else shares the buckets left (here one)
+    with pytest.raises(ValidationError, match="fewer of them than device_buckets"):
+        FeatureConfig(vocabularies={"device": ("a", "b", "c", "d")})
+    with pytest.raises(ValidationError, match="unknown field 'colour'"):
+        FeatureConfig(vocabularies={"colour": ("red",)})

@@ -32,6 +32,7 @@ from keyart.hashing import artwork_key, artwork_keys, stable_hash
 from keyart.params import Interval, OneOf, check_param
 
 HOUR_BUCKETS = 4  # night (0-6), morning (6-12), afternoon (12-18), evening (18-24)
+HASHED_FIELDS = ("genre", "cast", "style", "tag", "country", "language", "device", "extra")
 
 
 @dataclass(frozen=True)
@@ -50,6 +51,7 @@ class FeatureConfig:
     recency_half_life_days: float = 60.0
     engaged_saturation_seconds: float = 1800.0
     on_unknown_history: str = "raise"
+    vocabularies: tuple[tuple[str, tuple[str, ...]], ...] = ()
 
     _parameter_constraints: ClassVar[dict[str, Any]] = {
         "genre_buckets": Interval(1, 4096, integer=True),
@@ -69,6 +71,23 @@ class FeatureConfig:
     def __post_init__(self) -> None:
         for name, constraint in self._parameter_constraints.items():
             check_param("FeatureConfig", name, getattr(self, name), constraint)
+        vocab = tuple((str(k), tuple(v)) for k, v in dict(self.vocabularies).items())
+        object.__setattr__(self, "vocabularies", vocab)
+        for field_name, tokens in vocab:
+            if field_name not in HASHED_FIELDS:
+                raise ValidationError(
+                    f"vocabularies names unknown field {field_name!r}; known: {', '.join(HASHED_FIELDS)}."
+                )
+            buckets = getattr(self, f"{field_name}_buckets")
+            if len(set(tokens)) != len(tokens) or len(tokens) >= buckets:
+                raise ValidationError(
+                    f"The {field_name} vocabulary needs distinct tokens and fewer of them than "
+                    f"{field_name}_buckets ({buckets}), leaving room for unseen tokens. Got {len(tokens)}."
+                )
+
+    def vocabulary(self, field_name: str) -> tuple[str, ...]:
+        """The exact vocabulary of a hashed field (empty: every token is hashed)."""
+        return dict(self.vocabularies).get(field_name, ())
 
     @cached_property
     def layout(self) -> dict[str, slice]:
@@ -323,17 +342,22 @@ class CandidateBatch:
 
 
 class _Hasher:
-    """Cached signed feature hashing of strings into a fixed number of buckets."""
+    """Cached signed feature hashing of strings into a fixed number of buckets.
 
-    def __init__(self, buckets: int, salt: str) -> None:
+    Tokens of an exact ``vocabulary`` own the first buckets (sign +1, never colliding); every other token
+    is hashed into the remaining ones.
+    """
+
+    def __init__(self, buckets: int, salt: str, vocabulary: Sequence[str] = ()) -> None:
         self.buckets, self.salt = buckets, salt
-        self._cache: dict[str, tuple[int, float]] = {}
+        self._cache: dict[str, tuple[int, float]] = {t: (i, 1.0) for i, t in enumerate(vocabulary)}
+        self._open = buckets - len(vocabulary)
 
     def __call__(self, token: str) -> tuple[int, float]:
         hit = self._cache.get(token)
         if hit is None:
             h = stable_hash(token, self.salt)
-            hit = (h % self.buckets, 1.0 if (h >> 63) & 1 else -1.0)
+            hit = (self.buckets - self._open + h % self._open, 1.0 if (h >> 63) & 1 else -1.0)
             self._cache[token] = hit
         return hit
 
@@ -365,14 +389,14 @@ class Featurizer:
         self.catalog = catalog
         self.config = config or FeatureConfig()
         c = self.config
-        self._genre = _Hasher(c.genre_buckets, "genre")
-        self._cast = _Hasher(c.cast_buckets, "cast")
-        self._style = _Hasher(c.style_buckets, "style")
-        self._tag = _Hasher(c.tag_buckets, "tag")
-        self._country = _Hasher(c.country_buckets, "country")
-        self._language = _Hasher(c.language_buckets, "language")
-        self._device = _Hasher(c.device_buckets, "device")
-        self._extra = _Hasher(c.extra_buckets, "extra")
+        self._genre = _Hasher(c.genre_buckets, "genre", c.vocabulary("genre"))
+        self._cast = _Hasher(c.cast_buckets, "cast", c.vocabulary("cast"))
+        self._style = _Hasher(c.style_buckets, "style", c.vocabulary("style"))
+        self._tag = _Hasher(c.tag_buckets, "tag", c.vocabulary("tag"))
+        self._country = _Hasher(c.country_buckets, "country", c.vocabulary("country"))
+        self._language = _Hasher(c.language_buckets, "language", c.vocabulary("language"))
+        self._device = _Hasher(c.device_buckets, "device", c.vocabulary("device"))
+        self._extra = _Hasher(c.extra_buckets, "extra", c.vocabulary("extra"))
         self._cache_version = -1
         self._title_vecs: dict[str, tuple[np.ndarray, np.ndarray]] = {}
         self._reset_artwork_table()
@@ -505,7 +529,7 @@ class Featurizer:
         hour = np.zeros(HOUR_BUCKETS)
         hour[hour_bucket] = 1.0
         extras = np.zeros(self.config.extra_buckets)
-        for name, value in ctx.extra.items():
+        for name, value in ctx.extra.items() if self.config.extra_buckets else ():
             b, s = self._extra(name)
             extras[b] += s * value
         return np.concatenate(
