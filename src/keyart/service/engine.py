@@ -23,6 +23,7 @@ import orjson
 from keyart.catalog import Catalog
 from keyart.context import MemberContext, Play
 from keyart.errors import EmptyPoolError, KeyartError, SnapshotError, UnknownIdError
+from keyart.events import context_to_dict
 from keyart.features import Featurizer
 from keyart.service import catalog_store, snapshots
 from keyart.service.config import ServiceConfig
@@ -72,23 +73,8 @@ def make_context(member_id: str, ctx: ContextIn | None, now: float) -> MemberCon
 
 def context_json(ctx: MemberContext) -> str:
     """The context as ``keyart.events.context_to_json`` writes it (same keys and values, sorted keys),
-    built without ``dataclasses.asdict``, which costs more than the whole model on a page."""
-    d = {
-        "v": 1,
-        "member_id": ctx.member_id,
-        "played": [
-            {"title_id": p.title_id, "timestamp": p.timestamp, "engaged_seconds": p.engaged_seconds}
-            for p in ctx.played
-        ],
-        "country": ctx.country,
-        "language": ctx.language,
-        "device": ctx.device,
-        "timestamp": ctx.timestamp,
-        "interacted_titles": sorted(ctx.interacted_titles),
-        "recommender_scores": dict(ctx.recommender_scores),
-        "extra": dict(ctx.extra),
-    }
-    return orjson.dumps(d, option=orjson.OPT_SORT_KEYS).decode()
+    serialized with orjson for the hot path."""
+    return orjson.dumps(context_to_dict(ctx), option=orjson.OPT_SORT_KEYS).decode()
 
 
 class Engine:
