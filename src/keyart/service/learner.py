@@ -255,7 +255,9 @@ class Learner:
             "SELECT min(timestamp) FROM decisions WHERE timestamp >= ?",
             [start if start is not None else -1e300],
         ).fetchall()[0][0]
-        if first is None or first >= hi:
+        if first is None or first >= hi:  # nothing to learn up to hi: say so, so clients see progress
+            self.learned_until = hi
+            self.publish()
             return 0
         self._reload_catalog()
         rule = QualityRule(min_seconds=self.config.quality_min_seconds)
@@ -286,8 +288,7 @@ class Learner:
         self.rewards_learned += n
         self.metrics.rewards_joined.inc(n)
         self.metrics.learner_lag.set(max(0.0, as_of - hi))
-        if n:
-            self.publish()
+        self.publish()  # also when nothing was learned: learned_until moved, and clients wait on it
         return n
 
     def _direct_rewards(self, t: pa.Table) -> pa.Table:
