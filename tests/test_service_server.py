@@ -153,11 +153,14 @@ def test_sigkill_under_load_loses_no_acknowledged_event(tmp_path: Path) -> None:
         for t in threads:
             t.start()
         deadline = time.monotonic() + 30
-        generation = 0
-        while time.monotonic() < deadline and (generation < 2 or len(acked["decisions"]) < 400):
+        generation = version = 0
+        while time.monotonic() < deadline and (
+            generation < 2 or version < 1 or len(acked["decisions"]) < 400
+        ):
             time.sleep(0.2)
-            generation = _fresh_get(srv.base, "/v1/model").json()["generation"]
-        assert generation >= 2, "the learner should have published under load"
+            model = _fresh_get(srv.base, "/v1/model").json()
+            generation, version = model["generation"], model["model_version"]
+        assert generation >= 2 and version >= 1, "the learner should have learned and published under load"
         srv.kill()  # SIGKILL: server, workers and learner, mid-load
     finally:
         stop.set()
