@@ -13,6 +13,7 @@ import httpx
 import numpy as np
 
 from keyart.context import MemberContext
+from keyart.events import context_to_dict
 from keyart.service import catalog_store
 from keyart.simulation import World, small_config
 from test_service_support import AUTH, ServiceProcess
@@ -37,18 +38,8 @@ def _world() -> World:
 
 
 def _context_json(ctx: MemberContext) -> dict[str, Any]:
-    return {
-        "played": [
-            {"title_id": p.title_id, "timestamp": p.timestamp, "engaged_seconds": p.engaged_seconds}
-            for p in ctx.played
-        ],
-        "country": ctx.country,
-        "language": ctx.language,
-        "device": ctx.device,
-        "timestamp": ctx.timestamp,
-        "interacted_titles": sorted(ctx.interacted_titles),
-        "recommender_scores": dict(ctx.recommender_scores),
-    }
+    """The request body's ``context``: the logged form of the context, less what the request names itself."""
+    return {k: v for k, v in context_to_dict(ctx).items() if k not in ("v", "member_id", "extra")}
 
 
 def _wait_learned(c: httpx.Client, until: float, timeout: float = 60.0) -> None:
