@@ -180,26 +180,164 @@ class PageFactors:
         return X[:, 0] if chosen is not None else X
 
     def dot(self, theta: np.ndarray) -> np.ndarray:
-        """x . theta for every candidate (n, K) from the factors: O(n K (genres + styles)), no (n, K, d)."""
+        """x . theta for every candidate (n, K) from the factors: O(n K (artwork width)), no (n, K, d)."""
         lay, t, ctx = self.layout, theta, self.ctx
         prior = ctx[:, lay["prior_interaction"].start]
         aff = ctx[:, lay["member_genre_affinity"]]
         px = t[lay["prior_x_artwork"]]
-        w_theme = aff * (t[lay["genre_x_theme"]] + t[lay["theme_match"].start] + prior[:, None] * px[0])
-        n_style = self.style.shape[1]
-        w_style = (
+        g, n_style = aff.shape[1], self.style.shape[1]
+        # one weight vector per row over the artwork's attribute row: its own block plus the crosses
+        w = np.empty((ctx.shape[0], self.art_block.shape[1]))
+        w[:] = t[lay["theme"].start : lay["embedding"].stop]
+        w[:, :g] += aff * (t[lay["genre_x_theme"]] + t[lay["theme_match"].start] + prior[:, None] * px[0])
+        w[:, g : g + n_style] += (
             ctx[:, lay["device"]] @ t[lay["device_x_style"]].reshape(-1, n_style)
             + ctx[:, lay["hour"]] @ t[lay["hour_x_style"]].reshape(-1, n_style)
             + prior[:, None] * px[2:]
         )
         idx = self.idx
-        out = (self.art_block @ t[lay["theme"].start : lay["embedding"].stop])[idx]
+        out = np.matmul(self.art_block[idx], w[:, :, None])[:, :, 0]
         out += (ctx @ t[: ctx.shape[1]])[:, None]
-        out += np.einsum("nkg,ng->nk", self.theme[idx], w_theme)
-        out += np.einsum("nks,ns->nk", self.style[idx], w_style)
         out += self.cast_match * (t[lay["cast_match"].start] + prior * px[1])[:, None]
         out[idx == 0] = 0.0
         return out
+
+    def basis(self) -> PageBasis | None:
+        """The rows' low-dimensional form when every row has the same member and context (a page), up to
+        each title's prior interaction and recommender score; None for batches of several members."""
+        lay, ctx = self.layout, self.ctx
+        p, r = lay["prior_interaction"].start, lay["recommender_score"].start
+        same = ctx == ctx[:1]
+        same[:, [p, r]] = True
+        if not same.all():
+            return None
+        return PageBasis(self, ctx[:, p].copy(), ctx[:, r].copy())
+
+
+class PageBasis:
+    """A page's candidate rows as x[n, k] = V(prior_n) @ z[n, k] with z of width r = 3 + artwork width.
+
+    z = (1, recommender score, artwork attribute row, cast match): every candidate of the page shares V,
+    which depends on the member (genre affinity, device, hour) and linearly on the title's prior
+    interaction. ``project(A, prior)`` computes A @ V without building V, so a posterior's quadratic forms
+    cost O(r^2) per candidate instead of O(d^2) (``keyart.learning.Posterior.moments``).
+    """
+
+    def __init__(self, factors: PageFactors, prior: np.ndarray, rec: np.ndarray) -> None:
+        lay = factors.layout
+        self.prior = prior
+        self.layout = lay
+        ctx0 = factors.ctx[0].copy()
+        ctx0[lay["prior_interaction"].start] = 0.0
+        ctx0[lay["recommender_score"].start] = 0.0
+        self._ctx0 = ctx0
+        self._aff = ctx0[lay["member_genre_affinity"]]
+        self._device = [
+            (int(b), float(ctx0[lay["device"].start + b])) for b in np.flatnonzero(ctx0[lay["device"]])
+        ]
+        self._hour = [(int(b), float(ctx0[lay["hour"].start + b])) for b in np.flatnonzero(ctx0[lay["hour"]])]
+        idx = factors.idx
+        n, k = idx.shape
+        art = factors.art_block
+        self.width = 3 + art.shape[1]
+        Z = np.empty((n, k, self.width))
+        Z[:, :, 0] = 1.0
+        Z[:, :, 1] = rec[:, None]
+        Z[:, :, 2:-1] = art[idx]
+        Z[:, :, -1] = factors.cast_match
+        Z[idx == 0] = 0.0
+        self.Z = Z
+        if prior.any():
+            self.levels = np.array(sorted(set(prior.tolist())))
+            self.level_of = np.searchsorted(self.levels, prior)
+        else:
+            self.levels, self.level_of = np.zeros(1), np.zeros(n, dtype=np.int64)
+
+    def dot(self, theta: np.ndarray | SplitRows) -> np.ndarray:
+        """x . theta for every candidate (n, K), 0 on padding; theta may come split (``split_rows``)."""
+        if isinstance(theta, np.ndarray):
+            theta = split_rows(self.layout, theta[None, :])
+        w = self.project(theta, self.levels, np.zeros(self.levels.size, dtype=np.int64))
+        return np.matmul(self.Z, w[self.level_of][:, :, None])[:, :, 0]
+
+    def project(self, A: SplitRows, prior: float | np.ndarray, rows: np.ndarray | None = None) -> np.ndarray:
+        """A[rows] @ V(prior) for row vectors A (N, d) given by ``split_rows``; ``prior`` is one value or
+        one per projected row. Only the member's device and hour slots of the crosses are read."""
+        pi = np.asarray(prior, dtype=np.float64)
+        pic = pi[:, None] if pi.ndim else pi
+        a = A if rows is None else A.take(rows)
+        g = self._aff.size
+        out = np.empty((a.art.shape[0], self.width))
+        scal = a.scal
+        out[:, 0] = a.ctx @ self._ctx0
+        out[:, 0] += pi * scal[:, 0]
+        out[:, 1] = scal[:, 1]
+        art = out[:, 2:-1]
+        art[:] = a.art
+        art[:, :g] += (a.gxtm + (pi * scal[:, 2])[:, None]) * self._aff
+        style = art[:, g : g + a.pxs.shape[1]]
+        style += pic * a.pxs
+        for b, v in self._device:
+            style += v * (a.dxs[:, b] if rows is None else A.dxs[rows, b])
+        for h, v in self._hour:
+            style += v * (a.hxs[:, h] if rows is None else A.hxs[rows, h])
+        out[:, -1] = scal[:, 3] + pi * scal[:, 4]
+        return out
+
+
+@dataclass(frozen=True)
+class SplitRows:
+    """Row vectors (N, d) regrouped into the contiguous blocks that ``PageBasis.project`` reads, so a
+    posterior splits its fixed rows once and each page only gathers and combines small blocks."""
+
+    ctx: np.ndarray  # (N, context width)
+    art: np.ndarray  # (N, artwork width)
+    gxtm: np.ndarray  # (N, genres): genre x theme plus theme match
+    pxs: np.ndarray  # (N, styles): prior interaction x style
+    dxs: np.ndarray  # (N, devices, styles)
+    hxs: np.ndarray  # (N, hours, styles)
+    scal: (
+        np.ndarray
+    )  # (N, 5): prior interaction, recommender score, prior x theme match, cast match, prior x cast
+
+    def take(self, rows: np.ndarray) -> SplitRows:
+        """The blocks of some rows (the crosses' slots are gathered by the caller, one slot each)."""
+        return SplitRows(
+            self.ctx[rows],
+            self.art[rows],
+            self.gxtm[rows],
+            self.pxs[rows],
+            self.dxs,
+            self.hxs,
+            self.scal[rows],
+        )
+
+
+def split_rows(layout: Mapping[str, slice], A: np.ndarray) -> SplitRows:
+    """``A`` (N, d) in the default featurizer's layout, regrouped as ``SplitRows``."""
+    lay = layout
+    n = A.shape[0]
+    px = lay["prior_x_artwork"]
+    s = px.stop - px.start - 2
+    scal = A[
+        :,
+        [
+            lay["prior_interaction"].start,
+            lay["recommender_score"].start,
+            px.start,
+            lay["cast_match"].start,
+            px.start + 1,
+        ],
+    ]
+    return SplitRows(
+        np.ascontiguousarray(A[:, : lay["extra"].stop]),
+        np.ascontiguousarray(A[:, lay["theme"].start : lay["embedding"].stop]),
+        A[:, lay["genre_x_theme"]] + A[:, lay["theme_match"].start, None],
+        np.ascontiguousarray(A[:, px.start + 2 : px.stop]),
+        np.ascontiguousarray(A[:, lay["device_x_style"]]).reshape(n, -1, s),
+        np.ascontiguousarray(A[:, lay["hour_x_style"]]).reshape(n, -1, s),
+        scal,
+    )
 
 
 class CandidateBatch:
@@ -293,6 +431,13 @@ class CandidateBatch:
             return self.factors.dot(theta)
         return self.X @ theta
 
+    def basis(self) -> PageBasis | None:
+        """The low-dimensional form of a one-member page (``PageFactors.basis``), else None; computed
+        once per batch."""
+        if not hasattr(self, "_basis"):
+            self._basis = None if self.factors is None else self.factors.basis()
+        return self._basis
+
     def shown_X(self, chosen: np.ndarray) -> np.ndarray:
         """(n, d) features of one candidate per row (e.g. the shown one)."""
         if self._X is None and self.factors is not None:
@@ -377,13 +522,56 @@ class _Hasher:
         return v
 
 
+class _ArtworkTable:
+    """Per-artwork attribute rows in arrays that grow by doubling (row 0: the all-zero padding candidate),
+    so a page gathers its candidates with one index and a new artwork costs O(width), not a re-stack."""
+
+    def __init__(self, art_width: int, genres: int, max_cast: int, styles: int) -> None:
+        self.n = 1
+        self._widths = (art_width, genres, max_cast, max_cast, styles)
+        self._alloc(64)
+        self.row: dict[str, int] = {}
+
+    def _alloc(self, cap: int) -> None:
+        old = getattr(self, "_arrays", None)
+        arrays = [np.zeros((cap, w)) for w in self._widths]
+        arrays[2] = np.zeros((cap, self._widths[2]), dtype=np.int64)  # cast buckets, last = none
+        keys, ids = np.zeros(cap, dtype=np.int64), np.full(cap, "", dtype=object)
+        if old is not None:
+            for new, prev in zip([*arrays, keys, ids], [*old, self.keys, self.ids], strict=True):
+                new[: self.n] = prev[: self.n]
+        self._arrays, self.keys, self.ids = arrays, keys, ids
+
+    def add(self, artwork_id: str, parts: tuple[np.ndarray, ...]) -> int:
+        if self.n == self.keys.size:
+            self._alloc(2 * self.n)
+        r = self.n
+        for arr, part in zip(self._arrays, parts, strict=True):
+            arr[r] = part
+        self.keys[r], self.ids[r] = artwork_key(artwork_id), artwork_id
+        self.row[artwork_id] = r
+        self.n += 1
+        return r
+
+    def views(self) -> tuple[np.ndarray, ...]:
+        """(block, theme, cast buckets, cast signs, style, keys, ids) of the rows so far: the same arrays
+        until a row is added (so callers can cache what they derive from them)."""
+        cached = getattr(self, "_views", None)
+        if cached is None or cached[0] != self.n:
+            cached = (self.n, (*(a[: self.n] for a in self._arrays), self.keys[: self.n], self.ids[: self.n]))
+            self._views = cached
+        return cached[1]
+
+
 class Featurizer:
     """The default featurizer: deterministic, hashed, vectorized over a page's pools.
 
     ``page`` featurizes one member's request for several titles; ``events`` featurizes logged events,
-    each with its own context and its logged pool. Caches per-title and per-artwork vectors and drops them
-    whenever the catalog's version changes.
+    each with its own context and its logged pool. Caches per-title and per-artwork rows in growing
+    arrays and drops them whenever the catalog's version changes.
     """
+
+    _max_cast = 8  # featured cast members per artwork that enter the cast match
 
     def __init__(self, catalog: Catalog, config: FeatureConfig | None = None) -> None:
         self.catalog = catalog
@@ -398,24 +586,17 @@ class Featurizer:
         self._device = _Hasher(c.device_buckets, "device", c.vocabulary("device"))
         self._extra = _Hasher(c.extra_buckets, "extra", c.vocabulary("extra"))
         self._cache_version = -1
-        self._title_vecs: dict[str, tuple[np.ndarray, np.ndarray]] = {}
-        self._reset_artwork_table()
+        self._reset_caches()
 
-    def _reset_artwork_table(self) -> None:
-        # row 0 is the padding candidate: all zeros
+    def _reset_caches(self) -> None:
         c = self.config
-        self._art_row: dict[str, int] = {}
-        self._art_lists: list[list[np.ndarray]] = [
-            [np.zeros(self._art_width)],
-            [np.zeros(c.genre_buckets)],
-            [np.zeros(self._max_cast)],
-            [np.zeros(c.style_buckets)],
-        ]
-        self._art_keys: list[int] = [0]
-        self._art_tables: tuple[np.ndarray, ...] | None = None
-        self._pool_rows: dict[tuple[str, ...], np.ndarray] = {}
-
-    _max_cast = 8  # featured cast members per artwork that enter the cast match
+        self._arts = _ArtworkTable(self._art_width, c.genre_buckets, self._max_cast, c.style_buckets)
+        self._title_slot: dict[str, int] = {}  # title id -> row of the title tables below
+        self._title_genre = np.zeros((64, c.genre_buckets))
+        self._title_cast = np.zeros((64, c.cast_buckets))
+        self._pool_of: dict[str, tuple[int, np.ndarray]] = {}  # title id -> (slot in pool table, rows)
+        self._pool_table = np.zeros((64, 1), dtype=np.int64)  # artwork rows of each pool, 0-padded
+        self._pool_size = np.zeros(64, dtype=np.int64)
 
     @cached_property
     def _art_width(self) -> int:
@@ -435,18 +616,29 @@ class Featurizer:
     # ---- caches ----------------------------------------------------------------------------------
     def _check_cache(self) -> None:
         if self._cache_version != self.catalog.version:
-            self._title_vecs.clear()
-            self._reset_artwork_table()
+            self._reset_caches()
             self._cache_version = self.catalog.version
 
-    def _title_vec(self, title: Title) -> tuple[np.ndarray, np.ndarray]:
-        hit = self._title_vecs.get(title.title_id)
-        if hit is None:
-            hit = (self._genre.signed(title.genres), self._cast.signed(title.cast))
-            self._title_vecs[title.title_id] = hit
-        return hit
+    def _title_slots(self, title_ids: Sequence[str]) -> list[int]:
+        """Rows of the titles' genre and cast vectors (added on first sight)."""
+        slot = self._title_slot
+        out = [slot.get(t, -1) for t in title_ids]
+        for i, s in enumerate(out):
+            if s < 0:
+                out[i] = slot.get(title_ids[i]) or self._add_title(self.catalog.titles[title_ids[i]])
+        return out
 
-    def _artwork_block(self, a: Artwork) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    def _add_title(self, title: Title) -> int:
+        s = len(self._title_slot) + 1  # slot 0 stays unused, so a found slot is never falsy
+        if s >= self._title_genre.shape[0]:
+            self._title_genre = np.vstack([self._title_genre, np.zeros_like(self._title_genre)])
+            self._title_cast = np.vstack([self._title_cast, np.zeros_like(self._title_cast)])
+        self._title_genre[s] = self._genre.signed(title.genres)
+        self._title_cast[s] = self._cast.signed(title.cast)
+        self._title_slot[title.title_id] = s
+        return s
+
+    def _artwork_parts(self, a: Artwork) -> tuple[np.ndarray, ...]:
         c = self.config
         theme = self._genre.signed(a.theme_genres)
         style = self._style.onehot(a.style)
@@ -457,154 +649,187 @@ class Featurizer:
             emb[: e.size] = e
         ncast = np.array([math.log1p(len(a.featured_cast))])
         block = np.concatenate([theme, style, tags, ncast, emb])
-        cast = np.zeros(self._max_cast)  # signed (bucket + 1) codes of the featured cast, 0-padded
+        # the featured cast's buckets (cast_buckets = none) and signs, for the member's cast affinity
+        bucket = np.full(self._max_cast, c.cast_buckets, dtype=np.int64)
+        sign = np.zeros(self._max_cast)
         for i, name in enumerate(a.featured_cast[: self._max_cast]):
-            b, sign = self._cast(name)
-            cast[i] = sign * (b + 1)
-        return block, theme, cast, style
+            bucket[i], sign[i] = self._cast(name)
+        return block, theme, bucket, sign, style
 
-    def _rows_for_pool(self, pool: tuple[str, ...]) -> np.ndarray:
-        """Rows of the pool's artworks in the artwork table (added on first sight)."""
-        hit = self._pool_rows.get(pool)
-        if hit is None:
-            rows = []
-            for a in pool:
-                row = self._art_row.get(a)
-                if row is None:
-                    for table, part in zip(
-                        self._art_lists, self._artwork_block(self.catalog.artwork(a)), strict=True
-                    ):
-                        table.append(part)
-                    row = self._art_row[a] = len(self._art_lists[0]) - 1
-                    self._art_keys.append(artwork_key(a))
-                    self._art_tables = None
-                rows.append(row)
-            hit = self._pool_rows[pool] = np.asarray(rows, dtype=np.int64)
-        return hit
+    def _artwork_rows(self, pool: Sequence[str]) -> np.ndarray:
+        """Rows of artworks in the artwork table (added on first sight)."""
+        row, arts = self._arts.row, self._arts
+        out = [row.get(a, 0) for a in pool]
+        for i, r in enumerate(out):
+            if r == 0:
+                out[i] = row.get(pool[i]) or arts.add(
+                    pool[i], self._artwork_parts(self.catalog.artwork(pool[i]))
+                )
+        return np.asarray(out, dtype=np.int64)
 
-    def _tables(self) -> tuple[np.ndarray, ...]:
-        if self._art_tables is None:
-            self._art_tables = (
-                *(np.stack(t) for t in self._art_lists),
-                np.asarray(self._art_keys, dtype=np.int64),
+    def _pool_slots(self, title_ids: Sequence[str]) -> list[int]:
+        """Rows of the titles' active pools in the pool table (added on first sight)."""
+        pool_of = self._pool_of
+        out = []
+        for t in title_ids:
+            hit = pool_of.get(t)
+            if hit is None:
+                hit = pool_of[t] = self._add_pool(self._artwork_rows(self.catalog.pool_ids(t)))
+            out.append(hit[0])
+        return out
+
+    def _add_pool(self, rows: np.ndarray) -> tuple[int, np.ndarray]:
+        s = len(self._pool_of)
+        table = self._pool_table
+        n_slots = 2 * table.shape[0] if s == table.shape[0] else table.shape[0]
+        width = max(table.shape[1], rows.size)
+        if (n_slots, width) != table.shape:
+            self._pool_table = np.zeros((n_slots, width), dtype=np.int64)
+            self._pool_table[: table.shape[0], : table.shape[1]] = table
+            self._pool_size = np.concatenate(
+                [self._pool_size, np.zeros(n_slots - self._pool_size.size, np.int64)]
             )
-        return self._art_tables
+        self._pool_table[s, : rows.size] = rows
+        self._pool_size[s] = rows.size
+        return s, rows
 
     # ---- member --------------------------------------------------------------------------------
     def member_vectors(self, context: MemberContext) -> tuple[np.ndarray, np.ndarray]:
         """Recency- and engagement-weighted genre and cast affinity of a member's play history."""
         c = self.config
-        g = np.zeros(c.genre_buckets)
-        k = np.zeros(c.cast_buckets)
-        if not context.played:
-            return g, k
-        vecs, weights = [], []
+        self._check_cache()
+        plays = context.played
+        if not plays:
+            return np.zeros(c.genre_buckets), np.zeros(c.cast_buckets)
+        titles = self.catalog.titles
+        if not all(p.title_id in titles for p in plays):
+            if c.on_unknown_history == "raise":
+                bad = next(p.title_id for p in plays if p.title_id not in titles)
+                raise UnknownIdError(
+                    f"Member {context.member_id!r} has unknown title_id {bad!r} in its play history."
+                )
+            plays = tuple(p for p in plays if p.title_id in titles)
+            if not plays:
+                return np.zeros(c.genre_buckets), np.zeros(c.cast_buckets)
         half_life = c.recency_half_life_days * 86_400.0
-        for p in context.played:
-            title = self.catalog.titles.get(p.title_id)
-            if title is None:
-                if c.on_unknown_history == "raise":
-                    raise UnknownIdError(
-                        f"Member {context.member_id!r} has unknown title_id {p.title_id!r} "
-                        "in its play history."
-                    )
-                continue
-            w = 1.0
-            if p.timestamp is not None:
-                w *= 0.5 ** (max(context.timestamp - p.timestamp, 0.0) / half_life)
-            if p.engaged_seconds is not None:
-                w *= min(1.0, p.engaged_seconds / c.engaged_saturation_seconds)
-            vecs.append(self._title_vec(title))
-            weights.append(w)
-        total = sum(weights)
+        now = context.timestamp
+        w = np.fromiter(
+            (
+                (1.0 if p.timestamp is None else 0.5 ** (max(now - p.timestamp, 0.0) / half_life))
+                * (
+                    1.0
+                    if p.engaged_seconds is None
+                    else min(1.0, p.engaged_seconds / c.engaged_saturation_seconds)
+                )
+                for p in plays
+            ),
+            float,
+            len(plays),
+        )
+        total = w.sum()
         if total <= 0:
-            return g, k
-        wa = np.asarray(weights) / total
-        g = wa @ np.stack([v[0] for v in vecs])
-        k = wa @ np.stack([v[1] for v in vecs])
-        return g, k
+            return np.zeros(c.genre_buckets), np.zeros(c.cast_buckets)
+        slots = self._title_slots([p.title_id for p in plays])
+        w /= total
+        return w @ self._title_genre[slots], w @ self._title_cast[slots]
 
     def _context_block(self, ctx: MemberContext, genre_aff: np.ndarray) -> np.ndarray:
-        hour_bucket = ctx.hour // 6
-        hour = np.zeros(HOUR_BUCKETS)
-        hour[hour_bucket] = 1.0
-        extras = np.zeros(self.config.extra_buckets)
-        for name, value in ctx.extra.items() if self.config.extra_buckets else ():
-            b, s = self._extra(name)
-            extras[b] += s * value
-        return np.concatenate(
-            [
-                [1.0],
-                genre_aff,
-                self._country.onehot(ctx.country),
-                self._language.onehot(ctx.language),
-                self._device.onehot(ctx.device),
-                hour,
-                [1.0 if ctx.weekday >= 5 else 0.0],
-                [0.0],  # prior interaction: per title, filled in later
-                [0.0],  # recommender score: per title
-                extras,
-            ]
-        )
+        lay, c = self.config.layout, self.config
+        out = np.zeros(lay["extra"].stop)
+        out[0] = 1.0
+        out[lay["member_genre_affinity"]] = genre_aff
+        for name, hasher, token in (
+            ("country", self._country, ctx.country),
+            ("language", self._language, ctx.language),
+            ("device", self._device, ctx.device),
+        ):
+            if token and hasher.buckets:
+                out[lay[name].start + hasher(token)[0]] = 1.0
+        out[lay["hour"].start + ctx.hour // 6] = 1.0
+        out[lay["weekend"].start] = 1.0 if ctx.weekday >= 5 else 0.0
+        if c.extra_buckets:
+            extra = lay["extra"].start
+            for name, value in ctx.extra.items():
+                b, sgn = self._extra(name)
+                out[extra + b] += sgn * value
+        return out
 
     # ---- assembly ------------------------------------------------------------------------------
     def _assemble(
         self,
         contexts: Sequence[MemberContext],
-        ctx_index: np.ndarray,
+        ctx_index: np.ndarray | None,
         title_ids: Sequence[str],
-        pools: Sequence[tuple[str, ...]],
-        request_ids: Sequence[str],
+        pools: Sequence[tuple[str, ...]] | None,
+        request_ids: Sequence[str] | str,
     ) -> CandidateBatch:
+        """One batch from contexts (``ctx_index``: context of each row, None for one context), titles, and
+        either logged pools or (``pools`` None) each title's active pool from the catalog."""
         lay = self.config.layout
         n = len(title_ids)
         if n == 0:
             raise ValidationError("title_ids must not be empty.")
         self._check_cache()
         member = [self.member_vectors(ctx) for ctx in contexts]
-        ctx_blocks = np.stack(
-            [self._context_block(ctx, m[0]) for ctx, m in zip(contexts, member, strict=True)]
-        )
-        cast_aff = np.stack([m[1] for m in member])[ctx_index]
-        pool_rows = [self._rows_for_pool(p) for p in pools]
-        sizes = np.fromiter((r.size for r in pool_rows), dtype=np.int64, count=n)
-        k = int(sizes.max())
-        mask = np.arange(k)[None, :] < sizes[:, None]
-        idx = np.zeros((n, k), dtype=np.int64)
-        idx[mask] = np.concatenate(pool_rows)
-        ids = np.full((n, k), "", dtype=object)
-        ids[mask] = [a for p in pools for a in p]
-        art_block, theme_t, cast_t, style_t, keys = self._tables()
-        tids = list(title_ids)
-        ctx_of = [contexts[j] for j in ctx_index.tolist()]
-        prior = np.fromiter(
-            (1.0 if t in cx.interacted_titles else 0.0 for t, cx in zip(tids, ctx_of, strict=True)), float, n
-        )
-        rec = np.fromiter(
-            (cx.recommender_scores.get(t, 0.0) for t, cx in zip(tids, ctx_of, strict=True)), float, n
-        )
-        ctx_part = ctx_blocks[ctx_index]
-        ctx_part[:, lay["prior_interaction"].start] = prior
-        ctx_part[:, lay["recommender_score"].start] = rec
-        # cast[n, k, i] = sign * (bucket + 1) of the i-th featured cast member, 0 for none
-        cast = cast_t[idx]
-        bucket = np.abs(cast).astype(np.int64) - 1
-        gathered = np.take_along_axis(cast_aff, np.maximum(bucket, 0).reshape(n, -1), axis=1).reshape(
-            bucket.shape
-        )
-        cast_match = (np.sign(cast) * gathered).sum(axis=2)
+        if pools is None:
+            slots = self._pool_slots(title_ids)
+            sizes = self._pool_size[slots]
+            k = int(sizes.max())
+            idx = self._pool_table[slots, :k]
+        else:
+            rows = [self._artwork_rows(p) for p in pools]
+            sizes = np.fromiter((r.size for r in rows), dtype=np.int64, count=n)
+            k = int(sizes.max())
+            idx = np.zeros((n, k), dtype=np.int64)
+            idx[np.arange(k)[None, :] < sizes[:, None]] = np.concatenate(rows)
+        mask = idx != 0
+        art_block, theme_t, bucket_t, sign_t, style_t, keys, ids_t = self._arts.views()
+        tids = title_ids if isinstance(title_ids, list) else list(title_ids)
+        one = ctx_index is None
+        ctx_blocks = [self._context_block(ctx, m[0]) for ctx, m in zip(contexts, member, strict=True)]
+        if one:
+            cx = contexts[0]
+            ctx_part = np.repeat(ctx_blocks[0][None, :], n, axis=0)
+            if cx.interacted_titles:
+                inter = cx.interacted_titles
+                ctx_part[:, lay["prior_interaction"].start] = [t in inter for t in tids]
+            if cx.recommender_scores:
+                get = cx.recommender_scores.get
+                ctx_part[:, lay["recommender_score"].start] = [get(t, 0.0) for t in tids]
+            cast_aff = np.append(member[0][1], 0.0)  # bucket cast_buckets: no featured cast member
+            cast_match = (sign_t[idx] * cast_aff[bucket_t[idx]]).sum(axis=2)
+            member_ids = np.full(n, cx.member_id, dtype=object)
+            timestamps = np.full(n, cx.timestamp, dtype=np.float64)
+        else:
+            assert ctx_index is not None
+            ctx_of = [contexts[j] for j in ctx_index.tolist()]
+            ctx_part = np.stack(ctx_blocks)[ctx_index]
+            ctx_part[:, lay["prior_interaction"].start] = [
+                t in cx.interacted_titles for t, cx in zip(tids, ctx_of, strict=True)
+            ]
+            ctx_part[:, lay["recommender_score"].start] = [
+                cx.recommender_scores.get(t, 0.0) for t, cx in zip(tids, ctx_of, strict=True)
+            ]
+            cast_aff = np.hstack([np.stack([m[1] for m in member]), np.zeros((len(member), 1))])[ctx_index]
+            gathered = np.take_along_axis(cast_aff, bucket_t[idx].reshape(n, -1), axis=1).reshape(n, k, -1)
+            cast_match = (sign_t[idx] * gathered).sum(axis=2)
+            member_ids = np.array([cx.member_id for cx in ctx_of], dtype=object)
+            timestamps = np.array([cx.timestamp for cx in ctx_of], dtype=np.float64)
         factors = PageFactors(
             lay, self.config.dim, ctx_part, idx, cast_match, art_block, theme_t, style_t, keys
         )
-        member_ids = np.array([contexts[j].member_id for j in ctx_index], dtype=object)
-        timestamps = np.array([contexts[j].timestamp for j in ctx_index], dtype=np.float64)
+        rids = (
+            np.full(n, request_ids, dtype=object)
+            if isinstance(request_ids, str)
+            else np.array(list(request_ids), dtype=object)
+        )
         return CandidateBatch(
             None,
             mask,
-            ids,
-            np.array(list(title_ids), dtype=object),
+            ids_t[idx],
+            np.array(tids, dtype=object),
             member_ids,
-            np.array(list(request_ids), dtype=object),
+            rids,
             timestamps,
             self.feature_names,
             factors,
@@ -616,11 +841,8 @@ class Featurizer:
         """Features of every active artwork of each title, for one member's page request."""
         if isinstance(title_ids, str):
             raise ValidationError("title_ids must be a list of title ids, not a single string.")
-        self._check_cache()
-        pools = [self.catalog.pool_ids(t) for t in title_ids]
         rid = request_id if request_id is not None else uuid.uuid4().hex
-        n = len(title_ids)
-        return self._assemble([context], np.zeros(n, dtype=np.int64), title_ids, pools, [rid] * n)
+        return self._assemble([context], None, title_ids, None, rid)
 
     def events(
         self,

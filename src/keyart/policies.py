@@ -97,7 +97,11 @@ class DecisionBatch(Sequence[Decision]):
         rows = np.arange(batch.n)
         self.propensity = probabilities[rows, index]
         self.artwork_ids = batch.artwork_ids[rows, index]
-        self.decision_ids = [decision_id(r, i) for i, r in enumerate(batch.request_ids.tolist())]
+        rids = batch.request_ids.tolist()
+        if rids and len(set(rids)) == 1:  # a page: one request
+            self.decision_ids = [f"{rids[0]}-{i}" for i in range(len(rids))]
+        else:
+            self.decision_ids = [decision_id(r, i) for i, r in enumerate(rids)]
 
     def __len__(self) -> int:
         return self.batch.n
@@ -303,9 +307,8 @@ class Policy(ABC):
         return np.where(batch.mask, p, 0.0)
 
     def _explored(self, scores: np.ndarray, probabilities: np.ndarray, index: np.ndarray) -> np.ndarray:
-        n = scores.shape[0]
-        best = greedy_distribution(scores, probabilities > 0)
-        return best[np.arange(n), index] == 0
+        s = np.where(probabilities > 0, scores, -np.inf)
+        return s[np.arange(s.shape[0]), index] < s.max(axis=1)
 
     def _evaluate(self, batch: CandidateBatch) -> tuple[np.ndarray, np.ndarray]:
         """(distribution before the floor, scores); policies that share work between the two override it."""
@@ -389,6 +392,20 @@ def load_policy(path: str | Path) -> Policy:
     return restore_policy(header)
 
 
+def batch_rows(index: ArtworkIndex, batch: CandidateBatch, holder: Any) -> np.ndarray:
+    """Model rows (-1: unknown) of a batch's candidates in ``index``. A featurized batch is looked up
+    through its artwork table: the table's rows are mapped once per (table, index version) and cached on
+    ``holder``, so a page costs one gather."""
+    f = batch.factors
+    if f is None:
+        return index.rows_for_keys(batch.artwork_keys)
+    memo = getattr(holder, "_table_rows", None)
+    if memo is None or memo[0] is not f.keys or memo[1] != index.version:
+        memo = (f.keys, index.version, index.rows_for_keys(f.keys))
+        holder._table_rows = memo
+    return memo[2][f.idx]
+
+
 def _warm_start_rows(index: ArtworkIndex, artwork_id: str, like: Sequence[str]) -> np.ndarray:
     if artwork_id in index.ids:
         raise ValidationError(f"Artwork {artwork_id!r} is already known: warm_start is for new artworks.")
@@ -451,7 +468,7 @@ class _PerArtworkCounts(Policy):
         self.trials_ = np.zeros(0)
 
     def _ab(self, batch: CandidateBatch) -> tuple[np.ndarray, np.ndarray]:
-        rows = self.index_.rows_for_keys(batch.artwork_keys)
+        rows = batch_rows(self.index_, batch, self)
         known = rows >= 0
         s = np.where(
             known, self.successes_[np.where(known, rows, 0)] if rows.size and self.trials_.size else 0, 0
@@ -645,13 +662,21 @@ class SharedModelPolicy(Policy):
         memo = self._rows_memo
         if memo is not None and memo[0] is batch.artwork_ids and memo[1] == self.index_.version:
             return memo[2]
-        rows = self.index_.rows_for_keys(batch.artwork_keys)
+        rows = batch_rows(self.index_, batch, self)
         self._rows_memo = (batch.artwork_ids, self.index_.version, rows)
         return rows
 
     def _moments(self, batch: CandidateBatch, covariance: bool = False) -> tuple[np.ndarray, np.ndarray]:
+        """Mean (n, K) and variance (n, K) or covariance (n, K, K) of the candidates' scores; a page of
+        one member goes through its low-dimensional basis, other batches through their rows."""
         self._ensure_dim(batch.d)
-        return self.posterior_.moments(batch.X, self._rows(batch), 1.0 / self.bias_ridge, covariance)
+        basis = batch.basis()
+        if basis is None:
+            return self.posterior_.moments(batch.X, self._rows(batch), 1.0 / self.bias_ridge, covariance)
+        self._check_batch(batch)
+        rows, post = self._rows(batch), self.posterior_
+        spread = post.page_spread(basis, rows, 1.0 / self.bias_ridge, covariance)
+        return basis.dot(post.split(basis.layout)[0]) + post.bias(rows), spread
 
     def scores(self, batch: CandidateBatch) -> np.ndarray:
         """Posterior mean score of every candidate."""
