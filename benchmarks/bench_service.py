@@ -14,6 +14,7 @@ different members). For 1 and 2 worker processes it measures:
 
     python benchmarks/bench_service.py [--duration 10] [--connections 8] [--workers 1 2] [--learning]
     python benchmarks/bench_service.py --smoke    # CI: 1 worker, Python client, no wrk, seconds
+    python benchmarks/bench_service.py --inprocess    # only the in-process cost of a page, no servers
 
 Prints the environment, the exact wrk commands, and a table: server, workers, title-decisions/s, p50, p99.
 """
@@ -345,33 +346,53 @@ def fallback_rate(port: int, since: tuple[float, float] = (0.0, 0.0)) -> float:
     return fb / dec if dec else 0.0
 
 
-def inprocess_ms_per_page(root: Path, body_list: list[bytes], n: int = 300) -> float:
-    """CPU cost of a page without HTTP: parse, featurize, choose, log (``Engine.decide``), in process."""
+def inprocess_ms_per_page(root: Path, body_list: list[bytes], n: int = 600) -> tuple[float, float]:
+    """Cost of a page without HTTP, on one thread: parse, featurize, choose, log, answer (``parse_page``,
+    ``Engine.decide``, ``PageResult.page_json``). Returns the median ms per page and the median of the
+    service's own part (the page minus the time inside ``featurizer.page`` and ``policy.choose``)."""
     from keyart.catalog import Catalog
     from keyart.service import catalog_store
     from keyart.service.config import ServiceConfig
     from keyart.service.engine import Engine
     from keyart.service.learner import ensure_initial_generation
     from keyart.service.metrics import Metrics
-    from keyart.service.schemas import DecideRequest
+    from keyart.service.parsing import parse_page
 
     config = ServiceConfig(state_dir=str(root / "inprocess"), api_key="bench")
     catalog_store.import_catalog(config.catalog_path, Catalog.load_json(root / "catalog.json"))
     ensure_initial_generation(config)
     engine = Engine(config, Metrics())
     engine.refresh(True)
+    core = [0.0]
 
-    def one(i: int) -> None:
-        req = DecideRequest.model_validate_json(body_list[i % len(body_list)])
-        engine.decide(req.member_id, req.context, req.title_ids, None, None)
+    def timed(fn: Any) -> Any:
+        def wrapper(*args: Any) -> Any:
+            t0 = time.perf_counter()
+            try:
+                return fn(*args)
+            finally:
+                core[0] += time.perf_counter() - t0
 
-    for i in range(len(body_list)):
-        one(i)
-    t0 = time.perf_counter()
-    for i in range(n):
-        one(i)
+        return wrapper
+
+    fz, gen = engine.view.featurizer, engine.generation
+    assert gen is not None
+    fz.page = timed(fz.page)  # type: ignore[method-assign]
+    gen.primary.choose = timed(gen.primary.choose)  # type: ignore[method-assign]
+    total, own = [], []
+    for i in range(len(body_list) + n):
+        core[0] = 0.0
+        t0 = time.perf_counter()
+        req = parse_page(body_list[i % len(body_list)], config.limits, time.time())
+        result = engine.decide(req)
+        assert result is not None and not result.reason
+        result.page_json()
+        dt = time.perf_counter() - t0
+        if i >= len(body_list):  # the first round warms caches
+            total.append(dt)
+            own.append(dt - core[0])
     engine.close()
-    return (time.perf_counter() - t0) / n * 1000
+    return float(np.median(total)) * 1000, float(np.median(own)) * 1000
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
@@ -380,6 +401,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     ap.add_argument("--connections", type=int, default=8)
     ap.add_argument("--workers", type=int, nargs="+", default=[1, 2])
     ap.add_argument("--smoke", action="store_true", help="1 worker, Python client, 2 s: the CI smoke run")
+    ap.add_argument(
+        "--inprocess", action="store_true", help="only the in-process cost of a page (no servers, no wrk)"
+    )
     ap.add_argument(
         "--learning",
         action="store_true",
@@ -402,7 +426,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     )
     print(f"# load average (1 min) before the run: {os.getloadavg()[0]:.2f}")
     rows: list[tuple[str, int, dict[str, Any]]] = []
-    ms: float | None = None
+    ms: tuple[float, float] | None = None
     try:
         if args.smoke:
             port = free_port()
@@ -413,7 +437,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             finally:
                 stop(proc)
             rows.append(("keyart", 1, res))
-        else:
+        elif not args.inprocess:
             for workers in args.workers:
                 for kind in ("bare", "keyart"):
                     port = free_port()
@@ -454,6 +478,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         )
     print()
     summary: dict[str, Any] = {"rows": [{"server": k, "workers": w, **r} for k, w, r in rows]}
+    if ms is not None:
+        summary["inprocess_ms"], summary["inprocess_own_ms"] = ms
     by = {(k, w): r for k, w, r in rows}
     for workers in sorted({w for _, w, _ in rows}):
         bare, ka, half = (
@@ -474,8 +500,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             )
     if ms is not None:
         print(
-            f"in-process Engine.decide (parse + featurize + choose + log, no HTTP): {ms:.2f} ms per page "
-            f"= at most {1000 / ms:.0f} pages/s per busy core"
+            f"in-process page (parse + featurize + choose + log + answer, no HTTP): {ms[0]:.3f} ms per page "
+            f"(median) = at most {1000 / ms[0]:.0f} pages/s per busy core; the service's own part "
+            f"(all but featurizer.page and policy.choose): {ms[1]:.3f} ms"
         )
     print(f"# load average (1 min) after the run: {os.getloadavg()[0]:.2f}")
     cmds = sorted({r["cmd"].replace(str(root), "$TMP") for _, _, r in rows})

@@ -18,7 +18,7 @@ from keyart.service.app import create_app
 from keyart.service.config import Limits, ServiceConfig
 from keyart.service.learner import Learner
 from keyart.service.schemas import DecideResponse, DecisionOut
-from keyart.service.segments import SegmentReader
+from keyart.service.segments import SegmentReader, page_probabilities
 
 with warnings.catch_warnings():
     warnings.simplefilter("ignore")
@@ -128,6 +128,34 @@ def test_malformed_decide_is_refused_and_not_logged(
     assert segment_bytes(config) == before
 
 
+def test_hot_routes_answer_exactly_as_the_fastapi_routes(client: TestClient) -> None:
+    """``POST /v1/decide`` and ``/v1/decide/title`` skip FastAPI (``ServiceApp.hot_routes``); the FastAPI
+    routes behind them (OpenAPI, root paths) must give the same answers."""
+    page = {**page_body("same", timestamp=1_700_000_000.0), "request_id": "fixed-id", "page": "home"}
+    title = {"member_id": "same", "title_id": "t3", "request_id": "fixed-1", "context": {"timestamp": 1e9}}
+    cases = [("/v1/decide", orjson.dumps(page)), ("/v1/decide/title", orjson.dumps(title))]
+    cases += [("/v1/decide", body) for body, _, _ in BAD_DECIDE]
+    cases += [("/v1/decide/title", b'{"member_id": "m", "title_id": "nope"}'), ("/v1/decide/title", b"[]")]
+    app = client.app
+    hot = dict(app.hot_routes)
+    assert set(hot) == {("POST", "/v1/decide"), ("POST", "/v1/decide/title")}
+    try:
+        for path, body in cases:
+            answers = []
+            for routes in (hot, {}):
+                app.hot_routes = routes
+                r = client.post(path, content=body, headers={"content-type": "application/json"})
+                answers.append(
+                    (r.status_code, r.json(), r.headers["content-type"], r.headers["x-keyart-worker"])
+                )
+            assert answers[0] == answers[1], (path, body)
+    finally:
+        app.hot_routes = hot
+    text = client.get("/metrics").text
+    assert 'keyart_rejected_requests_total{status="422"}' in text
+    assert 'keyart_request_latency_seconds_count{endpoint="decide_title"} 2.0' in text
+
+
 def test_request_sizes_are_bounded(tmp_path: Path) -> None:
     limits = Limits(max_titles_per_page=5, max_artworks_per_pool=4, max_body_bytes=2000, max_history=3)
     config = prepare(make_config(tmp_path / "s", limits=limits))
@@ -227,6 +255,29 @@ def test_catalog_create_update_retire(client: TestClient) -> None:
     assert client.delete("/v1/titles/new", headers=AUTH).status_code == 200
     assert client.post("/v1/decide", json=page_body(titles=["new"])).json()["error"] == "no_artwork"
     assert client.get("/v1/titles/ghost").status_code == 404
+
+
+def test_logged_page_has_each_pool_s_probabilities(client: TestClient, config: ServiceConfig) -> None:
+    for j in range(3):  # a pool of 3 next to pools of 4: the logged rows have each pool's length
+        client.put(f"/v1/artworks/t0-x{j}", json={"title_id": "t0"}, headers=AUTH)
+    out = decide(client, page_body("uneven", titles=["t0", "t1", "t2"]))
+    (page,) = [r for r in SegmentReader(config.segments_dir).read()[0] if r.get("member_id") == "uneven"]
+    assert [len(p) for p in page["pools"]] == [7, 4, 4]
+    probabilities = page_probabilities(page, [7, 4, 4])
+    assert [len(p) for p in probabilities] == [7, 4, 4]
+    rows = zip(out["decisions"], page["pools"], probabilities, page["index"], strict=True)
+    for d, pool, probs, j in rows:
+        assert pool[j] == d["artwork_id"] and probs[j] == d["propensity"] and abs(sum(probs) - 1) < 1e-9
+    assert page["explored"] == [d["explored"] for d in out["decisions"]]
+    assert page["decision_ids"] == [d["decision_id"] for d in out["decisions"]]
+    shadow = page_probabilities(page["shadow"], [7, 4, 4])
+    assert page["shadow"]["policy"] == "beta_ts" and [len(p) for p in shadow] == [7, 4, 4]
+    assert all(abs(sum(p) - 1) < 1e-9 for p in shadow)
+    learner = Learner(config)
+    try:
+        assert learner.ingest()["decisions"] == 3
+    finally:
+        learner.close()
 
 
 # ---- fallbacks -----------------------------------------------------------------------------------
@@ -383,19 +434,85 @@ def test_outcomes_are_learned_and_the_new_generation_is_served(
     )
 
 
+def _served(client: TestClient, generation: int) -> dict[str, Any]:
+    deadline = time.monotonic() + 10
+    while (info := client.get("/v1/model").json())[
+        "generation"
+    ] != generation and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert info["generation"] == generation, info
+    return info
+
+
+def test_a_generation_that_only_moves_learned_until_reuses_the_model(
+    client: TestClient, config: ServiceConfig
+) -> None:
+    t0 = 1_700_000_000.0
+    engine = client.app.state.engine
+    out = decide(client, page_body("m1", timestamp=t0))
+    learner = Learner(config)  # serves generation 0 as published: nothing to write at start
+
+    def outcome_at(t: float) -> None:
+        body = {"outcomes": [{"decision_id": out["decisions"][0]["decision_id"], "event_type": "play"}]}
+        body["outcomes"][0].update(engaged_seconds=900.0, timestamp=t)
+        assert client.post("/v1/outcomes", json=body, headers=AUTH).status_code == 200
+
+    def files(n: int) -> list[int]:
+        gen_dir = config.snapshots_dir / snapshots.gen_name(n)
+        return [(gen_dir / f).stat().st_ino for f in ("primary.npz", "shadow.npz")]
+
+    try:
+        assert learner.number == 0 and snapshots.latest_pointer(config.snapshots_dir)["generation"] == 0
+        held = engine.generation.primary, engine.generation.shadow
+        outcome_at(t0 + 30)  # event time moves, but the page's window (60 s) is still open
+        assert learner.step()["learned"] == 0
+        info = _served(client, 1)
+        assert info["learned_until"] == t0 + 30 - 60 and info["model_version"] == 0
+        assert files(1) == files(0)  # the same model files: nothing rewritten
+        assert (engine.generation.primary, engine.generation.shadow) == held  # nothing reloaded
+
+        outcome_at(t0 + 200)  # now the page is learned: a new model, written and loaded
+        assert learner.step()["learned"] == 8
+        info = _served(client, 2)
+        assert info["model_version"] >= 1 and info["rewards_learned"] == 8
+        assert files(2) != files(1) and engine.generation.primary is not held[0]
+        learned = engine.generation.primary
+
+        outcome_at(t0 + 300)  # nothing left to learn: metadata only again, on top of generation 2
+        assert learner.step()["learned"] == 0
+        info = _served(client, 3)
+        assert info["learned_until"] == t0 + 300 - 60 and info["rewards_learned"] == 8
+        assert files(3) == files(2) and engine.generation.primary is learned
+        assert decide(client, page_body("m2"))["decisions"][0]["model_version"] == info["model_version"]
+    finally:
+        learner.close()
+    restarted = Learner(config)  # a restarted learner resumes from the metadata-only generation
+    try:
+        assert (
+            restarted.number == 3 and restarted.learned_until == t0 + 240 and restarted.rewards_learned == 8
+        )
+    finally:
+        restarted.close()
+
+
 def test_snapshots_swap_under_traffic_without_failing_a_request(
     client: TestClient, config: ServiceConfig
 ) -> None:
     gen = snapshots.load_latest(config.snapshots_dir)
     assert gen is not None
     seen = set()
-    for n in range(1, 31):
-        if n % 3 == 0:
-            snapshots.publish(config.snapshots_dir, n, gen.primary, gen.shadow, {}, keep=2)
-        out = decide(client, page_body(f"m{n}"))
-        assert _fallback_reasons(out) == {None}
-        seen.add(out["generation"])
-    assert len(seen) >= 3
+    i = 0
+    for n in range(1, 11):  # each generation is published while pages keep coming, until it is served
+        snapshots.publish(config.snapshots_dir, n, gen.primary, gen.shadow, {}, keep=2)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            i += 1
+            out = decide(client, page_body(f"m{i}"))
+            assert _fallback_reasons(out) == {None}
+            seen.add(out["generation"])
+            if out["generation"] == n:
+                break
+    assert seen >= set(range(1, 11))
 
 
 # ---- OpenAPI -------------------------------------------------------------------------------------

@@ -6,9 +6,15 @@ from __future__ import annotations
 import json
 import os
 import sys
+import threading
 from pathlib import Path
+from typing import Any
 
+import numpy as np
+import orjson
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from typer.testing import CliRunner
 
 from keyart.cli import app as cli_app
@@ -17,8 +23,18 @@ from keyart.errors import SnapshotError
 from keyart.events import context_from_json, context_to_json
 from keyart.policies import make_policy
 from keyart.service import snapshots
-from keyart.service.engine import context_json
-from keyart.service.segments import SegmentReader, SegmentWriter
+from keyart.service.config import Limits
+from keyart.service.engine import ModelThread, context_json
+from keyart.service.parsing import (
+    PageRequest,
+    check_history,
+    check_page,
+    parse_page,
+    parse_title,
+    parse_with_models,
+)
+from keyart.service.schemas import RequestError
+from keyart.service.segments import SegmentReader, SegmentWriter, encode_probabilities, page_probabilities
 
 
 def test_segments_skip_a_torn_last_line_until_it_is_complete(tmp_path: Path) -> None:
@@ -50,6 +66,27 @@ def test_publish_is_atomic_and_prunes_old_generations(tmp_path: Path) -> None:
     with pytest.raises(SnapshotError, match="corrupt"):
         snapshots.load_latest(tmp_path)
     assert snapshots.load_latest(tmp_path / "empty") is None
+
+
+def test_metadata_only_generations_link_the_model_and_survive_pruning(tmp_path: Path) -> None:
+    policy = make_policy("linucb", seed=3)
+    snapshots.publish(tmp_path, 0, policy, None, {"n": 0}, keep=2)
+    first = snapshots.load_latest(tmp_path)
+    assert first is not None and first.meta["model_id"]
+    for n in range(1, 5):  # each continues the previous one; generation 0 is pruned on the way
+        assert snapshots.publish_meta(tmp_path, n, n - 1, {"n": n}, keep=2) is not None
+    assert sorted(p.name for p in tmp_path.glob("gen-*")) == ["gen-00000003", "gen-00000004"]
+    again = snapshots.load_latest(tmp_path, reuse=first)
+    assert again is not None and again.number == 4 and again.meta["n"] == 4
+    assert again.primary is first.primary and again.meta["model_id"] == first.meta["model_id"]
+    fresh = snapshots.load_latest(tmp_path)  # without the model at hand: loads the (linked) files
+    assert fresh is not None and fresh.primary is not first.primary
+    assert fresh.primary.get_params() == policy.get_params()
+    assert snapshots.publish_meta(tmp_path, 5, 0, {}, keep=2) is None  # base pruned: publish in full
+    assert snapshots.latest_pointer(tmp_path) == {"generation": 4, "dir": "gen-00000004"}
+    snapshots.publish(tmp_path, 5, policy, None, {}, keep=2)
+    newer = snapshots.load_latest(tmp_path, reuse=first)
+    assert newer is not None and newer.primary is not first.primary  # a new model_id: loaded
 
 
 def test_logged_context_is_what_the_event_module_reads() -> None:
@@ -85,3 +122,201 @@ def test_load_benchmark_smoke(capsys: pytest.CaptureFixture[str]) -> None:
     assert row["non200"] == 0 and row["rps"] > 5 and 0 <= row["fallback_rate"] <= 1, row
     assert "title-decisions/s" in capsys.readouterr().out
     assert os.environ.get("PROMETHEUS_MULTIPROC_DIR") is None  # the benchmark leaves the test process alone
+
+
+# ---- request parsing: the fast path agrees with the pydantic models ----------------------------------
+
+PARSE_CASES: list[Any] = [
+    {"member_id": "m", "title_ids": ["t0", "t1"]},
+    {"member_id": "m", "title_ids": ["t0"], "context": None, "page": None, "request_id": None},
+    {"member_id": "m", "title_ids": ["t0"], "page": "", "request_id": "r" * 128},
+    {
+        "member_id": "m",
+        "title_ids": ["t0"],
+        "page": "home",
+        "context": {
+            "played": [
+                {"title_id": "t1", "timestamp": 1_700_000_000, "engaged_seconds": 0},
+                {"title_id": "t2", "timestamp": 1.5e9},
+                {"title_id": "t3", "engaged_seconds": -0.0},
+                {"title_id": "t4", "timestamp": None, "engaged_seconds": None},
+            ],
+            "country": "US",
+            "language": "x" * 64,
+            "device": "tv",
+            "timestamp": 1_700_050_000,
+            "interacted_titles": ["t1", "t1", "t9"],
+            "recommender_scores": {"t0": 1, "t1": 0.25},
+            "extra": {"a": -3.5},
+        },
+    },
+    {"member_id": "m", "title_ids": ["t0"], "context": {}},
+    # refused, or accepted only by pydantic's lax rules: the fast path must hand these over
+    {"member_id": "m", "title_ids": ["t0"], "context": {"timestamp": "12"}},
+    {"member_id": "m", "title_ids": ["t0"], "context": {"timestamp": True}},
+    {
+        "member_id": "m",
+        "title_ids": ["t0"],
+        "context": {"played": [{"title_id": "t1", "engaged_seconds": "3"}]},
+    },
+    {"member_id": "m", "title_ids": ["t0"], "context": {"played": [{"title_id": "t1", "colour": 1}]}},
+    {"member_id": "m", "title_ids": ["t0"], "context": {"played": None}},
+    {"member_id": "m", "title_ids": ["t0"], "context": {"country": None}},
+    {"member_id": "m", "title_ids": ["t0"], "context": {"language": "x" * 65}},
+    {"member_id": "m", "title_ids": ["t0"], "context": {"extra": {"a": "1.5"}}},
+    {"member_id": "m", "title_ids": ["t0"], "context": {"extra": []}},
+    {"member_id": "m", "title_ids": ["t0"], "context": {"interacted_titles": [""]}},
+    {"member_id": "m", "title_ids": ["t0"], "context": []},
+    {"member_id": "m" * 257, "title_ids": ["t0"]},
+    {"member_id": "m", "title_ids": ["t" * 257]},
+    {"member_id": "m", "title_ids": ["t0"], "page": "p" * 129},
+    {"member_id": "m", "title_ids": ["t0"], "request_id": ""},
+    {"member_id": "m", "title_ids": ["t0"], "title_id": "t0"},
+    {"member_id": "m", "title_ids": []},
+    ["not", "an", "object"],
+    "text",
+]
+RAW_CASES = [
+    b'{"member_id": "m", "title_ids": ["t0"], "context": {"timestamp": NaN}}',
+    b'{"member_id": "m", "title_ids": ["t0"], "context": {"timestamp": 1e999}}',
+    b'{"member_id": "m", "title_ids": ["t0"], "context": {"timestamp": 123456789012345678901234567890}}',
+    b'{"member_id": 3, "member_id": "m", "title_ids": ["t0"]}',
+    b'{"member_id": "m", "member_id": 3, "title_ids": ["t0"]}',
+    b'{"member_id": "\\ud800", "title_ids": ["t0"]}',
+    b'{"member_id": "m\\u00e9\\u2603", "title_ids": ["t0"]}',
+    b"{",
+    b"",
+    b"null",
+]
+
+
+def _outcome(fn: Any, body: bytes) -> Any:
+    """What a parse gives: the request (with its logged context, which tells 1 from 1.0) or the error."""
+    try:
+        req = fn(body)
+    except RequestError as exc:
+        return ("error", exc.status, exc.body())
+    return ("ok", req, context_json(req.context))
+
+
+def _agree(body: bytes, one: bool = False) -> None:
+    limits = Limits()
+    fast = parse_title if one else parse_page
+    check = check_history if one else check_page
+
+    def reference(b: bytes) -> PageRequest:
+        req = parse_with_models(b, one, 5.0)
+        check(req, limits)
+        return req
+
+    assert _outcome(lambda b: fast(b, limits, 5.0), body) == _outcome(reference, body), body
+
+
+def _agree_both(case: Any) -> None:
+    """The page form of ``case``, and its one-title form (first of ``title_ids`` as ``title_id``)."""
+    _agree(json.dumps(case, allow_nan=True).encode())
+    if isinstance(case, dict) and "title_ids" in case:
+        one = dict(case)
+        ids = one.pop("title_ids")
+        one["title_id"] = ids[0] if isinstance(ids, list) and ids else ids
+        _agree(json.dumps(one, allow_nan=True).encode(), one=True)
+
+
+@pytest.mark.parametrize("case", PARSE_CASES)
+def test_fast_parsing_agrees_with_the_models(case: Any) -> None:
+    _agree_both(case)
+
+
+@pytest.mark.parametrize("body", [b for b in RAW_CASES if b])  # b"": 400 before any parser, see the app
+def test_fast_parsing_agrees_with_the_models_on_raw_json(body: bytes) -> None:
+    _agree(body)
+    _agree(body.replace(b'"title_ids": ["t0"]', b'"title_id": "t0"'), one=True)
+
+
+_good_id = st.text(min_size=1, max_size=5)
+_ids = st.one_of(
+    _good_id, _good_id, _good_id, st.just(""), st.text(min_size=255, max_size=258), st.integers()
+)
+_good_num = st.one_of(st.floats(allow_nan=False, allow_infinity=False), st.integers(-(2**70), 2**70))
+_nums = st.one_of(
+    _good_num, _good_num, _good_num, st.floats(), st.booleans(), st.just("1.5"), st.none(), st.just([])
+)
+_play = st.fixed_dictionaries(
+    {"title_id": _ids},
+    optional={"timestamp": _nums, "engaged_seconds": _nums, "bad": st.integers()},
+)
+_text = st.one_of(st.text(max_size=3), st.text(max_size=3), st.text(min_size=63, max_size=66), st.integers())
+_context = st.fixed_dictionaries(
+    {},
+    optional={
+        "played": st.one_of(st.lists(_play, max_size=3), st.lists(_play, max_size=3), st.none()),
+        "country": _text,
+        "language": _text,
+        "device": _text,
+        "timestamp": st.one_of(_nums, st.none()),
+        "interacted_titles": st.lists(_ids, max_size=2),
+        "recommender_scores": st.dictionaries(st.text(max_size=2), _nums, max_size=2),
+        "extra": st.one_of(st.dictionaries(st.text(max_size=2), _nums, max_size=2), st.lists(_nums)),
+        "nope": st.integers(),
+    },
+)
+_request = st.one_of(
+    st.fixed_dictionaries(
+        {"member_id": _ids, "title_ids": st.lists(_ids, min_size=1, max_size=3)},
+        optional={
+            "context": st.one_of(_context, _context, _context, st.none(), st.integers()),
+            "page": st.one_of(
+                st.none(), st.text(max_size=3), st.text(min_size=127, max_size=130), st.integers()
+            ),
+            "request_id": st.one_of(st.none(), st.text(max_size=3), st.integers()),
+            "extra_key": st.integers(),
+        },
+    ),
+    st.fixed_dictionaries({}, optional={"member_id": _ids, "title_ids": st.one_of(st.lists(_ids), _ids)}),
+)
+
+
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(_request)
+def test_fast_parsing_agrees_with_the_models_on_generated_bodies(case: dict[str, Any]) -> None:
+    _agree_both(case)
+
+
+# ---- the model thread ---------------------------------------------------------------------------------
+
+
+def test_model_thread_runs_calls_in_order_and_cancels_pending_ones_on_shutdown() -> None:
+    model = ModelThread()
+    seen: list[Any] = []
+    model.post(lambda x: x * 2, (21,), lambda r, e: seen.append((r, e)))
+    model.post(lambda: 1 / 0, (), lambda r, e: seen.append((r, type(e))))
+    assert model.submit(lambda: "last").result(10) == "last"
+    assert seen == [(42, None), (None, ZeroDivisionError)]
+
+    started, gate = threading.Event(), threading.Event()
+    first = model.submit(lambda: started.set() or gate.wait(10))
+    assert started.wait(10)
+    model.post(seen.append, ("never",), lambda r, e: None)
+    later = model.submit(seen.append, "never")
+    model.shutdown(wait=False, cancel_futures=True)
+    assert later.cancelled()
+    gate.set()
+    assert first.result(10) is True
+    model._thread.join(10)
+    assert not model._thread.is_alive() and "never" not in seen
+    with pytest.raises(RuntimeError):
+        model.submit(int)
+
+
+def test_logged_probabilities_round_trip_exactly() -> None:
+    rng = np.random.default_rng(0)
+    probs = rng.dirichlet(np.ones(5), size=3)
+    probs[1, 3:] = 0.0  # a pool of 3 padded to K = 5
+    sizes = [5, 3, 5]
+    line = orjson.loads(orjson.dumps({"probabilities_b64": encode_probabilities(probs.astype(np.float32))}))
+    assert page_probabilities(line, sizes)[1] == probs.astype(np.float32)[1, :3].tolist()
+    line = orjson.loads(orjson.dumps({"probabilities_b64": encode_probabilities(probs)}))
+    rows = page_probabilities(line, sizes)
+    assert rows == [probs[i, :k].tolist() for i, k in enumerate(sizes)]  # bit for bit
+    old = {"probabilities": [[0.5, 0.5], [1, 0]]}  # lines written before probabilities_b64
+    assert page_probabilities(old, [2, 2]) == [[0.5, 0.5], [1, 0]]

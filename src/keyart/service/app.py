@@ -2,7 +2,13 @@
 
 Bodies are parsed by hand (``Model.model_validate_json`` on the raw bytes, pydantic-core) and answered
 with orjson, so FastAPI contributes routing and the OpenAPI document but no per-request validation or
-encoding work. ``create_app(config)`` builds an app; ``app_from_env`` is the factory uvicorn workers call.
+encoding work. The decision routes go further: ``ServiceApp`` answers ``POST /v1/decide`` and
+``POST /v1/decide/title`` with plain ASGI handlers (no routing, middleware, ``Request`` or ``Response``
+objects), their bodies are validated by ``keyart.service.parsing`` (orjson and hand checks; pydantic
+only for the error bodies), and the page goes to the model thread and back without a
+``concurrent.futures.Future``. The FastAPI routes of those paths stay, with the same code behind them,
+for the OpenAPI document. ``create_app(config)`` builds an app; ``app_from_env`` is the factory uvicorn
+workers call.
 """
 
 from __future__ import annotations
@@ -25,13 +31,16 @@ from pydantic import BaseModel
 from pydantic import ValidationError as PydanticValidationError
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import ClientDisconnect
 from starlette.responses import Response
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from keyart.errors import KeyartError
 from keyart.service import catalog_store
 from keyart.service.config import ServiceConfig
-from keyart.service.engine import Engine, Job
+from keyart.service.engine import Engine, Job, PageResult
 from keyart.service.metrics import Metrics
+from keyart.service.parsing import PageRequest, parse_page, parse_title
 from keyart.service.schemas import (
     EXAMPLE_ARTWORK,
     EXAMPLE_DECIDE,
@@ -41,7 +50,6 @@ from keyart.service.schemas import (
     EXAMPLE_OUTCOMES,
     EXAMPLE_TITLE,
     ArtworkIn,
-    ContextIn,
     DecideOneRequest,
     DecideRequest,
     DecideResponse,
@@ -62,16 +70,35 @@ M = TypeVar("M", bound=BaseModel)
 _WORKER = {"x-keyart-worker": ""}
 
 
-def json_response(body: Any, status: int = 200) -> Response:
-    """An orjson response naming the worker process that answered (``X-Keyart-Worker``)."""
+def _worker() -> dict[str, str]:
     if not _WORKER["x-keyart-worker"]:
         _WORKER["x-keyart-worker"] = str(os.getpid())
-    return Response(orjson.dumps(body), status_code=status, media_type="application/json", headers=_WORKER)
+    return _WORKER
 
 
-async def read_body(request: Request, limit: int) -> bytes:
-    """The raw body, refused with 413 as soon as it exceeds ``limit`` bytes (declared or streamed)."""
-    declared = request.headers.get("content-length")
+def json_response(body: Any, status: int = 200) -> Response:
+    """An orjson response naming the worker process that answered (``X-Keyart-Worker``)."""
+    return bytes_response(orjson.dumps(body), status)
+
+
+def bytes_response(body: bytes, status: int = 200) -> Response:
+    """A response of JSON bytes naming the worker process that answered (``X-Keyart-Worker``)."""
+    return Response(body, status_code=status, media_type="application/json", headers=_worker())
+
+
+async def send_json(send: Send, body: bytes, status: int = 200) -> None:
+    """Answer a plain ASGI request with JSON bytes: the headers ``bytes_response`` would send."""
+    headers = [
+        (b"x-keyart-worker", _worker()["x-keyart-worker"].encode()),
+        (b"content-length", str(len(body)).encode()),
+        (b"content-type", b"application/json"),
+    ]
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+
+
+def _check_declared(declared: str | None, limit: int) -> None:
+    """Refuse a body whose Content-Length is not a number (400) or over ``limit`` (413)."""
     if declared is not None:
         try:
             size = int(declared)
@@ -81,11 +108,63 @@ async def read_body(request: Request, limit: int) -> bytes:
             ) from None
         if size > limit:
             raise RequestError(413, "body_too_large", f"The body has {size} bytes; the limit is {limit}.")
+
+
+def _too_large(limit: int) -> RequestError:
+    return RequestError(413, "body_too_large", f"The body exceeds the limit of {limit} bytes.")
+
+
+async def receive_body(scope: Scope, receive: Receive, limit: int) -> bytes:
+    """``read_body`` for a plain ASGI request (``ClientDisconnect`` when the client went away)."""
+    declared = None
+    for name, value in scope["headers"]:
+        if name == b"content-length":
+            declared = value.decode("latin-1")
+            break
+    _check_declared(declared, limit)
+    chunks, total = [], 0
+    while True:
+        message = await receive()
+        if message["type"] == "http.request":
+            chunk = message.get("body", b"")
+            if chunk:
+                total += len(chunk)
+                if total > limit:
+                    raise _too_large(limit)
+                chunks.append(chunk)
+            if not message.get("more_body", False):
+                return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+        elif message["type"] == "http.disconnect":
+            raise ClientDisconnect()
+
+
+class ServiceApp(FastAPI):
+    """A FastAPI app whose ``hot_routes`` ((method, path) -> plain ASGI handler) skip the framework.
+
+    The FastAPI routes of the same paths remain (OpenAPI document, and requests under a ``root_path``).
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.hot_routes: dict[tuple[str, str], ASGIApp] = {}
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and not scope.get("root_path"):
+            handler = self.hot_routes.get((scope["method"], scope["path"]))
+            if handler is not None:
+                await handler(scope, receive, send)
+                return
+        await super().__call__(scope, receive, send)
+
+
+async def read_body(request: Request, limit: int) -> bytes:
+    """The raw body, refused with 413 as soon as it exceeds ``limit`` bytes (declared or streamed)."""
+    _check_declared(request.headers.get("content-length"), limit)
     chunks, total = [], 0
     async for chunk in request.stream():
         total += len(chunk)
         if total > limit:
-            raise RequestError(413, "body_too_large", f"The body exceeds the limit of {limit} bytes.")
+            raise _too_large(limit)
         chunks.append(chunk)
     return b"".join(chunks)
 
@@ -97,16 +176,6 @@ def parse(model: type[M], body: bytes) -> M:
         return model.model_validate_json(body)
     except PydanticValidationError as exc:
         raise from_pydantic(exc) from None
-
-
-def _check_context(ctx: ContextIn | None, config: ServiceConfig) -> None:
-    if ctx is not None and len(ctx.played) > config.limits.max_history:
-        raise RequestError(
-            422,
-            "too_much_history",
-            f"context.played has {len(ctx.played)} entries; the limit is {config.limits.max_history}.",
-            "context.played",
-        )
 
 
 def _openapi_components(app: FastAPI) -> Callable[[], dict[str, Any]]:
@@ -132,7 +201,7 @@ def _openapi_components(app: FastAPI) -> Callable[[], dict[str, Any]]:
     return build
 
 
-def create_app(config: ServiceConfig, metrics: Metrics | None = None) -> FastAPI:
+def create_app(config: ServiceConfig, metrics: Metrics | None = None) -> ServiceApp:
     """The decision service for one deployment (``config``); one ``Engine`` per process, made at startup."""
     metrics = metrics or Metrics()
     state: dict[str, Engine] = {}
@@ -164,7 +233,7 @@ def create_app(config: ServiceConfig, metrics: Metrics | None = None) -> FastAPI
             except Exception:
                 log.exception("reload failed")
 
-    app = FastAPI(
+    app = ServiceApp(
         title="keyart decision service",
         version="1",
         description=(
@@ -210,29 +279,70 @@ def create_app(config: ServiceConfig, metrics: Metrics | None = None) -> FastAPI
         detail = f"{request.method} {request.url.path}: {exc.detail}"
         return json_response({"error": code, "detail": detail}, exc.status_code)
 
-    async def run_decide(engine: Engine, *args: Any) -> dict[str, Any]:
-        """The page's decision within the time budget; defaults (flagged) when the model is too slow."""
+    async def run_decide(engine: Engine, req: PageRequest) -> PageResult:
+        """The page's decision within the time budget; defaults (flagged) when the model is too slow.
+
+        The page goes to the model thread with a ``Job``; the job wakes this request when it is done, or
+        the budget's timer does first. A job not yet being logged is then given up (it will never be
+        logged) and the defaults are answered; one already being logged is waited for.
+        """
         loop = asyncio.get_running_loop()
-        job = Job()
-        fut = loop.run_in_executor(engine.executor, functools.partial(engine.decide, *args, job=job))
+        job = Job(loop)
+        waiter = job.waiter = loop.create_future()
+        timer = loop.call_later(config.model_budget_seconds, job.wake)
+        engine.executor.post(engine.decide, (req, job), job.finish)
         try:
-            result = await asyncio.wait_for(asyncio.shield(fut), config.model_budget_seconds)
-        except TimeoutError:
+            await waiter
+        finally:
+            timer.cancel()
+        if not job.done:  # the budget ran out first
             with job.lock:
                 if not job.committed:
                     job.cancelled = True
-            if not job.cancelled:
-                result = await fut
-            else:
-                fut.add_done_callback(lambda f: f.cancelled() or f.exception())
-                result = engine.decide(*args, reason="timeout")
-        except RequestError:
-            raise
-        except Exception:
-            log.exception("decision failed; answering defaults")
-            result = engine.decide(*args, reason="model_error")
-        assert result is not None
-        return result
+            if job.cancelled:
+                return _decided(engine.decide(req, reason="timeout"))
+            job.waiter = loop.create_future()  # being logged: the answer is on its way (see Job.finish)
+            await job.waiter
+        if job.error is not None:
+            if isinstance(job.error, RequestError):
+                raise job.error
+            log.error("decision failed; answering defaults", exc_info=job.error)
+            return _decided(engine.decide(req, reason="model_error"))
+        return _decided(job.result)
+
+    latency = {
+        False: metrics.child(metrics.latency, "decide"),
+        True: metrics.child(metrics.latency, "decide_title"),
+    }
+
+    async def answer(engine: Engine, body: bytes, one: bool, t0: float) -> bytes:
+        """A decision request's response body (``one``: ``/v1/decide/title``); ``RequestError`` if refused."""
+        now = time.time()
+        req = parse_title(body, config.limits, now) if one else parse_page(body, config.limits, now)
+        result = await run_decide(engine, req)
+        latency[one].observe(time.perf_counter() - t0)
+        return result.title_json() if one else result.page_json()
+
+    def hot(one: bool) -> ASGIApp:
+        """The plain ASGI handler of a decision route (same answers as its FastAPI route below)."""
+
+        async def handle(scope: Scope, receive: Receive, send: Send) -> None:
+            t0 = time.perf_counter()
+            try:
+                engine = engine_of()
+                body = await receive_body(scope, receive, config.limits.max_body_bytes)
+                out, status = await answer(engine, body, one, t0), 200
+            except RequestError as exc:
+                metrics.child(metrics.rejected, str(exc.status)).inc()
+                out, status = orjson.dumps(exc.body()), exc.status
+            except ClientDisconnect:
+                return  # nobody to answer; nothing was decided or logged
+            await send_json(send, out, status)
+
+        return handle
+
+    app.hot_routes[("POST", "/v1/decide")] = hot(False)
+    app.hot_routes[("POST", "/v1/decide/title")] = hot(True)
 
     # ---- decisions ----------------------------------------------------------------------------------
     @app.post(
@@ -251,28 +361,8 @@ def create_app(config: ServiceConfig, metrics: Metrics | None = None) -> FastAPI
     async def decide(request: Request) -> Response:
         t0 = time.perf_counter()
         engine = engine_of()
-        req = parse(DecideRequest, await read_body(request, config.limits.max_body_bytes))
-        limit = config.limits.max_titles_per_page
-        if len(req.title_ids) > limit:
-            raise RequestError(
-                422,
-                "too_many_titles",
-                f"title_ids has {len(req.title_ids)} titles; the limit is {limit}.",
-                "title_ids",
-            )
-        if len(set(req.title_ids)) != len(req.title_ids):
-            seen: set[str] = set()
-            i = next(i for i, t in enumerate(req.title_ids) if t in seen or seen.add(t))  # type: ignore[func-returns-value]
-            raise RequestError(
-                422,
-                "duplicate_title",
-                f"title_ids[{i}]: {req.title_ids[i]!r} appears twice.",
-                f"title_ids[{i}]",
-            )
-        _check_context(req.context, config)
-        result = await run_decide(engine, req.member_id, req.context, req.title_ids, req.page, req.request_id)
-        metrics.latency.labels("decide").observe(time.perf_counter() - t0)
-        return json_response(result)
+        body = await read_body(request, config.limits.max_body_bytes)
+        return bytes_response(await answer(engine, body, False, t0))
 
     @app.post(
         "/v1/decide/title",
@@ -287,15 +377,8 @@ def create_app(config: ServiceConfig, metrics: Metrics | None = None) -> FastAPI
     async def decide_one(request: Request) -> Response:
         t0 = time.perf_counter()
         engine = engine_of()
-        req = parse(DecideOneRequest, await read_body(request, config.limits.max_body_bytes))
-        _check_context(req.context, config)
-        result = await run_decide(
-            engine, req.member_id, req.context, [req.title_id], req.page, req.request_id
-        )
-        metrics.latency.labels("decide_title").observe(time.perf_counter() - t0)
-        return json_response(
-            {**result["decisions"][0], "request_id": result["request_id"], "generation": result["generation"]}
-        )
+        body = await read_body(request, config.limits.max_body_bytes)
+        return bytes_response(await answer(engine, body, True, t0))
 
     # ---- outcomes -------------------------------------------------------------------------------------
     @app.post(
@@ -568,6 +651,11 @@ def create_app(config: ServiceConfig, metrics: Metrics | None = None) -> FastAPI
         return Response(metrics.render(), media_type="text/plain; version=0.0.4")
 
     return app
+
+
+def _decided(result: PageResult | None) -> PageResult:
+    assert result is not None  # only a job given up yields None, and its request answers defaults
+    return result
 
 
 def _new_id() -> str:

@@ -1,27 +1,37 @@
 """One worker's decision engine: the catalog and model it serves, hot reload, and the per-page hot path.
 
-All model work of a worker runs on one dedicated thread (``executor``): the featurizer's caches and the
-policies' memos are not shared between threads, snapshot loading is serialized with decisions, and a
-request waits for its page at most ``model_budget_seconds`` before it is answered with defaults. A new
-generation or catalog is loaded on that thread and swapped in by one attribute assignment; a request in
-flight keeps the objects it started with.
+All model work of a worker runs on one dedicated thread (``executor``, a ``ModelThread``): the
+featurizer's caches and the policies' memos are not shared between threads, snapshot loading is serialized
+with decisions, and a request waits for its page at most ``model_budget_seconds`` before it is answered
+with defaults (``Job``). A new generation or catalog is loaded on that thread and swapped in by one
+attribute assignment; a request in flight keeps the objects it started with.
+
+Per page, everything but ``featurizer.page`` and ``policy.choose`` is kept small: pools come from a
+per-catalog cache, the page is logged as one line whose probability vectors are base64 (no per-number
+formatting), counters are incremented once per page on cached label children, and the answer is one
+orjson call.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import functools
 import logging
 import threading
 import time
 import uuid
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable
+from concurrent.futures import Executor, Future
 from dataclasses import dataclass, field
+from queue import Empty, SimpleQueue
 from typing import Any
 
 import numpy as np
 import orjson
 
 from keyart.catalog import Catalog
-from keyart.context import MemberContext, Play
+from keyart.context import MemberContext
 from keyart.errors import EmptyPoolError, KeyartError, SnapshotError, UnknownIdError
 from keyart.events import context_to_dict
 from keyart.features import Featurizer
@@ -29,8 +39,9 @@ from keyart.service import catalog_store, snapshots
 from keyart.service.config import ServiceConfig
 from keyart.service.fallbacks import DEFAULT_POLICY, decision_ids, default_artworks
 from keyart.service.metrics import Metrics
-from keyart.service.schemas import ContextIn, RequestError
-from keyart.service.segments import SegmentWriter
+from keyart.service.parsing import PageRequest
+from keyart.service.schemas import RequestError
+from keyart.service.segments import SegmentWriter, encode_probabilities
 
 log = logging.getLogger("keyart.service")
 SHADOW_SALT = "/shadow"
@@ -38,37 +49,179 @@ SHADOW_SALT = "/shadow"
 
 @dataclass(frozen=True)
 class CatalogView:
-    """A catalog revision and the featurizer built on it (replaced whole on reload)."""
+    """A catalog revision and the featurizer built on it (replaced whole on reload).
+
+    ``pool_cache`` holds the pools of titles that passed ``Engine.pools``' checks (valid while the
+    catalog's ``version`` is ``pool_cache_version[0]``), so a page's pools are one dict lookup per title.
+    """
 
     catalog: Catalog
     rev: int
     featurizer: Featurizer
+    pool_cache: dict[str, tuple[str, ...]] = field(default_factory=dict, compare=False, repr=False)
+    pool_cache_version: list[int] = field(default_factory=lambda: [-1], compare=False, repr=False)
 
 
-@dataclass
 class Job:
-    """One page's decision, shared between the request (which may give up) and the model thread."""
+    """One page's decision, shared between the request (which may give up) and the model thread.
 
-    lock: threading.Lock = field(default_factory=threading.Lock)
-    cancelled: bool = False
-    committed: bool = False
+    ``lock``, ``cancelled`` and ``committed`` decide whether an abandoned page may still be logged; the
+    other fields carry the outcome back to the event loop (``finish`` runs on the model thread,
+    everything else on the loop's thread).
+    """
+
+    __slots__ = ("cancelled", "committed", "done", "error", "lock", "loop", "result", "waiter")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.lock = threading.Lock()
+        self.cancelled = False
+        self.committed = False
+        self.done = False
+        self.loop = loop
+        self.waiter: asyncio.Future[None] | None = None
+        self.result: PageResult | None = None
+        self.error: BaseException | None = None
+
+    def finish(self, result: Any, error: BaseException | None) -> None:
+        """Model thread: keep the outcome and wake the loop (a closed loop means nobody waits anymore)."""
+        self.result, self.error = result, error
+        with contextlib.suppress(RuntimeError):
+            self.loop.call_soon_threadsafe(self._delivered)
+
+    def _delivered(self) -> None:
+        self.done = True
+        self.wake()
+
+    def wake(self) -> None:
+        """Loop thread: let the request look at the job (on completion, or when its budget ran out)."""
+        w = self.waiter
+        if w is not None and not w.done():
+            w.set_result(None)
 
 
-def make_context(member_id: str, ctx: ContextIn | None, now: float) -> MemberContext:
-    """A ``MemberContext`` from the request (``timestamp`` defaults to the server's clock)."""
-    if ctx is None:
-        return MemberContext(member_id=member_id, timestamp=now)
-    return MemberContext(
-        member_id=member_id,
-        played=tuple(Play(p.title_id, p.timestamp, p.engaged_seconds) for p in ctx.played),
-        country=ctx.country,
-        language=ctx.language,
-        device=ctx.device,
-        timestamp=now if ctx.timestamp is None else ctx.timestamp,
-        interacted_titles=frozenset(ctx.interacted_titles),
-        recommender_scores=ctx.recommender_scores,
-        extra=ctx.extra,
-    )
+class ModelThread(Executor):
+    """The worker's single model thread: runs calls one at a time, in submission order.
+
+    ``submit`` is the ``concurrent.futures`` interface (``loop.run_in_executor`` for reloads); ``post``
+    is the hot path: no ``Future``, the call's outcome goes to a callback on the model thread.
+    """
+
+    def __init__(self, name: str = "keyart-model") -> None:
+        self._queue: SimpleQueue[tuple[Callable[..., Any], tuple[Any, ...], Any] | None] = SimpleQueue()
+        self._closed = False
+        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
+        self._thread.start()
+
+    def post(self, fn: Callable[..., Any], args: tuple[Any, ...], done: Callable[[Any, Any], None]) -> None:
+        """Run ``fn(*args)`` on the model thread, then ``done(result, None)`` or ``done(None, error)``."""
+        if self._closed:
+            raise RuntimeError("the model thread is shut down")
+        self._queue.put((fn, args, done))
+
+    def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Future[Any]:
+        if self._closed:
+            raise RuntimeError("cannot schedule new futures after shutdown")
+        f: Future[Any] = Future()
+        self._queue.put((functools.partial(fn, *args, **kwargs), (), f))
+        return f
+
+    def _run(self) -> None:
+        get = self._queue.get
+        while (item := get()) is not None:
+            fn, args, done = item
+            if type(done) is Future:
+                if not done.set_running_or_notify_cancel():
+                    continue
+                try:
+                    done.set_result(fn(*args))
+                except BaseException as exc:
+                    done.set_exception(exc)
+                continue
+            try:
+                result = fn(*args)
+            except BaseException as exc:
+                result, error = None, exc
+            else:
+                error = None
+            try:
+                done(result, error)
+            except Exception:
+                log.exception("model thread callback failed")
+
+    def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        if cancel_futures:  # pending futures are cancelled; posted pages are dropped (their timers answer)
+            while True:
+                try:
+                    item = self._queue.get_nowait()
+                except Empty:
+                    break
+                if item is not None and type(item[2]) is Future:
+                    item[2].cancel()
+        self._queue.put(None)
+        if wait:
+            self._thread.join()
+
+
+@dataclass(slots=True)
+class PageResult:
+    """A decided page, by column: what the response shows (``page_json``, ``title_json``)."""
+
+    request_id: str
+    member_id: str
+    generation: int
+    title_ids: list[str]
+    decision_ids: list[str]
+    artwork_ids: list[str]
+    propensity: list[float]
+    explored: list[bool]
+    policy: str
+    model_version: int
+    reason: str | None
+
+    def decisions(self) -> list[dict[str, Any]]:
+        """One dict per title, as ``DecisionOut``."""
+        policy, version, fb, reason = self.policy, self.model_version, self.reason is not None, self.reason
+        return [
+            {
+                "title_id": t,
+                "decision_id": d,
+                "artwork_id": a,
+                "propensity": p,
+                "policy": policy,
+                "model_version": version,
+                "explored": e,
+                "fallback": fb,
+                "fallback_reason": reason,
+            }
+            for t, d, a, p, e in zip(
+                self.title_ids,
+                self.decision_ids,
+                self.artwork_ids,
+                self.propensity,
+                self.explored,
+                strict=True,
+            )
+        ]
+
+    def page_json(self) -> bytes:
+        """The ``POST /v1/decide`` response body (``DecideResponse``)."""
+        return orjson.dumps(
+            {
+                "request_id": self.request_id,
+                "member_id": self.member_id,
+                "generation": self.generation,
+                "decisions": self.decisions(),
+            }
+        )
+
+    def title_json(self) -> bytes:
+        """The ``POST /v1/decide/title`` response body: the one decision, its request and generation."""
+        return orjson.dumps(
+            {**self.decisions()[0], "request_id": self.request_id, "generation": self.generation}
+        )
 
 
 def context_json(ctx: MemberContext) -> str:
@@ -84,7 +237,7 @@ class Engine:
         self.config = config
         self.metrics = metrics
         self.writer = writer if writer is not None else SegmentWriter(config.segments_dir, fsync=config.fsync)
-        self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="keyart-model")
+        self.executor = ModelThread()
         self.view = self._load_catalog()
         self._catalog_stamp = catalog_store.stamp(config.catalog_path)
         self.generation: snapshots.Generation | None = None
@@ -119,8 +272,8 @@ class Engine:
         if not force and sstamp == self._snapshot_stamp:
             return
         self._snapshot_stamp = sstamp
-        try:
-            gen = snapshots.load_latest(self.config.snapshots_dir)
+        try:  # a metadata-only generation keeps the policies this worker already holds
+            gen = snapshots.load_latest(self.config.snapshots_dir, reuse=self.generation)
         except (SnapshotError, OSError, ValueError) as exc:
             self.model_error = f"snapshot unreadable: {exc}"
             log.error(
@@ -134,7 +287,8 @@ class Engine:
             return
         if self.generation is not None and gen.number == self.generation.number:
             return
-        self._warm(gen)
+        if self.generation is None or gen.primary is not self.generation.primary:
+            self._warm(gen)
         self.generation, self.model_error, self.loaded_at = gen, None, time.time()
         self.metrics.generation.set(gen.number)
 
@@ -154,9 +308,18 @@ class Engine:
                 log.warning("model warm-up failed", exc_info=True)
 
     # ---- the hot path -----------------------------------------------------------------------------
-    def pools(self, title_ids: list[str]) -> list[tuple[str, ...]]:
+    def pools(self, view: CatalogView, title_ids: list[str]) -> list[tuple[str, ...]]:
         """Each title's current pool; a 422 naming the first unknown or artless title."""
-        catalog = self.view.catalog
+        cache = view.pool_cache
+        version = view.catalog.version
+        if view.pool_cache_version[0] != version:
+            cache.clear()
+            view.pool_cache_version[0] = version
+        try:
+            return [cache[t] for t in title_ids]
+        except KeyError:
+            pass
+        catalog = view.catalog
         out = []
         limit = self.config.limits.max_artworks_per_pool
         for i, t in enumerate(title_ids):
@@ -181,32 +344,26 @@ class Engine:
                     f"more than max_artworks_per_pool={limit}.",
                     f"title_ids[{i}]",
                 )
+            cache[t] = pool
             out.append(pool)
         return out
 
     def decide(
-        self,
-        member_id: str,
-        ctx_in: ContextIn | None,
-        title_ids: list[str],
-        page: str | None,
-        request_id: str | None,
-        job: Job | None = None,
-        reason: str | None = None,
-    ) -> dict[str, Any] | None:
-        """Decide a page; log it to the segment; return the response body (None if the job was given up).
+        self, req: PageRequest, job: Job | None = None, reason: str | None = None
+    ) -> PageResult | None:
+        """Decide a page; log it to the segment; return the result (None if the job was given up).
 
         ``reason`` forces the fallback (used when the model ran out of time). Raises ``RequestError`` for a
         title that cannot be shown at all; never raises for a model problem.
         """
-        now = time.time()
         view, gen = self.view, self.generation
-        ctx = make_context(member_id, ctx_in, now)
-        rid = request_id or uuid.uuid4().hex
-        pools = self.pools(title_ids)
+        ctx = req.context
+        title_ids = req.title_ids
+        rid = req.request_id or uuid.uuid4().hex
+        pools = self.pools(view, title_ids)
         if reason is None and gen is None:
             reason = "no_model"
-        if reason is None and ctx_in is None and not self.config.personalize_unknown_members:
+        if reason is None and not req.known and not self.config.personalize_unknown_members:
             reason = "unknown_member"
         n = len(title_ids)
         shadow: dict[str, Any] | None = None
@@ -216,11 +373,13 @@ class Engine:
                 batch = view.featurizer.page(ctx, title_ids, rid)
                 db = gen.primary.choose(batch)
                 probs = db.probabilities
-                index = db.index
-                explored = db.explored.tolist()
-                propensity = db.propensity.tolist()
-                artwork_ids = db.artwork_ids.tolist()
-                dids = db.decision_ids
+                index = np.ascontiguousarray(db.index, dtype=np.int64)
+                explored_arr = np.asarray(db.explored, dtype=np.bool_)
+                explored = explored_arr.tolist()
+                n_explored = int(np.count_nonzero(explored_arr))
+                propensity = np.asarray(db.propensity, dtype=np.float64).tolist()
+                artwork_ids = np.asarray(db.artwork_ids).tolist()
+                dids = list(db.decision_ids)
                 policy, version = db.policy, int(db.model_version)
             except UnknownIdError as exc:
                 reason = "pool_changed"
@@ -238,17 +397,17 @@ class Engine:
             probs = np.zeros((n, k))
             probs[np.arange(n), index] = 1.0
             explored = [False] * n
+            n_explored = 0
             propensity = [1.0] * n
             artwork_ids = [p[j] for p, j in zip(pools, index_list, strict=True)]
             dids = decision_ids(rid, n)
             policy, version = DEFAULT_POLICY, 0 if gen is None else gen.number
-        sizes = [len(p) for p in pools]
         record: dict[str, Any] = {
             "k": "page",
             "request_id": rid,
             "timestamp": ctx.timestamp,
-            "member_id": member_id,
-            "page": page,
+            "member_id": req.member_id,
+            "page": req.page,
             "context_json": context_json(ctx),
             "policy": policy,
             "model_version": version,
@@ -256,8 +415,8 @@ class Engine:
             "title_ids": title_ids,
             "decision_ids": dids,
             "pools": pools,
-            "probabilities": [probs[i, : sizes[i]].tolist() for i in range(n)],
-            "index": index.tolist(),
+            "probabilities_b64": encode_probabilities(probs),
+            "index": index,
             "explored": explored,
         }
         if shadow is not None:
@@ -268,35 +427,20 @@ class Engine:
                     return None
                 job.committed = True
         self.writer.append(record)  # before the response: an acknowledged decision is never lost
-        m = self.metrics
-        m.decisions.labels(policy).inc(n)
-        n_explored = sum(explored)
-        if n_explored:
-            m.explored.labels(policy).inc(n_explored)
-        if reason is not None:
-            m.fallbacks.labels(reason).inc(n)
-        if shadow is not None:
-            m.shadow_decisions.labels(shadow["policy"]).inc(n)
-        fb = reason is not None
-        return {
-            "request_id": rid,
-            "member_id": member_id,
-            "generation": -1 if gen is None else gen.number,
-            "decisions": [
-                {
-                    "title_id": t,
-                    "decision_id": d,
-                    "artwork_id": a,
-                    "propensity": p,
-                    "policy": policy,
-                    "model_version": version,
-                    "explored": e,
-                    "fallback": fb,
-                    "fallback_reason": reason,
-                }
-                for t, d, a, p, e in zip(title_ids, dids, artwork_ids, propensity, explored, strict=True)
-            ],
-        }
+        self.metrics.count_page(policy, n, n_explored, reason, None if shadow is None else shadow["policy"])
+        return PageResult(
+            rid,
+            req.member_id,
+            -1 if gen is None else gen.number,
+            title_ids,
+            dids,
+            artwork_ids,
+            propensity,
+            explored,
+            policy,
+            version,
+            reason,
+        )
 
     def _shadow(
         self, gen: snapshots.Generation, batch: Any, rid: str, title_ids: list[str]
@@ -305,18 +449,17 @@ class Engine:
         assert gen.shadow is not None
         try:
             sdb = gen.shadow.choose(batch)
+            return {
+                "policy": sdb.policy,
+                "model_version": int(sdb.model_version),
+                "decision_ids": decision_ids(rid, len(title_ids), SHADOW_SALT),
+                "probabilities_b64": encode_probabilities(sdb.probabilities),
+                "index": np.ascontiguousarray(sdb.index, dtype=np.int64),
+                "explored": np.ascontiguousarray(sdb.explored, dtype=np.bool_),
+            }
         except Exception as exc:
             log.warning("shadow policy failed: %s", exc)
             return None
-        sizes = batch.pool_sizes.tolist()
-        return {
-            "policy": sdb.policy,
-            "model_version": int(sdb.model_version),
-            "decision_ids": decision_ids(rid, len(title_ids), SHADOW_SALT),
-            "probabilities": [sdb.probabilities[i, : sizes[i]].tolist() for i in range(len(sizes))],
-            "index": sdb.index.tolist(),
-            "explored": sdb.explored.tolist(),
-        }
 
     def close(self) -> None:
         self.executor.shutdown(wait=False, cancel_futures=True)

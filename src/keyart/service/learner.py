@@ -37,7 +37,7 @@ from keyart.service import catalog_store, snapshots
 from keyart.service.config import ServiceConfig
 from keyart.service.fallbacks import best_unpersonalized
 from keyart.service.metrics import Metrics
-from keyart.service.segments import SegmentReader
+from keyart.service.segments import SegmentReader, page_probabilities
 from keyart.store import EventStore
 
 log = logging.getLogger("keyart.service.learner")
@@ -121,6 +121,10 @@ class Learner:
             if shadow is not None and gen.shadow is not None and gen.shadow.name == config.shadow_policy:
                 shadow = gen.shadow
         self.primary, self.shadow, self.number = primary, shadow, number
+        # the generation whose model files hold exactly these policies (None: not published as they are)
+        self._model_gen: int | None = None
+        if gen is not None and gen.primary is primary and gen.shadow is shadow:
+            self._model_gen = gen.number
         lu = meta.get("learned_until")
         self.learned_until = -math.inf if lu is None else float(lu)
         self.art_stats: dict[str, list[float]] = {
@@ -309,6 +313,7 @@ class Learner:
 
     def _update(self, rewards: RewardTable) -> None:
         t = rewards.table
+        self._model_gen = None  # the policies change: the next publish writes them
         for s in range(0, t.num_rows, CHUNK):
             part = RewardTable(t.slice(s, CHUNK), rewards.report)
             fb = part.to_feedback(self.featurizer)
@@ -323,7 +328,12 @@ class Learner:
             st[1] += 1.0
 
     def publish(self) -> None:
-        """Publish the current policies as the next generation."""
+        """Publish the current policies as the next generation.
+
+        When they did not change since they were last published (only ``learned_until``, the defaults or
+        the catalog revision moved), the generation reuses that generation's model files
+        (``snapshots.publish_meta``): no model is written, and workers keep the policies they hold.
+        """
         self.number += 1 if snapshots.latest_pointer(self.config.snapshots_dir) is not None else 0
         meta = {
             "learned_until": None if not math.isfinite(self.learned_until) else self.learned_until,
@@ -334,14 +344,11 @@ class Learner:
             "model_version": self.primary.version_,
             "catalog_rev": self.catalog_rev,
         }
-        snapshots.publish(
-            self.config.snapshots_dir,
-            self.number,
-            self.primary,
-            self.shadow,
-            meta,
-            self.config.keep_generations,
-        )
+        directory, keep = self.config.snapshots_dir, self.config.keep_generations
+        base = self._model_gen
+        if base is None or snapshots.publish_meta(directory, self.number, base, meta, keep) is None:
+            snapshots.publish(directory, self.number, self.primary, self.shadow, meta, keep)
+        self._model_gen = self.number  # the newest generation holding these policies (links or not)
         self.metrics.published_generation.set(self.number)
 
     def step(self) -> dict[str, int]:
@@ -361,7 +368,7 @@ def _expand_page(r: dict[str, Any], cols: dict[str, list[Any]], part: dict[str, 
     n = len(titles)
     pools = r["pools"]
     index = part["index"]
-    probs = part["probabilities"]
+    probs = page_probabilities(part, [len(p) for p in pools])
     cols["event_id"] += part["decision_ids"]
     cols["request_id"] += [r["request_id"]] * n
     cols["timestamp"] += [float(r["timestamp"])] * n

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.multiprocess import MultiProcessCollector, mark_process_dead
@@ -87,6 +88,27 @@ class Metrics:
         self.published_generation = Gauge(
             "keyart_published_generation", "Latest generation published by the learner.", registry=r, **mode
         )
+
+        self._children: dict[tuple[int, str], Any] = {}
+
+    def child(self, family: Any, label: str) -> Any:
+        """``family.labels(label)``, cached (``labels`` takes a lock and builds a key on every call)."""
+        key = (id(family), label)
+        c = self._children.get(key)
+        if c is None:
+            c = self._children[key] = family.labels(label)
+        return c
+
+    def count_page(self, policy: str, n: int, explored: int, reason: str | None, shadow: str | None) -> None:
+        """The counters of one decided page of ``n`` titles (a few increments per page, not per title)."""
+        child = self.child
+        child(self.decisions, policy).inc(n)
+        if explored:
+            child(self.explored, policy).inc(explored)
+        if reason is not None:
+            child(self.fallbacks, reason).inc(n)
+        if shadow is not None:
+            child(self.shadow_decisions, shadow).inc(n)
 
     def render(self) -> bytes:
         """The text exposition of all processes' samples (multiprocess) or this registry's."""

@@ -5,6 +5,12 @@ optionally ``shadow.npz``, and ``meta.json`` (learner state: the time up to whic
 per-artwork reward counts, the best unpersonalized artwork per title). It is written under a temporary
 name, fsynced, renamed into place, and only then named by ``LATEST`` (itself replaced with ``os.replace``),
 so a reader sees either the previous generation or the new one, never a partial one.
+
+Each model written gets a fresh ``model_id`` in ``meta.json``. A generation that only moves the metadata
+(``publish_meta``: ``learned_until`` advanced, nothing new learned) hard-links the model files of the
+generation it continues and keeps its ``model_id``, so it costs no model write, and a reader already
+holding that model keeps its policy objects instead of loading them again (``load_latest(reuse=...)``).
+Every generation directory stays self-contained: pruning one never breaks another.
 """
 
 from __future__ import annotations
@@ -13,6 +19,8 @@ import json
 import os
 import shutil
 import time
+import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -46,19 +54,22 @@ def _fsync_path(path: Path) -> None:
         os.close(fd)
 
 
-def publish(
-    directory: Path, number: int, primary: Policy, shadow: Policy | None, meta: dict[str, Any], keep: int = 5
+def gen_name(number: int) -> str:
+    return f"gen-{number:08d}"
+
+
+def _publish_dir(
+    directory: Path, number: int, fill: Callable[[Path], None], meta: dict[str, Any], keep: int
 ) -> Path:
-    """Write generation ``number`` atomically and point ``LATEST`` at it; prune old generations."""
+    """Write generation ``number`` (``fill`` puts the model files into the temporary directory) atomically,
+    point ``LATEST`` at it, prune old generations."""
     directory.mkdir(parents=True, exist_ok=True)
-    name = f"gen-{number:08d}"
+    name = gen_name(number)
     tmp = directory / f".tmp-{name}-{os.getpid()}"
     if tmp.exists():
         shutil.rmtree(tmp)
     tmp.mkdir()
-    primary.save(tmp / "primary.npz")
-    if shadow is not None:
-        shadow.save(tmp / "shadow.npz")
+    fill(tmp)
     full_meta = {**meta, "generation": number, "created": time.time()}
     (tmp / "meta.json").write_text(json.dumps(full_meta))
     for p in tmp.iterdir():
@@ -80,10 +91,47 @@ def publish(
     return final
 
 
+def publish(
+    directory: Path, number: int, primary: Policy, shadow: Policy | None, meta: dict[str, Any], keep: int = 5
+) -> Path:
+    """Write generation ``number`` (a new model, with a fresh ``model_id``) atomically and point ``LATEST``
+    at it; prune old generations."""
+
+    def fill(tmp: Path) -> None:
+        primary.save(tmp / "primary.npz")
+        if shadow is not None:
+            shadow.save(tmp / "shadow.npz")
+
+    return _publish_dir(directory, number, fill, {**meta, "model_id": uuid.uuid4().hex}, keep)
+
+
+def publish_meta(directory: Path, number: int, base: int, meta: dict[str, Any], keep: int = 5) -> Path | None:
+    """Publish generation ``number`` with the model of generation ``base`` (hard links to its files, its
+    ``model_id``) and new metadata. None, and nothing published, when ``base`` is gone, has no
+    ``model_id``, or its files cannot be linked: publish the model in full then."""
+    src = directory / gen_name(base)
+    try:
+        model_id = json.loads((src / "meta.json").read_text())["model_id"]
+        files = [src / f for f in ("primary.npz", "shadow.npz") if (src / f).exists()]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    if not any(f.name == "primary.npz" for f in files):
+        return None
+
+    def fill(tmp: Path) -> None:
+        for f in files:
+            os.link(f, tmp / f.name)
+
+    try:
+        return _publish_dir(directory, number, fill, {**meta, "model_id": model_id}, keep)
+    except OSError:
+        return None  # e.g. a file system without hard links, or base pruned meanwhile
+
+
 def _prune(directory: Path, current: int, keep: int) -> None:
     gens = sorted(p for p in directory.glob("gen-*") if p.is_dir())
     for p in gens[: max(0, len(gens) - keep)]:
-        if p.name != f"gen-{current:08d}":
+        if p.name != gen_name(current):
             shutil.rmtree(p, ignore_errors=True)
 
 
@@ -106,8 +154,12 @@ def pointer_stamp(directory: Path) -> tuple[int, int] | None:
     return (st.st_mtime_ns, st.st_ino)
 
 
-def load_latest(directory: Path) -> Generation | None:
-    """Load the generation ``LATEST`` names (None when none); raises ``SnapshotError`` when corrupt."""
+def load_latest(directory: Path, reuse: Generation | None = None) -> Generation | None:
+    """Load the generation ``LATEST`` names (None when none); raises ``SnapshotError`` when corrupt.
+
+    When its ``model_id`` is that of ``reuse`` (a metadata-only generation continuing the model ``reuse``
+    holds), the result shares ``reuse``'s policy objects: only ``meta.json`` is read.
+    """
     ptr = latest_pointer(directory)
     if ptr is None:
         return None
@@ -117,6 +169,9 @@ def load_latest(directory: Path) -> Generation | None:
         number = int(ptr["generation"])
     except (KeyError, TypeError, ValueError, OSError) as exc:
         raise SnapshotError(f"Generation named by {directory / LATEST} is unreadable: {exc}.") from exc
+    model_id = meta.get("model_id") if isinstance(meta, dict) else None
+    if reuse is not None and model_id is not None and model_id == reuse.meta.get("model_id"):
+        return Generation(number, reuse.primary, reuse.shadow, meta)
     primary = load_policy(gen_dir / "primary.npz")
     shadow_path = gen_dir / "shadow.npz"
     shadow = load_policy(shadow_path) if shadow_path.exists() else None
