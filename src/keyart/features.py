@@ -196,7 +196,7 @@ class PageFactors:
             + prior[:, None] * px[2:]
         )
         idx = self.idx
-        out = np.matmul(self.art_block[idx], w[:, :, None])[:, :, 0]
+        out = np.matmul(self.art_block.take(idx, axis=0), w[:, :, None])[:, :, 0]
         out += (ctx @ t[: ctx.shape[1]])[:, None]
         out += self.cast_match * (t[lay["cast_match"].start] + prior * px[1])[:, None]
         out[idx == 0] = 0.0
@@ -243,7 +243,7 @@ class PageBasis:
         Z = np.empty((n, k, self.width))
         Z[:, :, 0] = 1.0
         Z[:, :, 1] = rec[:, None]
-        Z[:, :, 2:-1] = art[idx]
+        Z[:, :, 2:-1] = art.take(idx, axis=0)
         Z[:, :, -1] = factors.cast_match
         Z[idx == 0] = 0.0
         self.Z = Z
@@ -278,9 +278,9 @@ class PageBasis:
         style = art[:, g : g + a.pxs.shape[1]]
         style += pic * a.pxs
         for b, v in self._device:
-            style += v * (a.dxs[:, b] if rows is None else A.dxs[rows, b])
+            style += v * (a.dxs[b] if rows is None else A.dxs[b].take(rows, axis=0))
         for h, v in self._hour:
-            style += v * (a.hxs[:, h] if rows is None else A.hxs[rows, h])
+            style += v * (a.hxs[h] if rows is None else A.hxs[h].take(rows, axis=0))
         out[:, -1] = scal[:, 3] + pi * scal[:, 4]
         return out
 
@@ -294,8 +294,8 @@ class SplitRows:
     art: np.ndarray  # (N, artwork width)
     gxtm: np.ndarray  # (N, genres): genre x theme plus theme match
     pxs: np.ndarray  # (N, styles): prior interaction x style
-    dxs: np.ndarray  # (N, devices, styles)
-    hxs: np.ndarray  # (N, hours, styles)
+    dxs: np.ndarray  # (devices, N, styles): one contiguous block per device slot
+    hxs: np.ndarray  # (hours, N, styles)
     scal: (
         np.ndarray
     )  # (N, 5): prior interaction, recommender score, prior x theme match, cast match, prior x cast
@@ -303,13 +303,13 @@ class SplitRows:
     def take(self, rows: np.ndarray) -> SplitRows:
         """The blocks of some rows (the crosses' slots are gathered by the caller, one slot each)."""
         return SplitRows(
-            self.ctx[rows],
-            self.art[rows],
-            self.gxtm[rows],
-            self.pxs[rows],
+            self.ctx.take(rows, axis=0),
+            self.art.take(rows, axis=0),
+            self.gxtm.take(rows, axis=0),
+            self.pxs.take(rows, axis=0),
             self.dxs,
             self.hxs,
-            self.scal[rows],
+            self.scal.take(rows, axis=0),
         )
 
 
@@ -334,8 +334,8 @@ def split_rows(layout: Mapping[str, slice], A: np.ndarray) -> SplitRows:
         np.ascontiguousarray(A[:, lay["theme"].start : lay["embedding"].stop]),
         A[:, lay["genre_x_theme"]] + A[:, lay["theme_match"].start, None],
         np.ascontiguousarray(A[:, px.start + 2 : px.stop]),
-        np.ascontiguousarray(A[:, lay["device_x_style"]]).reshape(n, -1, s),
-        np.ascontiguousarray(A[:, lay["hour_x_style"]]).reshape(n, -1, s),
+        np.ascontiguousarray(A[:, lay["device_x_style"]].reshape(n, -1, s).transpose(1, 0, 2)),
+        np.ascontiguousarray(A[:, lay["hour_x_style"]].reshape(n, -1, s).transpose(1, 0, 2)),
         scal,
     )
 
@@ -797,7 +797,7 @@ class Featurizer:
                 get = cx.recommender_scores.get
                 ctx_part[:, lay["recommender_score"].start] = [get(t, 0.0) for t in tids]
             cast_aff = np.append(member[0][1], 0.0)  # bucket cast_buckets: no featured cast member
-            cast_match = (sign_t[idx] * cast_aff[bucket_t[idx]]).sum(axis=2)
+            cast_match = (sign_t.take(idx, axis=0) * cast_aff.take(bucket_t.take(idx, axis=0))).sum(axis=2)
             member_ids = np.full(n, cx.member_id, dtype=object)
             timestamps = np.full(n, cx.timestamp, dtype=np.float64)
         else:
@@ -826,7 +826,7 @@ class Featurizer:
         return CandidateBatch(
             None,
             mask,
-            ids_t[idx],
+            ids_t.take(idx),
             np.array(tids, dtype=object),
             member_ids,
             rids,

@@ -337,7 +337,7 @@ class Posterior:
         if covariance:
             ZH = Z @ H.transpose(0, 2, 1)
             out = ZG @ Z.transpose(0, 2, 1) - ZH - ZH.transpose(0, 2, 1)
-            out += Y[flat].reshape(n, k, d) @ U[rows].transpose(0, 2, 1)
+            out += Y.take(flat, axis=0).reshape(n, k, d) @ U.take(rows, axis=0).transpose(0, 2, 1)
             out[:, np.arange(k), np.arange(k)] += inv_d
             return out
         H *= -2.0
