@@ -27,6 +27,22 @@ def test_keyed_uniforms_are_reproducible_and_uniform():
     assert abs(np.corrcoef(u, other)[0, 1]) < 0.05  # another seed is another stream
 
 
+def test_keyed_uniforms_are_fixed_across_versions():
+    """Golden values: a change here re-draws every member's sticky artwork on upgrade."""
+    titles = ["t0-x", "t1-x", "t2-x", "t3-x", "t4-x"]
+    u = keyed_uniforms(7, ["x"] * 5, titles, [3] * 5)
+    expected = [
+        0.7038194321697882,
+        0.3967294639041762,
+        0.5967192154844638,
+        0.8012776633646341,
+        0.43564639367785807,
+    ]
+    assert u.tolist() == expected
+    mixed = keyed_uniforms(7, ["x", "y", "x", "y", "x"], titles, [3, 3, 3, 3, 3])
+    assert mixed[[0, 2, 4]].tolist() == [expected[0], expected[2], expected[4]]  # one member's draws alone
+
+
 def test_periods():
     assert period_index(np.array([0.0, 86_399.0, 86_400.0]), 86_400.0).tolist() == [0, 0, 1]
     assert period_index(np.array([1e9]), float("inf")).tolist() == [0]
