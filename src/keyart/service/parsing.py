@@ -21,23 +21,20 @@ from pydantic import ValidationError as PydanticValidationError
 
 from keyart.context import MemberContext, Play
 from keyart.service.config import Limits
-from keyart.service.schemas import ContextIn, DecideOneRequest, DecideRequest, RequestError, from_pydantic
-
-_PAGE_KEYS = frozenset(("member_id", "title_ids", "context", "page", "request_id"))
-_TITLE_KEYS = frozenset(("member_id", "title_id", "context", "page", "request_id"))
-_CONTEXT_KEYS = frozenset(
-    (
-        "played",
-        "country",
-        "language",
-        "device",
-        "timestamp",
-        "interacted_titles",
-        "recommender_scores",
-        "extra",
-    )
+from keyart.service.schemas import (
+    ContextIn,
+    DecideOneRequest,
+    DecideRequest,
+    PlayIn,
+    RequestError,
+    from_pydantic,
 )
-_PLAY_KEYS = frozenset(("title_id", "timestamp", "engaged_seconds"))
+
+# the fields the pydantic models accept: anything else is for pydantic to refuse
+_PAGE_KEYS = frozenset(DecideRequest.model_fields)
+_TITLE_KEYS = frozenset(DecideOneRequest.model_fields)
+_CONTEXT_KEYS = frozenset(ContextIn.model_fields)
+_PLAY_KEYS = frozenset(PlayIn.model_fields)
 _NONE: list[Any] = []  # default of absent list fields (never mutated)
 _NO_MAP: dict[str, Any] = {}  # default of absent map fields (never mutated)
 _isfinite = math.isfinite
