@@ -1,8 +1,10 @@
 """Choose and update throughput of every policy, and model memory, side by side with Vowpal Wabbit.
 
-Pages of 40 titles x 12 candidates with the default featurizer; BLAS pinned to one thread; medians of
-repeated runs in one process. Vowpal Wabbit's ``cb_explore_adf`` predicts the same pages from the same
-features (shared namespace: member and context block; action namespace: artwork block and crosses).
+Pages of 40 titles x 12 candidates with the default featurizer; BLAS pinned to one thread; medians over
+interleaved rounds in one process (each round times every policy and every VW configuration once, so the
+shared machine's slow spells fall on all alike). Vowpal Wabbit's ``cb_explore_adf`` predicts the same
+pages from the same features (shared namespace: member and context block; action namespace: artwork
+block and crosses).
 
     python benchmarks/bench_policies.py [--quick]
 """
@@ -20,6 +22,7 @@ import statistics  # noqa: E402
 import sys  # noqa: E402
 import time  # noqa: E402
 import tracemalloc  # noqa: E402
+from typing import Any  # noqa: E402
 
 import numpy as np  # noqa: E402
 
@@ -163,26 +166,17 @@ def main() -> None:
 
     batches = featurized()
     featurize_rate = timed_median(lambda _: featurized(), lambda: None, 40 * pages, repeats)
+    repeats = 3 if args.quick else 9
 
-    rows = []
+    policies = {}
     for name in sorted(POLICIES):
         policy = make_policy(name, seed=7)
         for part in np.array_split(np.arange(train.n), 6):
             policy.update(train.take(part))
         policy.choose(batches[0])  # warm caches (posterior solve, normals)
-        # fresh batches every repeat: nothing a policy derives from a batch is reused across repeats
-        choose = timed_median(lambda bs, p=policy: [p.choose(b) for b in bs], featurized, 40 * pages, repeats)
-        both = timed_median(
-            lambda _, p=policy: [p.choose(f.page(m, t)) for m, t in zip(ms, page_titles, strict=True)],
-            lambda: None,
-            40 * pages,
-            repeats,
-        )
-        upd = train.take(np.arange(min(10_000, train.n)))
-        update = median_rate(lambda p=policy, upd=upd: p.update(upd), upd.n, max(3, repeats // 2))
-        rows.append((name, choose, both, update))
+        policies[name] = policy
 
-    vw_rows: list[tuple[str, float, tuple[str, ...]]] = []
+    vws: list[tuple[str, Any, list[list[str]], tuple[str, ...]]] = []
     try:
         import vowpalwabbit
 
@@ -194,15 +188,42 @@ def main() -> None:
                 lines[c + 1] = f"0:{-train.reward[i]}:{train.propensity[i]} " + lines[c + 1]
                 vw.learn("\n".join(lines))
             texts = [vw_lines(b, f, mode) for b in batches]
-            rate = median_rate(
-                lambda vw=vw, texts=texts: [[vw.predict(t) for t in page] for page in texts],
-                40 * pages,
-                repeats,
-            )
-            vw_rows.append((f"vw {mode}: {vw_args.removeprefix('--cb_explore_adf ')}", rate, analogue_of))
-            vw.finish()
+            vws.append((f"vw {mode}: {vw_args.removeprefix('--cb_explore_adf ')}", vw, texts, analogue_of))
     except ImportError:
         print("vowpalwabbit not installed: pip install -e '.[bench]'", file=sys.stderr)
+
+    # Interleaved rounds: every round times each policy and each VW configuration once, so the shared
+    # machine's slow spells fall on all of them alike; the table reports medians over rounds.
+    units = 40 * pages
+    times: dict[str, list[float]] = {}
+
+    def clock(key: str, fn: Any, arg: Any = None) -> None:
+        t0 = time.perf_counter()
+        fn(arg)
+        times.setdefault(key, []).append(time.perf_counter() - t0)
+
+    for _ in range(repeats):
+        for name, policy in policies.items():
+            # fresh batches: nothing a policy derives from a batch is reused across rounds
+            clock(f"choose {name}", lambda bs, p=policy: [p.choose(b) for b in bs], featurized())
+            clock(
+                f"both {name}",
+                lambda _, p=policy: [p.choose(f.page(m, t)) for m, t in zip(ms, page_titles, strict=True)],
+            )
+        for key, vw, texts, _ in vws:
+            clock(key, lambda _, vw=vw, texts=texts: [[vw.predict(t) for t in page] for page in texts])
+
+    def rate(key: str) -> float:
+        return units / statistics.median(times[key])
+
+    rows = []
+    for name, policy in policies.items():
+        upd = train.take(np.arange(min(10_000, train.n)))
+        update = median_rate(lambda p=policy, upd=upd: p.update(upd), upd.n, max(3, repeats // 2))
+        rows.append((name, rate(f"choose {name}"), rate(f"both {name}"), update))
+    vw_rows = [(key, rate(key), analogue_of) for key, _, _, analogue_of in vws]
+    for _, vw, _, _ in vws:
+        vw.finish()
 
     # memory: a logistic Thompson model over 300 titles x 24 artworks, every artwork seen
     big = synthetic_catalog(300, 24, seed=5)
