@@ -16,7 +16,7 @@ from keyart.events import (
     decisions_from_batch,
     decisions_table,
 )
-from keyart.rewards import QualityRule, join_rewards, join_store
+from keyart.rewards import QualityRule, join_closed, join_rewards, join_store
 from keyart.store import EventStore
 
 T0 = 1_700_000_000.0
@@ -180,6 +180,44 @@ def test_join_from_store_and_feedback_for_learning(tmp_path) -> None:
         assert fb.propensity[i] == pytest.approx(1 / len(stored[t]["pool"]))
     assert res.logging_probabilities().shape == (3, 3)
     policy.update(fb)  # learners take it as is
+
+
+def test_join_closed_equals_the_full_join_while_reading_only_what_matters(tmp_path) -> None:
+    """The learner's incremental join: decisions of [start, end) get the same rewards as with a join over
+    everything, although later decisions are read only for members and titles that have outcomes."""
+    end, window = T0 + H, 3 * H
+    decisions = [
+        dec("d1", "m1", "t1", T0),  # superseded by d2 (after end): the play at +2.5 h belongs to d2
+        dec("d2", "m1", "t1", T0 + 2 * H),
+        dec("d3", "m2", "t1", T0 + 10),  # a quality play by key
+        dec("d4", "m3", "t1", T0 + 20),  # a quality play by decision id
+        dec("d5", "m4", "t2", T0 + 30),  # nothing happens
+        *[dec(f"x{i}", f"q{i}", "t1", end + 60 * i) for i in range(50)],  # later, without outcomes
+    ]
+    outcomes = [
+        out("o1", "m1", "t1", T0 + 2.5 * H, "play", 4000.0),
+        out("o2", "m2", "t1", T0 + 40, "play", 4000.0),
+        out("o3", "m3", "t1", T0 + 50, "play", 4000.0, decision_id="d4"),
+    ]
+    with EventStore(tmp_path / "e.duckdb") as store:
+        store.append_decisions(decisions)
+        store.append_outcomes(outcomes)
+        later = store.decisions_with_outcomes(end, T0)
+        assert later.column("event_id").to_pylist() == ["d2"]  # not the 50 later decisions
+        kwargs = {"window_seconds": window, "as_of": end + window}
+        closed = join_closed(store, T0, end, **kwargs).table
+        full = join_store(store, start=T0, **kwargs).table
+
+    def labels(t) -> dict[str, float]:
+        rows = zip(
+            t.column("event_id").to_pylist(),
+            t.column("timestamp").to_pylist(),
+            t.column("reward").to_pylist(),
+            strict=True,
+        )
+        return {e: r for e, ts, r in rows if ts < end}
+
+    assert labels(closed) == labels(full) == {"d1": 0.0, "d3": 1.0, "d4": 1.0, "d5": 0.0}
 
 
 BAD = [

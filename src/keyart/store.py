@@ -15,6 +15,7 @@ writer holds the file) or read a Parquet export. A second writer gets a ``StoreE
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
@@ -169,6 +170,17 @@ class EventStore:
         """Decisions (``DECISION_SCHEMA``) with ``start <= timestamp < end``, in time order."""
         where, params = _time_filter(start, end)
         return self._read("decisions", where, params)
+
+    def decisions_with_outcomes(self, start: float, outcomes_since: float | None = None) -> pa.Table:
+        """Decisions at or after ``start`` whose (member, title) has an outcome at or after
+        ``outcomes_since``: the later decisions an outcome might be attributed to instead of an earlier one
+        (``keyart.rewards.join_closed``), without reading every decision of the open window."""
+        since = -math.inf if outcomes_since is None else float(outcomes_since)
+        where = (
+            "WHERE timestamp >= ? AND (member_id, title_id) IN "
+            "(SELECT member_id, title_id FROM outcomes WHERE timestamp >= ?)"
+        )
+        return self._read("decisions", where, [float(start), since])
 
     def outcomes(self, start: float | None = None, end: float | None = None) -> pa.Table:
         """Outcomes (``OUTCOME_SCHEMA``) with ``start <= timestamp < end``, in time order."""

@@ -32,7 +32,7 @@ from keyart.errors import KeyartError, SnapshotError, ValidationError
 from keyart.events import DECISION_SCHEMA, OUTCOME_SCHEMA
 from keyart.features import Featurizer
 from keyart.policies import Policy, load_policy, make_policy
-from keyart.rewards import QualityRule, RewardTable, join_store
+from keyart.rewards import QualityRule, RewardTable, join_closed
 from keyart.service import catalog_store, snapshots
 from keyart.service.config import ServiceConfig
 from keyart.service.fallbacks import best_unpersonalized
@@ -266,8 +266,8 @@ class Learner:
         self._reload_catalog()
         rule = QualityRule(min_seconds=self.config.quality_min_seconds)
         try:
-            rt = join_store(
-                self.store, start=start, window_seconds=window, rule=rule, runtimes=self.catalog, as_of=as_of
+            rt = join_closed(
+                self.store, start, hi, window_seconds=window, rule=rule, runtimes=self.catalog, as_of=as_of
             )
         except ValidationError as exc:
             log.warning("nothing to join: %s", exc)
