@@ -434,6 +434,25 @@ def test_outcomes_are_learned_and_the_new_generation_is_served(
     )
 
 
+def test_rotated_segments_are_ingested_and_then_deleted(tmp_path: Path) -> None:
+    """Workers seal a segment past segment_max_bytes; the learner stores every decision once and deletes
+    the sealed segments it has fully ingested, keeping the one still being written."""
+    config = prepare(make_config(tmp_path / "state", segment_max_bytes=4_000))
+    t0 = 1_700_000_000.0
+    with TestClient(create_app(config)) as client:
+        for i in range(12):
+            decide(client, page_body(f"m{i}", timestamp=t0 + i))
+        assert len(list(config.segments_dir.glob("*.seg"))) > 3
+        learner = Learner(config)
+        try:
+            assert learner.step()["decisions"] == 12 * 8
+            assert learner.store.count("decisions") == 12 * 8
+        finally:
+            learner.close()
+        left = list(config.segments_dir.glob("*.seg"))
+        assert len(left) == 1 and not list(config.segments_dir.glob("*.done"))
+
+
 def _served(client: TestClient, generation: int) -> dict[str, Any]:
     deadline = time.monotonic() + 10
     while (info := client.get("/v1/model").json())[

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
 import sys
 import threading
 from pathlib import Path
@@ -52,6 +53,51 @@ def test_segments_skip_a_torn_last_line_until_it_is_complete(tmp_path: Path) -> 
     assert reader.read()[0] == [{"k": "outcomes", "items": [2]}]
     assert SegmentReader(tmp_path).offsets == offsets  # remembered across restarts
     w.close()
+
+
+def test_segments_rotate_and_fully_ingested_ones_are_deleted(tmp_path: Path) -> None:
+    w = SegmentWriter(tmp_path, max_bytes=120)
+    sent = [{"k": "outcomes", "items": [i, "x" * 30]} for i in range(12)]
+    for r in sent:
+        w.append(r)
+    files = sorted(tmp_path.glob("*.seg"))
+    assert len(files) > 3  # rotated past 120 bytes
+    assert all((tmp_path / (f.name + ".done")).exists() for f in files if f != w.path)  # sealed
+    reader = SegmentReader(tmp_path)
+    records, offsets = reader.read()
+    assert records == sent  # every record once, in order across files
+    assert reader.prune() == []  # nothing is deleted before its records are committed
+    reader.commit(offsets)
+    deleted = reader.prune()
+    assert sorted(deleted) == sorted(f.name for f in files if f != w.path)
+    assert sorted(tmp_path.glob("*.seg")) == [w.path]  # the open one stays
+    assert set(reader.offsets) == {w.path.name}
+    current = w.path
+    w.append({"k": "outcomes", "items": ["late"]})
+    w.close()  # sealed at shutdown
+    records, offsets = reader.read()
+    assert records == [{"k": "outcomes", "items": ["late"]}]
+    reader.commit(offsets)
+    assert set(reader.prune()) == {current.name, w.path.name}
+    assert list(tmp_path.iterdir()) == [tmp_path / "offsets.json"]
+
+
+def test_segments_of_a_dead_writer_are_deleted_once_ingested(tmp_path: Path) -> None:
+    code = (
+        "import os, sys; from pathlib import Path; from keyart.service.segments import SegmentWriter;"
+        "w = SegmentWriter(Path(sys.argv[1])); w.append({'k': 'outcomes', 'items': [1]});"
+        "w.append({'k': 'outcomes', 'items': [2]}); os._exit(0)"  # dies without sealing
+    )
+    subprocess.run([sys.executable, "-c", code, str(tmp_path)], check=True)
+    reader = SegmentReader(tmp_path)
+    records, offsets = reader.read(max_bytes=30)  # only the first record fits
+    reader.commit(offsets)
+    assert reader.prune() == []  # not fully ingested yet
+    records2, offsets = reader.read()
+    assert records + records2 == [{"k": "outcomes", "items": [1]}, {"k": "outcomes", "items": [2]}]
+    reader.commit(offsets)
+    assert len(reader.prune()) == 1
+    assert list(tmp_path.glob("*.seg")) == []
 
 
 def test_publish_is_atomic_and_prunes_old_generations(tmp_path: Path) -> None:

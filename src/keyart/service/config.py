@@ -66,6 +66,7 @@ class ServiceConfig:
     fsync: bool = False
     personalize_unknown_members: bool = False
     keep_generations: int = 5
+    segment_max_bytes: int = 64 << 20  # a worker's segment is sealed and a new one begun past this size
 
     def __post_init__(self) -> None:
         if not isinstance(self.state_dir, str) or not self.state_dir:
@@ -80,6 +81,10 @@ class ServiceConfig:
             v = getattr(self, name)
             if not isinstance(v, int | float) or not v > 0:
                 raise ValidationError(f"ServiceConfig.{name} must be > 0. Got {v!r}.")
+        if not isinstance(self.segment_max_bytes, int) or self.segment_max_bytes < 1:
+            raise ValidationError(
+                f"ServiceConfig.segment_max_bytes must be a positive integer. Got {self.segment_max_bytes!r}."
+            )
         if isinstance(self.limits, dict):
             object.__setattr__(self, "limits", Limits(**self.limits))
 

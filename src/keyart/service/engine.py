@@ -236,7 +236,11 @@ class Engine:
     def __init__(self, config: ServiceConfig, metrics: Metrics, writer: SegmentWriter | None = None) -> None:
         self.config = config
         self.metrics = metrics
-        self.writer = writer if writer is not None else SegmentWriter(config.segments_dir, fsync=config.fsync)
+        self.writer = (
+            writer
+            if writer is not None
+            else SegmentWriter(config.segments_dir, fsync=config.fsync, max_bytes=config.segment_max_bytes)
+        )
         self.executor = ModelThread()
         self.view = self._load_catalog()
         self._catalog_stamp = catalog_store.stamp(config.catalog_path)

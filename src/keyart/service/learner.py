@@ -188,6 +188,7 @@ class Learner:
                 self.svc.executemany("INSERT OR IGNORE INTO rewards VALUES (?, ?, ?, ?)", rows)
                 added["rewards"] = self.svc.execute("SELECT count(*) FROM rewards").fetchall()[0][0] - before
             self.reader.commit(offsets)
+            self.reader.prune()
             for k, v in added.items():
                 if v:
                     self.metrics.events_ingested.labels(k).inc(v)

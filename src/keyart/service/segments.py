@@ -30,24 +30,43 @@ import orjson
 
 OFFSETS_FILE = "offsets.json"
 SUFFIX = ".seg"
+SEALED = ".done"  # beside a segment: its writer will never append to it again
 
 
 class SegmentWriter:
-    """One process's append-only segment file (thread-safe, one ``os.write`` per record)."""
+    """One process's append-only segment files (thread-safe, one ``os.write`` per record).
 
-    def __init__(self, directory: Path, fsync: bool = False) -> None:
+    Past ``max_bytes`` the writer seals its file (an empty ``<name>.done`` marker beside it, written after
+    the last record) and continues in a new one, so the learner can delete what it has fully ingested.
+    """
+
+    def __init__(self, directory: Path, fsync: bool = False, max_bytes: int = 64 << 20) -> None:
         directory.mkdir(parents=True, exist_ok=True)
-        name = f"{os.getpid()}-{time.time_ns()}-{uuid.uuid4().hex[:6]}{SUFFIX}"
-        self.path = directory / name
+        self.directory = directory
         self.fsync = fsync
-        self._fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+        self.max_bytes = max_bytes
         self._lock = threading.Lock()
-        self.bytes_written = 0
+        self.bytes_written = 0  # over all of this writer's files
+        self._open()
+
+    def _open(self) -> None:
+        name = f"{os.getpid()}-{time.time_ns()}-{uuid.uuid4().hex[:6]}{SUFFIX}"
+        self.path = self.directory / name
+        self._fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+        self._file_bytes = 0
+
+    def _seal(self) -> None:
+        os.close(self._fd)
+        self._fd = -1
+        (self.directory / (self.path.name + SEALED)).touch()
 
     def append(self, record: dict[str, Any]) -> None:
         """Append one record as a JSON line; returns only once the kernel holds it."""
         data = orjson.dumps(record, option=orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_APPEND_NEWLINE)
         with self._lock:
+            if self._file_bytes >= self.max_bytes:
+                self._seal()
+                self._open()
             n = os.write(self._fd, data)
             if n < len(data):  # a short write (signal, full disk): write the rest
                 view = memoryview(data)[n:]
@@ -56,12 +75,23 @@ class SegmentWriter:
             if self.fsync:
                 os.fdatasync(self._fd)
             self.bytes_written += len(data)
+            self._file_bytes += len(data)
 
     def close(self) -> None:
         with self._lock:
             if self._fd >= 0:
-                os.close(self._fd)
-                self._fd = -1
+                self._seal()
+
+
+def _writer_alive(name: str) -> bool:
+    """Whether the process that wrote segment ``name`` (``<pid>-...``) may still append to it."""
+    try:
+        os.kill(int(name.split("-", 1)[0]), 0)
+    except ProcessLookupError:
+        return False
+    except (ValueError, PermissionError, OSError):
+        return True
+    return True
 
 
 def encode_probabilities(probs: np.ndarray) -> str:
@@ -137,6 +167,24 @@ class SegmentReader:
         tmp = self.directory / f".{OFFSETS_FILE}.tmp"
         tmp.write_text(json.dumps(offsets))
         os.replace(tmp, self.directory / OFFSETS_FILE)
+
+    def prune(self) -> list[str]:
+        """Delete segments that are fully ingested (committed offset = size) and will not grow: sealed by
+        their writer, or written by a process that no longer exists. Returns the names deleted."""
+        gone = []
+        for p in sorted(self.directory.glob(f"*{SUFFIX}")):
+            marker = self.directory / (p.name + SEALED)
+            try:
+                done = self.offsets.get(p.name, 0) >= p.stat().st_size
+            except FileNotFoundError:
+                continue
+            if done and (marker.exists() or not _writer_alive(p.name)):
+                p.unlink(missing_ok=True)
+                marker.unlink(missing_ok=True)
+                gone.append(p.name)
+        if gone:
+            self.commit({k: v for k, v in self.offsets.items() if k not in gone})
+        return gone
 
 
 def _lines(chunk: bytes) -> Iterator[bytes]:
