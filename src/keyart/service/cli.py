@@ -42,6 +42,7 @@ def serve(
     fsync: bool = False,
     learner: bool = True,
     log_level: str = "warning",
+    segment_max_mb: float = 64.0,
 ) -> None:
     """Serve decisions over HTTP until interrupted; see ``docs/service.md``."""
     import uvicorn
@@ -72,6 +73,7 @@ def serve(
         attribution_window_seconds=attribution_window,
         quality_min_seconds=quality_seconds,
         fsync=fsync,
+        segment_max_bytes=max(1, int(segment_max_mb * 2**20)),
     )
     config.root.mkdir(parents=True, exist_ok=True)
     if catalog is not None and not config.catalog_path.exists():
@@ -160,6 +162,12 @@ def serve_command(
     fsync: Annotated[bool, typer.Option("--fsync", help="fsync every logged event.")] = False,
     learner: Annotated[bool, typer.Option("--learner/--no-learner", help="Run the learner.")] = True,
     log_level: Annotated[str, typer.Option("--log-level")] = "warning",
+    segment_max_mb: Annotated[
+        float,
+        typer.Option(
+            "--segment-max-mb", min=0.001, help="Seal and rotate a worker's segment past this size."
+        ),
+    ] = 64.0,
 ) -> None:
     """Serve artwork decisions over HTTP, log them, learn online, hot-reload snapshots."""
     serve(
@@ -185,4 +193,5 @@ def serve_command(
         fsync,
         learner,
         log_level,
+        segment_max_mb,
     )
