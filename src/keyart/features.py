@@ -253,13 +253,6 @@ class PageBasis:
         else:
             self.levels, self.level_of = np.zeros(1), np.zeros(n, dtype=np.int64)
 
-    def dot(self, theta: np.ndarray | SplitRows) -> np.ndarray:
-        """x . theta for every candidate (n, K), 0 on padding; theta may come split (``split_rows``)."""
-        if isinstance(theta, np.ndarray):
-            theta = split_rows(self.layout, theta[None, :])
-        w = self.project(theta, self.levels, np.zeros(self.levels.size, dtype=np.int64))
-        return np.matmul(self.Z, w[self.level_of][:, :, None])[:, :, 0]
-
     def project(self, A: SplitRows, prior: float | np.ndarray, rows: np.ndarray | None = None) -> np.ndarray:
         """A[rows] @ V(prior) for row vectors A (N, d) given by ``split_rows``; ``prior`` is one value or
         one per projected row. Only the member's device and hour slots of the crosses are read."""

@@ -289,41 +289,42 @@ class Posterior:
         Y = U @ self.sigma
         return Y, np.einsum("ad,ad->a", Y, U), U
 
-    def split(self, layout: Mapping[str, slice]) -> tuple[SplitRows, SplitRows, SplitRows]:
-        """Theta, Sigma's rows and the Y rows split for a featurizer layout (``split_rows``), cached."""
+    def split(self, layout: Mapping[str, slice]) -> tuple[SplitRows, SplitRows]:
+        """[Sigma; theta] (d + 1 rows) and the Y rows split for a featurizer layout (``split_rows``),
+        cached."""
         cached = self.__dict__.get("_splits")
         if cached is None or cached[0] is not layout:
             Y = self._projected[0]
-            cached = (
-                layout,
-                split_rows(layout, self.theta[None, :]),
-                split_rows(layout, self.sigma),
-                split_rows(layout, Y),
-            )
+            sigma_theta = np.vstack([self.sigma, self.theta[None, :]])
+            cached = (layout, split_rows(layout, sigma_theta), split_rows(layout, Y))
             self.__dict__["_splits"] = cached
-        return cached[1], cached[2], cached[3]
+        return cached[1], cached[2]
 
-    def page_spread(
+    def page_moments(
         self, basis: PageBasis, rows: np.ndarray, unknown_inv_d: float, covariance: bool = False
-    ) -> np.ndarray:
-        """Variance (n, K) or covariance (n, K, K) of a page's candidate scores from its basis.
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Mean (n, K) and variance (n, K) or covariance (n, K, K) of a page's candidate scores.
 
         Equal to ``moments`` on the materialized rows, at O(d^2 r + n K (d r + r^2)) instead of
         O(n K d^2): with x = V z, (x - U_a)^T Sigma (x - U_a) = z^T (V^T Sigma V) z - 2 z^T V^T Sigma U_a
-        + U_a^T Sigma U_a.
+        + U_a^T Sigma U_a, and x . theta = z . (V^T theta).
         """
         Y, c, U = self._projected
         n, k = rows.shape
         d, r = Y.shape[1], basis.width
-        inv_d = np.where(
-            rows >= 0, self.inv_d[np.maximum(rows, 0)] if self.inv_d.size else 0.0, unknown_inv_d
-        )
+        known = rows >= 0
+        safe = np.maximum(rows, 0)
+        inv_d = np.where(known, self.inv_d[safe] if self.inv_d.size else 0.0, unknown_inv_d)
         levels, group = basis.levels, basis.level_of
         g = levels.size
-        _, sigma_split, y_split = self.split(basis.layout)
-        # Sigma V(prior) at every prior level, V^T Sigma V per level, and V(prior_n)^T Sigma U_a per candidate
-        T = np.concatenate([basis.project(sigma_split, level) for level in levels])
-        T = T.reshape(g, d, r).transpose(0, 2, 1).reshape(g * r, d)
+        sigma_theta, y_split = self.split(basis.layout)
+        # [Sigma; theta] V(prior) at every prior level: Sigma V, and V^T theta in its last row
+        P = [basis.project(sigma_theta, level) for level in levels]
+        w = np.stack([p[d] for p in P])
+        mean = np.matmul(basis.Z, w[group][:, :, None])[:, :, 0]
+        mean += np.where(known, self.beta[safe] if self.beta.size else 0.0, 0.0)
+        # V^T Sigma V per level, and V(prior_n)^T Sigma U_a per candidate
+        T = np.concatenate([p[:d] for p in P]).reshape(g, d, r).transpose(0, 2, 1).reshape(g * r, d)
         G = basis.project(split_rows(basis.layout, T), np.repeat(levels, r)).reshape(g, r, r)
         flat = rows.ravel()
         H = basis.project(y_split, np.repeat(basis.prior, k) if g > 1 else levels[0], flat).reshape(n, k, r)
@@ -339,13 +340,13 @@ class Posterior:
             out = ZG @ Z.transpose(0, 2, 1) - ZH - ZH.transpose(0, 2, 1)
             out += Y.take(flat, axis=0).reshape(n, k, d) @ U.take(rows, axis=0).transpose(0, 2, 1)
             out[:, np.arange(k), np.arange(k)] += inv_d
-            return out
+            return mean, out
         H *= -2.0
         H += ZG
         out = np.einsum("nkr,nkr->nk", H, Z)
         out += c[rows]
         out += inv_d
-        return out
+        return mean, out
 
 
 # ---- logistic regression with a Laplace posterior (Chapelle & Li 2011), from partition sums -------

@@ -674,9 +674,7 @@ class SharedModelPolicy(Policy):
         if basis is None:
             return self.posterior_.moments(batch.X, self._rows(batch), 1.0 / self.bias_ridge, covariance)
         self._check_batch(batch)
-        rows, post = self._rows(batch), self.posterior_
-        spread = post.page_spread(basis, rows, 1.0 / self.bias_ridge, covariance)
-        return basis.dot(post.split(basis.layout)[0]) + post.bias(rows), spread
+        return self.posterior_.page_moments(basis, self._rows(batch), 1.0 / self.bias_ridge, covariance)
 
     def scores(self, batch: CandidateBatch) -> np.ndarray:
         """Posterior mean score of every candidate."""
