@@ -135,17 +135,6 @@ VW_CONFIGS = (
 )
 
 
-def timed_median(fn, setup, units: int, repeats: int) -> float:
-    """Units per second: the median over repeats of timing ``fn(setup())``, setup not timed."""
-    times = []
-    for _ in range(repeats):
-        arg = setup()
-        t0 = time.perf_counter()
-        fn(arg)
-        times.append(time.perf_counter() - t0)
-    return units / statistics.median(times)
-
-
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true", help="small sizes, for a smoke run")
@@ -165,7 +154,7 @@ def main() -> None:
         ]
 
     batches = featurized()
-    featurize_rate = timed_median(lambda _: featurized(), lambda: None, 40 * pages, repeats)
+    featurize_rate = median_rate(featurized, 40 * pages, repeats)
     repeats = 3 if args.quick else 9
 
     policies = {}

@@ -51,22 +51,10 @@ def keyed_uniforms(
         mk = np.full(n, next(iter(members.values())), dtype=np.uint64)
     else:
         mk = np.array([members[m] for m in member_ids], dtype=np.uint64)
-    keys = _TITLE_KEYS
-    tk = np.array([keys.get(t) or _title_key(t) for t in title_ids], dtype=np.uint64)
+    tk = np.array([title_key(t) for t in title_ids], dtype=np.uint64)
     pk = np.asarray(periods, dtype=np.int64).astype(np.uint64)
     x = splitmix64(mk ^ splitmix64(tk ^ splitmix64(pk)))
     return (x >> np.uint64(11)).astype(np.float64) / _TWO_POW_53
-
-
-_TITLE_KEYS: dict[str, int] = {}
-
-
-def _title_key(title_id: str) -> int:
-    """``title_key`` memoized in a plain dict (cheaper than lru_cache on the hot path)."""
-    if len(_TITLE_KEYS) > 1 << 20:
-        _TITLE_KEYS.clear()
-    k = _TITLE_KEYS[title_id] = title_key(title_id)
-    return k
 
 
 def sample_index(probabilities: np.ndarray, uniforms: np.ndarray) -> np.ndarray:

@@ -665,7 +665,6 @@ class SharedModelPolicy(Policy):
         basis = batch.basis()
         if basis is None:
             return self.posterior_.moments(batch.X, self._rows(batch), 1.0 / self.bias_ridge, covariance)
-        self._check_batch(batch)
         return self.posterior_.page_moments(basis, self._rows(batch), 1.0 / self.bias_ridge, covariance)
 
     def scores(self, batch: CandidateBatch) -> np.ndarray:
