@@ -317,6 +317,21 @@ def test_beta_quadrature_matches_simulation():
     assert p.sum() == pytest.approx(1.0)
 
 
+def test_beta_ts_cache_equals_a_fresh_computation_through_updates_and_widths(catalog):
+    """The per-pool cache (grown as pools and widths appear, validated by counts) gives exactly what a
+    policy without a cache computes, before and after updates, for narrow then wide batches with repeats."""
+    policy = trained(make_policy("beta_ts", seed=3), catalog)
+    events = make_events(catalog, 300, seed=21)
+    small = [t for t in catalog.titles if len(catalog.pool(t)) < events.k][:3] * 10  # repeated pools
+    pools = [[a.artwork_id for a in catalog.pool(t)] for t in small]
+    narrow = Featurizer(catalog).events(make_members(catalog, len(small), seed=22), small, pools)
+    assert narrow.k < events.k
+    for step, batch in enumerate([narrow, events, narrow, events.take(np.arange(40))]):
+        fresh = restore_policy(policy.snapshot())
+        np.testing.assert_array_equal(policy.probabilities(batch), fresh.probabilities(batch))
+        policy.update(logged_feedback(events.take(np.arange(20 * step, 20 * step + 20)), seed=step))
+
+
 def test_unknown_policy_and_bad_parameters():
     with pytest.raises(ValidationError, match="Unknown policy 'nope'"):
         make_policy("nope", seed=1)

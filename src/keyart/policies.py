@@ -584,20 +584,37 @@ class BetaThompson(_PerArtworkCounts):
 
     def _reset(self) -> None:
         super()._reset()
-        self._cache: dict[tuple[str, ...], tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
+        self._slots: dict[tuple[str, ...], int] = {}  # pool -> row of the cached (a, b, p) tables
+        self._cached = np.zeros((3, 0, 1))
 
     def _distribution(self, batch: CandidateBatch) -> np.ndarray:
-        out = np.zeros(batch.mask.shape)
         a, b = self._ab(batch)
-        cache = self._cache
-        for i, k in enumerate(batch.pool_sizes.tolist()):
-            pool = tuple(batch.artwork_ids[i, :k].tolist())
-            ai, bi = a[i, :k], b[i, :k]
-            hit = cache.get(pool)
-            if hit is None or not (np.array_equal(hit[0], ai) and np.array_equal(hit[1], bi)):
-                hit = cache[pool] = (ai.copy(), bi.copy(), beta_max_probabilities(ai, bi))
-            out[i, :k] = hit[2]
-        return out
+        a, b = np.where(batch.mask, a, 0.0), np.where(batch.mask, b, 0.0)
+        ids, sizes = batch.artwork_ids.tolist(), batch.pool_sizes.tolist()
+        pools = [tuple(row[:k]) for row, k in zip(ids, sizes, strict=True)]
+        slots = self._slots
+        new = {pool for pool in pools if pool not in slots}
+        k = batch.k
+        _, cap, width = self._cached.shape
+        if len(slots) + len(new) > cap or k > width:  # grow by doubling
+            grow = np.zeros((3, max(cap, 2 * (len(slots) + len(new))), max(k, width)))
+            grow[:, :cap, :width] = self._cached
+            grow[:, cap:, 0] = np.nan  # never equal to counts: computed on first sight
+            self._cached = grow
+        for pool in new:
+            slots[pool] = len(slots)
+        rows = np.fromiter((slots[pool] for pool in pools), dtype=np.intp, count=len(pools))
+        cached = self._cached[:, rows, :k]
+        width = self._cached.shape[2]
+        # a pool (its artworks, so its size) is its key: beyond its size both sides are 0
+        stale = ~((cached[0] == a) & (cached[1] == b)).all(axis=1)
+        for i in np.flatnonzero(stale).tolist():
+            n = sizes[i]
+            row = np.zeros((3, width))
+            row[0, :n], row[1, :n] = a[i, :n], b[i, :n]
+            row[2, :n] = beta_max_probabilities(a[i, :n], b[i, :n])
+            self._cached[:, rows[i]] = row
+        return self._cached[2, rows, :k]
 
 
 # ---- the shared contextual model ---------------------------------------------------------------
