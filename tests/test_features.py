@@ -147,6 +147,68 @@ def test_candidate_batch_rejects_nan_and_concat_pads():
         CandidateBatch(X, a.mask, a.artwork_ids, a.title_ids, a.member_ids, a.request_ids, a.timestamps)
 
 
+def _assert_same_batch(a: CandidateBatch, b: CandidateBatch) -> None:
+    np.testing.assert_array_equal(a.X, b.X)
+    for name in ("mask", "artwork_ids", "title_ids", "member_ids", "request_ids", "timestamps"):
+        np.testing.assert_array_equal(getattr(a, name), getattr(b, name), err_msg=name)
+
+
+def test_concat_of_one_featurizers_batches_stays_factored_and_equals_the_stacked_rows():
+    """Pages featurized while the artwork table grows (new titles appear between them) concatenate in
+    factored form, with the same rows, scores and shown rows as stacking their materialized rows; batches
+    of two featurizers fall back to stacking."""
+    cat = make_catalog(n_titles=40)
+    f = Featurizer(cat)
+    members = make_members(cat, 6, seed=3)
+    pages = [
+        f.page(m, [f"t{(7 * i + j) % 40}" for j in range(i + 1)], f"r{i}") for i, m in enumerate(members)
+    ]
+    assert len({p.factors.keys.size for p in pages}) > 1  # the table grew between pages
+    both = CandidateBatch.concat(pages)
+    assert both.factors is not None and both._X is None
+    stacked = CandidateBatch.concat([CandidateBatch(p.X, *_fields(p)) for p in pages])
+    assert stacked.factors is None
+    _assert_same_batch(both, stacked)
+    theta = np.random.default_rng(0).normal(size=f.dim)
+    np.testing.assert_allclose(both.dot(theta), np.where(both.mask, stacked.X @ theta, 0.0), atol=1e-12)
+    chosen = np.random.default_rng(1).integers(0, both.pool_sizes)
+    np.testing.assert_array_equal(both.shown_X(chosen), stacked.shown_X(chosen))
+    other = Featurizer(cat).page(members[0], ["t1"], "x")
+    mixed = CandidateBatch.concat([pages[0], other])
+    assert mixed.factors is None
+    _assert_same_batch(
+        mixed, CandidateBatch.concat([CandidateBatch(p.X, *_fields(p)) for p in (pages[0], other)])
+    )
+
+
+def _fields(b: CandidateBatch) -> tuple:
+    return (b.mask, b.artwork_ids, b.title_ids, b.member_ids, b.request_ids, b.timestamps, b.feature_names)
+
+
+def test_pages_equals_one_page_per_request():
+    cat = make_catalog(n_titles=30)
+    members = make_members(cat, 8, seed=5)
+    rng = np.random.default_rng(2)
+    titles = [
+        rng.choice([f"t{i}" for i in range(30)], size=int(rng.integers(1, 6)), replace=False).tolist()
+        for _ in members
+    ]
+    rids = [f"q{i}" for i in range(len(members))]
+    many = Featurizer(cat).pages(members, titles, rids)
+    f = Featurizer(cat)
+    one_by_one = CandidateBatch.concat(
+        [f.page(m, t, r) for m, t, r in zip(members, titles, rids, strict=True)]
+    )
+    assert many.factors is not None
+    _assert_same_batch(many, one_by_one)
+    with pytest.raises(ValidationError, match=r"title_ids\[1\] must be a non-empty list"):
+        Featurizer(cat).pages(members[:2], [["t0"], []])
+    with pytest.raises(ValidationError, match=r"title_ids\[0\] must be a non-empty list"):
+        Featurizer(cat).pages(members[:1], ["t0"])
+    with pytest.raises(DimensionError, match="same length"):
+        Featurizer(cat).pages(members[:2], [["t0"]])
+
+
 @settings(max_examples=30, deadline=None)
 @given(
     genres=st.lists(st.sampled_from(["a", "b", "c", "d", "e"]), min_size=0, max_size=3),

@@ -19,7 +19,7 @@ from __future__ import annotations
 import math
 import uuid
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from functools import cached_property
 from typing import Any, ClassVar
 
@@ -144,9 +144,31 @@ class PageFactors:
     theme: np.ndarray  # (m, genre buckets)
     style: np.ndarray  # (m, style buckets)
     keys: np.ndarray  # (m,) artwork keys (``keyart.hashing.artwork_key``), 0 for padding
+    # the artwork table these rows come from: its rows never change, so of two views of one table the
+    # shorter is a prefix of the longer (what ``concat`` relies on)
+    table: object = field(default=None, compare=False)
 
     def take(self, rows: np.ndarray) -> PageFactors:
         return replace(self, ctx=self.ctx[rows], idx=self.idx[rows], cast_match=self.cast_match[rows])
+
+    @staticmethod
+    def concat(parts: Sequence[PageFactors], k: int) -> PageFactors | None:
+        """The factors of batches stacked row-wise and padded to ``k`` candidates, when they all come from
+        one artwork table (else None: the caller stacks materialized rows)."""
+        first = parts[0]
+        if first.table is None or any(p.table is not first.table for p in parts):
+            return None
+        widest = max(parts, key=lambda p: p.keys.size)
+
+        def padded(a: np.ndarray) -> np.ndarray:
+            return a if a.shape[1] == k else np.pad(a, [(0, 0), (0, k - a.shape[1])])
+
+        return replace(
+            widest,
+            ctx=np.concatenate([p.ctx for p in parts]),
+            idx=np.concatenate([padded(p.idx) for p in parts]),
+            cast_match=np.concatenate([padded(p.cast_match) for p in parts]),
+        )
 
     def materialize(self, chosen: np.ndarray | None = None) -> np.ndarray:
         """(n, K, d) rows, or (n, d) rows of one candidate per request when ``chosen`` (n,) is given."""
@@ -464,8 +486,10 @@ class CandidateBatch:
             width = [(0, 0), (0, k - a.shape[1])] + [(0, 0)] * (a.ndim - 2)
             return np.pad(a, width, constant_values=fill) if a.shape[1] < k else a
 
+        parts = [b.factors for b in batches if b.factors is not None]
+        factors = PageFactors.concat(parts, k) if len(parts) == len(batches) else None
         return cls(
-            np.concatenate([pad(b.X, 0.0) for b in batches]),
+            None if factors is not None else np.concatenate([pad(b.X, 0.0) for b in batches]),
             np.concatenate([pad(b.mask, False) for b in batches]),
             np.concatenate([pad(b.artwork_ids, "") for b in batches]),
             np.concatenate([b.title_ids for b in batches]),
@@ -473,6 +497,7 @@ class CandidateBatch:
             np.concatenate([b.request_ids for b in batches]),
             np.concatenate([b.timestamps for b in batches]),
             batches[0].feature_names,
+            factors,
         )
 
     def __repr__(self) -> str:
@@ -809,7 +834,7 @@ class Featurizer:
             member_ids = np.array([cx.member_id for cx in ctx_of], dtype=object)
             timestamps = np.array([cx.timestamp for cx in ctx_of], dtype=np.float64)
         factors = PageFactors(
-            lay, self.config.dim, ctx_part, idx, cast_match, art_block, theme_t, style_t, keys
+            lay, self.config.dim, ctx_part, idx, cast_match, art_block, theme_t, style_t, keys, self._arts
         )
         rids = (
             np.full(n, request_ids, dtype=object)
@@ -836,6 +861,38 @@ class Featurizer:
             raise ValidationError("title_ids must be a list of title ids, not a single string.")
         rid = request_id if request_id is not None else uuid.uuid4().hex
         return self._assemble([context], None, title_ids, None, rid)
+
+    def pages(
+        self,
+        contexts: Sequence[MemberContext],
+        title_ids: Sequence[Sequence[str]],
+        request_ids: Sequence[str] | None = None,
+    ) -> CandidateBatch:
+        """Several members' page requests in one batch, rows request-major: equal to concatenating one
+        ``page`` per request, without a per-request assembly (what a simulator's window needs)."""
+        n = len(contexts)
+        if len(title_ids) != n or (request_ids is not None and len(request_ids) != n):
+            raise DimensionError(
+                "contexts, title_ids and request_ids must have the same length. "
+                f"Got {n}, {len(title_ids)}, {n if request_ids is None else len(request_ids)}."
+            )
+        for i, t in enumerate(title_ids):
+            if isinstance(t, str) or not len(t):
+                raise ValidationError(f"title_ids[{i}] must be a non-empty list of title ids. Got {t!r}.")
+        rids = list(request_ids) if request_ids is not None else [uuid.uuid4().hex for _ in range(n)]
+        sizes = np.fromiter((len(t) for t in title_ids), dtype=np.int64, count=n)
+        ctx_index = np.repeat(np.arange(n), sizes)
+        start = np.concatenate([[0], np.cumsum(sizes)]).tolist()
+        flat = [t for titles in title_ids for t in titles]
+        flat_rids = [rids[i] for i in ctx_index.tolist()]
+        ctxs = list(contexts)
+        chunk = 2048  # requests per assembly: bounds the memory of the gathered per-candidate tables
+        parts = []
+        for lo in range(0, n, chunk):
+            hi = min(n, lo + chunk)
+            a, b = start[lo], start[hi]
+            parts.append(self._assemble(ctxs[lo:hi], ctx_index[a:b] - lo, flat[a:b], None, flat_rids[a:b]))
+        return parts[0] if len(parts) == 1 else CandidateBatch.concat(parts)
 
     def events(
         self,

@@ -340,40 +340,9 @@ def run_closed_loop(
 def featurize_pages(
     featurizer: Featurizer, world: World, requests: Requests, contexts: list[MemberContext], offset: int = 0
 ) -> CandidateBatch:
-    """One ``featurizer.page`` call per request, concatenated into one batch (rows request-major)."""
-    batches = [
-        featurizer.page(
-            ctx, [world.title_ids[int(t)] for t in requests.titles[i]], request_id=f"r{offset + i}"
-        )
-        for i, ctx in enumerate(contexts)
-    ]
-    return batches[0] if len(batches) == 1 else concat_batches(batches)
-
-
-def concat_batches(batches: list[CandidateBatch]) -> CandidateBatch:
-    """``CandidateBatch.concat`` with one preallocation instead of a pad per batch (same result)."""
-    k = max(b.k for b in batches)
-    n = sum(b.n for b in batches)
-    d = batches[0].d
-    X = np.zeros((n, k, d))
-    mask = np.zeros((n, k), dtype=bool)
-    ids = np.full((n, k), "", dtype=object)
-    i = 0
-    for b in batches:
-        X[i : i + b.n, : b.k] = b.X
-        mask[i : i + b.n, : b.k] = b.mask
-        ids[i : i + b.n, : b.k] = b.artwork_ids
-        i += b.n
-    return CandidateBatch(
-        X,
-        mask,
-        ids,
-        np.concatenate([b.title_ids for b in batches]),
-        np.concatenate([b.member_ids for b in batches]),
-        np.concatenate([b.request_ids for b in batches]),
-        np.concatenate([b.timestamps for b in batches]),
-        batches[0].feature_names,
-    )
+    """Every request's page in one batch (rows request-major), request ids ``r<offset + i>``."""
+    titles = [[world.title_ids[int(t)] for t in row] for row in requests.titles.tolist()]
+    return featurizer.pages(contexts, titles, [f"r{offset + i}" for i in range(len(contexts))])
 
 
 def _check_alignment(world: World, batch: CandidateBatch, events: Events) -> None:
