@@ -1,9 +1,18 @@
+import json
+
+import numpy as np
 import pytest
 
 from core_helpers import make_catalog
 from keyart.catalog import Artwork, Catalog, Title
 from keyart.context import MemberContext, Play
-from keyart.errors import DuplicateIdError, EmptyPoolError, UnknownIdError, ValidationError
+from keyart.errors import (
+    DimensionError,
+    DuplicateIdError,
+    EmptyPoolError,
+    UnknownIdError,
+    ValidationError,
+)
 
 
 def test_json_and_parquet_round_trip(tmp_path):
@@ -88,3 +97,126 @@ def test_context_time_fields():
     assert ctx.hour == 13
     assert ctx.weekday == 5
     assert ctx.played_title_ids() == ("t1", "t2")
+
+
+@pytest.mark.parametrize(
+    ("make", "match"),
+    [
+        (lambda: Title("t", runtime_minutes="90"), "runtime_minutes of title 't'"),
+        (lambda: Title("t", runtime_minutes=True), "runtime_minutes of title 't'"),
+        (lambda: Title("t", runtime_minutes=float("nan")), "runtime_minutes of title 't'"),
+        (lambda: Title("t", metadata=[1, 2]), "metadata of title 't' must be a mapping"),
+        (lambda: Title("t", metadata={1: "a"}), r"metadata of title 't'.*keys must be strings"),
+        (lambda: Title("t", metadata={"a": object()}), r"metadata of title 't'\['a'\]"),
+        (lambda: Title("t", metadata={"a": [1, {"b": {2}}]}), r"metadata of title 't'\['a'\]\[1\]\['b'\]"),
+        (lambda: Title("t", metadata={"a": float("inf")}), r"metadata of title 't'\['a'\]"),
+        (lambda: Title("t", name=3), "name of title 't'"),
+        (lambda: Title("t", default_artwork_id=""), "default_artwork_id of title 't'"),
+        (lambda: Title("t", active=1), "active of title 't'"),
+        (lambda: Artwork("a", "t", active="no"), "active of artwork 'a'"),
+        (lambda: Artwork("a", "t", embedding="123"), "embedding of artwork 'a'"),
+        (lambda: Artwork("a", "t", embedding=(1.0, True)), "embedding of artwork 'a'"),
+        (lambda: Artwork("a", "t", embedding=()), "embedding of artwork 'a'"),
+    ],
+)
+def test_invalid_catalog_fields_are_validation_errors(make, match):
+    with pytest.raises(ValidationError, match=match):
+        make()
+
+
+def test_metadata_is_normalized_to_json_native_values():
+    t = Title("t", metadata={"a": (1, 2), "b": {"c": ("x",)}}, runtime_minutes=90)
+    assert t.metadata == {"a": [1, 2], "b": {"c": ["x"]}}
+    assert type(t.runtime_minutes) is float
+
+
+def test_round_trip_with_nested_metadata_and_embeddings_is_exact(tmp_path):
+    meta = {"year": 1999, "score": 0.1, "tags": ("a", "b"), "nested": {"k": [1, None, True, {"z": -2.5}]}}
+    cat = Catalog(
+        [Title("t", "The T", ("drama",), ("ann",), 95.5, meta, "a1"), Title("u", metadata={}, active=False)],
+        [
+            Artwork("a1", "t", ("drama",), ("ann",), "dark", ("x",), (0.1, -2.0, 1e-300)),
+            Artwork("a2", "t", embedding=(1.0, 2.0, 3.0), active=False),
+            Artwork("b1", "u"),
+        ],
+    )
+    cat.save_json(tmp_path / "c.json")
+    cat.save_parquet(tmp_path / "pq")
+    for loaded in (Catalog.load_json(tmp_path / "c.json"), Catalog.load_parquet(tmp_path / "pq")):
+        assert loaded == cat
+        assert loaded.title("t") == cat.title("t")
+        assert loaded.title("t").metadata["tags"] == ["a", "b"]
+        assert [loaded.artwork(a) for a in ("a1", "a2", "b1")] == [cat.artwork(a) for a in ("a1", "a2", "b1")]
+
+
+def test_saving_metadata_mutated_into_non_json_is_a_validation_error(tmp_path):
+    cat = Catalog([Title("t", metadata={"a": 1})])
+    cat.title("t").metadata["a"] = object()
+    with pytest.raises(ValidationError, match=r"c\.json"):
+        cat.save_json(tmp_path / "c.json")
+    with pytest.raises(ValidationError, match="pq"):
+        cat.save_parquet(tmp_path / "pq")
+    assert not (tmp_path / "c.json").exists()
+    assert not (tmp_path / "pq" / "titles.parquet").exists()
+
+
+@pytest.mark.parametrize(
+    "content",
+    [
+        "{not json",
+        "[1, 2]",
+        '{"format_version": 1, "titles": [{"x": 1}], "artworks": []}',
+        '{"format_version": 1, "titles": [1], "artworks": []}',
+        '{"format_version": 1, "titles": [{"title_id": "t", "metadata": [1]}], "artworks": []}',
+    ],
+)
+def test_loading_a_corrupt_json_file_names_the_path(tmp_path, content):
+    path = tmp_path / "bad.json"
+    path.write_text(content)
+    with pytest.raises(ValidationError, match=r"bad\.json"):
+        Catalog.load_json(path)
+
+
+def test_loading_a_missing_file_names_the_path_and_chains_the_cause(tmp_path):
+    with pytest.raises(ValidationError, match=r"nope\.json") as info:
+        Catalog.load_json(tmp_path / "nope.json")
+    assert isinstance(info.value.__cause__, FileNotFoundError)
+    with pytest.raises(ValidationError, match="nodir") as info:
+        Catalog.load_parquet(tmp_path / "nodir")
+    assert isinstance(info.value.__cause__, OSError)
+
+
+def test_loading_a_corrupt_parquet_file_names_the_path(tmp_path):
+    make_catalog().save_parquet(tmp_path / "pq")
+    (tmp_path / "pq" / "artworks.parquet").write_bytes(b"garbage")
+    with pytest.raises(ValidationError, match="pq") as info:
+        Catalog.load_parquet(tmp_path / "pq")
+    assert info.value.__cause__ is not None
+
+
+def test_load_keeps_the_specific_error_type(tmp_path):
+    path = tmp_path / "dup.json"
+    data = make_catalog().to_dict()
+    data["titles"].append(data["titles"][0])
+    path.write_text(json.dumps(data))
+    with pytest.raises(DuplicateIdError, match=r"dup\.json"):
+        Catalog.load_json(path)
+
+
+def test_catalog_rejects_embeddings_of_different_lengths():
+    cat = Catalog([Title("t")], [Artwork("a", "t"), Artwork("b", "t", embedding=(1.0, 2.0))])
+    before = cat.to_dict()
+    with pytest.raises(DimensionError, match=r"'c'.*length 3.*'b'.*length 2"):
+        cat.add_artworks([Artwork("n", "t"), Artwork("c", "t", embedding=(1.0, 2.0, 3.0))])
+    assert cat.to_dict() == before
+    with pytest.raises(DimensionError, match=r"'y'.*length 1.*'x'.*length 2"):
+        Catalog([Title("t")], [Artwork("x", "t", embedding=(1.0, 2.0)), Artwork("y", "t", embedding=(1.0,))])
+    cat.add_artwork(Artwork("d", "t", embedding=(0.0, 0.0)))
+    assert len(cat.pool("t")) == 3
+
+
+def test_numpy_numbers_are_accepted_as_plain_ones():
+    a = Artwork("a", "t", embedding=np.arange(3, dtype=np.float32))
+    t = Title("t", runtime_minutes=np.float32(90), metadata={"n": np.int64(3), "x": (np.float64(0.5),)})
+    assert a.embedding == (0.0, 1.0, 2.0) and type(a.embedding[0]) is float
+    assert t.runtime_minutes == 90.0 and t.metadata == {"n": 3, "x": [0.5]} and type(t.metadata["n"]) is int

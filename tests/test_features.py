@@ -264,3 +264,22 @@ def test_exact_vocabularies_never_collide_and_unseen_tokens_are_hashed():
         FeatureConfig(vocabularies={"device": ("a", "b", "c", "d")})
     with pytest.raises(ValidationError, match="unknown field 'colour'"):
         FeatureConfig(vocabularies={"colour": ("red",)})
+
+
+@pytest.mark.parametrize("length", [3, 20])
+def test_embedding_of_another_length_than_embedding_dim_is_a_dimension_error(length):
+    cat = Catalog([Title("t")], [Artwork("a", "t"), Artwork("e", "t", embedding=tuple(range(length)))])
+    ctx = MemberContext("m")
+    with pytest.raises(DimensionError, match=rf"Artwork 'e'.*length {length}.*embedding_dim.*8"):
+        Featurizer(cat, FeatureConfig(embedding_dim=8)).page(ctx, ["t"])
+    assert Featurizer(cat).page(ctx, ["t"]).k == 2  # embedding_dim 0: embeddings are ignored
+
+
+def test_embeddings_of_embedding_dim_enter_the_features_and_missing_ones_are_zero():
+    emb = tuple(0.5 * i for i in range(4))
+    cat = Catalog([Title("t")], [Artwork("a", "t"), Artwork("e", "t", embedding=emb)])
+    f = Featurizer(cat, FeatureConfig(embedding_dim=4))
+    X = f.page(MemberContext("m"), ["t"]).X[0]
+    cols = f.config.layout["embedding"]
+    np.testing.assert_array_equal(X[0, cols], np.zeros(4))
+    np.testing.assert_array_equal(X[1, cols], emb)

@@ -8,12 +8,20 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Iterable, Mapping
+import numbers
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from keyart.errors import DuplicateIdError, EmptyPoolError, UnknownIdError, ValidationError
+from keyart.errors import (
+    DimensionError,
+    DuplicateIdError,
+    EmptyPoolError,
+    UnknownIdError,
+    ValidationError,
+)
 
 CATALOG_FORMAT_VERSION = 1
 
@@ -34,9 +42,47 @@ def _str_tuple(kind: str, values: Iterable[str]) -> tuple[str, ...]:
     return out
 
 
+def _is_number(value: object) -> bool:
+    return type(value) in (float, int) or (isinstance(value, numbers.Real) and not isinstance(value, bool))
+
+
+def _check_bool(kind: str, value: object) -> bool:
+    if not isinstance(value, bool):
+        raise ValidationError(f"{kind} must be a bool. Got {value!r}.")
+    return value
+
+
+def _json_native(kind: str, value: object) -> Any:
+    """``value`` as JSON-native data (str keys; str, int, float, bool, None, lists and dicts; tuples become
+    lists), so that it survives a JSON or Parquet round trip exactly."""
+    if value is None or isinstance(value, str | bool):
+        return value
+    if isinstance(value, numbers.Integral):
+        return int(value)
+    if isinstance(value, numbers.Real):
+        if not math.isfinite(value):
+            raise ValidationError(f"{kind} must be finite. Got {value!r}.")
+        return float(value)
+    if isinstance(value, list | tuple):
+        return [_json_native(f"{kind}[{i}]", v) for i, v in enumerate(value)]
+    if isinstance(value, Mapping):
+        out = {}
+        for k, v in value.items():
+            if not isinstance(k, str):
+                raise ValidationError(f"{kind} keys must be strings. Got {k!r}.")
+            out[k] = _json_native(f"{kind}[{k!r}]", v)
+        return out
+    raise ValidationError(
+        f"{kind} must be JSON data (str, int, float, bool, None, list, dict). Got {type(value).__name__}."
+    )
+
+
 @dataclass(frozen=True)
 class Title:
-    """A title of the catalog: what members play. ``default_artwork_id`` is the catalog's fallback image."""
+    """A title of the catalog: what members play. ``default_artwork_id`` is the catalog's fallback image.
+
+    ``metadata`` is free JSON data with string keys; tuples in it are stored as lists.
+    """
 
     title_id: str
     name: str = ""
@@ -49,16 +95,24 @@ class Title:
 
     def __post_init__(self) -> None:
         _check_id("title_id", self.title_id)
-        object.__setattr__(self, "genres", _str_tuple(f"genres of title {self.title_id!r}", self.genres))
-        object.__setattr__(self, "cast", _str_tuple(f"cast of title {self.title_id!r}", self.cast))
-        if self.runtime_minutes is not None and not (
-            math.isfinite(self.runtime_minutes) and self.runtime_minutes > 0
-        ):
-            raise ValidationError(
-                f"runtime_minutes of title {self.title_id!r} must be a positive finite number. "
-                f"Got {self.runtime_minutes!r}."
-            )
-        object.__setattr__(self, "metadata", dict(self.metadata))
+        who = f"title {self.title_id!r}"
+        if not isinstance(self.name, str):
+            raise ValidationError(f"name of {who} must be a string. Got {self.name!r}.")
+        object.__setattr__(self, "genres", _str_tuple(f"genres of {who}", self.genres))
+        object.__setattr__(self, "cast", _str_tuple(f"cast of {who}", self.cast))
+        runtime = self.runtime_minutes
+        if runtime is not None:
+            if not (_is_number(runtime) and math.isfinite(runtime) and runtime > 0):
+                raise ValidationError(
+                    f"runtime_minutes of {who} must be a positive finite number or None. Got {runtime!r}."
+                )
+            object.__setattr__(self, "runtime_minutes", float(runtime))
+        if not isinstance(self.metadata, Mapping):
+            raise ValidationError(f"metadata of {who} must be a mapping. Got {type(self.metadata).__name__}.")
+        object.__setattr__(self, "metadata", _json_native(f"metadata of {who}", self.metadata))
+        if self.default_artwork_id is not None:
+            _check_id(f"default_artwork_id of {who}", self.default_artwork_id)
+        _check_bool(f"active of {who}", self.active)
 
 
 @dataclass(frozen=True)
@@ -84,19 +138,30 @@ class Artwork:
         if not isinstance(self.style, str):
             raise ValidationError(f"style of {who} must be a string. Got {self.style!r}.")
         if self.embedding is not None:
-            try:
-                emb = tuple(float(v) for v in self.embedding)
-            except (TypeError, ValueError) as exc:
-                raise ValidationError(f"embedding of {who} must be a sequence of numbers.") from exc
-            if not all(math.isfinite(v) for v in emb):
-                raise ValidationError(f"embedding of {who} contains NaN or inf.")
-            object.__setattr__(self, "embedding", emb)
+            object.__setattr__(self, "embedding", _embedding(who, self.embedding))
+        _check_bool(f"active of {who}", self.active)
+
+
+def _embedding(who: str, values: object) -> tuple[float, ...]:
+    kind = f"embedding of {who}"
+    if isinstance(values, str | bytes) or not isinstance(values, Iterable):
+        raise ValidationError(f"{kind} must be a sequence of numbers or None. Got {values!r}.")
+    emb = tuple(values)
+    if not emb:
+        raise ValidationError(f"{kind} must not be empty (use None for no embedding).")
+    for v in emb:
+        if not _is_number(v):
+            raise ValidationError(f"{kind} must hold numbers. Got {v!r}.")
+    if not all(math.isfinite(v) for v in emb):
+        raise ValidationError(f"{kind} contains NaN or inf.")
+    return tuple(float(v) for v in emb)
 
 
 class Catalog:
     """All titles and artworks, with pools in insertion order and add/retire lifecycle operations.
 
-    Every mutation validates first and changes nothing when it fails.
+    Every mutation validates first and changes nothing when it fails. All artwork embeddings of a catalog
+    have one length.
     """
 
     def __init__(self, titles: Iterable[Title] = (), artworks: Iterable[Artwork] = ()) -> None:
@@ -105,6 +170,7 @@ class Catalog:
         self._by_title: dict[str, list[str]] = {}
         self._pool_cache: dict[str, tuple[str, ...]] = {}
         self._pool_cache_version = -1
+        self._embedding_length: tuple[str, int] | None = None  # (first artwork with one, its length)
         self.version = 0
         self.add_titles(titles)
         self.add_artworks(artworks)
@@ -187,6 +253,7 @@ class Catalog:
     def add_artworks(self, artworks: Iterable[Artwork]) -> None:
         new = list(artworks)
         seen: set[str] = set()
+        embedding_length = self._embedding_length
         for a in new:
             if not isinstance(a, Artwork):
                 raise ValidationError(f"artworks must be Artwork objects. Got {type(a).__name__}.")
@@ -194,10 +261,19 @@ class Catalog:
                 raise DuplicateIdError(f"Duplicate artwork_id {a.artwork_id!r}.")
             if a.title_id not in self._titles:
                 raise UnknownIdError(f"Artwork {a.artwork_id!r} belongs to unknown title_id {a.title_id!r}.")
+            if a.embedding is not None:
+                embedding_length = embedding_length or (a.artwork_id, len(a.embedding))
+                if len(a.embedding) != embedding_length[1]:
+                    raise DimensionError(
+                        f"Artwork {a.artwork_id!r} has an embedding of length {len(a.embedding)}, but "
+                        f"artwork {embedding_length[0]!r} has one of length {embedding_length[1]}: "
+                        "a catalog's embeddings share one length."
+                    )
             seen.add(a.artwork_id)
         for a in new:
             self._artworks[a.artwork_id] = a
             self._by_title[a.title_id].append(a.artwork_id)
+        self._embedding_length = embedding_length
         self.version += bool(new)
 
     def add_artwork(self, artwork: Artwork) -> None:
@@ -221,6 +297,8 @@ class Catalog:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Catalog:
+        if not isinstance(data, Mapping):
+            raise ValidationError(f"A catalog must be a mapping. Got {type(data).__name__}.")
         if data.get("format_version") != CATALOG_FORMAT_VERSION:
             raise ValidationError(
                 f"Catalog format_version must be {CATALOG_FORMAT_VERSION}. "
@@ -229,57 +307,76 @@ class Catalog:
         try:
             titles = [_title_from_row(r) for r in data["titles"]]
             artworks = [_artwork_from_row(r) for r in data["artworks"]]
-        except (KeyError, TypeError) as exc:
+        except (KeyError, TypeError, AttributeError) as exc:
             raise ValidationError(f"Malformed catalog: {exc!r}.") from exc
         return cls(titles, artworks)
 
     def save_json(self, path: str | Path) -> None:
-        Path(path).write_text(json.dumps(self.to_dict(), indent=1, sort_keys=True))
+        """Write the catalog as one JSON file; nothing is written when it cannot be serialised."""
+        with _catalog_file("write", path):
+            text = json.dumps(self.to_dict(), indent=1, sort_keys=True, allow_nan=False)
+        Path(path).write_text(text)
 
     @classmethod
     def load_json(cls, path: str | Path) -> Catalog:
-        try:
-            data = json.loads(Path(path).read_text())
-        except json.JSONDecodeError as exc:
-            raise ValidationError(f"Catalog file {path} is not valid JSON: {exc}.") from exc
-        return cls.from_dict(data)
+        with _catalog_file("read", path):
+            return cls.from_dict(json.loads(Path(path).read_text()))
 
     def save_parquet(self, directory: str | Path) -> None:
-        """Write ``titles.parquet`` and ``artworks.parquet`` into ``directory``."""
+        """Write ``titles.parquet`` and ``artworks.parquet`` into ``directory`` (nothing when the catalog
+        cannot be serialised)."""
         import pyarrow as pa
         import pyarrow.parquet as pq
 
+        data = self.to_dict()
+        tables = {}
+        with _catalog_file("write", directory, pa.ArrowException):
+            for name in ("titles", "artworks"):
+                rows = data[name]
+                for r in rows:
+                    r["metadata"] = json.dumps(r["metadata"], allow_nan=False) if name == "titles" else None
+                table = pa.Table.from_pylist(rows, schema=_PARQUET_SCHEMAS[name]())
+                meta = {"keyart_catalog_format": str(CATALOG_FORMAT_VERSION)}
+                tables[name] = table.replace_schema_metadata(meta)
         d = Path(directory)
         d.mkdir(parents=True, exist_ok=True)
-        data = self.to_dict()
-        for name in ("titles", "artworks"):
-            rows = data[name]
-            for r in rows:
-                r["metadata"] = json.dumps(r.get("metadata", {})) if name == "titles" else None
-            table = pa.Table.from_pylist(rows, schema=_PARQUET_SCHEMAS[name]())
-            table = table.replace_schema_metadata({"keyart_catalog_format": str(CATALOG_FORMAT_VERSION)})
+        for name, table in tables.items():
             pq.write_table(table, d / f"{name}.parquet")
 
     @classmethod
     def load_parquet(cls, directory: str | Path) -> Catalog:
+        import pyarrow as pa
         import pyarrow.parquet as pq
 
         d = Path(directory)
-        titles = pq.read_table(d / "titles.parquet").to_pylist()
-        artworks = pq.read_table(d / "artworks.parquet").to_pylist()
-        for r in titles:
-            r["metadata"] = json.loads(r["metadata"] or "{}")
-        for r in artworks:
-            r.pop("metadata", None)
-        return cls.from_dict(
-            {"format_version": CATALOG_FORMAT_VERSION, "titles": titles, "artworks": artworks}
-        )
+        with _catalog_file("read", directory, pa.ArrowException):
+            titles = pq.read_table(d / "titles.parquet").to_pylist()
+            artworks = pq.read_table(d / "artworks.parquet").to_pylist()
+            for r in titles:
+                r["metadata"] = json.loads(r["metadata"] or "{}")
+            for r in artworks:
+                r.pop("metadata", None)
+            return cls.from_dict(
+                {"format_version": CATALOG_FORMAT_VERSION, "titles": titles, "artworks": artworks}
+            )
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, Catalog) and self.to_dict() == other.to_dict()
 
     def __repr__(self) -> str:
         return f"Catalog({len(self._titles)} titles, {len(self._artworks)} artworks)"
+
+
+@contextmanager
+def _catalog_file(action: str, path: str | Path, *errors: type[Exception]) -> Iterator[None]:
+    """Turn what goes wrong reading or writing a catalog file into a ``ValidationError`` naming ``path``
+    (the cause chained); keyart's own errors keep their type and gain the path."""
+    try:
+        yield
+    except ValidationError as exc:
+        raise type(exc)(f"Catalog file {path}: {exc}") from exc
+    except (OSError, ValueError, TypeError, KeyError, *errors) as exc:
+        raise ValidationError(f"Cannot {action} catalog file {path}: {exc!r}.") from exc
 
 
 def _title_row(t: Title) -> dict[str, Any]:

@@ -37,7 +37,12 @@ HASHED_FIELDS = ("genre", "cast", "style", "tag", "country", "language", "device
 
 @dataclass(frozen=True)
 class FeatureConfig:
-    """Hashing sizes and weighting of the default featurizer; part of a model's identity."""
+    """Hashing sizes and weighting of the default featurizer; part of a model's identity.
+
+    ``embedding_dim``: the length of every artwork embedding used as features. With 0 (the default)
+    embeddings are ignored; otherwise an artwork without one gets zeros there, and one of another length
+    is a ``DimensionError``.
+    """
 
     genre_buckets: int = 16
     cast_buckets: int = 256
@@ -663,8 +668,12 @@ class Featurizer:
         tags = self._tag.signed(a.tags) if c.tag_buckets else np.zeros(0)
         emb = np.zeros(c.embedding_dim)
         if c.embedding_dim and a.embedding is not None:
-            e = np.asarray(a.embedding[: c.embedding_dim])
-            emb[: e.size] = e
+            if len(a.embedding) != c.embedding_dim:
+                raise DimensionError(
+                    f"Artwork {a.artwork_id!r} has an embedding of length {len(a.embedding)}, but "
+                    f"FeatureConfig.embedding_dim is {c.embedding_dim}."
+                )
+            emb[:] = a.embedding
         ncast = np.array([math.log1p(len(a.featured_cast))])
         block = np.concatenate([theme, style, tags, ncast, emb])
         # the featured cast's buckets (cast_buckets = none) and signs, for the member's cast affinity
