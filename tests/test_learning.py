@@ -5,7 +5,7 @@ import pytest
 from scipy.optimize import minimize
 
 from core_helpers import logged_feedback, make_catalog, make_events
-from keyart.errors import DimensionError
+from keyart.errors import ConvergenceError, DimensionError
 from keyart.learning import ArtworkIndex, BlockGaussian, LinearStats, fit_logistic
 from keyart.policies import make_policy
 
@@ -90,12 +90,59 @@ def test_logistic_map_matches_a_generic_optimizer_and_partitions_merge():
     np.testing.assert_allclose(np.linalg.inv(H)[:4, :4], sol.sigma, rtol=1e-4, atol=1e-7)
 
 
-@pytest.mark.parametrize("name", ["epsilon_greedy", "linucb", "linear_ts", "beta_ts"])
-def test_sequential_updates_equal_one_batch(name):
+def test_logistic_fit_from_a_prior_far_from_the_data_reaches_the_mode():
+    """A confident prior that the data contradict (a taste flip on a strong feature) made plain Newton
+    cycle; the damped fit must reach the posterior mode of a generic optimizer, weights included."""
+    rng = np.random.default_rng(5)
+    n, d = 500, 3
+    X = np.column_stack([rng.uniform(0, 10, n), np.ones(n), rng.normal(size=n)])
+    ids = np.array([f"a{i}" for i in rng.integers(0, 4, n)], dtype=object)
+    order = ["a0", "a1", "a2", "a3"]
+    y = (X[:, 0] < 5).astype(float)  # the prior below learned the opposite: high scores win
+    w = rng.uniform(0.2, 1.0, n)
+    mu = np.array([1.0, -5.0, 0.0])
+    P_ss = np.diag([100.0, 1.0, 30.0])
+    prior = BlockGaussian(P_ss, np.zeros((4, d)), np.full(4, 2.0), P_ss @ mu, np.zeros(4))
+    post, got = fit_logistic([(X, ids, y, w)], prior, order, bias_ridge=2.0)
+    assert list(got) == order
+    D = _design(X, ids, order)
+    P = np.diag(np.concatenate([np.diag(P_ss), np.full(4, 2.0)]))
+    mu0 = np.concatenate([mu, np.zeros(4)])
+
+    def nlp(v):
+        z = D @ v
+        return np.sum(w * (np.logaddexp(0, z) - y * z)) + 0.5 * (v - mu0) @ P @ (v - mu0)
+
+    def grad(v):
+        z = D @ v
+        return D.T @ (w * (1 / (1 + np.exp(-z)) - y)) + P @ (v - mu0)
+
+    sol = post.posterior()
+    mode = np.concatenate([sol.theta, sol.beta])
+    ref = minimize(nlp, mu0, jac=grad, method="L-BFGS-B", options={"gtol": 1e-10, "maxiter": 10_000})
+    assert np.abs(grad(mode)).max() < 1e-6
+    assert nlp(mode) <= ref.fun + 1e-8
+
+
+def test_logistic_fit_that_cannot_converge_raises_and_changes_nothing():
+    X, ids, f, rng = _data(n=200, d=3, m=3, seed=4)
+    y = (rng.random(f.size) < 1 / (1 + np.exp(-f))).astype(float)
+    prior = BlockGaussian.prior(3, 0, ridge=1.0, bias_ridge=0.5)
+    with pytest.raises(ConvergenceError, match="did not converge in 1 Newton steps"):
+        fit_logistic([(X, ids, y)], prior, [], bias_ridge=0.5, max_iter=1)
+
+
+@pytest.mark.parametrize("half_life", [None, 120.0])
+@pytest.mark.parametrize("name", ["epsilon_greedy", "linucb", "linear_ts", "beta_ts", "greedy"])
+def test_sequential_updates_equal_one_batch(name, half_life):
+    """Additive statistics: any split of the events gives the same model, with forgetting too (an event's
+    weight depends only on how many events came after it)."""
     cat = make_catalog()
     fb = logged_feedback(make_events(cat, 500, seed=1), seed=1)
-    one = make_policy(name, seed=1).update(fb)
-    two = make_policy(name, seed=1).update(fb.take(np.arange(200))).update(fb.take(np.arange(200, 500)))
+    one = make_policy(name, seed=1, half_life=half_life).update(fb)
+    two = make_policy(name, seed=1, half_life=half_life)
+    for lo, hi in ((0, 1), (1, 200), (200, 500)):
+        two.update(fb.take(np.arange(lo, hi)))
     batch = make_events(cat, 50, seed=7)
     np.testing.assert_allclose(one.scores(batch), two.scores(batch), atol=1e-9)
     np.testing.assert_allclose(one.probabilities(batch), two.probabilities(batch), atol=1e-9)

@@ -149,6 +149,22 @@ def test_bad_updates_leave_the_model_unchanged(name, catalog, batch):
             policy.update(LoggedFeedback(wide, np.array([0]), np.array([0.5]), np.array([1.0])))
         with pytest.raises(DimensionError, match="columns"):
             policy.choose(wide)
+        huge = CandidateBatch(
+            np.full((1, 2, batch.d), 1e200),
+            np.ones((1, 2), bool),
+            np.array([["t0-a0", "t0-new"]], dtype=object),
+            np.array(["t0"], dtype=object),
+            np.array(["m"], dtype=object),
+            np.array(["r"], dtype=object),
+            np.zeros(1),
+        )
+        overflow = LoggedFeedback(huge, np.array([1]), np.array([0.5]), np.array([1.0]))
+        with pytest.raises(ValidationError, match="non-finite"):
+            policy.update(overflow)
+        fresh = make_policy(name, seed=3)
+        with pytest.raises(ValidationError, match="non-finite"):
+            fresh.update(overflow)
+        _snap_equal(fresh.snapshot(), make_policy(name, seed=3).snapshot())
     _snap_equal(policy.snapshot(), before)
 
 
@@ -332,6 +348,97 @@ def test_beta_ts_cache_equals_a_fresh_computation_through_updates_and_widths(cat
         policy.update(logged_feedback(events.take(np.arange(20 * step, 20 * step + 20)), seed=step))
 
 
+@pytest.mark.parametrize("name", ["linear_ts", "logistic_ts"])
+def test_thompson_probabilities_do_not_depend_on_wider_pools_served_before(name):
+    """Serving a pool wider than one block of normals must not move the probabilities of narrower pools:
+    same seed, same decisions, whatever the policy saw before (and a restored snapshot agrees)."""
+    cat = make_catalog(n_titles=4, pool=70)
+    policy = trained(make_policy(name, seed=6), cat, n=300)
+    members = make_members(cat, 30, seed=8)
+    titles = [f"t{i % 4}" for i in range(30)]
+    pools = [[a.artwork_id for a in cat.pool(t)][:5] for t in titles]
+    narrow = Featurizer(cat).events(members, titles, pools)
+    before = policy.probabilities(narrow)
+    wide = Featurizer(cat).page(members[0], ["t0", "t1"])
+    assert wide.k > 64
+    policy.probabilities(wide)
+    np.testing.assert_array_equal(policy.probabilities(narrow), before)
+    np.testing.assert_array_equal(restore_policy(policy.snapshot()).probabilities(narrow), before)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_explored_marks_choices_other_than_the_best_guess(name, catalog):
+    """``explored``: the shown artwork is not the policy's best guess (highest score among the candidates
+    it could show); uniform explores whenever there is a choice. A greedy policy never explores."""
+    policy = trained(make_policy(name, seed=2, floor=0.5), catalog)
+    batch = make_events(catalog, 300, seed=14)
+    d = policy.choose(batch)
+    rows = np.arange(batch.n)
+    if name == "uniform":
+        expected = batch.pool_sizes > 1
+    else:
+        s = np.where(d.probabilities > 0, d.scores, -np.inf)
+        expected = s[rows, d.index] < s.max(axis=1)
+    np.testing.assert_array_equal(d.explored, expected)
+    assert 0 < d.explored.mean() <= (1 if name == "uniform" else 0.9)
+    assert [x.explored for x in d] == d.explored.tolist()
+    one = Featurizer(catalog).events(make_members(catalog, 1), ["t0"], [[catalog.pool("t0")[0].artwork_id]])
+    assert policy.choose(one)[0].explored is False  # a pool of one is no choice
+    if name == "greedy":
+        assert not make_policy(name, seed=2).update(logged_feedback(batch)).choose(batch).explored.any()
+
+
+def test_seed_and_sticky_period_limits(catalog):
+    batch = make_events(catalog, 20, seed=4)
+    biggest = make_policy("epsilon_greedy", seed=2**128 - 1, epsilon=0.5)
+    assert len(biggest.choose(batch)) == batch.n
+    with pytest.raises(
+        ValidationError, match=r"'seed' parameter of EpsilonGreedy must be an int in \[0, 2\*\*128\)"
+    ):
+        make_policy("epsilon_greedy", seed=2**128)
+    forever = make_policy("uniform", seed=1, sticky_seconds=float("inf"))
+    later = CandidateBatch(
+        batch.X,
+        batch.mask,
+        batch.artwork_ids,
+        batch.title_ids,
+        batch.member_ids,
+        batch.request_ids,
+        batch.timestamps + 1e9,
+    )
+    np.testing.assert_array_equal(forever.choose(batch).index, forever.choose(later).index)
+    assert restore_policy(forever.snapshot()).sticky_seconds == float("inf")
+
+
+@pytest.mark.parametrize(
+    ("change", "match"),
+    [
+        (lambda st: st.update(trials=st["trials"][:-1]), "one entry per artwork"),
+        (lambda st: st.update(successes=st["trials"] + 1.0), "successes <= trials"),
+        (lambda st: st.update(trials=np.full_like(st["trials"], np.nan)), "finite"),
+    ],
+)
+def test_count_snapshots_are_checked(change, match, catalog):
+    snap = copy.deepcopy(trained(make_policy("beta_ts", seed=1), catalog).snapshot())
+    change(snap["state"])
+    with pytest.raises(SnapshotError, match=match):
+        restore_policy(snap)
+
+
+def test_one_logged_event_updates_like_a_batch_of_one(catalog):
+    f = Featurizer(catalog)
+    ctx = make_members(catalog, 1, seed=3)[0]
+    pool = [a.artwork_id for a in catalog.pool("t1")]
+    one = LoggedFeedback.from_event(f, ctx, "t1", pool, pool[2], 0.25, 1.0)
+    assert one.n == 1 and one.chosen.tolist() == [2] and one.propensity.tolist() == [0.25]
+    many = LoggedFeedback.from_events(f, [ctx], ["t1"], [pool], [pool[2]], [0.25], [1.0])
+    a = make_policy("linucb", seed=1).update(one)
+    b = make_policy("linucb", seed=1).update(many)
+    _snap_equal(a.snapshot(), b.snapshot())
+    with pytest.raises(UnknownIdError, match="not in that event's pool"):
+        LoggedFeedback.from_event(f, ctx, "t1", pool, "t2-a0", 0.25, 1.0)
+
+
 def test_unknown_policy_and_bad_parameters():
     with pytest.raises(ValidationError, match="Unknown policy 'nope'"):
         make_policy("nope", seed=1)
@@ -378,6 +485,23 @@ def test_retiring_an_artwork(name, catalog, batch):
     assert np.isfinite(policy.probabilities(batch)).all()
     with pytest.raises(UnknownIdError, match=victim):
         policy.retire_artwork(victim)
+
+
+@pytest.mark.parametrize(
+    "name", ["greedy", "beta_ts", "epsilon_greedy", "linucb", "linear_ts", "logistic_ts"]
+)
+def test_forgetting_weighs_the_later_events_of_a_batch_more(name, catalog):
+    """With a half-life, the events of one batch are weighed in order: the same events with the good and
+    bad halves swapped must leave the shown artwork's score on the side of the later half."""
+    batch = make_events(catalog, 200, seed=6)
+    chosen = np.zeros(batch.n, dtype=np.int64)
+    late_good = np.repeat([0.0, 1.0], batch.n // 2)
+    scores = {}
+    for order, reward in (("late good", late_good), ("late bad", late_good[::-1])):
+        policy = make_policy(name, seed=1, half_life=30.0)
+        policy.update(LoggedFeedback(batch, chosen, np.ones(batch.n), reward))
+        scores[order] = policy.scores(batch)[:, 0].mean()
+    assert scores["late good"] > scores["late bad"]
 
 
 def test_forgetting_tracks_a_drifting_take_rate(catalog):

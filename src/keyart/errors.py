@@ -37,3 +37,7 @@ class SnapshotError(KeyartError):
 
 class StoreError(KeyartError):
     """The event store could not accept or return events."""
+
+
+class ConvergenceError(KeyartError, RuntimeError):
+    """An iterative fit did not reach its tolerance; the model it was fitting is left unchanged."""

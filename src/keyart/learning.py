@@ -17,7 +17,7 @@ sums, so the same fit runs on one core, on DuckDB or on Spark.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import cached_property
 from typing import TYPE_CHECKING
@@ -26,7 +26,7 @@ import numpy as np
 import scipy.linalg
 import scipy.sparse
 
-from keyart.errors import DimensionError, ValidationError
+from keyart.errors import ConvergenceError, DimensionError, ValidationError
 from keyart.features import split_rows
 from keyart.hashing import artwork_keys
 
@@ -74,6 +74,17 @@ class ArtworkIndex:
             return np.full(np.shape(keys), -1, dtype=np.int64)
         pos = np.minimum(np.searchsorted(sorted_keys, keys), sorted_keys.size - 1)
         return np.where(sorted_keys[pos] == keys, order[pos], -1)
+
+    def copy(self) -> ArtworkIndex:
+        """An independent index with the same rows and version (so row caches keyed by it stay valid)."""
+        out = ArtworkIndex()
+        out.ids, out._rows, out._by_key, out.version = (
+            list(self.ids),
+            dict(self._rows),
+            self._by_key,
+            self.version,
+        )
+        return out
 
     def remove(self, artwork_id: str) -> int:
         """Drop an id and return the row it had (callers delete that row of their arrays)."""
@@ -357,62 +368,108 @@ def _sigmoid(f: np.ndarray) -> np.ndarray:
 
 
 def logistic_partition_sums(
-    X: np.ndarray, rows: np.ndarray, m: int, rewards: np.ndarray, theta: np.ndarray, beta: np.ndarray
+    X: np.ndarray,
+    rows: np.ndarray,
+    m: int,
+    rewards: np.ndarray,
+    theta: np.ndarray,
+    beta: np.ndarray,
+    weights: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, float]:
     """One partition's Newton sums at (theta, beta), its artworks given as rows 0..m-1 of beta.
 
-    Returns (H_ss, H_sa, H_d, g_s, g_a, loglik): the data's Hessian blocks (weights p(1-p)), its gradient
-    of the negative log-likelihood (p - r), and its log-likelihood. Sums add across partitions.
+    Returns (H_ss, H_sa, H_d, g_s, g_a, loglik): the data's Hessian blocks (weights w p(1-p)), its
+    gradient of the negative log-likelihood (w (p - r)), and its log-likelihood, each event weighted by
+    ``weights`` (default 1). Sums add across partitions.
     """
     f = X @ theta + beta[rows]
     p = _sigmoid(f)
-    w = p * (1.0 - p)
-    hss, hsa, hd, _, _, _ = _sums_by_row(X, rows, m, w, np.zeros_like(p))
-    g = p - rewards
+    w = np.ones_like(p) if weights is None else weights
+    hss, hsa, hd, _, _, _ = _sums_by_row(X, rows, m, w * p * (1.0 - p), np.zeros_like(p))
+    g = w * (p - rewards)
     g_s = X.T @ g
     g_a = np.bincount(rows, weights=g, minlength=m)
-    loglik = float(np.sum(rewards * f - np.logaddexp(0.0, f)))
-    return hss, hsa, hd, g_s, g_a, loglik
+    return hss, hsa, hd, g_s, g_a, _loglik(f, rewards, w)
+
+
+def _loglik(f: np.ndarray, rewards: np.ndarray, w: np.ndarray) -> float:
+    return float(np.sum(w * (rewards * f - np.logaddexp(0.0, f))))
+
+
+LogisticPartition = (
+    tuple[np.ndarray, np.ndarray, np.ndarray] | tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]
+)
 
 
 def fit_logistic(
-    partitions: Sequence[tuple[np.ndarray, np.ndarray, np.ndarray]],
+    partitions: Sequence[LogisticPartition],
     prior: BlockGaussian,
     prior_ids: Sequence[str],
     bias_ridge: float,
-    max_iter: int = 50,
+    max_iter: int = 100,
     tol: float = 1e-8,
 ) -> tuple[BlockGaussian, tuple[str, ...]]:
-    """MAP logistic fit with a Gaussian prior by Newton's method; returns the Laplace posterior.
+    """MAP logistic fit with a Gaussian prior by damped Newton; returns the Laplace posterior.
 
-    ``partitions`` are (X, artwork_ids, rewards in [0, 1]); each Newton step sums
-    ``logistic_partition_sums`` over them, so any partitioning gives the same result. Artworks new to
-    ``prior_ids`` start at the prior N(0, 1 / bias_ridge) and are appended in order of appearance.
+    ``partitions`` are (X, artwork_ids, rewards in [0, 1]) or (X, artwork_ids, rewards, weights); each
+    Newton step sums ``logistic_partition_sums`` over them, so any partitioning gives the same result.
+    Steps are halved until the log posterior rises enough (Armijo backtracking), so a prior far from the
+    data cannot make Newton cycle. Artworks new to ``prior_ids`` start at the prior N(0, 1 / bias_ridge)
+    and are appended in order of appearance. Raises ``ConvergenceError`` if no step below ``tol`` is
+    reached in ``max_iter`` iterations, and ``ValidationError`` if the data make the sums non-finite.
     """
     d = prior.P_ss.shape[0]
     index = ArtworkIndex(prior_ids)
-    for _, ids, _ in partitions:
-        index.extend(np.asarray(ids, dtype=object).tolist())
+    for part in partitions:
+        index.extend(np.asarray(part[1], dtype=object).tolist())
     m, m0 = len(index), len(prior_ids)
     parts = [
         (
-            np.asarray(X, dtype=np.float64),
-            index.rows(np.asarray(ids, dtype=object)),
-            np.asarray(r, dtype=np.float64),
+            np.asarray(part[0], dtype=np.float64),
+            index.rows(np.asarray(part[1], dtype=object)),
+            np.asarray(part[2], dtype=np.float64),
+            np.ones(len(part[2])) if len(part) == 3 else np.asarray(part[3], dtype=np.float64),  # type: ignore[misc]
         )
-        for X, ids, r in partitions
+        for part in partitions
     ]
     P_sa = np.vstack([prior.P_sa, np.zeros((m - m0, d))])
     P_d = np.concatenate([prior.P_d, np.full(m - m0, float(bias_ridge))])
     eta_a = np.concatenate([prior.eta_a, np.zeros(m - m0)])
     base = BlockGaussian(prior.P_ss, P_sa, P_d, prior.eta_s, eta_a)
     theta0, beta0 = base.solve(base.eta_s, base.eta_a)
-    theta, beta = theta0.copy(), beta0.copy()
+
+    def objective(theta: np.ndarray, beta: np.ndarray) -> float:
+        """Negative log posterior, up to a constant."""
+        dt, db = theta - theta0, beta - beta0
+        prior_part = 0.5 * (dt @ base.P_ss @ dt + db @ (base.P_d * db)) + db @ (base.P_sa @ dt)
+        return prior_part - sum(_loglik(X @ theta + beta[rows], r, w) for X, rows, r, w in parts)
 
     def data_sums(theta: np.ndarray, beta: np.ndarray) -> list[np.ndarray]:
-        sums = [logistic_partition_sums(X, rows, m, r, theta, beta)[:5] for X, rows, r in parts]
+        sums = [logistic_partition_sums(X, rows, m, r, theta, beta, w)[:5] for X, rows, r, w in parts]
         return [np.sum([s[i] for s in sums], axis=0) for i in range(5)]
 
+    try:
+        with np.errstate(over="raise", invalid="raise"):
+            return _newton(objective, data_sums, base, theta0, beta0, index, max_iter, tol)
+    except FloatingPointError as exc:
+        raise ValidationError(
+            f"The feedback makes the logistic model's sums non-finite (features too large): {exc}."
+        ) from exc
+
+
+def _newton(
+    objective: Callable[[np.ndarray, np.ndarray], float],
+    data_sums: Callable[[np.ndarray, np.ndarray], list[np.ndarray]],
+    base: BlockGaussian,
+    theta0: np.ndarray,
+    beta0: np.ndarray,
+    index: ArtworkIndex,
+    max_iter: int,
+    tol: float,
+) -> tuple[BlockGaussian, tuple[str, ...]]:
+    """``fit_logistic``'s damped Newton iterations and Laplace posterior."""
+    theta, beta = theta0.copy(), beta0.copy()
+    value = objective(theta, beta)
     for _ in range(max_iter):
         hss, hsa, hd, gs, ga = data_sums(theta, beta)
         dt, db = theta - theta0, beta - beta0  # gradient of the negative log posterior below
@@ -420,9 +477,20 @@ def fit_logistic(
         g_a = base.P_sa @ dt + base.P_d * db + ga
         hess = BlockGaussian(base.P_ss + hss, base.P_sa + hsa, base.P_d + hd, g_s, g_a)
         step_s, step_a = hess.solve(g_s, g_a)
-        theta, beta = theta - step_s, beta - step_a
         if max(np.abs(step_s).max(initial=0.0), np.abs(step_a).max(initial=0.0)) < tol:
+            theta, beta = theta - step_s, beta - step_a
             break
+        decrement = float(g_s @ step_s + g_a @ step_a)  # > 0: the step descends
+        t = 1.0
+        while True:
+            cand_s, cand_a = theta - t * step_s, beta - t * step_a
+            cand = objective(cand_s, cand_a)
+            if cand <= value - 1e-4 * t * decrement or t < 1e-10:
+                break
+            t *= 0.5
+        theta, beta, value = cand_s, cand_a, cand
+    else:
+        raise ConvergenceError(f"The logistic fit did not converge in {max_iter} Newton steps.")
     # Laplace posterior at the mode: precision = the Hessian there (that of the last Newton step, taken
     # within ``tol`` of the mode), eta = precision @ mode
     P_ss, P_sa2, P_d2 = hess.P_ss, hess.P_sa, hess.P_d

@@ -22,12 +22,15 @@ class Interval:
     high: float | None
     closed: str = "both"  # "both", "left", "right", "neither"
     integer: bool = False
+    infinite: bool = False  # also accept +inf (an unbounded interval's "never")
 
     def accepts(self, value: Any) -> bool:
         if isinstance(value, bool):
             return False
         if self.integer and not isinstance(value, int):
             return False
+        if self.infinite and self.high is None and value == math.inf:
+            return True
         if not isinstance(value, int | float) or not math.isfinite(value):
             return False
         lo_ok = self.low is None or (
@@ -46,6 +49,7 @@ class Interval:
         right = "]" if self.closed in ("both", "right") else ")"
         lo = "-inf" if self.low is None else f"{self.low:g}"
         hi = "inf" if self.high is None else f"{self.high:g}"
+        right = "]" if self.infinite and self.high is None else right
         return f"{kind} in {left}{lo}, {hi}{right}"
 
 
@@ -77,13 +81,13 @@ class Optional_:
 
 @dataclass(frozen=True)
 class Seed:
-    """An int >= 0 (a seed for keyed hashing)."""
+    """An int in [0, 2**128): the key of the sticky hash is 16 bytes."""
 
     def accepts(self, value: Any) -> bool:
-        return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+        return isinstance(value, int) and not isinstance(value, bool) and 0 <= value < 2**128
 
     def describe(self) -> str:
-        return "an int >= 0"
+        return "an int in [0, 2**128)"
 
 
 def check_param(owner: str, name: str, value: Any, constraint: Any) -> None:

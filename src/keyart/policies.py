@@ -227,6 +227,20 @@ class LoggedFeedback:
         )
 
     @classmethod
+    def from_event(
+        cls,
+        featurizer: Featurizer,
+        context: MemberContext,
+        title_id: str,
+        pool: Sequence[str],
+        shown: str,
+        propensity: float,
+        reward: float,
+    ) -> LoggedFeedback:
+        """Feedback of one raw logged event (``from_events`` with one of each)."""
+        return cls.from_events(featurizer, [context], [title_id], [pool], [shown], [propensity], [reward])
+
+    @classmethod
     def from_decisions(
         cls, batch: CandidateBatch, decisions: Sequence[Decision], rewards: Sequence[float] | np.ndarray
     ) -> LoggedFeedback:
@@ -251,7 +265,7 @@ class Policy(ABC):
     _parameter_constraints: ClassVar[dict[str, Any]] = {
         "seed": Seed(),
         "floor": Interval(0, 1),
-        "sticky_seconds": Interval(0, None, closed="neither"),
+        "sticky_seconds": Interval(0, None, closed="neither", infinite=True),
         "half_life": Optional_(Interval(0, None, closed="neither")),
     }
 
@@ -289,7 +303,9 @@ class Policy(ABC):
         """The policy's estimate of each candidate's value (its best guess is the argmax)."""
 
     @abstractmethod
-    def _learn(self, feedback: LoggedFeedback, decay: float) -> None: ...
+    def _learn(self, feedback: LoggedFeedback, decay: float, weights: np.ndarray | None) -> None:
+        """Add ``feedback`` (event i weighted by ``weights[i]``, all 1 when None) to the state decayed by
+        ``decay``; validate everything before changing any state."""
 
     @abstractmethod
     def _get_state(self) -> dict[str, Any]: ...
@@ -342,8 +358,12 @@ class Policy(ABC):
         self._check_feedback(feedback)
         if feedback.n == 0:
             return self
-        decay = 1.0 if self.half_life is None else 0.5 ** (feedback.n / self.half_life)
-        self._learn(feedback, decay)
+        n = feedback.n
+        if self.half_life is None:
+            self._learn(feedback, 1.0, None)
+        else:  # an event weighs 0.5 ** (events after it / half_life): one batch = the events one by one
+            later = np.arange(n - 1, -1, -1, dtype=np.float64)
+            self._learn(feedback, 0.5 ** (n / self.half_life), 0.5 ** (later / self.half_life))
         self.version_ += 1
         return self
 
@@ -434,9 +454,9 @@ class UniformPolicy(Policy):
         return np.zeros(batch.mask.shape)
 
     def _explored(self, scores: np.ndarray, probabilities: np.ndarray, index: np.ndarray) -> np.ndarray:
-        return np.ones(index.shape, dtype=bool)
+        return (probabilities > 0).sum(axis=1) > 1  # random among several; a pool of one is no choice
 
-    def _learn(self, feedback: LoggedFeedback, decay: float) -> None:
+    def _learn(self, feedback: LoggedFeedback, decay: float, weights: np.ndarray | None) -> None:
         return None
 
     def _get_state(self) -> dict[str, Any]:
@@ -483,7 +503,7 @@ class _PerArtworkCounts(Policy):
         a, b = self._ab(batch)
         return a / (a + b)
 
-    def _learn(self, feedback: LoggedFeedback, decay: float) -> None:
+    def _learn(self, feedback: LoggedFeedback, decay: float, weights: np.ndarray | None) -> None:
         ids = feedback.shown_ids
         self.index_.extend(ids.tolist())
         rows = self.index_.rows(ids)
@@ -491,8 +511,9 @@ class _PerArtworkCounts(Policy):
         s = np.zeros(m)
         t = np.zeros(m)
         s[: self.successes_.size], t[: self.trials_.size] = self.successes_ * decay, self.trials_ * decay
-        s += np.bincount(rows, weights=feedback.reward, minlength=m)
-        t += np.bincount(rows, minlength=m)
+        w = np.ones(feedback.n) if weights is None else weights
+        s += np.bincount(rows, weights=w * feedback.reward, minlength=m)
+        t += np.bincount(rows, weights=w, minlength=m)
         self.successes_, self.trials_ = s, t
 
     def _get_state(self) -> dict[str, Any]:
@@ -503,9 +524,17 @@ class _PerArtworkCounts(Policy):
         }
 
     def _set_state(self, state: dict[str, Any]) -> None:
-        self.index_ = ArtworkIndex([str(a) for a in state["artwork_ids"]])
-        self.successes_ = np.asarray(state["successes"], dtype=np.float64).copy()
-        self.trials_ = np.asarray(state["trials"], dtype=np.float64).copy()
+        index = ArtworkIndex([str(a) for a in state["artwork_ids"]])
+        s = np.asarray(state["successes"], dtype=np.float64).copy()
+        t = np.asarray(state["trials"], dtype=np.float64).copy()
+        if s.shape != (len(index),) or t.shape != (len(index),):
+            raise SnapshotError(
+                f"successes and trials must have one entry per artwork ({len(index)}). "
+                f"Got shapes {s.shape} and {t.shape}."
+            )
+        if not (np.isfinite(s).all() and np.isfinite(t).all() and (s >= 0).all() and (t >= s - 1e-9).all()):
+            raise SnapshotError("successes and trials must be finite, >= 0, with successes <= trials.")
+        self.index_, self.successes_, self.trials_ = index, s, t
 
     def retire_artwork(self, artwork_id: str) -> None:
         """Forget an artwork's counts (its pool no longer offers it)."""
@@ -729,20 +758,39 @@ class SharedModelPolicy(Policy):
             decay * post.eta_a,
         )
 
-    def _learn(self, feedback: LoggedFeedback, decay: float) -> None:
-        self._ensure_dim(feedback.batch.d)
-        stats = LinearStats.from_events(feedback.shown_X, feedback.shown_ids, feedback.reward)
-        stats = stats.aligned(self.index_)
-        assert self.post_ is not None
-        post = self._decayed(self._grown(self.post_, len(self.index_)), decay)
-        self.post_ = BlockGaussian(
-            post.P_ss + stats.xx,
-            post.P_sa + stats.xa,
-            post.P_d + stats.aa,
-            post.eta_s + stats.xr,
-            post.eta_a + stats.ar,
+    def _base(self, d: int) -> BlockGaussian:
+        """The current posterior, or the prior of width ``d`` before the first update (nothing is set)."""
+        if self.dim_ is not None and d != self.dim_:
+            raise DimensionError(f"Features have {d} columns but the model was built for {self.dim_}.")
+        return (
+            self.post_ if self.post_ is not None else BlockGaussian.prior(d, 0, self.ridge, self.bias_ridge)
         )
-        self._solved = None
+
+    def _commit(self, post: BlockGaussian, index: ArtworkIndex) -> None:
+        """Adopt a new posterior unless it is not finite (features so large that sums overflowed)."""
+        if not all(np.isfinite(a).all() for a in (post.P_ss, post.P_sa, post.P_d, post.eta_s, post.eta_a)):
+            raise ValidationError(
+                "feedback makes the model's statistics non-finite (features too large); "
+                "the model is unchanged."
+            )
+        self.dim_, self.post_, self.index_, self._solved = post.P_ss.shape[0], post, index, None
+
+    def _learn(self, feedback: LoggedFeedback, decay: float, weights: np.ndarray | None) -> None:
+        base = self._base(feedback.batch.d)
+        index = self.index_.copy()
+        stats = LinearStats.from_events(feedback.shown_X, feedback.shown_ids, feedback.reward, weights)
+        stats = stats.aligned(index)
+        post = self._decayed(self._grown(base, len(index)), decay)
+        self._commit(
+            BlockGaussian(
+                post.P_ss + stats.xx,
+                post.P_sa + stats.xa,
+                post.P_d + stats.aa,
+                post.eta_s + stats.xr,
+                post.eta_a + stats.ar,
+            ),
+            index,
+        )
 
     def retire_artwork(self, artwork_id: str) -> None:
         """Drop an artwork's bias by marginalizing it out: what it taught the shared model stays."""
@@ -987,10 +1035,18 @@ class _ThompsonMixin(SharedModelPolicy):
         super().__init__(seed=seed, **kwargs)
 
     def _normals(self, k: int) -> np.ndarray:
+        """At least ``k`` rows of normals. Row j depends only on (seed, mc_points, j): rows come in blocks
+        of ``NORMALS_BLOCK`` dimensions, each its own scrambled Sobol sequence, so serving a wider pool
+        adds blocks and never changes the probabilities of narrower ones."""
         cached = getattr(self, "_normals_cache", None)
-        if cached is None or cached.shape[0] < k:
-            cached = sobol_normals(max(k, 24), self.mc_points, self.seed)
-            self._normals_cache = cached
+        have = 0 if cached is None else cached.shape[0]
+        if have < k:
+            blocks = [cached] if cached is not None else []
+            blocks += [
+                sobol_normals(NORMALS_BLOCK, self.mc_points, self.seed, block=b)
+                for b in range(have // NORMALS_BLOCK, -(-k // NORMALS_BLOCK))
+            ]
+            cached = self._normals_cache = np.ascontiguousarray(np.vstack(blocks))
         return cached
 
     def _evaluate(self, batch: CandidateBatch) -> tuple[np.ndarray, np.ndarray]:
@@ -1000,9 +1056,13 @@ class _ThompsonMixin(SharedModelPolicy):
         return thompson_distribution(mean, cov, batch.mask, self._normals(batch.k), 0.0005 / batch.k), mean
 
 
-def sobol_normals(dims: int, points: int, seed: int) -> np.ndarray:
-    """(dims, points) float32 standard normals from scrambled Sobol points (randomized QMC)."""
-    sobol = qmc.Sobol(d=dims, scramble=True, seed=np.random.default_rng([seed, 0x7453]))
+NORMALS_BLOCK = 64  # dimensions per scrambled Sobol block: pools of up to 64 artworks share one joint block
+
+
+def sobol_normals(dims: int, points: int, seed: int, block: int = 0) -> np.ndarray:
+    """(dims, points) float32 standard normals from scrambled Sobol points (randomized QMC); ``block``
+    selects an independent scrambling."""
+    sobol = qmc.Sobol(d=dims, scramble=True, seed=np.random.default_rng([seed, 0x7453, block]))
     u = np.clip(sobol.random_base2(int(np.log2(points))), 1e-12, 1 - 1e-12)
     return np.ascontiguousarray(norm.ppf(u).T, dtype=np.float32)
 
@@ -1024,19 +1084,18 @@ class LogisticThompson(_ThompsonMixin):
 
     name = "logistic_ts"
 
-    def _learn(self, feedback: LoggedFeedback, decay: float) -> None:
-        self._ensure_dim(feedback.batch.d)
-        assert self.post_ is not None
-        prior = self._decayed(self.post_, decay)
+    def _learn(self, feedback: LoggedFeedback, decay: float, weights: np.ndarray | None) -> None:
+        prior = self._decayed(self._base(feedback.batch.d), decay)
+        w = np.ones(feedback.n) if weights is None else weights
         post, ids = fit_logistic(
-            [(feedback.shown_X, feedback.shown_ids, feedback.reward)],
+            [(feedback.shown_X, feedback.shown_ids, feedback.reward, w)],
             prior,
             list(self.index_.ids),
             self.bias_ridge,
         )
-        self.index_.extend(ids)
-        self.post_ = post
-        self._solved = None
+        index = self.index_.copy()
+        index.extend(ids)
+        self._commit(post, index)
 
 
 POLICIES: dict[str, type[Policy]] = {
