@@ -1,7 +1,7 @@
 """keyart's policies against Vowpal Wabbit's ``cb_explore_adf`` in the same closed loop, world and seed.
 
 VW gets equivalent features: the shared namespace ``S`` holds the context block of keyart's feature rows
-(member genre affinity from history, country, language, device, hour, weekend, prior interaction,
+(member genre affinity from history, country, language, device, hour, day of week, prior interaction,
 recommender score), the action namespace ``A`` the artwork block (theme genres, style, tags, featured
 cast count), the member-cast x featured-cast match and the artwork's id (its own bias); ``-q SA`` builds
 every shared x action interaction (a superset of keyart's crosses). VW acts through its pmf (sampled with a

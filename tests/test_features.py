@@ -283,3 +283,18 @@ def test_embeddings_of_embedding_dim_enter_the_features_and_missing_ones_are_zer
     cols = f.config.layout["embedding"]
     np.testing.assert_array_equal(X[0, cols], np.zeros(4))
     np.testing.assert_array_equal(X[1, cols], emb)
+
+
+def test_hour_bucket_and_day_of_week_come_from_the_timestamp():
+    cat = make_catalog()
+    f = Featurizer(cat)
+    lay = f.config.layout
+    monday_9am = 1_700_000_000 - 1_700_000_000 % 604_800 + 4 * 86_400 + 9 * 3_600  # epoch day 0 is a Thursday
+    for days, weekday in ((0, 0), (5, 5), (6, 6), (7, 0)):
+        for hours, bucket in ((0, 1), (4, 2), (10, 3), (-8, 0)):
+            ts = monday_9am + days * 86_400 + hours * 3_600
+            ctx = MemberContext("m", timestamp=float(ts))
+            row = f.page(ctx, ["t0"]).X[0, 0]
+            assert row[lay["weekday"]].tolist() == [float(i == weekday) for i in range(7)]
+            assert row[lay["hour"]].tolist() == [float(i == bucket) for i in range(4)]
+            assert (ctx.weekday, ctx.hour // 6) == (weekday, bucket)

@@ -5,9 +5,9 @@ import pytest
 from scipy.optimize import minimize
 
 from core_helpers import logged_feedback, make_catalog, make_events
-from keyart.errors import ConvergenceError, DimensionError
+from keyart.errors import ConvergenceError, DimensionError, ValidationError
 from keyart.learning import ArtworkIndex, BlockGaussian, LinearStats, fit_logistic
-from keyart.policies import make_policy
+from keyart.policies import POLICIES, make_policy, restore_policy
 
 
 def _data(n=400, d=5, m=7, seed=0):
@@ -146,3 +146,60 @@ def test_sequential_updates_equal_one_batch(name, half_life):
     batch = make_events(cat, 50, seed=7)
     np.testing.assert_allclose(one.scores(batch), two.scores(batch), atol=1e-9)
     np.testing.assert_allclose(one.probabilities(batch), two.probabilities(batch), atol=1e-9)
+
+
+@pytest.mark.parametrize("half_life", [None, 90.0])
+@pytest.mark.parametrize("name", sorted(POLICIES))
+def test_partitions_train_the_same_model_as_their_concatenation(name, half_life):
+    """Per-partition sums (statistics, counts, Newton sums) merged give ``update`` on all the events."""
+    cat = make_catalog()
+    fb = logged_feedback(make_events(cat, 400, seed=2), seed=2)
+    parts = [fb.take(np.arange(lo, hi)) for lo, hi in ((0, 150), (150, 151), (151, 400))]
+    whole = make_policy(name, seed=1, half_life=half_life).update(fb)
+    split = make_policy(name, seed=1, half_life=half_life).update_partitions(parts)
+    batch = make_events(cat, 60, seed=8)
+    np.testing.assert_allclose(split.scores(batch), whole.scores(batch), atol=1e-9)
+    np.testing.assert_allclose(split.probabilities(batch), whole.probabilities(batch), atol=1e-9)
+    assert split.version_ == whole.version_ == 1
+
+
+@pytest.mark.parametrize("half_life", [None, 90.0])
+@pytest.mark.parametrize("name", ["epsilon_greedy", "softmax", "linucb", "linear_ts"])
+def test_linear_models_learn_from_merged_statistics(name, half_life):
+    """What a DuckDB or Spark job does: statistics per partition (weighted for forgetting), merged,
+    then loaded into the policy, equal ``update`` on all the events."""
+    cat = make_catalog()
+    fb = logged_feedback(make_events(cat, 400, seed=3), seed=3)
+    w = np.ones(fb.n) if half_life is None else 0.5 ** (np.arange(fb.n - 1, -1, -1) / half_life)
+    stats = [
+        LinearStats.from_events(fb.shown_X[lo:hi], fb.shown_ids[lo:hi], fb.reward[lo:hi], w[lo:hi])
+        for lo, hi in ((0, 222), (222, 400))
+    ]
+    policy = make_policy(name, seed=1, half_life=half_life).update(fb.take(np.arange(50)))
+    reference = restore_policy(policy.snapshot()).update(fb)
+    policy.update_stats(stats[0].merge(stats[1]).merge(LinearStats.empty(fb.batch.d)), events=fb.n)
+    batch = make_events(cat, 60, seed=9)
+    np.testing.assert_allclose(policy.scores(batch), reference.scores(batch), atol=1e-9)
+    with pytest.raises(DimensionError, match="columns but the model was built for"):
+        policy.update_stats(LinearStats.empty(fb.batch.d + 1), events=0)
+
+
+def test_bad_statistics_and_partitions_change_nothing():
+    cat = make_catalog()
+    fb = logged_feedback(make_events(cat, 100, seed=4), seed=4)
+    policy = make_policy("linucb", seed=1, half_life=50.0).update(fb)
+    before = policy.snapshot()
+    stats = LinearStats.from_events(fb.shown_X, fb.shown_ids, fb.reward)
+    with pytest.raises(ValidationError, match="events must be the number of events"):
+        policy.update_stats(stats)
+    bad = LinearStats(stats.artwork_ids, stats.xx * np.nan, stats.xa, stats.aa, stats.xr, stats.ar)
+    with pytest.raises(ValidationError, match="NaN or inf"):
+        policy.update_stats(bad, events=1)
+    with pytest.raises(ValidationError, match="sequence of LoggedFeedback"):
+        policy.update_partitions(fb)
+    with pytest.raises(ValidationError, match="learns from events"):
+        make_policy("logistic_ts", seed=1).update_stats(stats)
+    after = policy.snapshot()
+    for k in ("P_ss", "P_sa", "eta_s"):
+        np.testing.assert_array_equal(after["state"][k], before["state"][k])
+    assert after["version"] == before["version"]

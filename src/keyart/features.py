@@ -3,7 +3,7 @@
 Every candidate artwork of a title gets one row of ``d`` numbers made of four blocks:
 
 - member: the genre-affinity distribution of the play history (recency- and engagement-weighted);
-- context: country, language, device, hour bucket, weekend, prior interaction, recommender score, extras;
+- context: country, language, device, hour bucket, day of week, prior interaction, recommender score, extras;
 - artwork: theme genres, visual style, tags, number of featured cast, optional embedding;
 - crosses, which carry personalization: genre affinity x theme (per genre and summed), cast affinity x
   featured cast, device x style, hour bucket x style, prior interaction x (theme match, cast match, style).
@@ -105,7 +105,7 @@ class FeatureConfig:
             ("language", self.language_buckets),
             ("device", self.device_buckets),
             ("hour", HOUR_BUCKETS),
-            ("weekend", 1),
+            ("weekday", 7),
             ("prior_interaction", 1),
             ("recommender_score", 1),
             ("extra", self.extra_buckets),
@@ -773,7 +773,7 @@ class Featurizer:
             if token and hasher.buckets:
                 out[lay[name].start + hasher(token)[0]] = 1.0
         out[lay["hour"].start + ctx.hour // 6] = 1.0
-        out[lay["weekend"].start] = 1.0 if ctx.weekday >= 5 else 0.0
+        out[lay["weekday"].start + ctx.weekday] = 1.0
         if c.extra_buckets:
             extra = lay["extra"].start
             for name, value in ctx.extra.items():

@@ -303,9 +303,11 @@ class Policy(ABC):
         """The policy's estimate of each candidate's value (its best guess is the argmax)."""
 
     @abstractmethod
-    def _learn(self, feedback: LoggedFeedback, decay: float, weights: np.ndarray | None) -> None:
-        """Add ``feedback`` (event i weighted by ``weights[i]``, all 1 when None) to the state decayed by
-        ``decay``; validate everything before changing any state."""
+    def _learn(
+        self, parts: Sequence[LoggedFeedback], decay: float, weights: Sequence[np.ndarray | None]
+    ) -> None:
+        """Add the partitions' events (event i of part j weighted by ``weights[j][i]``, all 1 when None)
+        to the state decayed by ``decay``; validate everything before changing any state."""
 
     @abstractmethod
     def _get_state(self) -> dict[str, Any]: ...
@@ -355,15 +357,29 @@ class Policy(ABC):
 
     def update(self, feedback: LoggedFeedback) -> Policy:
         """Learn from a batch of logged events; the input is never modified. Invalid input changes nothing."""
-        self._check_feedback(feedback)
-        if feedback.n == 0:
+        return self.update_partitions([feedback])
+
+    def update_partitions(self, parts: Sequence[LoggedFeedback]) -> Policy:
+        """Learn from events held in several partitions, in order: the same model as ``update`` on their
+        concatenation, built from per-partition sums only (linear statistics, counts, or the logistic
+        fit's Newton sums), the way a DuckDB or Spark job trains. Invalid input changes nothing."""
+        if isinstance(parts, LoggedFeedback) or not isinstance(parts, Sequence):
+            raise ValidationError(f"parts must be a sequence of LoggedFeedback. Got {type(parts).__name__}.")
+        for fb in parts:
+            self._check_feedback(fb)
+        parts = [fb for fb in parts if fb.n]
+        if not parts:
             return self
-        n = feedback.n
+        widths = sorted({fb.batch.d for fb in parts})
+        if len(widths) > 1:
+            raise DimensionError(f"The partitions' features have different widths {widths}.")
+        n = sum(fb.n for fb in parts)
         if self.half_life is None:
-            self._learn(feedback, 1.0, None)
+            self._learn(parts, 1.0, [None] * len(parts))
         else:  # an event weighs 0.5 ** (events after it / half_life): one batch = the events one by one
-            later = np.arange(n - 1, -1, -1, dtype=np.float64)
-            self._learn(feedback, 0.5 ** (n / self.half_life), 0.5 ** (later / self.half_life))
+            w = 0.5 ** (np.arange(n - 1, -1, -1, dtype=np.float64) / self.half_life)
+            split = np.split(w, np.cumsum([fb.n for fb in parts])[:-1])
+            self._learn(parts, 0.5 ** (n / self.half_life), split)
         self.version_ += 1
         return self
 
@@ -456,7 +472,9 @@ class UniformPolicy(Policy):
     def _explored(self, scores: np.ndarray, probabilities: np.ndarray, index: np.ndarray) -> np.ndarray:
         return (probabilities > 0).sum(axis=1) > 1  # random among several; a pool of one is no choice
 
-    def _learn(self, feedback: LoggedFeedback, decay: float, weights: np.ndarray | None) -> None:
+    def _learn(
+        self, parts: Sequence[LoggedFeedback], decay: float, weights: Sequence[np.ndarray | None]
+    ) -> None:
         return None
 
     def _get_state(self) -> dict[str, Any]:
@@ -503,17 +521,21 @@ class _PerArtworkCounts(Policy):
         a, b = self._ab(batch)
         return a / (a + b)
 
-    def _learn(self, feedback: LoggedFeedback, decay: float, weights: np.ndarray | None) -> None:
-        ids = feedback.shown_ids
-        self.index_.extend(ids.tolist())
-        rows = self.index_.rows(ids)
+    def _learn(
+        self, parts: Sequence[LoggedFeedback], decay: float, weights: Sequence[np.ndarray | None]
+    ) -> None:
+        ids = [fb.shown_ids for fb in parts]
+        for i in ids:
+            self.index_.extend(i.tolist())
         m = len(self.index_)
         s = np.zeros(m)
         t = np.zeros(m)
         s[: self.successes_.size], t[: self.trials_.size] = self.successes_ * decay, self.trials_ * decay
-        w = np.ones(feedback.n) if weights is None else weights
-        s += np.bincount(rows, weights=w * feedback.reward, minlength=m)
-        t += np.bincount(rows, weights=w, minlength=m)
+        for fb, i, w in zip(parts, ids, weights, strict=True):
+            rows = self.index_.rows(i)
+            w = np.ones(fb.n) if w is None else w
+            s += np.bincount(rows, weights=w * fb.reward, minlength=m)
+            t += np.bincount(rows, weights=w, minlength=m)
         self.successes_, self.trials_ = s, t
 
     def _get_state(self) -> dict[str, Any]:
@@ -775,10 +797,41 @@ class SharedModelPolicy(Policy):
             )
         self.dim_, self.post_, self.index_, self._solved = post.P_ss.shape[0], post, index, None
 
-    def _learn(self, feedback: LoggedFeedback, decay: float, weights: np.ndarray | None) -> None:
-        base = self._base(feedback.batch.d)
+    def _learn(
+        self, parts: Sequence[LoggedFeedback], decay: float, weights: Sequence[np.ndarray | None]
+    ) -> None:
+        stats = functools.reduce(
+            LinearStats.merge,
+            (
+                LinearStats.from_events(fb.shown_X, fb.shown_ids, fb.reward, w)
+                for fb, w in zip(parts, weights, strict=True)
+            ),
+        )
+        self._add_stats(stats, decay)
+
+    def update_stats(self, stats: LinearStats, events: int | None = None) -> Policy:
+        """Learn from sufficient statistics computed elsewhere (``LinearStats.from_events`` per partition,
+        merged, e.g. on DuckDB or Spark): the same model as ``update`` on those events. With ``half_life``,
+        the events must be weighted 0.5 ** (events after them / half_life) and ``events`` is their number,
+        by which the current state decays. Invalid input changes nothing."""
+        if not isinstance(stats, LinearStats):
+            raise ValidationError(f"stats must be LinearStats. Got {type(stats).__name__}.")
+        if self.half_life is not None and (
+            isinstance(events, bool) or not isinstance(events, int) or events < 0
+        ):
+            raise ValidationError(
+                f"events must be the number of events (an int >= 0) with half_life. Got {events!r}."
+            )
+        arrays = (stats.xx, stats.xa, stats.aa, stats.xr, stats.ar)
+        if not all(np.isfinite(a).all() for a in arrays):
+            raise ValidationError("stats contain NaN or inf.")
+        self._add_stats(stats, 1.0 if self.half_life is None else 0.5 ** (events / self.half_life))  # type: ignore[operator]
+        self.version_ += 1
+        return self
+
+    def _add_stats(self, stats: LinearStats, decay: float) -> None:
+        base = self._base(stats.xx.shape[0])
         index = self.index_.copy()
-        stats = LinearStats.from_events(feedback.shown_X, feedback.shown_ids, feedback.reward, weights)
         stats = stats.aligned(index)
         post = self._decayed(self._grown(base, len(index)), decay)
         self._commit(
@@ -1084,11 +1137,19 @@ class LogisticThompson(_ThompsonMixin):
 
     name = "logistic_ts"
 
-    def _learn(self, feedback: LoggedFeedback, decay: float, weights: np.ndarray | None) -> None:
-        prior = self._decayed(self._base(feedback.batch.d), decay)
-        w = np.ones(feedback.n) if weights is None else weights
+    def update_stats(self, stats: LinearStats, events: int | None = None) -> Policy:
+        """Not for the logistic model: its fit needs the events (``update`` / ``update_partitions``)."""
+        raise ValidationError("logistic_ts learns from events (update / update_partitions), not LinearStats.")
+
+    def _learn(
+        self, parts: Sequence[LoggedFeedback], decay: float, weights: Sequence[np.ndarray | None]
+    ) -> None:
+        prior = self._decayed(self._base(parts[0].batch.d), decay)
         post, ids = fit_logistic(
-            [(feedback.shown_X, feedback.shown_ids, feedback.reward, w)],
+            [
+                (fb.shown_X, fb.shown_ids, fb.reward, np.ones(fb.n) if w is None else w)
+                for fb, w in zip(parts, weights, strict=True)
+            ],
             prior,
             list(self.index_.ids),
             self.bias_ridge,
