@@ -126,6 +126,12 @@ def test_bad_feedback_is_rejected(corrupt, exc, match, catalog):
         corrupt(fb)
 
 
+def _one_event(X: np.ndarray, pool: list[str]) -> CandidateBatch:
+    """A batch of one event of title t0 with explicit rows X (1, K, d)."""
+    one = np.array(["t0"], dtype=object), np.array(["m"], dtype=object), np.array(["r"], dtype=object)
+    return CandidateBatch(X, np.ones((1, len(pool)), bool), np.array([pool], dtype=object), *one, np.zeros(1))
+
+
 @pytest.mark.parametrize("name", NAMES)
 def test_bad_updates_leave_the_model_unchanged(name, catalog, batch):
     policy = trained(make_policy(name, seed=3), catalog)
@@ -136,28 +142,12 @@ def test_bad_updates_leave_the_model_unchanged(name, catalog, batch):
     with pytest.raises(ValidationError, match="must be a LoggedFeedback"):
         policy.update("not feedback")
     if name not in ("uniform", "beta_ts", "greedy"):
-        wide = CandidateBatch(
-            np.zeros((1, 2, batch.d + 1)),
-            np.ones((1, 2), bool),
-            np.array([["t0-a0", "t0-a1"]], dtype=object),
-            np.array(["t0"], dtype=object),
-            np.array(["m"], dtype=object),
-            np.array(["r"], dtype=object),
-            np.zeros(1),
-        )
+        wide = _one_event(np.zeros((1, 2, batch.d + 1)), ["t0-a0", "t0-a1"])
         with pytest.raises(DimensionError, match="columns but the model was built for"):
             policy.update(LoggedFeedback(wide, np.array([0]), np.array([0.5]), np.array([1.0])))
         with pytest.raises(DimensionError, match="columns"):
             policy.choose(wide)
-        huge = CandidateBatch(
-            np.full((1, 2, batch.d), 1e200),
-            np.ones((1, 2), bool),
-            np.array([["t0-a0", "t0-new"]], dtype=object),
-            np.array(["t0"], dtype=object),
-            np.array(["m"], dtype=object),
-            np.array(["r"], dtype=object),
-            np.zeros(1),
-        )
+        huge = _one_event(np.full((1, 2, batch.d), 1e200), ["t0-a0", "t0-new"])
         overflow = LoggedFeedback(huge, np.array([1]), np.array([0.5]), np.array([1.0]))
         with pytest.raises(ValidationError, match="non-finite"):
             policy.update(overflow)
