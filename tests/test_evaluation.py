@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import statistics
 
 import numpy as np
 import pytest
@@ -84,6 +85,33 @@ def test_ips_interval_is_the_clt_interval() -> None:
     se = np.std(terms, ddof=1) / math.sqrt(len(terms))
     assert est.se == pytest.approx(se)
     assert est.upper - est.value == pytest.approx(1.959963984540054 * se)
+
+
+@pytest.mark.parametrize("name", ["snips", "dr", "sndr"])
+def test_snips_dr_sndr_standard_errors_match_the_delta_method(name: str) -> None:
+    """s.e. = sample s.d. of the linearized terms / sqrt(n): DR's per-event terms, and for the ratios
+    SNIPS = sum(w r) / sum(w) and SNDR = mean(q_pi) + sum(w e) / sum(w) the delta-method terms."""
+    reward, action, position, pscore, dist, q_hat = _random_problem(3)
+    log = BanditLog.from_arrays(reward, action, pscore, position)
+    (est,) = estimate(log, dist, [name], estimated_rewards=q_hat)
+    n = len(reward)
+    w = [dist[i, action[i], position[i]] / pscore[i] for i in range(n)]
+    q_pi = [sum(dist[i, a, position[i]] * q_hat[i, a, position[i]] for a in range(5)) for i in range(n)]
+    resid = [reward[i] - q_hat[i, action[i], position[i]] for i in range(n)]
+    mean_w = sum(w) / n
+    if name == "dr":
+        terms = [q_pi[i] + w[i] * resid[i] for i in range(n)]
+    elif name == "snips":
+        ratio = sum(w[i] * reward[i] for i in range(n)) / sum(w)
+        terms = [w[i] * (reward[i] - ratio) / mean_w for i in range(n)]
+    else:
+        ratio = sum(w[i] * resid[i] for i in range(n)) / sum(w)
+        terms = [q_pi[i] + w[i] * (resid[i] - ratio) / mean_w for i in range(n)]
+    se = statistics.stdev(terms) / math.sqrt(n)
+    assert est.se == pytest.approx(se, rel=1e-10)
+    assert (est.lower, est.upper) == pytest.approx(
+        (est.value - 1.959963984540054 * se, est.value + 1.959963984540054 * se)
+    )
 
 
 def test_clipping_matches_reference() -> None:

@@ -5,6 +5,8 @@ the count falls below the 0.1% quantile of Binomial(R, 0.95) (so a correct estim
 with probability < 0.001 per estimator), and reject absurdly wide intervals symmetrically at the top.
 Bias: the mean estimate over repetitions must be within the mean standard error of the truth, and for
 the unbiased estimators within 3.5 standard errors of the repetitions' mean.
+The ``model_bias`` flag (DM, Switch-DR, DR-os against DR, a level-alpha test) must stay within the 0.1%
+quantile of Binomial(R, 0.05) false alarms when the reward model is well specified, and fire when it is not.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from keyart.evaluation import BanditLog, EstimatorConfig, LinearRewardModel, estimate
+from keyart.evaluation import BanditLog, EstimatorConfig, LinearRewardModel, TabularRewardModel, estimate
 
 R = 200
 N = 1000
@@ -45,16 +47,16 @@ def _truth() -> float:
 TRUTH = _truth()
 
 
-def _simulate(seed: int, uniform: bool) -> tuple[BanditLog, np.ndarray]:
+def _simulate(seed: int, uniform: bool, n: int = N) -> tuple[BanditLog, np.ndarray]:
     rng = np.random.default_rng(seed)
-    x = rng.uniform(-1, 1, (N, D))
-    logging = np.full((N, K), 1 / K) if uniform else _softmax(x @ LOGGING)
-    u = rng.random(N)[:, None]
+    x = rng.uniform(-1, 1, (n, D))
+    logging = np.full((n, K), 1 / K) if uniform else _softmax(x @ LOGGING)
+    u = rng.random(n)[:, None]
     action = np.minimum((np.cumsum(logging, axis=1) < u).sum(axis=1), K - 1)
-    reward = rng.binomial(1, _q(x)[np.arange(N), action]).astype(float)
-    actx = np.einsum("nd,ka->nkda", x, np.eye(K)).reshape(N, K, D * K)  # well-specified linear features
+    reward = rng.binomial(1, _q(x)[np.arange(n), action]).astype(float)
+    actx = np.einsum("nd,ka->nkda", x, np.eye(K)).reshape(n, K, D * K)  # well-specified linear features
     log = BanditLog.from_arrays(
-        reward, action, logging[np.arange(N), action], n_actions=K, action_context=actx, logging_dist=logging
+        reward, action, logging[np.arange(n), action], n_actions=K, action_context=actx, logging_dist=logging
     )
     return log, _softmax(x @ TARGET)
 
@@ -62,16 +64,16 @@ def _simulate(seed: int, uniform: bool) -> tuple[BanditLog, np.ndarray]:
 def _run(uniform: bool, names: list[str]) -> dict[str, np.ndarray]:
     # the refit bootstrap (DM, Switch-DR, DR-os) uses 100 resamples here (default 200) to keep the suite fast
     cfg = EstimatorConfig(switch_lambda=2.0, dr_os_lambda=10.0, n_refit=100)
-    out = {n: np.empty((R, 3)) for n in names}
+    out = {n: np.empty((R, 4)) for n in names}
     for rep in range(R):
         log, dist = _simulate(1000 * int(uniform) + rep, uniform)
         for e in estimate(log, dist, names, reward_model=LinearRewardModel(alpha=1.0), config=cfg, seed=rep):
-            out[e.estimator][rep] = (e.value, e.lower, e.upper)
+            out[e.estimator][rep] = (e.value, e.lower, e.upper, "model_bias" in e.flags)
     return out
 
 
 def _check(name: str, res: np.ndarray, unbiased: bool) -> None:
-    value, lower, upper = res.T
+    value, lower, upper = res[:, :3].T
     covered = int(((lower <= TRUTH) & (TRUTH <= upper)).sum())
     assert covered >= LOW, f"{name}: {covered}/{R} intervals cover the truth (needs >= {LOW})"
     assert covered <= HIGH, f"{name}: {covered}/{R} intervals cover the truth: too wide (needs <= {HIGH})"
@@ -109,3 +111,32 @@ def test_coverage_and_bias_softmax_logging(softmax_logging, name: str) -> None:
 @pytest.mark.parametrize("name", UNIFORM)
 def test_coverage_and_bias_uniform_logging(uniform_logging, name: str) -> None:
     _check(name, uniform_logging[name], unbiased=name in ("ips", "dr", "dm", "replay"))
+
+
+#: False alarms allowed for a level-0.05 test in R repetitions (0.1% quantile of the upper tail).
+BIAS_ALARMS = int(stats.binom.ppf(0.999, R, 0.05))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["dm", "switch_dr", "dr_os"])
+def test_model_bias_quiet_when_the_model_is_well_specified(softmax_logging, name: str) -> None:
+    alarms = int(softmax_logging[name][:, 3].sum())
+    assert alarms <= BIAS_ALARMS, f"{name}: model_bias in {alarms}/{R} well-specified logs"
+
+
+@pytest.mark.slow
+def test_model_bias_fires_when_the_model_is_misspecified() -> None:
+    """A context-free reward model on this contextual world is biased for the candidate (DM's intervals
+    miss the truth). The flag must fire well above its false-alarm rate; DR itself is never flagged."""
+    reps, n = 100, 4000
+    names = ["dm", "switch_dr", "dr_os", "dr"]
+    cfg = EstimatorConfig(switch_lambda=2.0, dr_os_lambda=10.0, ci="normal")
+    alarms = dict.fromkeys(names, 0)
+    for rep in range(reps):
+        log, dist = _simulate(5000 + rep, uniform=False, n=n)
+        for e in estimate(log, dist, names, reward_model=TabularRewardModel(), config=cfg, seed=rep):
+            alarms[e.estimator] += "model_bias" in e.flags
+    chance = int(stats.binom.ppf(0.999, reps, 0.05))
+    for name in ("dm", "switch_dr", "dr_os"):
+        assert alarms[name] > max(chance, reps // 2), f"{name}: model_bias in {alarms[name]}/{reps}"
+    assert alarms["dr"] == 0

@@ -76,14 +76,9 @@ def logged(tmp_path_factory):
 
 
 def test_logging_policy_evaluates_to_its_own_mean(logged) -> None:
-    _, _, _, joined, feedback = logged
+    _, _, feat, joined, feedback = logged
     uniform = make_policy("uniform", seed=11)
-    ests = evaluate_policy(
-        feedback,
-        uniform,
-        ["ips", "snips", "dr", "replay"],
-        logging_probabilities=joined.logging_probabilities(),
-    )
+    ests = evaluate_policy(joined, uniform, ["ips", "snips", "dr", "replay"], featurizer=feat)
     mean = feedback.reward.mean()
     for e in ests:
         assert e.unsupported_mass == 0.0
@@ -101,13 +96,9 @@ def test_a_learned_policy_is_estimated_above_uniform(logged) -> None:
     test = feedback.take(np.arange(half, feedback.n))
     probs = joined.logging_probabilities()[half:]
     cfg = EstimatorConfig(n_refit=20)
-    greedy = {e.estimator: e for e in evaluate_policy(test, learner, config=cfg, logging_probabilities=probs)}
-    base = {
-        e.estimator: e
-        for e in evaluate_policy(
-            test, make_policy("uniform", seed=1), ["dr"], config=cfg, logging_probabilities=probs
-        )
-    }
+    kw = {"config": cfg, "logging_probabilities": probs, "pools": "logged"}
+    greedy = {e.estimator: e for e in evaluate_policy(test, learner, **kw)}
+    base = {e.estimator: e for e in evaluate_policy(test, make_policy("uniform", seed=1), ["dr"], **kw)}
     assert greedy["dr"].value > base["dr"].value
     assert greedy["dr"].policy == "greedy"
     for e in greedy.values():
@@ -123,7 +114,7 @@ def test_candidate_outside_the_logged_pools_is_flagged(logged) -> None:
     logging = probs.copy()
     logging[:, 0] = 0.0
     logging /= logging.sum(axis=1, keepdims=True)
-    (e,) = evaluate_policy(feedback, only_first, ["ips"], logging_probabilities=logging)
+    (e,) = evaluate_policy(feedback, only_first, ["ips"], logging_probabilities=logging, pools="logged")
     assert "support_deficiency" in e.flags and e.unsupported_mass == pytest.approx(1.0)
 
 
@@ -146,6 +137,88 @@ def test_evaluate_command_on_a_keyart_store(logged, tmp_path: Path) -> None:
     assert res.join_report is not None and res.join_report.decisions == 1800
     assert {e.policy for e in res.comparison.estimates} == {"greedy:greedy", "uniform:uniform"}
     assert "Reward join" in res.markdown
+
+
+@pytest.fixture(scope="module")
+def displayed(tmp_path_factory):
+    """800 members x 4 titles; only slots 0 and 1 are displayed (impression outcomes), and a displayed
+    decision leads to a quality play with probability 0.3: take fraction 0.3, plays per decision 0.15."""
+    tmp = tmp_path_factory.mktemp("impressions")
+    cat = _catalog()
+    cat.save_json(tmp / "catalog.json")
+    feat = Featurizer(cat)
+    logger = make_policy("uniform", seed=3)
+    rng = np.random.default_rng(1)
+    tables, outcomes = [], []
+    for m in range(800):
+        ctx = MemberContext(member_id=f"m{m}", timestamp=T0 + 10 * m)
+        page = feat.page(ctx, ["t0", "t1", "t2", "t3"], request_id=f"r{m}")
+        table = decisions_from_batch(logger.choose(page), ctx, page="home", positions=[0, 1, 2, 3])
+        tables.append(table)
+        for row in table.to_pylist():
+            if row["position"] >= 2:  # below the fold: never displayed
+                continue
+            eid, mid, tid, ts = row["event_id"], row["member_id"], row["title_id"], row["timestamp"]
+            outcomes.append(OutcomeRecord(f"i-{eid}", mid, tid, "impression", ts + 1, eid, None))
+            if rng.random() < 0.3:
+                outcomes.append(OutcomeRecord(f"p-{eid}", mid, tid, "play", ts + 5, eid, 1800.0))
+    with EventStore(tmp / "events.duckdb") as store:
+        store.append_decisions(pa.concat_tables(tables))
+        store.append_outcomes(outcomes)
+    make_policy("uniform", seed=1).save(tmp / "uniform.npz")
+    return tmp
+
+
+@pytest.mark.parametrize(
+    ("require", "truth", "note"),
+    [
+        (None, 0.30, "require impression on (the store holds impression outcomes)"),
+        (True, 0.30, "require impression on (as asked)"),
+        (False, 0.15, "require impression off (as asked)"),
+    ],
+)
+def test_evaluate_command_measures_the_take_fraction_when_impressions_are_logged(
+    displayed, tmp_path: Path, require, truth, note
+) -> None:
+    res = evaluate(
+        displayed / "events.duckdb",
+        candidate=[str(displayed / "uniform.npz")],
+        fmt="keyart",
+        catalog=displayed / "catalog.json",
+        out=tmp_path / "o",
+        window_seconds=3600.0,
+        estimator=["ips", "snips"],
+        require_impression=require,
+        quiet=True,
+    )
+    for e in res.comparison.estimates:
+        assert abs(e.value - truth) <= 4 * e.se, (e.estimator, e.value, truth, e.se)
+    assert note in res.markdown
+    assert res.join_report is not None
+    n_hidden = res.join_report.decisions_not_displayed
+    if truth == 0.30:  # half of the decisions that are not pending were never displayed
+        assert n_hidden > 0 and f"{n_hidden} decisions never displayed were left out" in res.markdown
+    else:
+        assert n_hidden == 0 and "decisions never displayed count as 0" in res.markdown
+
+
+def test_evaluate_command_says_when_there_are_no_impressions(logged, tmp_path: Path) -> None:
+    tmp = logged[0]
+    make_policy("uniform", seed=1).save(tmp_path / "uniform.npz")
+    kw = {
+        "candidate": [str(tmp_path / "uniform.npz")],
+        "fmt": "keyart",
+        "catalog": tmp / "catalog.json",
+        "window_seconds": 3600.0,
+        "estimator": ["ips"],
+        "quiet": True,
+    }
+    res = evaluate(tmp / "events.duckdb", out=tmp_path / "o", **kw)
+    assert (
+        "not take fractions: require impression off (the store holds no impression outcome)" in res.markdown
+    )
+    with pytest.raises(ValidationError, match="No decision has a known reward"):
+        evaluate(tmp / "events.duckdb", out=tmp_path / "o2", require_impression=True, **kw)
 
 
 def test_evaluate_command_on_a_csv_log(tmp_path: Path, capsys) -> None:

@@ -338,6 +338,28 @@ def test_beta_ts_cache_equals_a_fresh_computation_through_updates_and_widths(cat
         policy.update(logged_feedback(events.take(np.arange(20 * step, 20 * step + 20)), seed=step))
 
 
+def test_beta_ts_computes_each_pool_once_per_count_change(catalog, monkeypatch):
+    """The quadrature runs once per distinct pool whose counts moved, however often the pool repeats."""
+    import keyart.policies as policies_module
+
+    calls = []
+    real = policies_module.beta_max_probabilities
+    monkeypatch.setattr(policies_module, "beta_max_probabilities", lambda a, b: calls.append(1) or real(a, b))
+    policy = trained(make_policy("beta_ts", seed=3), catalog)
+    events = make_events(catalog, 400, seed=5)
+    distinct = len({events.pool(i) for i in range(events.n)})
+    assert distinct < events.n
+    policy.probabilities(events)
+    assert len(calls) == distinct
+    policy.probabilities(events)
+    assert len(calls) == distinct  # nothing moved
+    policy.update(logged_feedback(events.take(np.arange(3)), seed=1))
+    calls.clear()
+    policy.probabilities(events)
+    moved = {events.pool(i) for i in range(3)}
+    assert len(calls) == len(moved)
+
+
 @pytest.mark.parametrize("name", ["linear_ts", "logistic_ts"])
 def test_thompson_probabilities_do_not_depend_on_wider_pools_served_before(name):
     """Serving a pool wider than one block of normals must not move the probabilities of narrower pools:

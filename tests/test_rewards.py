@@ -182,23 +182,30 @@ def test_join_from_store_and_feedback_for_learning(tmp_path) -> None:
     policy.update(fb)  # learners take it as is
 
 
-def test_join_closed_equals_the_full_join_while_reading_only_what_matters(tmp_path) -> None:
-    """The learner's incremental join: decisions of [start, end) get the same rewards as with a join over
-    everything, although later decisions are read only for members and titles that have outcomes."""
-    end, window = T0 + H, 3 * H
+def _superseded_world() -> tuple[list, list]:
+    """Decisions of [T0, T0 + 1 h) and their outcomes; d1 is superseded by d2 (after the hour, another
+    artwork): the play at +2.5 h belongs to d2."""
     decisions = [
-        dec("d1", "m1", "t1", T0),  # superseded by d2 (after end): the play at +2.5 h belongs to d2
-        dec("d2", "m1", "t1", T0 + 2 * H),
+        dec("d1", "m1", "t1", T0),
+        dec("d2", "m1", "t1", T0 + 2 * H, chosen_index=1, artwork_id="b"),
         dec("d3", "m2", "t1", T0 + 10),  # a quality play by key
         dec("d4", "m3", "t1", T0 + 20),  # a quality play by decision id
         dec("d5", "m4", "t2", T0 + 30),  # nothing happens
-        *[dec(f"x{i}", f"q{i}", "t1", end + 60 * i) for i in range(50)],  # later, without outcomes
     ]
     outcomes = [
         out("o1", "m1", "t1", T0 + 2.5 * H, "play", 4000.0),
         out("o2", "m2", "t1", T0 + 40, "play", 4000.0),
         out("o3", "m3", "t1", T0 + 50, "play", 4000.0, decision_id="d4"),
     ]
+    return decisions, outcomes
+
+
+def test_join_closed_equals_the_full_join_while_reading_only_what_matters(tmp_path) -> None:
+    """The learner's incremental join: decisions of [start, end) get the same rewards as with a join over
+    everything, although later decisions are read only for members and titles that have outcomes."""
+    end, window = T0 + H, 3 * H
+    decisions, outcomes = _superseded_world()
+    decisions += [dec(f"x{i}", f"q{i}", "t1", end + 60 * i) for i in range(50)]  # later, without outcomes
     with EventStore(tmp_path / "e.duckdb") as store:
         store.append_decisions(decisions)
         store.append_outcomes(outcomes)
@@ -218,6 +225,56 @@ def test_join_closed_equals_the_full_join_while_reading_only_what_matters(tmp_pa
         return {e: r for e, ts, r in rows if ts < end}
 
     assert labels(closed) == labels(full) == {"d1": 0.0, "d3": 1.0, "d4": 1.0, "d5": 0.0}
+
+
+def test_join_store_with_an_end_gives_outcomes_to_the_later_decision_they_belong_to(tmp_path) -> None:
+    """An outcome without decision id goes to the latest decision of its (member, title) before it, even
+    when that decision is at or after ``end``: it must not fall back to an earlier decision in range. The
+    later decision takes it and is then left out of the table and the report."""
+    end, window = T0 + H, 3 * H
+    decisions, outcomes = _superseded_world()
+    with EventStore(tmp_path / "e.duckdb") as store:
+        store.append_decisions(decisions)
+        store.append_outcomes(outcomes)
+        res = join_store(store, start=T0, end=end, window_seconds=window, as_of=end + window)
+        full = join_store(store, start=T0, window_seconds=window, as_of=end + window)
+    labels = dict(zip(res.table.column("event_id").to_pylist(), res.reward.tolist(), strict=True))
+    assert labels == {"d1": 0.0, "d3": 1.0, "d4": 1.0, "d5": 0.0}
+    full_labels = dict(zip(full.table.column("event_id").to_pylist(), full.reward.tolist(), strict=True))
+    assert {k: full_labels[k] for k in labels} == labels
+    r = res.report  # about the decisions of [start, end) and the outcomes that are theirs (not o1)
+    assert (r.decisions, r.outcomes, r.joined_outcomes, r.quality_plays) == (4, 2, 2, 2)
+    assert r.joined_outcomes + r.late_outcomes + r.early_outcomes + r.unmatched_outcomes == r.outcomes
+
+
+def test_default_as_of_is_the_latest_outcome_so_lagging_outcomes_do_not_score_zero(tmp_path) -> None:
+    """Outcomes are ingested up to T0 + 1 h while decisions go on to T0 + 30 h: a decision at T0 (window
+    24 h) may still get its play, so it is pending, not a 0 (the latest decision would have scored it)."""
+    decisions = [dec("d1", "m1", "t1", T0), dec("d2", "m2", "t1", T0 + 30 * H)]
+    outcomes = [out("o1", "m3", "t1", T0 + H, "impression")]
+    res = join_rewards(decisions_table(decisions), outcomes, window_seconds=24 * H)
+    assert res.table.num_rows == 0 and res.report.decisions_pending == 2
+    with EventStore(tmp_path / "e.duckdb") as store:
+        store.append_decisions(decisions)
+        store.append_outcomes([*outcomes, out("o2", "m3", "t1", T0 + 26 * H, "impression")])
+        # the store's latest outcome (T0 + 26 h) sets as_of, although end bounds the outcomes read
+        res = join_store(store, start=T0, end=T0 + H, window_seconds=H)
+        assert res.table.column("event_id").to_pylist() == ["d1"] and res.report.decisions_pending == 0
+        assert join_store(store, window_seconds=24 * H).report.decisions_pending == 1  # d2
+    none = join_rewards(decisions_table(decisions), [], window_seconds=H)
+    assert none.table.num_rows == 0 and none.report.decisions_pending == 2  # no outcome has arrived yet
+
+
+def test_feedback_over_other_pools_maps_the_shown_artwork(tmp_path) -> None:
+    from keyart.errors import UnknownIdError
+    from keyart.features import Featurizer
+
+    cat = Catalog([Title("t1")], [Artwork("a", "t1"), Artwork("b", "t1"), Artwork("c", "t1")])
+    res = join_rewards(decisions_table([dec("d1", "m1", "t1", T0)]), [], as_of=T0 + 1e6)
+    fb = res.to_feedback(Featurizer(cat), pools=[("c", "b", "a")])
+    assert fb.batch.artwork_ids[0, fb.chosen[0]] == "a" and fb.chosen[0] == 2
+    with pytest.raises(UnknownIdError, match="does not hold the shown artwork 'a'"):
+        res.to_feedback(Featurizer(cat), pools=[("c", "b")])
 
 
 BAD = [

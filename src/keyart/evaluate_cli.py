@@ -7,8 +7,10 @@ A plain function with typed arguments (the ``keyart`` CLI registers it). Log for
   ``action[, position], probability`` (context-free) plus an optional ``row`` column (per event).
 - ``obd``: an Open Bandit Dataset directory; evaluates Bernoulli TS (empirical item-by-position
   frequencies of the BTS logs) on the uniform-random logs and compares with its on-policy value.
-- ``keyart``: a keyart event store (DuckDB file); needs ``catalog`` (JSON) and candidates saved with
-  ``Policy.save``; rewards are joined with ``window_seconds`` and ``min_seconds`` (quality plays).
+- ``keyart``: a keyart event store (DuckDB file); needs ``catalog`` (JSON, today's catalog) and candidates
+  saved with ``Policy.save``; rewards are joined with ``window_seconds`` and ``min_seconds`` (quality
+  plays), on impressions only when the store holds ``impression`` outcomes (``require_impression``), and
+  each candidate acts on the catalog's current pools (``pools="logged"``: on the pools as logged).
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ import pyarrow.csv as pacsv
 
 from keyart.errors import ValidationError
 from keyart.evaluation import ESTIMATORS, BanditLog, Comparison, Estimate, EstimatorConfig, compare, estimate
-from keyart.evaluation.compare import candidate_distribution, feedback_to_log
+from keyart.evaluation.compare import POOLS, EvaluationPools, evaluation_pools
 from keyart.evaluation.reward_models import (
     LinearRewardModel,
     RewardModel,
@@ -45,6 +47,7 @@ class EvaluationOutput:
     markdown_path: Path
     plot_path: Path
     join_report: JoinReport | None = None
+    new_mass: dict[str, float] | None = None  # fmt keyart: each candidate's mass on new artworks
 
 
 def _model(name: str, log: BanditLog) -> RewardModel:
@@ -127,12 +130,16 @@ def evaluate(
     propensity_column: str = "propensity",
     reward_column: str = "reward",
     position_column: str = "position",
+    require_impression: bool | None = None,
+    pools: str = "current",
     quiet: bool = False,
 ) -> EvaluationOutput:
     """Evaluate candidate policies offline on a log; write evaluation.md, evaluation.csv, evaluation.png.
 
     ``ci``: auto | normal | bootstrap; ``refits``: refit-bootstrap resamples for DM/Switch-DR/DR-os (lower
-    it, or use ``--ci normal``, on very large logs).
+    it, or use ``--ci normal``, on very large logs). fmt keyart: ``require_impression`` keeps only displayed
+    decisions, so estimates are take fractions (default: on when the store holds impression outcomes);
+    ``pools``: current (the candidate acts on the catalog's active pools) or logged (on the logged pools).
     """
     result = _evaluate(
         log,
@@ -151,6 +158,8 @@ def evaluate(
         propensity_column,
         reward_column,
         position_column,
+        require_impression,
+        pools,
     )
     if not quiet:
         print(result.markdown)
@@ -175,6 +184,8 @@ def _evaluate(
     propensity_column: str,
     reward_column: str,
     position_column: str,
+    require_impression: bool | None = None,
+    pools: str = "current",
 ) -> EvaluationOutput:
     if fmt not in FORMATS:
         raise ValidationError(f"fmt must be one of {', '.join(FORMATS)}. Got {fmt!r}.")
@@ -228,6 +239,8 @@ def _evaluate(
         catalog,
         window_seconds,
         min_seconds,
+        require_impression,
+        pools,
     )
 
 
@@ -243,6 +256,8 @@ def _evaluate_store(
     catalog: Path | None,
     window_seconds: float,
     min_seconds: float,
+    require_impression: bool | None,
+    pools: str,
 ) -> EvaluationOutput:
     from keyart.catalog import Catalog
     from keyart.features import Featurizer
@@ -251,37 +266,85 @@ def _evaluate_store(
     from keyart.store import EventStore
 
     if catalog is None:
-        raise ValidationError("fmt 'keyart' needs catalog (the catalog JSON the decisions were made from).")
+        raise ValidationError(
+            "fmt 'keyart' needs catalog (today's catalog JSON, still holding the logged artworks: retired "
+            "ones marked inactive)."
+        )
     if not candidates:
         raise ValidationError("fmt 'keyart' needs at least one candidate (a policy saved with Policy.save).")
+    if pools not in POOLS:
+        raise ValidationError(f"pools must be one of {', '.join(POOLS)}. Got {pools!r}.")
     cat = Catalog.load_json(catalog)
     with EventStore(path, read_only=True) as store:
-        joined = join_store(
-            store, window_seconds=window_seconds, rule=QualityRule(min_seconds=min_seconds), runtimes=cat
+        has_impressions = bool(
+            store.connection.execute(
+                "SELECT EXISTS (SELECT 1 FROM outcomes WHERE event_type = 'impression')"
+            ).fetchall()[0][0]
         )
-    feedback = joined.to_feedback(Featurizer(cat))
-    log = feedback_to_log(feedback, joined.logging_probabilities())
+        impressions = has_impressions if require_impression is None else bool(require_impression)
+        joined = join_store(
+            store,
+            window_seconds=window_seconds,
+            rule=QualityRule(min_seconds=min_seconds),
+            runtimes=cat,
+            require_impression=impressions,
+        )
+    ev = evaluation_pools(joined, Featurizer(cat), pools)
+    log = ev.to_log()
     model = _model(reward_model, log)
     ests: list[Estimate] = []
+    new_mass: dict[str, float] = {}
     for c in candidates:
         policy = load_policy(c)
-        dist = candidate_distribution(policy, feedback)
+        dist = ev.distribution(policy)
+        label = f"{policy.name}:{Path(c).stem}"
+        new_mass[label] = ev.new_mass(dist)
         ests += estimate(
-            log,
-            dist,
-            names,
-            reward_model=model,
-            n_folds=folds,
-            config=config,
-            seed=seed,
-            policy=f"{policy.name}:{Path(c).stem}",
+            log, dist, names, reward_model=model, n_folds=folds, config=config, seed=seed, policy=label
         )
     comp = Comparison(tuple(ests))
-    report = "Reward join:\n\n" + "\n".join(
-        f"- {k.replace('_', ' ')}: {v}" for k, v in joined.report.as_dict().items()
-    )
+    report = _store_report(joined.report.as_dict(), impressions, require_impression, ev, new_mass)
     md, csv_path, md_path, png = _write(comp, out, f"Offline evaluation of {path}", report)
-    return EvaluationOutput(comp, md, csv_path, md_path, png, joined.report)
+    return EvaluationOutput(comp, md, csv_path, md_path, png, joined.report, new_mass)
+
+
+def _store_report(
+    join: dict[str, int],
+    impressions: bool,
+    asked: bool | None,
+    ev: EvaluationPools,
+    new_mass: dict[str, float],
+) -> str:
+    """The Markdown notes under a keyart evaluation: what the values measure, the pools, the join."""
+    why = "as asked" if asked is not None else "the store holds impression outcomes" if impressions else ""
+    if impressions:
+        metric = (
+            f"Values are take fractions (quality plays / impressions): require impression on ({why}); "
+            f"{join['decisions_not_displayed']} decisions never displayed were left out."
+        )
+    else:
+        why = why or "the store holds no impression outcome"
+        metric = (
+            f"Values are quality plays / decisions, not take fractions: require impression off ({why}); "
+            "decisions never displayed count as 0."
+        )
+    n_new = int(ev.new.any(axis=1).sum())
+    n_retired = int(ev.retired.any(axis=1).sum())
+    if ev.pools == "logged":
+        pools = "Pools: as logged (artworks retired or added since are not taken into account)."
+    else:
+        pools = (
+            "Pools: today's (each candidate acts on the catalog's active pools; artworks retired since "
+            "logging get probability 0, new ones are unsupported by the log). "
+            f"{ev.n} events evaluated; {n_retired} had artworks retired since, {n_new} have new artworks; "
+            f"{ev.n_dropped} events of titles without an active pool were left out"
+            + (f" ({', '.join(ev.dropped_titles[:5])})." if ev.dropped_titles else ".")
+        )
+    lines = [metric, "", pools, ""]
+    lines += [f"- {name}: {m:.1%} of its mass on artworks new since logging" for name, m in new_mass.items()]
+    lines += ["", "Reward join:", ""]
+    lines += [f"- {k.replace('_', ' ')}: {v}" for k, v in join.items()]
+    return "\n".join(lines)
 
 
 __all__ = ["FORMATS", "EvaluationOutput", "evaluate"]

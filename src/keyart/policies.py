@@ -659,7 +659,8 @@ class BetaThompson(_PerArtworkCounts):
         width = self._cached.shape[2]
         # a pool (its artworks, so its size) is its key: beyond its size both sides are 0
         stale = ~((cached[0] == a) & (cached[1] == b)).all(axis=1)
-        for i in np.flatnonzero(stale).tolist():
+        _, first = np.unique(rows[stale], return_index=True)  # a pool repeated in the batch: computed once
+        for i in np.flatnonzero(stale)[first].tolist():
             n = sizes[i]
             row = np.zeros((3, width))
             row[0, :n], row[1, :n] = a[i, :n], b[i, :n]

@@ -7,7 +7,8 @@ attribution window (``window_seconds`` after the decision). A decision earns rew
 
 Nothing is dropped silently: the ``JoinReport`` counts joined, late, early (before their decision) and
 unmatched outcomes, decisions without any outcome, decisions whose window is still open at ``as_of``
-(excluded: their reward is not known yet), plays that missed the quality bar, and runtimes unknown.
+(excluded: their reward is not known yet; by default ``as_of`` is the latest outcome, because the outcome
+stream may lag the decisions), plays that missed the quality bar, and runtimes unknown.
 
 Engagement of a decision = the largest ``engaged_seconds`` among its attributed outcomes (clients report
 cumulative engagement); a ``complete`` event counts as the full runtime.
@@ -16,15 +17,16 @@ cumulative engagement); a ``complete`` event counts as the full runtime.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
 import duckdb
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
-from keyart.errors import ValidationError
+from keyart.errors import UnknownIdError, ValidationError
 from keyart.events import context_from_json, decisions_table, outcomes_table
 from keyart.params import Interval, Optional_, check_param
 
@@ -115,10 +117,14 @@ class RewardTable:
             out[i, : len(p)] = p
         return out
 
-    def to_feedback(self, featurizer: Any) -> Any:
-        """``LoggedFeedback`` rebuilt from the logged contexts and pools with ``featurizer.events``."""
-        from keyart.policies import LoggedFeedback
+    def take(self, rows: np.ndarray) -> RewardTable:
+        """The rows ``rows`` (indices or a boolean mask) of the table, with the same report."""
+        idx = np.asarray(rows)
+        idx = np.flatnonzero(idx) if idx.dtype == bool else idx.astype(np.int64)
+        return RewardTable(self.table.take(pa.array(idx, pa.int64())), self.report)
 
+    def contexts(self) -> list[Any]:
+        """The logged ``MemberContext`` of every row (``ValidationError`` when one was not logged)."""
         t = self.table
         if t.num_rows == 0:
             raise ValidationError("No decision has a known reward: the feedback would be empty.")
@@ -128,24 +134,55 @@ class RewardTable:
             raise ValidationError(
                 f"Decisions without context_json cannot be featurized (rows {missing[:5]}); log the context."
             )
-        contexts = [context_from_json(c) for c in ctx_json]
-        batch = featurizer.events(
-            contexts,
+        return [context_from_json(c) for c in ctx_json]
+
+    def candidate_batch(
+        self,
+        featurizer: Any,
+        pools: Sequence[Sequence[str]] | None = None,
+        contexts: Sequence[Any] | None = None,
+    ) -> Any:
+        """``CandidateBatch`` of the logged contexts, over the logged pools or the given ``pools`` (one
+        sequence of artwork ids of the event's title per row), built with ``featurizer.events``."""
+        t = self.table
+        ctx = list(contexts) if contexts is not None else self.contexts()
+        request_ids = [
+            r or e
+            for r, e in zip(t.column("request_id").to_pylist(), t.column("event_id").to_pylist(), strict=True)
+        ]
+        return featurizer.events(
+            ctx,
             t.column("title_id").to_pylist(),
-            [tuple(p) for p in t.column("pool").to_pylist()],
-            request_ids=[
-                r or e
-                for r, e in zip(
-                    t.column("request_id").to_pylist(), t.column("event_id").to_pylist(), strict=True
-                )
-            ],
+            [tuple(p) for p in t.column("pool").to_pylist()] if pools is None else [tuple(p) for p in pools],
+            request_ids=request_ids,
         )
-        return LoggedFeedback(
-            batch,
-            t.column("chosen_index").to_numpy(zero_copy_only=False).astype(np.int64),
-            t.column("propensity").to_numpy(zero_copy_only=False),
-            self.reward,
-        )
+
+    def to_feedback(
+        self,
+        featurizer: Any,
+        pools: Sequence[Sequence[str]] | None = None,
+        contexts: Sequence[Any] | None = None,
+    ) -> Any:
+        """``LoggedFeedback`` rebuilt from the logged contexts with ``featurizer.events``: over the logged
+        pools, or over ``pools`` (each must hold the shown artwork; the shown index is mapped into it)."""
+        from keyart.policies import LoggedFeedback
+
+        t = self.table
+        batch = self.candidate_batch(featurizer, pools, contexts)
+        chosen = t.column("chosen_index").to_numpy(zero_copy_only=False).astype(np.int64)
+        if pools is not None:
+            shown = t.column("artwork_id").to_pylist()
+            index = []
+            for i, (a, pool) in enumerate(zip(shown, pools, strict=True)):
+                try:
+                    index.append(list(pool).index(a))
+                except ValueError:
+                    raise UnknownIdError(
+                        f"pools[{i}] does not hold the shown artwork {a!r}: its feedback cannot be mapped."
+                    ) from None
+            chosen = np.asarray(index, dtype=np.int64)
+        propensity = t.column("propensity").to_numpy(zero_copy_only=False)
+        return LoggedFeedback(batch, chosen, propensity, self.reward)
 
 
 def _runtimes(runtimes: Mapping[str, float] | Any | None) -> dict[str, float]:
@@ -201,12 +238,17 @@ def join_rewards(
     runtimes: Mapping[str, float] | Any | None = None,
     as_of: float | None = None,
     require_impression: bool = False,
+    until: float | None = None,
 ) -> RewardTable:
     """Attribute outcomes to decisions and label each decision's reward (1 = quality play, else 0).
 
-    ``as_of`` (epoch s): decisions whose window is still open then are left out and counted as pending
-    (default: the latest timestamp seen, so recent decisions are not scored 0 before their outcome could
-    arrive). ``require_impression``: keep only decisions confirmed by an ``impression`` outcome.
+    ``as_of`` (epoch s): decisions whose window is still open then are left out and counted as pending.
+    The default is the latest *outcome* timestamp: the outcome stream may lag the decision stream, and a
+    decision is not scored 0 before its outcome could have arrived (with no outcome at all, every decision
+    is pending). ``require_impression``: keep only decisions confirmed by an ``impression`` outcome.
+    ``until``: decisions at or after it only take the outcomes that are theirs: they are left out of the
+    table and of the report, and so are the outcomes attributed to them (``join_store`` reads them so that
+    a later decision's outcome is not given to an earlier one).
     """
     check_param("join_rewards", "window_seconds", window_seconds, Interval(0, None, closed="neither"))
     rule = rule or QualityRule()
@@ -225,6 +267,9 @@ def join_rewards(
     finally:
         con.close()
     status = classified.column("status").to_numpy(zero_copy_only=False)
+    if until is not None:  # outcomes of decisions outside [.., until) are theirs, not this join's
+        dts = np.asarray(classified.column("dts").to_pylist(), dtype=np.float64)  # NaN when unmatched
+        status = status[~(dts >= until)]
     counts = {s: int((status == s).sum()) for s in ("joined", "late", "early", "unmatched")}
 
     dec_ids = d.column("event_id").to_numpy(zero_copy_only=False)
@@ -247,29 +292,29 @@ def join_rewards(
     engaged = np.where(completed & np.isfinite(runtime), np.maximum(engaged, runtime), engaged)
     quality = played & rule.passes(engaged, runtime)
     ts = d.column("timestamp").to_numpy(zero_copy_only=False)
-    horizon = float(
-        max(ts.max(), o.column("timestamp").to_numpy().max() if o.num_rows else -math.inf)
-        if as_of is None
-        else as_of
-    )
+    if as_of is None:
+        horizon = float(o.column("timestamp").to_numpy().max()) if o.num_rows else -math.inf
+    else:
+        horizon = float(as_of)
     pending = ts + window_seconds > horizon
-    keep = ~pending & (displayed if require_impression else True)
+    inside = np.ones(n, dtype=bool) if until is None else ts < until
+    keep = inside & ~pending & (displayed if require_impression else True)
     needs_runtime = rule.min_fraction_of_runtime is not None
     report = JoinReport(
-        decisions=n,
-        outcomes=o.num_rows,
+        decisions=int(inside.sum()),
+        outcomes=int(status.size),
         joined_outcomes=counts["joined"],
         late_outcomes=counts["late"],
         early_outcomes=counts["early"],
         unmatched_outcomes=counts["unmatched"],
-        decisions_with_outcome=int((n_out > 0).sum()),
-        decisions_without_outcome=int((n_out == 0).sum()),
-        decisions_pending=int(pending.sum()),
-        decisions_not_displayed=int((~displayed & ~pending).sum()) if require_impression else 0,
-        plays=int(played.sum()),
-        quality_plays=int(quality.sum()),
-        plays_below_quality=int((played & ~quality).sum()),
-        runtime_unknown=int((played & ~np.isfinite(runtime)).sum()) if needs_runtime else 0,
+        decisions_with_outcome=int((inside & (n_out > 0)).sum()),
+        decisions_without_outcome=int((inside & (n_out == 0)).sum()),
+        decisions_pending=int((inside & pending).sum()),
+        decisions_not_displayed=int((inside & ~displayed & ~pending).sum()) if require_impression else 0,
+        plays=int((inside & played).sum()),
+        quality_plays=int((inside & quality).sum()),
+        plays_below_quality=int((inside & played & ~quality).sum()),
+        runtime_unknown=int((inside & played & ~np.isfinite(runtime)).sum()) if needs_runtime else 0,
     )
     table = (
         d.append_column("reward", pa.array(quality.astype(np.float64)))
@@ -281,13 +326,39 @@ def join_rewards(
     return RewardTable(table, report)
 
 
+def _latest_outcome(store: Any) -> float:
+    """The latest outcome timestamp in ``store`` (-inf when it holds none)."""
+    con = getattr(store, "connection", None)
+    if con is not None:
+        latest = con.execute("SELECT max(timestamp) FROM outcomes").fetchall()[0][0]
+    else:
+        ts = store.outcomes().column("timestamp").to_numpy()
+        latest = ts.max() if ts.size else None
+    return -math.inf if latest is None else float(latest)
+
+
 def join_store(
     store: Any, start: float | None = None, end: float | None = None, **kwargs: Any
 ) -> RewardTable:
-    """``join_rewards`` on an ``EventStore``'s decisions in [start, end) and their outcomes."""
+    """``join_rewards`` on an ``EventStore``'s decisions in [start, end) and their outcomes.
+
+    An outcome goes to the latest decision of its (member, title) before it, which may be at or after
+    ``end``: those later decisions are read too (only for pairs with an outcome since ``start``), so they
+    take their outcomes, and are then left out of the table and the report. The default ``as_of`` is the
+    latest outcome timestamp in the whole store."""
+    if kwargs.get("as_of") is None:
+        kwargs["as_of"] = _latest_outcome(store)
+    if end is None:
+        return join_rewards(store.decisions(start, None), store.outcomes(start, None), **kwargs)
+    window = float(kwargs.get("window_seconds", 86_400.0))
     decisions = store.decisions(start, end)
-    out_end = None if end is None else end + kwargs.get("window_seconds", 86_400.0)
-    return join_rewards(decisions, store.outcomes(start, out_end), **kwargs)
+    if decisions.num_rows == 0:
+        raise ValidationError("The decisions table is empty: there is nothing to join outcomes to.")
+    later = store.decisions_with_outcomes(end, start)
+    later = later.filter(pc.less(later.column("timestamp"), end + window))
+    if later.num_rows:
+        decisions = pa.concat_tables([decisions, later])
+    return join_rewards(decisions, store.outcomes(start, end + window), until=float(end), **kwargs)
 
 
 def join_closed(store: Any, start: float | None, end: float, **kwargs: Any) -> RewardTable:

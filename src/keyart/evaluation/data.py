@@ -4,10 +4,16 @@ Every estimator takes a ``BanditLog`` plus the candidate's action distribution `
 (n, K, L): the probability that the candidate shows action ``a`` at position ``l`` for event ``i``
 (L = 1 without positions). Keeping the core on arrays lets tabular imports (the Open Bandit Dataset:
 80 items x 3 positions) and keyart's own feedback (pools padded to K) share one implementation.
+
+Logged decisions are often not independent: keyart's exploration is sticky per (member, title, day) and a
+member's rewards correlate across titles and page views. ``cluster`` (e.g. the member ids) tells the
+estimators which events belong together; their intervals then treat clusters, not events, as the
+independent units.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -47,7 +53,9 @@ class BanditLog:
     Optional: ``context (n, d)`` event features, ``action_context (n, K, d_a)`` per-candidate features
     (keyart's ``batch.X``), ``arm (n, K)`` int identity of each candidate (keyart: the artwork id; by
     default action index ``a`` is its own identity), ``action_mask (n, K)`` valid candidates (keyart pads
-    pools), ``logging_dist (n, K, L)`` the logging policy's full distribution when it was logged.
+    pools), ``logging_dist (n, K, L)`` the logging policy's full distribution when it was logged,
+    ``cluster (n,)`` int codes of the independent unit each event belongs to (keyart: the member), built
+    by ``from_arrays`` from any hashable ids. ``None``: every event is its own cluster.
     """
 
     reward: np.ndarray
@@ -62,6 +70,7 @@ class BanditLog:
     action_mask: np.ndarray | None = None
     logging_dist: np.ndarray | None = None
     action_names: tuple[str, ...] | None = None
+    cluster: np.ndarray | None = None
 
     @property
     def n(self) -> int:
@@ -92,6 +101,7 @@ class BanditLog:
             action_mask=sub(self.action_mask),
             logging_dist=sub(self.logging_dist),
             action_names=self.action_names,
+            cluster=sub(self.cluster),
         )
 
     @classmethod
@@ -110,8 +120,12 @@ class BanditLog:
         action_mask: object | None = None,
         logging_dist: object | None = None,
         action_names: tuple[str, ...] | None = None,
+        cluster: object | None = None,
     ) -> BanditLog:
-        """Validate and wrap arrays; every problem raises a keyart error naming the argument."""
+        """Validate and wrap arrays; every problem raises a keyart error naming the argument.
+
+        ``cluster``: one hashable id per event (member ids, say), coded as ints in sorted id order.
+        """
         r = as_1d("reward", reward, np.float64)
         n = r.shape[0]
         if n == 0:
@@ -196,7 +210,54 @@ class BanditLog:
             ldist = as_action_dist("logging_dist", logging_dist, n, k, el)
         if action_names is not None and len(action_names) != k:
             raise DimensionError(f"action_names has {len(action_names)} names for {k} actions.")
-        return cls(r, a, p, pos, k, el, ctx, actx, arm_arr, mask, ldist, action_names)
+        codes = None if cluster is None else cluster_codes(cluster, n)
+        return cls(r, a, p, pos, k, el, ctx, actx, arm_arr, mask, ldist, action_names, codes)
+
+
+def cluster_codes(ids: object, n: int) -> np.ndarray:
+    """(n,) int64 codes 0..g-1 of hashable cluster ids (sorted id order when the ids are sortable).
+
+    Missing ids (``None``, NaN) raise ``ValidationError``; a wrong length raises ``DimensionError``.
+    """
+    if isinstance(ids, (str, bytes)):
+        raise ValidationError("cluster must be a sequence of ids (one per event), not a single string.")
+    if isinstance(ids, np.ndarray):
+        arr = ids
+    else:  # any iterable of ids, kept as Python objects (np.asarray would turn [7, "7"] into one id)
+        try:
+            items = list(ids)  # type: ignore[call-overload]
+        except TypeError:
+            raise DimensionError(
+                f"cluster must be 1-dimensional (one id per event), got {type(ids).__name__}."
+            ) from None
+        arr = np.fromiter(items, dtype=object, count=len(items))
+    if arr.ndim != 1:
+        raise DimensionError(f"cluster must be 1-dimensional (one id per event), got shape {arr.shape}.")
+    if arr.shape[0] != n:
+        raise DimensionError(f"cluster has {arr.shape[0]} rows but reward has {n}: lengths must match.")
+    if arr.dtype.kind == "f":
+        missing = np.isnan(arr)
+    elif arr.dtype.kind == "O":
+        try:
+            missing = np.array([_is_missing(x) for x in arr], dtype=bool)
+        except TypeError as exc:
+            raise ValidationError(f"cluster ids must be hashable. ({exc})") from None
+    else:
+        missing = np.zeros(n, dtype=bool)
+    if missing.any():
+        raise ValidationError(f"cluster holds missing ids (None or NaN) at rows {_first_rows(missing)}.")
+    try:
+        _, codes = np.unique(arr, return_inverse=True)
+    except TypeError:  # ids of mixed types: code them in order of first appearance
+        seen: dict[object, int] = {}
+        codes = np.array([seen.setdefault(x, len(seen)) for x in arr.tolist()], dtype=np.int64)
+    return np.asarray(codes, dtype=np.int64).reshape(n)
+
+
+def _is_missing(x: object) -> bool:
+    """A missing id (None, NaN); raises ``TypeError`` for an unhashable one."""
+    hash(x)
+    return x is None or (isinstance(x, float) and math.isnan(x))
 
 
 def as_action_dist(name: str, values: object, n: int, k: int, n_positions: int) -> np.ndarray:

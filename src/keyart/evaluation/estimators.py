@@ -22,7 +22,15 @@ normalizer held fixed; the point estimate is the same).
 The error of DM, Switch-DR and DR-os is mostly the reward model's, which the influence form cannot see: by
 default (``ci="auto"``) their standard error comes from a bootstrap that refits the cross-fitted model on
 each resample (normal interval with that s.e.). With precomputed ``estimated_rewards`` no refit is
-possible; they are then flagged ``model_only``.
+possible; they are then flagged ``model_only``. A refit bootstrap sees the model's variance, not its bias:
+DM, Switch-DR and DR-os are flagged ``model_bias`` when they differ from DR by more than z standard errors
+of the (paired) difference.
+
+Clustered logs (``BanditLog.cluster``, e.g. member ids): standard errors sum the influence values within
+each cluster (the cluster-robust sandwich with the g / (g - 1) small-sample factor, g clusters), both
+bootstraps resample whole clusters, cross-fitting folds keep a cluster together, and replay's Wilson
+interval uses the effective number of matches (matches / design effect). Without clusters every event is
+its own cluster, which is the i.i.d. formula.
 """
 
 from __future__ import annotations
@@ -54,8 +62,10 @@ class DiagnosticThresholds:
     ``min_pscore``: a logged propensity below this on an event the candidate wants -> ``tiny_propensity``.
     ``max_unsupported``: candidate mass on actions the log never shows above this -> ``support_deficiency``.
     ``min_matches``: replay with fewer matched events -> ``few_matches``.
-    ``min_reward_events``: fewer events carry a nonzero term (e.g. clicks) -> ``few_reward_events``: the
-    normal interval is then unreliable.
+    ``min_reward_events``: fewer events with a positive weight carry a nonzero reward (e.g. clicks) ->
+    ``few_reward_events``: the normal interval is then unreliable.
+    ``min_clusters``: a clustered log with fewer clusters -> ``few_clusters``: the cluster-robust s.e. is
+    then unreliable.
     """
 
     min_ess: float = 100.0
@@ -64,6 +74,7 @@ class DiagnosticThresholds:
     max_unsupported: float = 0.01
     min_matches: int = 100
     min_reward_events: int = 30
+    min_clusters: int = 30
 
 
 FLAG_TEXT: dict[str, str] = {
@@ -73,15 +84,22 @@ FLAG_TEXT: dict[str, str] = {
     "support_deficiency": "the candidate puts mass on actions the log never shows (estimate biased)",
     "weights_off": "mean importance weight is far from 1: wrong propensities or missing support",
     "few_matches": "replay kept few matching events",
-    "few_reward_events": "few events (< 30) carry the estimate (rare rewards): the normal CI is unreliable",
+    "few_reward_events": "few rewarded events (< 30) with a positive weight carry the estimate (rare "
+    "rewards): the normal CI is unreliable",
     "non_uniform_logging": "replay assumes a uniformly random logging policy; this log is not",
     "model_only": "interval conditional on a fixed reward model: it ignores the model's own error",
+    "model_bias": "differs from DR by more than its noise: the reward model looks biased, and this "
+    "interval does not include that bias",
+    "few_clusters": "few clusters (< 30): the cluster-robust interval is unreliable",
 }
 
 
 @dataclass(frozen=True)
 class Estimate:
-    """One estimator's value with its 95% (or ``1 - alpha``) interval and weight diagnostics."""
+    """One estimator's value with its 95% (or ``1 - alpha``) interval and weight diagnostics.
+
+    ``n_clusters``: the independent units the interval rests on (``n`` when the log has no clusters).
+    """
 
     estimator: str
     value: float
@@ -97,6 +115,7 @@ class Estimate:
     n_matches: int | None = None
     flags: tuple[str, ...] = ()
     policy: str = ""
+    n_clusters: int | None = None
 
     def as_row(self) -> dict[str, object]:
         return {
@@ -107,6 +126,7 @@ class Estimate:
             "upper": self.upper,
             "se": self.se,
             "n": self.n,
+            "n_clusters": self.n_clusters,
             "ess": self.ess,
             "max_weight": self.max_weight,
             "mean_weight": self.mean_weight,
@@ -126,6 +146,7 @@ class EstimatorConfig:
     for DM, Switch-DR and DR-os, whose error is mostly the reward model's; ``"normal"`` normal everywhere;
     ``"bootstrap"``
     percentile bootstrap everywhere (``n_bootstrap`` resamples; refit for the model-based estimators).
+    On a clustered log every resample draws whole clusters.
     """
 
     ips_clip: float | None = None
@@ -211,6 +232,52 @@ def unsupported_mass(log: BanditLog, action_dist: np.ndarray) -> float:
     return float((pi_at * never).sum(axis=1).mean())
 
 
+@dataclass(frozen=True)
+class _Clusters:
+    """Each event's cluster code in 0..g-1, and the events grouped by cluster (to resample clusters)."""
+
+    codes: np.ndarray  # (n,)
+    g: int
+    order: np.ndarray  # event indices sorted by cluster
+    starts: np.ndarray  # (g,) where each cluster's events start in ``order``
+    counts: np.ndarray  # (g,) events per cluster
+
+    @classmethod
+    def of(cls, log: BanditLog) -> _Clusters | None:
+        if log.cluster is None:
+            return None
+        _, codes = np.unique(log.cluster, return_inverse=True)  # dense codes, also for sub-logs
+        codes = codes.reshape(-1)
+        counts = np.bincount(codes)
+        starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
+        return cls(codes, int(counts.size), np.argsort(codes, kind="stable"), starts, counts)
+
+    def sums(self, x: np.ndarray) -> np.ndarray:
+        """(g,) per-cluster sums of x."""
+        return np.bincount(self.codes, weights=x, minlength=self.g)
+
+    def events(self, chosen: np.ndarray) -> np.ndarray:
+        """The event indices of the clusters ``chosen`` (repeats allowed), cluster after cluster."""
+        lengths = self.counts[chosen]
+        ends = np.cumsum(lengths)
+        offsets = np.arange(int(ends[-1])) + np.repeat(self.starts[chosen] - (ends - lengths), lengths)
+        return self.order[offsets]
+
+
+def _se(psi: np.ndarray, clusters: _Clusters | None) -> float:
+    """Standard error of a mean from centred influence values psi: sqrt(g / (g - 1) sum_g S_g^2) / n with
+    S_g the sum of psi over cluster g (each event its own cluster when ``clusters`` is None: the i.i.d.
+    ``std(ddof=1) / sqrt(n)``)."""
+    n = psi.size
+    if clusters is None:
+        return float(psi.std(ddof=1) / math.sqrt(n)) if n > 1 else math.nan
+    g = clusters.g
+    if g < 2:
+        return math.nan
+    s = clusters.sums(psi)
+    return float(math.sqrt(float(s @ s) * g / (g - 1)) / n)
+
+
 def _ratio_stat(a: np.ndarray, b: np.ndarray, c: np.ndarray) -> tuple[float, np.ndarray]:
     """theta = mean(a) + mean(b)/mean(c), and its influence values."""
     mc = c.mean()
@@ -234,19 +301,33 @@ def _wilson(successes: float, trials: int, z: float) -> tuple[float, float]:
 
 
 def _bootstrap(
-    a: np.ndarray, b: np.ndarray, c: np.ndarray, cfg: EstimatorConfig, seed: int
+    a: np.ndarray,
+    b: np.ndarray,
+    c: np.ndarray,
+    cfg: EstimatorConfig,
+    seed: int,
+    clusters: _Clusters | None = None,
 ) -> tuple[float, float]:
-    """Percentile interval of the resampled statistic (events resampled with replacement, chunked)."""
+    """Percentile interval of the resampled statistic (events, or whole clusters, resampled with
+    replacement, chunked)."""
     n = a.shape[0]
     rng = np.random.default_rng(seed)
-    chunk = max(1, int(2e7 // max(n, 1)))
+    units = n if clusters is None else clusters.g
+    chunk = max(1, int(2e7 // max(units, 1)))
+    if clusters is not None:  # per-cluster totals: a resample of clusters sums them
+        sa, sb, sc = clusters.sums(a), clusters.sums(b), clusters.sums(c)
+        cnt = clusters.counts.astype(np.float64)
     vals = []
     done = 0
     while done < cfg.n_bootstrap:
         m = min(chunk, cfg.n_bootstrap - done)
-        idx = rng.integers(0, n, size=(m, n))
+        idx = rng.integers(0, units, size=(m, units))
         with np.errstate(invalid="ignore", divide="ignore"):
-            vals.append(a[idx].mean(axis=1) + b[idx].mean(axis=1) / c[idx].mean(axis=1))
+            if clusters is None:
+                vals.append(a[idx].mean(axis=1) + b[idx].mean(axis=1) / c[idx].mean(axis=1))
+            else:
+                mean_a = sa[idx].sum(axis=1) / cnt[idx].sum(axis=1)
+                vals.append(mean_a + sb[idx].sum(axis=1) / sc[idx].sum(axis=1))
         done += m
     v = np.concatenate(vals)
     v = v[np.isfinite(v)]
@@ -293,6 +374,7 @@ def _flags(
     unsup: float,
     n_matches: int | None,
     cfg: EstimatorConfig,
+    clusters: _Clusters | None,
 ) -> tuple[str, ...]:
     t = cfg.thresholds
     out: list[str] = []
@@ -310,11 +392,13 @@ def _flags(
             out.append("dominated")
         if ((w > 0) & (log.pscore < t.min_pscore)).any():
             out.append("tiny_propensity")
-        se_w = w.std() / math.sqrt(w.size)
+        se_w = w.std() / math.sqrt(w.size) if clusters is None else _se(w - w.mean(), clusters)
         if abs(w.mean() - 1) > max(0.05, 4 * se_w):
             out.append("weights_off")
     if unsup > t.max_unsupported:
         out.append("support_deficiency")
+    if clusters is not None and clusters.g < t.min_clusters:
+        out.append("few_clusters")
     return tuple(out)
 
 
@@ -334,7 +418,8 @@ def estimate(
 
     ``action_dist``: (n, K) or (n, K, L) candidate probabilities. DM and the DR family need
     ``estimated_rewards`` (n, K[, L]); when it is not given, ``reward_model`` (default: linear ridge with
-    features, else tabular means) is cross-fitted with ``n_folds`` folds seeded by ``seed``.
+    features, else tabular means) is cross-fitted with ``n_folds`` folds seeded by ``seed`` (whole clusters
+    per fold when the log has clusters). Intervals treat the log's clusters as the independent units.
     """
     cfg = config or EstimatorConfig()
     names = list(estimators)
@@ -346,6 +431,7 @@ def estimate(
     dist = as_action_dist("action_dist", action_dist, log.n, log.n_actions, log.n_positions)
     if log.action_mask is not None and (dist * ~log.action_mask[:, :, None]).sum() > 0:
         raise ValidationError("action_dist puts probability on padded (masked) candidates.")
+    clusters = _Clusters.of(log)
     q_hat = None
     model: RewardModel | None = None
     folds = None
@@ -354,7 +440,7 @@ def estimate(
             q_hat = as_estimated_rewards(estimated_rewards, log)
         else:
             model = reward_model or default_reward_model(log)
-            folds = fold_ids(log.n, n_folds, seed) if n_folds > 1 else None
+            folds = _folds(log, clusters, n_folds, seed)
             q_hat = cross_fit(model, log, n_folds=n_folds, seed=seed, folds=folds)
     w = importance_weights(log, dist)
     sw, sw2 = w.sum(), float(np.square(w).sum())
@@ -368,18 +454,31 @@ def estimate(
         and n in MODEL_BASED
         and (cfg.ci == "bootstrap" or (cfg.ci == "auto" and n in MODEL_DOMINATED))
     ]
-    refit = _refit_bootstrap(log, dist, refit_names, model, n_folds, folds, cfg, seed) if refit_names else {}
+    refit = (
+        _refit_bootstrap(log, dist, refit_names, model, n_folds, folds, cfg, seed, clusters)
+        if refit_names
+        else {}
+    )
+    dr_ref = None  # DR (unclipped): the reference that reveals a reward model's bias
+    if q_hat is not None and any(n in MODEL_DOMINATED for n in names):
+        q_pi, q_a = _q_parts(log, dist, q_hat)
+        dr_ref = _ratio_stat(q_pi, w * (log.reward - q_a), np.ones(log.n))
     out = []
     for name in names:
         a, b, c, n_matches = _components(name, log, dist, w, q_hat, cfg)
         theta, psi = _ratio_stat(a, b, c)
-        se = float(psi.std(ddof=1) / math.sqrt(log.n)) if log.n > 1 else math.nan
+        se = _se(psi, clusters)
         wilson = None
         if name == "replay" and n_matches is not None and n_matches > 1:
             matched = log.reward[c > 0]
-            se = float(matched.std(ddof=1) / math.sqrt(n_matches))
+            if clusters is None:
+                se = float(matched.std(ddof=1) / math.sqrt(n_matches))
             if np.all((matched == 0) | (matched == 1)):
-                wilson = _wilson(float(matched.sum()), n_matches, z)
+                if clusters is None:
+                    wilson = _wilson(float(matched.sum()), n_matches, z)
+                else:
+                    trials = _effective_matches(matched, se, c, clusters)
+                    wilson = _wilson(float(matched.mean()) * trials, trials, z)
         extra: tuple[str, ...] = ()
         if name in refit:
             se, q_lo, q_hi = refit[name]
@@ -390,7 +489,7 @@ def estimate(
                 lo, hi = theta - z * se, theta + z * se
                 method = f"normal(refit-bootstrap s.e., B={cfg.n_refit})"
         elif cfg.ci == "bootstrap":
-            lo, hi = _bootstrap(a, b, c, cfg, seed)
+            lo, hi = _bootstrap(a, b, c, cfg, seed, clusters)
             method = f"bootstrap-percentile(B={cfg.n_bootstrap})"
         elif wilson is not None:
             lo, hi = wilson
@@ -400,8 +499,14 @@ def estimate(
             method = "normal"
         if name in MODEL_DOMINATED and name not in refit:
             extra = ("model_only",)
-        if name != "dm" and int(np.count_nonzero(b)) < cfg.thresholds.min_reward_events:
-            extra += ("few_reward_events",)
+        if name in MODEL_DOMINATED and dr_ref is not None:
+            theta_dr, psi_dr = dr_ref
+            if abs(theta - theta_dr) > z * _se(psi - psi_dr, clusters):
+                extra += ("model_bias",)
+        if name != "dm":
+            carrying = (c > 0) if name == "replay" else (w > 0)  # replay's weight is the match
+            if int(np.count_nonzero(carrying & (log.reward != 0))) < cfg.thresholds.min_reward_events:
+                extra += ("few_reward_events",)
         out.append(
             Estimate(
                 estimator=name,
@@ -416,11 +521,36 @@ def estimate(
                 mean_weight=float(w.mean()),
                 unsupported_mass=unsup,
                 n_matches=n_matches,
-                flags=_flags(name, log, w, ess, unsup, n_matches, cfg) + extra,
+                flags=_flags(name, log, w, ess, unsup, n_matches, cfg, clusters) + extra,
                 policy=policy,
+                n_clusters=log.n if clusters is None else clusters.g,
             )
         )
     return out
+
+
+def _folds(log: BanditLog, clusters: _Clusters | None, n_folds: int, seed: int) -> np.ndarray | None:
+    """Cross-fitting folds: seeded per event, or per cluster (a cluster's events share a fold)."""
+    if n_folds <= 1:
+        return None
+    if clusters is None:
+        return fold_ids(log.n, n_folds, seed)
+    if n_folds > clusters.g:
+        raise ValidationError(
+            f"n_folds ({n_folds}) must not exceed the number of clusters ({clusters.g}): "
+            "cross-fitting keeps each cluster in one fold."
+        )
+    return fold_ids(clusters.g, n_folds, seed)[clusters.codes]
+
+
+def _effective_matches(matched: np.ndarray, se: float, c: np.ndarray, clusters: _Clusters) -> float:
+    """Replay's matches divided by the design effect (clustered over i.i.d. variance, at least 1). When
+    the matched rewards are all 0 or all 1 the design effect cannot be estimated: the number of clusters
+    with a match is used (a cluster counts once, as if its events were copies: conservative)."""
+    p = float(matched.mean())
+    if 0 < p < 1 and se > 0:  # n / deff = n / (se^2 / (p (1 - p) / n))
+        return float(min(matched.size, p * (1 - p) / (se * se)))
+    return float(np.count_nonzero(clusters.sums(c)))
 
 
 def _refit_bootstrap(
@@ -432,15 +562,19 @@ def _refit_bootstrap(
     folds: np.ndarray | None,
     cfg: EstimatorConfig,
     seed: int,
+    clusters: _Clusters | None = None,
 ) -> dict[str, tuple[float, float, float]]:
     """(s.e., lower, upper percentile) of a bootstrap that includes the reward model's error: each resample
-    of events refits the cross-fitted model (duplicates of an event stay in its fold) and re-estimates.
-    ``ci="auto"`` uses the s.e. in a normal interval (steadier than percentiles at the small B a refit
-    affords); ``ci="bootstrap"`` uses the percentiles."""
+    of events (of whole clusters on a clustered log) refits the cross-fitted model (duplicates of an event
+    stay in its fold) and re-estimates. ``ci="auto"`` uses the s.e. in a normal interval (steadier than
+    percentiles at the small B a refit affords); ``ci="bootstrap"`` uses the percentiles."""
     rng = np.random.default_rng([seed, 0x5EED])
     vals = np.empty((cfg.n_refit, len(names)))
     for bi in range(cfg.n_refit):
-        idx = rng.integers(0, log.n, log.n)
+        if clusters is None:
+            idx = rng.integers(0, log.n, log.n)
+        else:
+            idx = clusters.events(rng.integers(0, clusters.g, clusters.g))
         sub, d = log.take(idx), dist[idx]
         q = cross_fit(model, sub, n_folds=n_folds, folds=None if folds is None else folds[idx])
         w = importance_weights(sub, d)
