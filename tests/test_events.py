@@ -12,6 +12,8 @@ from keyart.context import MemberContext, Play
 from keyart.errors import ValidationError
 from keyart.events import (
     DECISION_SCHEMA,
+    MAX_TIMESTAMP,
+    MIN_TIMESTAMP,
     OUTCOME_SCHEMA,
     SCHEMA_VERSION,
     DecisionRecord,
@@ -115,9 +117,9 @@ def test_decision_record_from_policy_decision() -> None:
     from keyart.policies import Decision
 
     d = Decision(
-        "id1", "r1", "m1", "t1", 5.0, ("a", "b"), (0.25, 0.75), (0.1, 0.2), 1, "b", 0.75, True, "linucb", 3
+        "id1", "r1", "m1", "t1", 1.7e9, ("a", "b"), (0.25, 0.75), (0.1, 0.2), 1, "b", 0.75, True, "linucb", 3
     )
-    ctx = MemberContext(member_id="m1", timestamp=5.0)
+    ctx = MemberContext(member_id="m1", timestamp=1.7e9)
     rec = DecisionRecord.from_decision(d, ctx, page="home", position=2)
     t = decisions_table([rec])
     row = t.to_pylist()[0]
@@ -133,7 +135,7 @@ def test_tables_accept_records_dicts_and_arrow() -> None:
     t2 = decisions_table(t1.drop_columns(["page", "features"]))
     assert t1.schema.equals(DECISION_SCHEMA) and t2.equals(t1)
     t3 = outcomes_table(
-        [{"event_id": "o1", "member_id": "m", "title_id": "t", "event_type": "stop", "timestamp": 3.0}]
+        [{"event_id": "o1", "member_id": "m", "title_id": "t", "event_type": "stop", "timestamp": 1.7e9}]
     )
     assert t3.column("decision_id").null_count == 1
 
@@ -157,6 +159,15 @@ BAD_DECISIONS = [
     ([decision(model_version=-1)], "model_version"),
     ([decision(0), decision(1, probabilities=(1.5, -0.5, 0.0))], r"probabilities in \[0, 1\]"),
     ([{**decision().__dict__, "colour": "red"}], "unknown fields: colour"),
+    # timestamps: epoch seconds in [1990, 2200), naming the field, the row and the likely unit
+    ([decision(0), decision(1, timestamp=1.767e12)], r"'timestamp'.*1990-01-01.*rows 1; .*milliseconds"),
+    ([decision(timestamp=1.767e15)], r"'timestamp'.*rows 0; .*microseconds"),
+    ([decision(timestamp=5.0)], r"'timestamp'.*epoch seconds.*rows 0; got 5"),
+    ([decision(timestamp=MAX_TIMESTAMP)], r"'timestamp'.*2200-01-01"),
+    # artwork ids inside the pool: present, non-empty, each once
+    ([decision(0), decision(1, pool=("a", "b", "b"))], r"'pool' repeats artwork id 'b' at rows 1"),
+    ([decision(pool=("a", "b", None))], r"'pool' has a null artwork id at rows 0"),
+    ([decision(pool=("", "b", "c"))], r"'pool' has an empty artwork id at rows 0"),
 ]
 
 
@@ -181,8 +192,63 @@ def test_null_in_required_column() -> None:
         decisions_table(t)
 
 
+def test_timestamps_at_the_edges_of_the_plausible_range_are_accepted() -> None:
+    t = decisions_table([decision(0, timestamp=MIN_TIMESTAMP), decision(1, timestamp=MAX_TIMESTAMP - 1)])
+    assert t.column("timestamp").to_pylist() == [MIN_TIMESTAMP, MAX_TIMESTAMP - 1]
+
+
+def _with_column(name: str, values: pa.Array) -> pa.Table:
+    t = decisions_table([decision()])
+    return t.set_column(t.schema.get_field_index(name), name, values)
+
+
+@pytest.mark.parametrize(
+    ("table", "match"),
+    [
+        (_with_column("timestamp", pa.array(["1700000000"])), "'timestamp'.*type string, expected double"),
+        (_with_column("timestamp", pa.array([True])), "'timestamp'.*type bool, expected double"),
+        (_with_column("timestamp", pa.array([1_767_225_600_000], pa.int64())), "'timestamp'.*milliseconds"),
+        (
+            _with_column("probabilities", pa.array([["0.2", "0.5", "0.3"]])),
+            "'probabilities'.*type list<item: string>",
+        ),
+    ],
+)
+def test_arrow_columns_are_not_parsed_from_text(table: pa.Table, match: str) -> None:
+    with pytest.raises(ValidationError, match=match):
+        decisions_table(table)
+
+
+def test_integer_epoch_seconds_are_accepted() -> None:
+    t = decisions_table(_with_column("timestamp", pa.array([1_700_000_000], pa.int64())))
+    assert t.column("timestamp").to_pylist() == [1.7e9]
+
+
+@pytest.mark.parametrize(
+    ("data", "match"),
+    [
+        (decision(), r"data must be .* list of decision records; got a DecisionRecord \(wrap a single"),
+        ({"event_id": "x"}, r"data must be .*; got a dict \(wrap a single record in a list\)"),
+        (None, "data must be .*; got a NoneType"),
+        ("d1", "data must be .*; got a str"),
+        (42, "data must be .*; got a int"),
+        ([decision(), None], "Record 1 of data is a NoneType"),
+        (
+            [decision(), {**decision(1).__dict__, "model_version": 2**63}],
+            "'model_version' of decision record 1",
+        ),
+        ([decision(), {**decision(1).__dict__, "timestamp": "1.7e9"}], "'timestamp' of decision record 1"),
+    ],
+)
+def test_wrong_containers_and_values_name_the_argument(data, match) -> None:
+    with pytest.raises(ValidationError, match=match):
+        decisions_table(data)
+
+
 BAD_OUTCOMES = [
     ([outcome(event_type="click")], "unknown type 'click'"),
+    ([outcome(timestamp=1.767e15)], r"'timestamp' of the outcome table.*microseconds"),
+    ([outcome(timestamp=-1.0)], r"'timestamp' of the outcome table.*1990-01-01"),
     ([outcome(engaged_seconds=-1.0)], "engaged_seconds' must be finite and >= 0"),
     ([outcome(timestamp=math.inf)], "'timestamp'.*finite"),
     ([outcome(decision_id="")], "'decision_id'.*empty"),

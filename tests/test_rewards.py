@@ -280,7 +280,7 @@ def test_feedback_over_other_pools_maps_the_shown_artwork(tmp_path) -> None:
 BAD = [
     ({"window_seconds": 0.0}, ValidationError, "'window_seconds'"),
     ({"decisions": []}, ValidationError, "decisions table is empty"),
-    ({"outcomes": [out("o1", "m", "t", 1.0, "clicked")]}, ValidationError, "unknown type 'clicked'"),
+    ({"outcomes": [out("o1", "m", "t", T0, "clicked")]}, ValidationError, "unknown type 'clicked'"),
 ]
 
 

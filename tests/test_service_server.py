@@ -179,10 +179,11 @@ def test_sigkill_under_load_loses_no_acknowledged_event(tmp_path: Path) -> None:
         )  # resumes from the last snapshot
         r = _decide(again.base, {"member_id": "after", "title_ids": ["t0"], "context": {"device": "tv"}})
         assert r.status_code == 200 and not r.json()["decisions"][0]["fallback"]
-        # the learner is up (it reports its backlog after each ingest); the graceful stop ingests the rest
+        # the learner is up (its heartbeat: it holds the stores and handles SIGTERM); the graceful stop
+        # ingests the rest
         deadline = time.monotonic() + 30
-        while "keyart_ingest_backlog_bytes" not in _fresh_get(again.base, "/metrics").text:
-            assert time.monotonic() < deadline, "the restarted learner never ingested"
+        while not _fresh_get(again.base, "/v1/model").json()["learner"]["ok"]:
+            assert time.monotonic() < deadline, "the restarted learner never started"
             time.sleep(0.1)
     with EventStore(state / "events.duckdb", read_only=True) as store:
         con = store.connection

@@ -11,6 +11,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -153,6 +154,41 @@ class ServiceProcess:
     def __exit__(self, *exc: object) -> None:
         self.stop()
         self.log.close()
+
+
+class LocalServer:
+    """The app of ``config`` served by uvicorn on a free loopback port from a thread of this process: a
+    real HTTP server whose engine (``self.engine``) the test can reach and patch."""
+
+    def __init__(self, config: ServiceConfig) -> None:
+        import uvicorn
+
+        from keyart.service.app import create_app
+
+        self.app = create_app(config)
+        self.port = free_port()
+        self.base = f"http://127.0.0.1:{self.port}"
+        self.server = uvicorn.Server(
+            uvicorn.Config(self.app, host="127.0.0.1", port=self.port, log_level="warning", access_log=False)
+        )
+        self.thread = threading.Thread(target=self.server.run, name="test-uvicorn", daemon=True)
+
+    @property
+    def engine(self) -> Any:
+        return self.app.state.engine
+
+    def __enter__(self) -> LocalServer:
+        self.thread.start()
+        deadline = time.monotonic() + 30
+        while not self.server.started:
+            if not self.thread.is_alive() or time.monotonic() > deadline:
+                raise RuntimeError("the in-process server did not start")
+            time.sleep(0.01)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.should_exit = True
+        self.thread.join(30)
 
 
 def _group_alive(pgid: int) -> bool:

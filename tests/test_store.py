@@ -213,3 +213,200 @@ def test_not_a_keyart_store(tmp_path: Path) -> None:
     with pytest.raises(ValidationError, match="kind must be one of"):
         with EventStore(tmp_path / "x.duckdb") as s:
             s.count("clicks")
+
+
+# ---- timestamps, bad input and Parquet export errors ---------------------------------------------------
+
+
+@pytest.mark.parametrize("t", [1.767e12, 1.767e15, 0.0])
+def test_implausible_timestamps_are_refused_and_lose_nothing(tmp_path: Path, t: float) -> None:
+    with EventStore(tmp_path / "e.duckdb") as store:
+        store.append_decisions([decision(0)])
+        store.append_outcomes([outcome(0)])
+        with pytest.raises(ValidationError, match=r"'timestamp' of the decision table.*rows 1"):
+            store.append_decisions([decision(1), decision(2, t)])
+        with pytest.raises(ValidationError, match=r"'timestamp' of the outcome table.*rows 0"):
+            store.append_outcomes([outcome(1, t)])
+        assert store.count("decisions") == 1 and store.count("outcomes") == 1
+        assert store.export_parquet(tmp_path / "export") == {"decisions": 1, "outcomes": 1}
+
+
+def _insert_behind_keyart(path: Path, event_id: str, timestamp: float) -> None:
+    """A row written before timestamps were range-checked (straight through DuckDB)."""
+    import duckdb
+
+    con = duckdb.connect(str(path))
+    con.execute(
+        "INSERT INTO decisions SELECT ?, request_id, ?, member_id, title_id, page, position, context_json, "
+        "features, pool, probabilities, chosen_index, artwork_id, propensity, policy, model_version, "
+        "explored, fallback FROM decisions LIMIT 1",
+        [event_id, timestamp],
+    ).fetchall()
+    con.close()
+
+
+@pytest.mark.parametrize("t", [1.767e12, 1.767e15])
+def test_export_of_a_store_holding_implausible_timestamps_is_a_store_error(tmp_path: Path, t: float) -> None:
+    path = tmp_path / "legacy.duckdb"
+    with EventStore(path) as store:
+        store.append_decisions([decision(0)])
+    _insert_behind_keyart(path, "legacy", t)
+    with EventStore(path) as store:
+        with pytest.raises(StoreError, match=r"1 decisions rows with timestamps outside.*'legacy'"):
+            store.export_parquet(tmp_path / "export")
+    assert not (tmp_path / "export" / "decisions").exists()
+
+
+def test_export_errors_are_store_errors_and_keep_the_previous_export(tmp_path: Path) -> None:
+    with EventStore(tmp_path / "e.duckdb") as store:
+        store.append_decisions([decision(0)])
+        (tmp_path / "export").mkdir()
+        (tmp_path / "export" / "decisions").write_text("not a directory")
+        with pytest.raises(StoreError, match="not a directory"):
+            store.export_parquet(tmp_path / "export")
+        assert (tmp_path / "export" / "decisions").read_text() == "not a directory"
+        assert [p.name for p in (tmp_path / "export").iterdir()] == ["decisions"]  # no staging left behind
+
+
+def test_a_failed_export_leaves_the_previous_one_as_it_was(tmp_path: Path, monkeypatch) -> None:
+    import duckdb
+
+    def listing() -> list[str]:
+        return sorted(str(p.relative_to(tmp_path / "export")) for p in (tmp_path / "export").rglob("*"))
+
+    with EventStore(tmp_path / "old.duckdb") as old:
+        old.append_decisions([decision(0, T0)])
+        old.append_outcomes([outcome(0, T0 + 5)])
+        old.export_parquet(tmp_path / "export")
+    before = listing()
+    write = EventStore._write_kind
+
+    def failing(self: EventStore, target: Path, kind: str) -> int:
+        if kind == "outcomes":  # decisions are already written aside by then
+            raise duckdb.IOException("disk full")
+        return write(self, target, kind)
+
+    monkeypatch.setattr(EventStore, "_write_kind", failing)
+    with EventStore(tmp_path / "new.duckdb") as new:
+        new.append_decisions([decision(1, T0 + 3 * DAY)])
+        with pytest.raises(StoreError, match=r"Could not export.*disk full") as info:
+            new.export_parquet(tmp_path / "export")
+    assert isinstance(info.value.__cause__, duckdb.IOException)
+    assert listing() == before
+
+
+def test_import_of_an_unreadable_export_is_a_store_error(tmp_path: Path) -> None:
+    with EventStore(tmp_path / "a.duckdb") as store:
+        store.append_decisions([decision(i) for i in range(3)])
+        store.export_parquet(tmp_path / "export")
+    next((tmp_path / "export" / "decisions").rglob("*.parquet")).write_bytes(b"not parquet")
+    with EventStore(tmp_path / "b.duckdb") as other:
+        with pytest.raises(StoreError, match="Cannot read the Parquet export") as info:
+            other.import_parquet(tmp_path / "export")
+        assert info.value.__cause__ is not None
+        assert other.count("decisions") == 0
+
+
+def test_export_replaces_the_previous_export_also_for_a_kind_with_no_rows(tmp_path: Path) -> None:
+    with EventStore(tmp_path / "old.duckdb") as old:
+        old.append_decisions([decision(0, T0)])
+        old.append_outcomes([outcome(0, T0 + 5)])
+        old.export_parquet(tmp_path / "export")
+    with EventStore(tmp_path / "new.duckdb") as new:
+        new.append_decisions([decision(1, T0 + 3 * DAY)])
+        assert new.export_parquet(tmp_path / "export") == {"decisions": 1, "outcomes": 0}
+    files = sorted(str(p.relative_to(tmp_path / "export")) for p in (tmp_path / "export").rglob("*"))
+    assert files == ["decisions", "decisions/date=2023-11-17", "decisions/date=2023-11-17/data_0.parquet"]
+    with EventStore(tmp_path / "fresh.duckdb") as fresh:
+        assert fresh.import_parquet(tmp_path / "export") == {"decisions": 1, "outcomes": 0}
+        assert fresh.decisions().column("event_id").to_pylist() == ["d1"]
+
+
+@pytest.mark.parametrize(
+    ("data", "match"),
+    [
+        (decision(5), "got a DecisionRecord \\(wrap a single record in a list\\)"),
+        (decision(5).__dict__, "got a dict"),
+        (None, "got a NoneType"),
+        ([None], "Record 0 of data is a NoneType"),
+        ([{**decision(5).__dict__, "model_version": 2**63}], "'model_version' of decision record 0"),
+        ([decision(5, pool=("a", "a"))], "'pool' repeats artwork id 'a' at rows 0"),
+    ],
+)
+def test_bad_input_to_append_is_a_validation_error_and_loses_nothing(tmp_path: Path, data, match) -> None:
+    with EventStore(tmp_path / "e.duckdb") as store:
+        store.append_decisions([decision(0)])
+        with pytest.raises(ValidationError, match=match):
+            store.append_decisions(data)
+        assert store.decisions().column("event_id").to_pylist() == ["d0"]
+
+
+# ---- threads and handles -------------------------------------------------------------------------------
+
+
+def test_one_store_is_safe_to_share_between_threads(tmp_path: Path) -> None:
+    import threading
+
+    store = EventStore(tmp_path / "e.duckdb")
+    errors: list[BaseException] = []
+
+    def write(w: int) -> None:
+        for b in range(60):
+            recs = [decision(0, T0 + b, event_id=f"w{w}-b{b}-{i}") for i in range(10)]
+            try:
+                store.append_decisions(recs)
+                store.append_decisions(recs[:5])  # a retry of acknowledged events: a no-op
+            except Exception as exc:  # collected and reported below
+                errors.append(exc)
+
+    def read() -> None:
+        for _ in range(60):
+            try:
+                store.decisions(start=T0, end=T0 + 10)
+                store.count("outcomes")
+                store.connection.execute("SELECT count(*) FROM decisions").fetchall()
+            except Exception as exc:
+                errors.append(exc)
+
+    threads = [threading.Thread(target=write, args=(w,), daemon=True) for w in range(2)]
+    threads.append(threading.Thread(target=read, daemon=True))
+    try:
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(timeout=120)
+        assert not any(t.is_alive() for t in threads), "a thread is stuck on the shared connection"
+        assert not errors, errors[:3]
+        assert store.count("decisions") == 2 * 60 * 10
+    finally:
+        store.close()
+
+
+def test_a_second_writer_in_the_same_process_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "e.duckdb"
+    with EventStore(path) as first:
+        first.append_decisions([decision(0)])
+        with pytest.raises(StoreLockedError, match="already open for writing by another EventStore"):
+            EventStore(path)
+        with pytest.raises(StoreLockedError, match="another EventStore in this process"):
+            EventStore(tmp_path / "." / "e.duckdb", read_only=True)  # the same file by another path
+        assert first.append_decisions([decision(1)]) == 1  # the first handle is unaffected
+    with EventStore(path, read_only=True) as a, EventStore(path, read_only=True) as b:  # readers share
+        assert a.count("decisions") == b.count("decisions") == 2
+        with pytest.raises(StoreLockedError, match="open read-only by another EventStore"):
+            EventStore(path)
+    with EventStore(path) as again:  # closed handles release the file
+        assert again.count("decisions") == 2
+    with EventStore(":memory:") as m1, EventStore(":memory:") as m2:  # throwaway stores are independent
+        m1.append_decisions([decision(0)])
+        assert m2.count("decisions") == 0
+
+
+def test_closed_store_says_so(tmp_path: Path) -> None:
+    store = EventStore(tmp_path / "e.duckdb")
+    store.close()
+    store.close()  # idempotent
+    with pytest.raises(StoreError, match="closed"):
+        store.decisions()
+    with pytest.raises(StoreError, match="closed"):
+        store.append_decisions([decision(0)])

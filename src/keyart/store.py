@@ -10,12 +10,19 @@ Guarantees:
 
 Concurrency (DuckDB's rule): one *process* may open the file for writing at a time. Run a single writer
 (the service's event sink); other processes open ``EventStore(path, read_only=True)`` (only while no
-writer holds the file) or read a Parquet export. A second writer gets a ``StoreError`` saying so.
+writer holds the file) or read a Parquet export. A second writer gets a ``StoreLockedError`` saying so,
+also a second writing ``EventStore`` on the same file in the same process. One ``EventStore`` may be
+shared between threads: its appends, reads and exports take turns on a lock.
 """
 
 from __future__ import annotations
 
 import math
+import os
+import shutil
+import tempfile
+import threading
+import weakref
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
@@ -27,6 +34,8 @@ import pyarrow.dataset as ds
 from keyart.errors import StoreError, ValidationError
 from keyart.events import (
     DECISION_SCHEMA,
+    MAX_TIMESTAMP,
+    MIN_TIMESTAMP,
     OUTCOME_SCHEMA,
     SCHEMA_VERSION,
     DecisionRecord,
@@ -57,20 +66,68 @@ _KINDS = tuple(_SCHEMAS)
 
 
 class StoreLockedError(StoreError):
-    """Another process holds the store file for writing (DuckDB allows one writer process)."""
+    """Another handle holds the store file for writing: another process (DuckDB allows one writer
+    process), or another writing ``EventStore`` in this process."""
+
+
+#: Writing ``EventStore``s open in this process, by resolved file path.
+_WRITERS: dict[str, weakref.ref[EventStore]] = {}
+_WRITERS_LOCK = threading.Lock()
 
 
 class EventStore:
     """Decisions and outcomes in one DuckDB file (``":memory:"`` for a throwaway store).
 
-    Use as a context manager or call ``close()``. One ``EventStore`` per process for writing.
+    Use as a context manager or call ``close()``. One writing ``EventStore`` per file; share it between
+    threads rather than opening another (a second one gets ``StoreLockedError``).
     """
 
     def __init__(self, path: str | Path, read_only: bool = False) -> None:
         self.path = str(path)
         self.read_only = read_only
+        self._lock = threading.RLock()
+        self._local = threading.local()
+        self._key: str | None = None
+        self._closed = True  # until the connection is open
         if self.path != ":memory:":
             Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+            self._claim(os.path.realpath(self.path))
+        try:
+            self._open()
+        except BaseException:
+            self._release()
+            raise
+
+    def _claim(self, key: str) -> None:
+        """Refuse a second writer on ``key`` in this process (and a reader while this process writes)."""
+        with _WRITERS_LOCK:
+            ref = _WRITERS.get(key)
+            holder = None if ref is None else ref()
+            if holder is not None and not holder._closed:
+                if self.read_only:
+                    raise StoreLockedError(
+                        f"The event store {self.path} is open for writing by another EventStore in this "
+                        "process; read through that one (it can be shared between threads)."
+                    )
+                raise StoreLockedError(
+                    f"The event store {self.path} is already open for writing by another EventStore in this "
+                    "process; DuckDB allows one writer process. Share that EventStore between threads (it is "
+                    "thread-safe) or close it first."
+                )
+            if not self.read_only:
+                _WRITERS[key] = weakref.ref(self)
+                self._key = key
+
+    def _release(self) -> None:
+        with _WRITERS_LOCK:
+            if self._key is not None:
+                ref = _WRITERS.get(self._key)
+                if ref is not None and ref() is self:
+                    del _WRITERS[self._key]
+                self._key = None
+
+    def _open(self) -> None:
+        read_only = self.read_only
         try:
             self._con = duckdb.connect(self.path, read_only=read_only)
         except duckdb.IOException as exc:
@@ -80,18 +137,30 @@ class EventStore:
                     "writer process. Read a Parquet export, or open read-only when no writer is running."
                 ) from exc
             raise StoreError(f"Cannot open the event store {self.path}: {exc}") from exc
+        except duckdb.ConnectionException as exc:
+            if "different configuration" in str(exc):
+                raise StoreLockedError(
+                    f"The event store {self.path} is open read-only by another EventStore in this process; "
+                    "close it before opening the store for writing."
+                ) from exc
+            raise StoreError(f"Cannot open the event store {self.path}: {exc}") from exc
         except duckdb.Error as exc:
             raise StoreError(f"Cannot open the event store {self.path}: {exc}") from exc
-        if not read_only:
-            for ddl in _DDL.values():
-                self._con.execute(ddl).fetchall()
-            self._con.execute(
-                "CREATE TABLE IF NOT EXISTS keyart_meta (key VARCHAR PRIMARY KEY, value VARCHAR)"
-            ).fetchall()
-            self._con.execute(
-                "INSERT OR IGNORE INTO keyart_meta VALUES ('schema_version', ?)", [str(SCHEMA_VERSION)]
-            ).fetchall()
-        self._check_version()
+        self._closed = False
+        try:
+            if not read_only:
+                for ddl in _DDL.values():
+                    self._con.execute(ddl).fetchall()
+                self._con.execute(
+                    "CREATE TABLE IF NOT EXISTS keyart_meta (key VARCHAR PRIMARY KEY, value VARCHAR)"
+                ).fetchall()
+                self._con.execute(
+                    "INSERT OR IGNORE INTO keyart_meta VALUES ('schema_version', ?)", [str(SCHEMA_VERSION)]
+                ).fetchall()
+            self._check_version()
+        except BaseException:
+            self.close()
+            raise
 
     def _check_version(self) -> None:
         try:
@@ -107,7 +176,16 @@ class EventStore:
 
     # ---- lifecycle -----------------------------------------------------------------------------------
     def close(self) -> None:
-        self._con.close()
+        """Close the file (idempotent); connections handed out by ``connection`` close with it."""
+        with self._lock:
+            if not self._closed:
+                self._closed = True
+                self._con.close()
+            self._release()
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise StoreError(f"The event store {self.path} is closed.")
 
     def __enter__(self) -> EventStore:
         return self
@@ -131,11 +209,18 @@ class EventStore:
         """Insert validated tables in ONE transaction: all of them are stored, or none."""
         if self.read_only:
             raise StoreError(f"The event store {self.path} is open read-only.")
-        con = self._con
         added = {kind: 0 for kind, _ in batches}
         todo = [(kind, t) for kind, t in batches if t.num_rows]
         if not todo:
             return added
+        with self._lock:
+            self._check_open()
+            self._insert(todo, added)
+        return added
+
+    def _insert(self, todo: list[tuple[str, pa.Table]], added: dict[str, int]) -> None:
+        """The transaction of ``_append_many``; the caller holds the lock."""
+        con = self._con
         try:
             con.execute("BEGIN TRANSACTION").fetchall()
             for kind, table in todo:
@@ -157,13 +242,17 @@ class EventStore:
             except duckdb.Error:
                 pass
             raise StoreError(f"Could not store the batch (nothing was written): {exc}") from exc
-        return added
 
     # ---- reading -------------------------------------------------------------------------------------
     def _read(self, kind: str, where: str = "", params: list[Any] | None = None) -> pa.Table:
         cols = ", ".join(_SCHEMAS[kind].names)
         sql = f"SELECT {cols} FROM {kind} {where} ORDER BY timestamp, event_id"
-        table = self._con.sql(sql, params=params or None).to_arrow_table()
+        with self._lock:
+            self._check_open()
+            try:
+                table = self._con.sql(sql, params=params or None).to_arrow_table()
+            except duckdb.Error as exc:
+                raise StoreError(f"Could not read {kind} from the event store {self.path}: {exc}") from exc
         return table.cast(_SCHEMAS[kind])
 
     def decisions(self, start: float | None = None, end: float | None = None) -> pa.Table:
@@ -188,39 +277,82 @@ class EventStore:
         return self._read("outcomes", where, params)
 
     def count(self, kind: str) -> int:
+        """How many events of ``kind`` ("decisions" or "outcomes") are stored."""
         if kind not in _KINDS:
             raise ValidationError(f"kind must be one of {', '.join(_KINDS)}. Got {kind!r}.")
-        return int(self._con.execute(f"SELECT count(*) FROM {kind}").fetchall()[0][0])
+        with self._lock:
+            self._check_open()
+            return int(self._con.execute(f"SELECT count(*) FROM {kind}").fetchall()[0][0])
 
     @property
     def connection(self) -> duckdb.DuckDBPyConnection:
-        """The DuckDB connection (for joins such as ``keyart.rewards``); do not write through it."""
-        return self._con
+        """A DuckDB connection to the store for the calling thread (one per thread, for reads and joins such
+        as ``keyart.rewards``); do not write through it. It sees every committed batch."""
+        cur = getattr(self._local, "cursor", None)
+        if cur is None:
+            with self._lock:
+                self._check_open()
+                cur = self._local.cursor = self._con.cursor()
+        return cur
 
     # ---- Parquet -------------------------------------------------------------------------------------
     def export_parquet(self, directory: str | Path) -> dict[str, int]:
         """Write ``<dir>/decisions/date=YYYY-MM-DD/*.parquet`` and the same for outcomes (UTC dates).
 
-        Replaces a previous export in the same directory. Returns rows written per kind.
+        Replaces a previous export in the same directory: both kinds are written aside first, then swapped
+        in for the old ``decisions/`` and ``outcomes/`` directories (a kind with no rows leaves none), so a
+        failed export leaves the previous one as it was. Returns rows written per kind.
         """
         root = Path(directory)
         counts = {}
-        for kind in _KINDS:
-            target = root / kind
-            target.mkdir(parents=True, exist_ok=True)
+        with self._lock:
+            self._check_open()
+            for kind in _KINDS:
+                self._check_exportable(kind)
+                target = root / kind
+                if target.is_symlink() or (target.exists() and not target.is_dir()):
+                    raise StoreError(f"Cannot export {kind} to {target}: it exists and is not a directory.")
+            try:
+                root.mkdir(parents=True, exist_ok=True)
+                staging = Path(tempfile.mkdtemp(prefix=".export-", dir=root))
+            except OSError as exc:
+                raise StoreError(f"Cannot write an export into {root}: {exc}") from exc
+            try:
+                (staging / "new").mkdir()
+                for kind in _KINDS:
+                    counts[kind] = self._write_kind(staging / "new" / kind, kind)
+                _swap_in(root, staging)
+            except (duckdb.Error, OSError) as exc:
+                raise StoreError(f"Could not export the event store to {root}: {exc}") from exc
+            finally:
+                shutil.rmtree(staging, ignore_errors=True)
+        return counts
+
+    def _check_exportable(self, kind: str) -> None:
+        """Refuse rows stored before timestamps were range-checked: they have no sensible date partition."""
+        n, first = self._con.execute(
+            f"SELECT count(*), min(event_id) FROM {kind} WHERE NOT (timestamp >= ? AND timestamp < ?)",
+            [MIN_TIMESTAMP, MAX_TIMESTAMP],
+        ).fetchall()[0]
+        if n:
+            raise StoreError(
+                f"The event store {self.path} holds {n} {kind} rows with timestamps outside 1990-01-01 .. "
+                f"2200-01-01 in epoch seconds (first event id {first!r}); they cannot be exported by date."
+            )
+
+    def _write_kind(self, target: Path, kind: str) -> int:
+        """Write one kind's partitions under ``target`` (none when it has no rows); the lock is held."""
+        n = self.count(kind)
+        if n:
             cols = ", ".join(_SCHEMAS[kind].names)
-            n = self.count(kind)
-            counts[kind] = n
-            if n == 0:
-                continue
             self._con.execute(
                 f"COPY (SELECT {cols}, "
                 "strftime(DATE '1970-01-01' + CAST(floor(timestamp / 86400) AS INTEGER), "
                 f"'%Y-%m-%d') AS date "
                 f"FROM {kind} ORDER BY timestamp, event_id) TO '{_sql_path(target)}' "
-                "(FORMAT PARQUET, PARTITION_BY (date), OVERWRITE)"
+                "(FORMAT PARQUET, PARTITION_BY (date))"
             ).fetchall()
-        return counts
+        return n
 
     def import_parquet(self, directory: str | Path) -> dict[str, int]:
         """Append an export (hive ``date=`` partitions) back; idempotent. Returns rows newly stored.
@@ -237,7 +369,14 @@ class EventStore:
             if not target.exists():
                 tables[kind] = None
                 continue
-            table = ds.dataset(target, format="parquet", partitioning="hive").to_table()
+            try:
+                dataset = ds.dataset(target, format="parquet", partitioning="hive")
+                table = dataset.to_table() if dataset.files else None
+            except (pa.ArrowException, OSError) as exc:
+                raise StoreError(f"Cannot read the Parquet export {target}: {exc}") from exc
+            if table is None:
+                tables[kind] = None
+                continue
             if "date" in table.column_names:
                 table = table.drop_columns(["date"])
             tables[kind] = decisions_table(table) if kind == "decisions" else outcomes_table(table)
@@ -254,6 +393,27 @@ def _time_filter(start: float | None, end: float | None) -> tuple[str, list[Any]
         conds.append("timestamp < ?")
         params.append(float(end))
     return ("WHERE " + " AND ".join(conds)) if conds else "", params
+
+
+def _swap_in(root: Path, staging: Path) -> None:
+    """Move ``root/<kind>`` into ``staging/old`` and ``staging/new/<kind>`` (when written) into its place;
+    on an error, put back what was moved."""
+    (staging / "old").mkdir()
+    moved: list[tuple[Path, Path]] = []
+    try:
+        for kind in _KINDS:
+            target, old, new = root / kind, staging / "old" / kind, staging / "new" / kind
+            if target.exists():
+                target.rename(old)
+                moved.append((old, target))
+            if new.exists():
+                new.rename(target)
+                moved.append((target, new))
+    except OSError:
+        for src, dst in reversed(moved):
+            if src.exists() and not dst.exists():
+                src.rename(dst)
+        raise
 
 
 def _sql_path(p: Path) -> str:

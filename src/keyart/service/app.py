@@ -38,9 +38,16 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from keyart.errors import KeyartError
 from keyart.service import catalog_store
 from keyart.service.config import ServiceConfig
-from keyart.service.engine import Engine, Job, PageResult
+from keyart.service.engine import Engine, EventLogError, Job, PageResult
+from keyart.service.health import learner_status
 from keyart.service.metrics import Metrics
-from keyart.service.parsing import PageRequest, parse_page, parse_title
+from keyart.service.parsing import (
+    PageRequest,
+    check_clock,
+    check_event_time,
+    parse_page,
+    parse_title,
+)
 from keyart.service.schemas import (
     EXAMPLE_ARTWORK,
     EXAMPLE_DECIDE,
@@ -273,6 +280,18 @@ def create_app(config: ServiceConfig, metrics: Metrics | None = None) -> Service
         metrics.rejected.labels(str(exc.status)).inc()
         return json_response(exc.body(), exc.status)
 
+    def _not_logged(exc: EventLogError, endpoint: str) -> dict[str, Any]:
+        metrics.child(metrics.log_failures, endpoint).inc()
+        return {
+            "error": "not_logged",
+            "detail": f"Not acknowledged: {exc}. Nothing was recorded for this request; retry later.",
+        }
+
+    @app.exception_handler(EventLogError)
+    async def _log_error(request: Request, exc: EventLogError) -> Response:
+        endpoint = request.url.path.removeprefix("/v1/").replace("/", "_")
+        return json_response(_not_logged(exc, endpoint), 503)
+
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(request: Request, exc: StarletteHTTPException) -> Response:
         code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
@@ -284,13 +303,19 @@ def create_app(config: ServiceConfig, metrics: Metrics | None = None) -> Service
 
         The page goes to the model thread with a ``Job``; the job wakes this request when it is done, or
         the budget's timer does first. A job not yet being logged is then given up (it will never be
-        logged) and the defaults are answered; one already being logged is waited for.
+        logged) and the defaults are answered; one already being logged is waited for. When the pages
+        already queued would take the whole budget, the page is not queued: defaults at once
+        (``overload``). ``EventLogError`` when the page cannot be logged (answered 503).
         """
+        budget = config.model_budget_seconds
+        if engine.posted != engine.finished and engine.backlog_seconds() >= budget:
+            return _decided(engine.decide(req, reason="overload"))  # it would only time out in the queue
         loop = asyncio.get_running_loop()
         job = Job(loop)
         waiter = job.waiter = loop.create_future()
-        timer = loop.call_later(config.model_budget_seconds, job.wake)
-        engine.executor.post(engine.decide, (req, job), job.finish)
+        timer = loop.call_later(budget, job.wake)
+        engine.posted += 1
+        engine.executor.post(engine.decide_posted, (req, job), job.finish)
         try:
             await waiter
         finally:
@@ -304,7 +329,7 @@ def create_app(config: ServiceConfig, metrics: Metrics | None = None) -> Service
             job.waiter = loop.create_future()  # being logged: the answer is on its way (see Job.finish)
             await job.waiter
         if job.error is not None:
-            if isinstance(job.error, RequestError):
+            if isinstance(job.error, RequestError | EventLogError):
                 raise job.error
             log.error("decision failed; answering defaults", exc_info=job.error)
             return _decided(engine.decide(req, reason="model_error"))
@@ -319,6 +344,7 @@ def create_app(config: ServiceConfig, metrics: Metrics | None = None) -> Service
         """A decision request's response body (``one``: ``/v1/decide/title``); ``RequestError`` if refused."""
         now = time.time()
         req = parse_title(body, config.limits, now) if one else parse_page(body, config.limits, now)
+        check_clock(req, config.limits, now)
         result = await run_decide(engine, req)
         latency[one].observe(time.perf_counter() - t0)
         return result.title_json() if one else result.page_json()
@@ -335,6 +361,8 @@ def create_app(config: ServiceConfig, metrics: Metrics | None = None) -> Service
             except RequestError as exc:
                 metrics.child(metrics.rejected, str(exc.status)).inc()
                 out, status = orjson.dumps(exc.body()), exc.status
+            except EventLogError as exc:
+                out, status = orjson.dumps(_not_logged(exc, "decide_title" if one else "decide")), 503
             except ClientDisconnect:
                 return  # nobody to answer; nothing was decided or logged
             await send_json(send, out, status)
@@ -405,6 +433,7 @@ def create_app(config: ServiceConfig, metrics: Metrics | None = None) -> Service
         items = []
         for i, o in enumerate(req.outcomes):
             where = f"outcomes[{i}]"
+            check_event_time(o.timestamp, config.limits, now, f"{where}.timestamp")
             if o.event_type is None and o.reward is None:
                 raise RequestError(422, "invalid_field", f"{where}: give an event_type or a reward.", where)
             if o.decision_id is None and (o.member_id is None or o.title_id is None):
@@ -426,7 +455,11 @@ def create_app(config: ServiceConfig, metrics: Metrics | None = None) -> Service
                     "timestamp": now if o.timestamp is None else o.timestamp,
                 }
             )
-        engine.writer.append({"k": "outcomes", "items": items})
+        try:
+            engine.writer.append({"k": "outcomes", "items": items})
+        except OSError as exc:
+            log.error("an outcome batch could not be logged (not acknowledged): %s", exc)
+            raise EventLogError(f"the outcomes could not be logged: {exc}") from exc
         for kind, key in (("event", "event_type"), ("reward", "reward")):
             count = sum(1 for it in items if it[key] is not None)
             if count:
@@ -524,28 +557,30 @@ def create_app(config: ServiceConfig, metrics: Metrics | None = None) -> Service
                 raise RequestError(
                     422, "unknown_title", f"title_id: unknown title {body.title_id!r}.", "title_id"
                 )
-            for i, r in enumerate(data["artworks"]):
-                if r["artwork_id"] == artwork_id:
-                    if r["title_id"] != body.title_id:
-                        raise RequestError(
-                            422,
-                            "invalid_field",
-                            f"title_id: artwork {artwork_id!r} belongs to {r['title_id']!r}; it cannot move.",
-                            "title_id",
-                        )
-                    data["artworks"][i] = row
-                    return False
-            active = sum(
-                1 for r in data["artworks"] if r["title_id"] == body.title_id and r.get("active", True)
-            )
-            if active >= limit:
+            found = next((i for i, r in enumerate(data["artworks"]) if r["artwork_id"] == artwork_id), None)
+            if found is not None and data["artworks"][found]["title_id"] != body.title_id:
+                owner = data["artworks"][found]["title_id"]
                 raise RequestError(
                     422,
-                    "pool_full",
-                    f"title {body.title_id!r} already has {active} active "
-                    f"artworks (max_artworks_per_pool={limit}).",
+                    "invalid_field",
+                    f"title_id: artwork {artwork_id!r} belongs to {owner!r}; it cannot move.",
                     "title_id",
                 )
+            if found is None or not data["artworks"][found].get("active", True):  # becomes active
+                active = sum(
+                    1 for r in data["artworks"] if r["title_id"] == body.title_id and r.get("active", True)
+                )
+                if active >= limit:
+                    raise RequestError(
+                        422,
+                        "pool_full",
+                        f"title {body.title_id!r} already has {active} active "
+                        f"artworks (max_artworks_per_pool={limit}).",
+                        "title_id",
+                    )
+            if found is not None:
+                data["artworks"][found] = row
+                return False
             data["artworks"].append(row)
             return True
 
@@ -587,6 +622,7 @@ def create_app(config: ServiceConfig, metrics: Metrics | None = None) -> Service
             "catalog_rev": engine.view.rev,
             "model_error": engine.model_error,
             "generation": None,
+            "learner": learner_status(config.root, config.learn_interval_seconds),
         }
         if gen is not None:
             out.update(
@@ -633,18 +669,23 @@ def create_app(config: ServiceConfig, metrics: Metrics | None = None) -> Service
 
     @app.get("/readyz", tags=["health"], summary="Readiness: catalog loaded and events writable")
     async def readyz() -> Response:
+        """Ready when the engine is up and a record can be written to the events directory (503 with the
+        reason otherwise). Also reports the model and the learner (which serving does not need)."""
         engine = state.get("engine")
         if engine is None:
             return json_response({"ready": False, "detail": "starting"}, 503)
+        problem = engine.writer.check()
         gen = engine.generation
-        return json_response(
-            {
-                "ready": True,
-                "generation": None if gen is None else gen.number,
-                "catalog_rev": engine.view.rev,
-                "model_error": engine.model_error,
-            }
-        )
+        body: dict[str, Any] = {
+            "ready": problem is None,
+            "generation": None if gen is None else gen.number,
+            "catalog_rev": engine.view.rev,
+            "model_error": engine.model_error,
+            "learner": learner_status(config.root, config.learn_interval_seconds),
+        }
+        if problem is not None:
+            body["detail"] = problem
+        return json_response(body, 200 if problem is None else 503)
 
     @app.get("/metrics", tags=["health"], summary="Prometheus metrics (all worker processes)")
     async def get_metrics() -> Response:

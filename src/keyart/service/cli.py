@@ -1,13 +1,13 @@
 """``keyart serve``: the decision service with its background learner, on uvicorn.
 
 The process started by ``keyart serve`` prepares the state directory (catalog import, generation 0),
-starts the learner process, and runs uvicorn with ``--workers`` worker processes that all import
-``keyart.service.app:app_from_env`` with the same configuration.
+starts the learner process (and restarts it if it dies: ``LearnerSupervisor``), and runs uvicorn with
+``--workers`` worker processes that all import ``keyart.service.app:app_from_env`` with the same
+configuration.
 """
 
 from __future__ import annotations
 
-import multiprocessing
 import os
 import secrets
 import sys
@@ -16,7 +16,7 @@ from typing import Annotated
 
 import typer
 
-from keyart.service.config import CONFIG_ENV, Limits, ServiceConfig
+from keyart.service.config import CONFIG_ENV, MULTIPROC_ENV, Limits, ServiceConfig
 
 
 def serve(
@@ -43,14 +43,15 @@ def serve(
     learner: bool = True,
     log_level: str = "warning",
     segment_max_mb: float = 64.0,
+    max_clock_skew: int = 86_400,
 ) -> None:
-    """Serve decisions over HTTP until interrupted; see ``docs/service.md``."""
-    import uvicorn
+    """Serve decisions over HTTP until interrupted; see ``docs/service.md``.
 
-    from keyart.catalog import Catalog
-    from keyart.service import catalog_store
-    from keyart.service.learner import ensure_initial_generation, run_learner
-    from keyart.service.metrics import MULTIPROC_ENV, prepare_multiprocess_dir
+    prometheus_client chooses its multiprocess mode when it is first imported, so the metrics
+    directory is named in the environment before anything imports it: with one worker, uvicorn serves
+    from this very process, whose counters must go to the shared directory like every other's.
+    """
+    import uvicorn
 
     key = api_key or os.environ.get("KEYART_API_KEY")
     if not key:
@@ -65,7 +66,10 @@ def serve(
         sticky_seconds=sticky_seconds,
         api_key=key,
         limits=Limits(
-            max_titles_per_page=max_titles, max_artworks_per_pool=max_artworks, max_body_bytes=max_body_bytes
+            max_titles_per_page=max_titles,
+            max_artworks_per_pool=max_artworks,
+            max_body_bytes=max_body_bytes,
+            max_clock_skew_seconds=max_clock_skew,
         ),
         learn_interval_seconds=learn_interval,
         reload_interval_seconds=reload_interval,
@@ -76,21 +80,22 @@ def serve(
         segment_max_bytes=max(1, int(segment_max_mb * 2**20)),
     )
     config.root.mkdir(parents=True, exist_ok=True)
+    os.environ[CONFIG_ENV] = config.to_json()
+    os.environ[MULTIPROC_ENV] = str(config.metrics_dir)  # before prometheus_client is imported
+    for var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ.setdefault(var, "1")  # one BLAS thread per worker: matrices are small
+
+    from keyart.catalog import Catalog
+    from keyart.service import catalog_store
+    from keyart.service.learner import LearnerSupervisor, ensure_initial_generation
+    from keyart.service.metrics import prepare_multiprocess_dir
+
     if catalog is not None and not config.catalog_path.exists():
         loader = Catalog.load_parquet if Path(catalog).is_dir() else Catalog.load_json
         catalog_store.import_catalog(config.catalog_path, loader(catalog))
     ensure_initial_generation(config)
-    os.environ[CONFIG_ENV] = config.to_json()
-    os.environ[MULTIPROC_ENV] = str(config.metrics_dir)
-    for var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
-        os.environ.setdefault(var, "1")  # one BLAS thread per worker: matrices are small
     prepare_multiprocess_dir(config.metrics_dir)
-    proc = None
-    if learner:
-        proc = multiprocessing.get_context("spawn").Process(
-            target=run_learner, args=(config.to_json(),), name="keyart-learner", daemon=False
-        )
-        proc.start()
+    supervisor = LearnerSupervisor(config.to_json()).start() if learner else None
     try:
         uvicorn.run(
             "keyart.service.app:app_from_env",
@@ -105,11 +110,8 @@ def serve(
             timeout_graceful_shutdown=10,
         )
     finally:
-        if proc is not None:
-            proc.terminate()
-            proc.join(30)
-            if proc.is_alive():
-                proc.kill()
+        if supervisor is not None:
+            supervisor.stop()
 
 
 _STATE = Path("keyart-state")
@@ -168,6 +170,12 @@ def serve_command(
             "--segment-max-mb", min=0.001, help="Seal and rotate a worker's segment past this size."
         ),
     ] = 64.0,
+    max_clock_skew: Annotated[
+        int,
+        typer.Option(
+            "--max-clock-skew", min=1, help="Seconds a client's timestamp may lie past the server's clock."
+        ),
+    ] = 86_400,
 ) -> None:
     """Serve artwork decisions over HTTP, log them, learn online, hot-reload snapshots."""
     serve(
@@ -194,4 +202,5 @@ def serve_command(
         learner,
         log_level,
         segment_max_mb,
+        max_clock_skew,
     )

@@ -17,17 +17,24 @@ from keyart.features import FeatureConfig
 
 #: Environment variable through which ``keyart serve`` hands its configuration to worker processes.
 CONFIG_ENV = "KEYART_SERVICE_CONFIG"
+#: prometheus_client's multiprocess directory (read when prometheus_client is first imported).
+MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 
 
 @dataclass(frozen=True)
 class Limits:
-    """Bounds on what one request may ask for; beyond them the service answers 413 or 422."""
+    """Bounds on what one request may ask for; beyond them the service answers 413 or 422.
+
+    ``max_clock_skew_seconds``: how far past the server's clock a client's ``context.timestamp`` or an
+    outcome's ``timestamp`` may lie (event time drives learning, so it must not run ahead of the server).
+    """
 
     max_titles_per_page: int = 100
     max_artworks_per_pool: int = 64
     max_body_bytes: int = 1 << 20
     max_outcomes_per_request: int = 1000
     max_history: int = 1000
+    max_clock_skew_seconds: int = 86_400
 
     def __post_init__(self) -> None:
         for f in fields(self):

@@ -3,7 +3,9 @@
 All model work of a worker runs on one dedicated thread (``executor``, a ``ModelThread``): the
 featurizer's caches and the policies' memos are not shared between threads, snapshot loading is serialized
 with decisions, and a request waits for its page at most ``model_budget_seconds`` before it is answered
-with defaults (``Job``). A new generation or catalog is loaded on that thread and swapped in by one
+with defaults (``Job``). A page whose request gave up is skipped unstarted, and a request that would
+only wait in a queue longer than the budget is answered with defaults at once (``overload``, see
+``backlog_seconds``). A new generation or catalog is loaded on that thread and swapped in by one
 attribute assignment; a request in flight keeps the objects it started with.
 
 Per page, everything but ``featurizer.page`` and ``policy.choose`` is kept small: pools come from a
@@ -45,6 +47,10 @@ from keyart.service.segments import SegmentWriter, encode_probabilities
 
 log = logging.getLogger("keyart.service")
 SHADOW_SALT = "/shadow"
+
+
+class EventLogError(RuntimeError):
+    """A page's or outcome batch's line could not be logged: the request is not acknowledged (503)."""
 
 
 @dataclass(frozen=True)
@@ -249,6 +255,11 @@ class Engine:
         self._snapshot_stamp: tuple[int, int] | None = None
         self.loaded_at = 0.0
         self.last_check = 0.0
+        # the model thread's backlog: pages posted (loop thread) and finished (model thread), and the
+        # moving average of a page's model time (model thread), to shed pages it could not finish in time
+        self.posted = 0
+        self.finished = 0
+        self.page_seconds = 0.0
 
     # ---- loading ----------------------------------------------------------------------------------
     def _load_catalog(self) -> CatalogView:
@@ -357,13 +368,20 @@ class Engine:
     ) -> PageResult | None:
         """Decide a page; log it to the segment; return the result (None if the job was given up).
 
-        ``reason`` forces the fallback (used when the model ran out of time). Raises ``RequestError`` for a
-        title that cannot be shown at all; never raises for a model problem.
+        ``reason`` forces the fallback (the model ran out of time, or was too busy to start in time).
+        Raises ``RequestError`` for a title that cannot be shown at all and ``EventLogError`` when the
+        page cannot be logged (it is then not acknowledged); never raises for a model problem. A page
+        whose request gave up before the model thread reached it costs nothing.
         """
+        if job is not None and job.cancelled:  # its request already answered defaults: no work, no log
+            return None
         view, gen = self.view, self.generation
         ctx = req.context
         title_ids = req.title_ids
-        rid = req.request_id or uuid.uuid4().hex
+        # decision ids come from a key made here, never from the client's request id: a reused request id
+        # must not give two pages the same decision ids (the client's id stays as the correlation id)
+        key = uuid.uuid4().hex
+        rid = req.request_id or key
         pools = self.pools(view, title_ids)
         if reason is None and gen is None:
             reason = "no_model"
@@ -373,8 +391,9 @@ class Engine:
         shadow: dict[str, Any] | None = None
         if reason is None:
             assert gen is not None
+            t0 = time.perf_counter()
             try:
-                batch = view.featurizer.page(ctx, title_ids, rid)
+                batch = view.featurizer.page(ctx, title_ids, key)
                 db = gen.primary.choose(batch)
                 probs = db.probabilities
                 index = np.ascontiguousarray(db.index, dtype=np.int64)
@@ -393,7 +412,10 @@ class Engine:
                 log.exception("model error, answering defaults: %s", exc)
             else:
                 if gen.shadow is not None:
-                    shadow = self._shadow(gen, batch, rid, title_ids)
+                    shadow = self._shadow(gen, batch, key, title_ids)
+            if job is not None:
+                dt = time.perf_counter() - t0
+                self.page_seconds = dt if self.page_seconds == 0.0 else 0.8 * self.page_seconds + 0.2 * dt
         if reason is not None:
             index_list = default_artworks(view.catalog, title_ids, pools, gen.defaults if gen else {})
             index = np.asarray(index_list, dtype=np.int64)
@@ -404,7 +426,7 @@ class Engine:
             n_explored = 0
             propensity = [1.0] * n
             artwork_ids = [p[j] for p, j in zip(pools, index_list, strict=True)]
-            dids = decision_ids(rid, n)
+            dids = decision_ids(key, n)
             policy, version = DEFAULT_POLICY, 0 if gen is None else gen.number
         record: dict[str, Any] = {
             "k": "page",
@@ -430,7 +452,11 @@ class Engine:
                 if job.cancelled:
                     return None
                 job.committed = True
-        self.writer.append(record)  # before the response: an acknowledged decision is never lost
+        try:
+            self.writer.append(record)  # before the response: an acknowledged decision is never lost
+        except OSError as exc:
+            log.error("a page could not be logged (not acknowledged): %s", exc)
+            raise EventLogError(f"the decisions could not be logged: {exc}") from exc
         self.metrics.count_page(policy, n, n_explored, reason, None if shadow is None else shadow["policy"])
         return PageResult(
             rid,
@@ -446,8 +472,19 @@ class Engine:
             reason,
         )
 
+    def decide_posted(self, req: PageRequest, job: Job) -> PageResult | None:
+        """``decide`` on the model thread for a page a request posted (and waits for, see ``Job``)."""
+        try:
+            return self.decide(req, job)
+        finally:
+            self.finished += 1
+
+    def backlog_seconds(self) -> float:
+        """Roughly how long a page posted now would wait for the model thread (0 when it is idle)."""
+        return (self.posted - self.finished) * self.page_seconds
+
     def _shadow(
-        self, gen: snapshots.Generation, batch: Any, rid: str, title_ids: list[str]
+        self, gen: snapshots.Generation, batch: Any, key: str, title_ids: list[str]
     ) -> dict[str, Any] | None:
         """What the shadow policy would have chosen, with its propensities (logged, never served)."""
         assert gen.shadow is not None
@@ -456,7 +493,7 @@ class Engine:
             return {
                 "policy": sdb.policy,
                 "model_version": int(sdb.model_version),
-                "decision_ids": decision_ids(rid, len(title_ids), SHADOW_SALT),
+                "decision_ids": decision_ids(key, len(title_ids), SHADOW_SALT),
                 "probabilities_b64": encode_probabilities(sdb.probabilities),
                 "index": np.ascontiguousarray(sdb.index, dtype=np.int64),
                 "explored": np.ascontiguousarray(sdb.explored, dtype=np.bool_),

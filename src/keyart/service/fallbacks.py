@@ -11,12 +11,13 @@ from keyart.policies import decision_id
 #: ``policy`` of a decision answered by a default artwork.
 DEFAULT_POLICY = "default"
 #: Why a decision fell back (the ``fallback_reason`` field and the ``reason`` label of the metric).
-REASONS = ("no_model", "unknown_member", "model_error", "timeout", "pool_changed")
+REASONS = ("no_model", "unknown_member", "model_error", "timeout", "pool_changed", "overload")
 
 
 def decision_ids(request_id: str, n: int, salt: str = "") -> list[str]:
     """Decision ids of a page's n titles in the policies' format ``<request id>-<row>`` (shadow ids carry
-    ``salt`` after the request id, so they never collide with served ones)."""
+    ``salt`` after the request id, so they never collide with served ones). The service passes a key it
+    makes per page, never the client's request id, so ids stay unique when a client reuses one."""
     return [decision_id(f"{request_id}{salt}", i) for i in range(n)]
 
 

@@ -1,8 +1,9 @@
 """Prometheus metrics of the service (latency, decisions per policy, exploration, fallbacks, rewards
 joined, learner lag), shared across worker processes through prometheus_client's multiprocess mode.
 
-``keyart serve`` sets ``PROMETHEUS_MULTIPROC_DIR`` before any worker starts, so each process writes its
-samples to memory-mapped files there and ``/metrics`` on any worker aggregates all of them. Without it
+``keyart serve`` sets ``PROMETHEUS_MULTIPROC_DIR`` before anything imports prometheus_client (which
+picks its mode at import) and before any worker starts, so each process writes its samples to
+memory-mapped files there and ``/metrics`` on any worker aggregates all of them. Without it
 (tests in one process), each ``Metrics`` has a private registry.
 """
 
@@ -15,7 +16,8 @@ from typing import Any
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.multiprocess import MultiProcessCollector, mark_process_dead
 
-MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
+from keyart.service.config import MULTIPROC_ENV
+
 LATENCY_BUCKETS = (0.001, 0.002, 0.003, 0.005, 0.0075, 0.01, 0.015, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
 
 
@@ -64,6 +66,19 @@ class Metrics:
         self.late_decisions = Counter(
             "keyart_late_decisions_total",
             "Decisions ingested after their attribution window was learned (stored, not learned from).",
+            registry=r,
+        )
+        self.learner_skipped = Counter(
+            "keyart_learner_skipped_total",
+            "What the learner set aside, by reason: malformed segment lines (malformed_line), decisions "
+            "whose policy update failed validation (invalid_update).",
+            ["reason"],
+            registry=r,
+        )
+        self.log_failures = Counter(
+            "keyart_event_log_failures_total",
+            "Requests answered 503 because their events could not be logged (not acknowledged).",
+            ["endpoint"],
             registry=r,
         )
         self.events_ingested = Counter(

@@ -20,8 +20,10 @@ import orjson
 from pydantic import ValidationError as PydanticValidationError
 
 from keyart.context import MemberContext, Play
+from keyart.events import MIN_TIMESTAMP
 from keyart.service.config import Limits
 from keyart.service.schemas import (
+    FEATURE_BOUND,
     ContextIn,
     DecideOneRequest,
     DecideRequest,
@@ -89,10 +91,18 @@ def _short(v: Any) -> str:
     return v  # type: ignore[no-any-return]
 
 
+def _bounded(v: Any) -> float:
+    """``_number`` within [-FEATURE_BOUND, FEATURE_BOUND] (pydantic refuses the rest, naming the field)."""
+    x = _number(v)
+    if not -FEATURE_BOUND <= x <= FEATURE_BOUND:
+        raise _Defer
+    return x
+
+
 def _numbers(v: Any) -> dict[str, float]:
     if type(v) is not dict:
         raise _Defer
-    return {k: _number(x) for k, x in v.items()}
+    return {k: _bounded(x) for k, x in v.items()}
 
 
 def _play_maker() -> Callable[[str, float | None, float | None], Play]:
@@ -268,6 +278,35 @@ def check_history(req: PageRequest, limits: Limits) -> None:
             f"context.played has {n} entries; the limit is {limits.max_history}.",
             "context.played",
         )
+
+
+def check_event_time(ts: float | None, limits: Limits, now: float, field: str) -> None:
+    """An event time (epoch seconds) from a client: not before 1990 (the event store's bound) and not
+    later than the server's clock ``now`` plus ``limits.max_clock_skew_seconds`` (422 naming ``field``).
+    Event time drives the learner's attribution windows: a client cannot move it into the future."""
+    if ts is None:
+        return
+    if ts > now + limits.max_clock_skew_seconds:
+        raise RequestError(
+            422,
+            "timestamp_in_future",
+            f"{field} {ts!r} is later than the server's clock ({now:.0f}) by more than "
+            f"max_clock_skew_seconds={limits.max_clock_skew_seconds}.",
+            field,
+        )
+    if ts < MIN_TIMESTAMP:
+        raise RequestError(
+            422,
+            "invalid_field",
+            f"{field} {ts!r} is before 1990-01-01 ({MIN_TIMESTAMP:.0f}): send epoch seconds (UTC).",
+            field,
+        )
+
+
+def check_clock(req: PageRequest, limits: Limits, now: float) -> None:
+    """The page's ``context.timestamp`` within ``check_event_time``'s bounds (422 otherwise)."""
+    if req.known:
+        check_event_time(req.context.timestamp, limits, now, "context.timestamp")
 
 
 def parse_page(body: bytes, limits: Limits, now: float) -> PageRequest:

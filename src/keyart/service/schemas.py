@@ -12,6 +12,10 @@ from keyart.errors import ValidationError
 
 Id = Annotated[str, Field(min_length=1, max_length=256)]
 Finite = Annotated[float, Field(allow_inf_nan=False)]
+#: The largest magnitude of a member's free numeric features (``context.extra``, ``recommender_scores``):
+#: larger values would overflow the learner's statistics (they are squared and summed).
+FEATURE_BOUND = 1e6
+Bounded = Annotated[float, Field(ge=-FEATURE_BOUND, le=FEATURE_BOUND, allow_inf_nan=False)]
 
 
 class RequestError(ValidationError):
@@ -54,7 +58,9 @@ class PlayIn(_Strict):
 
 
 class ContextIn(_Strict):
-    """What the client knows about the member now. ``timestamp`` defaults to the server's clock."""
+    """What the client knows about the member now. ``timestamp`` defaults to the server's clock and may
+    not be later than it by more than ``Limits.max_clock_skew_seconds``; ``recommender_scores`` and
+    ``extra`` values lie in [-1e6, 1e6] (``FEATURE_BOUND``)."""
 
     played: list[PlayIn] = []
     country: Annotated[str, Field(max_length=64)] = ""
@@ -62,8 +68,8 @@ class ContextIn(_Strict):
     device: Annotated[str, Field(max_length=64)] = ""
     timestamp: Finite | None = None
     interacted_titles: list[Id] = []
-    recommender_scores: dict[str, Finite] = {}
-    extra: dict[str, Finite] = {}
+    recommender_scores: dict[str, Bounded] = {}
+    extra: dict[str, Bounded] = {}
 
 
 class DecideRequest(_Strict):

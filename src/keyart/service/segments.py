@@ -16,6 +16,8 @@ numbers per page. ``page_probabilities`` reads it back, or the ``probabilities``
 from __future__ import annotations
 
 import binascii
+import contextlib
+import errno
 import json
 import os
 import threading
@@ -38,6 +40,11 @@ class SegmentWriter:
 
     Past ``max_bytes`` the writer seals its file (an empty ``<name>.done`` marker beside it, written after
     the last record) and continues in a new one, so the learner can delete what it has fully ingested.
+
+    A write that fails (full disk, I/O error) raises ``OSError``: the record is not acknowledged. Part of
+    it may be in the file, so the writer abandons that file (sealed; its torn tail has no newline and is
+    never read as a record) and the next record begins a new file: a failure never damages a later
+    record.
     """
 
     def __init__(self, directory: Path, fsync: bool = False, max_bytes: int = 64 << 20) -> None:
@@ -47,40 +54,99 @@ class SegmentWriter:
         self.max_bytes = max_bytes
         self._lock = threading.Lock()
         self.bytes_written = 0  # over all of this writer's files
+        self._fd = -1
+        self._token, self._seq = uuid.uuid4().hex[:8], 0
         self._open()
 
     def _open(self) -> None:
-        name = f"{os.getpid()}-{time.time_ns()}-{uuid.uuid4().hex[:6]}{SUFFIX}"
-        self.path = self.directory / name
-        self._fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+        self._seq += 1  # the writer's files are <pid>-<ns>-<token>-<seq>: it appends only to the newest
+        name = f"{os.getpid()}-{time.time_ns()}-{self._token}-{self._seq}{SUFFIX}"
+        path = self.directory / name
+        self._fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+        self.path = path
         self._file_bytes = 0
 
     def _seal(self) -> None:
-        os.close(self._fd)
-        self._fd = -1
-        (self.directory / (self.path.name + SEALED)).touch()
+        fd, self._fd = self._fd, -1
+        try:
+            os.close(fd)
+        finally:  # best effort after a failure: a newer file of this process also marks this one final
+            with contextlib.suppress(OSError):
+                (self.directory / (self.path.name + SEALED)).touch()
 
     def append(self, record: dict[str, Any]) -> None:
-        """Append one record as a JSON line; returns only once the kernel holds it."""
+        """Append one record as a JSON line; returns only once the kernel holds it (``OSError`` if not)."""
         data = orjson.dumps(record, option=orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_APPEND_NEWLINE)
         with self._lock:
-            if self._file_bytes >= self.max_bytes:
-                self._seal()
-                self._open()
-            n = os.write(self._fd, data)
-            if n < len(data):  # a short write (signal, full disk): write the rest
-                view = memoryview(data)[n:]
-                while view:
-                    view = view[os.write(self._fd, view) :]
-            if self.fsync:
-                os.fdatasync(self._fd)
+            try:
+                if self._fd < 0 or self._file_bytes >= self.max_bytes:
+                    if self._fd >= 0:
+                        self._seal()
+                    self._open()
+                n = os.write(self._fd, data)
+                self._file_bytes += n
+                if n < len(data):  # a short write (signal, full disk): write the rest
+                    view = memoryview(data)[n:]
+                    while view:
+                        k = os.write(self._fd, view)
+                        if k <= 0:
+                            raise OSError(errno.EIO, "the segment file accepts no more bytes")
+                        self._file_bytes += k
+                        view = view[k:]
+                if self.fsync:
+                    os.fdatasync(self._fd)
+            except OSError:
+                if self._fd >= 0:
+                    with contextlib.suppress(OSError):
+                        self._seal()  # abandon the file: its tail may be a torn part of this record
+                raise
             self.bytes_written += len(data)
-            self._file_bytes += len(data)
+
+    def check(self) -> str | None:
+        """Why records cannot be logged now (a probe write in the directory fails), or None."""
+        probe = self.directory / f".probe-{os.getpid()}-{threading.get_ident()}"
+        try:
+            fd = os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+            try:
+                if os.write(fd, b"\n") != 1:
+                    raise OSError(errno.ENOSPC, "short write")
+            finally:
+                os.close(fd)
+                probe.unlink(missing_ok=True)
+        except OSError as exc:
+            return f"the events directory is not writable: {type(exc).__name__}: {exc}"
+        return None  # (after a failed write, the next record begins a new file)
 
     def close(self) -> None:
         with self._lock:
             if self._fd >= 0:
                 self._seal()
+
+
+def _final(paths: list[Path]) -> set[str]:
+    """The names among ``paths`` (one directory's segments) that will never grow: sealed by their writer,
+    superseded by a newer segment of the same process (a writer appends only to its newest file), or
+    written by a process that no longer exists."""
+    newest: dict[str, tuple[int, str]] = {}
+    for p in paths:
+        writer, seq = _writer_and_seq(p.name)
+        newest[writer] = max(newest.get(writer, (seq, p.name)), (seq, p.name))
+    return {
+        p.name
+        for p in paths
+        if newest[_writer_and_seq(p.name)[0]][1] != p.name
+        or (p.parent / (p.name + SEALED)).exists()
+        or not _writer_alive(p.name)
+    }
+
+
+def _writer_and_seq(name: str) -> tuple[str, int]:
+    """(writer, sequence number) of a segment named ``<pid>-<ns>-<writer token>-<seq>.seg``; names of
+    another form are each their own writer."""
+    parts = name[: -len(SUFFIX)].split("-")
+    if len(parts) == 4 and parts[3].isdigit():
+        return f"{parts[0]}-{parts[2]}", int(parts[3])
+    return name, 0
 
 
 def _writer_alive(name: str) -> bool:
@@ -115,6 +181,7 @@ class SegmentReader:
         self.directory = directory
         directory.mkdir(parents=True, exist_ok=True)
         self.offsets: dict[str, int] = {}
+        self.skipped = 0  # complete lines that were not JSON (see take_skipped)
         path = directory / OFFSETS_FILE
         if path.exists():
             try:
@@ -137,7 +204,9 @@ class SegmentReader:
         records: list[dict[str, Any]] = []
         new_offsets = dict(self.offsets)
         budget = max_bytes
-        for p in sorted(self.directory.glob(f"*{SUFFIX}")):
+        paths = sorted(self.directory.glob(f"*{SUFFIX}"))
+        final = _final(paths)  # decided before the sizes are read: these files no longer grow
+        for p in paths:
             start = self.offsets.get(p.name, 0)
             try:
                 size = p.stat().st_size
@@ -149,7 +218,8 @@ class SegmentReader:
                 fh.seek(start)
                 data = fh.read(min(size - start, budget))
             end = data.rfind(b"\n")
-            if end < 0:
+            whole = p.name in final and start + len(data) == size
+            if end < 0 and not whole:
                 continue
             chunk = data[: end + 1]
             budget -= len(chunk)
@@ -157,9 +227,15 @@ class SegmentReader:
                 try:
                     records.append(orjson.loads(line))
                 except orjson.JSONDecodeError:
-                    continue  # a torn line after a crash of the writer; never acknowledged
-            new_offsets[p.name] = start + len(chunk)
+                    self.skipped += 1  # not a record (a line damaged before writers abandoned torn files)
+            # a final file's tail without a newline is a torn, never acknowledged write: skip it
+            new_offsets[p.name] = size if whole else start + len(chunk)
         return records, new_offsets
+
+    def take_skipped(self) -> int:
+        """Lines skipped as not JSON since the last call."""
+        n, self.skipped = self.skipped, 0
+        return n
 
     def commit(self, offsets: dict[str, int]) -> None:
         """Remember offsets (atomically) after their records are stored."""
@@ -170,15 +246,18 @@ class SegmentReader:
 
     def prune(self) -> list[str]:
         """Delete segments that are fully ingested (committed offset = size) and will not grow: sealed by
-        their writer, or written by a process that no longer exists. Returns the names deleted."""
+        their writer, superseded by a newer one of the same process, or written by a process that no
+        longer exists. Returns the names deleted."""
         gone = []
-        for p in sorted(self.directory.glob(f"*{SUFFIX}")):
+        paths = sorted(self.directory.glob(f"*{SUFFIX}"))
+        final = _final(paths)
+        for p in paths:
             marker = self.directory / (p.name + SEALED)
             try:
                 done = self.offsets.get(p.name, 0) >= p.stat().st_size
             except FileNotFoundError:
                 continue
-            if done and (marker.exists() or not _writer_alive(p.name)):
+            if done and p.name in final:
                 p.unlink(missing_ok=True)
                 marker.unlink(missing_ok=True)
                 gone.append(p.name)

@@ -1,0 +1,62 @@
+"""The learner's heartbeat: how worker processes tell whether the learner is running.
+
+The learner holding ``learner.lock`` writes ``learner.json`` (its pid) when it starts and touches it after
+every cycle; a worker reads the pid and the file's age (``learner_status``), which ``/readyz`` and
+``/v1/model`` report. The learner is not needed to serve (decisions are logged and answered without it),
+so its state is reported, never a reason to refuse traffic.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+HEARTBEAT = "learner.json"
+
+
+def write_heartbeat(root: Path) -> Path:
+    """Record this process as the running learner (atomically); returns the heartbeat file."""
+    path = root / HEARTBEAT
+    tmp = root / f".{HEARTBEAT}.tmp-{os.getpid()}"
+    tmp.write_text(json.dumps({"pid": os.getpid(), "started": time.time()}))
+    os.replace(tmp, path)
+    return path
+
+
+def beat(path: Path) -> None:
+    """One cycle done: refresh the heartbeat's modification time."""
+    try:
+        os.utime(path)
+    except FileNotFoundError:
+        write_heartbeat(path.parent)
+
+
+def _running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OSError):
+        return True
+    return True
+
+
+def learner_status(root: Path, learn_interval: float) -> dict[str, Any]:
+    """``{"running", "pid", "heartbeat_age_seconds", "ok"}``: ``ok`` when the learner's process exists
+    and it finished a cycle within ``max(30 s, 10 learn intervals)``."""
+    path = root / HEARTBEAT
+    try:
+        pid = int(json.loads(path.read_text())["pid"])
+        age = max(0.0, time.time() - path.stat().st_mtime)
+    except (OSError, ValueError, KeyError, TypeError):
+        return {"running": False, "pid": None, "heartbeat_age_seconds": None, "ok": False}
+    running = _running(pid)
+    return {
+        "running": running,
+        "pid": pid,
+        "heartbeat_age_seconds": round(age, 3),
+        "ok": running and age <= max(30.0, 10 * learn_interval),
+    }
