@@ -38,6 +38,7 @@ def test_demo_writes_figures_and_a_self_contained_report(demo_out: tuple[Path, s
     assert not re.search(r"""src=["'](?!data:)""", html)  # nothing fetched from elsewhere
     for heading in ("Experiment 1", "Experiment 2", "Experiment 3", "Experiment 4"):
         assert heading in html
+    assert "trained on the first 70% and replayed" in html  # the share the replay really trained on
 
 
 def test_demo_prints_tables_and_the_output_path(demo_out: tuple[Path, str]) -> None:

@@ -9,6 +9,7 @@ import pytest
 from scipy import stats
 
 from keyart.errors import ValidationError
+from keyart.features import Featurizer
 from keyart.simulation import World, demo_config, small_config
 from keyart.simulation.experiments import (
     POLICY_SUITE,
@@ -20,6 +21,7 @@ from keyart.simulation.experiments import (
     offline_replay,
     taste_showcase,
 )
+from keyart.simulation.runner import stream_windows
 
 CANDIDATES = ("Random", "Bandit", "LinUCB", "Epsilon-greedy")
 
@@ -46,9 +48,29 @@ def test_replay_table_shape(replay_runs: list) -> None:
     res = replay_runs[0]
     assert [r.policy for r in res.rows] == list(CANDIDATES)
     assert res.n_train_events > res.n_test_events > 0
+    assert res.train_share == pytest.approx(0.7)  # 1,050 of 1,500 pages, though windows hold 250
     for r in res.rows:
         assert r.lower <= r.estimate <= r.upper and 0 < r.truth < 1
     assert "policy" in format_table(res.table())
+
+
+@pytest.mark.parametrize(("n_requests", "window"), [(600, 250), (1_000, 300)])
+def test_replay_split_and_member_clusters(n_requests: int, window: int) -> None:
+    """The log is split after exactly the asked share of pages, and the held-out log is clustered by the
+    members of its events (the same stream, read back in one window)."""
+    world = World(small_config(seed=0))
+    res = offline_replay(world, n_requests, seed=0, window=window, candidates=("Random",))
+    n_train = round(0.7 * n_requests)
+    page = world.config.page_size
+    assert (res.n_train_events, res.n_test_events) == (n_train * page, (n_requests - n_train) * page)
+    world.reset()
+    featurizer = Featurizer(world.catalog)
+    [w] = stream_windows(world, n_requests, window=n_requests, seed=0, featurizer=featurizer)
+    members = w.batch.member_ids[n_train * page :]
+    _, codes = np.unique(members, return_inverse=True)
+    assert res.log.cluster is not None
+    np.testing.assert_array_equal(res.log.cluster, codes)
+    assert 1 < codes.max() + 1 < res.log.n  # members ask for several pages
 
 
 def test_replay_truth_orders_policies(replay_runs: list) -> None:

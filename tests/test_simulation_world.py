@@ -166,6 +166,48 @@ def test_drift_changes_truth_over_time() -> None:
     assert not np.allclose(w1.expected(events), w1.expected(later))
 
 
+_LAUNCH_MEMBERS = (
+    "genre_share",
+    "genre_taste",
+    "cast_taste",
+    "style_taste",
+    "member_country",
+    "member_device",
+    "member_activity",
+    "history_genres",
+    "device_style",
+)
+
+
+@pytest.mark.parametrize(
+    "changes",
+    [
+        {"taste_drift_per_day": 0.5},
+        {"n_new_titles": 5, "n_new_artworks": 10},
+        {"taste_drift_per_day": 0.2, "n_new_titles": 2, "n_new_artworks": 3, "arrival_day": 0.5},
+    ],
+)
+def test_drift_and_cold_start_keep_the_launch_world(changes: dict) -> None:
+    """Drift and arrivals come from their own generators: the launch world is the same without them."""
+    base = World(small_config(seed=6))
+    other = World(small_config(seed=6).with_(**changes))
+    assert other.catalog == base.catalog
+    T, A = len(base.title_ids), len(base.artwork_ids)
+    for name in ("TG", "TC", "title_pop"):
+        np.testing.assert_array_equal(getattr(other, name)[:T], getattr(base, name), err_msg=name)
+    for name in ("AG", "AC", "art_style", "art_base", "art_clickbait", "art_title"):
+        np.testing.assert_array_equal(getattr(other, name)[:A], getattr(base, name), err_msg=name)
+    assert other.artwork_ids[:A] == base.artwork_ids
+    for name in _LAUNCH_MEMBERS:
+        np.testing.assert_array_equal(getattr(other, name), getattr(base, name), err_msg=name)
+    np.testing.assert_array_equal(other.interacted[:, :T], base.interacted)
+    assert other.member_plays == base.member_plays
+    # the same events at the start have the same truth (drift starts from the launch tastes)
+    events, _ = base.events(base.sample_requests(300, np.random.default_rng(0)))
+    events = dataclasses.replace(events, timestamp=np.full(events.n, base.config.start_time))
+    np.testing.assert_array_equal(other.expected(events), base.expected(events))
+
+
 def test_cold_start_arrivals() -> None:
     cfg = small_config(seed=2).with_(n_new_titles=4, n_new_artworks=6, arrival_day=2.0)
     w = World(cfg)
@@ -211,3 +253,10 @@ def test_bad_inputs(world: World) -> None:
         world.sample_requests(0, np.random.default_rng(0))
     with pytest.raises(ValidationError, match="config must be a WorldConfig"):
         World({"seed": 1})  # type: ignore[arg-type]
+    events, _ = world.events(world.sample_requests(3, np.random.default_rng(0)))
+    chosen = np.zeros(events.n, dtype=np.int64)
+    for kwargs in ({}, {"rng": np.random.default_rng(0), "uniforms": np.zeros((events.n, 2))}):
+        with pytest.raises(ValidationError, match="exactly one of rng and uniforms"):
+            world.draw(events, chosen, **kwargs)
+    with pytest.raises(ValidationError, match="uniforms must have shape"):
+        world.draw(events, chosen, uniforms=np.zeros((events.n, 3)))

@@ -138,7 +138,7 @@ def run_demo(
     console.print(
         _rich_table(
             f"Experiment 2: replay on {replay.n_test_events:,} held-out exploration events "
-            f"(trained on {replay.n_train_events:,})",
+            f"(trained on the first {replay.n_train_events:,}, {replay.train_share:.0%})",
             [
                 {
                     "policy": r.policy,
@@ -195,9 +195,10 @@ def run_demo(
             "Experiment 2: offline replay (the seed's Figure 2)",
             [
                 f"A uniform-random exploration log of {sizes.replay:,} pages; candidates are trained on "
-                f"the first 70% and replayed on the rest ({replay.n_test_events:,} events). The replay "
-                "estimate is self-normalized (pools have different sizes), with a 95% interval; the "
-                "diamond is the world's true take fraction of the same policy on the same events."
+                f"the first {replay.train_share:.0%} and replayed on the rest ({replay.n_test_events:,} "
+                "events). The replay estimate is self-normalized (pools have different sizes), with a 95% "
+                "interval clustered by member; the diamond is the world's true take fraction of the same "
+                "policy on the same events."
             ],
             [tables["replay"]],
             [figures["replay"]],

@@ -6,6 +6,7 @@ log carries the exact propensity of the policy that made it.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 
 import numpy as np
@@ -44,6 +45,10 @@ class BatchCycleAgent:
     (the training data), then trains a fresh model on all exploration data gathered so far, A/B tests it
     for ``ab_test`` of the cycle (half the members, by hash, keep the production model) and rolls it out
     for the rest of the cycle. Production models serve greedily and do not learn between cycles.
+
+    Training needs the rewards of the whole collect phase, so ``next_cut`` tells the runner to end an
+    update window where each collect phase ends (training with feedback missing raises); ``trained_on``
+    records how many exploration decisions each new model was trained on.
     """
 
     def __init__(
@@ -74,8 +79,20 @@ class BatchCycleAgent:
         self.candidate: Policy | None = None
         self.log: list[LoggedFeedback] = []
         self.served = 0  # requests served so far
+        self.learned = 0  # requests whose feedback has been received
         self.phase_log: list[tuple[int, str]] = []
+        self.trained_on: list[int] = []
         self._phase = ""
+        self._train_at = self._first_after_collect()
+
+    def _first_after_collect(self) -> int:
+        """Position in its cycle of the first request past the collect phase (where training happens)."""
+        k = min(max(math.ceil(self.collect * self.cycle_requests) - 1, 0), self.cycle_requests)
+        while k < self.cycle_requests and self.phase(k) == "collect":
+            k += 1
+        while k > 0 and self.phase(k - 1) != "collect":
+            k -= 1
+        return k
 
     def phase(self, request: int) -> str:
         """Which phase of its cycle a request number falls in."""
@@ -86,15 +103,30 @@ class BatchCycleAgent:
             return "ab_test"
         return "rollout"
 
+    def next_cut(self, request: int) -> int:
+        """The first request number after ``request`` where a collect phase ends (a new model is trained)."""
+        start = request - request % self.cycle_requests + self._train_at
+        return start if start > request else start + self.cycle_requests
+
+    def _train(self, first_request: int) -> None:
+        """A fresh model trained on every exploration event gathered so far becomes the candidate."""
+        if self.learned < first_request:
+            raise ValidationError(
+                f"BatchCycleAgent trains at request {first_request} but has the feedback of only "
+                f"{self.learned} requests: end update windows at next_cut (run_closed_loop does)."
+            )
+        model = self.make_model()
+        for fb in self.log:
+            model.update(fb)
+        self.candidate = model
+        self.trained_on.append(sum(fb.n for fb in self.log))
+
     def _enter(self, phase: str, first_request: int) -> None:
         if phase == self._phase:
             return
-        if phase == "ab_test":  # train a fresh model on every exploration event gathered so far
-            model = self.make_model()
-            for fb in self.log:
-                model.update(fb)
-            self.candidate = model
-        elif phase == "rollout" and self.candidate is not None:
+        if self._phase == "collect":
+            self._train(first_request)
+        if phase == "rollout" and self.candidate is not None:
             self.production = self.candidate
         self._phase = phase
         self.phase_log.append((first_request, phase))
@@ -126,6 +158,7 @@ class BatchCycleAgent:
         rows = np.flatnonzero(self._last_phases == "collect")
         if rows.size:
             self.log.append(LoggedFeedback(batch.take(rows), chosen[rows], propensity[rows], reward[rows]))
+        self.learned = self.served
 
 
 class ABAgent:

@@ -13,7 +13,7 @@ from typing import Any, ClassVar
 from keyart.errors import ValidationError
 from keyart.params import Interval, Seed, check_param
 
-WORLD_CONFIG_VERSION = 1
+WORLD_CONFIG_VERSION = 2  # 2: drift tastes and arrivals drawn from their own generators
 
 # Vocabularies. Spellings are chosen so that the default ``FeatureConfig`` hashes them into distinct
 # buckets (these vocabularies are smaller than the bucket counts): the demo then measures learning, not

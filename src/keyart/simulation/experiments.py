@@ -153,6 +153,12 @@ class ReplayResult:
     n_train_events: int
     n_test_events: int
     alpha: float
+    log: BanditLog  # the held-out part of the log, clustered by member
+
+    @property
+    def train_share(self) -> float:
+        """The share of the log's events the candidates were trained on."""
+        return self.n_train_events / (self.n_train_events + self.n_test_events)
 
     def table(self) -> list[dict[str, Any]]:
         return [
@@ -186,8 +192,10 @@ def offline_replay(
     one: sum_i w_i r_i / sum_i w_i with w_i = pi(a_i | x_i) / (1 / K_i). With one pool size it is exactly
     Li et al.'s replay (mean reward of the events where the candidate agrees with the log); with varying
     sizes it removes replay's over-weighting of small pools. Intervals come from ``keyart.evaluation``
-    (delta method). The true value of a candidate is the mean over the same test events of
-    sum_a pi(a | x_i) P(quality play | x_i, a) under the hidden truth.
+    (delta method), clustered by member. The log is split after ``round(train_fraction * n_requests)``
+    requests (an update window ends there), so the train share is the one asked. The true value of a
+    candidate is the mean over the same test events of sum_a pi(a | x_i) P(quality play | x_i, a) under
+    the hidden truth.
     """
     if not 0 < train_fraction < 1:
         raise ValidationError(f"train_fraction must be in (0, 1). Got {train_fraction!r}.")
@@ -197,15 +205,23 @@ def offline_replay(
     policies = {name: make_suite_policy(name, seed) for name in candidates}
     n_train = round(train_fraction * n_requests)
     k_max = world.config.max_pool
-    reward, action, pscore, masks = [], [], [], []
+    reward, action, pscore, masks, members = [], [], [], [], []
     dists: dict[str, list[np.ndarray]] = {name: [] for name in candidates}
     truths: dict[str, list[np.ndarray]] = {name: [] for name in candidates}
     n_train_events = 0
-    for w in stream_windows(world, n_requests, window=window, seed=seed, featurizer=featurizer):
+    windows = stream_windows(
+        world,
+        n_requests,
+        window=window,
+        seed=seed,
+        featurizer=featurizer,
+        cut=lambda request: n_train if request < n_train else n_requests,
+    )
+    for w in windows:
         decisions = logger.choose(w.batch)
         chosen = np.fromiter((d.index for d in decisions), dtype=np.int64, count=len(decisions))
         prop = np.fromiter((d.propensity for d in decisions), dtype=np.float64, count=len(decisions))
-        r = world.draw(w.events, chosen, w.outcome_rng).quality.astype(np.float64)
+        r = world.draw(w.events, chosen, uniforms=w.uniforms).quality.astype(np.float64)
         if w.start < n_train:
             fb = LoggedFeedback(w.batch, chosen, prop, r)
             for p in policies.values():
@@ -222,6 +238,7 @@ def offline_replay(
             action.append(chosen)
             pscore.append(prop)
             masks.append(np.pad(w.batch.mask, ((0, 0), (0, pad))))
+            members.append(w.batch.member_ids)
         if progress is not None:
             progress(w.requests.n)
     if not reward:
@@ -233,6 +250,7 @@ def offline_replay(
         pscore=np.concatenate(pscore),
         n_actions=k_max,
         action_mask=mask,
+        cluster=np.concatenate(members),
     )
     from keyart.evaluation import EstimatorConfig
 
@@ -253,7 +271,7 @@ def offline_replay(
                 "replay (self-normalized)",
             )
         )
-    return ReplayResult(rows, policies, n_train_events, log.n, alpha)
+    return ReplayResult(rows, policies, n_train_events, log.n, alpha, log)
 
 
 # ---- experiment 3: which artwork for comedy fans and for romance fans ---------------------------

@@ -13,12 +13,12 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
 import numpy as np
 
-from keyart.context import MemberContext
+from keyart.context import SECONDS_PER_DAY, MemberContext
 from keyart.errors import ValidationError
 from keyart.features import CandidateBatch, Featurizer
 from keyart.simulation.world import Events, Requests, World
@@ -28,7 +28,12 @@ ProgressCallback = Callable[[int], None]
 
 
 class Agent(Protocol):
-    """Anything that can act in the closed loop: choose one candidate per row, learn from rewards."""
+    """Anything that can act in the closed loop: choose one candidate per row, learn from rewards.
+
+    An agent may also have ``next_cut(request: int) -> int``: the first request number after ``request``
+    before which it needs the feedback of every earlier request (a batch cycle's training time); the
+    runner then ends the update window there.
+    """
 
     name: str
 
@@ -208,6 +213,13 @@ def _check_positive_int(name: str, value: object) -> int:
     return int(value)
 
 
+REQUEST_BLOCK = 50
+"""Requests per block of the request stream. Each block draws its requests and its outcome uniforms from
+its own generator, keyed by (world seed, run seed, block number), and the world's clock (with the
+catalog's arrivals) moves only between blocks; so the stream depends neither on how it is cut into update
+windows nor on the run's length."""
+
+
 @dataclass(frozen=True)
 class Window:
     """One update window of the request stream: the pages, the world's view and the policy's view."""
@@ -217,9 +229,72 @@ class Window:
     events: Events
     contexts: list[MemberContext]
     batch: CandidateBatch
-    outcome_rng: np.random.Generator
+    uniforms: np.ndarray  # (events.n, 2): the outcome draws' uniforms (``world.draw(..., uniforms=)``)
     seconds_world: float
     seconds_featurize: float
+
+
+@dataclass(frozen=True)
+class _Rows:
+    """Generated requests not yet handed out: the world's view, contexts and outcome uniforms."""
+
+    requests: Requests
+    events: Events
+    contexts: list[MemberContext]
+    uniforms: np.ndarray
+
+    @property
+    def n(self) -> int:
+        return self.requests.n
+
+    def split(self, m: int, page: int) -> tuple[_Rows, _Rows]:
+        """(the first ``m`` requests, the rest)."""
+        head, tail = slice(0, m), slice(m, None)
+        return (
+            _Rows(
+                self.requests.take(head),
+                self.events.take(slice(0, m * page)),
+                self.contexts[:m],
+                self.uniforms[: m * page],
+            ),
+            _Rows(
+                self.requests.take(tail),
+                self.events.take(slice(m * page, None)),
+                self.contexts[m:],
+                self.uniforms[m * page :],
+            ),
+        )
+
+    @staticmethod
+    def concat(parts: list[_Rows]) -> _Rows:
+        if len(parts) == 1:
+            return parts[0]
+        return _Rows(
+            Requests.concat([p.requests for p in parts]),
+            Events.concat([p.events for p in parts]),
+            [c for p in parts for c in p.contexts],
+            np.concatenate([p.uniforms for p in parts]),
+        )
+
+
+def _block(world: World, entropy: list[int], block: int, t_start: float) -> _Rows:
+    """Block ``block`` of the stream, drawn from its own generators under the world's current catalog."""
+    s_requests, s_luck = np.random.SeedSequence(entropy, spawn_key=(block,)).spawn(2)
+    dt = SECONDS_PER_DAY / world.config.requests_per_day
+    requests = world.sample_requests(
+        REQUEST_BLOCK, np.random.default_rng(s_requests), start=t_start + block * REQUEST_BLOCK * dt
+    )
+    events, _ = world.events(requests)
+    uniforms = np.random.default_rng(s_luck).random((events.n, 2))
+    return _Rows(requests, events, world.contexts(requests), uniforms)
+
+
+def _trim(events: Events) -> Events:
+    """Events padded only to their own largest pool (the width of their candidate batch)."""
+    k = int(events.mask.sum(1).max())
+    if k == events.artworks.shape[1]:
+        return events
+    return replace(events, artworks=events.artworks[:, :k])
 
 
 def stream_windows(
@@ -229,33 +304,63 @@ def stream_windows(
     window: int,
     seed: int,
     featurizer: Featurizer,
+    cut: Callable[[int], int] | None = None,
 ) -> Iterator[Window]:
-    """The request stream of a run, one window of ``window`` requests at a time.
+    """The request stream of a run from the world's clock (reset the world first), one window at a time.
 
-    Requests depend only on ``(world seed, seed)``; after each window the clock moves to its last request
-    (new titles and artworks arrive between windows). Consumers draw outcomes with ``outcome_rng``
-    (shared across windows), so every agent faces the same stream and the same luck.
+    Requests and outcome uniforms depend only on ``(world seed, seed)`` and the request's number: they
+    are drawn in fixed blocks of ``REQUEST_BLOCK`` requests, so every window size, and every agent, sees
+    the same members, pages and luck. A window holds ``window`` requests, and ends early at the request
+    number ``cut(start)`` returns (an agent's phase change, a train/test split) and where the catalog
+    changes: the clock moves between blocks, and titles and artworks whose time has come enter the
+    catalog there, before the next window (``featurizer`` must be built on ``world.catalog``).
     """
     n_requests = _check_positive_int("n_requests", n_requests)
     window = _check_positive_int("update_every", window)
     if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
         raise ValidationError(f"seed must be an int >= 0. Got {seed!r}.")
-    ss = np.random.SeedSequence([world.config.seed, seed, 0x6C6F6F70])
-    req_rng, out_rng = (np.random.default_rng(s) for s in ss.spawn(2))
+    entropy = [world.config.seed, seed, 0x6C6F6F70]
+    page = world.config.page_size
+    t_start = world.now
+    pending: list[_Rows] = []
+    buffered = 0
+    block = 0
+    clock: float | None = None  # end of the last generated block: where the clock moves next
     done = 0
     while done < n_requests:
         m = min(window, n_requests - done)
+        if cut is not None:
+            stop = int(cut(done))
+            if done < stop < done + m:
+                m = stop - done
         t0 = time.perf_counter()
-        requests = world.sample_requests(m, req_rng)
-        events, _ = world.events(requests)
-        contexts = world.contexts(requests)
+        while buffered < m:
+            if clock is not None:
+                if buffered and world.arrivals_due(clock):
+                    m = buffered  # the catalog changes after these rows: the window ends here
+                    break
+                world.advance_to(clock)
+            rows = _block(world, entropy, block, t_start)
+            pending.append(rows)
+            buffered += rows.n
+            block += 1
+            clock = float(rows.requests.timestamp[-1])
+        rows = _Rows.concat(pending)
+        if rows.n > m:
+            rows, rest = rows.split(m, page)
+            pending = [rest]
+        else:
+            pending = []
+        buffered -= m
+        events = _trim(rows.events)
         t1 = time.perf_counter()
-        batch = featurize_pages(featurizer, world, requests, contexts, offset=done)
+        batch = featurize_pages(featurizer, world, rows.requests, rows.contexts, offset=done)
         t2 = time.perf_counter()
         _check_alignment(world, batch, events)
-        yield Window(done, requests, events, contexts, batch, out_rng, t1 - t0, t2 - t1)
-        world.advance_to(float(requests.timestamp[-1]))
+        yield Window(done, rows.requests, events, rows.contexts, batch, rows.uniforms, t1 - t0, t2 - t1)
         done += m
+        last = float(rows.requests.timestamp[-1])
+    world.advance_to(last)
 
 
 def run_closed_loop(
@@ -271,7 +376,9 @@ def run_closed_loop(
     """Run ``agent`` for ``n_requests`` page requests in closed loop against ``world``.
 
     The world is reset first; the request stream and the outcome draws depend only on ``(world seed,
-    seed)``, so every agent run with the same seed faces the same members, pages and luck.
+    seed)`` (not on ``update_every``), so every agent run with the same seed faces the same members, pages
+    and luck. The agent learns every ``update_every`` requests, and also where its ``next_cut`` (if it has
+    one) says it needs the feedback so far, and where new titles or artworks arrive.
     """
     n_requests = _check_positive_int("n_requests", n_requests)
     update_every = _check_positive_int("update_every", update_every)
@@ -295,12 +402,15 @@ def run_closed_loop(
         )
     }
     seconds = {"world": 0.0, "featurize": 0.0, "choose": 0.0, "update": 0.0}
-    for w in stream_windows(world, n_requests, window=update_every, seed=seed, featurizer=featurizer):
+    cut = getattr(agent, "next_cut", None)
+    for w in stream_windows(
+        world, n_requests, window=update_every, seed=seed, featurizer=featurizer, cut=cut
+    ):
         t2 = time.perf_counter()
         chosen, propensity = agent.act(w.batch)
         t3 = time.perf_counter()
         events = w.events
-        outcomes = world.draw(events, chosen, w.outcome_rng)
+        outcomes = world.draw(events, chosen, uniforms=w.uniforms)
         q = world.expected(events)
         mask = events.mask
         best = np.where(mask, q, -1.0).max(1)

@@ -9,7 +9,7 @@ every random source is a ``numpy.random.Generator`` derived from ``WorldConfig.s
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -73,7 +73,7 @@ class Events:
     def mask(self) -> np.ndarray:
         return self.artworks >= 0
 
-    def take(self, index: np.ndarray) -> Events:
+    def take(self, index: np.ndarray | slice) -> Events:
         """The events at ``index`` (rows)."""
         return Events(
             self.member[index],
@@ -82,6 +82,19 @@ class Events:
             self.device[index],
             self.timestamp[index],
             self.interacted[index],
+        )
+
+    @staticmethod
+    def concat(parts: Sequence[Events]) -> Events:
+        """Events stacked row-wise, padded to the largest pool."""
+        if len(parts) == 1:
+            return parts[0]
+        k = max(p.artworks.shape[1] for p in parts)
+        arts = [np.pad(p.artworks, ((0, 0), (0, k - p.artworks.shape[1])), constant_values=-1) for p in parts]
+        return Events(
+            *(np.concatenate([getattr(p, f) for p in parts]) for f in ("member", "title")),
+            np.concatenate(arts),
+            *(np.concatenate([getattr(p, f) for p in parts]) for f in ("device", "timestamp", "interacted")),
         )
 
 
@@ -99,6 +112,28 @@ class Requests:
     def n(self) -> int:
         return int(self.member.shape[0])
 
+    def take(self, index: np.ndarray | slice) -> Requests:
+        """The requests at ``index`` (rows)."""
+        return Requests(
+            self.member[index],
+            self.device[index],
+            self.timestamp[index],
+            self.titles[index],
+            self.recommender[index],
+        )
+
+    @staticmethod
+    def concat(parts: Sequence[Requests]) -> Requests:
+        """Requests stacked row-wise."""
+        if len(parts) == 1:
+            return parts[0]
+        return Requests(
+            *(
+                np.concatenate([getattr(p, f) for p in parts])
+                for f in ("member", "device", "timestamp", "titles", "recommender")
+            )
+        )
+
 
 @dataclass(frozen=True)
 class Outcomes:
@@ -108,6 +143,26 @@ class Outcomes:
     quality: np.ndarray  # (n,) bool (quality play; implies play)
     p_play: np.ndarray  # (n,) float
     expected: np.ndarray  # (n,) float: P(quality play) of the shown artwork
+
+
+@dataclass
+class _ArtworkDraws:
+    """Generated artworks (hidden attributes included), one entry per artwork, before they get ids."""
+
+    titles: list[int]
+    themes: list[np.ndarray]
+    casts: list[list[int]]
+    styles: list[int]
+    base: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    clickbait: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=bool))
+
+    @property
+    def title(self) -> np.ndarray:
+        return np.asarray(self.titles, dtype=np.int64)
+
+    @property
+    def style(self) -> np.ndarray:
+        return np.asarray(self.styles, dtype=np.int64)
 
 
 class World:
@@ -122,10 +177,12 @@ class World:
         self.config = config if config is not None else WorldConfig()
         if not isinstance(self.config, WorldConfig):
             raise ValidationError(f"config must be a WorldConfig. Got {type(config).__name__}.")
+        # one generator per part: the launch world (catalog, members, histories) draws nothing from the
+        # drift and arrival generators, so turning drift or cold start on leaves it exactly as it was
         root = np.random.SeedSequence([self.config.seed, 0x6B657961])
-        s_catalog, s_members, s_history = root.spawn(3)
-        self._build_catalog(np.random.default_rng(s_catalog))
-        self._build_members(np.random.default_rng(s_members))
+        s_catalog, s_members, s_history, s_drift, s_arrivals = root.spawn(5)
+        self._build_catalog(np.random.default_rng(s_catalog), np.random.default_rng(s_arrivals))
+        self._build_members(np.random.default_rng(s_members), np.random.default_rng(s_drift))
         self._build_histories(np.random.default_rng(s_history))
         self.reset()
 
@@ -143,7 +200,12 @@ class World:
         self._in_catalog_arts = self.art_arrival <= self.now
 
     # ---- generation ---------------------------------------------------------------------------
-    def _build_catalog(self, rng: np.random.Generator) -> None:
+    def _build_catalog(self, rng: np.random.Generator, arrivals: np.random.Generator) -> None:
+        """The launch catalog from ``rng``; the titles and artworks arriving later from ``arrivals``.
+
+        The launch titles and artworks draw nothing from ``arrivals``, so turning cold start on or off
+        leaves the launch world exactly as it was.
+        """
         c = self.config
         self.genres = GENRES[: c.n_genres]
         self.styles = STYLES
@@ -154,17 +216,31 @@ class World:
         cast_pop = 1.0 / np.arange(1, C + 1) ** 0.6
         cast_pop = rng.permutation(cast_pop / cast_pop.sum())
         self.genre_popularity = genre_pop
-        n_titles = c.n_titles + c.n_new_titles
-        title_genres: list[np.ndarray] = []
-        title_cast: list[np.ndarray] = []
-        for t in range(n_titles):
-            k = int(rng.choice([1, 2, 3], p=[0.3, 0.45, 0.25]))
-            gs = rng.choice(G, size=min(k, G), replace=False, p=genre_pop)
-            if t == 0 and G >= 3:  # the showcase title of experiment 3
-                gs = np.array([0, 1, 2])
-            kc = int(rng.integers(c.min_title_cast, c.max_title_cast + 1))
-            title_cast.append(rng.choice(C, size=min(kc, C), replace=False, p=cast_pop))
-            title_genres.append(np.asarray(gs, dtype=np.int64))
+        T0 = c.n_titles
+        n_titles = T0 + c.n_new_titles
+
+        # launch titles, their pools and hidden attributes (catalog generator only)
+        title_genres, title_cast = self._draw_titles(rng, 0, T0, genre_pop, cast_pop)
+        title_pop = rng.normal(0.0, c.title_popularity_sd, T0)
+        if T0 > 1:  # the showcase is a popular title (enough traffic to learn its artworks)
+            title_pop[0] = title_pop.max() + c.title_popularity_sd
+        launch = self._draw_pools(rng, title_genres, title_cast, 0)
+        runtime = [float(rng.integers(80, 150)) for _ in range(T0)]
+        # device x style is a pure interaction (each style averages zero over devices): which style works
+        # depends on the device, and no style is better for everyone
+        ds = rng.normal(0.0, c.device_style_sd, (len(DEVICES), S))
+        self.device_style = ds - ds.mean(0, keepdims=True)
+        self._text_style = STYLES.index("text-heavy")
+
+        # arrivals (cold start): new titles with their pools, then new artworks on launch titles
+        new_genres, new_cast = self._draw_titles(arrivals, T0, n_titles, genre_pop, cast_pop)
+        title_genres += new_genres
+        title_cast += new_cast
+        title_pop = np.concatenate([title_pop, arrivals.normal(0.0, c.title_popularity_sd, c.n_new_titles)])
+        new_pools = self._draw_pools(arrivals, new_genres, new_cast, T0)
+        runtime += [float(arrivals.integers(80, 150)) for _ in range(c.n_new_titles)]
+        extra = self._draw_extra_artworks(arrivals, launch, title_genres, title_cast)
+
         self.title_genre_lists = title_genres
         self.title_cast_lists = title_cast
         TG = np.zeros((n_titles, G))
@@ -174,92 +250,38 @@ class World:
             if len(title_cast[t]):
                 TC[t, title_cast[t]] = 1.0 / len(title_cast[t])
         self.TG, self.TC = TG, TC
-        self.title_pop = rng.normal(0.0, c.title_popularity_sd, n_titles)
-        if c.n_titles > 1:  # the showcase is a popular title (enough traffic to learn its artworks)
-            self.title_pop[0] = self.title_pop[: c.n_titles].max() + c.title_popularity_sd
+        self.title_pop = title_pop
         day = SECONDS_PER_DAY
+        arrival_time = c.start_time + c.arrival_day * day
         self.title_arrival = np.full(n_titles, -np.inf)
-        self.title_arrival[c.n_titles :] = c.start_time + c.arrival_day * day
+        self.title_arrival[T0:] = arrival_time
         self.title_ids = tuple(f"t{t:04d}" for t in range(n_titles))
 
-        art_title: list[int] = []
-        art_theme: list[np.ndarray] = []
-        art_cast: list[list[int]] = []
-        art_style: list[int] = []
-        for t in range(n_titles):
-            extra = (
-                rng.negative_binomial(1.2, 1.2 / (1.2 + c.mean_extra_pool)) if c.mean_extra_pool > 0 else 0
-            )
-            size = int(np.clip(c.min_pool + extra, c.min_pool, c.max_pool))
-            if t == 0:
-                size = max(size, min(6, c.max_pool))
-            for j in range(size):
-                gl = title_genres[t]
-                if t == 0 and j < 3 and G >= 3:
-                    theme = np.array([j])  # comedy, romance, drama
-                elif len(gl) > 1 and rng.random() < 0.15:
-                    theme = rng.choice(gl, size=2, replace=False)
-                else:
-                    theme = np.array([rng.choice(gl)])
-                n_feat = int(rng.choice([0, 1, 2], p=[0.3, 0.5, 0.2]))
-                cl = title_cast[t]
-                feat = [int(x) for x in rng.choice(cl, size=min(n_feat, len(cl)), replace=False)]
-                art_title.append(t)
-                art_theme.append(theme)
-                art_cast.append(feat)
-                art_style.append(int(rng.integers(S)))
-        A = len(art_title)
-        self.art_title = np.asarray(art_title, dtype=np.int64)
+        # artworks: launch ones first, then the new titles' pools, then the new artworks of launch titles
+        parts = (launch, new_pools, extra)
+        self.art_title = np.concatenate([p.title for p in parts])
+        self.art_style = np.concatenate([p.style for p in parts])
+        self.art_base = np.concatenate([p.base for p in parts])
+        self.art_clickbait = np.concatenate([p.clickbait for p in parts])
+        self.art_clickbait[self.art_title == 0] = False  # the showcase's themed artworks stay honest
+        themes = [x for p in parts for x in p.themes]
+        casts = [x for p in parts for x in p.casts]
+        A = len(themes)
         AG = np.zeros((A, G))
         AC = np.full((A, 2), -1, dtype=np.int64)
         for a in range(A):
-            AG[a, art_theme[a]] = 1.0 / len(art_theme[a])
-            AC[a, : len(art_cast[a])] = art_cast[a]
+            AG[a, themes[a]] = 1.0 / len(themes[a])
+            AC[a, : len(casts[a])] = casts[a]
         self.AG, self.AC = AG, AC
-        self.art_style = np.asarray(art_style, dtype=np.int64)
-        self.art_base = rng.normal(0.0, c.base_appeal_sd, A)
-        self.art_clickbait = rng.random(A) < c.clickbait_fraction
-        if n_titles > 0:  # the showcase's themed artworks stay honest
-            self.art_clickbait[self.art_title == 0] = False
         # mid-run arrivals: new titles' pools arrive with them, plus new artworks on launch titles
         self.art_arrival = self.title_arrival[self.art_title].copy()
-        self.art_arrival_extra = np.zeros(0, dtype=np.int64)
-        if c.n_new_artworks:
-            # at most one new artwork per launch title whose pool has room, with fresh attributes
-            sizes = np.bincount(self.art_title, minlength=n_titles)[: c.n_titles]
-            room = np.flatnonzero(sizes < c.max_pool)
-            room = room[room != 0]
-            titles_new = rng.choice(room, size=min(c.n_new_artworks, room.size), replace=False)
-            start = A
-            themes, casts, styles = [], [], []
-            for t in titles_new:
-                gl = title_genres[t]
-                themes.append(np.array([rng.choice(gl)]))
-                cl = title_cast[t]
-                n_feat = int(rng.choice([0, 1, 2], p=[0.3, 0.5, 0.2]))
-                casts.append([int(x) for x in rng.choice(cl, size=min(n_feat, len(cl)), replace=False)])
-                styles.append(int(rng.integers(S)))
-            extra_AG = np.zeros((len(titles_new), G))
-            extra_AC = np.full((len(titles_new), 2), -1, dtype=np.int64)
-            for i in range(len(titles_new)):
-                extra_AG[i, themes[i]] = 1.0
-                extra_AC[i, : len(casts[i])] = casts[i]
-            self.AG = np.vstack([self.AG, extra_AG])
-            self.AC = np.vstack([self.AC, extra_AC])
-            self.art_title = np.concatenate([self.art_title, titles_new])
-            self.art_style = np.concatenate([self.art_style, np.asarray(styles, dtype=np.int64)])
-            self.art_base = np.concatenate(
-                [self.art_base, rng.normal(0.0, c.base_appeal_sd, len(titles_new))]
-            )
-            self.art_clickbait = np.concatenate([self.art_clickbait, np.zeros(len(titles_new), dtype=bool)])
-            self.art_arrival = np.concatenate(
-                [self.art_arrival, np.full(len(titles_new), c.start_time + c.arrival_day * day)]
-            )
-            self.art_arrival_extra = np.arange(start, start + len(titles_new))
+        start = A - len(extra.themes)
+        self.art_arrival[start:] = arrival_time
+        self.art_arrival_extra = np.arange(start, A)
         # artwork ids: per title, numbered in order of creation
         counters = np.zeros(n_titles, dtype=np.int64)
         ids = []
-        for a in range(len(self.art_title)):
+        for a in range(A):
             t = int(self.art_title[a])
             ids.append(f"{self.title_ids[t]}-a{counters[t]:02d}")
             counters[t] += 1
@@ -272,7 +294,7 @@ class World:
                 name="The Long Weekend" if t == 0 else f"Title {t}",
                 genres=tuple(self.genres[g] for g in title_genres[t]),
                 cast=tuple(self.cast_names[x] for x in title_cast[t]),
-                runtime_minutes=float(rng.integers(80, 150)),
+                runtime_minutes=runtime[t],
                 default_artwork_id=f"{self.title_ids[t]}-a00",
             )
             for t in range(n_titles)
@@ -285,16 +307,90 @@ class World:
                 featured_cast=tuple(self.cast_names[x] for x in self.AC[a] if x >= 0),
                 style=STYLES[int(self.art_style[a])],
             )
-            for a in range(len(self.art_title))
+            for a in range(A)
         ]
-        # device x style is a pure interaction (each style averages zero over devices): which style works
-        # depends on the device, and no style is better for everyone
-        ds = rng.normal(0.0, c.device_style_sd, (len(DEVICES), S))
-        self.device_style = ds - ds.mean(0, keepdims=True)
-        text = STYLES.index("text-heavy")
-        self._text_style = text
 
-    def _build_members(self, rng: np.random.Generator) -> None:
+    def _draw_titles(
+        self, rng: np.random.Generator, first: int, stop: int, genre_pop: np.ndarray, cast_pop: np.ndarray
+    ) -> tuple[list[np.ndarray], list[np.ndarray]]:
+        """Genres and cast of titles ``first .. stop - 1`` (title 0 is the showcase)."""
+        c = self.config
+        G, C = c.n_genres, c.n_cast
+        title_genres: list[np.ndarray] = []
+        title_cast: list[np.ndarray] = []
+        for t in range(first, stop):
+            k = int(rng.choice([1, 2, 3], p=[0.3, 0.45, 0.25]))
+            gs = rng.choice(G, size=min(k, G), replace=False, p=genre_pop)
+            if t == 0 and G >= 3:  # the showcase title of experiment 3
+                gs = np.array([0, 1, 2])
+            kc = int(rng.integers(c.min_title_cast, c.max_title_cast + 1))
+            title_cast.append(rng.choice(C, size=min(kc, C), replace=False, p=cast_pop))
+            title_genres.append(np.asarray(gs, dtype=np.int64))
+        return title_genres, title_cast
+
+    def _draw_pools(
+        self,
+        rng: np.random.Generator,
+        title_genres: list[np.ndarray],
+        title_cast: list[np.ndarray],
+        first: int,
+    ) -> _ArtworkDraws:
+        """The artwork pools of titles ``first, first + 1, ...`` (genres and cast given per title)."""
+        c = self.config
+        G, S = c.n_genres, len(STYLES)
+        out = _ArtworkDraws([], [], [], [])
+        for i, (gl, cl) in enumerate(zip(title_genres, title_cast, strict=True)):
+            t = first + i
+            extra = (
+                rng.negative_binomial(1.2, 1.2 / (1.2 + c.mean_extra_pool)) if c.mean_extra_pool > 0 else 0
+            )
+            size = int(np.clip(c.min_pool + extra, c.min_pool, c.max_pool))
+            if t == 0:
+                size = max(size, min(6, c.max_pool))
+            for j in range(size):
+                if t == 0 and j < 3 and G >= 3:
+                    theme = np.array([j])  # comedy, romance, drama
+                elif len(gl) > 1 and rng.random() < 0.15:
+                    theme = rng.choice(gl, size=2, replace=False)
+                else:
+                    theme = np.array([rng.choice(gl)])
+                n_feat = int(rng.choice([0, 1, 2], p=[0.3, 0.5, 0.2]))
+                out.titles.append(t)
+                out.themes.append(theme)
+                out.casts.append([int(x) for x in rng.choice(cl, size=min(n_feat, len(cl)), replace=False)])
+                out.styles.append(int(rng.integers(S)))
+        n = len(out.titles)
+        out.base = rng.normal(0.0, c.base_appeal_sd, n)
+        out.clickbait = rng.random(n) < c.clickbait_fraction
+        return out
+
+    def _draw_extra_artworks(
+        self,
+        rng: np.random.Generator,
+        launch: _ArtworkDraws,
+        title_genres: list[np.ndarray],
+        title_cast: list[np.ndarray],
+    ) -> _ArtworkDraws:
+        """New artworks on launch titles (cold start): at most one per title with room, never clickbait."""
+        c = self.config
+        out = _ArtworkDraws([], [], [], [])
+        if c.n_new_artworks:
+            sizes = np.bincount(np.asarray(launch.titles, dtype=np.int64), minlength=c.n_titles)
+            room = np.flatnonzero(sizes < c.max_pool)
+            room = room[room != 0]
+            for t in rng.choice(room, size=min(c.n_new_artworks, room.size), replace=False).tolist():
+                out.titles.append(int(t))
+                out.themes.append(np.array([rng.choice(title_genres[t])]))
+                cl = title_cast[t]
+                n_feat = int(rng.choice([0, 1, 2], p=[0.3, 0.5, 0.2]))
+                out.casts.append([int(x) for x in rng.choice(cl, size=min(n_feat, len(cl)), replace=False)])
+                out.styles.append(int(rng.integers(len(STYLES))))
+        out.base = rng.normal(0.0, c.base_appeal_sd, len(out.titles))
+        out.clickbait = np.zeros(len(out.titles), dtype=bool)
+        return out
+
+    def _build_members(self, rng: np.random.Generator, drift: np.random.Generator) -> None:
+        """Members' hidden tastes and observable profile from ``rng``; the drift tastes from ``drift``."""
         c = self.config
         G, C, S, M = c.n_genres, c.n_cast, len(STYLES), c.n_members
         self.member_ids = tuple(f"m{m:06d}" for m in range(M))
@@ -302,13 +398,13 @@ class World:
 
         alpha = c.genre_concentration * G * self.genre_popularity
 
-        def genre_tastes() -> tuple[np.ndarray, np.ndarray]:
-            share = rng.dirichlet(alpha, size=M)
-            taste = c.genre_taste_scale * (share - 1.0 / G) + rng.normal(0.0, c.genre_taste_noise, (M, G))
+        def genre_tastes(g: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+            share = g.dirichlet(alpha, size=M)
+            taste = c.genre_taste_scale * (share - 1.0 / G) + g.normal(0.0, c.genre_taste_noise, (M, G))
             return share, taste
 
-        self.genre_share, self.genre_taste = genre_tastes()
-        self.genre_taste_drift = genre_tastes()[1] if c.taste_drift_per_day > 0 else self.genre_taste
+        self.genre_share, self.genre_taste = genre_tastes(rng)
+        self.genre_taste_drift = genre_tastes(drift)[1] if c.taste_drift_per_day > 0 else self.genre_taste
         ct = rng.normal(0.0, 0.05, (M, C))
         if c.liked_cast:
             cast_pop = self.TC[: c.n_titles].sum(0) + 1e-3
@@ -430,13 +526,25 @@ class World:
         """(n,) expected reward of a stochastic choice given as (n, K) probabilities."""
         return (self.expected(events) * probabilities).sum(1)
 
-    def draw(self, events: Events, chosen: np.ndarray, rng: np.random.Generator) -> Outcomes:
+    def draw(
+        self,
+        events: Events,
+        chosen: np.ndarray,
+        rng: np.random.Generator | None = None,
+        *,
+        uniforms: np.ndarray | None = None,
+    ) -> Outcomes:
         """Outcomes of showing ``chosen`` (n,) candidates, drawn from the hidden truth.
 
-        Two uniforms per event are drawn whatever was chosen (common random numbers), so different
-        policies facing the same request stream and generator see correlated luck.
+        Two uniforms per event decide the play and the quality play whatever was chosen (common random
+        numbers), so different policies facing the same events and uniforms see the same luck. Give either
+        ``rng`` (the uniforms are drawn from it) or ``uniforms`` ((n, 2), e.g. a runner window's).
         """
-        u = rng.random((events.n, 2))
+        if (rng is None) == (uniforms is None):
+            raise ValidationError("draw needs exactly one of rng and uniforms.")
+        u = rng.random((events.n, 2)) if rng is not None else np.asarray(uniforms, dtype=np.float64)
+        if u.shape != (events.n, 2):
+            raise ValidationError(f"uniforms must have shape ({events.n}, 2). Got {u.shape}.")
         p_play, p_q = self.probabilities(events)
         rows = np.arange(events.n)
         pp, pq = p_play[rows, chosen], p_q[rows, chosen]
@@ -460,6 +568,13 @@ class World:
             self.catalog.add_artworks([self._artworks[i] for i in np.flatnonzero(new_a)])
             self._in_catalog_arts |= new_a
         return [self.artwork_ids[i] for i in np.flatnonzero(new_a)]
+
+    def arrivals_due(self, timestamp: float) -> bool:
+        """Whether ``advance_to(timestamp)`` would add titles or artworks to the catalog."""
+        return bool(
+            ((self.title_arrival <= timestamp) & ~self._in_catalog_titles).any()
+            or ((self.art_arrival <= timestamp) & ~self._in_catalog_arts).any()
+        )
 
     def sample_requests(self, n: int, rng: np.random.Generator, start: float | None = None) -> Requests:
         """``n`` page requests from ``start`` on: members by activity, a page of titles each.
