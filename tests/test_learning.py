@@ -203,3 +203,27 @@ def test_bad_statistics_and_partitions_change_nothing():
     for k in ("P_ss", "P_sa", "eta_s"):
         np.testing.assert_array_equal(after["state"][k], before["state"][k])
     assert after["version"] == before["version"]
+
+
+def test_logistic_fit_stops_at_the_noise_floor_of_its_sums(monkeypatch):
+    """On large logs the summed gradient carries rounding noise, so Newton steps never fall below an
+    absolute tolerance; the fit must stop once the predicted decrease (the Newton decrement) is below
+    the objective's precision instead of failing to converge (seen in a 200k-page closed loop)."""
+    import keyart.learning as learning
+
+    X, ids, f, rng = _data(n=2000, d=4, m=5, seed=6)
+    y = (rng.random(f.size) < 1 / (1 + np.exp(-f))).astype(float)
+    prior = BlockGaussian.prior(4, 0, ridge=1.0, bias_ridge=0.5)
+    exact, _ = fit_logistic([(X, ids, y)], prior, [], bias_ridge=0.5)
+    real = learning.logistic_partition_sums
+    noise = np.random.default_rng(0)
+
+    def noisy(*args, **kwargs):
+        hss, hsa, hd, gs, ga, ll = real(*args, **kwargs)
+        return hss, hsa, hd, gs + noise.normal(0, 1e-5, gs.shape), ga, ll
+
+    monkeypatch.setattr(learning, "logistic_partition_sums", noisy)
+    post, _ = fit_logistic([(X, ids, y)], prior, [], bias_ridge=0.5)
+    a, b = exact.posterior(), post.posterior()
+    np.testing.assert_allclose(b.theta, a.theta, atol=1e-6)
+    np.testing.assert_allclose(b.beta, a.beta, atol=1e-6)

@@ -477,16 +477,25 @@ def _newton(
         g_a = base.P_sa @ dt + base.P_d * db + ga
         hess = BlockGaussian(base.P_ss + hss, base.P_sa + hsa, base.P_d + hd, g_s, g_a)
         step_s, step_a = hess.solve(g_s, g_a)
-        if max(np.abs(step_s).max(initial=0.0), np.abs(step_a).max(initial=0.0)) < tol:
+        decrement = float(g_s @ step_s + g_a @ step_a)  # squared Newton decrement: > 0, the step descends
+        scale = max(1.0, abs(value))
+        if max(np.abs(step_s).max(initial=0.0), np.abs(step_a).max(initial=0.0)) < tol or (
+            decrement <= 1e-12 * scale
+        ):
             theta, beta = theta - step_s, beta - step_a
             break
-        decrement = float(g_s @ step_s + g_a @ step_a)  # > 0: the step descends
         t = 1.0
         while True:
             cand_s, cand_a = theta - t * step_s, beta - t * step_a
             cand = objective(cand_s, cand_a)
-            if cand <= value - 1e-4 * t * decrement or t < 1e-10:
+            if cand <= value - 1e-4 * t * decrement:  # Armijo: enough decrease
                 break
+            if t == 1.0 and decrement <= 1e-8 * scale and cand <= value + 1e-12 * scale:
+                # next to the mode the predicted decrease is below the objective's rounding: the full step
+                # of the quadratic phase is right although no decrease can be seen
+                break
+            if t < 1e-10:
+                raise ConvergenceError("The logistic fit's line search found no decrease.")
             t *= 0.5
         theta, beta, value = cand_s, cand_a, cand
     else:
