@@ -141,6 +141,12 @@ def _load(
                 time.sleep(0.01)
 
 
+def _restarted_learner_ok(base: str, old_pid: int | None) -> bool:
+    """A learner other than the killed one reports a fresh heartbeat."""
+    learner = _fresh_get(base, "/v1/model").json()["learner"]
+    return bool(learner["ok"]) and learner["pid"] != old_pid
+
+
 def test_sigkill_under_load_loses_no_acknowledged_event(tmp_path: Path) -> None:
     state = _state(tmp_path)
     extra = ["--learn-interval", "0.2", "--attribution-window", "0.5", "--model-budget", "5"]
@@ -161,6 +167,7 @@ def test_sigkill_under_load_loses_no_acknowledged_event(tmp_path: Path) -> None:
             model = _fresh_get(srv.base, "/v1/model").json()
             generation, version = model["generation"], model["model_version"]
         assert generation >= 2 and version >= 1, "the learner should have learned and published under load"
+        learner_pid = model["learner"]["pid"]
         srv.kill()  # SIGKILL: server, workers and learner, mid-load
     finally:
         stop.set()
@@ -182,7 +189,7 @@ def test_sigkill_under_load_loses_no_acknowledged_event(tmp_path: Path) -> None:
         # the learner is up (its heartbeat: it holds the stores and handles SIGTERM); the graceful stop
         # ingests the rest
         deadline = time.monotonic() + 30
-        while not _fresh_get(again.base, "/v1/model").json()["learner"]["ok"]:
+        while not _restarted_learner_ok(again.base, learner_pid):
             assert time.monotonic() < deadline, "the restarted learner never started"
             time.sleep(0.1)
     with EventStore(state / "events.duckdb", read_only=True) as store:

@@ -362,15 +362,10 @@ def join_store(
 
 
 def join_closed(store: Any, start: float | None, end: float, **kwargs: Any) -> RewardTable:
-    """``join_store`` for the decisions in [start, end) only, reading O(new decisions + outcomes) rather
-    than every decision up to now: the decisions in [start, end), the later ones whose (member, title) has
-    an outcome since ``start`` (an outcome goes to the latest decision before it, which may be later), and
-    the outcomes since ``start``. The rows of decisions before ``end`` equal ``join_store``'s."""
-    decisions = store.decisions(start, end)
-    later = store.decisions_with_outcomes(end, start)
-    if later.num_rows:
-        decisions = pa.concat_tables([decisions, later])
-    return join_rewards(decisions, store.outcomes(start, None), **kwargs)
+    """The learner's incremental join: ``join_store`` of the decisions in [start, end), which reads only
+    those decisions, the later ones whose (member, title) has an outcome since ``start``, and the outcomes
+    up to ``end`` + the window, never every decision up to now."""
+    return join_store(store, start, end, **kwargs)
 
 
 __all__ = ["JoinReport", "QualityRule", "RewardTable", "join_closed", "join_rewards", "join_store"]

@@ -35,13 +35,19 @@ def beat(path: Path) -> None:
 
 
 def _running(pid: int) -> bool:
+    """The process exists and is not a zombie (a killed learner whose parent died too may never be
+    reaped, and ``kill(pid, 0)`` still succeeds on it)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except (PermissionError, OSError):
         return True
-    return True
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return True  # no /proc: trust kill(pid, 0)
+    return state not in ("Z", "X")
 
 
 def learner_status(root: Path, learn_interval: float) -> dict[str, Any]:
