@@ -26,10 +26,12 @@ from typing import Any  # noqa: E402
 
 import numpy as np  # noqa: E402
 
+from keyart.batch import CandidateBatch  # noqa: E402
 from keyart.catalog import Artwork, Catalog, Title  # noqa: E402
 from keyart.context import MemberContext, Play  # noqa: E402
-from keyart.features import CandidateBatch, Featurizer  # noqa: E402
-from keyart.policies import POLICIES, LoggedFeedback, make_policy  # noqa: E402
+from keyart.features import Featurizer  # noqa: E402
+from keyart.feedback import LoggedFeedback  # noqa: E402
+from keyart.policies import POLICIES, make_policy  # noqa: E402
 
 GENRES = [f"genre{i}" for i in range(14)]
 STYLES = ["dark", "bright", "face", "text", "group", "landscape"]

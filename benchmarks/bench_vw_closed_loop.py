@@ -24,7 +24,8 @@ from collections.abc import Sequence
 import numpy as np
 from threadpoolctl import threadpool_limits
 
-from keyart.features import CandidateBatch, FeatureConfig
+from keyart.batch import CandidateBatch
+from keyart.features import FeatureConfig
 from keyart.simulation.config import demo_config
 from keyart.simulation.experiments import format_table, make_suite_policy
 from keyart.simulation.runner import PolicyAgent, RunResult, run_closed_loop

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import numpy as np
 
+from keyart.batch import CandidateBatch
 from keyart.catalog import Artwork, Catalog, Title
 from keyart.context import MemberContext, Play
-from keyart.features import CandidateBatch, Featurizer
-from keyart.policies import LoggedFeedback, Policy
+from keyart.features import Featurizer
+from keyart.feedback import LoggedFeedback
+from keyart.policies import Policy
 
 GENRES = ("comedy", "romance", "drama", "action", "horror", "kids")
 STYLES = ("dark", "bright", "face", "text")

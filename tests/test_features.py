@@ -4,10 +4,12 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from core_helpers import make_catalog, make_members
+from keyart.batch import CandidateBatch
 from keyart.catalog import Artwork, Catalog, Title
 from keyart.context import MemberContext, Play
 from keyart.errors import DimensionError, UnknownIdError, ValidationError
-from keyart.features import CandidateBatch, FeatureConfig, Featurizer, stable_hash
+from keyart.features import FeatureConfig, Featurizer
+from keyart.hashing import stable_hash
 
 
 def test_stable_hash_is_fixed_across_processes():

@@ -9,8 +9,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from core_helpers import make_catalog, make_members, trained
+from keyart.batch import split_rows
 from keyart.context import Play
-from keyart.features import FeatureConfig, Featurizer, split_rows
+from keyart.features import FeatureConfig, Featurizer
 from keyart.policies import batch_rows, make_policy
 
 
@@ -97,11 +98,13 @@ def test_model_rows_follow_a_growing_artwork_table_and_index():
     for step in range(4):
         batch = f.page(ctx, tids[: 10 * (step + 1)], request_id=f"r{step}")  # new artworks each step
         np.testing.assert_array_equal(
-            batch_rows(policy.index_, batch, policy), policy.index_.rows_for_keys(batch.artwork_keys)
+            batch_rows(policy.index_, batch, policy._row_cache),
+            policy.index_.rows_for_keys(batch.artwork_keys),
         )
         trained(policy, cat, n=100, seed=step)  # the index learns new artworks
         np.testing.assert_array_equal(
-            batch_rows(policy.index_, batch, policy), policy.index_.rows_for_keys(batch.artwork_keys)
+            batch_rows(policy.index_, batch, policy._row_cache),
+            policy.index_.rows_for_keys(batch.artwork_keys),
         )
 
 

@@ -8,12 +8,13 @@ import pytest
 from scipy import special, stats
 
 from core_helpers import logged_feedback, make_catalog, make_events, make_members, trained
+from keyart.batch import CandidateBatch
 from keyart.context import MemberContext
 from keyart.errors import DimensionError, SnapshotError, UnknownIdError, ValidationError
-from keyart.features import CandidateBatch, Featurizer
+from keyart.features import Featurizer
+from keyart.feedback import LoggedFeedback
 from keyart.policies import (
     POLICIES,
-    LoggedFeedback,
     beta_max_probabilities,
     load_policy,
     make_policy,
@@ -340,7 +341,7 @@ def test_beta_ts_cache_equals_a_fresh_computation_through_updates_and_widths(cat
 
 def test_beta_ts_computes_each_pool_once_per_count_change(catalog, monkeypatch):
     """The quadrature runs once per distinct pool whose counts moved, however often the pool repeats."""
-    import keyart.policies as policies_module
+    import keyart.policies.counts as policies_module
 
     calls = []
     real = policies_module.beta_max_probabilities

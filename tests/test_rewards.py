@@ -153,7 +153,8 @@ def test_default_as_of_leaves_recent_decisions_pending() -> None:
 
 def test_join_from_store_and_feedback_for_learning(tmp_path) -> None:
     from keyart.features import Featurizer
-    from keyart.policies import LoggedFeedback, make_policy
+    from keyart.feedback import LoggedFeedback
+    from keyart.policies import make_policy
 
     cat = Catalog(
         [Title(f"t{i}", genres=("drama",), runtime_minutes=50.0) for i in range(3)],

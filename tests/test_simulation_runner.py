@@ -9,7 +9,8 @@ import pytest
 
 from keyart.errors import ValidationError
 from keyart.features import Featurizer
-from keyart.policies import LoggedFeedback, Policy, make_policy
+from keyart.feedback import LoggedFeedback
+from keyart.policies import Policy, make_policy
 from keyart.simulation import World, small_config
 from keyart.simulation.agents import ABAgent, BatchCycleAgent, arm_of
 from keyart.simulation.runner import PolicyAgent, pool_size_buckets, run_closed_loop, stream_windows

@@ -7,7 +7,8 @@ import numpy as np
 from keyart.catalog import Artwork, Catalog, Title
 from keyart.context import MemberContext, Play
 from keyart.features import Featurizer
-from keyart.policies import Decision, LinUCB, LoggedFeedback
+from keyart.feedback import Decision, LoggedFeedback
+from keyart.policies import LinUCB
 
 
 def tiny_catalog() -> Catalog:

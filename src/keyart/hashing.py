@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Sequence
 from functools import lru_cache
 
 import numpy as np
@@ -49,3 +50,39 @@ def splitmix64(x: np.ndarray) -> np.ndarray:
     x *= _M2
     x ^= x >> _S31
     return x.reshape(shape)
+
+
+class BucketHasher:
+    """Cached signed feature hashing of strings into a fixed number of buckets.
+
+    Tokens of an exact ``vocabulary`` own the first buckets (sign +1, never colliding); every other token
+    is hashed into the remaining ones.
+    """
+
+    def __init__(self, buckets: int, salt: str, vocabulary: Sequence[str] = ()) -> None:
+        self.buckets, self.salt = buckets, salt
+        self._cache: dict[str, tuple[int, float]] = {t: (i, 1.0) for i, t in enumerate(vocabulary)}
+        self._open = buckets - len(vocabulary)
+
+    def __call__(self, token: str) -> tuple[int, float]:
+        hit = self._cache.get(token)
+        if hit is None:
+            h = stable_hash(token, self.salt)
+            hit = (self.buckets - self._open + h % self._open, 1.0 if (h >> 63) & 1 else -1.0)
+            self._cache[token] = hit
+        return hit
+
+    def signed(self, tokens: Sequence[str], normalize: bool = True) -> np.ndarray:
+        v = np.zeros(self.buckets)
+        for t in tokens:
+            b, s = self(t)
+            v[b] += s
+        if normalize and tokens:
+            v /= len(tokens)
+        return v
+
+    def onehot(self, token: str) -> np.ndarray:
+        v = np.zeros(self.buckets)
+        if token and self.buckets:
+            v[self(token)[0]] = 1.0
+        return v

@@ -17,7 +17,7 @@ sums, so the same fit runs on one core, on DuckDB or on Spark.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from functools import cached_property
 from typing import TYPE_CHECKING
@@ -26,12 +26,13 @@ import numpy as np
 import scipy.linalg
 import scipy.sparse
 
+from keyart.basis import basis_plan
 from keyart.errors import ConvergenceError, DimensionError, ValidationError
-from keyart.features import split_rows
 from keyart.hashing import artwork_keys
 
 if TYPE_CHECKING:
-    from keyart.features import PageBasis, SplitRows
+    from keyart.basis import PageBasis, SplitRows
+    from keyart.layout import FeatureLayout
 
 
 class ArtworkIndex:
@@ -300,14 +301,15 @@ class Posterior:
         Y = U @ self.sigma
         return Y, np.einsum("ad,ad->a", Y, U), U
 
-    def split(self, layout: Mapping[str, slice]) -> tuple[SplitRows, SplitRows]:
-        """[Sigma; theta] (d + 1 rows) and the Y rows split for a featurizer layout (``split_rows``),
+    def split(self, layout: FeatureLayout) -> tuple[SplitRows, SplitRows]:
+        """[Sigma; theta] (d + 1 rows) and the Y rows split for a featurizer layout (``keyart.basis``),
         cached."""
         cached = self.__dict__.get("_splits")
         if cached is None or cached[0] is not layout:
             Y = self._projected[0]
             sigma_theta = np.vstack([self.sigma, self.theta[None, :]])
-            cached = (layout, split_rows(layout, sigma_theta), split_rows(layout, Y))
+            plan = basis_plan(layout)
+            cached = (layout, plan.split(sigma_theta), plan.split(Y))
             self.__dict__["_splits"] = cached
         return cached[1], cached[2]
 
@@ -327,7 +329,7 @@ class Posterior:
         safe = np.maximum(rows, 0)
         inv_d = np.where(known, self.inv_d[safe] if self.inv_d.size else 0.0, unknown_inv_d)
         levels, group = basis.levels, basis.level_of
-        g = levels.size
+        g = levels.shape[0]
         sigma_theta, y_split = self.split(basis.layout)
         # [Sigma; theta] V(prior) at every prior level: Sigma V, and V^T theta in its last row
         P = [basis.project(sigma_theta, level) for level in levels]
@@ -336,9 +338,10 @@ class Posterior:
         mean += np.where(known, self.beta[safe] if self.beta.size else 0.0, 0.0)
         # V^T Sigma V per level, and V(prior_n)^T Sigma U_a per candidate
         T = np.concatenate([p[:d] for p in P]).reshape(g, d, r).transpose(0, 2, 1).reshape(g * r, d)
-        G = basis.project(split_rows(basis.layout, T), np.repeat(levels, r)).reshape(g, r, r)
+        G = basis.project(basis.plan.split(T), np.repeat(levels, r, axis=0)).reshape(g, r, r)
         flat = rows.ravel()
-        H = basis.project(y_split, np.repeat(basis.prior, k) if g > 1 else levels[0], flat).reshape(n, k, r)
+        per_row = np.repeat(basis.prior, k, axis=0) if g > 1 else levels[0]
+        H = basis.project(y_split, per_row, flat).reshape(n, k, r)
         Z = basis.Z
         common = int(np.bincount(group).argmax()) if g > 1 else 0
         ZG = (Z.reshape(n * k, r) @ G[common]).reshape(n, k, r)

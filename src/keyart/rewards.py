@@ -28,6 +28,7 @@ import pyarrow.compute as pc
 
 from keyart.errors import UnknownIdError, ValidationError
 from keyart.events import context_from_json, decisions_table, outcomes_table
+from keyart.feedback import LoggedFeedback
 from keyart.params import Interval, Optional_, check_param
 
 
@@ -165,8 +166,6 @@ class RewardTable:
     ) -> Any:
         """``LoggedFeedback`` rebuilt from the logged contexts with ``featurizer.events``: over the logged
         pools, or over ``pools`` (each must hold the shown artwork; the shown index is mapped into it)."""
-        from keyart.policies import LoggedFeedback
-
         t = self.table
         batch = self.candidate_batch(featurizer, pools, contexts)
         chosen = t.column("chosen_index").to_numpy(zero_copy_only=False).astype(np.int64)

@@ -223,7 +223,7 @@ def evaluate_policy(
     ``LoggedFeedback``, which holds only the logged pools and so needs ``pools="logged"`` (then
     ``logging_probabilities`` (n, K) make the support check exact).
     """
-    from keyart.policies import LoggedFeedback
+    from keyart.feedback import LoggedFeedback
 
     if isinstance(feedback, LoggedFeedback):
         if pools != "logged":

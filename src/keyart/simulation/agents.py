@@ -11,9 +11,11 @@ from collections.abc import Callable
 
 import numpy as np
 
+from keyart.batch import CandidateBatch
 from keyart.errors import ValidationError
-from keyart.features import CandidateBatch, stable_hash
-from keyart.policies import LoggedFeedback, Policy, UniformPolicy
+from keyart.feedback import LoggedFeedback
+from keyart.hashing import stable_hash
+from keyart.policies import Policy, UniformPolicy
 from keyart.simulation.runner import Agent, PolicyAgent, decision_arrays
 
 

@@ -18,9 +18,10 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from keyart.batch import CandidateBatch
 from keyart.context import SECONDS_PER_DAY, MemberContext
 from keyart.errors import ValidationError
-from keyart.features import CandidateBatch, Featurizer
+from keyart.features import Featurizer
 from keyart.simulation.world import Events, Requests, World
 
 ProgressCallback = Callable[[int], None]
@@ -124,7 +125,7 @@ class PolicyAgent:
     ) -> None:
         if not self.learning:
             return
-        from keyart.policies import LoggedFeedback
+        from keyart.feedback import LoggedFeedback
 
         self.policy.update(LoggedFeedback(batch=batch, chosen=chosen, propensity=propensity, reward=reward))
 

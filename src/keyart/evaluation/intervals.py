@@ -1,0 +1,181 @@
+"""Uncertainty of an estimate: clusters, delta-method standard errors, Wilson and bootstrap intervals (the
+refit bootstrap refits the cross-fitted reward model on each resample), and the cross-fitting folds."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from keyart.errors import ValidationError
+from keyart.evaluation.components import _components, importance_weights
+from keyart.evaluation.config import EstimatorConfig
+from keyart.evaluation.data import BanditLog
+from keyart.evaluation.reward_models import RewardModel, cross_fit, fold_ids
+
+
+@dataclass(frozen=True)
+class _Clusters:
+    """Each event's cluster code in 0..g-1, and the events grouped by cluster (to resample clusters)."""
+
+    codes: np.ndarray  # (n,)
+    g: int
+    order: np.ndarray  # event indices sorted by cluster
+    starts: np.ndarray  # (g,) where each cluster's events start in ``order``
+    counts: np.ndarray  # (g,) events per cluster
+
+    @classmethod
+    def of(cls, log: BanditLog) -> _Clusters | None:
+        if log.cluster is None:
+            return None
+        _, codes = np.unique(log.cluster, return_inverse=True)  # dense codes, also for sub-logs
+        codes = codes.reshape(-1)
+        counts = np.bincount(codes)
+        starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
+        return cls(codes, int(counts.size), np.argsort(codes, kind="stable"), starts, counts)
+
+    def sums(self, x: np.ndarray) -> np.ndarray:
+        """(g,) per-cluster sums of x."""
+        return np.bincount(self.codes, weights=x, minlength=self.g)
+
+    def events(self, chosen: np.ndarray) -> np.ndarray:
+        """The event indices of the clusters ``chosen`` (repeats allowed), cluster after cluster."""
+        lengths = self.counts[chosen]
+        ends = np.cumsum(lengths)
+        offsets = np.arange(int(ends[-1])) + np.repeat(self.starts[chosen] - (ends - lengths), lengths)
+        return self.order[offsets]
+
+
+def _se(psi: np.ndarray, clusters: _Clusters | None) -> float:
+    """Standard error of a mean from centred influence values psi: sqrt(g / (g - 1) sum_g S_g^2) / n with
+    S_g the sum of psi over cluster g (each event its own cluster when ``clusters`` is None: the i.i.d.
+    ``std(ddof=1) / sqrt(n)``)."""
+    n = psi.size
+    if clusters is None:
+        return float(psi.std(ddof=1) / math.sqrt(n)) if n > 1 else math.nan
+    g = clusters.g
+    if g < 2:
+        return math.nan
+    s = clusters.sums(psi)
+    return float(math.sqrt(float(s @ s) * g / (g - 1)) / n)
+
+
+def _ratio_stat(a: np.ndarray, b: np.ndarray, c: np.ndarray) -> tuple[float, np.ndarray]:
+    """theta = mean(a) + mean(b)/mean(c), and its influence values."""
+    mc = c.mean()
+    if mc <= 0:
+        return math.nan, np.full(a.shape, math.nan)
+    ratio = b.mean() / mc
+    theta = a.mean() + ratio
+    psi = (a - a.mean()) + (b - ratio * c) / mc
+    return float(theta), psi
+
+
+def _wilson(successes: float, trials: int, z: float) -> tuple[float, float]:
+    """Wilson score interval for a binomial proportion (valid with 0 or n successes, unlike the CLT)."""
+    p = successes / trials
+    den = 1 + z * z / trials
+    mid = (p + z * z / (2 * trials)) / den
+    half = z * math.sqrt(p * (1 - p) / trials + z * z / (4 * trials * trials)) / den
+    lo = 0.0 if successes == 0 else max(0.0, min(p, mid - half))
+    hi = 1.0 if successes == trials else min(1.0, max(p, mid + half))
+    return lo, hi
+
+
+def _bootstrap(
+    a: np.ndarray,
+    b: np.ndarray,
+    c: np.ndarray,
+    cfg: EstimatorConfig,
+    seed: int,
+    clusters: _Clusters | None = None,
+) -> tuple[float, float]:
+    """Percentile interval of the resampled statistic (events, or whole clusters, resampled with
+    replacement, chunked)."""
+    n = a.shape[0]
+    rng = np.random.default_rng(seed)
+    units = n if clusters is None else clusters.g
+    chunk = max(1, int(2e7 // max(units, 1)))
+    if clusters is not None:  # per-cluster totals: a resample of clusters sums them
+        sa, sb, sc = clusters.sums(a), clusters.sums(b), clusters.sums(c)
+        cnt = clusters.counts.astype(np.float64)
+    vals = []
+    done = 0
+    while done < cfg.n_bootstrap:
+        m = min(chunk, cfg.n_bootstrap - done)
+        idx = rng.integers(0, units, size=(m, units))
+        with np.errstate(invalid="ignore", divide="ignore"):
+            if clusters is None:
+                vals.append(a[idx].mean(axis=1) + b[idx].mean(axis=1) / c[idx].mean(axis=1))
+            else:
+                mean_a = sa[idx].sum(axis=1) / cnt[idx].sum(axis=1)
+                vals.append(mean_a + sb[idx].sum(axis=1) / sc[idx].sum(axis=1))
+        done += m
+    v = np.concatenate(vals)
+    v = v[np.isfinite(v)]
+    return float(np.quantile(v, cfg.alpha / 2)), float(np.quantile(v, 1 - cfg.alpha / 2))
+
+
+def _folds(log: BanditLog, clusters: _Clusters | None, n_folds: int, seed: int) -> np.ndarray | None:
+    """Cross-fitting folds: seeded per event, or per cluster (a cluster's events share a fold)."""
+    if n_folds <= 1:
+        return None
+    if clusters is None:
+        return fold_ids(log.n, n_folds, seed)
+    if n_folds > clusters.g:
+        raise ValidationError(
+            f"n_folds ({n_folds}) must not exceed the number of clusters ({clusters.g}): "
+            "cross-fitting keeps each cluster in one fold."
+        )
+    return fold_ids(clusters.g, n_folds, seed)[clusters.codes]
+
+
+def _effective_matches(matched: np.ndarray, se: float, c: np.ndarray, clusters: _Clusters) -> float:
+    """Replay's matches divided by the design effect (clustered over i.i.d. variance, at least 1). When
+    the matched rewards are all 0 or all 1 the design effect cannot be estimated: the number of clusters
+    with a match is used (a cluster counts once, as if its events were copies: conservative)."""
+    p = float(matched.mean())
+    if 0 < p < 1 and se > 0:  # n / deff = n / (se^2 / (p (1 - p) / n))
+        return float(min(matched.size, p * (1 - p) / (se * se)))
+    return float(np.count_nonzero(clusters.sums(c)))
+
+
+def _refit_bootstrap(
+    log: BanditLog,
+    dist: np.ndarray,
+    names: Sequence[str],
+    model: RewardModel,
+    n_folds: int,
+    folds: np.ndarray | None,
+    cfg: EstimatorConfig,
+    seed: int,
+    clusters: _Clusters | None = None,
+) -> dict[str, tuple[float, float, float]]:
+    """(s.e., lower, upper percentile) of a bootstrap that includes the reward model's error: each resample
+    of events (of whole clusters on a clustered log) refits the cross-fitted model (duplicates of an event
+    stay in its fold) and re-estimates. ``ci="auto"`` uses the s.e. in a normal interval (steadier than
+    percentiles at the small B a refit affords); ``ci="bootstrap"`` uses the percentiles."""
+    rng = np.random.default_rng([seed, 0x5EED])
+    vals = np.empty((cfg.n_refit, len(names)))
+    for bi in range(cfg.n_refit):
+        if clusters is None:
+            idx = rng.integers(0, log.n, log.n)
+        else:
+            idx = clusters.events(rng.integers(0, clusters.g, clusters.g))
+        sub, d = log.take(idx), dist[idx]
+        q = cross_fit(model, sub, n_folds=n_folds, folds=None if folds is None else folds[idx])
+        w = importance_weights(sub, d)
+        for j, name in enumerate(names):
+            a, b, c, _ = _components(name, sub, d, w, q, cfg)
+            vals[bi, j] = a.mean() + b.mean() / c.mean() if c.mean() > 0 else math.nan
+    out = {}
+    for j, name in enumerate(names):
+        v = vals[:, j][np.isfinite(vals[:, j])]
+        out[name] = (
+            float(v.std(ddof=1)),
+            float(np.quantile(v, cfg.alpha / 2)),
+            float(np.quantile(v, 1 - cfg.alpha / 2)),
+        )
+    return out
