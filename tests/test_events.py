@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import math
-from dataclasses import replace
+from dataclasses import fields, replace
 
+import numpy as np
 import pyarrow as pa
 import pytest
 
@@ -15,14 +16,22 @@ from keyart.events import (
     MAX_TIMESTAMP,
     MIN_TIMESTAMP,
     OUTCOME_SCHEMA,
+    PAGE_RECORD,
     SCHEMA_VERSION,
+    DecisionColumns,
     DecisionRecord,
     OutcomeRecord,
     context_from_json,
     context_to_json,
+    decisions_from_batch,
     decisions_table,
+    encode_probabilities,
     outcomes_table,
+    page_probabilities,
+    page_record,
+    page_rows,
     schema_version,
+    shadow_record,
 )
 
 
@@ -114,7 +123,7 @@ def test_bad_context_json(text: str) -> None:
 
 
 def test_decision_record_from_policy_decision() -> None:
-    from keyart.policies import Decision
+    from keyart.feedback import Decision
 
     d = Decision(
         "id1", "r1", "m1", "t1", 1.7e9, ("a", "b"), (0.25, 0.75), (0.1, 0.2), 1, "b", 0.75, True, "linucb", 3
@@ -260,3 +269,132 @@ BAD_OUTCOMES = [
 def test_bad_outcomes(records, match) -> None:
     with pytest.raises(ValidationError, match=match):
         outcomes_table(records)
+
+
+# ---- one decision format: policy batches and the service's page records build the same rows ----------
+
+
+def _page_of_decisions():
+    from keyart.catalog import Artwork, Catalog, Title
+    from keyart.features import Featurizer
+    from keyart.policies import make_policy
+
+    cat = Catalog(
+        [Title(f"t{i}", genres=("drama",)) for i in range(3)],
+        [Artwork(f"t{i}-a{j}", f"t{i}", style=f"s{j}") for i in range(3) for j in range(2 + i)],
+    )
+    ctx = MemberContext(member_id="m1", country="FR", timestamp=1.7e9)
+    batch = Featurizer(cat).page(ctx, ["t2", "t0", "t1"], request_id="r1")  # uneven pools: 4, 2, 3
+    return ctx, make_policy("softmax", seed=3).choose(batch)
+
+
+def _record_of(ctx: MemberContext, db, **over) -> dict:
+    """The page as the service logs it (``keyart.service.engine`` builds it the same way)."""
+    b = db.batch
+    pools = [tuple(b.artwork_ids[i, : int(b.mask[i].sum())].tolist()) for i in range(b.n)]
+    fields = {
+        "request_id": "r1",
+        "timestamp": ctx.timestamp,
+        "member_id": ctx.member_id,
+        "page": "home",
+        "context_json": context_to_json(ctx),
+        "policy": db.policy,
+        "model_version": int(db.model_version),
+        "fallback": False,
+        "title_ids": b.title_ids.tolist(),
+        "decision_ids": list(db.decision_ids),
+        "pools": pools,
+        "probabilities": db.probabilities,
+        "index": np.asarray(db.index, dtype=np.int64),
+        "explored": np.asarray(db.explored, dtype=bool),
+    }
+    return page_record(**{**fields, **over})
+
+
+def test_a_page_record_expands_to_the_rows_decisions_from_batch_builds() -> None:
+    import orjson
+
+    ctx, db = _page_of_decisions()
+    direct = decisions_from_batch(db, ctx, page="home", positions=[0, 1, 2])
+    line = orjson.loads(orjson.dumps(_record_of(ctx, db), option=orjson.OPT_SERIALIZE_NUMPY))
+    logged = decisions_table(page_rows(line).table())
+    assert logged.equals(direct)  # bit for bit: pools, probabilities, propensities, shown artworks
+    assert logged.column("propensity").to_pylist() == list(map(float, db.propensity))
+    assert logged.column("artwork_id").to_pylist() == list(map(str, db.artwork_ids))
+
+
+def test_page_record_lines_keep_their_format() -> None:
+    """The segment line is the one the service wrote before the format moved to keyart.events: old
+    learners read new lines, and the reader still reads the oldest lines (``probabilities`` lists)."""
+    import orjson
+
+    ctx, db = _page_of_decisions()
+    shadow = shadow_record(
+        policy="uniform",
+        model_version=0,
+        decision_ids=["s-0", "s-1", "s-2"],
+        probabilities=db.probabilities,
+        index=[0, 0, 0],
+        explored=[True, False, True],
+    )
+    record = _record_of(ctx, db, shadow=shadow)
+    assert list(record) == [
+        "k", "request_id", "timestamp", "member_id", "page", "context_json", "policy", "model_version",
+        "fallback", "title_ids", "decision_ids", "pools", "probabilities_b64", "index", "explored", "shadow",
+    ]  # fmt: skip
+    assert record["k"] == PAGE_RECORD
+    assert list(shadow) == [
+        "policy",
+        "model_version",
+        "decision_ids",
+        "probabilities_b64",
+        "index",
+        "explored",
+    ]
+    line = orjson.loads(orjson.dumps(record, option=orjson.OPT_SERIALIZE_NUMPY))
+    sizes = [len(p) for p in line["pools"]]
+    old = {k: v for k, v in line.items() if k != "probabilities_b64"}
+    old["probabilities"] = page_probabilities(line, sizes)
+    assert page_rows(old).table().equals(page_rows(line).table())
+    both = DecisionColumns.concat([page_rows(old), page_rows(line)]).table()  # lists and arrays
+    assert both.equals(pa.concat_tables([page_rows(line).table()] * 2).combine_chunks())
+    rows = decisions_table(page_rows(line, shadow=True).table())
+    assert rows.column("event_id").to_pylist() == ["s-0", "s-1", "s-2"]
+    assert rows.column("artwork_id").to_pylist() == [p[0] for p in line["pools"]]
+    assert rows.column("fallback").to_pylist() == [False] * 3
+
+
+@pytest.mark.parametrize(
+    ("change", "error"),
+    [
+        ({"index": [0, 1]}, "columns of other lengths"),
+        ({"probabilities_b64": encode_probabilities(np.full((3, 2), 0.5))}, "columns for a pool of 4"),
+        ({"probabilities": [[1.0], [1.0], [1.0]]}, "a probability row of 1 entries"),
+    ],
+)
+def test_a_malformed_page_record_is_refused(change: dict, error: str) -> None:
+    ctx, db = _page_of_decisions()
+    line = {**_record_of(ctx, db), **change}
+    if "probabilities" in change:
+        del line["probabilities_b64"]
+    with pytest.raises(ValueError, match=error):
+        page_rows(line)
+
+
+def test_a_chosen_index_outside_its_pool_is_refused() -> None:
+    ctx, db = _page_of_decisions()
+    rows = page_rows(_record_of(ctx, db, index=[0, 2, 0]))  # the second pool has 2 artworks
+    with pytest.raises(ValidationError, match="'chosen_index' points outside the pool at rows 1"):
+        rows.table()
+
+
+def test_decision_records_are_rows_of_the_decision_schema() -> None:
+    names = [f.name for f in fields(DecisionRecord)]
+    assert sorted(names) == sorted(DECISION_SCHEMA.names)
+    cols = [f.name for f in fields(DecisionColumns)]
+    assert set(cols) - {"pool_sizes", "pool_ids"} == set(DECISION_SCHEMA.names) - {
+        "features",
+        "pool",
+        "artwork_id",
+        "propensity",
+    }

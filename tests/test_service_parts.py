@@ -366,3 +366,55 @@ def test_logged_probabilities_round_trip_exactly() -> None:
     assert rows == [probs[i, :k].tolist() for i, k in enumerate(sizes)]  # bit for bit
     old = {"probabilities": [[0.5, 0.5], [1, 0]]}  # lines written before probabilities_b64
     assert page_probabilities(old, [2, 2]) == [[0.5, 0.5], [1, 0]]
+
+
+# ---- structure: errors and layering -------------------------------------------------------------------
+
+
+def test_service_errors_are_keyart_errors() -> None:
+    from keyart.errors import KeyartError, StoreError
+    from keyart.service.engine import EventLogError
+    from keyart.store import StoreLockedError
+
+    assert issubclass(EventLogError, KeyartError) and issubclass(EventLogError, RuntimeError)
+    assert issubclass(RequestError, KeyartError) and issubclass(StoreLockedError, StoreError)
+
+
+CORE = ("catalog", "context", "features", "policies", "learning", "exploration", "hashing", "params")
+CORE += ("errors", "batch", "feedback")
+OUTER = ("keyart.service", "keyart.store", "keyart.simulation", "keyart.reports")
+
+
+def _keyart_imports(path: Path, known: set[str], runtime_only: bool) -> set[str]:
+    """The keyart modules ``path`` imports: all of them, or (``runtime_only``) those imported when the
+    module is imported (its top level, outside ``if TYPE_CHECKING:`` blocks)."""
+    import ast
+
+    tree = ast.parse(path.read_text())
+    nodes = [n for n in tree.body if not isinstance(n, ast.If)] if runtime_only else list(ast.walk(tree))
+    out: set[str] = set()
+    for node in nodes:
+        if isinstance(node, ast.Import):
+            out |= {a.name for a in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            out |= {node.module} | {f"{node.module}.{a.name}" for a in node.names}
+    return out & known
+
+
+def test_the_core_imports_nothing_of_the_outer_layers_and_no_imports_loop() -> None:
+    import graphlib
+
+    import keyart
+
+    root = Path(keyart.__file__).parent
+    files = {}
+    for p in root.rglob("*.py"):
+        parts = p.relative_to(root.parent).with_suffix("").parts
+        files[".".join(parts[:-1] if parts[-1] == "__init__" else parts)] = p
+    known = set(files)
+    for name, path in files.items():
+        if name.split(".")[1:2] and name.split(".")[1] in CORE:
+            outer = sorted(m for m in _keyart_imports(path, known, False) if m.startswith(OUTER))
+            assert not outer, f"{name} (core) imports {outer}"
+    graph = {name: _keyart_imports(path, known, True) - {name} for name, path in files.items()}
+    graphlib.TopologicalSorter(graph).prepare()  # raises CycleError naming the loop

@@ -18,14 +18,11 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal
 
 import numpy as np
 
 from keyart.errors import ValidationError
-
-if TYPE_CHECKING:
-    from keyart.features import FeatureConfig
 
 HOUR_BUCKETS = 4  # night (0-6), morning (6-12), afternoon (12-18), evening (18-24)
 ONE = "one"  # the candidate side of a context-only term
@@ -151,7 +148,8 @@ class FeatureLayout(Mapping[str, slice]):
     their columns in the context vector c, the artwork row and the pair vector.
     """
 
-    def __init__(self, config: FeatureConfig, terms: Sequence[Term] = TERMS) -> None:
+    def __init__(self, config: object, terms: Sequence[Term] = TERMS) -> None:
+        """``config``: where block widths named by a field are read (a ``keyart.features.FeatureConfig``)."""
         def place(blocks: Sequence[Block]) -> dict[str, slice]:
             out, start = {}, 0
             for b in blocks:

@@ -87,8 +87,9 @@ def serve(
 
     from keyart.catalog import Catalog
     from keyart.service import catalog_store
-    from keyart.service.learner import LearnerSupervisor, ensure_initial_generation
+    from keyart.service.learner import ensure_initial_generation
     from keyart.service.metrics import prepare_multiprocess_dir
+    from keyart.service.supervisor import LearnerSupervisor
 
     if catalog is not None and not config.catalog_path.exists():
         loader = Catalog.load_parquet if Path(catalog).is_dir() else Catalog.load_json

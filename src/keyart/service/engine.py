@@ -1,32 +1,26 @@
 """One worker's decision engine: the catalog and model it serves, hot reload, and the per-page hot path.
 
-All model work of a worker runs on one dedicated thread (``executor``, a ``ModelThread``): the
-featurizer's caches and the policies' memos are not shared between threads, snapshot loading is serialized
-with decisions, and a request waits for its page at most ``model_budget_seconds`` before it is answered
-with defaults (``Job``). A page whose request gave up is skipped unstarted, and a request that would
-only wait in a queue longer than the budget is answered with defaults at once (``overload``, see
-``backlog_seconds``). A new generation or catalog is loaded on that thread and swapped in by one
-attribute assignment; a request in flight keeps the objects it started with.
+All model work of a worker runs on one dedicated thread (``executor``, a ``ModelThread``; both it and
+``Job`` are in ``keyart.service.modelthread``): the featurizer's caches and the policies' memos are not
+shared between threads, snapshot loading is serialized with decisions, and a request waits for its page at
+most ``model_budget_seconds`` before it is answered with defaults (``Job``). A page whose request gave up
+is skipped unstarted, and a request that would only wait in a queue longer than the budget is answered
+with defaults at once (``overload``, see ``backlog_seconds``). A new generation or catalog is loaded on
+that thread and swapped in by one attribute assignment; a request in flight keeps the objects it started
+with.
 
 Per page, everything but ``featurizer.page`` and ``policy.choose`` is kept small: pools come from a
-per-catalog cache, the page is logged as one line whose probability vectors are base64 (no per-number
-formatting), counters are incremented once per page on cached label children, and the answer is one
-orjson call.
+per-catalog cache, the page is logged as one line, a page record (``keyart.events.page_record``, the one
+format of decision rows, with the probability vectors in base64: no per-number formatting), counters are
+incremented once per page on cached label children, and the answer is one orjson call.
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-import functools
 import logging
-import threading
 import time
 import uuid
-from collections.abc import Callable
-from concurrent.futures import Executor, Future
 from dataclasses import dataclass, field
-from queue import Empty, SimpleQueue
 from typing import Any
 
 import numpy as np
@@ -35,21 +29,23 @@ import orjson
 from keyart.catalog import Catalog
 from keyart.context import MemberContext
 from keyart.errors import EmptyPoolError, KeyartError, SnapshotError, UnknownIdError
-from keyart.events import context_to_dict
+from keyart.events import context_to_json_fast as context_json
+from keyart.events import page_record, shadow_record
 from keyart.features import Featurizer
 from keyart.service import catalog_store, snapshots
 from keyart.service.config import ServiceConfig
 from keyart.service.fallbacks import DEFAULT_POLICY, decision_ids, default_artworks
 from keyart.service.metrics import Metrics
+from keyart.service.modelthread import Job, ModelThread
 from keyart.service.parsing import PageRequest
 from keyart.service.schemas import RequestError
-from keyart.service.segments import SegmentWriter, encode_probabilities
+from keyart.service.segments import SegmentWriter
 
 log = logging.getLogger("keyart.service")
 SHADOW_SALT = "/shadow"
 
 
-class EventLogError(RuntimeError):
+class EventLogError(KeyartError, RuntimeError):
     """A page's or outcome batch's line could not be logged: the request is not acknowledged (503)."""
 
 
@@ -66,109 +62,6 @@ class CatalogView:
     featurizer: Featurizer
     pool_cache: dict[str, tuple[str, ...]] = field(default_factory=dict, compare=False, repr=False)
     pool_cache_version: list[int] = field(default_factory=lambda: [-1], compare=False, repr=False)
-
-
-class Job:
-    """One page's decision, shared between the request (which may give up) and the model thread.
-
-    ``lock``, ``cancelled`` and ``committed`` decide whether an abandoned page may still be logged; the
-    other fields carry the outcome back to the event loop (``finish`` runs on the model thread,
-    everything else on the loop's thread).
-    """
-
-    __slots__ = ("cancelled", "committed", "done", "error", "lock", "loop", "result", "waiter")
-
-    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
-        self.lock = threading.Lock()
-        self.cancelled = False
-        self.committed = False
-        self.done = False
-        self.loop = loop
-        self.waiter: asyncio.Future[None] | None = None
-        self.result: PageResult | None = None
-        self.error: BaseException | None = None
-
-    def finish(self, result: Any, error: BaseException | None) -> None:
-        """Model thread: keep the outcome and wake the loop (a closed loop means nobody waits anymore)."""
-        self.result, self.error = result, error
-        with contextlib.suppress(RuntimeError):
-            self.loop.call_soon_threadsafe(self._delivered)
-
-    def _delivered(self) -> None:
-        self.done = True
-        self.wake()
-
-    def wake(self) -> None:
-        """Loop thread: let the request look at the job (on completion, or when its budget ran out)."""
-        w = self.waiter
-        if w is not None and not w.done():
-            w.set_result(None)
-
-
-class ModelThread(Executor):
-    """The worker's single model thread: runs calls one at a time, in submission order.
-
-    ``submit`` is the ``concurrent.futures`` interface (``loop.run_in_executor`` for reloads); ``post``
-    is the hot path: no ``Future``, the call's outcome goes to a callback on the model thread.
-    """
-
-    def __init__(self, name: str = "keyart-model") -> None:
-        self._queue: SimpleQueue[tuple[Callable[..., Any], tuple[Any, ...], Any] | None] = SimpleQueue()
-        self._closed = False
-        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
-        self._thread.start()
-
-    def post(self, fn: Callable[..., Any], args: tuple[Any, ...], done: Callable[[Any, Any], None]) -> None:
-        """Run ``fn(*args)`` on the model thread, then ``done(result, None)`` or ``done(None, error)``."""
-        if self._closed:
-            raise RuntimeError("the model thread is shut down")
-        self._queue.put((fn, args, done))
-
-    def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Future[Any]:
-        if self._closed:
-            raise RuntimeError("cannot schedule new futures after shutdown")
-        f: Future[Any] = Future()
-        self._queue.put((functools.partial(fn, *args, **kwargs), (), f))
-        return f
-
-    def _run(self) -> None:
-        get = self._queue.get
-        while (item := get()) is not None:
-            fn, args, done = item
-            if type(done) is Future:
-                if not done.set_running_or_notify_cancel():
-                    continue
-                try:
-                    done.set_result(fn(*args))
-                except BaseException as exc:
-                    done.set_exception(exc)
-                continue
-            try:
-                result = fn(*args)
-            except BaseException as exc:
-                result, error = None, exc
-            else:
-                error = None
-            try:
-                done(result, error)
-            except Exception:
-                log.exception("model thread callback failed")
-
-    def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
-        if self._closed:
-            return
-        self._closed = True
-        if cancel_futures:  # pending futures are cancelled; posted pages are dropped (their timers answer)
-            while True:
-                try:
-                    item = self._queue.get_nowait()
-                except Empty:
-                    break
-                if item is not None and type(item[2]) is Future:
-                    item[2].cancel()
-        self._queue.put(None)
-        if wait:
-            self._thread.join()
 
 
 @dataclass(slots=True)
@@ -228,12 +121,6 @@ class PageResult:
         return orjson.dumps(
             {**self.decisions()[0], "request_id": self.request_id, "generation": self.generation}
         )
-
-
-def context_json(ctx: MemberContext) -> str:
-    """The context as ``keyart.events.context_to_json`` writes it (same keys and values, sorted keys),
-    serialized with orjson for the hot path."""
-    return orjson.dumps(context_to_dict(ctx), option=orjson.OPT_SORT_KEYS).decode()
 
 
 class Engine:
@@ -428,25 +315,23 @@ class Engine:
             artwork_ids = [p[j] for p, j in zip(pools, index_list, strict=True)]
             dids = decision_ids(key, n)
             policy, version = DEFAULT_POLICY, 0 if gen is None else gen.number
-        record: dict[str, Any] = {
-            "k": "page",
-            "request_id": rid,
-            "timestamp": ctx.timestamp,
-            "member_id": req.member_id,
-            "page": req.page,
-            "context_json": context_json(ctx),
-            "policy": policy,
-            "model_version": version,
-            "fallback": reason is not None,
-            "title_ids": title_ids,
-            "decision_ids": dids,
-            "pools": pools,
-            "probabilities_b64": encode_probabilities(probs),
-            "index": index,
-            "explored": explored,
-        }
-        if shadow is not None:
-            record["shadow"] = shadow
+        record = page_record(
+            request_id=rid,
+            timestamp=ctx.timestamp,
+            member_id=req.member_id,
+            page=req.page,
+            context_json=context_json(ctx),
+            policy=policy,
+            model_version=version,
+            fallback=reason is not None,
+            title_ids=title_ids,
+            decision_ids=dids,
+            pools=pools,
+            probabilities=probs,
+            index=index,
+            explored=explored,
+            shadow=shadow,
+        )
         if job is not None:
             with job.lock:
                 if job.cancelled:
@@ -490,14 +375,14 @@ class Engine:
         assert gen.shadow is not None
         try:
             sdb = gen.shadow.choose(batch)
-            return {
-                "policy": sdb.policy,
-                "model_version": int(sdb.model_version),
-                "decision_ids": decision_ids(key, len(title_ids), SHADOW_SALT),
-                "probabilities_b64": encode_probabilities(sdb.probabilities),
-                "index": np.ascontiguousarray(sdb.index, dtype=np.int64),
-                "explored": np.ascontiguousarray(sdb.explored, dtype=np.bool_),
-            }
+            return shadow_record(
+                policy=sdb.policy,
+                model_version=int(sdb.model_version),
+                decision_ids=decision_ids(key, len(title_ids), SHADOW_SALT),
+                probabilities=sdb.probabilities,
+                index=np.ascontiguousarray(sdb.index, dtype=np.int64),
+                explored=np.ascontiguousarray(sdb.explored, dtype=np.bool_),
+            )
         except Exception as exc:
             log.warning("shadow policy failed: %s", exc)
             return None

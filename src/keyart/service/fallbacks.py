@@ -6,7 +6,7 @@ from collections.abc import Mapping, Sequence
 
 from keyart.catalog import Catalog
 from keyart.errors import KeyartError
-from keyart.policies import decision_id
+from keyart.feedback import decision_id
 
 #: ``policy`` of a decision answered by a default artwork.
 DEFAULT_POLICY = "default"

@@ -8,14 +8,15 @@ The learner is the only process that reads segments and the only writer of the D
 complete lines (a torn last line is left until it is complete) idempotently, since event ids are primary
 keys, and remembers its offsets in ``segments/offsets.json`` after each commit.
 
-A page's probability vectors are logged as ``probabilities_b64``: the policy's (n, K) float64 array,
-little-endian, base64 (``encode_probabilities``): exact, and a few times cheaper to write than ~500 JSON
-numbers per page. ``page_probabilities`` reads it back, or the ``probabilities`` lists of older lines.
+What a line holds is defined in ``keyart.events``: a page of decisions is a *page record*
+(``keyart.events.page_record``, expanded into decision rows by ``keyart.events.page_rows``; its
+probability vectors are ``probabilities_b64``, see ``encode_probabilities``), an outcome batch an
+outcome batch record (``keyart.events.outcomes_record``); ``keyart.service.ingest`` reads them. This
+module only moves lines: it never looks inside a record.
 """
 
 from __future__ import annotations
 
-import binascii
 import contextlib
 import errno
 import json
@@ -23,12 +24,13 @@ import os
 import threading
 import time
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import orjson
+
+from keyart.events import encode_probabilities, page_probabilities
 
 OFFSETS_FILE = "offsets.json"
 SUFFIX = ".seg"
@@ -160,20 +162,6 @@ def _writer_alive(name: str) -> bool:
     return True
 
 
-def encode_probabilities(probs: np.ndarray) -> str:
-    """An (n, K) probability array as logged: float64 little-endian bytes, row-major, base64."""
-    data = np.ascontiguousarray(probs, dtype="<f8").tobytes()
-    return binascii.b2a_base64(data, newline=False).decode("ascii")
-
-
-def page_probabilities(part: dict[str, Any], sizes: Sequence[int]) -> list[list[float]]:
-    """Each row's probabilities over its pool (``sizes[i]`` of them) from a logged page or its shadow."""
-    if "probabilities" in part:  # lines written before probabilities_b64
-        return list(part["probabilities"])
-    a = np.frombuffer(binascii.a2b_base64(part["probabilities_b64"]), dtype="<f8").reshape(len(sizes), -1)
-    return [a[i, :k].tolist() for i, k in enumerate(sizes)]
-
-
 class SegmentReader:
     """Reads new complete lines from every segment in a directory, tracking offsets per file."""
 
@@ -270,3 +258,11 @@ def _lines(chunk: bytes) -> Iterator[bytes]:
     for line in chunk.split(b"\n"):
         if line:
             yield line
+
+
+__all__ = [
+    "SegmentReader",
+    "SegmentWriter",
+    "encode_probabilities",  # re-exported: the page record's format lives in keyart.events
+    "page_probabilities",
+]

@@ -1,254 +1,29 @@
-"""Decision and outcome records: their versioned Arrow schemas, JSON context, and whole-batch validation.
-
-A *decision* row (one per (member, title) choice, id = the decision id) carries everything learning and
-evaluation need later: the member context as JSON, the pool, the full probability vector, the shown
-artwork, the policy and model version, whether it explored. An *outcome* row is what the member did:
-``impression``, ``play``, ``stop``, ... with engaged seconds; it names its decision when the client knew
-it, else only member and title (``keyart.rewards`` attributes it).
-
-Schema history (bump ``SCHEMA_VERSION`` and document every change here):
-- 1: first version.
-"""
+"""Whole-batch validation of events: records, mappings or Arrow tables in, a table of exactly the
+decision or outcome schema out, or a ``ValidationError`` naming the column and rows (nothing partial).
+Re-exported by ``keyart.events``."""
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import asdict, dataclass, is_dataclass
-from typing import Any
+from dataclasses import asdict, is_dataclass
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from keyart.context import MemberContext, Play
 from keyart.errors import ValidationError
-
-SCHEMA_VERSION = 1
-#: Tolerance on "the logged probabilities sum to 1".
-PROB_SUM_TOL = 1e-6
-#: The outcome event types keyart understands (anything else is a typo until added here).
-EVENT_TYPES: tuple[str, ...] = ("impression", "play", "stop", "pause", "progress", "complete")
-#: Plausible event timestamps, epoch seconds UTC: [1990-01-01, 2200-01-01). Anything outside is almost
-#: surely another unit (milliseconds, microseconds) and would corrupt date partitions and time windows.
-MIN_TIMESTAMP = 631_152_000.0
-MAX_TIMESTAMP = 7_258_118_400.0
-
-
-def _meta(kind: str) -> dict[bytes, bytes]:
-    return {b"keyart.schema": kind.encode(), b"keyart.schema_version": str(SCHEMA_VERSION).encode()}
-
-
-#: One row per decision. ``event_id`` is the decision id (the idempotency key).
-DECISION_SCHEMA = pa.schema(
-    [
-        pa.field("event_id", pa.string(), nullable=False),
-        pa.field("request_id", pa.string()),
-        pa.field("timestamp", pa.float64(), nullable=False),  # epoch seconds, UTC
-        pa.field("member_id", pa.string(), nullable=False),
-        pa.field("title_id", pa.string(), nullable=False),
-        pa.field("page", pa.string()),  # page/row name where the title was shown
-        pa.field("position", pa.int32()),  # slot on that page, 0-based
-        pa.field("context_json", pa.string()),  # MemberContext as JSON (context_to_json)
-        pa.field("features", pa.list_(pa.float64())),  # optional flattened features of the shown artwork
-        pa.field("pool", pa.list_(pa.string()), nullable=False),  # artwork ids in pool order
-        pa.field("probabilities", pa.list_(pa.float64()), nullable=False),  # aligned with pool, sums to 1
-        pa.field("chosen_index", pa.int32(), nullable=False),
-        pa.field("artwork_id", pa.string(), nullable=False),  # == pool[chosen_index]
-        pa.field("propensity", pa.float64(), nullable=False),  # == probabilities[chosen_index]
-        pa.field("policy", pa.string(), nullable=False),
-        pa.field("model_version", pa.int64(), nullable=False),
-        pa.field("explored", pa.bool_(), nullable=False),
-        pa.field("fallback", pa.bool_()),
-    ],
-    metadata=_meta("decision"),
+from keyart.events.schema import (
+    DECISION_SCHEMA,
+    EVENT_TYPES,
+    MAX_TIMESTAMP,
+    MIN_TIMESTAMP,
+    OUTCOME_SCHEMA,
+    PROB_SUM_TOL,
 )
 
-#: One row per member action after a decision.
-OUTCOME_SCHEMA = pa.schema(
-    [
-        pa.field("event_id", pa.string(), nullable=False),
-        pa.field("decision_id", pa.string()),  # null when the client did not know it
-        pa.field("member_id", pa.string(), nullable=False),
-        pa.field("title_id", pa.string(), nullable=False),
-        pa.field("event_type", pa.string(), nullable=False),
-        pa.field("engaged_seconds", pa.float64()),
-        pa.field("timestamp", pa.float64(), nullable=False),
-    ],
-    metadata=_meta("outcome"),
-)
-
-
-# ---- member context as JSON ------------------------------------------------------------------------
-
-
-def context_to_dict(context: MemberContext) -> dict[str, Any]:
-    """A ``MemberContext`` as plain JSON-ready values (built field by field: ``asdict`` is slow)."""
-    return {
-        "v": 1,
-        "member_id": context.member_id,
-        "played": [
-            {"title_id": p.title_id, "timestamp": p.timestamp, "engaged_seconds": p.engaged_seconds}
-            for p in context.played
-        ],
-        "country": context.country,
-        "language": context.language,
-        "device": context.device,
-        "timestamp": context.timestamp,
-        "interacted_titles": sorted(context.interacted_titles),
-        "recommender_scores": dict(context.recommender_scores),
-        "extra": dict(context.extra),
-    }
-
-
-def context_to_json(context: MemberContext) -> str:
-    """Serialize a ``MemberContext`` (sorted keys: the same context always gives the same text)."""
-    return json.dumps(context_to_dict(context), sort_keys=True, separators=(",", ":"))
-
-
-def context_from_json(text: str) -> MemberContext:
-    """Rebuild the ``MemberContext`` written by ``context_to_json``."""
-    try:
-        d = json.loads(text)
-    except (TypeError, json.JSONDecodeError) as exc:
-        raise ValidationError(f"context_json is not valid JSON: {exc}") from None
-    if not isinstance(d, dict) or "member_id" not in d:
-        raise ValidationError("context_json must be an object with a member_id.")
-    return MemberContext(
-        member_id=d["member_id"],
-        played=tuple(Play(**p) for p in d.get("played", ())),
-        country=d.get("country", ""),
-        language=d.get("language", ""),
-        device=d.get("device", ""),
-        timestamp=d.get("timestamp", 0.0),
-        interacted_titles=frozenset(d.get("interacted_titles", ())),
-        recommender_scores=d.get("recommender_scores", {}),
-        extra=d.get("extra", {}),
-    )
-
-
-# ---- records -----------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class DecisionRecord:
-    """One decision as stored. ``from_decision`` builds it from a ``keyart.policies.Decision``."""
-
-    event_id: str
-    timestamp: float
-    member_id: str
-    title_id: str
-    pool: tuple[str, ...]
-    probabilities: tuple[float, ...]
-    chosen_index: int
-    artwork_id: str
-    propensity: float
-    policy: str
-    model_version: int
-    explored: bool
-    request_id: str | None = None
-    page: str | None = None
-    position: int | None = None
-    context_json: str | None = None
-    features: tuple[float, ...] | None = None
-    fallback: bool = False
-
-    @classmethod
-    def from_decision(
-        cls,
-        decision: Any,
-        context: MemberContext | None = None,
-        page: str | None = None,
-        position: int | None = None,
-        features: Sequence[float] | None = None,
-    ) -> DecisionRecord:
-        """A record from a policy ``Decision`` (duck-typed on the core API's field names)."""
-        return cls(
-            event_id=decision.decision_id,
-            timestamp=float(decision.timestamp),
-            member_id=decision.member_id,
-            title_id=decision.title_id,
-            pool=tuple(decision.pool),
-            probabilities=tuple(float(p) for p in decision.probabilities),
-            chosen_index=int(decision.index),
-            artwork_id=decision.artwork_id,
-            propensity=float(decision.propensity),
-            policy=decision.policy,
-            model_version=int(decision.model_version),
-            explored=bool(decision.explored),
-            request_id=getattr(decision, "request_id", None),
-            page=page,
-            position=position,
-            context_json=None if context is None else context_to_json(context),
-            features=None if features is None else tuple(float(f) for f in features),
-            fallback=bool(getattr(decision, "fallback", False)),
-        )
-
-
-def decisions_from_batch(
-    decisions: Any,
-    contexts: MemberContext | Sequence[MemberContext] | None = None,
-    page: str | None = None,
-    positions: Sequence[int] | None = None,
-) -> pa.Table:
-    """A ``DECISION_SCHEMA`` table straight from a policy's ``DecisionBatch`` (column-wise, no per-decision
-    objects). ``contexts``: one context for the whole page, or one per decision."""
-    b = decisions.batch
-    n = int(b.n)
-    mask = np.asarray(b.mask, dtype=bool)
-    sizes = mask.sum(axis=1)
-    ids = np.asarray(b.artwork_ids)
-    probs = np.asarray(decisions.probabilities, dtype=np.float64)
-    pool = pa.ListArray.from_arrays(
-        pa.array(np.concatenate([[0], np.cumsum(sizes)]).astype(np.int32)), pa.array(ids[mask].astype(str))
-    )
-    prob = pa.ListArray.from_arrays(
-        pa.array(np.concatenate([[0], np.cumsum(sizes)]).astype(np.int32)), pa.array(probs[mask])
-    )
-    if contexts is None:
-        ctx = [None] * n
-    elif isinstance(contexts, MemberContext):
-        ctx = [context_to_json(contexts)] * n
-    else:
-        if len(contexts) != n:
-            raise ValidationError(f"contexts has {len(contexts)} entries for {n} decisions.")
-        ctx = [context_to_json(c) for c in contexts]
-    cols = {
-        "event_id": pa.array(list(decisions.decision_ids), pa.string()),
-        "request_id": pa.array(np.asarray(b.request_ids).astype(str)),
-        "timestamp": pa.array(np.asarray(b.timestamps, dtype=np.float64)),
-        "member_id": pa.array(np.asarray(b.member_ids).astype(str)),
-        "title_id": pa.array(np.asarray(b.title_ids).astype(str)),
-        "page": pa.array([page] * n, pa.string()),
-        "position": pa.array(list(positions) if positions is not None else [None] * n, pa.int32()),
-        "context_json": pa.array(ctx, pa.string()),
-        "pool": pool,
-        "probabilities": prob,
-        "chosen_index": pa.array(np.asarray(decisions.index, dtype=np.int32)),
-        "artwork_id": pa.array(np.asarray(decisions.artwork_ids).astype(str)),
-        "propensity": pa.array(np.asarray(decisions.propensity, dtype=np.float64)),
-        "policy": pa.array([str(decisions.policy)] * n, pa.string()),
-        "model_version": pa.array([int(decisions.model_version)] * n, pa.int64()),
-        "explored": pa.array(np.asarray(decisions.explored, dtype=bool)),
-        "fallback": pa.array([False] * n),
-    }
-    return decisions_table(pa.table(cols))
-
-
-@dataclass(frozen=True)
-class OutcomeRecord:
-    """One member action. ``decision_id`` when known, else ``keyart.rewards`` matches member and title."""
-
-    event_id: str
-    member_id: str
-    title_id: str
-    event_type: str
-    timestamp: float
-    decision_id: str | None = None
-    engaged_seconds: float | None = None
-
-
-# ---- tables and validation ---------------------------------------------------------------------------
+if TYPE_CHECKING:
+    from keyart.events.records import DecisionRecord, OutcomeRecord
 
 
 def _rows_to_table(records: Iterable[Any], schema: pa.Schema) -> pa.Table:
@@ -546,30 +321,3 @@ def outcomes_table(data: pa.Table | Iterable[OutcomeRecord | Mapping[str, Any]])
         raise ValidationError(f"Column 'engaged_seconds' must be finite and >= 0 at rows {_bad_rows(bad)}.")
     _check_timestamps(table, kind)
     return _dedupe(table)
-
-
-def schema_version(schema: pa.Schema) -> tuple[str, int]:
-    """(kind, version) declared in a keyart schema's metadata."""
-    meta = schema.metadata or {}
-    try:
-        return meta[b"keyart.schema"].decode(), int(meta[b"keyart.schema_version"])
-    except (KeyError, ValueError):
-        raise ValidationError("The table carries no keyart schema metadata.") from None
-
-
-__all__ = [
-    "DECISION_SCHEMA",
-    "EVENT_TYPES",
-    "MAX_TIMESTAMP",
-    "MIN_TIMESTAMP",
-    "OUTCOME_SCHEMA",
-    "SCHEMA_VERSION",
-    "DecisionRecord",
-    "OutcomeRecord",
-    "context_from_json",
-    "context_to_json",
-    "decisions_from_batch",
-    "decisions_table",
-    "outcomes_table",
-    "schema_version",
-]

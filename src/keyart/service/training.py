@@ -1,0 +1,192 @@
+"""The learner's training step: the decisions whose attribution window closed, their rewards, the updates.
+
+``closed_rewards`` joins the outcomes of the stored decisions in ``[start, end)`` (``keyart.rewards``:
+attribution window, quality-play rule) and keeps those the policies may learn from: drawn from a policy
+(no fallback) on pools the catalog still knows. ``with_direct_rewards`` replaces a joined label by the
+reward a client reported directly for the decision. ``update_policies`` rebuilds the features from the
+logged contexts and pools and updates each policy in chunks, halving a chunk that fails validation down to
+the rows at fault, which are set aside. ``add_artwork_stats`` keeps the per-artwork sums behind the
+unpersonalized defaults.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Collection, Sequence
+from typing import Any
+
+import duckdb
+import numpy as np
+import pyarrow as pa
+
+from keyart.catalog import Catalog
+from keyart.errors import ValidationError
+from keyart.features import Featurizer
+from keyart.policies import Policy
+from keyart.rewards import QualityRule, RewardTable, join_closed
+from keyart.service.metrics import Metrics
+from keyart.store import EventStore
+
+log = logging.getLogger("keyart.service.learner")
+CHUNK = 4096  # events per policy update (bounds the feature tensor's memory)
+
+
+def closed_rewards(
+    store: EventStore,
+    catalog: Catalog,
+    start: float | None,
+    end: float,
+    *,
+    window: float,
+    quality_seconds: float,
+    as_of: float,
+) -> RewardTable | None:
+    """The learnable decisions of ``[start, end)`` with their joined rewards (None: nothing to join)."""
+    rule = QualityRule(min_seconds=quality_seconds)
+    try:
+        rt = join_closed(store, start, end, window_seconds=window, rule=rule, runtimes=catalog, as_of=as_of)
+    except ValidationError as exc:
+        log.warning("nothing to join: %s", exc)
+        return None
+    t = rt.table
+    ts = t.column("timestamp").to_numpy(zero_copy_only=False)
+    fallback = t.column("fallback").to_numpy(zero_copy_only=False)
+    fallback = np.asarray([bool(f) for f in fallback]) if fallback.dtype == object else fallback.astype(bool)
+    known = set(catalog.artworks)
+    in_catalog = np.fromiter(
+        (all(a in known for a in p) for p in t.column("pool").to_pylist()), bool, t.num_rows
+    )
+    keep = (ts < end) & ~fallback & in_catalog
+    return RewardTable(t.filter(pa.array(keep)), rt.report)
+
+
+def direct_rewards(
+    rewards_db: duckdb.DuckDBPyConnection, store: EventStore, t: pa.Table, window: float
+) -> dict[str, float]:
+    """The rewards reported directly for the decisions of ``t`` (decision id -> the highest one).
+
+    A reward named by decision id applies to it; one named by member and title applies to their latest
+    stored decision at or before the reward, inside the attribution window (``window`` seconds). The
+    latter are resolved here, when the decisions are learned, not when the reward is ingested: the
+    decision's line may come from another worker's segment and be ingested after the reward.
+    """
+    ids = t.column("event_id").to_pylist()
+    rows = rewards_db.execute(
+        "SELECT decision_id, max(reward) FROM rewards WHERE decision_id IN (SELECT unnest(?)) GROUP BY 1",
+        [ids],
+    ).fetchall()
+    out: dict[str, float] = {str(d): float(r) for d, r in rows}
+    if not ids:
+        return out
+    ts = t.column("timestamp").to_numpy(zero_copy_only=False)
+    members = sorted(set(t.column("member_id").to_pylist()))
+    keyed = rewards_db.execute(
+        "SELECT member_id, title_id, reward, timestamp FROM rewards WHERE decision_id IS NULL "
+        "AND member_id IN (SELECT unnest(?)) AND timestamp >= ? AND timestamp <= ?",
+        [members, float(ts.min()), float(ts.max()) + window],
+    ).fetchall()
+    if not keyed:
+        return out
+    con = store.connection
+    m, tt, r, rts = (list(c) for c in zip(*keyed, strict=True))
+    con.register("_keyed_rewards", pa.table({"m": m, "t": tt, "r": r, "ts": rts}))
+    try:
+        resolved = con.execute(
+            "SELECT r.r, (SELECT d.event_id FROM decisions d "
+            "WHERE d.member_id = r.m AND d.title_id = r.t "
+            "AND d.timestamp <= r.ts AND d.timestamp >= r.ts - ? "
+            "ORDER BY d.timestamp DESC, d.event_id DESC LIMIT 1) FROM _keyed_rewards r",
+            [window],
+        ).fetchall()
+    finally:
+        con.unregister("_keyed_rewards")
+    wanted = set(ids)
+    for reward, did in resolved:
+        if did in wanted:
+            out[did] = max(float(reward), out.get(did, -math.inf))
+    return out
+
+
+def with_direct_rewards(t: pa.Table, direct: dict[str, float]) -> pa.Table:
+    """``t`` with the joined label replaced by the reward reported directly for a decision (``direct``)."""
+    if not direct:
+        return t
+    ids = t.column("event_id").to_pylist()
+    reward = t.column("reward").to_numpy(zero_copy_only=False).copy()
+    for i, d in enumerate(ids):
+        if d in direct:
+            reward[i] = direct[d]
+    return t.set_column(t.schema.get_field_index("reward"), "reward", pa.array(reward))
+
+
+def update_policies(
+    policies: Sequence[Policy], rewards: RewardTable, featurizer: Featurizer, metrics: Metrics
+) -> set[int]:
+    """Update the policies in chunks; returns the rows set aside (indices into ``rewards.table``).
+
+    A chunk whose featurization or update fails validation (features so large that the statistics
+    overflow) is split in halves down to single rows, per policy (an invalid update changes nothing), so
+    only the offending rows are set aside (logged, counted) and every other row is learned once.
+    """
+    t = rewards.table
+    bad: set[int] = set()
+    for s in range(0, t.num_rows, CHUNK):
+        part = t.slice(s, CHUNK)
+        try:
+            fb = RewardTable(part, rewards.report).to_feedback(featurizer)
+        except ValidationError:
+            fb = None
+        for policy in policies:
+            if fb is not None:
+                try:
+                    policy.update(fb)
+                    continue
+                except ValidationError:
+                    pass
+            bad.update(s + i for i in _update_split(policy, part, rewards.report, featurizer))
+    if bad:
+        ids = t.column("event_id").to_pylist()
+        log.warning(
+            "%d decisions set aside: their update failed validation (e.g. %s)",
+            len(bad),
+            ", ".join(ids[i] for i in sorted(bad)[:3]),
+        )
+        metrics.learner_skipped.labels("invalid_update").inc(len(bad))
+    return bad
+
+
+def _update_split(policy: Policy, t: pa.Table, report: Any, featurizer: Featurizer) -> list[int]:
+    """Update ``policy`` with the rows of ``t``, halving on a validation failure; the rows that fail alone
+    are not learned and are returned (indices into ``t``)."""
+    try:
+        policy.update(RewardTable(t, report).to_feedback(featurizer))
+        return []
+    except ValidationError:
+        if t.num_rows <= 1:
+            return list(range(t.num_rows))
+    h = t.num_rows // 2
+    left = _update_split(policy, t.slice(0, h), report, featurizer)
+    return left + [h + i for i in _update_split(policy, t.slice(h), report, featurizer)]
+
+
+def add_artwork_stats(stats: dict[str, list[float]], t: pa.Table, skip: Collection[int]) -> None:
+    """Add the rows of ``t`` but ``skip`` to ``stats`` (shown artwork id -> [reward sum, decisions])."""
+    shown = t.column("artwork_id").to_pylist()
+    reward = t.column("reward").to_numpy(zero_copy_only=False)
+    for i, (a, r) in enumerate(zip(shown, reward.tolist(), strict=True)):
+        if i in skip:
+            continue
+        st = stats.setdefault(a, [0.0, 0.0])
+        st[0] += r
+        st[1] += 1.0
+
+
+__all__ = [
+    "CHUNK",
+    "add_artwork_stats",
+    "closed_rewards",
+    "direct_rewards",
+    "update_policies",
+    "with_direct_rewards",
+]
