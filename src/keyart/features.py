@@ -19,9 +19,8 @@ from __future__ import annotations
 import math
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass
 from functools import cached_property
-from typing import Any, ClassVar
+from typing import Any
 
 import numpy as np
 
@@ -30,88 +29,7 @@ from keyart.catalog import Artwork, Catalog, Title
 from keyart.context import MemberContext
 from keyart.errors import DimensionError, UnknownIdError, ValidationError
 from keyart.hashing import BucketHasher, artwork_key
-from keyart.layout import TERMS, FeatureLayout, Term
-from keyart.params import Interval, OneOf, check_param
-
-HASHED_FIELDS = ("genre", "cast", "style", "tag", "country", "language", "device", "extra")
-
-
-@dataclass(frozen=True)
-class FeatureConfig:
-    """Hashing sizes and weighting of the default featurizer; part of a model's identity.
-
-    ``embedding_dim``: the length of every artwork embedding used as features. With 0 (the default)
-    embeddings are ignored; otherwise an artwork without one gets zeros there, and one of another length
-    is a ``DimensionError``.
-
-    ``crosses``: terms added after the declared ones (``keyart.layout.Term``), e.g.
-    ``Term("country_x_theme", ("country",), "theme")``; checked when the layout is built.
-    """
-
-    genre_buckets: int = 16
-    cast_buckets: int = 256
-    style_buckets: int = 8
-    tag_buckets: int = 8
-    country_buckets: int = 4
-    language_buckets: int = 4
-    device_buckets: int = 4
-    extra_buckets: int = 4
-    embedding_dim: int = 0
-    recency_half_life_days: float = 60.0
-    engaged_saturation_seconds: float = 1800.0
-    on_unknown_history: str = "raise"
-    vocabularies: tuple[tuple[str, tuple[str, ...]], ...] = ()
-    crosses: tuple[Term, ...] = ()
-
-    _parameter_constraints: ClassVar[dict[str, Any]] = {
-        "genre_buckets": Interval(1, 4096, integer=True),
-        "cast_buckets": Interval(1, 1 << 20, integer=True),
-        "style_buckets": Interval(1, 1024, integer=True),
-        "tag_buckets": Interval(0, 4096, integer=True),
-        "country_buckets": Interval(0, 4096, integer=True),
-        "language_buckets": Interval(0, 4096, integer=True),
-        "device_buckets": Interval(1, 1024, integer=True),
-        "extra_buckets": Interval(0, 4096, integer=True),
-        "embedding_dim": Interval(0, 4096, integer=True),
-        "recency_half_life_days": Interval(0, None, closed="neither"),
-        "engaged_saturation_seconds": Interval(0, None, closed="neither"),
-        "on_unknown_history": OneOf(("raise", "ignore")),
-    }
-
-    def __post_init__(self) -> None:
-        for name, constraint in self._parameter_constraints.items():
-            check_param("FeatureConfig", name, getattr(self, name), constraint)
-        vocab = tuple((str(k), tuple(v)) for k, v in dict(self.vocabularies).items())
-        object.__setattr__(self, "vocabularies", vocab)
-        for field_name, tokens in vocab:
-            if field_name not in HASHED_FIELDS:
-                raise ValidationError(
-                    f"vocabularies names unknown field {field_name!r}; known: {', '.join(HASHED_FIELDS)}."
-                )
-            buckets = getattr(self, f"{field_name}_buckets")
-            if len(set(tokens)) != len(tokens) or len(tokens) >= buckets:
-                raise ValidationError(
-                    f"The {field_name} vocabulary needs distinct tokens and fewer of them than "
-                    f"{field_name}_buckets ({buckets}), leaving room for unseen tokens. Got {len(tokens)}."
-                )
-        object.__setattr__(self, "crosses", tuple(self.crosses))
-        if not all(isinstance(t, Term) for t in self.crosses):
-            raise ValidationError("crosses must be a sequence of keyart.layout.Term.")
-        self.layout  # noqa: B018  (resolve the declaration now: a bad cross fails here)
-
-    def vocabulary(self, field_name: str) -> tuple[str, ...]:
-        """The exact vocabulary of a hashed field (empty: every token is hashed)."""
-        return dict(self.vocabularies).get(field_name, ())
-
-    @cached_property
-    def layout(self) -> FeatureLayout:
-        """Named column ranges of the feature vector, in order, and the maths derived from them: the
-        declared terms (``keyart.layout.TERMS``) followed by ``crosses``."""
-        return FeatureLayout(self, (*TERMS, *self.crosses))
-
-    @property
-    def dim(self) -> int:
-        return self.layout.dim
+from keyart.layout import FeatureConfig
 
 
 class _ArtworkTable:
