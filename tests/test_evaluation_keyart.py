@@ -22,7 +22,7 @@ from keyart.rewards import QualityRule, join_store
 from keyart.store import EventStore
 
 T0 = 1_700_000_000.0
-OBD = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "obd"
+OBD = Path(__file__).resolve().parent / "data" / "obd"  # the OBD sample, shipped with its attribution
 STYLES = ("dark", "bright", "face")
 
 

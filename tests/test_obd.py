@@ -1,7 +1,7 @@
 """The Open Bandit Dataset sample (Saito et al. 2021): real logs nobody here generated.
 
 Bernoulli TS's value estimated from the uniform-random logs vs. its on-policy value (mean click of the
-BTS logs). Data: ``<repo>/../shared/data/obd``.
+BTS logs). Data: ``tests/data/obd`` (the sample, gzipped, with its attribution).
 """
 
 from __future__ import annotations
@@ -15,13 +15,15 @@ import pytest
 from keyart.evaluation import ESTIMATORS, EstimatorConfig, estimate
 from keyart.tabular import OBD_FORMAT, empirical_distribution, load_tabular, main, obd_experiment
 
-OBD = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "obd"
+OBD = Path(__file__).resolve().parent / "data" / "obd"  # the OBD sample, shipped with its attribution
 
 
 @pytest.fixture(scope="module")
 def logs():
-    rand = load_tabular(OBD / "random" / "all" / "all.csv", OBD_FORMAT, n_positions=3)
-    bts = load_tabular(OBD / "bts" / "all" / "all.csv", OBD_FORMAT, action_ids=rand.action_ids, n_positions=3)
+    rand = load_tabular(OBD / "random" / "all" / "all.csv.gz", OBD_FORMAT, n_positions=3)
+    bts = load_tabular(
+        OBD / "bts" / "all" / "all.csv.gz", OBD_FORMAT, action_ids=rand.action_ids, n_positions=3
+    )
     return rand, bts
 
 

@@ -10,7 +10,7 @@ A row is one logged event. Columns (names configurable through ``TabularFormat``
                   ``categorical`` are one-hot encoded
 
 ``OBD_FORMAT`` reads the Open Bandit Dataset (Saito et al. 2021) as shipped. ``python -m keyart.tabular obd
---data ../shared/data/obd`` reproduces the README's OBD table.
+--data tests/data/obd`` reproduces the README's OBD table.
 """
 
 from __future__ import annotations
@@ -237,6 +237,12 @@ class ObdResult:
     n_bts: int
 
 
+def _obd_file(csv: Path) -> Path:
+    """The campaign's CSV, or its gzipped copy (``.csv.gz``) when only that exists."""
+    gz = csv.with_name(csv.name + ".gz")
+    return gz if not csv.exists() and gz.exists() else csv
+
+
 def obd_experiment(
     data_dir: str | Path,
     campaign: str = "all",
@@ -252,8 +258,8 @@ def obd_experiment(
     mean click of the BTS logs (its standard error is reported too: the truth is itself an estimate).
     """
     root = Path(data_dir)
-    random_path = root / "random" / campaign / f"{campaign}.csv"
-    bts_path = root / "bts" / campaign / f"{campaign}.csv"
+    random_path = _obd_file(root / "random" / campaign / f"{campaign}.csv")
+    bts_path = _obd_file(root / "bts" / campaign / f"{campaign}.csv")
     rand = load_tabular(random_path, OBD_FORMAT, action_ids=None, n_positions=3)
     bts = load_tabular(bts_path, OBD_FORMAT, action_ids=rand.action_ids, n_positions=3)
     freq = empirical_distribution(bts.log)
