@@ -42,6 +42,27 @@ COUNTRIES: tuple[tuple[str, str], ...] = (
     ("JP", "ja"),
     ("DE", "de"),
 )
+# Free artwork tags (off in the default world: ``n_tags = 0``); zoo worlds use the first ``n_tags``.
+TAGS: tuple[str, ...] = (
+    "dark",
+    "bright",
+    "face",
+    "logo",
+    "action-shot",
+    "couple",
+    "group",
+    "silhouette",
+    "minimal",
+    "vintage",
+    "neon",
+    "award",
+)
+# Families of a generic hidden cross (``WorldConfig.crosses``): an observable context family x an artwork
+# family, with a table of effects drawn per world (see docs/simulation.md, "The world zoo").
+CONTEXT_FAMILIES: tuple[str, ...] = ("device", "country", "hour", "weekday", "prior", "recommender", "genre")
+ARTWORK_FAMILIES: tuple[str, ...] = ("theme", "style", "tag", "cast_count")
+HOUR_BUCKETS = 8  # the truth's hour of day: 3-hour blocks (UTC)
+RECOMMENDER_EDGES: tuple[float, ...] = (1.0, 2.0)  # the truth's recommender-score buckets (low, mid, high)
 
 
 @dataclass(frozen=True)
@@ -58,6 +79,11 @@ class WorldConfig:
     ``known_title_damping`` when the member already interacted with the title. P(quality play | play) =
     sigmoid(quality_intercept + quality_title_weight * title affinity + quality_theme_weight * theme match
     - clickbait_quality_penalty * clickbait). Reward = quality play.
+
+    The zoo's extensions (``keyart.simulation.zoo``) are off by default: ``n_tags`` free artwork tags
+    (about ``tags_per_artwork`` each), ``member_activity_sd`` (the activity skew, 0.6 as always) and
+    ``crosses``, (context family, artwork family, sd) triples, each a hidden table of effects added to the
+    artwork part (see docs/simulation.md, "The world zoo").
     """
 
     seed: int = 0
@@ -112,6 +138,12 @@ class WorldConfig:
     n_new_titles: int = 0
     n_new_artworks: int = 0  # at most one per launch title with room in its pool
     arrival_day: float = 1.0
+    # zoo extensions (all off by default, so the default world is unchanged): artwork tags, member
+    # activity skew, and generic hidden crosses (context family, artwork family, effect sd)
+    n_tags: int = 0
+    tags_per_artwork: float = 1.0
+    member_activity_sd: float = 0.6
+    crosses: tuple[tuple[str, str, float], ...] = ()
 
     _constraints: ClassVar[dict[str, Any]] = {
         "seed": Seed(),
@@ -138,11 +170,15 @@ class WorldConfig:
         "n_new_titles": Interval(0, None, integer=True),
         "n_new_artworks": Interval(0, None, integer=True),
         "arrival_day": Interval(0, None),
+        "n_tags": Interval(0, len(TAGS), integer=True),
+        "tags_per_artwork": Interval(0, None),
+        "member_activity_sd": Interval(0, None),
     }
 
     def __post_init__(self) -> None:
         for name, constraint in self._constraints.items():
             check_param("WorldConfig", name, getattr(self, name), constraint)
+        object.__setattr__(self, "crosses", _check_crosses(self.crosses))
         if self.max_pool < self.min_pool:
             raise ValidationError(
                 f"The 'max_pool' parameter of WorldConfig must be >= min_pool ({self.min_pool}). "
@@ -183,6 +219,28 @@ class WorldConfig:
     def with_(self, **changes: Any) -> WorldConfig:
         """A copy with some fields changed (validated again)."""
         return replace(self, **changes)
+
+
+def _check_crosses(crosses: Any) -> tuple[tuple[str, str, float], ...]:
+    """``crosses`` as a tuple of (context family, artwork family, sd) tuples (a JSON list round-trips)."""
+    out = []
+    for entry in crosses:
+        try:
+            ctx, art, sd = entry
+            sd = float(sd)
+        except (TypeError, ValueError):
+            raise ValidationError(
+                f"crosses must hold (context family, artwork family, sd) triples. Got {entry!r}."
+            ) from None
+        if ctx not in CONTEXT_FAMILIES or art not in ARTWORK_FAMILIES or not 0 <= sd < float("inf"):
+            raise ValidationError(
+                f"A cross must be (one of {', '.join(CONTEXT_FAMILIES)}; "
+                f"one of {', '.join(ARTWORK_FAMILIES)}; a finite sd >= 0). Got {entry!r}."
+            )
+        out.append((str(ctx), str(art), sd))
+    if len({(c, a) for c, a, _ in out}) != len(out):
+        raise ValidationError(f"crosses must not repeat a (context, artwork) pair. Got {crosses!r}.")
+    return tuple(out)
 
 
 def demo_config(seed: int = 0) -> WorldConfig:

@@ -3,6 +3,8 @@
 Every draw comes from a ``numpy.random.Generator`` that ``World`` derives from ``WorldConfig.seed``: one
 for the launch catalog, one for the members, one for the histories, and separate ones for the drift
 tastes and the arrivals (cold start), so turning drift or cold start on leaves the launch world as it was.
+The zoo's extensions (artwork tags, generic hidden crosses) draw from one more generator of their own, and
+draw nothing when they are off, so the default world is exactly what it was before they existed.
 """
 
 from __future__ import annotations
@@ -13,7 +15,17 @@ import numpy as np
 
 from keyart.catalog import Artwork, Title
 from keyart.context import SECONDS_PER_DAY, Play
-from keyart.simulation.config import COUNTRIES, DEVICES, GENRES, STYLES, WorldConfig
+from keyart.simulation.config import (
+    ARTWORK_FAMILIES,
+    COUNTRIES,
+    DEVICES,
+    GENRES,
+    HOUR_BUCKETS,
+    RECOMMENDER_EDGES,
+    STYLES,
+    TAGS,
+    WorldConfig,
+)
 
 SHOWCASE_TITLE_ID = "t0000"
 """A comedy-romance-drama title with comedy-, romance- and drama-themed artworks (experiment 3)."""
@@ -70,8 +82,11 @@ class WorldGeneration:
 
     config: WorldConfig
 
-    def _build_catalog(self, rng: np.random.Generator, arrivals: np.random.Generator) -> None:
-        """The launch catalog from ``rng``; the titles and artworks arriving later from ``arrivals``.
+    def _build_catalog(
+        self, rng: np.random.Generator, arrivals: np.random.Generator, extras: np.random.Generator
+    ) -> None:
+        """The launch catalog from ``rng``; the titles and artworks arriving later from ``arrivals``; the
+        artworks' tags (when ``n_tags > 0``) from ``extras``.
 
         The launch titles and artworks draw nothing from ``arrivals``, so turning cold start on or off
         leaves the launch world exactly as it was.
@@ -143,6 +158,9 @@ class WorldGeneration:
             AG[a, themes[a]] = 1.0 / len(themes[a])
             AC[a, : len(casts[a])] = casts[a]
         self.AG, self.AC = AG, AC
+        self.art_cast_count = (AC >= 0).sum(1)
+        self.tags = TAGS[: c.n_tags]
+        self.art_tags = self._draw_tags(extras, A)
         # mid-run arrivals: new titles' pools arrive with them, plus new artworks on launch titles
         self.art_arrival = self.title_arrival[self.art_title].copy()
         start = A - len(extra.themes)
@@ -176,9 +194,42 @@ class WorldGeneration:
                 theme_genres=tuple(self.genres[g] for g in np.flatnonzero(self.AG[a])),
                 featured_cast=tuple(self.cast_names[x] for x in self.AC[a] if x >= 0),
                 style=STYLES[int(self.art_style[a])],
+                tags=tuple(self.tags[x] for x in np.flatnonzero(self.art_tags[a])),
             )
             for a in range(A)
         ]
+
+    def _draw_tags(self, rng: np.random.Generator, n_artworks: int) -> np.ndarray:
+        """(A, n_tags) bool: each artwork's free tags, about ``tags_per_artwork`` each (Poisson, capped at
+        ``n_tags``), popular tags more often. Draws nothing when ``n_tags`` is 0."""
+        c = self.config
+        if c.n_tags == 0:
+            return np.zeros((n_artworks, 0), dtype=bool)
+        pop = rng.dirichlet(np.full(c.n_tags, 2.0))
+        k = np.minimum(rng.poisson(c.tags_per_artwork, n_artworks), c.n_tags)
+        keys = np.log(pop)[None, :] + rng.gumbel(size=(n_artworks, c.n_tags))
+        rank = np.argsort(np.argsort(-keys, axis=1), axis=1)
+        return rank < k[:, None]
+
+    def _build_crosses(self, rng: np.random.Generator) -> None:
+        """The effect tables of ``config.crosses``: (context values, artwork values) per cross, N(0, sd),
+        centred over the context values (a pure interaction: no artwork value is better for everyone)."""
+        c = self.config
+        n_ctx = {
+            "device": len(DEVICES),
+            "country": len(COUNTRIES),
+            "hour": HOUR_BUCKETS,
+            "weekday": 7,
+            "prior": 2,
+            "recommender": len(RECOMMENDER_EDGES) + 1,
+            "genre": c.n_genres,
+        }
+        n_art = {"theme": c.n_genres, "style": len(STYLES), "tag": c.n_tags, "cast_count": 3}
+        self.cross_tables: list[tuple[str, str, np.ndarray]] = []
+        for ctx, art, sd in c.crosses:
+            table = rng.normal(0.0, sd, (n_ctx[ctx], n_art[art]))
+            self.cross_tables.append((ctx, art, table - table.mean(0, keepdims=True)))
+        assert all(a in ARTWORK_FAMILIES for _, a, _ in self.cross_tables)
 
     def _draw_titles(
         self, rng: np.random.Generator, first: int, stop: int, genre_pop: np.ndarray, cast_pop: np.ndarray
@@ -285,7 +336,7 @@ class WorldGeneration:
         self.style_taste = rng.normal(0.0, c.style_taste_noise, (M, S))
         self.member_country = rng.choice(len(COUNTRIES), size=M, p=[0.4, 0.15, 0.15, 0.1, 0.1, 0.1])
         self.member_device = rng.choice(len(DEVICES), size=M, p=[0.45, 0.3, 0.15, 0.1])
-        self.member_activity = rng.lognormal(0.0, 0.6, M)
+        self.member_activity = rng.lognormal(0.0, c.member_activity_sd, M)
         self.member_activity /= self.member_activity.sum()
 
     def _build_histories(self, rng: np.random.Generator) -> None:

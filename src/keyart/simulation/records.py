@@ -25,6 +25,7 @@ class Events:
     device: np.ndarray  # (n,) int
     timestamp: np.ndarray  # (n,) float
     interacted: np.ndarray  # (n,) bool
+    recommender: np.ndarray | None = None  # (n,) float: the recommender's score of the title, if known
 
     @property
     def n(self) -> int:
@@ -43,6 +44,7 @@ class Events:
             self.device[index],
             self.timestamp[index],
             self.interacted[index],
+            None if self.recommender is None else self.recommender[index],
         )
 
     @staticmethod
@@ -56,6 +58,9 @@ class Events:
             *(np.concatenate([getattr(p, f) for p in parts]) for f in ("member", "title")),
             np.concatenate(arts),
             *(np.concatenate([getattr(p, f) for p in parts]) for f in ("device", "timestamp", "interacted")),
+            None
+            if any(p.recommender is None for p in parts)
+            else np.concatenate([p.recommender for p in parts]),  # type: ignore[misc]
         )
 
 

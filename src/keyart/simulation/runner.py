@@ -279,7 +279,15 @@ class _Rows:
 
 
 def _block(world: World, entropy: list[int], block: int, t_start: float) -> _Rows:
-    """Block ``block`` of the stream, drawn from its own generators under the world's current catalog."""
+    """Block ``block`` of the stream, drawn from its own generators under the world's current catalog.
+
+    With ``world.block_cache`` set to a dict (off by default), blocks are kept there and handed to the
+    next run of the same stream (a benchmark running several agents on one world); they are immutable.
+    """
+    cache = world.block_cache
+    key = (tuple(entropy), block, t_start, world.catalog.version)
+    if cache is not None and key in cache:
+        return cache[key]  # type: ignore[no-any-return]
     s_requests, s_luck = np.random.SeedSequence(entropy, spawn_key=(block,)).spawn(2)
     dt = SECONDS_PER_DAY / world.config.requests_per_day
     requests = world.sample_requests(
@@ -287,7 +295,10 @@ def _block(world: World, entropy: list[int], block: int, t_start: float) -> _Row
     )
     events, _ = world.events(requests)
     uniforms = np.random.default_rng(s_luck).random((events.n, 2))
-    return _Rows(requests, events, world.contexts(requests), uniforms)
+    rows = _Rows(requests, events, world.contexts(requests), uniforms)
+    if cache is not None:
+        cache[key] = rows
+    return rows
 
 
 def _trim(events: Events) -> Events:

@@ -19,7 +19,7 @@ import numpy as np
 from keyart.catalog import Catalog
 from keyart.context import SECONDS_PER_DAY, MemberContext
 from keyart.errors import UnknownIdError, ValidationError
-from keyart.simulation.config import COUNTRIES, DEVICES, WorldConfig
+from keyart.simulation.config import COUNTRIES, DEVICES, HOUR_BUCKETS, RECOMMENDER_EDGES, WorldConfig
 from keyart.simulation.generation import SHOWCASE_TITLE_ID, WorldGeneration, cast_names
 from keyart.simulation.records import Events, Outcomes, Requests
 
@@ -42,13 +42,19 @@ class World(WorldGeneration):
         self.config = config if config is not None else WorldConfig()
         if not isinstance(self.config, WorldConfig):
             raise ValidationError(f"config must be a WorldConfig. Got {type(config).__name__}.")
+        # the runner keeps request blocks here when a dict is set (several agents on one stream)
+        self.block_cache: dict[tuple[object, ...], object] | None = None
         # one generator per part: the launch world (catalog, members, histories) draws nothing from the
         # drift and arrival generators, so turning drift or cold start on leaves it exactly as it was
         root = np.random.SeedSequence([self.config.seed, 0x6B657961])
-        s_catalog, s_members, s_history, s_drift, s_arrivals = root.spawn(5)
-        self._build_catalog(np.random.default_rng(s_catalog), np.random.default_rng(s_arrivals))
+        # (the sixth, for the zoo's tags and crosses, draws nothing when they are off; spawn keys of the
+        # first five are those of ``spawn(5)``)
+        s_catalog, s_members, s_history, s_drift, s_arrivals, s_extras = root.spawn(6)
+        extras = np.random.default_rng(s_extras)
+        self._build_catalog(np.random.default_rng(s_catalog), np.random.default_rng(s_arrivals), extras)
         self._build_members(np.random.default_rng(s_members), np.random.default_rng(s_drift))
         self._build_histories(np.random.default_rng(s_history))
+        self._build_crosses(extras)
         self.reset()
 
     def reset(self) -> None:
@@ -63,6 +69,8 @@ class World(WorldGeneration):
         )
         self._in_catalog_titles = self.title_arrival <= self.now
         self._in_catalog_arts = self.art_arrival <= self.now
+        self._pool_key: tuple[int, int] | None = None
+        self._pools: dict[int, np.ndarray] = {}
 
     # ---- hidden truth -------------------------------------------------------------------------
     def genre_taste_at(self, member: np.ndarray, timestamp: np.ndarray | None) -> np.ndarray:
@@ -101,6 +109,8 @@ class World(WorldGeneration):
             - c.text_language_penalty * lang_penalty
             + c.clickbait_play_boost * cb
         )
+        if self.cross_tables:
+            effect = effect + self._cross_effects(ev, art)
         effect = np.where(ev.interacted[:, None], c.known_title_damping * effect, effect)
         title_aff = (g * self.TG[ev.title]).sum(1) + (self.cast_taste[ev.member] * self.TC[ev.title]).sum(1)
         p_play = _sigmoid(
@@ -117,6 +127,48 @@ class World(WorldGeneration):
         )
         mask = ev.artworks >= 0
         return np.where(mask, p_play, 0.0), np.where(mask, p_quality, 0.0), mask
+
+    def _cross_effects(self, ev: Events, art: np.ndarray) -> np.ndarray:
+        """(n, K) the generic hidden crosses' effects (``WorldConfig.crosses``; the zoo's worlds)."""
+        total = np.zeros(art.shape)
+        rows = np.arange(ev.n)[:, None]
+        for ctx, fam, table in self.cross_tables:
+            if ctx == "genre":
+                r = self.genre_share[ev.member] @ table  # (n, artwork values)
+            else:
+                r = table[self._context_index(ctx, ev)]
+            if fam == "theme":
+                total += np.einsum("nkg,ng->nk", self.AG[art], r)
+            elif fam == "style":
+                total += r[rows, self.art_style[art]]
+            elif fam == "tag":
+                total += np.einsum("nkt,nt->nk", self.art_tags[art].astype(np.float64), r)
+            else:  # cast_count
+                total += r[rows, self.art_cast_count[art]]
+        return total
+
+    def _context_index(self, family: str, ev: Events) -> np.ndarray:
+        """(n,) the value index of an observable context family for every event (what the truth uses)."""
+        if family == "device":
+            return ev.device
+        if family == "country":
+            return self.member_country[ev.member]
+        if family == "hour":
+            seconds = np.mod(ev.timestamp, SECONDS_PER_DAY)
+            return np.minimum((seconds * HOUR_BUCKETS // SECONDS_PER_DAY).astype(np.int64), HOUR_BUCKETS - 1)
+        if family == "weekday":  # Monday = 0 (1970-01-01 was a Thursday)
+            return ((np.floor_divide(ev.timestamp, SECONDS_PER_DAY).astype(np.int64) + 3) % 7).astype(
+                np.int64
+            )
+        if family == "prior":
+            return ev.interacted.astype(np.int64)
+        if family == "recommender":
+            if ev.recommender is None:
+                raise ValidationError(
+                    "This world has a recommender cross: its events need recommender scores."
+                )
+            return np.digitize(ev.recommender, RECOMMENDER_EDGES)
+        raise ValidationError(f"Unknown context family {family!r}.")
 
     def probabilities(self, events: Events) -> tuple[np.ndarray, np.ndarray]:
         """(P(play), P(quality play | play)) for every candidate, (n, K) each, 0 on padding."""
@@ -245,10 +297,17 @@ class World(WorldGeneration):
         return [self.context(requests, i) for i in range(requests.n)]
 
     def pool_indices(self, title: int) -> np.ndarray:
-        """World artwork indices of a title's current pool, in catalog order."""
-        return np.asarray(
-            [self.artwork_index[a.artwork_id] for a in self.catalog.pool(self.title_ids[title])]
-        )
+        """World artwork indices of a title's current pool, in catalog order (cached per catalog version)."""
+        key = (id(self.catalog), self.catalog.version)
+        if self._pool_key != key:
+            self._pool_key, self._pools = key, {}
+        pool = self._pools.get(title)
+        if pool is None:
+            pool = np.asarray(
+                [self.artwork_index[a.artwork_id] for a in self.catalog.pool(self.title_ids[title])]
+            )
+            self._pools[title] = pool
+        return pool
 
     def events(self, requests: Requests) -> tuple[Events, list[list[str]]]:
         """Flatten requests into one event per (request, title), with pools in catalog order.
@@ -270,6 +329,7 @@ class World(WorldGeneration):
             device=np.repeat(requests.device, p),
             timestamp=np.repeat(requests.timestamp, p),
             interacted=self.interacted[member, titles],
+            recommender=requests.recommender.reshape(-1),
         )
         return ev, [[self.artwork_ids[a] for a in x] for x in pools]
 
@@ -297,6 +357,10 @@ class World(WorldGeneration):
             timestamp=np.asarray([c.timestamp for c in contexts], dtype=np.float64),
             interacted=np.asarray(
                 [t in c.interacted_titles for c, t in zip(contexts, title_ids, strict=True)]
+            ),
+            recommender=np.asarray(
+                [c.recommender_scores.get(t, 0.0) for c, t in zip(contexts, title_ids, strict=True)],
+                dtype=np.float64,
             ),
         )
 

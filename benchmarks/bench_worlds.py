@@ -1,0 +1,225 @@
+"""Every keyart policy, the reference LinUCB and Vowpal Wabbit on the held-out worlds of the zoo.
+
+For each world (``keyart.simulation.zoo``; ``--dev`` for the development seeds, which tuning scripts use;
+by default the held-out seeds, which nothing tunes on) and each agent, one closed-loop run on the same
+request stream and luck; the agent's share of the oracle is its expected take fraction over the last 20% of
+the run divided by the oracle's over the same decisions. Printed per agent: the median and 10th percentile
+of that share over the worlds, and on how many worlds it beats the reference LinUCB
+(``benchmarks/reference_linucb.py``: one-hot features, every context x artwork cross) and VW
+``cb_explore_adf --squarecb -q SA`` on the reference's one-hot namespaces (skipped with a note when
+``vowpalwabbit`` is not installed). Every process runs with single-threaded BLAS.
+
+    .venv/bin/python benchmarks/bench_worlds.py --jobs 2                 # 20 held-out worlds, 200k requests
+    .venv/bin/python benchmarks/bench_worlds.py --worlds 3 --requests 50000 --jobs 2
+    .venv/bin/python benchmarks/bench_worlds.py --quick                  # smoke run
+    .venv/bin/python benchmarks/bench_worlds.py --dev --worlds 10       # development worlds (tuning)
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import sys
+import time
+from collections.abc import Sequence
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+BENCH_DIR = str(Path(__file__).resolve().parent)
+if BENCH_DIR not in sys.path:
+    sys.path.insert(0, BENCH_DIR)
+
+from keyart.simulation.experiments import POLICY_SUITE, format_table  # noqa: E402
+from keyart.simulation.zoo import DEV_SEEDS, HELD_OUT_SEEDS, ZOO_VERSION, describe  # noqa: E402
+
+REFERENCE = "reference LinUCB"
+VW = "VW squarecb"
+VW_ARGS = "--cb_explore_adf --squarecb -q SA"
+QUICK_OVERRIDES = {"n_members": 3_000}
+
+
+def vw_available() -> bool:
+    try:
+        import vowpalwabbit  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+class VWAgent:
+    """VW ``cb_explore_adf`` on the reference's one-hot features: shared namespace S = the context vector,
+    action namespace A = the artwork vector and the artwork id; ``-q SA`` crosses them all."""
+
+    def __init__(self, seed: int, args: str = VW_ARGS, name: str = VW) -> None:
+        import vowpalwabbit
+
+        self.vw = vowpalwabbit.Workspace(f"{args} --quiet --random_seed {seed}")
+        self.name = name
+        self.rng = np.random.default_rng([seed, 0x7677])
+        self._examples: list[list[str]] = []
+
+    @staticmethod
+    def _feats(values: np.ndarray, prefix: str) -> str:
+        return " ".join(f"{prefix}{j}:{values[j]:.5g}" for j in np.flatnonzero(values))
+
+    def act(self, batch: Any) -> tuple[np.ndarray, np.ndarray]:
+        chosen, prop = np.zeros(batch.n, dtype=np.int64), np.zeros(batch.n)
+        u = self.rng.random(batch.n)
+        self._examples = []
+        for i in range(batch.n):
+            k = int(batch.mask[i].sum())
+            ex = [f"shared |S {self._feats(batch.context[i], 's')}"]
+            ex += [f"|A {self._feats(batch.X[i, a], 'a')} id={batch.artwork_ids[i, a]}" for a in range(k)]
+            pmf = np.asarray(self.vw.predict(ex), dtype=np.float64)
+            pmf = pmf / pmf.sum()
+            j = min(int(np.searchsorted(np.cumsum(pmf), u[i])), pmf.size - 1)
+            chosen[i], prop[i] = j, pmf[j]
+            self._examples.append(ex)
+        return chosen, prop
+
+    def learn(self, batch: Any, chosen: np.ndarray, propensity: np.ndarray, reward: np.ndarray) -> None:
+        for ex, j, p, r in zip(
+            self._examples, chosen.tolist(), propensity.tolist(), reward.tolist(), strict=True
+        ):
+            lines = list(ex)
+            lines[1 + j] = f"0:{-r:g}:{max(p, 1e-6):.6g} {lines[1 + j]}"
+            self.vw.learn(lines)
+
+    def close(self) -> None:
+        self.vw.finish()
+
+
+_WORLD: dict[tuple[int, tuple[tuple[str, Any], ...]], Any] = {}
+
+
+def _world(seed: int, overrides: dict[str, Any]) -> Any:
+    """The zoo world of ``seed``, kept for the next task of this worker (tasks are ordered world-major)."""
+    from keyart.simulation.zoo import zoo_world
+
+    key = (seed, tuple(sorted(overrides.items())))
+    if key not in _WORLD:
+        _WORLD.clear()
+        _WORLD[key] = zoo_world(seed, **overrides)
+        _WORLD[key].block_cache = {}  # the next agents on this world reuse its request stream
+    return _WORLD[key]
+
+
+def run_one(
+    seed: int, agent: str, n_requests: int, update_every: int, run_seed: int, overrides: dict[str, Any]
+) -> dict[str, Any]:
+    """One agent's closed loop on one zoo world, in its own single-threaded-BLAS process."""
+    from threadpoolctl import threadpool_limits
+
+    from keyart.simulation.experiments import make_suite_policy
+    from keyart.simulation.runner import PolicyAgent, run_closed_loop
+
+    threadpool_limits(1)
+    world = _world(seed, overrides)
+    t = time.perf_counter()
+    if agent in POLICY_SUITE:
+        a: Any = PolicyAgent(make_suite_policy(agent, run_seed), name=agent)
+        factory = None
+    else:
+        from reference_linucb import ReferenceFeaturizer, ReferenceLinUCB
+
+        a = ReferenceLinUCB(run_seed) if agent == REFERENCE else VWAgent(run_seed)
+        factory = ReferenceFeaturizer
+    r = run_closed_loop(
+        world, a, n_requests, update_every=update_every, seed=run_seed, featurizer_factory=factory
+    )
+    if hasattr(a, "close"):
+        a.close()
+    return {
+        "seed": seed,
+        "agent": agent,
+        "take": r.take_fraction(0.8),
+        "oracle": r.oracle_take_fraction(0.8),
+        "random": r.random_take_fraction(0.8),
+        "share": r.take_fraction(0.8) / r.oracle_take_fraction(0.8),
+        "wall": time.perf_counter() - t,
+    }
+
+
+def summarize(results: list[dict[str, Any]], agents: list[str]) -> list[dict[str, Any]]:
+    """Per agent: median and 10th percentile share of oracle, and how often it beats the reference and VW."""
+    share = {(r["agent"], r["seed"]): r["share"] for r in results}
+    seeds = sorted({r["seed"] for r in results})
+    rows = []
+    for agent in agents:
+        s = np.array([share[(agent, w)] for w in seeds])
+        row: dict[str, Any] = {
+            "policy": agent,
+            "median share": float(np.median(s)),
+            "p10 share": float(np.percentile(s, 10)),
+            "min share": float(s.min()),
+        }
+        for other, col in ((REFERENCE, "beats reference"), (VW, "beats VW")):
+            if other in agents and other != agent:
+                wins = sum(share[(agent, w)] > share[(other, w)] for w in seeds)
+                row[col] = f"{wins}/{len(seeds)}"
+            else:
+                row[col] = "-"
+        rows.append(row)
+    return rows
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--worlds", type=int, default=None, help="the first N seeds of the set (default all)")
+    parser.add_argument("--dev", action="store_true", help="development seeds instead of the held-out ones")
+    parser.add_argument("--requests", type=int, default=200_000)
+    parser.add_argument("--update-every", type=int, default=200)
+    parser.add_argument("--seed", type=int, default=0, help="the run seed (request stream, exploration)")
+    parser.add_argument("--policies", default="", help="POLICY_SUITE names, comma-separated (default all)")
+    parser.add_argument("--jobs", type=int, default=1, help="parallel processes")
+    parser.add_argument("--per-world", action="store_true", help="also print every world's shares")
+    parser.add_argument(
+        "--quick", action="store_true", help="smoke run: 2 worlds, 1,000 requests, 3k members"
+    )
+    args = parser.parse_args(argv)
+    seeds = list(DEV_SEEDS if args.dev else HELD_OUT_SEEDS)
+    overrides: dict[str, Any] = {}
+    if args.quick:
+        args.worlds, args.requests, overrides = args.worlds or 2, 1_000, dict(QUICK_OVERRIDES)
+    seeds = seeds[: args.worlds] if args.worlds else seeds
+    names = [p.strip() for p in args.policies.split(",") if p.strip()] or list(POLICY_SUITE)
+    agents = [*names, REFERENCE]
+    has_vw = vw_available()
+    if has_vw:
+        agents.append(VW)
+    print(f"$ {' '.join([os.path.basename(sys.executable), *sys.argv])}")
+    print(
+        f"python {platform.python_version()}, numpy {np.__version__}, {os.cpu_count()} cpus, BLAS threads 1, "
+        f"{args.jobs} job(s); zoo version {ZOO_VERSION}, {'development' if args.dev else 'held-out'} seeds "
+        f"{seeds[0]}..{seeds[-1]} ({len(seeds)} worlds){f'; overrides {overrides}' if overrides else ''}; "
+        f"{args.requests:,} requests per run, update every {args.update_every}, run seed {args.seed}"
+    )
+    if not has_vw:
+        print("note: vowpalwabbit is not importable: the VW column is skipped (pip install 'keyart[bench]')")
+    print(format_table([describe(s) for s in seeds]))
+    t0 = time.perf_counter()
+    tasks = [(s, a) for s in seeds for a in agents]  # world-major: a worker reuses its world
+    with ProcessPoolExecutor(max_workers=max(1, args.jobs)) as pool:
+        futures = [
+            pool.submit(run_one, s, a, args.requests, args.update_every, args.seed, overrides)
+            for s, a in tasks
+        ]
+        results = []
+        for f in futures:
+            results.append(f.result())
+            r = results[-1]
+            print(f"  world {r['seed']} {r['agent']}: share {r['share']:.3f} ({r['wall']:.0f}s)", flush=True)
+    if args.per_world:
+        print(format_table([{k: v for k, v in r.items() if k != "wall"} for r in results]))
+    print(f"\nshare of oracle = take fraction / oracle's, last 20% of each run; {len(seeds)} worlds")
+    print(format_table(summarize(results, agents), digits=3))
+    print(f"wall time {time.perf_counter() - t0:.0f}s")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
