@@ -33,6 +33,7 @@ BENCH_DIR = str(Path(__file__).resolve().parent)
 if BENCH_DIR not in sys.path:
     sys.path.insert(0, BENCH_DIR)
 
+from bench_vw_closed_loop import VWAgent as KeyartVWAgent  # noqa: E402
 from keyart.simulation.experiments import POLICY_SUITE, format_table  # noqa: E402
 from keyart.simulation.zoo import DEV_SEEDS, HELD_OUT_SEEDS, ZOO_VERSION, describe  # noqa: E402
 
@@ -50,47 +51,17 @@ def vw_available() -> bool:
     return True
 
 
-class VWAgent:
+class VWAgent(KeyartVWAgent):
     """VW ``cb_explore_adf`` on the reference's one-hot features: shared namespace S = the context vector,
     action namespace A = the artwork vector and the artwork id; ``-q SA`` crosses them all."""
 
     def __init__(self, seed: int, args: str = VW_ARGS, name: str = VW) -> None:
-        import vowpalwabbit
+        super().__init__(args, seed, name)
 
-        self.vw = vowpalwabbit.Workspace(f"{args} --quiet --random_seed {seed}")
-        self.name = name
-        self.rng = np.random.default_rng([seed, 0x7677])
-        self._examples: list[list[str]] = []
-
-    @staticmethod
-    def _feats(values: np.ndarray, prefix: str) -> str:
-        return " ".join(f"{prefix}{j}:{values[j]:.5g}" for j in np.flatnonzero(values))
-
-    def act(self, batch: Any) -> tuple[np.ndarray, np.ndarray]:
-        chosen, prop = np.zeros(batch.n, dtype=np.int64), np.zeros(batch.n)
-        u = self.rng.random(batch.n)
-        self._examples = []
-        for i in range(batch.n):
-            k = int(batch.mask[i].sum())
-            ex = [f"shared |S {self._feats(batch.context[i], 's')}"]
-            ex += [f"|A {self._feats(batch.X[i, a], 'a')} id={batch.artwork_ids[i, a]}" for a in range(k)]
-            pmf = np.asarray(self.vw.predict(ex), dtype=np.float64)
-            pmf = pmf / pmf.sum()
-            j = min(int(np.searchsorted(np.cumsum(pmf), u[i])), pmf.size - 1)
-            chosen[i], prop[i] = j, pmf[j]
-            self._examples.append(ex)
-        return chosen, prop
-
-    def learn(self, batch: Any, chosen: np.ndarray, propensity: np.ndarray, reward: np.ndarray) -> None:
-        for ex, j, p, r in zip(
-            self._examples, chosen.tolist(), propensity.tolist(), reward.tolist(), strict=True
-        ):
-            lines = list(ex)
-            lines[1 + j] = f"0:{-r:g}:{max(p, 1e-6):.6g} {lines[1 + j]}"
-            self.vw.learn(lines)
-
-    def close(self) -> None:
-        self.vw.finish()
+    def _example(self, batch: Any, i: int) -> list[str]:
+        k = int(batch.mask[i].sum())
+        ex = [f"shared |S {self._feats(batch.context[i], 's')}"]
+        return ex + [f"|A {self._feats(batch.X[i, a], 'a')} id={batch.artwork_ids[i, a]}" for a in range(k)]
 
 
 _WORLD: dict[tuple[int, tuple[tuple[str, Any], ...]], Any] = {}

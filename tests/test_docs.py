@@ -7,9 +7,7 @@ from pathlib import Path
 import pytest
 
 CORE_API = Path(__file__).resolve().parents[1] / "docs" / "core-api.md"
-BLOCKS = [
-    textwrap.dedent(b) for b in re.findall(r"```python\n(.*?)```", CORE_API.read_text(), flags=re.S)
-]
+BLOCKS = [textwrap.dedent(b) for b in re.findall(r"```python\n(.*?)```", CORE_API.read_text(), flags=re.S)]
 
 
 @pytest.mark.parametrize("code", BLOCKS, ids=[f"block{i}" for i in range(len(BLOCKS))])

@@ -13,7 +13,7 @@ from keyart.batch import split_rows
 from keyart.context import Play
 from keyart.errors import ValidationError
 from keyart.features import FeatureConfig, Featurizer
-from keyart.layout import TERMS, Term
+from keyart.layout import ARTWORK_BLOCKS, CONTEXT_BLOCKS, TERMS, Term, all_crosses
 from keyart.policies import make_policy
 
 CROSSES = (
@@ -122,6 +122,35 @@ def test_page_moments_with_declared_crosses_equal_the_plain_computation(name):
     np.testing.assert_allclose(var[m], var_ref[m], rtol=1e-9, atol=1e-12)
 
 
+def test_all_crosses_are_every_context_by_artwork_family_once_and_agree_everywhere():
+    terms = all_crosses()
+    art = {b.name for b in ARTWORK_BLOCKS}
+    pairs = [(t.context, t.candidate) for t in (*TERMS, *terms) if t.mode == "outer" and len(t.context) == 1]
+    pairs = [p for p in pairs if p[1] in art]
+    # every (context family, artwork family) pair is an outer term exactly once, declared or added
+    want = [((c.name,), a.name) for c in CONTEXT_BLOCKS if c.name != "bias" for a in ARTWORK_BLOCKS]
+    assert sorted(pairs) == sorted(want) and len(terms) == len(want) - 3  # device/hour/prior x style declared
+    config = FeatureConfig(tag_buckets=4, embedding_dim=2, crosses="all")
+    assert config.crosses == terms and config.dim == FeatureConfig(tag_buckets=4, embedding_dim=2).dim + sum(
+        config.layout[t.name].stop - config.layout[t.name].start for t in terms
+    )
+    _, _, batch = _page(config)
+    X = batch.factors.materialize()
+    for t in terms:  # each is the product it names
+        np.testing.assert_allclose(
+            X[..., config.layout[t.name]], _reference(X, config.layout, t) * batch.mask[..., None]
+        )
+    theta = np.random.default_rng(1).normal(size=config.dim)
+    np.testing.assert_allclose(batch.dot(theta), X @ theta, atol=1e-10)
+    basis, eye = batch.basis(), split_rows(config.layout, np.eye(config.dim))
+    for i in range(batch.n):
+        np.testing.assert_allclose(basis.Z[i] @ basis.project(eye, basis.prior[i]).T, X[i], atol=1e-12)
+    # absent families cost nothing: their crosses have no columns
+    lean = FeatureConfig(tag_buckets=0, country_buckets=0, crosses="all").layout
+    assert lean["country_x_theme"] == slice(lean["country_x_theme"].start, lean["country_x_theme"].start)
+    assert lean["device_x_tags"].stop == lean["device_x_tags"].start
+
+
 @pytest.mark.parametrize(
     ("crosses", "message"),
     [
@@ -133,6 +162,7 @@ def test_page_moments_with_declared_crosses_equal_the_plain_computation(name):
         ((Term("x", ("device",), "theme", "sideways"),), "mode must be outer, diagonal or inner"),
         ((Term("prior_x_artwork", ("device",)),), "Group names clash with term names: prior_x_artwork"),
         (("device_x_theme",), "crosses must be a sequence of keyart.layout.Term"),
+        ("some", 'crosses must be "all" or a sequence'),
     ],
 )
 def test_bad_crosses_are_refused_when_the_config_is_made(crosses, message):

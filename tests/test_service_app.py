@@ -439,6 +439,10 @@ def test_outcomes_are_learned_and_the_new_generation_is_served(
     info = client.get("/v1/model").json()
     assert info["generation"] == 1 and info["model_version"] >= 1 and info["rewards_learned"] == 320
     assert info["shadow"]["policy"] == "beta_ts" and info["shadow"]["model_version"] >= 1
+    # the priors learned by empirical Bayes at 256 rewards (the start value of the noise is 0.25)
+    priors = info["priors"]
+    assert priors["mode"] == "empirical" and 0 < priors["noise"] < 0.25 and priors["bias_ridge"] > 0
+    assert priors["families"] and all(f["prior_sd"] > 0 for f in priors["families"].values())
     out = decide(client, page_body("after"))
     assert out["generation"] == 1 and {d["model_version"] for d in out["decisions"]} == {
         info["model_version"]

@@ -271,3 +271,16 @@ def test_block_cache_gives_the_same_run() -> None:
         for f in ("member", "title", "chosen", "propensity", "reward", "expected", "oracle"):
             assert np.array_equal(getattr(plain, f), getattr(cached, f)), f
     assert world.block_cache
+
+
+def test_the_tuning_script_refuses_held_out_worlds(capsys: pytest.CaptureFixture[str]) -> None:
+    import tune_defaults
+
+    for worlds in (str(HELD_OUT_SEEDS[0]), f"1,{HELD_OUT_SEEDS[3]}"):
+        with pytest.raises(SystemExit) as exc:
+            tune_defaults.main(["--worlds", worlds])
+        assert exc.value.code == 2
+        assert "tuning never reads held-out ones" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        tune_defaults.main(["--worlds", "1", "--variants", "nonsense"])
+    assert "unknown variant 'nonsense'" in capsys.readouterr().err

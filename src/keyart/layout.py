@@ -103,6 +103,23 @@ TERMS = (
 )
 
 
+def all_crosses(declared: Sequence[Term] = TERMS) -> tuple[Term, ...]:
+    """Every context family x every artwork family as an outer cross, the analogue of VW's ``-q ::``:
+    ``Term("<context>_x_<artwork>", (context,), artwork)`` for each pair that ``declared`` does not already
+    hold as an outer term (the intercept is left out: bias x artwork is the artwork block itself). A
+    family of width 0 (``tag_buckets=0``, ``embedding_dim=0``, ...) gives a cross of no columns, so the
+    crosses of absent families cost nothing. ``FeatureConfig(crosses="all")`` adds them all; with learned
+    priors (``keyart.priors``) each cross is a family whose shrinkage is fitted to the data."""
+    have = {(t.context, t.candidate) for t in declared if t.mode == "outer"}
+    return tuple(
+        Term(f"{c.name}_x_{a.name}", (c.name,), a.name)
+        for c in CONTEXT_BLOCKS
+        if c.name != "bias"
+        for a in ARTWORK_BLOCKS
+        if ((c.name,), a.name) not in have
+    )
+
+
 def _span(index: np.ndarray) -> slice | np.ndarray:
     """A contiguous index range as a slice (a view, no copy), else the index array."""
     if index.size and (np.diff(index) == 1).all():
@@ -398,7 +415,8 @@ class FeatureConfig:
     is a ``DimensionError``.
 
     ``crosses``: terms added after the declared ones (``Term``), e.g.
-    ``Term("country_x_theme", ("country",), "theme")``; checked when the layout is built.
+    ``Term("country_x_theme", ("country",), "theme")``, or ``"all"`` for ``all_crosses()`` (every context
+    family x every artwork family); checked when the layout is built.
     """
 
     genre_buckets: int = 16
@@ -414,7 +432,7 @@ class FeatureConfig:
     engaged_saturation_seconds: float = 1800.0
     on_unknown_history: str = "raise"
     vocabularies: tuple[tuple[str, tuple[str, ...]], ...] = ()
-    crosses: tuple[Term, ...] = ()
+    crosses: tuple[Term, ...] | str = ()
 
     _parameter_constraints: ClassVar[dict[str, Any]] = {
         "genre_buckets": Interval(1, 4096, integer=True),
@@ -447,7 +465,12 @@ class FeatureConfig:
                     f"The {field_name} vocabulary needs distinct tokens and fewer of them than "
                     f"{field_name}_buckets ({buckets}), leaving room for unseen tokens. Got {len(tokens)}."
                 )
-        object.__setattr__(self, "crosses", tuple(self.crosses))
+        crosses = all_crosses() if isinstance(self.crosses, str) and self.crosses == "all" else self.crosses
+        if isinstance(crosses, str):
+            raise ValidationError(
+                f'crosses must be "all" or a sequence of keyart.layout.Term. Got {crosses!r}.'
+            )
+        object.__setattr__(self, "crosses", tuple(crosses))
         if not all(isinstance(t, Term) for t in self.crosses):
             raise ValidationError("crosses must be a sequence of keyart.layout.Term.")
         self.layout  # noqa: B018  (resolve the declaration now: a bad cross fails here)

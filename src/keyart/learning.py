@@ -102,7 +102,9 @@ class LinearStats:
     """Additive sufficient statistics of weighted least squares with per-artwork biases.
 
     ``xx = sum w x x^T``, ``xa[a] = sum_{a} w x``, ``aa[a] = sum_{a} w``, ``xr = sum w r x``,
-    ``ar[a] = sum_{a} w r``, ``n = sum w``; rows of the artwork arrays follow ``artwork_ids``.
+    ``ar[a] = sum_{a} w r``, ``n = sum w``, ``rr = sum w r^2`` (for the noise level; statistics made
+    elsewhere without it count binary rewards, for which sum w r^2 = sum w r); rows of the artwork arrays
+    follow ``artwork_ids``.
     """
 
     artwork_ids: tuple[str, ...]
@@ -112,6 +114,7 @@ class LinearStats:
     xr: np.ndarray
     ar: np.ndarray
     n: float = 0.0
+    rr: float = 0.0
 
     @classmethod
     def empty(cls, d: int, artwork_ids: Sequence[str] = ()) -> LinearStats:
@@ -147,7 +150,7 @@ class LinearStats:
         rows = index.rows(np.array(self.artwork_ids, dtype=object))
         xa, aa, ar = np.zeros((m, d)), np.zeros(m), np.zeros(m)
         xa[rows], aa[rows], ar[rows] = self.xa, self.aa, self.ar
-        return LinearStats(tuple(index.ids), self.xx, xa, aa, self.xr, ar, self.n)
+        return LinearStats(tuple(index.ids), self.xx, xa, aa, self.xr, ar, self.n, self.rr)
 
     def merge(self, other: LinearStats) -> LinearStats:
         """Statistics of the union of both event sets."""
@@ -159,7 +162,14 @@ class LinearStats:
         a, b = self.aligned(index), other.aligned(index)
         a = a.aligned(index)
         return LinearStats(
-            tuple(index.ids), a.xx + b.xx, a.xa + b.xa, a.aa + b.aa, a.xr + b.xr, a.ar + b.ar, a.n + b.n
+            tuple(index.ids),
+            a.xx + b.xx,
+            a.xa + b.xa,
+            a.aa + b.aa,
+            a.xr + b.xr,
+            a.ar + b.ar,
+            a.n + b.n,
+            a.rr + b.rr,
         )
 
     def scaled(self, gamma: float) -> LinearStats:
@@ -172,6 +182,7 @@ class LinearStats:
             self.xr * gamma,
             self.ar * gamma,
             self.n * gamma,
+            self.rr * gamma,
         )
 
 
@@ -187,8 +198,8 @@ def _weighted_gram(X: np.ndarray, w: np.ndarray) -> np.ndarray:
 
 def _sums_by_row(
     X: np.ndarray, rows: np.ndarray, m: int, w: np.ndarray, r: np.ndarray
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, float]:
-    """(xx, xa, aa, xr, ar, n) of events whose artworks have integer rows 0..m-1."""
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, float, float]:
+    """(xx, xa, aa, xr, ar, n, rr) of events whose artworks have integer rows 0..m-1."""
     onehot = scipy.sparse.csr_matrix((w, (rows, np.arange(X.shape[0]))), shape=(m, X.shape[0]))
     return (
         _weighted_gram(X, w),
@@ -197,6 +208,7 @@ def _sums_by_row(
         X.T @ (w * r),
         np.bincount(rows, weights=w * r, minlength=m),
         float(w.sum()),
+        float(w @ (r * r)),
     )
 
 
@@ -211,9 +223,14 @@ class BlockGaussian:
     eta_a: np.ndarray
 
     @classmethod
-    def prior(cls, d: int, m: int, ridge: float, bias_ridge: float) -> BlockGaussian:
+    def prior(cls, d: int, m: int, ridge: float | np.ndarray, bias_ridge: float) -> BlockGaussian:
+        """The prior: ``ridge`` is one precision for every column or one per column."""
         return cls(
-            ridge * np.eye(d), np.zeros((m, d)), np.full(m, float(bias_ridge)), np.zeros(d), np.zeros(m)
+            np.diag(np.broadcast_to(np.asarray(ridge, dtype=np.float64), (d,))),
+            np.zeros((m, d)),
+            np.full(m, float(bias_ridge)),
+            np.zeros(d),
+            np.zeros(m),
         )
 
     @classmethod
@@ -388,7 +405,7 @@ def logistic_partition_sums(
     f = X @ theta + beta[rows]
     p = _sigmoid(f)
     w = np.ones_like(p) if weights is None else weights
-    hss, hsa, hd, _, _, _ = _sums_by_row(X, rows, m, w * p * (1.0 - p), np.zeros_like(p))
+    hss, hsa, hd, _, _, _, _ = _sums_by_row(X, rows, m, w * p * (1.0 - p), np.zeros_like(p))
     g = w * (p - rewards)
     g_s = X.T @ g
     g_a = np.bincount(rows, weights=g, minlength=m)

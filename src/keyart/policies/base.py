@@ -161,6 +161,11 @@ class Policy(ABC):
         self.version_ += 1
         return self
 
+    def learned_priors(self) -> dict[str, Any] | None:
+        """The priors the model learned from the data (for ``/v1/model`` and reports); None for a policy
+        without a prior to learn."""
+        return None
+
     # ---- snapshots -----------------------------------------------------------------------------
     def snapshot(self) -> dict[str, Any]:
         """Everything needed to rebuild this policy exactly: name, hyperparameters, version, state."""

@@ -22,13 +22,17 @@ from keyart.feedback import LoggedFeedback
 from keyart.learning import BlockGaussian, LinearStats
 from keyart.params import Interval
 from keyart.policies.base import Policy
-from keyart.policies.shared import SharedModelPolicy
+from keyart.policies.shared import SharedModelPolicy, refit_points
 
 
 class RidgePolicy(SharedModelPolicy):
     """The shared model with its conjugate Gaussian posterior, learned from additive ``LinearStats``:
     ``update``, ``update_partitions`` and ``update_stats`` all add statistics to the (decayed) posterior.
-    Subclasses implement ``_distribution_from_model`` only."""
+    Subclasses implement ``_distribution_from_model`` only. With learned priors (``priors="empirical"``,
+    see ``SharedModelPolicy``) the noise variance is learned too (it has a closed form given the ridges).
+    """
+
+    _learns_noise = True
 
     def _learn(
         self, parts: Sequence[LoggedFeedback], decay: float, weights: Sequence[np.ndarray | None]
@@ -40,13 +44,14 @@ class RidgePolicy(SharedModelPolicy):
                 for fb, w in zip(parts, weights, strict=True)
             ),
         )
-        self._add_stats(stats, decay)
+        self._add_stats(stats, decay, parts[0].batch.feature_names)
 
     def update_stats(self, stats: LinearStats, events: int | None = None) -> Policy:
         """Learn from sufficient statistics computed elsewhere (``LinearStats.from_events`` per partition,
         merged, e.g. on DuckDB or Spark): the same model as ``update`` on those events. With ``half_life``,
         the events must be weighted 0.5 ** (events after them / half_life) and ``events`` is their number,
-        by which the current state decays. Invalid input changes nothing."""
+        by which the current state decays. With learned priors, a refit point crossed inside the statistics
+        is fitted after them (they cannot be split). Invalid input changes nothing."""
         if not isinstance(stats, LinearStats):
             raise ValidationError(f"stats must be LinearStats. Got {type(stats).__name__}.")
         if self.half_life is not None and (
@@ -56,14 +61,18 @@ class RidgePolicy(SharedModelPolicy):
                 f"events must be the number of events (an int >= 0) with half_life. Got {events!r}."
             )
         arrays = (stats.xx, stats.xa, stats.aa, stats.xr, stats.ar)
-        if not all(np.isfinite(a).all() for a in arrays):
+        if not all(np.isfinite(a).all() for a in arrays) or not np.isfinite([stats.n, stats.rr]).all():
             raise ValidationError("stats contain NaN or inf.")
         self._add_stats(stats, 1.0 if self.half_life is None else 0.5 ** (events / self.half_life))  # type: ignore[operator]
+        before = self.events_
+        self.events_ += round(stats.n) if events is None else events
+        if self.priors == "empirical" and self.events_ >= refit_points(before):
+            self.refit_priors()
         self.version_ += 1
         return self
 
-    def _add_stats(self, stats: LinearStats, decay: float) -> None:
-        base = self._base(stats.xx.shape[0])
+    def _add_stats(self, stats: LinearStats, decay: float, feature_names: Sequence[str] = ()) -> None:
+        base = self._base(stats.xx.shape[0], feature_names)
         index = self.index_.copy()
         stats = stats.aligned(index)
         post = self._decayed(self._grown(base, len(index)), decay)
@@ -76,7 +85,11 @@ class RidgePolicy(SharedModelPolicy):
                 post.eta_a + stats.ar,
             ),
             index,
+            decay,
         )
+        # binary rewards when the statistics were made without sum w r^2 (then sum w r^2 = sum w r)
+        rr = stats.rr if stats.rr > 0 or not stats.ar.any() else float(stats.ar.sum())
+        self.rr_, self.n_ = decay * self.rr_ + rr, decay * self.n_ + stats.n
 
 
 class EpsilonGreedy(RidgePolicy):
@@ -116,7 +129,8 @@ class Softmax(RidgePolicy):
 
 
 class LinUCB(RidgePolicy):
-    """LinUCB (Li et al. 2010, hybrid form): the highest mean + alpha * posterior standard deviation."""
+    """LinUCB (Li et al. 2010, hybrid form): the highest mean + alpha * posterior standard deviation (the
+    noise level included: with learned priors, alpha is in units of the score's own uncertainty)."""
 
     name = "linucb"
     _parameter_constraints: ClassVar[dict[str, Any]] = {
@@ -124,7 +138,7 @@ class LinUCB(RidgePolicy):
         "alpha": Interval(0, None),
     }
 
-    def __init__(self, *, seed: int, alpha: float = 0.3, **kwargs: Any) -> None:
+    def __init__(self, *, seed: int, alpha: float = 1.0, **kwargs: Any) -> None:
         self.alpha = alpha
         super().__init__(seed=seed, **kwargs)
 

@@ -26,16 +26,41 @@ import numpy as np
 
 from keyart.batch import CandidateBatch
 from keyart.errors import DimensionError, SnapshotError, UnknownIdError, ValidationError
+from keyart.feedback import LoggedFeedback
 from keyart.learning import ArtworkIndex, BlockGaussian, Posterior
-from keyart.params import Interval
+from keyart.params import Interval, OneOf
 from keyart.policies.base import Policy, RowCache, warm_start_rows
+from keyart.priors import INITIAL_NOISE, UNSHRUNK_FAMILIES, DataStats, Priors, column_groups, fit_priors
+
+REFIT_FIRST = 256  # events before the first empirical-Bayes fit of the priors
+REFIT_MAX_GAP = 65_536  # later fits when the events seen double, at least every this many events
+
+
+def refit_points(events: int) -> int:
+    """The event count of the first refit after ``events``: 256, 512, ..., 65,536, then every 65,536.
+    A function of the count alone, so where the refits fall does not depend on how events are batched."""
+    point = REFIT_FIRST
+    while point <= events and point < REFIT_MAX_GAP:
+        point *= 2
+    if point <= events:
+        point = (events // REFIT_MAX_GAP + 1) * REFIT_MAX_GAP
+    return point
 
 
 class SharedModelPolicy(Policy):
     """A policy over the shared model x . theta + beta_artwork, with a Gaussian posterior (ridge prior).
 
-    ``ridge`` is the prior precision of theta and ``bias_ridge`` that of each artwork's bias; with
-    ``half_life`` (in events) older evidence decays towards the prior.
+    ``ridge`` is the prior precision of theta and ``bias_ridge`` that of each artwork's bias, relative to
+    the noise (ridge = noise variance / prior variance); with ``half_life`` (in events) older evidence
+    decays towards the prior. What the model uses is its learned state: ``ridge_cols_`` (one ridge per
+    column), ``bias_ridge_`` and ``noise_`` (the noise variance that scales the posterior's (co)variances).
+
+    ``priors="empirical"`` (the default) learns them from the data: one ridge per feature family and the
+    artwork biases' ridge by empirical Bayes (``keyart.priors``; the noise too where the model has one,
+    ``_learns_noise``), re-fitted when the events learned reach 256, 512, ... (``refit_points``). An update
+    that crosses such a point is applied in parts around the fits, so a batch still equals its events one by
+    one. ``ridge`` and ``bias_ridge`` are then only the starting values. ``priors="fixed"`` keeps them,
+    with noise 1.
 
     Subclasses implement the hook ``_distribution_from_model`` (how the posterior becomes choice
     probabilities) and ``_learn`` (inherit it from ``RidgePolicy`` for the conjugate Gaussian model);
@@ -46,11 +71,22 @@ class SharedModelPolicy(Policy):
         **Policy._parameter_constraints,
         "ridge": Interval(0, None, closed="neither"),
         "bias_ridge": Interval(0, None, closed="neither"),
+        "priors": OneOf(("empirical", "fixed")),
     }
+    _learns_noise: ClassVar[bool] = False  # the Gaussian model's noise variance; a logistic model has none
 
-    def __init__(self, *, seed: int, ridge: float = 1.0, bias_ridge: float = 1.0, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        *,
+        seed: int,
+        ridge: float = 1.0,
+        bias_ridge: float = 1.0,
+        priors: str = "empirical",
+        **kwargs: Any,
+    ) -> None:
         self.ridge = ridge
         self.bias_ridge = bias_ridge
+        self.priors = priors
         super().__init__(seed=seed, **kwargs)
 
     def _reset(self) -> None:
@@ -60,6 +96,17 @@ class SharedModelPolicy(Policy):
         self.post_: BlockGaussian | None = None
         self._solved: Posterior | None = None
         self._row_cache = RowCache()
+        self.ridge_cols_: np.ndarray = np.zeros(0)  # prior precision of each column, relative to the noise
+        self.bias_ridge_ = float(self.bias_ridge)
+        self.noise_ = 1.0  # noise variance: the posterior's covariance is noise_ * precision^-1
+        self.groups_: tuple[str, ...] = ()  # column groups (feature families), from the feature names
+        self.column_group_ = np.zeros(0, dtype=np.int64)
+        self.eta0_ = np.zeros(0)  # the part of eta_a that is a prior mean (warm starts), decayed with it
+        self.rr_ = 0.0  # sum w r^2 and sum w of the events learned, decayed with the model
+        self.n_ = 0.0
+        self.events_ = 0  # events learned (not decayed): where the refits fall
+        if self.priors == "empirical" and self._learns_noise:
+            self.noise_ = INITIAL_NOISE
 
     # ---- the hook ------------------------------------------------------------------------------
     @abstractmethod
@@ -90,38 +137,41 @@ class SharedModelPolicy(Policy):
     # ---- the model's moments, for the hook -----------------------------------------------------
     def _mean(self, batch: CandidateBatch) -> np.ndarray:
         """(n, K) posterior mean of the candidates' scores, from the batch's factors when it has them."""
-        self._ensure_dim(batch.d)
+        self._ensure_dim(batch.d, batch.feature_names)
         post = self.posterior_
         return batch.dot(post.theta) + post.bias(self._rows(batch))
 
     def _mean_and_sd(self, batch: CandidateBatch) -> tuple[np.ndarray, np.ndarray]:
         """(n, K) posterior mean and standard deviation of the candidates' scores."""
         mean, var = self._moments(batch)
-        return mean, np.sqrt(np.maximum(var, 0.0))
+        return mean, np.sqrt(np.maximum(var * self.noise_, 0.0))
 
     def _mean_and_cov(self, batch: CandidateBatch) -> tuple[np.ndarray, np.ndarray]:
         """(n, K) posterior mean and (n, K, K) covariance of each row's candidates' scores (a new array,
         the caller's to scale in place)."""
-        return self._moments(batch, covariance=True)
+        mean, cov = self._moments(batch, covariance=True)
+        if self.noise_ != 1.0:
+            cov *= self.noise_
+        return mean, cov
 
     def _moments(self, batch: CandidateBatch, covariance: bool = False) -> tuple[np.ndarray, np.ndarray]:
         """Mean (n, K) and variance (n, K) or covariance (n, K, K) of the candidates' scores; a page of
         one member goes through its low-dimensional basis, other batches through their rows."""
-        self._ensure_dim(batch.d)
+        self._ensure_dim(batch.d, batch.feature_names)
         basis = batch.basis()
         if basis is None:
-            return self.posterior_.moments(batch.X, self._rows(batch), 1.0 / self.bias_ridge, covariance)
-        return self.posterior_.page_moments(basis, self._rows(batch), 1.0 / self.bias_ridge, covariance)
+            return self.posterior_.moments(batch.X, self._rows(batch), 1.0 / self.bias_ridge_, covariance)
+        return self.posterior_.page_moments(basis, self._rows(batch), 1.0 / self.bias_ridge_, covariance)
 
     def _rows(self, batch: CandidateBatch) -> np.ndarray:
         """Model rows of the batch's artworks (-1: unknown), through the policy's ``RowCache``."""
         return self._row_cache.rows(self.index_, batch)
 
     # ---- the posterior -------------------------------------------------------------------------
-    def _ensure_dim(self, d: int) -> None:
+    def _ensure_dim(self, d: int, feature_names: Sequence[str] = ()) -> None:
         if self.dim_ is None:
+            self.post_ = self._prior(d, feature_names)
             self.dim_ = d
-            self.post_ = BlockGaussian.prior(d, 0, self.ridge, self.bias_ridge)
         elif d != self.dim_:
             raise DimensionError(f"Features have {d} columns but the model was built for {self.dim_}.")
 
@@ -147,7 +197,7 @@ class SharedModelPolicy(Policy):
         return BlockGaussian(
             post.P_ss,
             np.vstack([post.P_sa, np.zeros((extra, d))]),
-            np.concatenate([post.P_d, np.full(extra, self.bias_ridge)]),
+            np.concatenate([post.P_d, np.full(extra, self.bias_ridge_)]),
             post.eta_s,
             np.concatenate([post.eta_a, np.zeros(extra)]),
         )
@@ -156,25 +206,28 @@ class SharedModelPolicy(Policy):
         """Evidence scaled by ``decay`` towards the prior, keeping the mean's direction of evidence."""
         if decay == 1.0:
             return post
-        d = post.P_ss.shape[0]
-        eye = self.ridge * np.eye(d)
+        eye = np.diag(self.ridge_cols_)
         return BlockGaussian(
             eye + decay * (post.P_ss - eye),
             decay * post.P_sa,
-            self.bias_ridge + decay * (post.P_d - self.bias_ridge),
+            self.bias_ridge_ + decay * (post.P_d - self.bias_ridge_),
             decay * post.eta_s,
             decay * post.eta_a,
         )
 
-    def _base(self, d: int) -> BlockGaussian:
-        """The current posterior, or the prior of width ``d`` before the first update (nothing is set)."""
+    def _base(self, d: int, feature_names: Sequence[str] = ()) -> BlockGaussian:
+        """The current posterior, or the prior of width ``d`` before the first update."""
         if self.dim_ is not None and d != self.dim_:
             raise DimensionError(f"Features have {d} columns but the model was built for {self.dim_}.")
-        return (
-            self.post_ if self.post_ is not None else BlockGaussian.prior(d, 0, self.ridge, self.bias_ridge)
-        )
+        return self.post_ if self.post_ is not None else self._prior(d, feature_names)
 
-    def _commit(self, post: BlockGaussian, index: ArtworkIndex) -> None:
+    def _prior(self, d: int, feature_names: Sequence[str]) -> BlockGaussian:
+        """The prior of width ``d``; the feature names give the column groups whose ridges are learned."""
+        self.groups_, self.column_group_ = column_groups(feature_names, d)
+        self.ridge_cols_ = np.full(d, float(self.ridge))
+        return BlockGaussian.prior(d, 0, self.ridge_cols_, self.bias_ridge_)
+
+    def _commit(self, post: BlockGaussian, index: ArtworkIndex, decay: float = 1.0) -> None:
         """Adopt a new posterior unless it is not finite (features so large that sums overflowed)."""
         if not all(np.isfinite(a).all() for a in (post.P_ss, post.P_sa, post.P_d, post.eta_s, post.eta_a)):
             raise ValidationError(
@@ -182,6 +235,112 @@ class SharedModelPolicy(Policy):
                 "the model is unchanged."
             )
         self.dim_, self.post_, self.index_, self._solved = post.P_ss.shape[0], post, index, None
+        self.eta0_ = np.concatenate([decay * self.eta0_, np.zeros(len(index) - self.eta0_.size)])
+
+    # ---- learning, with the priors re-fitted at the refit points -------------------------------
+    def update_partitions(self, parts: Sequence[LoggedFeedback]) -> Policy:
+        if self.priors == "fixed" or isinstance(parts, LoggedFeedback) or not isinstance(parts, Sequence):
+            return self._update_counted(parts)
+        for fb in parts:
+            self._check_feedback(fb)
+        version, rest = self.version_, [fb for fb in parts if fb.n]
+        if not rest:
+            return self
+        widths = sorted({fb.batch.d for fb in rest})  # checked before any part is learned
+        if len(widths) > 1:
+            raise DimensionError(f"The partitions' features have different widths {widths}.")
+        if self.dim_ is not None and widths[0] != self.dim_:
+            d = widths[0]
+            raise DimensionError(f"Features have {d} columns but the model was built for {self.dim_}.")
+        spans = sum(fb.n for fb in rest) >= refit_points(self.events_) - self.events_
+        saved = self._get_state() if spans and self.post_ is not None else None
+        try:
+            while rest:
+                cut = refit_points(self.events_) - self.events_
+                head, rest = _split_events(rest, cut)
+                self._update_counted(head)
+                if rest or self.events_ == refit_points(self.events_ - 1):
+                    self.refit_priors()
+        except Exception:  # a later part failed (e.g. overflowing sums): back to the state before the call
+            if spans and saved is None:  # (without a refit point there was one part: it changed nothing)
+                self._reset()
+            elif spans:
+                self._set_state(saved)  # type: ignore[arg-type]
+            self.version_ = version
+            raise
+        self.version_ = version + 1
+        return self
+
+    def _update_counted(self, parts: Sequence[LoggedFeedback]) -> Policy:
+        super().update_partitions(parts)  # validates first: past it, parts are LoggedFeedback
+        self.events_ += sum(fb.n for fb in parts)
+        return self
+
+    # ---- learned priors ------------------------------------------------------------------------
+    def data_stats(self) -> DataStats:
+        """The data part of the model's statistics (the precision less the prior), for ``fit_priors``. For
+        a logistic model it is the Laplace approximation's: the Hessian at the mode and precision x mode."""
+        p = self.post_
+        if p is None:
+            raise ValidationError("The model has no data yet.")
+        return DataStats(
+            p.P_ss - np.diag(self.ridge_cols_),
+            p.P_sa,
+            p.P_d - self.bias_ridge_,
+            p.eta_s,
+            p.eta_a - self.eta0_,
+            self.rr_,
+            self.n_,
+        )
+
+    def refit_priors(self) -> Priors | None:
+        """Fit the priors (and the noise, ``_learns_noise``) to the data learned so far by empirical Bayes
+        and adopt them; the data part of the model is unchanged. None (nothing changes) before any data."""
+        if self.post_ is None or self.n_ <= 0:
+            return None
+        groups = self.column_group_
+        group_ridge = np.bincount(groups, weights=self.ridge_cols_) / np.maximum(np.bincount(groups), 1)
+        learn = np.array([g not in UNSHRUNK_FAMILIES for g in self.groups_], dtype=bool)
+        fit = fit_priors(
+            self.data_stats(),
+            groups,
+            group_ridge,
+            self.bias_ridge_,
+            learn=learn,
+            noise=None if self._learns_noise else self.noise_,
+        )
+        p, ridge_cols = self.post_, fit.group_ridge[groups]
+        ratio = fit.bias_ridge / self.bias_ridge_
+        self.post_ = BlockGaussian(
+            p.P_ss + np.diag(ridge_cols - self.ridge_cols_),
+            p.P_sa,
+            p.P_d + (fit.bias_ridge - self.bias_ridge_),
+            p.eta_s,
+            p.eta_a + (ratio - 1.0) * self.eta0_,
+        )
+        self.eta0_ = ratio * self.eta0_
+        self.ridge_cols_, self.bias_ridge_, self.noise_ = ridge_cols, fit.bias_ridge, fit.noise
+        self._solved = None
+        return fit
+
+    def learned_priors(self) -> dict[str, Any] | None:
+        """The noise variance, the artwork biases' ridge and each feature family's ridge (prior precision
+        relative to the noise) with its prior standard deviation sqrt(noise / ridge); None before data."""
+        if self.dim_ is None or self.ridge_cols_.size == 0:
+            return None
+        counts = np.bincount(self.column_group_, minlength=len(self.groups_))
+        ridge = np.bincount(self.column_group_, weights=self.ridge_cols_, minlength=len(self.groups_))
+        ridge = ridge / np.maximum(counts, 1)
+        return {
+            "mode": getattr(self, "priors", "fixed"),
+            "noise": float(self.noise_),
+            "bias_ridge": float(self.bias_ridge_),
+            "bias_prior_sd": float(np.sqrt(self.noise_ / self.bias_ridge_)),
+            "families": {
+                name: {"columns": int(c), "ridge": float(r), "prior_sd": float(np.sqrt(self.noise_ / r))}
+                for name, c, r in zip(self.groups_, counts, ridge, strict=True)
+            },
+        }
 
     # ---- the artwork lifecycle and state --------------------------------------------------------
     def retire_artwork(self, artwork_id: str) -> None:
@@ -194,6 +353,7 @@ class SharedModelPolicy(Policy):
         P_ss = p.P_ss - np.outer(p.P_sa[row], u)
         eta_s = p.eta_s - u * p.eta_a[row]
         self.index_.remove(artwork_id)
+        self.eta0_ = np.delete(self.eta0_, row)
         self.post_ = BlockGaussian(
             P_ss, np.delete(p.P_sa, row, axis=0), np.delete(p.P_d, row), eta_s, np.delete(p.eta_a, row)
         )
@@ -201,14 +361,16 @@ class SharedModelPolicy(Policy):
 
     def warm_start(self, artwork_id: str, like: Sequence[str]) -> None:
         """Start a new artwork's bias at the mean bias of similar artworks (its prior mean; the prior's
-        strength stays ``bias_ridge``), on top of what its attributes already carry."""
+        strength stays ``bias_ridge_``), on top of what its attributes already carry."""
         rows = warm_start_rows(self.index_, artwork_id, like)
         beta = float(self.posterior_.beta[rows].mean())
         assert self.post_ is not None
         self.index_.extend([artwork_id])
         grown = self._grown(self.post_, len(self.index_))
         eta_a = grown.eta_a.copy()
-        eta_a[-1] = self.bias_ridge * beta
+        eta_a[-1] = self.bias_ridge_ * beta
+        self.eta0_ = np.concatenate([self.eta0_, np.zeros(len(self.index_) - self.eta0_.size)])
+        self.eta0_[-1] = eta_a[-1]
         self.post_ = BlockGaussian(grown.P_ss, grown.P_sa, grown.P_d, grown.eta_s, eta_a)
         self._solved = None
 
@@ -224,10 +386,21 @@ class SharedModelPolicy(Policy):
             "P_d": p.P_d.copy(),
             "eta_s": p.eta_s.copy(),
             "eta_a": p.eta_a.copy(),
+            "ridge_cols": self.ridge_cols_.copy(),
+            "bias_ridge": self.bias_ridge_,
+            "noise": self.noise_,
+            "groups": list(self.groups_),
+            "column_group": self.column_group_.copy(),
+            "eta0": self.eta0_.copy(),
+            "rr": self.rr_,
+            "n": self.n_,
+            "events": self.events_,
         }
 
     def _set_state(self, state: dict[str, Any]) -> None:
         self._reset()
+        self.rr_, self.n_ = float(state.get("rr", 0.0)), float(state.get("n", 0.0))
+        self.events_ = int(state.get("events", 0))
         if state.get("dim") is None:
             return
         self.dim_ = int(state["dim"])
@@ -240,3 +413,40 @@ class SharedModelPolicy(Policy):
         if arr["P_ss"].shape != (d, d) or arr["P_sa"].shape != (m, d) or arr["P_d"].shape != (m,):
             raise SnapshotError("Snapshot arrays do not match its dimensions.")
         self.post_ = BlockGaussian(**arr)
+        # learned priors (snapshots from before they were learned hold the constructor's values)
+        self.ridge_cols_ = np.asarray(
+            state.get("ridge_cols", np.full(d, float(self.ridge))), dtype=np.float64
+        )
+        self.bias_ridge_ = float(state.get("bias_ridge", self.bias_ridge))
+        self.noise_ = float(state.get("noise", 1.0))
+        self.groups_ = tuple(str(g) for g in state.get("groups", ("features",)))
+        self.column_group_ = np.asarray(state.get("column_group", np.zeros(d)), dtype=np.int64)
+        self.eta0_ = np.asarray(state.get("eta0", np.zeros(m)), dtype=np.float64)
+        if (
+            self.ridge_cols_.shape != (d,)
+            or self.column_group_.shape != (d,)
+            or self.eta0_.shape != (m,)
+            or self.column_group_.max(initial=0) >= max(len(self.groups_), 1)
+            or not (self.ridge_cols_ > 0).all()
+            or not self.bias_ridge_ > 0
+            or not self.noise_ > 0
+        ):
+            raise SnapshotError("Snapshot priors do not match its dimensions or are not positive.")
+
+
+def _split_events(
+    parts: Sequence[LoggedFeedback], count: int
+) -> tuple[list[LoggedFeedback], list[LoggedFeedback]]:
+    """The first ``count`` events of the partitions, in order, and the rest."""
+    head: list[LoggedFeedback] = []
+    rest = list(parts)
+    while rest and count > 0:
+        fb = rest.pop(0)
+        if fb.n <= count:
+            head.append(fb)
+            count -= fb.n
+        else:
+            head.append(fb.take(np.arange(count)))
+            rest.insert(0, fb.take(np.arange(count, fb.n)))
+            count = 0
+    return head, rest

@@ -152,6 +152,10 @@ class ThompsonPolicy(SharedModelPolicy):
     Accuracy against ideal Thompson sampling: with the default 1,024 points of the conditional estimator,
     at most 0.01 absolute error per probability at 95% (checked against exact and simulated answers in the
     tests); plain Monte Carlo needs 9,604 draws for the same bound.
+
+    ``scale`` multiplies the posterior's standard deviations when sampling (1: the posterior itself). The
+    default 0.5 was chosen on the zoo's development worlds, for the linear and the logistic model alike
+    (``benchmarks/tune_defaults.py``, docs/simulation.md, "How the defaults were chosen").
     """
 
     _parameter_constraints: ClassVar[dict[str, Any]] = {
@@ -160,7 +164,7 @@ class ThompsonPolicy(SharedModelPolicy):
         "mc_points": OneOf(tuple(2**i for i in range(8, 17))),
     }
 
-    def __init__(self, *, seed: int, scale: float = 1.0, mc_points: int = 1024, **kwargs: Any) -> None:
+    def __init__(self, *, seed: int, scale: float = 0.5, mc_points: int = 1024, **kwargs: Any) -> None:
         self.scale = scale
         self.mc_points = mc_points
         super().__init__(seed=seed, **kwargs)
@@ -191,12 +195,14 @@ class ThompsonPolicy(SharedModelPolicy):
 
 
 class LinearThompson(ThompsonPolicy, RidgePolicy):
-    """Linear Thompson sampling: scores ~ N(mean, scale^2 * posterior covariance) of the ridge model."""
+    """Linear Thompson sampling: scores ~ N(mean, scale^2 * posterior covariance) of the ridge model (the
+    noise level included, so scale 1 is Thompson sampling from the posterior itself)."""
 
     name = "linear_ts"
-
-    def __init__(self, *, seed: int, scale: float = 0.25, **kwargs: Any) -> None:
-        super().__init__(seed=seed, scale=scale, **kwargs)
+    _parameter_constraints: ClassVar[dict[str, Any]] = {
+        **ThompsonPolicy._parameter_constraints,
+        **RidgePolicy._parameter_constraints,
+    }
 
 
 class LogisticThompson(ThompsonPolicy):
@@ -204,7 +210,8 @@ class LogisticThompson(ThompsonPolicy):
 
     Each update is a Newton fit of the batch with the previous posterior as prior; scores are logits. Not
     conjugate, so it learns from events only (``update`` / ``update_partitions``, whose partitions
-    contribute Newton sums): it has no ``update_stats``.
+    contribute Newton sums): it has no ``update_stats``. Learned priors (the default) are fitted on the
+    Laplace approximation (MacKay's evidence framework for classification); there is no noise to learn.
     """
 
     name = "logistic_ts"
@@ -212,7 +219,7 @@ class LogisticThompson(ThompsonPolicy):
     def _learn(
         self, parts: Sequence[LoggedFeedback], decay: float, weights: Sequence[np.ndarray | None]
     ) -> None:
-        prior = self._decayed(self._base(parts[0].batch.d), decay)
+        prior = self._decayed(self._base(parts[0].batch.d, parts[0].batch.feature_names), decay)
         post, ids = fit_logistic(
             [
                 (fb.shown_X, fb.shown_ids, fb.reward, np.ones(fb.n) if w is None else w)
@@ -220,8 +227,11 @@ class LogisticThompson(ThompsonPolicy):
             ],
             prior,
             list(self.index_.ids),
-            self.bias_ridge,
+            self.bias_ridge_,
         )
         index = self.index_.copy()
         index.extend(ids)
-        self._commit(post, index)
+        self._commit(post, index, decay)
+        self.n_ = decay * self.n_ + sum(
+            fb.n if w is None else float(w.sum()) for fb, w in zip(parts, weights, strict=True)
+        )

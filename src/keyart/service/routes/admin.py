@@ -20,7 +20,8 @@ router = APIRouter()
 
 
 def model_info(state: ServiceState, engine: Engine) -> dict[str, Any]:
-    """What ``GET /v1/model`` reports: the configured and served policies, the generation, the learner."""
+    """What ``GET /v1/model`` reports: the configured and served policies, the generation (with the priors
+    its model learned), the learner."""
     config = state.config
     gen = engine.generation
     out: dict[str, Any] = {
@@ -38,6 +39,7 @@ def model_info(state: ServiceState, engine: Engine) -> dict[str, Any]:
                 "policy": gen.primary.name,
                 "model_version": gen.primary.version_,
                 "params": gen.primary.get_params(),
+                "priors": gen.primary.learned_priors(),
                 "loaded_at": engine.loaded_at,
                 "published_at": gen.meta.get("created"),
                 "learned_until": gen.meta.get("learned_until"),

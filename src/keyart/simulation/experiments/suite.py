@@ -14,7 +14,7 @@ POLICY_SUITE: dict[str, tuple[str, dict[str, Any]]] = {
     "Random": ("uniform", {}),
     "Bandit": ("greedy", {"epsilon": 0.05}),
     "Bandit (Thompson)": ("beta_ts", {}),
-    "LinUCB": ("linucb", {"alpha": 0.3}),
+    "LinUCB": ("linucb", {}),
     "Epsilon-greedy": ("epsilon_greedy", {"epsilon": 0.05}),
     "Linear TS": ("linear_ts", {"mc_points": 512}),
     "Logistic TS": ("logistic_ts", {"mc_points": 512}),

@@ -1,0 +1,107 @@
+"""Choose defaults on the zoo's development worlds (never the held-out ones): variants side by side.
+
+Each variant is a policy, its hyperparameters and the upper bound of the learned ridges
+(``keyart.priors.RIDGE_RANGE``, set in the worker process). Every variant runs the same closed loop on the
+same request stream per world (``bench_worlds.run_one``: share of the oracle's take fraction over the last
+20% of the run). The seeds must be development seeds (``keyart.simulation.zoo.DEV_SEEDS``): this script
+refuses held-out ones, so nothing chosen here has seen them.
+
+    .venv/bin/python benchmarks/tune_defaults.py --worlds 1,2,3,4,5 --requests 50000 --jobs 2 \\
+        --variants eb,eb-cap1e8,eb-cap1e3,eb-a0.5,fixed,ts-eb,ts-eb-s1,ts-fixed
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Sequence
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+BENCH_DIR = str(Path(__file__).resolve().parent)
+if BENCH_DIR not in sys.path:
+    sys.path.insert(0, BENCH_DIR)
+
+from keyart.simulation.experiments import format_table  # noqa: E402
+from keyart.simulation.zoo import DEV_SEEDS  # noqa: E402
+
+#: name -> (registry name, hyperparameters, upper bound of the learned ridges)
+VARIANTS: dict[str, tuple[str, dict[str, Any], float]] = {
+    "eb": ("linucb", {}, 1e4),
+    "eb-cap1e8": ("linucb", {}, 1e8),
+    "eb-cap1e3": ("linucb", {}, 1e3),
+    "eb-a0.5": ("linucb", {"alpha": 0.5}, 1e4),
+    "eb-a2": ("linucb", {"alpha": 2.0}, 1e4),
+    "fixed": ("linucb", {"alpha": 0.3, "priors": "fixed"}, 1e4),
+    "ts-eb": ("linear_ts", {"mc_points": 512}, 1e4),
+    "ts-eb-s1": ("linear_ts", {"mc_points": 512, "scale": 1.0}, 1e4),
+    "ts-fixed": ("linear_ts", {"mc_points": 512, "scale": 0.25, "priors": "fixed"}, 1e4),
+    "lts-eb": ("logistic_ts", {"mc_points": 512}, 1e4),
+    "lts-eb-s1": ("logistic_ts", {"mc_points": 512, "scale": 1.0}, 1e4),
+    "lts-fixed": ("logistic_ts", {"mc_points": 512, "scale": 1.0, "priors": "fixed"}, 1e4),
+}
+
+
+REFERENCE = "reference"  # the reference LinUCB of benchmarks/reference_linucb.py, for scale
+
+
+def run_variant(seed: int, name: str, n_requests: int, update_every: int) -> dict[str, Any]:
+    """One variant on one development world, in a worker process."""
+    import bench_worlds
+    import keyart.priors
+    from keyart.simulation.experiments import POLICY_SUITE
+
+    if name == REFERENCE:
+        return bench_worlds.run_one(seed, bench_worlds.REFERENCE, n_requests, update_every, 0, {})
+    registry, params, cap = VARIANTS[name]
+    keyart.priors.RIDGE_RANGE = (keyart.priors.RIDGE_RANGE[0], cap)
+    POLICY_SUITE[name] = (registry, params)
+    return bench_worlds.run_one(seed, name, n_requests, update_every, 0, {})
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--worlds", default="1,2,3,4,5", help="development seeds, comma-separated")
+    parser.add_argument("--requests", type=int, default=50_000)
+    parser.add_argument("--update-every", type=int, default=200)
+    parser.add_argument(
+        "--variants", default=",".join(VARIANTS), help=f"of {', '.join(VARIANTS)}, {REFERENCE}"
+    )
+    parser.add_argument("--jobs", type=int, default=1)
+    args = parser.parse_args(argv)
+    seeds = [int(s) for s in args.worlds.split(",")]
+    names = [v.strip() for v in args.variants.split(",") if v.strip()]
+    if not set(seeds) <= set(DEV_SEEDS):
+        parser.error(
+            f"--worlds must be development seeds ({DEV_SEEDS[0]}..{DEV_SEEDS[-1]}): "
+            "tuning never reads held-out ones"
+        )
+    unknown = [v for v in names if v not in VARIANTS and v != REFERENCE]
+    if unknown:
+        parser.error(f"unknown variant {unknown[0]!r}; known: {', '.join(VARIANTS)}")
+    print(f"$ {' '.join([os.path.basename(sys.executable), *sys.argv])}")
+    with ProcessPoolExecutor(max_workers=max(1, args.jobs)) as pool:
+        futures = {
+            (s, v): pool.submit(run_variant, s, v, args.requests, args.update_every)
+            for s in seeds
+            for v in names
+        }
+        share = {key: f.result()["share"] for key, f in futures.items()}
+    rows = []
+    for v in names:
+        policy, cap = (REFERENCE, "-") if v == REFERENCE else (VARIANTS[v][0], f"{VARIANTS[v][2]:g}")
+        row: dict[str, Any] = {"variant": v, "policy": policy, "ridge cap": cap}
+        row.update({f"world {s}": share[(s, v)] for s in seeds})
+        row["mean"] = float(np.mean([share[(s, v)] for s in seeds]))
+        rows.append(row)
+    print(f"share of oracle, last 20% of {args.requests:,} requests, development worlds {args.worlds}")
+    print(format_table(rows, digits=3))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

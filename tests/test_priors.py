@@ -1,0 +1,254 @@
+"""Empirical Bayes priors: the fixed point maximizes the plain marginal likelihood, and recovers the
+noise and prior scales of worlds drawn from the model itself."""
+
+import numpy as np
+import pytest
+import scipy.optimize
+
+from keyart.priors import DataStats, column_groups, fit_priors, log_evidence
+
+
+def _draw(seed: int, n: int, d: int = 6, m: int = 12, s2: float = 0.3, prior_var=(2.0, 0.05), bias_var=0.5):
+    """Events from r = x . theta + beta_a + N(0, s2), theta's two column groups with their own variances."""
+    rng = np.random.default_rng(seed)
+    col = np.arange(d) % 2
+    theta = rng.normal(0.0, np.sqrt(np.asarray(prior_var)[col]))
+    beta = rng.normal(0.0, np.sqrt(bias_var), m)
+    X = rng.normal(size=(n, d))
+    a = rng.integers(0, m, n)
+    r = X @ theta + beta[a] + rng.normal(0.0, np.sqrt(s2), n)
+    return X, a, r, col
+
+
+def _stats(X, a, r, m):
+    onehot = np.zeros((m, X.shape[0]))
+    onehot[a, np.arange(X.shape[0])] = 1.0
+    return DataStats(X.T @ X, onehot @ X, onehot.sum(1), X.T @ r, onehot @ r, float(r @ r), float(X.shape[0]))
+
+
+def _log_evidence(log_params, X, a, r, col, m):
+    """log N(r; 0, s2 I + Z diag(prior variances) Z^T), Z = [X, onehot(a)]: the plain definition."""
+    s2, v_g, v_b = np.exp(log_params[0]), np.exp(log_params[1:3]), np.exp(log_params[3])
+    Z = np.hstack([X, np.eye(m)[a]])
+    C = s2 * np.eye(len(r)) + (Z * np.concatenate([v_g[col], np.full(m, v_b)])) @ Z.T
+    _, logdet = np.linalg.slogdet(C)
+    return -0.5 * (logdet + r @ np.linalg.solve(C, r))
+
+
+def test_the_fixed_point_is_the_maximum_of_the_plain_marginal_likelihood():
+    X, a, r, col = _draw(seed=3, n=300)
+    m = 12
+    fit = fit_priors(_stats(X, a, r, m), col, np.ones(2), 1.0, max_iter=2000, tol=1e-10)
+    assert fit.converged
+    ours = np.log([fit.noise, *(fit.noise / fit.group_ridge), fit.noise / fit.bias_ridge])
+    best = scipy.optimize.minimize(
+        lambda p: -_log_evidence(p, X, a, r, col, m),
+        np.zeros(4),
+        method="Nelder-Mead",
+        options={"xatol": 1e-8, "fatol": 1e-10, "maxiter": 20_000},
+    )
+    assert _log_evidence(ours, X, a, r, col, m) >= -best.fun - 1e-6
+    np.testing.assert_allclose(ours, best.x, atol=2e-3)
+
+
+def test_with_the_noise_given_the_fit_maximizes_the_plain_marginal_likelihood_at_that_noise():
+    X, a, r, col = _draw(seed=4, n=300)
+    m, s2 = 12, 0.3
+    fit = fit_priors(_stats(X, a, r, m), col, np.ones(2), 1.0, max_iter=2000, tol=1e-10, noise=s2)
+    assert fit.converged and fit.noise == s2
+    ours = np.log([*(s2 / fit.group_ridge), s2 / fit.bias_ridge])
+    best = scipy.optimize.minimize(
+        lambda p: -_log_evidence(np.concatenate([[np.log(s2)], p]), X, a, r, col, m),
+        np.zeros(3),
+        method="Nelder-Mead",
+        options={"xatol": 1e-8, "fatol": 1e-10, "maxiter": 20_000},
+    )
+    assert _log_evidence(np.concatenate([[np.log(s2)], ours]), X, a, r, col, m) >= -best.fun - 1e-6
+    np.testing.assert_allclose(ours, best.x, atol=2e-3)
+
+
+@pytest.mark.parametrize("seed", [22, 23, 24])
+def test_logistic_thompson_learns_which_family_matters_from_its_laplace_approximation(seed):
+    """Clicks from a logistic model whose 'theme' family has large weights and whose 'style' family has
+    none: the evidence shrinks style far harder than theme; the noise stays 1 (a logistic model has none)."""
+    cat = make_catalog()
+    fb = logged_feedback(make_events(cat, 3000, seed=21), seed=21)
+    names = fb.batch.feature_names
+    theme = np.array([n.startswith("theme[") for n in names])
+    style = np.array([n.startswith("style[") for n in names])
+    rng = np.random.default_rng(seed)
+    w = np.where(theme, rng.normal(0.0, 1.5, len(names)), 0.0)
+    p = 1.0 / (1.0 + np.exp(-(fb.shown_X @ w - 1.0)))
+    clicks = (rng.random(fb.n) < p).astype(float)
+    policy = make_policy("logistic_ts", seed=1).update(type(fb)(fb.batch, fb.chosen, fb.propensity, clicks))
+    info = policy.learned_priors()
+    assert info["mode"] == "empirical" and info["noise"] == 1.0 and policy.events_ == 3000
+    assert theme.any() and style.any()
+    assert info["families"]["style"]["ridge"] > 10 * info["families"]["theme"]["ridge"]
+    assert 0.5 < info["families"]["theme"]["prior_sd"] < 4.0  # the weights' sd: 1.5 (16 draws of it)
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_noise_and_prior_scales_are_recovered_in_worlds_drawn_from_the_model(seed):
+    # 20,000 events: the noise is pinned to a few percent; a group's prior variance is estimated from its
+    # few parameters only (3 draws each), so it is checked on the log scale with a wide band
+    X, a, r, col = _draw(seed=100 + seed, n=20_000, d=30, m=40)
+    fit = fit_priors(_stats(X, a, r, 40), col, np.ones(2), 1.0)
+    assert fit.converged
+    assert abs(fit.noise / 0.3 - 1) < 0.05
+    prior_var = fit.noise / fit.group_ridge
+    assert prior_var[0] > 10 * prior_var[1]  # the strong family is told apart from the weak one
+    assert 0.4 < prior_var[0] / 2.0 < 2.5  # 15 draws: relative s.e. about 0.37
+    assert 0.5 < (fit.noise / fit.bias_ridge) / 0.5 < 2.0  # 40 draws: relative s.e. about 0.22
+
+
+def test_a_family_without_data_keeps_its_ridge_and_names_give_the_groups():
+    X, a, r, col = _draw(seed=1, n=500)
+    X[:, 1] = 0.0  # column 1 (group 1) never active
+    col3 = np.where(np.arange(6) == 1, 2, col)
+    fit = fit_priors(_stats(X, a, r, 12), col3, np.array([1.0, 1.0, 7.0]), 1.0)
+    assert fit.group_ridge[2] == 7.0
+    held = fit_priors(_stats(X, a, r, 12), col3, np.array([1.0, 3.0, 7.0]), 1.0, learn=np.array([1, 0, 1]))
+    assert held.group_ridge[1] == 3.0 and held.group_ridge[0] != 1.0  # not learned where told so
+    names, groups = column_groups(["bias[0]", "theme[0]", "theme[1]", "device_x_style[3]"], 4)
+    assert names == ("bias", "theme", "device_x_style") and groups.tolist() == [0, 1, 1, 2]
+    assert column_groups([], 3)[1].tolist() == [0, 0, 0]
+
+
+# ---- the ridge policies with learned priors ------------------------------------------------------
+from core_helpers import logged_feedback, make_catalog, make_events, make_members  # noqa: E402
+from keyart.policies import make_policy  # noqa: E402
+from keyart.policies.shared import refit_points  # noqa: E402
+from keyart.priors import INITIAL_NOISE  # noqa: E402
+
+
+def test_refit_points_double_then_step_and_depend_on_the_count_only():
+    assert [refit_points(e) for e in (0, 255, 256, 511, 512, 65_535, 65_536, 70_000)] == [
+        256,
+        256,
+        512,
+        512,
+        1024,
+        65_536,
+        131_072,
+        131_072,
+    ]
+
+
+@pytest.mark.parametrize("half_life", [None, 300.0])
+@pytest.mark.parametrize("name", ["linucb", "linear_ts"])
+def test_learned_priors_are_refitted_where_the_counts_say_however_events_are_batched(name, half_life):
+    cat = make_catalog()
+    fb = logged_feedback(make_events(cat, 700, seed=5), seed=5)
+    whole = make_policy(name, seed=1, half_life=half_life).update(fb)
+    chunks = make_policy(name, seed=1, half_life=half_life)
+    for lo in range(0, fb.n, 97):
+        chunks.update(fb.take(np.arange(lo, min(fb.n, lo + 97))))
+    parts = make_policy(name, seed=1, half_life=half_life).update_partitions(
+        [fb.take(np.arange(0, 300)), fb.take(np.arange(300, 700))]
+    )
+    assert whole.noise_ != INITIAL_NOISE and whole.events_ == 700  # fitted at 256 and 512
+    batch = make_events(cat, 40, seed=6)
+    for other in (chunks, parts):
+        # the same refits on the same statistics (equal to rounding); the optimizer's stopping point in the
+        # evidence's flat directions (families shrunk to nothing) moves the posterior's spread a little
+        np.testing.assert_allclose(other.scores(batch), whole.scores(batch), atol=1e-6)
+        np.testing.assert_allclose(other.probabilities(batch), whole.probabilities(batch), atol=1e-3)
+        np.testing.assert_allclose(other.ridge_cols_, whole.ridge_cols_, rtol=1e-3)  # flat where pruned
+        assert other.noise_ == pytest.approx(whole.noise_, rel=1e-6)
+    assert whole.version_ == parts.version_ == 1
+
+
+def test_a_refit_is_a_fixed_point_and_keeps_the_data():
+    cat = make_catalog()
+    fb = logged_feedback(make_events(cat, 600, seed=7), seed=7)
+    policy = make_policy("linucb", seed=1).update(fb)
+    policy.refit_priors()  # last fitted at 512 events: now to all 600
+    data = policy.data_stats()
+    before = log_evidence(data, policy.column_group_, _group_ridges(policy), policy.bias_ridge_)
+    scores = policy.scores(fb.batch)
+    again = policy.refit_priors()
+    # started at the optimum: the evidence (flat where a family is shrunk to nothing) and
+    # the model barely move
+    assert again.converged
+    assert log_evidence(data, policy.column_group_, again.group_ridge, again.bias_ridge) >= before - 1e-9
+    assert log_evidence(data, policy.column_group_, again.group_ridge, again.bias_ridge) < before + 1e-4
+    np.testing.assert_allclose(policy.scores(fb.batch), scores, atol=1e-4)
+    after = policy.data_stats()
+    for a, b in zip(
+        (data.xx, data.xa, data.aa, data.xr, data.ar),
+        (after.xx, after.xa, after.aa, after.xr, after.ar),
+        strict=True,
+    ):
+        np.testing.assert_allclose(a, b, atol=1e-9)
+    # the rewards are Bernoulli: the learned noise is about their variance around the model's fit
+    r = fb.reward
+    assert 0.5 * r.var() < policy.noise_ < 1.05 * r.var()
+    # fixed priors keep the constructor's values and noise 1
+    fixed = make_policy("linucb", seed=1, priors="fixed").update(fb)
+    assert fixed.noise_ == 1.0 and (fixed.ridge_cols_ == 1.0).all() and fixed.bias_ridge_ == 1.0
+
+
+def _group_ridges(policy):
+    return np.bincount(policy.column_group_, weights=policy.ridge_cols_) / np.bincount(policy.column_group_)
+
+
+def test_learned_priors_are_reported_and_survive_a_snapshot(tmp_path):
+    from keyart.policies import load_policy, restore_policy
+
+    cat = make_catalog()
+    fb = logged_feedback(make_events(cat, 300, seed=11), seed=11)
+    policy = make_policy("linear_ts", seed=1)
+    assert policy.learned_priors() is None  # nothing learned yet
+    policy.update(fb)
+    info = policy.learned_priors()
+    assert info["mode"] == "empirical" and info["noise"] == policy.noise_
+    assert set(info["families"]) == set(policy.groups_)
+    assert info["families"]["bias"]["ridge"] == policy.ridge  # the intercept is not shrunk (UNSHRUNK_...)
+    assert sum(f["columns"] for f in info["families"].values()) == fb.batch.d
+    for name, fam in info["families"].items():
+        cols = policy.ridge_cols_[policy.column_group_ == policy.groups_.index(name)]
+        assert fam["ridge"] == pytest.approx(cols.mean()) and (cols == cols[0]).all()  # one ridge per family
+        assert fam["prior_sd"] == pytest.approx(np.sqrt(policy.noise_ / fam["ridge"]))
+    policy.save(tmp_path / "p.npz")
+    batch = make_events(cat, 30, seed=12)
+    for again in (restore_policy(policy.snapshot()), load_policy(tmp_path / "p.npz")):
+        assert again.learned_priors() == info
+        np.testing.assert_allclose(again.probabilities(batch), policy.probabilities(batch), atol=1e-12)
+    assert make_policy("beta_ts", seed=1).update(fb).learned_priors() is None
+
+
+def test_partitions_of_different_widths_change_nothing_even_across_a_refit_point():
+    from keyart.errors import DimensionError
+    from keyart.features import FeatureConfig, Featurizer
+
+    cat = make_catalog()
+    fb = logged_feedback(make_events(cat, 300, seed=13), seed=13)
+    wide = Featurizer(cat, FeatureConfig(tag_buckets=4))
+    members = make_members(cat, 10, seed=14)
+    tids = [list(cat.titles)[i % len(cat.titles)] for i in range(10)]
+    other = logged_feedback(wide.events(members, tids, [[a.artwork_id for a in cat.pool(t)] for t in tids]))
+    policy = make_policy("linucb", seed=1)
+    with pytest.raises(DimensionError):
+        policy.update_partitions([fb, other])  # the first part alone would cross the refit at 256
+    assert policy.dim_ is None and policy.events_ == 0 and policy.version_ == 0
+
+
+@pytest.mark.parametrize("trained_first", [200, 0])
+def test_a_failing_part_after_a_refit_point_leaves_the_model_as_it_was(trained_first):
+    from keyart.errors import ValidationError
+    from keyart.feedback import LoggedFeedback
+    from test_policies import _one_event, _snap_equal
+
+    cat = make_catalog()
+    policy = make_policy("linucb", seed=3)
+    if trained_first:
+        policy.update(logged_feedback(make_events(cat, trained_first, seed=15), seed=15))
+    before = policy.snapshot()
+    fb = logged_feedback(make_events(cat, 300, seed=16), seed=16)  # crosses the refit at 256
+    huge = _one_event(np.full((1, 2, fb.batch.d), 1e200), ["t0-a0", "t0-new"])
+    overflow = LoggedFeedback(huge, np.array([1]), np.array([0.5]), np.array([1.0]))
+    with pytest.raises(ValidationError, match="non-finite"):
+        policy.update_partitions([fb, overflow])
+    _snap_equal(policy.snapshot(), before)
+    assert policy.events_ == trained_first
