@@ -60,7 +60,7 @@ class DataStats:
 @dataclass(frozen=True)
 class Priors:
     """Fitted hyperparameters: one ridge per column group, the artwork biases' ridge and the noise
-    variance; ``iterations`` taken and whether the fixed point ``converged``."""
+    variance; ``iterations`` taken and whether the optimizer ``converged``."""
 
     group_ridge: np.ndarray
     bias_ridge: float
