@@ -141,16 +141,26 @@ class Policy(ABC):
         """Learn from events held in several partitions, in order: the same model as ``update`` on their
         concatenation, built from per-partition sums only (linear statistics, counts, or the logistic
         fit's Newton sums), the way a DuckDB or Spark job trains. Invalid input changes nothing."""
+        parts = self._valid_parts(parts)
+        if parts:
+            self._learn_parts(parts)
+            self.version_ += 1
+        return self
+
+    def _valid_parts(self, parts: Sequence[LoggedFeedback]) -> list[LoggedFeedback]:
+        """The non-empty partitions, after checking them all (types, feedback, equal widths)."""
         if isinstance(parts, LoggedFeedback) or not isinstance(parts, Sequence):
             raise ValidationError(f"parts must be a sequence of LoggedFeedback. Got {type(parts).__name__}.")
         for fb in parts:
             self._check_feedback(fb)
         parts = [fb for fb in parts if fb.n]
-        if not parts:
-            return self
         widths = sorted({fb.batch.d for fb in parts})
         if len(widths) > 1:
             raise DimensionError(f"The partitions' features have different widths {widths}.")
+        return parts
+
+    def _learn_parts(self, parts: list[LoggedFeedback]) -> None:
+        """Learn from checked, non-empty partitions, with their forgetting weights."""
         n = sum(fb.n for fb in parts)
         if self.half_life is None:
             self._learn(parts, 1.0, [None] * len(parts))
@@ -158,8 +168,6 @@ class Policy(ABC):
             w = 0.5 ** (np.arange(n - 1, -1, -1, dtype=np.float64) / self.half_life)
             split = np.split(w, np.cumsum([fb.n for fb in parts])[:-1])
             self._learn(parts, 0.5 ** (n / self.half_life), split)
-        self.version_ += 1
-        return self
 
     def learned_priors(self) -> dict[str, Any] | None:
         """The priors the model learned from the data (for ``/v1/model`` and reports); None for a policy

@@ -239,26 +239,24 @@ class SharedModelPolicy(Policy):
 
     # ---- learning, with the priors re-fitted at the refit points -------------------------------
     def update_partitions(self, parts: Sequence[LoggedFeedback]) -> Policy:
-        if self.priors == "fixed" or isinstance(parts, LoggedFeedback) or not isinstance(parts, Sequence):
-            return self._update_counted(parts)
-        for fb in parts:
-            self._check_feedback(fb)
-        version, rest = self.version_, [fb for fb in parts if fb.n]
-        if not rest:
+        parts = self._valid_parts(parts)
+        if not parts:
             return self
-        widths = sorted({fb.batch.d for fb in rest})  # checked before any part is learned
-        if len(widths) > 1:
-            raise DimensionError(f"The partitions' features have different widths {widths}.")
-        if self.dim_ is not None and widths[0] != self.dim_:
-            d = widths[0]
+        if self.dim_ is not None and parts[0].batch.d != self.dim_:  # before any part is learned
+            d = parts[0].batch.d
             raise DimensionError(f"Features have {d} columns but the model was built for {self.dim_}.")
+        if self.priors == "fixed":
+            super().update_partitions(parts)
+            self.events_ += sum(fb.n for fb in parts)
+            return self
+        version, rest = self.version_, parts
         spans = sum(fb.n for fb in rest) >= refit_points(self.events_) - self.events_
         saved = self._get_state() if spans and self.post_ is not None else None
         try:
             while rest:
-                cut = refit_points(self.events_) - self.events_
-                head, rest = _split_events(rest, cut)
-                self._update_counted(head)
+                head, rest = _split_events(rest, refit_points(self.events_) - self.events_)
+                self._learn_parts(head)
+                self.events_ += sum(fb.n for fb in head)
                 if rest or self.events_ == refit_points(self.events_ - 1):
                     self.refit_priors()
         except Exception:  # a later part failed (e.g. overflowing sums): back to the state before the call
@@ -269,11 +267,6 @@ class SharedModelPolicy(Policy):
             self.version_ = version
             raise
         self.version_ = version + 1
-        return self
-
-    def _update_counted(self, parts: Sequence[LoggedFeedback]) -> Policy:
-        super().update_partitions(parts)  # validates first: past it, parts are LoggedFeedback
-        self.events_ += sum(fb.n for fb in parts)
         return self
 
     # ---- learned priors ------------------------------------------------------------------------
@@ -299,12 +292,11 @@ class SharedModelPolicy(Policy):
         if self.post_ is None or self.n_ <= 0:
             return None
         groups = self.column_group_
-        group_ridge = np.bincount(groups, weights=self.ridge_cols_) / np.maximum(np.bincount(groups), 1)
         learn = np.array([g not in UNSHRUNK_FAMILIES for g in self.groups_], dtype=bool)
         fit = fit_priors(
             self.data_stats(),
             groups,
-            group_ridge,
+            self._group_ridges(),
             self.bias_ridge_,
             learn=learn,
             noise=None if self._learns_noise else self.noise_,
@@ -323,16 +315,22 @@ class SharedModelPolicy(Policy):
         self._solved = None
         return fit
 
+    def _group_ridges(self) -> np.ndarray:
+        """One ridge per column group (a group's columns share it; the mean keeps that exact)."""
+        g, k = self.column_group_, len(self.groups_)
+        return np.bincount(g, weights=self.ridge_cols_, minlength=k) / np.maximum(
+            np.bincount(g, minlength=k), 1
+        )
+
     def learned_priors(self) -> dict[str, Any] | None:
         """The noise variance, the artwork biases' ridge and each feature family's ridge (prior precision
         relative to the noise) with its prior standard deviation sqrt(noise / ridge); None before data."""
         if self.dim_ is None or self.ridge_cols_.size == 0:
             return None
         counts = np.bincount(self.column_group_, minlength=len(self.groups_))
-        ridge = np.bincount(self.column_group_, weights=self.ridge_cols_, minlength=len(self.groups_))
-        ridge = ridge / np.maximum(counts, 1)
+        ridge = self._group_ridges()
         return {
-            "mode": getattr(self, "priors", "fixed"),
+            "mode": self.priors,
             "noise": float(self.noise_),
             "bias_ridge": float(self.bias_ridge_),
             "bias_prior_sd": float(np.sqrt(self.noise_ / self.bias_ridge_)),
