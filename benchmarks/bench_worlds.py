@@ -80,11 +80,19 @@ def _world(seed: int, overrides: dict[str, Any]) -> Any:
 
 
 def run_one(
-    seed: int, agent: str, n_requests: int, update_every: int, run_seed: int, overrides: dict[str, Any]
+    seed: int,
+    agent: str,
+    n_requests: int,
+    update_every: int,
+    run_seed: int,
+    overrides: dict[str, Any],
+    features: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """One agent's closed loop on one zoo world, in its own single-threaded-BLAS process."""
+    """One agent's closed loop on one zoo world, in its own single-threaded-BLAS process; a keyart policy
+    featurizes with ``FeatureConfig(**features)`` (the default config when None)."""
     from threadpoolctl import threadpool_limits
 
+    from keyart.features import FeatureConfig, Featurizer
     from keyart.simulation.experiments import make_suite_policy
     from keyart.simulation.runner import PolicyAgent, run_closed_loop
 
@@ -93,7 +101,8 @@ def run_one(
     t = time.perf_counter()
     if agent in POLICY_SUITE:
         a: Any = PolicyAgent(make_suite_policy(agent, run_seed), name=agent)
-        factory = None
+        config = FeatureConfig(**features) if features else None
+        factory = None if config is None else (lambda catalog: Featurizer(catalog, config))
     else:
         from reference_linucb import ReferenceFeaturizer, ReferenceLinUCB
 

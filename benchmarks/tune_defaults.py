@@ -29,8 +29,8 @@ if BENCH_DIR not in sys.path:
 from keyart.simulation.experiments import format_table  # noqa: E402
 from keyart.simulation.zoo import DEV_SEEDS  # noqa: E402
 
-#: name -> (registry name, hyperparameters, upper bound of the learned ridges)
-VARIANTS: dict[str, tuple[str, dict[str, Any], float]] = {
+#: name -> (registry name, hyperparameters, upper bound of the learned ridges[, FeatureConfig fields])
+VARIANTS: dict[str, tuple[Any, ...]] = {
     "eb": ("linucb", {}, 1e4),
     "eb-cap1e8": ("linucb", {}, 1e8),
     "eb-cap1e3": ("linucb", {}, 1e3),
@@ -43,6 +43,10 @@ VARIANTS: dict[str, tuple[str, dict[str, Any], float]] = {
     "lts-eb": ("logistic_ts", {"mc_points": 512}, 1e4),
     "lts-eb-s1": ("logistic_ts", {"mc_points": 512, "scale": 1.0}, 1e4),
     "lts-fixed": ("logistic_ts", {"mc_points": 512, "scale": 1.0, "priors": "fixed"}, 1e4),
+    # every context family x every artwork family (keyart.layout.all_crosses)
+    "eb-all": ("linucb", {}, 1e4, {"crosses": "all"}),
+    "ts-eb-all": ("linear_ts", {"mc_points": 512}, 1e4, {"crosses": "all"}),
+    "lts-eb-all": ("logistic_ts", {"mc_points": 512}, 1e4, {"crosses": "all"}),
 }
 
 
@@ -57,10 +61,10 @@ def run_variant(seed: int, name: str, n_requests: int, update_every: int) -> dic
 
     if name == REFERENCE:
         return bench_worlds.run_one(seed, bench_worlds.REFERENCE, n_requests, update_every, 0, {})
-    registry, params, cap = VARIANTS[name]
+    registry, params, cap, *features = VARIANTS[name]
     keyart.priors.RIDGE_RANGE = (keyart.priors.RIDGE_RANGE[0], cap)
     POLICY_SUITE[name] = (registry, params)
-    return bench_worlds.run_one(seed, name, n_requests, update_every, 0, {})
+    return bench_worlds.run_one(seed, name, n_requests, update_every, 0, {}, *features)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -90,13 +94,15 @@ def main(argv: Sequence[str] | None = None) -> int:
             for s in seeds
             for v in names
         }
-        share = {key: f.result()["share"] for key, f in futures.items()}
+        results = {key: f.result() for key, f in futures.items()}
+    share = {key: r["share"] for key, r in results.items()}
     rows = []
     for v in names:
         policy, cap = (REFERENCE, "-") if v == REFERENCE else (VARIANTS[v][0], f"{VARIANTS[v][2]:g}")
         row: dict[str, Any] = {"variant": v, "policy": policy, "ridge cap": cap}
         row.update({f"world {s}": share[(s, v)] for s in seeds})
         row["mean"] = float(np.mean([share[(s, v)] for s in seeds]))
+        row["wall s"] = round(float(np.mean([results[(s, v)]["wall"] for s in seeds])))
         rows.append(row)
     print(f"share of oracle, last 20% of {args.requests:,} requests, development worlds {args.worlds}")
     print(format_table(rows, digits=3))

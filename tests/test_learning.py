@@ -6,7 +6,8 @@ from scipy.optimize import minimize
 
 from core_helpers import logged_feedback, make_catalog, make_events
 from keyart.errors import ConvergenceError, DimensionError, ValidationError
-from keyart.learning import ArtworkIndex, BlockGaussian, LinearStats, fit_logistic
+from keyart.learning import ArtworkIndex, BlockGaussian, LinearStats
+from keyart.logistic import fit_logistic
 from keyart.policies import POLICIES, SharedModelPolicy, make_policy, restore_policy
 
 
@@ -215,20 +216,20 @@ def test_logistic_fit_stops_at_the_noise_floor_of_its_sums(monkeypatch):
     """On large logs the summed gradient carries rounding noise, so Newton steps never fall below an
     absolute tolerance; the fit must stop once the predicted decrease (the Newton decrement) is below
     the objective's precision instead of failing to converge (seen in a 200k-page closed loop)."""
-    import keyart.learning as learning
+    import keyart.logistic as logistic
 
     X, ids, f, rng = _data(n=2000, d=4, m=5, seed=6)
     y = (rng.random(f.size) < 1 / (1 + np.exp(-f))).astype(float)
     prior = BlockGaussian.prior(4, 0, ridge=1.0, bias_ridge=0.5)
     exact, _ = fit_logistic([(X, ids, y)], prior, [], bias_ridge=0.5)
-    real = learning.logistic_partition_sums
+    real = logistic.logistic_partition_sums
     noise = np.random.default_rng(0)
 
     def noisy(*args, **kwargs):
         hss, hsa, hd, gs, ga, ll = real(*args, **kwargs)
         return hss, hsa, hd, gs + noise.normal(0, 1e-5, gs.shape), ga, ll
 
-    monkeypatch.setattr(learning, "logistic_partition_sums", noisy)
+    monkeypatch.setattr(logistic, "logistic_partition_sums", noisy)
     post, _ = fit_logistic([(X, ids, y)], prior, [], bias_ridge=0.5)
     a, b = exact.posterior(), post.posterior()
     np.testing.assert_allclose(b.theta, a.theta, atol=1e-6)

@@ -168,11 +168,11 @@ def test_a_refit_is_a_fixed_point_and_keeps_the_data():
     before = log_evidence(data, policy.column_group_, _group_ridges(policy), policy.bias_ridge_)
     scores = policy.scores(fb.batch)
     again = policy.refit_priors()
-    # started at the optimum: the evidence (flat where a family is shrunk to nothing) and
-    # the model barely move
+    # started at the optimum (to the fit's tolerance, 0.01 of log evidence): the evidence (flat where a
+    # family is shrunk to nothing) and the model barely move
     assert again.converged
     assert log_evidence(data, policy.column_group_, again.group_ridge, again.bias_ridge) >= before - 1e-9
-    assert log_evidence(data, policy.column_group_, again.group_ridge, again.bias_ridge) < before + 1e-4
+    assert log_evidence(data, policy.column_group_, again.group_ridge, again.bias_ridge) < before + 1e-2
     np.testing.assert_allclose(policy.scores(fb.batch), scores, atol=1e-4)
     after = policy.data_stats()
     for a, b in zip(

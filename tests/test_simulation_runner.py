@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from keyart.errors import ValidationError
+from keyart.errors import DimensionError, ValidationError
 from keyart.features import Featurizer
 from keyart.feedback import LoggedFeedback
 from keyart.policies import Policy, make_policy
@@ -144,8 +144,12 @@ def test_buckets_cover_each_row_once_and_keep_probabilities(world: World) -> Non
     for rows, sub in pool_size_buckets(w.batch):
         seen[rows] += 1
         assert sub.k == int(sub.pool_sizes.max())
+        assert sub.factors is not None  # still factored: no (n, K, d) rows are built to split a batch
         np.testing.assert_allclose(policy.probabilities(sub), whole[rows, : sub.k])
+        np.testing.assert_array_equal(sub.X, w.batch.X[rows, : sub.k])
     assert np.all(seen == 1)
+    with pytest.raises(DimensionError, match="more than 2 candidates"):
+        w.batch.narrowed(2)
 
 
 def test_cold_start_in_closed_loop() -> None:

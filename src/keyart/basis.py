@@ -203,14 +203,7 @@ class BasisPlan:
 
         elem = [product(g.fixed) for g in self._elem]
         wide = [(P0, np.flatnonzero(P0).tolist()) for P0 in (product(g.fixed) for g in self._wide)]
-        n, k = idx.shape
-        Z = np.empty((n, k, lay.basis_width))
-        Z[:, :, 0] = 1.0
-        for i, name in enumerate(lay.z_blocks):
-            Z[:, :, 1 + i] = ctx[:, lay.context[name].start, None]
-        Z[:, :, lay.art_offset : lay.pair_offset] = art_block.take(idx, axis=0)
-        Z[:, :, lay.pair_offset :] = pair
-        Z[idx == 0] = 0.0
+        Z = candidate_vectors(lay, ctx, art_block, idx, pair)
         return PageBasis(
             self,
             c0,
@@ -253,6 +246,22 @@ class PageBasis:
 
     def project(self, A: SplitRows, level: Any, rows: np.ndarray | None = None) -> np.ndarray:
         return self.plan.project(self, A, level, rows)
+
+
+def candidate_vectors(
+    layout: FeatureLayout, ctx: np.ndarray, art_block: np.ndarray, idx: np.ndarray, pair: np.ndarray
+) -> np.ndarray:
+    """Each candidate's basis vector z = (1, uncrossed per-title blocks, artwork row, pair blocks), (n, K,
+    basis width), zero on padding (``idx`` 0)."""
+    n, k = idx.shape
+    Z = np.empty((n, k, layout.basis_width))
+    Z[:, :, 0] = 1.0
+    for i, name in enumerate(layout.z_blocks):
+        Z[:, :, 1 + i] = ctx[:, layout.context[name].start, None]
+    Z[:, :, layout.art_offset : layout.pair_offset] = art_block.take(idx, axis=0)
+    Z[:, :, layout.pair_offset :] = pair
+    Z[idx == 0] = 0.0
+    return Z
 
 
 def basis_plan(layout: FeatureLayout) -> BasisPlan:

@@ -210,6 +210,25 @@ class CandidateBatch:
             None if self.factors is None else self.factors.take(idx),
         )
 
+    def narrowed(self, k: int) -> CandidateBatch:
+        """The same rows padded to ``k`` candidates only (every pool must fit), factors kept."""
+        if int(self.pool_sizes.max(initial=0)) > k:
+            raise DimensionError(f"A pool of this batch holds more than {k} candidates.")
+        factors = self.factors
+        if factors is not None:
+            factors = replace(factors, idx=factors.idx[:, :k], pair=factors.pair[:, :k])
+        return CandidateBatch(
+            None if self._X is None else self._X[:, :k],
+            self.mask[:, :k],
+            self.artwork_ids[:, :k],
+            self.title_ids,
+            self.member_ids,
+            self.request_ids,
+            self.timestamps,
+            self.feature_names,
+            factors,
+        )
+
     @classmethod
     def concat(cls, batches: Sequence[CandidateBatch]) -> CandidateBatch:
         if not batches:

@@ -11,13 +11,15 @@ lets every solve go through the d x d Schur complement. With U_a = P_sa[a] / P_d
     covariance  = (x_i - U_i)^T Sigma (x_j - U_j)                  (two different artworks)
 
 Statistics are sums over events, so partitions merge exactly (training on two halves and merging equals
-training on all); the logistic model's Newton steps are built from per-partition gradient and Hessian
-sums, so the same fit runs on one core, on DuckDB or on Spark.
+training on all); the logistic model (``keyart.logistic``) builds its Newton steps from per-partition
+gradient and Hessian sums in the same block form. The candidates' (co)variances come from the rows
+(``moments``), a one-member page's basis (``page_moments``, ``keyart.basis``) or the layout's Kronecker
+form (``kron_moments``, ``keyart.kron``), all equal.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from functools import cached_property
 from typing import TYPE_CHECKING
@@ -27,11 +29,12 @@ import scipy.linalg
 import scipy.sparse
 
 from keyart.basis import basis_plan
-from keyart.errors import ConvergenceError, DimensionError, ValidationError
+from keyart.errors import DimensionError, ValidationError
 from keyart.hashing import artwork_keys
 
 if TYPE_CHECKING:
     from keyart.basis import PageBasis, SplitRows
+    from keyart.kron import KronPlan
     from keyart.layout import FeatureLayout
 
 
@@ -186,14 +189,14 @@ class LinearStats:
         )
 
 
-def _weighted_gram(X: np.ndarray, w: np.ndarray) -> np.ndarray:
+def weighted_gram(X: np.ndarray, w: np.ndarray) -> np.ndarray:
     """sum_i w_i x_i x_i^T by a symmetric rank-k update (half the work of a general product)."""
     if X.shape[0] == 0:
         return np.zeros((X.shape[1], X.shape[1]))
     if (w < 0).any():
         return (X * w[:, None]).T @ X
     upper = scipy.linalg.blas.dsyrk(1.0, np.asfortranarray(X * np.sqrt(w)[:, None]), trans=1)
-    return np.triu(upper) + np.triu(upper, 1).T
+    return _symmetric_from_upper(upper)  # dsyrk computes the upper triangle and leaves the lower 0
 
 
 def _sums_by_row(
@@ -202,7 +205,7 @@ def _sums_by_row(
     """(xx, xa, aa, xr, ar, n, rr) of events whose artworks have integer rows 0..m-1."""
     onehot = scipy.sparse.csr_matrix((w, (rows, np.arange(X.shape[0]))), shape=(m, X.shape[0]))
     return (
-        _weighted_gram(X, w),
+        weighted_gram(X, w),
         np.asarray(onehot @ X),
         np.bincount(rows, weights=w, minlength=m),
         X.T @ (w * r),
@@ -242,23 +245,44 @@ class BlockGaussian:
     def solve(self, rhs_s: np.ndarray, rhs_a: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Solve precision @ [s; a] = [rhs_s; rhs_a] through the Schur complement."""
         U = self.P_sa / self.P_d[:, None]
-        M = self.P_ss - self.P_sa.T @ U
-        s = scipy.linalg.cho_solve(scipy.linalg.cho_factor(M), rhs_s - U.T @ rhs_a)
+        s = scipy.linalg.cho_solve(scipy.linalg.cho_factor(self.schur()), rhs_s - U.T @ rhs_a)
         return s, rhs_a / self.P_d - U @ s
+
+    def schur(self) -> np.ndarray:
+        """The Schur complement of the artwork block, P_ss - P_sa^T diag(1 / P_d) P_sa (symmetric)."""
+        return self.P_ss - weighted_gram(self.P_sa, 1.0 / self.P_d)
 
     def posterior(self) -> Posterior:
         U = self.P_sa / self.P_d[:, None]
-        M = self.P_ss - self.P_sa.T @ U
-        M = 0.5 * (M + M.T)
-        try:
-            c = scipy.linalg.cho_factor(M)
-        except np.linalg.LinAlgError as exc:  # pragma: no cover - guarded by ridge > 0
-            raise ValidationError("The model's precision matrix is not positive definite.") from exc
-        sigma = scipy.linalg.cho_solve(c, np.eye(M.shape[0]))
-        sigma = 0.5 * (sigma + sigma.T)
+        sigma = spd_inverse(self.schur())
         theta = sigma @ (self.eta_s - U.T @ self.eta_a)
         beta = self.eta_a / self.P_d - U @ theta
         return Posterior(theta, beta, sigma, U, 1.0 / self.P_d)
+
+
+def spd_inverse(M: np.ndarray) -> np.ndarray:
+    """The inverse of a symmetric positive definite matrix (symmetric), see ``spd_factor_inverse``."""
+    return spd_factor_inverse(M)[1]
+
+
+def spd_factor_inverse(M: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(R, M^-1) for a symmetric positive definite M = R^T R (R upper triangular, zero below its
+    diagonal), by LAPACK potrf and potri: a third of the work of solving against the identity. Raises
+    ``ValidationError`` if M is not positive definite."""
+    factor, info = scipy.linalg.lapack.dpotrf(M, lower=False, clean=True)
+    if info != 0:
+        raise ValidationError("The model's precision matrix is not positive definite.")
+    inv, info = scipy.linalg.lapack.dpotri(factor, lower=False)  # the upper part; the lower stays 0
+    if info != 0:  # pragma: no cover - a factor from potrf is invertible
+        raise ValidationError("The model's precision matrix is not positive definite.")
+    return factor, _symmetric_from_upper(inv)
+
+
+def _symmetric_from_upper(A: np.ndarray) -> np.ndarray:
+    """The symmetric matrix whose upper triangle is A's, for an A that is zero below its diagonal."""
+    out = A + A.T
+    out.flat[:: A.shape[0] + 1] = np.diagonal(A)
+    return out
 
 
 @dataclass(frozen=True)
@@ -310,13 +334,35 @@ class Posterior:
         return self.sigma.astype(np.float32)
 
     @cached_property
+    def _padded_U(self) -> np.ndarray:
+        """U with a zero row appended for unknown artworks (row -1)."""
+        return np.vstack([self.U, np.zeros((1, self.theta.size))])
+
+    def projected_rows(self, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(Y, c) with Y[a] = Sigma U_a and c[a] = U_a^T Sigma U_a, computed for the artwork rows asked
+        (-1: unknown, zeros) that are not yet cached, and cached: O(d^2) per artwork row the first time."""
+        U = self._padded_U
+        cache = self.__dict__.get("_y_cache")
+        if cache is None:
+            cache = self.__dict__["_y_cache"] = (
+                np.zeros(U.shape),
+                np.zeros(U.shape[0]),
+                np.arange(U.shape[0]) == U.shape[0] - 1,
+            )
+        Y, c, done = cache
+        need = np.unique(np.asarray(rows).ravel())
+        need = need[~done[need]]
+        if need.size:
+            Y[need] = U[need] @ self.sigma
+            c[need] = np.einsum("ad,ad->a", Y[need], U[need])
+            done[need] = True
+        return Y, c
+
+    @property
     def _projected(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """(Y, c, U) with Y[a] = Sigma U_a and c[a] = U_a^T Sigma U_a, each with a zero row appended for
-        unknown artworks (row -1)."""
-        d = self.theta.size
-        U = np.vstack([self.U, np.zeros((1, d))])
-        Y = U @ self.sigma
-        return Y, np.einsum("ad,ad->a", Y, U), U
+        """(Y, c, U) of every artwork row, each with a zero row appended for unknown artworks (row -1)."""
+        Y, c = self.projected_rows(np.arange(self.U.shape[0]))
+        return Y, c, self._padded_U
 
     def split(self, layout: FeatureLayout) -> tuple[SplitRows, SplitRows]:
         """[Sigma; theta] (d + 1 rows) and the Y rows split for a featurizer layout (``keyart.basis``),
@@ -329,6 +375,58 @@ class Posterior:
             cached = (layout, plan.split(sigma_theta), plan.split(Y))
             self.__dict__["_splits"] = cached
         return cached[1], cached[2]
+
+    def kron_moments(
+        self,
+        plan: KronPlan,
+        ctx: np.ndarray,
+        Z: np.ndarray,
+        rows: np.ndarray,
+        unknown_inv_d: float,
+        covariance: bool = False,
+    ) -> np.ndarray:
+        """Variance (n, K) or covariance (n, K, K) of the candidates' scores from the layout's Kronecker
+        form (``keyart.kron``): the rows' context vectors ``ctx`` (n, context width) and the candidates'
+        basis vectors ``Z`` (n, K, r).
+
+        Equal to ``moments`` on the materialized rows: with x = V(c) z, V(c) = L (c (x) I),
+        (x - U_a)^T Sigma (x - U_a) = z^T B(c) z - 2 z^T V(c)^T Sigma U_a + U_a^T Sigma U_a. B costs
+        O(|c|^2 r^2) per member of the batch, V(c)^T Sigma U_a O(d r) per candidate and the artworks'
+        Sigma U_a O(d^2) once per posterior.
+        """
+        n, k = rows.shape
+        known = rows >= 0
+        safe = np.maximum(rows, 0)
+        inv_d = np.where(known, self.inv_d[safe] if self.inv_d.size else 0.0, unknown_inv_d)
+        cached = self.__dict__.get("_kron")
+        if cached is None or cached[0] is not plan:
+            m1 = self.U.shape[0] + 1
+            cached = (plan, plan.project(self.sigma), np.zeros((m1, plan.j.size)), np.zeros(m1, dtype=bool))
+            self.__dict__["_kron"] = cached
+        Y, c = self.projected_rows(rows)
+        YJ, done = cached[2], cached[3]  # Y at L's nonzero rows (the lift's input), per artwork row
+        need = np.unique(rows)
+        need = need[~done[need]]
+        YJ[need] = Y[need][:, plan.j]
+        done[need] = True
+        out = np.empty((n, k, k) if covariance else (n, k))
+        step = max(1, 2048 // k)  # rows per chunk: bounds the (rows, K, nnz(L)) lift
+        for lo in range(0, n, step):
+            sl = slice(lo, min(n, lo + step))
+            B = plan.quadratic(cached[1], *plan.members(ctx[sl]))
+            flat = rows[sl].ravel()
+            H = plan.lift(YJ[flat], plan.contexts(ctx[sl]), k)
+            z = Z[sl]
+            ZB = z @ B
+            if covariance:
+                ZH = z @ H.transpose(0, 2, 1)
+                cov = ZB @ z.transpose(0, 2, 1) - ZH - ZH.transpose(0, 2, 1)
+                cov += Y[flat].reshape(-1, k, Y.shape[1]) @ self._padded_U[rows[sl]].transpose(0, 2, 1)
+                cov[:, np.arange(k), np.arange(k)] += inv_d[sl]
+                out[sl] = cov
+            else:
+                out[sl] = np.einsum("nkr,nkr->nk", ZB - 2.0 * H, z) + c[rows[sl]] + inv_d[sl]
+        return out
 
     def page_moments(
         self, basis: PageBasis, rows: np.ndarray, unknown_inv_d: float, covariance: bool = False
@@ -378,151 +476,3 @@ class Posterior:
         out += c[rows]
         out += inv_d
         return mean, out
-
-
-# ---- logistic regression with a Laplace posterior (Chapelle & Li 2011), from partition sums -------
-
-
-def _sigmoid(f: np.ndarray) -> np.ndarray:
-    return 0.5 * (1.0 + np.tanh(0.5 * f))
-
-
-def logistic_partition_sums(
-    X: np.ndarray,
-    rows: np.ndarray,
-    m: int,
-    rewards: np.ndarray,
-    theta: np.ndarray,
-    beta: np.ndarray,
-    weights: np.ndarray | None = None,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, float]:
-    """One partition's Newton sums at (theta, beta), its artworks given as rows 0..m-1 of beta.
-
-    Returns (H_ss, H_sa, H_d, g_s, g_a, loglik): the data's Hessian blocks (weights w p(1-p)), its
-    gradient of the negative log-likelihood (w (p - r)), and its log-likelihood, each event weighted by
-    ``weights`` (default 1). Sums add across partitions.
-    """
-    f = X @ theta + beta[rows]
-    p = _sigmoid(f)
-    w = np.ones_like(p) if weights is None else weights
-    hss, hsa, hd, _, _, _, _ = _sums_by_row(X, rows, m, w * p * (1.0 - p), np.zeros_like(p))
-    g = w * (p - rewards)
-    g_s = X.T @ g
-    g_a = np.bincount(rows, weights=g, minlength=m)
-    return hss, hsa, hd, g_s, g_a, _loglik(f, rewards, w)
-
-
-def _loglik(f: np.ndarray, rewards: np.ndarray, w: np.ndarray) -> float:
-    return float(np.sum(w * (rewards * f - np.logaddexp(0.0, f))))
-
-
-LogisticPartition = (
-    tuple[np.ndarray, np.ndarray, np.ndarray] | tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]
-)
-
-
-def fit_logistic(
-    partitions: Sequence[LogisticPartition],
-    prior: BlockGaussian,
-    prior_ids: Sequence[str],
-    bias_ridge: float,
-    max_iter: int = 100,
-    tol: float = 1e-8,
-) -> tuple[BlockGaussian, tuple[str, ...]]:
-    """MAP logistic fit with a Gaussian prior by damped Newton; returns the Laplace posterior.
-
-    ``partitions`` are (X, artwork_ids, rewards in [0, 1]) or (X, artwork_ids, rewards, weights); each
-    Newton step sums ``logistic_partition_sums`` over them, so any partitioning gives the same result.
-    Steps are halved until the log posterior rises enough (Armijo backtracking), so a prior far from the
-    data cannot make Newton cycle. Artworks new to ``prior_ids`` start at the prior N(0, 1 / bias_ridge)
-    and are appended in order of appearance. Raises ``ConvergenceError`` if no step below ``tol`` is
-    reached in ``max_iter`` iterations, and ``ValidationError`` if the data make the sums non-finite.
-    """
-    d = prior.P_ss.shape[0]
-    index = ArtworkIndex(prior_ids)
-    for part in partitions:
-        index.extend(np.asarray(part[1], dtype=object).tolist())
-    m, m0 = len(index), len(prior_ids)
-    parts = [
-        (
-            np.asarray(part[0], dtype=np.float64),
-            index.rows(np.asarray(part[1], dtype=object)),
-            np.asarray(part[2], dtype=np.float64),
-            np.ones(len(part[2])) if len(part) == 3 else np.asarray(part[3], dtype=np.float64),  # type: ignore[misc]
-        )
-        for part in partitions
-    ]
-    P_sa = np.vstack([prior.P_sa, np.zeros((m - m0, d))])
-    P_d = np.concatenate([prior.P_d, np.full(m - m0, float(bias_ridge))])
-    eta_a = np.concatenate([prior.eta_a, np.zeros(m - m0)])
-    base = BlockGaussian(prior.P_ss, P_sa, P_d, prior.eta_s, eta_a)
-    theta0, beta0 = base.solve(base.eta_s, base.eta_a)
-
-    def objective(theta: np.ndarray, beta: np.ndarray) -> float:
-        """Negative log posterior, up to a constant."""
-        dt, db = theta - theta0, beta - beta0
-        prior_part = 0.5 * (dt @ base.P_ss @ dt + db @ (base.P_d * db)) + db @ (base.P_sa @ dt)
-        return prior_part - sum(_loglik(X @ theta + beta[rows], r, w) for X, rows, r, w in parts)
-
-    def data_sums(theta: np.ndarray, beta: np.ndarray) -> list[np.ndarray]:
-        sums = [logistic_partition_sums(X, rows, m, r, theta, beta, w)[:5] for X, rows, r, w in parts]
-        return [np.sum([s[i] for s in sums], axis=0) for i in range(5)]
-
-    try:
-        with np.errstate(over="raise", invalid="raise"):
-            return _newton(objective, data_sums, base, theta0, beta0, index, max_iter, tol)
-    except FloatingPointError as exc:
-        raise ValidationError(
-            f"The feedback makes the logistic model's sums non-finite (features too large): {exc}."
-        ) from exc
-
-
-def _newton(
-    objective: Callable[[np.ndarray, np.ndarray], float],
-    data_sums: Callable[[np.ndarray, np.ndarray], list[np.ndarray]],
-    base: BlockGaussian,
-    theta0: np.ndarray,
-    beta0: np.ndarray,
-    index: ArtworkIndex,
-    max_iter: int,
-    tol: float,
-) -> tuple[BlockGaussian, tuple[str, ...]]:
-    """``fit_logistic``'s damped Newton iterations and Laplace posterior."""
-    theta, beta = theta0.copy(), beta0.copy()
-    value = objective(theta, beta)
-    for _ in range(max_iter):
-        hss, hsa, hd, gs, ga = data_sums(theta, beta)
-        dt, db = theta - theta0, beta - beta0  # gradient of the negative log posterior below
-        g_s = base.P_ss @ dt + base.P_sa.T @ db + gs
-        g_a = base.P_sa @ dt + base.P_d * db + ga
-        hess = BlockGaussian(base.P_ss + hss, base.P_sa + hsa, base.P_d + hd, g_s, g_a)
-        step_s, step_a = hess.solve(g_s, g_a)
-        decrement = float(g_s @ step_s + g_a @ step_a)  # squared Newton decrement: > 0, the step descends
-        scale = max(1.0, abs(value))
-        if max(np.abs(step_s).max(initial=0.0), np.abs(step_a).max(initial=0.0)) < tol or (
-            decrement <= 1e-12 * scale
-        ):
-            theta, beta = theta - step_s, beta - step_a
-            break
-        t = 1.0
-        while True:
-            cand_s, cand_a = theta - t * step_s, beta - t * step_a
-            cand = objective(cand_s, cand_a)
-            if cand <= value - 1e-4 * t * decrement:  # Armijo: enough decrease
-                break
-            if t == 1.0 and decrement <= 1e-8 * scale and cand <= value + 1e-12 * scale:
-                # next to the mode the predicted decrease is below the objective's rounding: the full step
-                # of the quadratic phase is right although no decrease can be seen
-                break
-            if t < 1e-10:
-                raise ConvergenceError("The logistic fit's line search found no decrease.")
-            t *= 0.5
-        theta, beta, value = cand_s, cand_a, cand
-    else:
-        raise ConvergenceError(f"The logistic fit did not converge in {max_iter} Newton steps.")
-    # Laplace posterior at the mode: precision = the Hessian there (that of the last Newton step, taken
-    # within ``tol`` of the mode), eta = precision @ mode
-    P_ss, P_sa2, P_d2 = hess.P_ss, hess.P_sa, hess.P_d
-    eta_s = P_ss @ theta + P_sa2.T @ beta
-    eta_a2 = P_sa2 @ theta + P_d2 * beta
-    return BlockGaussian(P_ss, P_sa2, P_d2, eta_s, eta_a2), tuple(index.ids)

@@ -28,6 +28,7 @@ import scipy.linalg
 import scipy.optimize
 
 from keyart.errors import ValidationError
+from keyart.learning import spd_factor_inverse, weighted_gram
 
 #: Ridges are kept inside. The upper bound keeps every family's prior standard deviation at least 1% of
 #: the noise's: a fit from little data may find no signal in a family, and a bandit that then sees no
@@ -85,14 +86,15 @@ def fit_priors(
     group_ridge: np.ndarray,
     bias_ridge: float,
     max_iter: int = 200,
-    tol: float = 1e-7,
+    tol: float = 0.01,
     learn: np.ndarray | None = None,
     noise: float | None = None,
 ) -> Priors:
     """Maximize the marginal likelihood over the ridges (the noise profiled out, or fixed at ``noise``),
     starting from the given ridges. Groups whose columns carry no data, and the bias ridge before any
     artwork has data, keep their values (the likelihood does not depend on them); so do groups where
-    ``learn`` (one bool per group) is False.
+    ``learn`` (one bool per group) is False. ``tol`` is in log evidence (nats): the fit stops when a step
+    gains about that little, far below what changes a prediction.
 
     A fixed ``noise`` serves a model without one: for a logistic model, ``data`` holds its Laplace
     approximation (the Hessian at the mode, and precision x mode as the linear term), so this is MacKay's
@@ -135,7 +137,10 @@ def fit_priors(
         jac=True,
         method="L-BFGS-B",
         bounds=[(np.log(lo), np.log(hi))] * x0.size,
-        options={"maxiter": max_iter, "ftol": tol * 1e-3, "gtol": tol},
+        # the objective is the log evidence per event: stop when a step gains less than about ``tol``
+        # (times the per-event value, when that exceeds 1) of log evidence, or no log ridge's gradient
+        # exceeds ``tol``
+        options={"maxiter": max_iter, "ftol": tol / data.n, "gtol": tol / data.n},
     )
     g, b = unpack(result.x)
     s2 = _profiled_evidence(seen_data, col, g, b, noise)[3]
@@ -167,17 +172,17 @@ def _profiled_evidence(
     ridge_cols = ridge_g[col]
     P_d = data.aa + r_b
     U = data.xa / P_d[:, None]
-    M = data.xx + np.diag(ridge_cols) - data.xa.T @ U
-    c = scipy.linalg.cho_factor(0.5 * (M + M.T))
-    sigma = scipy.linalg.cho_solve(c, np.eye(M.shape[0]))
+    M = data.xx + np.diag(ridge_cols) - weighted_gram(data.xa, 1.0 / P_d)
+    R, sigma = spd_factor_inverse(M)
     mu_s = sigma @ (data.xr - U.T @ data.ar)
     mu_a = data.ar / P_d - U @ mu_s
     energy = data.rr - mu_s @ data.xr - mu_a @ data.ar
     s2 = max(energy / data.n, NOISE_FLOOR) if noise is None else float(noise)
     fit = -0.5 * data.n * np.log(s2) - (0.5 * data.n if noise is None else 0.5 * energy / s2)
-    logdet = 2.0 * np.log(np.diag(c[0])).sum() + np.log(P_d).sum()
+    logdet = 2.0 * np.log(np.diag(R)).sum() + np.log(P_d).sum()
     value = fit + 0.5 * (np.log(ridge_cols).sum() + P_d.size * np.log(r_b) - logdet)
-    diag_a = 1.0 / P_d + ((U @ sigma) * U).sum(axis=1)
+    W = scipy.linalg.solve_triangular(R, U.T, trans="T", check_finite=False)  # R^-T U^T: U Sigma U^T = W^T W
+    diag_a = 1.0 / P_d + np.einsum("da,da->a", W, W)
     grad_cols = 0.5 * (1.0 - ridge_cols * np.diag(sigma) - ridge_cols * mu_s**2 / s2)
     grad_b = 0.5 * float((1.0 - r_b * diag_a - r_b * mu_a**2 / s2).sum())
     return float(value), np.bincount(col, weights=grad_cols, minlength=ridge_g.size), grad_b, s2

@@ -24,9 +24,11 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from keyart.basis import candidate_vectors
 from keyart.batch import CandidateBatch
 from keyart.errors import DimensionError, SnapshotError, UnknownIdError, ValidationError
 from keyart.feedback import LoggedFeedback
+from keyart.kron import kron_plan
 from keyart.learning import ArtworkIndex, BlockGaussian, Posterior
 from keyart.params import Interval, OneOf
 from keyart.policies.base import Policy, RowCache, warm_start_rows
@@ -34,6 +36,10 @@ from keyart.priors import INITIAL_NOISE, UNSHRUNK_FAMILIES, DataStats, Priors, c
 
 REFIT_FIRST = 256  # events before the first empirical-Bayes fit of the priors
 REFIT_MAX_GAP = 65_536  # later fits when the events seen double, at least every this many events
+#: From this width on, factored batches' (co)variances go through the layout's Kronecker form
+#: (``keyart.kron``): 5-15x faster than the dense rows and the page basis with every cross declared
+#: (d = 1,584), 2-3x slower for the default layout (d = 171): ``benchmarks/bench_moments.py``
+KRON_MIN_DIM = 384
 
 
 def refit_points(events: int) -> int:
@@ -155,13 +161,20 @@ class SharedModelPolicy(Policy):
         return mean, cov
 
     def _moments(self, batch: CandidateBatch, covariance: bool = False) -> tuple[np.ndarray, np.ndarray]:
-        """Mean (n, K) and variance (n, K) or covariance (n, K, K) of the candidates' scores; a page of
-        one member goes through its low-dimensional basis, other batches through their rows."""
+        """Mean (n, K) and variance (n, K) or covariance (n, K, K) of the candidates' scores. A factored
+        batch of a wide layout (``KRON_MIN_DIM`` columns or more) goes through the layout's Kronecker
+        form, a one-member page of a narrower one through its basis, other batches through their rows."""
         self._ensure_dim(batch.d, batch.feature_names)
+        post, rows, prior_var = self.posterior_, self._rows(batch), 1.0 / self.bias_ridge_
+        f = batch.factors
+        if f is not None and batch.d >= KRON_MIN_DIM:
+            plan = kron_plan(f.layout)
+            Z = candidate_vectors(f.layout, f.ctx, f.art_block, f.idx, f.pair)
+            return self._mean(batch), post.kron_moments(plan, f.ctx, Z, rows, prior_var, covariance)
         basis = batch.basis()
         if basis is None:
-            return self.posterior_.moments(batch.X, self._rows(batch), 1.0 / self.bias_ridge_, covariance)
-        return self.posterior_.page_moments(basis, self._rows(batch), 1.0 / self.bias_ridge_, covariance)
+            return post.moments(batch.X, rows, prior_var, covariance)
+        return post.page_moments(basis, rows, prior_var, covariance)
 
     def _rows(self, batch: CandidateBatch) -> np.ndarray:
         """Model rows of the batch's artworks (-1: unknown), through the policy's ``RowCache``."""

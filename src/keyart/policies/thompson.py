@@ -18,7 +18,7 @@ from scipy.stats import norm, qmc
 
 from keyart.batch import CandidateBatch
 from keyart.feedback import LoggedFeedback
-from keyart.learning import fit_logistic
+from keyart.logistic import fit_logistic
 from keyart.params import Interval, OneOf
 from keyart.policies.linear import RidgePolicy
 from keyart.policies.shared import SharedModelPolicy

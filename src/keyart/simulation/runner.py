@@ -81,22 +81,7 @@ def pool_size_buckets(
         lower = max(lower, edge)
         if rows.size == 0:
             continue
-        k = int(sizes[rows].max())
-        out.append(
-            (
-                rows,
-                CandidateBatch(
-                    batch.X[rows, :k],
-                    batch.mask[rows, :k],
-                    batch.artwork_ids[rows, :k],
-                    batch.title_ids[rows],
-                    batch.member_ids[rows],
-                    batch.request_ids[rows],
-                    batch.timestamps[rows],
-                    batch.feature_names,
-                ),
-            )
-        )
+        out.append((rows, batch.take(rows).narrowed(int(sizes[rows].max()))))
     return out
 
 
