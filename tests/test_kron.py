@@ -127,3 +127,17 @@ def test_projected_rows_are_computed_once_and_equal_the_full_product():
     Y_all, c_all, _ = post._projected
     np.testing.assert_allclose(Y_all[:-1], full)
     np.testing.assert_allclose(c_all[:-1], np.einsum("ad,ad->a", full, post.U))
+
+
+@pytest.mark.parametrize("name", ["linucb", "linear_ts", "logistic_ts"])
+def test_an_untrained_policy_chooses_through_the_kronecker_form(name):
+    config = LAYOUTS["all crosses"]
+    _, _, batch = _batch(config, 3)
+    assert config.dim >= KRON_MIN_DIM
+    policy = make_policy(name, seed=0)
+    p = policy.probabilities(batch)
+    np.testing.assert_allclose(p.sum(axis=1), 1.0)
+    # before any data every artwork is unknown: mean 0, the prior's variance
+    mean, var = policy._moments(batch)
+    m = batch.mask
+    assert np.all(mean[m] == 0.0) and np.all(var[m] > 0)

@@ -139,7 +139,7 @@ class KronPlan:
 
     def lift(self, AJ: np.ndarray, c: np.ndarray, k: int) -> np.ndarray:
         """V(c_i)^T a_ik = (c_i (x) I)^T L^T a_ik for K vectors a_ik per row, given at L's nonzero rows
-        (``AJ`` (n K, nnz) = A[:, j]), and the rows' context products c (n, |c|): (n, K, r), O(nnz r)
+        (``AJ`` (n K, nnz) = A[:, j]), and the rows' context products c (n, |c|): (n, K, r), O(nnz(L))
         each."""
         n = c.shape[0]
         prod = AJ.reshape(n, k, -1) * c[:, None, self.e]

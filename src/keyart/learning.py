@@ -391,7 +391,7 @@ class Posterior:
 
         Equal to ``moments`` on the materialized rows: with x = V(c) z, V(c) = L (c (x) I),
         (x - U_a)^T Sigma (x - U_a) = z^T B(c) z - 2 z^T V(c)^T Sigma U_a + U_a^T Sigma U_a. B costs
-        O(|c|^2 r^2) per member of the batch, V(c)^T Sigma U_a O(d r) per candidate and the artworks'
+        O(|c|^2 r^2) per member of the batch, V(c)^T Sigma U_a O(nnz(L)) per candidate and the artworks'
         Sigma U_a O(d^2) once per posterior.
         """
         n, k = rows.shape

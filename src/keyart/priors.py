@@ -33,7 +33,7 @@ from keyart.learning import spd_factor_inverse, weighted_gram
 #: Ridges are kept inside. The upper bound keeps every family's prior standard deviation at least 1% of
 #: the noise's: a fit from little data may find no signal in a family, and a bandit that then sees no
 #: uncertainty there never explores it to learn otherwise. Chosen on the zoo's development worlds 1-5
-#: (LinUCB, 50,000 requests, mean share of oracle 0.773 with 1e8, 0.795 with 1e4, 0.794 with 1e3:
+#: (LinUCB, 50,000 requests, mean share of oracle 0.765 with 1e8, 0.797 with 1e4, 0.794 with 1e3:
 #: ``benchmarks/tune_defaults.py``, docs/simulation.md); a family with no signal is still shrunk hard.
 RIDGE_RANGE = (1e-6, 1e4)
 NOISE_FLOOR = 1e-6
