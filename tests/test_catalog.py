@@ -220,3 +220,33 @@ def test_numpy_numbers_are_accepted_as_plain_ones():
     t = Title("t", runtime_minutes=np.float32(90), metadata={"n": np.int64(3), "x": (np.float64(0.5),)})
     assert a.embedding == (0.0, 1.0, 2.0) and type(a.embedding[0]) is float
     assert t.runtime_minutes == 90.0 and t.metadata == {"n": 3, "x": [0.5]} and type(t.metadata["n"]) is int
+
+
+@pytest.mark.parametrize(
+    ("kind", "field"),
+    [
+        ("titles", "genres"),
+        ("titles", "cast"),
+        ("artworks", "theme_genres"),
+        ("artworks", "featured_cast"),
+        ("artworks", "tags"),
+    ],
+)
+def test_a_string_where_a_catalog_file_needs_a_list_is_refused_not_split(tmp_path, kind, field):
+    """ "genres": "drama" once loaded as five one-letter genres; the file loader now refuses it as the
+    constructors and the HTTP API do, and a list of the same value loads."""
+    data = {
+        "format_version": 1,
+        "titles": [{"title_id": "t", "genres": ["drama"], "cast": ["robin"]}],
+        "artworks": [{"artwork_id": "a", "title_id": "t", "featured_cast": ["robin"], "tags": ["dark"]}],
+    }
+    data[kind][0][field] = "drama"
+    path = tmp_path / "c.json"
+    path.write_text(json.dumps(data))
+    with pytest.raises(ValidationError, match=f"{field} of .* not a single string"):
+        Catalog.load_json(path)
+    data[kind][0][field] = ["drama"]
+    path.write_text(json.dumps(data))
+    loaded = Catalog.load_json(path)
+    row = loaded.title("t") if kind == "titles" else loaded.artwork("a")
+    assert getattr(row, field) == ("drama",)

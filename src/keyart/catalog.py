@@ -393,18 +393,26 @@ def _artwork_row(a: Artwork) -> dict[str, Any]:
     return row
 
 
+def _listed(value: Any) -> Any:
+    """A file's list as a tuple (missing: empty); anything else as it is, for the constructor to judge: a
+    string where a list belongs is refused there, never split into its characters."""
+    if value is None:
+        return ()
+    return tuple(value) if isinstance(value, list | tuple) else value
+
+
 def _title_from_row(r: Mapping[str, Any]) -> Title:
-    return Title(**{**r, "genres": tuple(r.get("genres") or ()), "cast": tuple(r.get("cast") or ())})
+    return Title(**{**r, "genres": _listed(r.get("genres")), "cast": _listed(r.get("cast"))})
 
 
 def _artwork_from_row(r: Mapping[str, Any]) -> Artwork:
     return Artwork(
         **{
             **r,
-            "theme_genres": tuple(r.get("theme_genres") or ()),
-            "featured_cast": tuple(r.get("featured_cast") or ()),
-            "tags": tuple(r.get("tags") or ()),
-            "embedding": None if r.get("embedding") is None else tuple(r["embedding"]),
+            "theme_genres": _listed(r.get("theme_genres")),
+            "featured_cast": _listed(r.get("featured_cast")),
+            "tags": _listed(r.get("tags")),
+            "embedding": None if r.get("embedding") is None else _listed(r["embedding"]),
         }
     )
 
