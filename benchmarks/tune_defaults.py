@@ -18,7 +18,7 @@ import sys
 from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -29,24 +29,36 @@ if BENCH_DIR not in sys.path:
 from keyart.simulation.experiments import format_table  # noqa: E402
 from keyart.simulation.zoo import DEV_SEEDS  # noqa: E402
 
-#: name -> (registry name, hyperparameters, upper bound of the learned ridges[, FeatureConfig fields])
-VARIANTS: dict[str, tuple[Any, ...]] = {
-    "eb": ("linucb", {}, 1e4),
-    "eb-cap1e8": ("linucb", {}, 1e8),
-    "eb-cap1e3": ("linucb", {}, 1e3),
-    "eb-a0.5": ("linucb", {"alpha": 0.5}, 1e4),
-    "eb-a2": ("linucb", {"alpha": 2.0}, 1e4),
-    "fixed": ("linucb", {"alpha": 0.3, "priors": "fixed"}, 1e4),
-    "ts-eb": ("linear_ts", {"mc_points": 512}, 1e4),
-    "ts-eb-s1": ("linear_ts", {"mc_points": 512, "scale": 1.0}, 1e4),
-    "ts-fixed": ("linear_ts", {"mc_points": 512, "scale": 0.25, "priors": "fixed"}, 1e4),
-    "lts-eb": ("logistic_ts", {"mc_points": 512}, 1e4),
-    "lts-eb-s1": ("logistic_ts", {"mc_points": 512, "scale": 1.0}, 1e4),
-    "lts-fixed": ("logistic_ts", {"mc_points": 512, "scale": 1.0, "priors": "fixed"}, 1e4),
+
+class Variant(NamedTuple):
+    """A policy (registry name) and its hyperparameters, the upper bound of the learned ridges, and
+    optionally ``FeatureConfig`` fields and the refits' tolerance in nats (``_prior_tol``)."""
+
+    policy: str
+    params: dict[str, Any]
+    cap: float = 1e4
+    features: dict[str, Any] | None = None
+    prior_tol: float | None = None
+
+
+VARIANTS: dict[str, Variant] = {
+    "eb": Variant("linucb", {}),
+    "eb-cap1e8": Variant("linucb", {}, 1e8),
+    "eb-cap1e3": Variant("linucb", {}, 1e3),
+    "eb-a0.5": Variant("linucb", {"alpha": 0.5}),
+    "eb-a2": Variant("linucb", {"alpha": 2.0}),
+    "fixed": Variant("linucb", {"alpha": 0.3, "priors": "fixed"}),
+    "ts-eb": Variant("linear_ts", {"mc_points": 512}),
+    "ts-eb-s1": Variant("linear_ts", {"mc_points": 512, "scale": 1.0}),
+    "ts-fixed": Variant("linear_ts", {"mc_points": 512, "scale": 0.25, "priors": "fixed"}),
+    "lts-eb": Variant("logistic_ts", {"mc_points": 512}),
+    "lts-eb-s1": Variant("logistic_ts", {"mc_points": 512, "scale": 1.0}),
+    "lts-fixed": Variant("logistic_ts", {"mc_points": 512, "scale": 1.0, "priors": "fixed"}),
+    "lts-eb-tol0.01": Variant("logistic_ts", {"mc_points": 512}, prior_tol=0.01),  # the ridge model's
     # every context family x every artwork family (keyart.layout.all_crosses)
-    "eb-all": ("linucb", {}, 1e4, {"crosses": "all"}),
-    "ts-eb-all": ("linear_ts", {"mc_points": 512}, 1e4, {"crosses": "all"}),
-    "lts-eb-all": ("logistic_ts", {"mc_points": 512}, 1e4, {"crosses": "all"}),
+    "eb-all": Variant("linucb", {}, features={"crosses": "all"}),
+    "ts-eb-all": Variant("linear_ts", {"mc_points": 512}, features={"crosses": "all"}),
+    "lts-eb-all": Variant("logistic_ts", {"mc_points": 512}, features={"crosses": "all"}),
 }
 
 
@@ -57,14 +69,17 @@ def run_variant(seed: int, name: str, n_requests: int, update_every: int) -> dic
     """One variant on one development world, in a worker process."""
     import bench_worlds
     import keyart.priors
+    from keyart.policies import POLICIES
     from keyart.simulation.experiments import POLICY_SUITE
 
     if name == REFERENCE:
         return bench_worlds.run_one(seed, bench_worlds.REFERENCE, n_requests, update_every, 0, {})
-    registry, params, cap, *features = VARIANTS[name]
-    keyart.priors.RIDGE_RANGE = (keyart.priors.RIDGE_RANGE[0], cap)
-    POLICY_SUITE[name] = (registry, params)
-    return bench_worlds.run_one(seed, name, n_requests, update_every, 0, {}, *features)
+    v = VARIANTS[name]
+    keyart.priors.RIDGE_RANGE = (keyart.priors.RIDGE_RANGE[0], v.cap)
+    if v.prior_tol is not None:
+        POLICIES[v.policy]._prior_tol = v.prior_tol
+    POLICY_SUITE[name] = (v.policy, v.params)
+    return bench_worlds.run_one(seed, name, n_requests, update_every, 0, {}, v.features)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -98,7 +113,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     share = {key: r["share"] for key, r in results.items()}
     rows = []
     for v in names:
-        policy, cap = (REFERENCE, "-") if v == REFERENCE else (VARIANTS[v][0], f"{VARIANTS[v][2]:g}")
+        policy, cap = (REFERENCE, "-") if v == REFERENCE else (VARIANTS[v].policy, f"{VARIANTS[v].cap:g}")
         row: dict[str, Any] = {"variant": v, "policy": policy, "ridge cap": cap}
         row.update({f"world {s}": share[(s, v)] for s in seeds})
         row["mean"] = float(np.mean([share[(s, v)] for s in seeds]))

@@ -358,9 +358,10 @@ class Posterior:
             done[need] = True
         return Y, c
 
-    @property
+    @cached_property
     def _projected(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """(Y, c, U) of every artwork row, each with a zero row appended for unknown artworks (row -1)."""
+        """(Y, c, U) of every artwork row, each with a zero row appended for unknown artworks (row -1); once
+        per posterior (a page's moments read it on every call)."""
         Y, c = self.projected_rows(np.arange(self.U.shape[0]))
         return Y, c, self._padded_U
 

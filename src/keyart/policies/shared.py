@@ -81,8 +81,9 @@ class SharedModelPolicy(Policy):
     }
     _learns_noise: ClassVar[bool] = False  # the Gaussian model's noise variance; a logistic model has none
     #: the refits' tolerance in log evidence (``fit_priors``): 0.01 nats for the ridge model; the logistic
-    #: model's Laplace evidence needs 1e-4 (with 0.01 logistic TS fell from 0.757 to 0.678 of the oracle on
-    #: development world 3 of the zoo, ``benchmarks/tune_defaults.py``)
+    #: model's Laplace evidence needs 1e-4 (with 0.01 logistic TS falls from 0.757 to 0.678 of the oracle on
+    #: development world 3 of the zoo: ``benchmarks/tune_defaults.py --worlds 3 --variants
+    #: lts-eb,lts-eb-tol0.01``)
     _prior_tol: ClassVar[float] = 0.01
 
     def __init__(
