@@ -92,7 +92,7 @@ def run_one(
     featurizes with ``FeatureConfig(**features)`` (the default config when None)."""
     from threadpoolctl import threadpool_limits
 
-    from keyart.features import FeatureConfig, Featurizer
+    from keyart.features import FeatureConfig, Featurizer, exact_vocabularies
     from keyart.simulation.experiments import make_suite_policy
     from keyart.simulation.runner import PolicyAgent, run_closed_loop
 
@@ -101,7 +101,12 @@ def run_one(
     t = time.perf_counter()
     if agent in POLICY_SUITE:
         a: Any = PolicyAgent(make_suite_policy(agent, run_seed), name=agent)
-        config = FeatureConfig(**features) if features else None
+        options = dict(features or {})
+        exact = options.pop("exact_vocabularies", False)
+        config = FeatureConfig(**options) if options or exact else None
+        if exact:  # the catalog's and a sample of requests' values (the reference's: its first page)
+            sample = world.contexts(world.sample_requests(1_000, np.random.default_rng([seed, 7])))
+            config = exact_vocabularies(world.catalog, sample, config)
         factory = None if config is None else (lambda catalog: Featurizer(catalog, config))
     else:
         from reference_linucb import ReferenceFeaturizer, ReferenceLinUCB

@@ -59,6 +59,15 @@ VARIANTS: dict[str, Variant] = {
     "eb-all": Variant("linucb", {}, features={"crosses": "all"}),
     "ts-eb-all": Variant("linear_ts", {"mc_points": 512}, features={"crosses": "all"}),
     "lts-eb-all": Variant("logistic_ts", {"mc_points": 512}, features={"crosses": "all"}),
+    # the exploration's (co)variances recomputed when the events grow by 10% (covariance_refresh)
+    "eb-lag": Variant("linucb", {"covariance_refresh": 0.1}),
+    "eb-all-lag": Variant("linucb", {"covariance_refresh": 0.1}, features={"crosses": "all"}),
+    "eb-all-lag-exact": Variant(
+        "linucb", {"covariance_refresh": 0.1}, features={"crosses": "all", "exact_vocabularies": True}
+    ),
+    "ts-eb-all-lag": Variant(
+        "linear_ts", {"mc_points": 512, "covariance_refresh": 0.1}, features={"crosses": "all"}
+    ),
 }
 
 

@@ -1,3 +1,5 @@
+import dataclasses
+
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -8,7 +10,7 @@ from keyart.batch import CandidateBatch
 from keyart.catalog import Artwork, Catalog, Title
 from keyart.context import MemberContext, Play
 from keyart.errors import DimensionError, UnknownIdError, ValidationError
-from keyart.features import FeatureConfig, Featurizer
+from keyart.features import EXACT_MAX, FeatureConfig, Featurizer, exact_vocabularies
 from keyart.hashing import stable_hash
 
 
@@ -266,6 +268,43 @@ def test_exact_vocabularies_never_collide_and_unseen_tokens_are_hashed():
         FeatureConfig(vocabularies={"device": ("a", "b", "c", "d")})
     with pytest.raises(ValidationError, match="unknown field 'colour'"):
         FeatureConfig(vocabularies={"colour": ("red",)})
+
+
+def test_vocabularies_from_the_catalog_and_requests_give_every_known_value_its_own_bucket():
+    """``exact_vocabularies``: each genre, style, tag, cast member of the catalog and each country, language,
+    device of the requests owns a bucket (sorted, so the catalog's order does not matter), one more bucket
+    takes values first seen later, and a field past ``EXACT_MAX`` values keeps its hashed width."""
+    cat = make_catalog()
+    members = [
+        MemberContext(f"m{i}", country=c, language=lang, device=d, timestamp=0.0)
+        for i, (c, lang, d) in enumerate([("FR", "fr", "tv"), ("US", "en", "mobile"), ("JP", "ja", "tv")])
+    ]
+    config = exact_vocabularies(cat, members)
+    shuffled = Catalog(list(cat.titles.values())[::-1], list(cat.artworks.values())[::-1])
+    assert exact_vocabularies(shuffled, members[::-1]) == config
+    vocab = dict(config.vocabularies)
+    assert vocab["country"] == ("FR", "JP", "US") and config.country_buckets == 4
+    assert vocab["device"] == ("mobile", "tv") and config.device_buckets == 3
+    assert vocab["style"] == tuple(sorted({a.style for a in cat.artworks.values()}))
+    assert config.genre_buckets == len(vocab["genre"]) + 1 and config.cast_buckets == len(vocab["cast"]) + 1
+    f = Featurizer(cat, config)
+    theme, style = f.config.layout["theme"], f.config.layout["style"]
+    for a in cat.artworks.values():  # one exact bucket per value: the style one-hot names the style
+        x = f.events([members[0]], [a.title_id], [[a.artwork_id]]).X[0, 0]
+        assert x[style].argmax() == vocab["style"].index(a.style)
+        assert x[theme].argmax() == vocab["genre"].index(a.theme_genres[0]) and x[theme].sum() == 1.0
+    col = f.config.layout["country"]
+    for i, country in enumerate(("FR", "JP", "US", "BR", "NZ")):
+        x = f.page(MemberContext("m", country=country, timestamp=0.0), ["t0"]).X[0, 0, col]
+        assert x.argmax() == min(i, 3) and x.sum() == 1.0  # unseen countries share the one bucket left
+    wide = Catalog(
+        list(cat.titles.values()),
+        [dataclasses.replace(a, tags=(f"tag{j}", f"more{j}")) for j, a in enumerate(cat.artworks.values())],
+    )
+    assert 2 * len(wide.artworks) > EXACT_MAX
+    config = exact_vocabularies(wide)
+    assert "tag" not in dict(config.vocabularies) and config.tag_buckets == FeatureConfig().tag_buckets
+    assert "device" not in dict(config.vocabularies)  # no requests: the context fields stay hashed
 
 
 @pytest.mark.parametrize("length", [3, 20])

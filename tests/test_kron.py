@@ -64,7 +64,9 @@ def test_the_kronecker_form_rebuilds_every_row_and_quadratic_form(name):
     rng = np.random.default_rng(0)
     S = rng.normal(size=(config.dim, config.dim))
     S = S @ S.T
-    B = plan.quadratic(plan.project(S), *plan.members(F.ctx))
+    blocks = plan.project(S)
+    members, inverse, levels = plan.members(F.ctx)
+    B = plan.quadratic(blocks, plan.member_quadratics(blocks, members), inverse, levels)
     want = np.einsum("nkd,de,nke->nk", X, S, X)
     np.testing.assert_allclose(np.einsum("nkr,nrs,nks->nk", Z, B, Z), want, rtol=1e-10, atol=1e-9)
     A = rng.normal(size=(batch.n * batch.k, config.dim))

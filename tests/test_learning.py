@@ -4,8 +4,9 @@ import numpy as np
 import pytest
 from scipy.optimize import minimize
 
-from core_helpers import logged_feedback, make_catalog, make_events
+from core_helpers import logged_feedback, make_catalog, make_events, make_members
 from keyart.errors import ConvergenceError, DimensionError, ValidationError
+from keyart.features import FeatureConfig, Featurizer
 from keyart.learning import ArtworkIndex, BlockGaussian, LinearStats
 from keyart.logistic import fit_logistic
 from keyart.policies import POLICIES, SharedModelPolicy, make_policy, restore_policy
@@ -234,3 +235,79 @@ def test_logistic_fit_stops_at_the_noise_floor_of_its_sums(monkeypatch):
     a, b = exact.posterior(), post.posterior()
     np.testing.assert_allclose(b.theta, a.theta, atol=1e-6)
     np.testing.assert_allclose(b.beta, a.beta, atol=1e-6)
+
+
+def test_mean_by_conjugate_gradients_equals_the_full_solve():
+    """The mean from an earlier posterior's covariance as preconditioner equals the exact one; a cap on
+    the iterations that cannot be met gives None (the caller then solves in full)."""
+    cat = make_catalog()
+    fb = logged_feedback(make_events(cat, 500, seed=3), seed=3)
+    X, ids, r = fb.shown_X, fb.shown_ids, fb.reward
+    index = ArtworkIndex()
+    early = BlockGaussian.from_stats(
+        LinearStats.from_events(X[:300], ids[:300], r[:300]).aligned(index), 1.0, 2.0
+    )
+    full = BlockGaussian.from_stats(LinearStats.from_events(X, ids, r).aligned(index), 1.0, 2.0)
+    old, exact = early.posterior(), full.posterior()
+    theta, beta = full.mean_by_cg(old.sigma, old.theta)
+    np.testing.assert_allclose(theta, exact.theta, rtol=1e-9, atol=1e-11)
+    np.testing.assert_allclose(beta, exact.beta, rtol=1e-9, atol=1e-11)
+    assert full.mean_by_cg(np.eye(full.P_ss.shape[0]), np.zeros_like(old.theta), max_iter=1) is None
+
+
+def _split_by_title(fb, titles):
+    keep = np.isin(fb.batch.title_ids[:, 0] if fb.batch.title_ids.ndim == 2 else fb.batch.title_ids, titles)
+    return fb.take(np.flatnonzero(keep)), fb.take(np.flatnonzero(~keep))
+
+
+@pytest.mark.parametrize("config", [FeatureConfig(), FeatureConfig(tag_buckets=4, crosses="all")])
+@pytest.mark.parametrize("name", ["linucb", "linear_ts"])
+def test_lagging_covariance_is_the_earlier_posterior_and_the_mean_stays_exact(name, config):
+    """``covariance_refresh``: until the events grow by the fraction, the (co)variances are those of the
+    model at the last full solve (artworks new since then at the prior's), the mean is the exact one;
+    then, and at a refit of the priors, everything is exact again; with decay it is off."""
+    cat = make_catalog()
+    f = Featurizer(cat, config)
+    rng = np.random.default_rng(4)
+    members = make_members(cat, 900, seed=4)
+    tids = rng.choice(list(cat.titles), size=900).tolist()
+    pools = [[a.artwork_id for a in cat.pool(t)] for t in tids]
+    fb = logged_feedback(f.events(members, tids, pools, request_ids=[f"q{i}" for i in range(900)]), seed=4)
+    early, late = _split_by_title(fb.take(np.arange(600)), list(cat.titles)[:8])
+    more = fb.take(np.arange(600, 900))
+    probe = f.events(
+        make_members(cat, 40, seed=9), tids[:40], pools[:40], request_ids=[f"p{i}" for i in range(40)]
+    )
+    kw = {"seed": 1, "priors": "fixed"}
+    lag = make_policy(name, covariance_refresh=0.7, **kw).update(early)
+    lag.probabilities(probe)  # the full solve the covariance lags from
+    before = make_policy(name, **kw).update(early)
+    lag.update(late)  # titles 9-12: artworks the lagging covariance has never seen
+    exact = make_policy(name, **kw).update(early).update(late)
+    assert lag.events_ < 1.7 * before.events_
+    np.testing.assert_allclose(lag.scores(probe), exact.scores(probe), rtol=1e-9, atol=1e-12)
+    for cov in (False, True):
+        mean, var = lag._moments(probe, covariance=cov)
+        np.testing.assert_allclose(mean, exact.scores(probe), rtol=1e-9, atol=1e-12)
+        np.testing.assert_allclose(var, before._moments(probe, covariance=cov)[1], rtol=1e-9, atol=1e-12)
+    lag.update(more)  # past 1.7 times the events of the full solve: exact again
+    exact.update(more)
+    for cov in (False, True):
+        np.testing.assert_allclose(
+            lag._moments(probe, covariance=cov)[1],
+            exact._moments(probe, covariance=cov)[1],
+            rtol=1e-9,
+            atol=1e-12,
+        )
+    np.testing.assert_allclose(lag.probabilities(probe), exact.probabilities(probe), atol=1e-9)
+    # learned priors: the refit at 256 events makes the lag start again; decay turns it off
+    for extra in ({"priors": "empirical"}, {"priors": "fixed", "half_life": 500.0}):
+        a = make_policy(name, seed=1, covariance_refresh=0.5, **extra).update(fb.take(np.arange(200)))
+        a.probabilities(probe)
+        a.update(fb.take(np.arange(200, 290)))
+        b = (
+            make_policy(name, seed=1, **extra)
+            .update(fb.take(np.arange(200)))
+            .update(fb.take(np.arange(200, 290)))
+        )
+        np.testing.assert_allclose(a._moments(probe)[1], b._moments(probe)[1], rtol=1e-9, atol=1e-12)

@@ -16,9 +16,10 @@ catalog's contents, so a model stays valid as titles and artworks come and go. T
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from functools import cached_property
 from typing import Any
 
@@ -30,6 +31,43 @@ from keyart.context import MemberContext
 from keyart.errors import DimensionError, UnknownIdError, ValidationError
 from keyart.hashing import BucketHasher, artwork_key
 from keyart.layout import FeatureConfig
+
+#: Fields whose exact vocabulary is at most this many values get one bucket per value; a field with more
+#: keeps its hashed width (the families that cross with others; cast only enters the one-column cast match)
+EXACT_MAX = 64
+EXACT_MAX_CAST = 1 << 16
+
+
+def exact_vocabularies(
+    catalog: Catalog, contexts: Iterable[MemberContext] = (), base: FeatureConfig | None = None
+) -> FeatureConfig:
+    """``base`` (default ``FeatureConfig()``) with exact vocabularies: every genre, style, tag and
+    featured or credited cast member of the catalog, and every country, language and device that the
+    ``contexts`` carry (a sample of requests, e.g. from logs), owns a bucket of its own, in sorted order
+    (so the layout does not depend on the order of the catalog). Each field gets one bucket more, shared
+    by values first seen later (hashed there), so no two known values collide and an unknown one never
+    lands on a known one. A field with more than ``EXACT_MAX`` values (``EXACT_MAX_CAST`` for cast) keeps
+    ``base``'s hashed width. The result is part of the model's identity: keep it with the model."""
+    base = base or FeatureConfig()
+    titles, arts = catalog.titles.values(), catalog.artworks.values()
+    ctxs = list(contexts)
+    seen: dict[str, set[str]] = {
+        "genre": {g for t in titles for g in t.genres} | {g for a in arts for g in a.theme_genres},
+        "cast": {c for t in titles for c in t.cast} | {c for a in arts for c in a.featured_cast},
+        "style": {a.style for a in arts if a.style},
+        "tag": {g for a in arts for g in a.tags},
+        "country": {c.country for c in ctxs if c.country},
+        "language": {c.language for c in ctxs if c.language},
+        "device": {c.device for c in ctxs if c.device},
+    }
+    vocab, widths = dict(base.vocabularies), {}
+    for name, values in seen.items():
+        if name in ("country", "language", "device") and not ctxs:
+            continue
+        if len(values) <= (EXACT_MAX_CAST if name == "cast" else EXACT_MAX):
+            vocab[name] = tuple(sorted(values))
+            widths[f"{name}_buckets"] = len(values) + 1
+    return dataclasses.replace(base, vocabularies=tuple(vocab.items()), **widths)
 
 
 class _ArtworkTable:

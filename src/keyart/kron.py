@@ -115,26 +115,30 @@ class KronPlan:
             for a in range(len(sup))
         ]
 
-    def quadratic(
-        self, blocks: list[list[np.ndarray | None]], c: np.ndarray, inverse: np.ndarray, levels: np.ndarray
-    ) -> np.ndarray:
-        """B(c) (n, r, r) of every row: members' context products ``c`` (u, |c|) with levels at 1, each
-        row's member ``inverse`` and level values ``levels`` (``members``)."""
+    def member_quadratics(self, blocks: list[list[np.ndarray | None]], c: np.ndarray) -> np.ndarray:
+        """Per member (context products ``c`` (u, |c|) with levels at 1, ``members``) its Q_ab (u, pairs,
+        r, r) for every pair of supports a <= b with a block (``project``), Q_ab + Q_ab^T where a != b."""
         r, sup = self.r, self.supports
-        out = np.zeros((inverse.size, r, r))
+        pairs = [(a, b) for a in range(len(sup)) for b in range(a, len(sup)) if blocks[a][b] is not None]
+        out = np.empty((c.shape[0], len(pairs), r, r))
+        for p, (a, b) in enumerate(pairs):
+            ca, cb = c[:, sup[a]], c[:, sup[b]]
+            Q = ((ca[:, :, None] * cb[:, None, :]).reshape(c.shape[0], -1) @ blocks[a][b]).reshape(-1, r, r)
+            out[:, p] = Q if a == b else Q + Q.transpose(0, 2, 1)
+        return out
+
+    def quadratic(
+        self, blocks: list[list[np.ndarray | None]], Q: np.ndarray, inverse: np.ndarray, levels: np.ndarray
+    ) -> np.ndarray:
+        """B(c) (n, r, r) of every row: sum_ab level_a level_b Q_ab of its member (``member_quadratics``
+        of the members, ``Q``), with each row's member ``inverse`` and level values ``levels``."""
+        sup = self.supports
         coef = np.hstack([np.ones((inverse.size, 1)), levels])
-        for a in range(len(sup)):
-            for b in range(a, len(sup)):
-                T = blocks[a][b]
-                if T is None:
-                    continue
-                ca, cb = c[:, sup[a]], c[:, sup[b]]
-                Q = ((ca[:, :, None] * cb[:, None, :]).reshape(c.shape[0], -1) @ T).reshape(-1, r, r)
-                Q = Q[inverse]
-                if a != b:
-                    Q = Q + Q.transpose(0, 2, 1)
-                f = coef[:, a] * coef[:, b]
-                out += Q if a == b == 0 else f[:, None, None] * Q
+        pairs = [(a, b) for a in range(len(sup)) for b in range(a, len(sup)) if blocks[a][b] is not None]
+        out = np.zeros((inverse.size, self.r, self.r))
+        for p, (a, b) in enumerate(pairs):
+            Qp = Q[inverse, p]
+            out += Qp if a == b == 0 else (coef[:, a] * coef[:, b])[:, None, None] * Qp
         return out
 
     def lift(self, AJ: np.ndarray, c: np.ndarray, k: int) -> np.ndarray:

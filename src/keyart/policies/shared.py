@@ -78,6 +78,7 @@ class SharedModelPolicy(Policy):
         "ridge": Interval(0, None, closed="neither"),
         "bias_ridge": Interval(0, None, closed="neither"),
         "priors": OneOf(("empirical", "fixed")),
+        "covariance_refresh": Interval(0, None),
     }
     _learns_noise: ClassVar[bool] = False  # the Gaussian model's noise variance; a logistic model has none
     #: the refits' tolerance in log evidence (``fit_priors``): 0.01 nats for the ridge model; the logistic
@@ -93,11 +94,13 @@ class SharedModelPolicy(Policy):
         ridge: float = 1.0,
         bias_ridge: float = 1.0,
         priors: str = "empirical",
+        covariance_refresh: float = 0.0,
         **kwargs: Any,
     ) -> None:
         self.ridge = ridge
         self.bias_ridge = bias_ridge
         self.priors = priors
+        self.covariance_refresh = covariance_refresh
         super().__init__(seed=seed, **kwargs)
 
     def _reset(self) -> None:
@@ -106,6 +109,8 @@ class SharedModelPolicy(Policy):
         self.index_ = ArtworkIndex()
         self.post_: BlockGaussian | None = None
         self._solved: Posterior | None = None
+        self._means: tuple[np.ndarray, np.ndarray] | None = None  # exact (theta, beta) of post_
+        self._lagging: tuple[Posterior, int] | None = None  # the last full solve and events_ then
         self._row_cache = RowCache()
         self.ridge_cols_: np.ndarray = np.zeros(0)  # prior precision of each column, relative to the noise
         self.bias_ridge_ = float(self.bias_ridge)
@@ -149,8 +154,9 @@ class SharedModelPolicy(Policy):
     def _mean(self, batch: CandidateBatch) -> np.ndarray:
         """(n, K) posterior mean of the candidates' scores, from the batch's factors when it has them."""
         self._ensure_dim(batch.d, batch.feature_names)
-        post = self.posterior_
-        return batch.dot(post.theta) + post.bias(self._rows(batch))
+        theta, beta = self._mean_parts()
+        rows = self._rows(batch)
+        return batch.dot(theta) + np.where(rows >= 0, beta[np.maximum(rows, 0)] if beta.size else 0.0, 0.0)
 
     def _mean_and_sd(self, batch: CandidateBatch) -> tuple[np.ndarray, np.ndarray]:
         """(n, K) posterior mean and standard deviation of the candidates' scores."""
@@ -170,7 +176,9 @@ class SharedModelPolicy(Policy):
         batch of a wide layout (``KRON_MIN_DIM`` columns or more) goes through the layout's Kronecker
         form, a one-member page of a narrower one through its basis, other batches through their rows."""
         self._ensure_dim(batch.d, batch.feature_names)
-        post, rows, prior_var = self.posterior_, self._rows(batch), 1.0 / self.bias_ridge_
+        post, rows, prior_var = self._covariance_posterior(), self._rows(batch), 1.0 / self.bias_ridge_
+        if post is not self._solved:  # lagging: artworks new since its solve have the prior's variance
+            rows = np.where(rows < post.inv_d.size, rows, -1)
         f = batch.factors
         if f is not None and batch.d >= KRON_MIN_DIM:
             plan = kron_plan(f.layout)
@@ -178,8 +186,10 @@ class SharedModelPolicy(Policy):
             return self._mean(batch), post.kron_moments(plan, f.ctx, Z, rows, prior_var, covariance)
         basis = batch.basis()
         if basis is None:
-            return post.moments(batch.X, rows, prior_var, covariance)
-        return post.page_moments(basis, rows, prior_var, covariance)
+            moments = post.moments(batch.X, rows, prior_var, covariance)
+        else:
+            moments = post.page_moments(basis, rows, prior_var, covariance)
+        return moments if post is self._solved else (self._mean(batch), moments[1])
 
     def _rows(self, batch: CandidateBatch) -> np.ndarray:
         """Model rows of the batch's artworks (-1: unknown), through the policy's ``RowCache``."""
@@ -200,11 +210,48 @@ class SharedModelPolicy(Policy):
 
     @property
     def posterior_(self) -> Posterior:
+        """The exact posterior of the current state (solved on first use after a change)."""
         if self._solved is None:
             if self.post_ is None:
                 raise ValidationError("The model has no width yet: choose or update once first.")
             self._solved = self.post_.posterior()
+            self._means = (self._solved.theta, self._solved.beta)
+            self._lagging = (self._solved, self.events_)
         return self._solved
+
+    def _mean_parts(self) -> tuple[np.ndarray, np.ndarray]:
+        """The exact posterior mean (theta, beta): by conjugate gradients from the lagging posterior
+        while it serves (``covariance_refresh``), else from the full solve."""
+        if self._means is None:
+            lag = self._lagging_posterior()
+            solved = None if lag is None else self.post_.mean_by_cg(lag.sigma, lag.theta)  # type: ignore[union-attr]
+            if solved is None:
+                post = self.posterior_
+                return post.theta, post.beta
+            self._means = solved
+        return self._means
+
+    def _covariance_posterior(self) -> Posterior:
+        """The posterior whose (co)variances exploration reads: the lagging one while it serves, else
+        the exact one (when it is solved already, or the lag has run out)."""
+        lag = None if self._solved is not None else self._lagging_posterior()
+        return self.posterior_ if lag is None else lag
+
+    def _lagging_posterior(self) -> Posterior | None:
+        """The last full solve, while ``covariance_refresh`` lets it stand for the current state."""
+        if self._lagging is None or self.covariance_refresh <= 0 or self.half_life is not None:
+            return None
+        post, events = self._lagging
+        if self.events_ >= events * (1.0 + self.covariance_refresh) or post.sigma.shape[0] != self.dim_:
+            return None
+        return post
+
+    def _changed(self, covariance: bool = False) -> None:
+        """Forget the solved posterior after a change of state (and the lagging one with ``covariance``:
+        a change that is not more data, e.g. new priors)."""
+        self._solved, self._means = None, None
+        if covariance:
+            self._lagging = None
 
     def _grown(self, post: BlockGaussian, m: int) -> BlockGaussian:
         """The same posterior with prior rows for artworks new to the index."""
@@ -252,7 +299,8 @@ class SharedModelPolicy(Policy):
                 "feedback makes the model's statistics non-finite (features too large); "
                 "the model is unchanged."
             )
-        self.dim_, self.post_, self.index_, self._solved = post.P_ss.shape[0], post, index, None
+        self.dim_, self.post_, self.index_ = post.P_ss.shape[0], post, index
+        self._changed()
         self.eta0_ = np.concatenate([decay * self.eta0_, np.zeros(len(index) - self.eta0_.size)])
 
     # ---- learning, with the priors re-fitted at the refit points -------------------------------
@@ -331,7 +379,7 @@ class SharedModelPolicy(Policy):
         )
         self.eta0_ = ratio * self.eta0_
         self.ridge_cols_, self.bias_ridge_, self.noise_ = ridge_cols, fit.bias_ridge, fit.noise
-        self._solved = None
+        self._changed(covariance=True)
         return fit
 
     def _group_ridges(self) -> np.ndarray:
@@ -374,7 +422,7 @@ class SharedModelPolicy(Policy):
         self.post_ = BlockGaussian(
             P_ss, np.delete(p.P_sa, row, axis=0), np.delete(p.P_d, row), eta_s, np.delete(p.eta_a, row)
         )
-        self._solved = None
+        self._changed(covariance=True)
 
     def warm_start(self, artwork_id: str, like: Sequence[str]) -> None:
         """Start a new artwork's bias at the mean bias of similar artworks (its prior mean; the prior's
@@ -389,7 +437,7 @@ class SharedModelPolicy(Policy):
         self.eta0_ = np.concatenate([self.eta0_, np.zeros(len(self.index_) - self.eta0_.size)])
         self.eta0_[-1] = eta_a[-1]
         self.post_ = BlockGaussian(grown.P_ss, grown.P_sa, grown.P_d, grown.eta_s, eta_a)
-        self._solved = None
+        self._changed()
 
     def _get_state(self) -> dict[str, Any]:
         if self.post_ is None:
