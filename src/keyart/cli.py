@@ -60,6 +60,19 @@ def policies() -> None:
         typer.echo(f"{name:16s} {doc}")
 
 
+@app.command()
+def schema(
+    name: str = typer.Argument(..., help="Which schema: catalog, decisions or outcomes.", metavar="NAME"),
+) -> None:
+    """Print the JSON Schema of a catalog file or of one row of the decisions or outcomes log
+    (docs/data.md describes every field)."""
+    import json
+
+    from keyart.schemas import json_schema
+
+    typer.echo(json.dumps(json_schema(name), indent=2))
+
+
 app.command("evaluate")(evaluate)  # log in, table + plot out
 app.command("serve")(serve_command)  # the decision service (docs/service.md)
 

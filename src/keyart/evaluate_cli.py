@@ -274,7 +274,7 @@ def _evaluate_store(
         raise ValidationError("fmt 'keyart' needs at least one candidate (a policy saved with Policy.save).")
     if pools not in POOLS:
         raise ValidationError(f"pools must be one of {', '.join(POOLS)}. Got {pools!r}.")
-    cat = Catalog.load_json(catalog)
+    cat = Catalog.load(catalog)
     with EventStore(path, read_only=True) as store:
         has_impressions = bool(
             store.connection.execute(

@@ -92,8 +92,7 @@ def serve(
     from keyart.service.supervisor import LearnerSupervisor
 
     if catalog is not None and not config.catalog_path.exists():
-        loader = Catalog.load_parquet if Path(catalog).is_dir() else Catalog.load_json
-        catalog_store.import_catalog(config.catalog_path, loader(catalog))
+        catalog_store.import_catalog(config.catalog_path, Catalog.load(catalog))
     ensure_initial_generation(config)
     prepare_multiprocess_dir(config.metrics_dir)
     supervisor = LearnerSupervisor(config.to_json()).start() if learner else None
