@@ -47,7 +47,9 @@ def catalog_file(action: str, path: str | Path) -> Iterator[None]:
         yield
     except ValidationError as exc:
         raise type(exc)(f"Catalog file {path}: {exc}") from exc
-    except (OSError, ValueError, TypeError, KeyError, UnicodeDecodeError, pa.ArrowException) as exc:
+    except OSError as exc:
+        raise ValidationError(f"Cannot {action} catalog file {path}: {exc.strerror or exc}.") from exc
+    except (ValueError, TypeError, KeyError, UnicodeDecodeError, pa.ArrowException) as exc:
         raise ValidationError(f"Cannot {action} catalog file {path}: {exc!r}.") from exc
 
 

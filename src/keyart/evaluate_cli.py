@@ -17,9 +17,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Annotated, Literal
 
 import numpy as np
 import pyarrow.csv as pacsv
+import typer
 
 from keyart.errors import ValidationError
 from keyart.evaluation import ESTIMATORS, BanditLog, Comparison, Estimate, EstimatorConfig, compare, estimate
@@ -30,7 +32,7 @@ from keyart.evaluation.reward_models import (
     TabularRewardModel,
     default_reward_model,
 )
-from keyart.rewards import JoinReport
+from keyart.rewards import ATTRIBUTION_WINDOW_SECONDS, QUALITY_SECONDS, JoinReport
 from keyart.tabular import TabularFormat, load_tabular, obd_experiment, obd_report, read_table
 
 FORMATS = ("tabular", "obd", "keyart")
@@ -124,8 +126,8 @@ def evaluate(
     ci: str = "auto",
     refits: int = 200,
     catalog: Path | None = None,
-    window_seconds: float = 86_400.0,
-    min_seconds: float = 600.0,
+    window_seconds: float = ATTRIBUTION_WINDOW_SECONDS,
+    min_seconds: float = QUALITY_SECONDS,
     action_column: str = "action",
     propensity_column: str = "propensity",
     reward_column: str = "reward",
@@ -165,6 +167,135 @@ def evaluate(
         print(result.markdown)
         print(f"Wrote {result.markdown_path}, {result.table_path} and {result.plot_path}.")
     return result
+
+
+def evaluate_command(
+    log: Annotated[
+        Path,
+        typer.Argument(
+            help="The log: a CSV/Parquet file (--fmt tabular), an Open Bandit Dataset directory (obd), or a "
+            "keyart event store, events.duckdb (keyart).",
+            show_default=False,
+        ),
+    ],
+    candidate: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--candidate",
+            help="A candidate policy (repeat for several). tabular: 'uniform' or a CSV/Parquet file with "
+            "columns action[, position], probability[, row]; keyart: a policy file saved by Policy.save or "
+            "keyart train.",
+        ),
+    ] = None,
+    fmt: Annotated[Literal[FORMATS], typer.Option("--fmt", help="Format of the log.")] = "tabular",
+    out: Annotated[
+        Path, typer.Option("--out", help="Folder for evaluation.md, evaluation.csv and evaluation.png.")
+    ] = Path("keyart-out/evaluate"),
+    estimator: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--estimator",
+            help=f"An estimator to run (repeat for several; default: all): {', '.join(ESTIMATORS)}.",
+        ),
+    ] = None,
+    reward_model: Annotated[
+        Literal[REWARD_MODELS],
+        typer.Option(
+            "--reward-model",
+            help="Reward model of DM/DR: tabular (per action and position), linear, or auto (picks one).",
+        ),
+    ] = "auto",
+    folds: Annotated[
+        int, typer.Option("--folds", min=2, help="Cross-fitting folds of the reward model.")
+    ] = 2,
+    seed: Annotated[int, typer.Option("--seed", min=0, help="Seed of folds and bootstrap resamples.")] = 0,
+    ci: Annotated[
+        Literal["auto", "normal", "bootstrap"],
+        typer.Option(
+            "--ci",
+            help="Confidence intervals: normal, bootstrap, or auto (normal where valid, else bootstrap).",
+        ),
+    ] = "auto",
+    refits: Annotated[
+        int,
+        typer.Option(
+            "--refits", min=1, help="Refit-bootstrap resamples of DM, Switch-DR, DR-os (lower on huge logs)."
+        ),
+    ] = 200,
+    catalog: Annotated[
+        Path | None,
+        typer.Option(
+            "--catalog",
+            help="keyart: today's catalog, still holding the logged artworks (any form of docs/data.md, "
+            "also a service's state/catalog.json).",
+        ),
+    ] = None,
+    window_seconds: Annotated[
+        float,
+        typer.Option(
+            "--window-seconds",
+            min=0.001,
+            help="keyart: attribution window in seconds: an outcome counts for the latest decision of its "
+            "member and title at most this long before it (the same default as keyart serve).",
+        ),
+    ] = ATTRIBUTION_WINDOW_SECONDS,
+    min_seconds: Annotated[
+        float, typer.Option("--min-seconds", min=0, help="keyart: engaged seconds of a quality play.")
+    ] = QUALITY_SECONDS,
+    action_column: Annotated[
+        str, typer.Option("--action-column", help="tabular: the action column.")
+    ] = "action",
+    propensity_column: Annotated[
+        str, typer.Option("--propensity-column", help="tabular: the logging propensity column.")
+    ] = "propensity",
+    reward_column: Annotated[
+        str, typer.Option("--reward-column", help="tabular: the reward column.")
+    ] = "reward",
+    position_column: Annotated[
+        str, typer.Option("--position-column", help="tabular: the position column (optional in the file).")
+    ] = "position",
+    require_impression: Annotated[
+        bool | None,
+        typer.Option(
+            "--require-impression/--no-require-impression",
+            help="keyart: keep only displayed decisions, so values are take fractions (default: on when "
+            "the store holds impression outcomes).",
+            show_default=False,
+        ),
+    ] = None,
+    pools: Annotated[
+        Literal[POOLS],
+        typer.Option(
+            "--pools",
+            help="keyart: candidates act on today's active pools (current) or on the pools as logged.",
+        ),
+    ] = "current",
+    quiet: Annotated[bool, typer.Option("--quiet", help="Do not print the table.")] = False,
+) -> None:
+    """Evaluate candidate policies offline on a log: one table with every estimator's value, interval and
+    diagnostics (Markdown and CSV) and one plot."""
+    evaluate(
+        log,
+        candidate,
+        fmt,
+        out,
+        estimator,
+        reward_model,
+        folds,
+        seed,
+        ci,
+        refits,
+        catalog,
+        window_seconds,
+        min_seconds,
+        action_column,
+        propensity_column,
+        reward_column,
+        position_column,
+        require_impression,
+        pools,
+        quiet,
+    )
 
 
 def _evaluate(
@@ -347,4 +478,4 @@ def _store_report(
     return "\n".join(lines)
 
 
-__all__ = ["FORMATS", "EvaluationOutput", "evaluate"]
+__all__ = ["FORMATS", "EvaluationOutput", "evaluate", "evaluate_command"]
