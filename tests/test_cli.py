@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import inspect
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -45,8 +46,6 @@ def run(*args: str) -> tuple[int, str, str]:
     ],
 )
 def test_a_user_mistake_is_one_line_on_stderr_with_its_exit_code(tmp_path, monkeypatch, args, code, message):
-    import re
-
     monkeypatch.chdir(tmp_path)
     if "serve" in args:
         args = [*args, "--state-dir", str(tmp_path / "state")]
@@ -84,8 +83,17 @@ def test_a_bug_is_reported_as_internal_with_the_debug_hint():
 
 
 def _commands() -> dict[str, object]:
-    group = get_command(app)
-    return {name: group.get_command(None, name) for name in group.list_commands(None)}
+    """Every command by its words after 'keyart' ("evaluate", "catalog import", ...), groups included."""
+    out = {}
+    todo = [((), get_command(app))]
+    while todo:
+        words, group = todo.pop()
+        for name in group.list_commands(None):
+            command = group.get_command(None, name)
+            out[" ".join((*words, name))] = command
+            if hasattr(command, "list_commands"):
+                todo.append(((*words, name), command))
+    return out
 
 
 @pytest.mark.parametrize("name", sorted(_commands()))
@@ -94,9 +102,9 @@ def test_help_explains_every_option_without_raw_markup(name):
     for param in command.params:
         if param.param_type_name == "option" and param.name != "help":
             assert param.help, f"keyart {name} {param.opts[0]} has no help"
-    code, out, _ = run(name, "--help")
+    code, out, _ = run(*name.split(), "--help")
     assert code == 0
-    assert "``" not in out and ":param" not in out and ".. " not in out
+    assert "``" not in out and ":param" not in out and not re.search(r"^\W*\.\. \w+::", out, re.M)
 
 
 def test_one_attribution_window_default_everywhere_stated_in_help():

@@ -313,16 +313,7 @@ class Catalog:
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Catalog:
         """A catalog from ``to_dict``'s form (rows validated by ``title_from_row``/``artwork_from_row``)."""
-        if not isinstance(data, Mapping):
-            raise ValidationError(f"A catalog must be a mapping. Got {type(data).__name__}.")
-        if data.get("format_version") != CATALOG_FORMAT_VERSION:
-            raise ValidationError(
-                f"Catalog format_version must be {CATALOG_FORMAT_VERSION}. "
-                f"Got {data.get('format_version')!r}."
-            )
-        for key in ("titles", "artworks"):
-            if not isinstance(data.get(key), list):
-                raise ValidationError(f"A catalog needs a list of {key}. Got {type(data.get(key)).__name__}.")
+        check_document(data)
         return catalog_from_rows(data["titles"], data["artworks"])
 
     def save(self, path: str | Path, fmt: str | None = None) -> None:
@@ -365,6 +356,19 @@ class Catalog:
 
     def __repr__(self) -> str:
         return f"Catalog({len(self._titles)} titles, {len(self._artworks)} artworks)"
+
+
+def check_document(data: object) -> None:
+    """Refuse what is not a catalog document ``{"format_version": 1, "titles": [...], "artworks": [...]}``."""
+    if not isinstance(data, Mapping):
+        raise ValidationError(f"A catalog must be a mapping. Got {type(data).__name__}.")
+    if data.get("format_version") != CATALOG_FORMAT_VERSION:
+        raise ValidationError(
+            f"Catalog format_version must be {CATALOG_FORMAT_VERSION}. Got {data.get('format_version')!r}."
+        )
+    for key in ("titles", "artworks"):
+        if not isinstance(data.get(key), list):
+            raise ValidationError(f"A catalog needs a list of {key}. Got {type(data.get(key)).__name__}.")
 
 
 def _title_row(t: Title) -> dict[str, Any]:
@@ -432,7 +436,7 @@ def row_arguments(row: Mapping[str, Any], fields: tuple[FieldDoc, ...], text: bo
             extra[key] = _plain(value)
             continue
         if text:
-            value = _from_text(f, value)
+            value = parse_text_cell(f, value)
         if value is None and not f.required:
             continue
         if isinstance(value, decimal.Decimal):  # DuckDB writes 90.0 as DECIMAL
@@ -444,6 +448,9 @@ def row_arguments(row: Mapping[str, Any], fields: tuple[FieldDoc, ...], text: bo
         elif f.name == "metadata" and isinstance(value, str):
             value = _json_object(value)
         args[key] = value
+    missing = [f.name for f in fields if f.required and f.name not in args]
+    if missing:
+        raise ValidationError(f"{missing[0]} is missing.")
     if extra:
         meta = args.get("metadata", {})
         if not isinstance(meta, Mapping):
@@ -501,7 +508,7 @@ _TRUE = ("true", "1", "yes")
 _FALSE = ("false", "0", "no")
 
 
-def _from_text(f: FieldDoc, value: Any) -> Any:
+def parse_text_cell(f: FieldDoc, value: Any) -> Any:
     """A CSV cell as the field's type: empty is null, numbers and booleans parsed, lists as JSON arrays."""
     import pyarrow as pa
 

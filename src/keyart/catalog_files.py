@@ -24,10 +24,11 @@ import json
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from keyart.catalog import Catalog, catalog_from_rows
+from keyart.catalog import Catalog, catalog_from_rows, check_document
 from keyart.errors import ValidationError
 from keyart.schemas import ARTWORK_SCHEMA, TITLE_SCHEMA
 
@@ -97,8 +98,19 @@ def _table_file(directory: Path, name: str) -> Path:
     return found[0]
 
 
-def load_catalog(path: str | Path) -> Catalog:
-    """Read a catalog JSON file or directory of tables (see the module docstring)."""
+@dataclass(frozen=True)
+class CatalogRows:
+    """A catalog file's rows before validation: each table's rows, whether they are text (CSV), and
+    where they come from (file names for a directory, ``titles``/``artworks`` for one JSON file)."""
+
+    titles: list[Any]
+    artworks: list[Any]
+    text: tuple[bool, bool]
+    where: tuple[str, str]
+
+
+def read_catalog_rows(path: str | Path) -> CatalogRows:
+    """The rows of a catalog JSON file or directory of tables (see the module docstring), unvalidated."""
     p = Path(path)
     if p.is_dir():
         with catalog_file("read", p):
@@ -108,10 +120,7 @@ def load_catalog(path: str | Path) -> Catalog:
             with catalog_file("read", f):
                 tables.append(read_rows(f))
         (titles, t_text), (artworks, a_text) = tables
-        with catalog_file("read", p):
-            return catalog_from_rows(
-                titles, artworks, text=(t_text, a_text), where=(files[0].name, files[1].name)
-            )
+        return CatalogRows(titles, artworks, (t_text, a_text), (files[0].name, files[1].name))
     with catalog_file("read", p):
         if not p.exists():
             raise FileNotFoundError(errno.ENOENT, os.strerror(errno.ENOENT), str(p))
@@ -123,7 +132,15 @@ def load_catalog(path: str | Path) -> Catalog:
         doc = json.loads(p.read_text(encoding="utf-8"))
         if isinstance(doc, dict) and "catalog" in doc and "format_version" not in doc:
             doc = doc["catalog"]  # a keyart service's state/catalog.json
-        return Catalog.from_dict(doc)
+        check_document(doc)
+        return CatalogRows(doc["titles"], doc["artworks"], (False, False), ("titles", "artworks"))
+
+
+def load_catalog(path: str | Path) -> Catalog:
+    """Read a catalog JSON file or directory of tables (see the module docstring)."""
+    rows = read_catalog_rows(path)
+    with catalog_file("read", path):
+        return catalog_from_rows(rows.titles, rows.artworks, text=rows.text, where=rows.where)
 
 
 # ---- writing -----------------------------------------------------------------------------------------
@@ -199,4 +216,13 @@ def save_catalog(catalog: Catalog, path: str | Path, fmt: str | None = None) -> 
             _replace(f, content)
 
 
-__all__ = ["SAVE_FORMATS", "TABLE_FORMATS", "catalog_file", "load_catalog", "read_rows", "save_catalog"]
+__all__ = [
+    "SAVE_FORMATS",
+    "TABLE_FORMATS",
+    "CatalogRows",
+    "catalog_file",
+    "load_catalog",
+    "read_catalog_rows",
+    "read_rows",
+    "save_catalog",
+]

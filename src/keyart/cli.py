@@ -22,6 +22,7 @@ try:  # typer >= 0.2x carries its own copy of click
     from typer._click.exceptions import ClickException, UsageError
 except ImportError:  # pragma: no cover - older typer on click itself
     from click.exceptions import ClickException, UsageError
+from keyart.data_cli import catalog_app, logs_app
 from keyart.evaluate_cli import evaluate_command
 from keyart.service.cli import serve_command
 
@@ -170,6 +171,8 @@ def schema(
 
 
 app.command("evaluate")(evaluate_command)  # log in, table + plot out
+app.add_typer(catalog_app, name="catalog")  # validate, import (keyart.imports)
+app.add_typer(logs_app, name="logs")  # import
 app.command("serve")(serve_command)  # the decision service (docs/service.md)
 
 

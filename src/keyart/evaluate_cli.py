@@ -32,7 +32,7 @@ from keyart.evaluation.reward_models import (
     TabularRewardModel,
     default_reward_model,
 )
-from keyart.rewards import ATTRIBUTION_WINDOW_SECONDS, QUALITY_SECONDS, JoinReport
+from keyart.rewards import ATTRIBUTION_WINDOW_SECONDS, QUALITY_SECONDS, JoinReport, RewardTable
 from keyart.tabular import TabularFormat, load_tabular, obd_experiment, obd_report, read_table
 
 FORMATS = ("tabular", "obd", "keyart")
@@ -420,6 +420,7 @@ def _evaluate_store(
             runtimes=cat,
             require_impression=impressions,
         )
+    names, unlogged_note = _propensity_free(joined, names)
     ev = evaluation_pools(joined, Featurizer(cat), pools)
     log = ev.to_log()
     model = _model(reward_model, log)
@@ -435,8 +436,38 @@ def _evaluate_store(
         )
     comp = Comparison(tuple(ests))
     report = _store_report(joined.report.as_dict(), impressions, require_impression, ev, new_mass)
+    report = f"{unlogged_note}\n\n{report}" if unlogged_note else report
     md, csv_path, md_path, png = _write(comp, out, f"Offline evaluation of {path}", report)
     return EvaluationOutput(comp, md, csv_path, md_path, png, joined.report, new_mass)
+
+
+#: Estimators that do not use the logged propensities (valid on logs imported without them).
+PROPENSITY_FREE = ("dm",)
+
+
+def _propensity_free(joined: RewardTable, names: list[str]) -> tuple[list[str], str]:
+    """The estimators valid on ``joined`` and a note: when decisions were imported without propensities
+    (policy ``keyart.imports.UNLOGGED_POLICY``), only those that do not use them."""
+    import pyarrow.compute as pc
+
+    from keyart.imports import UNLOGGED_POLICY
+
+    n = int(pc.sum(pc.equal(joined.table.column("policy"), UNLOGGED_POLICY)).as_py() or 0)
+    if not n:
+        return names, ""
+    valid = [e for e in names if e in PROPENSITY_FREE]
+    skipped = [e for e in names if e not in PROPENSITY_FREE]
+    if not valid:
+        raise ValidationError(
+            f"{n} of the {joined.table.num_rows} decisions were imported without propensities: only "
+            f"{', '.join(PROPENSITY_FREE)} is valid on them (asked: {', '.join(names)})."
+        )
+    note = (
+        f"{n} of the {joined.table.num_rows} decisions were imported without propensities (policy "
+        f"{UNLOGGED_POLICY!r}): only {', '.join(valid)} is valid"
+        + (f"; not run: {', '.join(skipped)}." if skipped else ".")
+    )
+    return valid, note
 
 
 def _store_report(
