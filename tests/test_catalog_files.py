@@ -60,19 +60,13 @@ def _duckdb_tables(con: duckdb.DuckDBPyConnection) -> None:
     )
 
 
-def test_parquet_written_by_duckdb_loads_like_keyart_s_own(tmp_path):
+@pytest.mark.parametrize(("fmt", "suffix"), [("PARQUET", "parquet"), ("JSON", "jsonl")])
+def test_tables_written_by_duckdb_load_like_keyart_s_own(tmp_path, fmt, suffix):
+    """DuckDB writes 90.0 as DECIMAL in Parquet, and JSON Lines with FORMAT JSON."""
     con = duckdb.connect()
     _duckdb_tables(con)
     for name in ("titles", "artworks"):
-        con.execute(f"COPY {name} TO '{tmp_path / name}.parquet' (FORMAT PARQUET)")
-    assert Catalog.load(tmp_path) == expected()
-
-
-def test_json_lines_written_by_duckdb_load(tmp_path):
-    con = duckdb.connect()
-    _duckdb_tables(con)
-    for name in ("titles", "artworks"):
-        con.execute(f"COPY {name} TO '{tmp_path / name}.jsonl' (FORMAT JSON)")
+        con.execute(f"COPY {name} TO '{tmp_path / name}.{suffix}' (FORMAT {fmt})")
     assert Catalog.load(tmp_path) == expected()
 
 

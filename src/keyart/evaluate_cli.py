@@ -274,28 +274,7 @@ def evaluate_command(
 ) -> None:
     """Evaluate candidate policies offline on a log: one table with every estimator's value, interval and
     diagnostics (Markdown and CSV) and one plot."""
-    evaluate(
-        log,
-        candidate,
-        fmt,
-        out,
-        estimator,
-        reward_model,
-        folds,
-        seed,
-        ci,
-        refits,
-        catalog,
-        window_seconds,
-        min_seconds,
-        action_column,
-        propensity_column,
-        reward_column,
-        position_column,
-        require_impression,
-        pools,
-        quiet,
-    )
+    evaluate(**locals())  # the same parameters, with their command-line help
 
 
 def _evaluate(

@@ -41,20 +41,22 @@ _STR = pa.string()
 _STRS = pa.list_(pa.string())
 _META = {"type": "object", "description": "free JSON data; columns the schema does not name land here"}
 
+_METADATA = FieldDoc(
+    "metadata",
+    _STR,
+    False,
+    "JSON",
+    "Free data: a JSON object (JSON text in Parquet and CSV). Unknown columns are kept here.",
+    _META,
+)
+
 TITLE_FIELDS: tuple[FieldDoc, ...] = (
     FieldDoc("title_id", _STR, True, "id", "Unique id of the title (what members play)."),
     FieldDoc("name", _STR, False, "text", "Display name; default empty."),
     FieldDoc("genres", _STRS, False, "ids", "The title's genres, a list (never one string)."),
     FieldDoc("cast", _STRS, False, "ids", "The title's cast members, a list (never one string)."),
     FieldDoc("runtime_minutes", pa.float64(), False, "minutes", "Running time; > 0, or null when unknown."),
-    FieldDoc(
-        "metadata",
-        _STR,
-        False,
-        "JSON",
-        "Free data: a JSON object (JSON text in Parquet and CSV). Unknown columns are kept here.",
-        _META,
-    ),
+    _METADATA,
     FieldDoc("default_artwork_id", _STR, False, "id", "Fallback artwork; default: the first of the pool."),
     FieldDoc("active", pa.bool_(), False, "bool", "False when retired (kept for old logs); default true."),
 )
@@ -75,14 +77,7 @@ ARTWORK_FIELDS: tuple[FieldDoc, ...] = (
     ),
     FieldDoc("active", pa.bool_(), False, "bool", "False when retired (kept for old logs); default true."),
     FieldDoc("image", _STR, False, "path or URL", "Where the image is (a path or a URL); optional."),
-    FieldDoc(
-        "metadata",
-        _STR,
-        False,
-        "JSON",
-        "Free data: a JSON object (JSON text in Parquet and CSV). Unknown columns are kept here.",
-        _META,
-    ),
+    _METADATA,
 )
 
 _EVENT_DOCS: dict[str, tuple[str, str]] = {
