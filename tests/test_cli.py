@@ -19,6 +19,7 @@ from keyart.evaluate_cli import evaluate, evaluate_command
 from keyart.rewards import ATTRIBUTION_WINDOW_SECONDS, join_rewards
 from keyart.service.cli import serve, serve_command
 from keyart.service.config import ServiceConfig
+from keyart.train_cli import train_command
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -33,7 +34,8 @@ def run(*args: str) -> tuple[int, str, str]:
     [
         (["schema", "nope"], EXIT_USAGE, r"Invalid value for 'name'.*'nope' is not one of"),
         (["evaluate", "x.csv", "--fmt", "zzz"], EXIT_USAGE, r"Invalid value for '--fmt'"),
-        (["evaluate"], EXIT_USAGE, r"Missing argument 'log'.*keyart evaluate --help"),
+        (["evaluate"], EXIT_INPUT, r"Give a log to evaluate \(or --state-dir\)"),
+        (["train"], EXIT_USAGE, r"Missing argument 'sources'.*keyart train --help"),
         (["evaluate", "x.csv", "--bogus"], EXIT_USAGE, r"No such option: --bogus"),
         (["nonsense"], EXIT_USAGE, r"No such command 'nonsense'"),
         (["evaluate", "missing.csv"], EXIT_INPUT, r"No such file: missing\.csv"),
@@ -112,12 +114,17 @@ def test_one_attribution_window_default_everywhere_stated_in_help():
         "join_rewards": inspect.signature(join_rewards).parameters["window_seconds"].default,
         "evaluate": inspect.signature(evaluate).parameters["window_seconds"].default,
         "keyart evaluate": inspect.signature(evaluate_command).parameters["window_seconds"].default,
+        "keyart train": inspect.signature(train_command).parameters["window_seconds"].default,
         "serve": inspect.signature(serve).parameters["attribution_window"].default,
         "keyart serve": inspect.signature(serve_command).parameters["attribution_window"].default,
         "ServiceConfig": ServiceConfig(state_dir="x").attribution_window_seconds,
     }
     assert set(defaults.values()) == {ATTRIBUTION_WINDOW_SECONDS}, defaults
-    for name, option in (("evaluate", "window_seconds"), ("serve", "attribution_window")):
+    for name, option in (
+        ("evaluate", "window_seconds"),
+        ("train", "window_seconds"),
+        ("serve", "attribution_window"),
+    ):
         param = next(p for p in _commands()[name].params if p.name == option)
         assert param.default == ATTRIBUTION_WINDOW_SECONDS and param.show_default is not False
         assert "attribution window" in param.help.lower()

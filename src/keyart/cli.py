@@ -25,6 +25,7 @@ except ImportError:  # pragma: no cover - older typer on click itself
 from keyart.data_cli import catalog_app, logs_app
 from keyart.evaluate_cli import evaluate_command
 from keyart.service.cli import serve_command
+from keyart.train_cli import train_command
 
 #: Exit codes of every ``keyart`` command (docs/cli.md).
 EXIT_OK = 0
@@ -173,6 +174,7 @@ def schema(
 app.command("evaluate")(evaluate_command)  # log in, table + plot out
 app.add_typer(catalog_app, name="catalog")  # validate, import (keyart.imports)
 app.add_typer(logs_app, name="logs")  # import
+app.command("train")(train_command)  # logs in, snapshot out (keyart.train)
 app.command("serve")(serve_command)  # the decision service (docs/service.md)
 
 

@@ -115,7 +115,7 @@ def _write(comp: Comparison, out: Path, title: str, extra: str = "") -> tuple[st
 
 
 def evaluate(
-    log: Path,
+    log: Path | None,
     candidate: list[str] | None = None,
     fmt: str = "tabular",
     out: Path = Path("keyart-out/evaluate"),
@@ -135,14 +135,30 @@ def evaluate(
     require_impression: bool | None = None,
     pools: str = "current",
     quiet: bool = False,
+    state_dir: Path | None = None,
 ) -> EvaluationOutput:
     """Evaluate candidate policies offline on a log; write evaluation.md, evaluation.csv, evaluation.png.
+
+    ``state_dir``: a keyart service's state directory, read as it is (its ``events.duckdb`` with fmt
+    keyart, and its ``catalog.json`` unless ``catalog`` is given) instead of ``log``.
 
     ``ci``: auto | normal | bootstrap; ``refits``: refit-bootstrap resamples for DM/Switch-DR/DR-os (lower
     it, or use ``--ci normal``, on very large logs). fmt keyart: ``require_impression`` keeps only displayed
     decisions, so estimates are take fractions (default: on when the store holds impression outcomes);
     ``pools``: current (the candidate acts on the catalog's active pools) or logged (on the logged pools).
     """
+    if state_dir is not None:
+        if log is not None:
+            raise ValidationError("Give a log or --state-dir, not both.")
+        state = Path(state_dir)
+        log, fmt = state / "events.duckdb", "keyart"
+        if not log.is_file():
+            raise ValidationError(
+                f"{state} holds no events.duckdb: it is not a keyart service state directory."
+            )
+        catalog = catalog if catalog is not None else state / "catalog.json"
+    if log is None:
+        raise ValidationError("Give a log to evaluate (or --state-dir).")
     result = _evaluate(
         log,
         candidate,
@@ -169,15 +185,30 @@ def evaluate(
     return result
 
 
+#: The options of the reward join, shared by keyart evaluate, keyart train and keyart gate.
+WindowSeconds = Annotated[
+    float,
+    typer.Option(
+        "--window-seconds",
+        min=0.001,
+        help="Attribution window in seconds (keyart logs): an outcome counts for the latest decision of its "
+        "member and title at most this long before it (the same default as keyart serve).",
+    ),
+]
+MinSeconds = Annotated[
+    float, typer.Option("--min-seconds", min=0, help="Engaged seconds of a quality play (keyart logs).")
+]
+
+
 def evaluate_command(
     log: Annotated[
-        Path,
+        Path | None,
         typer.Argument(
             help="The log: a CSV/Parquet file (--fmt tabular), an Open Bandit Dataset directory (obd), or a "
-            "keyart event store, events.duckdb (keyart).",
+            "keyart event store, events.duckdb (keyart); omit it with --state-dir.",
             show_default=False,
         ),
-    ],
+    ] = None,
     candidate: Annotated[
         list[str] | None,
         typer.Option(
@@ -230,18 +261,8 @@ def evaluate_command(
             "also a service's state/catalog.json).",
         ),
     ] = None,
-    window_seconds: Annotated[
-        float,
-        typer.Option(
-            "--window-seconds",
-            min=0.001,
-            help="keyart: attribution window in seconds: an outcome counts for the latest decision of its "
-            "member and title at most this long before it (the same default as keyart serve).",
-        ),
-    ] = ATTRIBUTION_WINDOW_SECONDS,
-    min_seconds: Annotated[
-        float, typer.Option("--min-seconds", min=0, help="keyart: engaged seconds of a quality play.")
-    ] = QUALITY_SECONDS,
+    window_seconds: WindowSeconds = ATTRIBUTION_WINDOW_SECONDS,
+    min_seconds: MinSeconds = QUALITY_SECONDS,
     action_column: Annotated[
         str, typer.Option("--action-column", help="tabular: the action column.")
     ] = "action",
@@ -271,6 +292,14 @@ def evaluate_command(
         ),
     ] = "current",
     quiet: Annotated[bool, typer.Option("--quiet", help="Do not print the table.")] = False,
+    state_dir: Annotated[
+        Path | None,
+        typer.Option(
+            "--state-dir",
+            help="A keyart service's state directory, read as it is (stop the service first): its "
+            "events.duckdb (fmt keyart) and catalog.json (unless --catalog is given).",
+        ),
+    ] = None,
 ) -> None:
     """Evaluate candidate policies offline on a log: one table with every estimator's value, interval and
     diagnostics (Markdown and CSV) and one plot."""

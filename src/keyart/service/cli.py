@@ -12,7 +12,7 @@ import os
 import secrets
 import sys
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 import typer
 
@@ -56,15 +56,17 @@ def serve(
 
     from keyart.catalog import Catalog
 
-    # the catalog is read first: a file keyart refuses leaves nothing behind (no state, no key printed)
+    # the inputs are read first: a file keyart refuses leaves nothing behind (no state, no key printed)
     imported = None if catalog is None else Catalog.load(catalog)
+    trained = _trained(policy)
     key = api_key or os.environ.get("KEYART_API_KEY")
     if not key:
         key = secrets.token_urlsafe(24)
         print(f"keyart serve: generated API key for state-changing endpoints: {key}", file=sys.stderr)
     config = ServiceConfig(
         state_dir=str(Path(state_dir).resolve()),
-        policy=policy,
+        policy=policy if trained is None else trained[0].name,
+        policy_params={} if trained is None else trained[0].get_params(),
         shadow_policy=shadow_policy,
         seed=seed,
         floor=floor,
@@ -91,12 +93,14 @@ def serve(
         os.environ.setdefault(var, "1")  # one BLAS thread per worker: matrices are small
 
     from keyart.service import catalog_store
-    from keyart.service.learner import ensure_initial_generation
+    from keyart.service.learner import ensure_initial_generation, publish_trained
     from keyart.service.metrics import prepare_multiprocess_dir
     from keyart.service.supervisor import LearnerSupervisor
 
     if imported is not None and not config.catalog_path.exists():
         catalog_store.import_catalog(config.catalog_path, imported)
+    if trained is not None:
+        publish_trained(config, *trained)
     ensure_initial_generation(config)
     prepare_multiprocess_dir(config.metrics_dir)
     supervisor = LearnerSupervisor(config.to_json()).start() if learner else None
@@ -116,6 +120,18 @@ def serve(
     finally:
         if supervisor is not None:
             supervisor.stop()
+
+
+def _trained(policy: str) -> tuple[Any, float | None] | None:
+    """A snapshot file named by ``--policy`` (a .npz path, or an existing file), and when it was trained
+    by ``keyart train``, the time its learning reaches (``learned_until``); None for a policy name."""
+    if not (policy.endswith(".npz") or Path(policy).is_file()):
+        return None
+    from keyart.policies import load_policy
+    from keyart.train import TrainingInfo
+
+    info = TrainingInfo.load(Path(policy))
+    return load_policy(policy), None if info is None else info.learned_until
 
 
 _STATE = Path("keyart-state")
@@ -142,7 +158,14 @@ def serve_command(
     host: Annotated[str, typer.Option("--host", help="Address to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option("--port", min=0, max=65535, help="Port to listen on.")] = 8000,
     workers: Annotated[int, typer.Option("--workers", min=1, help="Worker processes, same snapshot.")] = 1,
-    policy: Annotated[str, typer.Option("--policy", help="Serving policy (`keyart policies`).")] = "linucb",
+    policy: Annotated[
+        str,
+        typer.Option(
+            "--policy",
+            help="Serving policy: a name (keyart policies lists them) or a snapshot file (.npz, from keyart "
+            "train), published as the next model generation.",
+        ),
+    ] = "linucb",
     floor: Annotated[float, typer.Option("--floor", help="Exploration floor (>= floor / K each).")] = 0.1,
     shadow_policy: Annotated[
         str | None, typer.Option("--shadow-policy", help="Policy run in shadow.")

@@ -71,6 +71,16 @@ def ensure_initial_generation(config: ServiceConfig) -> None:
         )
 
 
+def publish_trained(config: ServiceConfig, primary: Policy, learned_until: float | None) -> None:
+    """Publish a policy trained offline (``keyart train``) as the next generation, learned up to
+    ``learned_until`` (the learner goes on from there; None: from the first stored decision)."""
+    numbers = _generation_numbers(config.snapshots_dir)
+    shadow = fresh_policies(config)[1]
+    number = max(numbers) + 1 if numbers else 0
+    meta = {"learned_until": learned_until}
+    snapshots.publish(config.snapshots_dir, number, primary, shadow, meta, config.keep_generations)
+
+
 def _generation_numbers(directory: Path) -> list[int]:
     """The numbers of the generation directories present (readable or not)."""
     out = []
