@@ -7,7 +7,6 @@ from pathlib import Path
 
 import httpx
 import numpy as np
-import pyarrow as pa
 import pytest
 from typer.testing import CliRunner
 
@@ -15,12 +14,10 @@ from keyart.catalog import Catalog
 from keyart.cli import EXIT_INPUT, app
 from keyart.context import MemberContext
 from keyart.errors import ValidationError
-from keyart.events import OutcomeRecord, decisions_from_batch
 from keyart.features import Featurizer
 from keyart.policies import load_policy, make_policy
-from keyart.store import EventStore
 from keyart.train import TrainingInfo, merge_snapshots
-from test_evaluation_keyart import T0, _catalog
+from logs_helpers import T0, write_logs
 from test_service_support import ServiceProcess
 
 MID = T0 + 2_000.0
@@ -28,31 +25,8 @@ MID = T0 + 2_000.0
 
 @pytest.fixture(scope="module")
 def logs(tmp_path_factory) -> Path:
-    """400 members x 3 titles, one every 10 s, shown uniformly random artwork; 'face' artworks lead to
-    quality plays most often; a last outcome a day later closes every attribution window."""
-    tmp = tmp_path_factory.mktemp("train")
-    cat = _catalog()
-    cat.save(tmp / "catalog.json")
-    feat, logger, rng = Featurizer(cat), make_policy("uniform", seed=11), np.random.default_rng(0)
-    tables, outcomes = [], []
-    for m in range(400):
-        ctx = MemberContext(member_id=f"m{m}", country=str(rng.choice(["FR", "US"])), timestamp=T0 + 10 * m)
-        titles = rng.choice([f"t{i}" for i in range(6)], size=3, replace=False).tolist()
-        page = feat.page(ctx, titles, request_id=f"r{m}")
-        table = decisions_from_batch(logger.choose(page), ctx, page="home", positions=[0, 1, 2])
-        tables.append(table)
-        for row in table.to_pylist():
-            if rng.random() < {"dark": 0.1, "bright": 0.2, "face": 0.7}[cat.artwork(row["artwork_id"]).style]:
-                t, oid = row["timestamp"] + 60, f"o-{row['event_id']}"
-                outcomes.append(
-                    OutcomeRecord(oid, row["member_id"], row["title_id"], "play", t, None, 1800.0)
-                )
-    outcomes.append(OutcomeRecord("late", "m0", "t0", "stop", T0 + 86_400.0, None, 10.0))
-    with EventStore(tmp / "events.duckdb") as store:
-        store.append_decisions(pa.concat_tables(tables))
-        store.append_outcomes(outcomes)
-        store.export_parquet(tmp / "export")
-    return tmp
+    """400 members x 3 titles shown uniformly random artwork ('face' plays most; logs_helpers)."""
+    return write_logs(tmp_path_factory.mktemp("train"))
 
 
 def run(*args: object) -> tuple[int, str, str]:

@@ -24,6 +24,7 @@ except ImportError:  # pragma: no cover - older typer on click itself
     from click.exceptions import ClickException, UsageError
 from keyart.data_cli import catalog_app, logs_app
 from keyart.evaluate_cli import evaluate_command
+from keyart.gate_cli import gate_command
 from keyart.service.cli import serve_command
 from keyart.train_cli import train_command
 
@@ -175,6 +176,7 @@ app.command("evaluate")(evaluate_command)  # log in, table + plot out
 app.add_typer(catalog_app, name="catalog")  # validate, import (keyart.imports)
 app.add_typer(logs_app, name="logs")  # import
 app.command("train")(train_command)  # logs in, snapshot out (keyart.train)
+app.command("gate")(gate_command)  # candidate vs logging policy as an exit code (keyart.gate)
 app.command("serve")(serve_command)  # the decision service (docs/service.md)
 
 

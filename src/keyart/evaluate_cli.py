@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 import numpy as np
 import pyarrow.csv as pacsv
@@ -52,7 +52,8 @@ class EvaluationOutput:
     new_mass: dict[str, float] | None = None  # fmt keyart: each candidate's mass on new artworks
 
 
-def _model(name: str, log: BanditLog) -> RewardModel:
+def reward_model_for(name: str, log: BanditLog) -> RewardModel:
+    """The reward model of DM and the DR family named ``name`` (auto: chosen for ``log``)."""
     if name not in REWARD_MODELS:
         raise ValidationError(f"reward_model must be one of {', '.join(REWARD_MODELS)}. Got {name!r}.")
     if name == "tabular":
@@ -359,7 +360,7 @@ def _evaluate(
             tab.log,
             cands,
             names,
-            reward_model=_model(reward_model, tab.log),
+            reward_model=reward_model_for(reward_model, tab.log),
             n_folds=folds,
             config=config,
             seed=seed,
@@ -401,7 +402,6 @@ def _evaluate_store(
     from keyart.catalog import Catalog
     from keyart.features import Featurizer
     from keyart.policies import load_policy
-    from keyart.rewards import QualityRule, join_store
     from keyart.store import EventStore
 
     if catalog is None:
@@ -415,23 +415,11 @@ def _evaluate_store(
         raise ValidationError(f"pools must be one of {', '.join(POOLS)}. Got {pools!r}.")
     cat = Catalog.load(catalog)
     with EventStore(path, read_only=True) as store:
-        has_impressions = bool(
-            store.connection.execute(
-                "SELECT EXISTS (SELECT 1 FROM outcomes WHERE event_type = 'impression')"
-            ).fetchall()[0][0]
-        )
-        impressions = has_impressions if require_impression is None else bool(require_impression)
-        joined = join_store(
-            store,
-            window_seconds=window_seconds,
-            rule=QualityRule(min_seconds=min_seconds),
-            runtimes=cat,
-            require_impression=impressions,
-        )
+        joined, impressions = join_logs(store, cat, window_seconds, min_seconds, require_impression)
     names, unlogged_note = _propensity_free(joined, names)
     ev = evaluation_pools(joined, Featurizer(cat), pools)
     log = ev.to_log()
-    model = _model(reward_model, log)
+    model = reward_model_for(reward_model, log)
     ests: list[Estimate] = []
     new_mass: dict[str, float] = {}
     for c in candidates:
@@ -449,18 +437,52 @@ def _evaluate_store(
     return EvaluationOutput(comp, md, csv_path, md_path, png, joined.report, new_mass)
 
 
+def join_logs(
+    store: Any,
+    catalog: Any,
+    window_seconds: float,
+    min_seconds: float,
+    require_impression: bool | None,
+) -> tuple[RewardTable, bool]:
+    """The store's decisions with their rewards, and whether only displayed ones were kept (by default:
+    when the store holds impression outcomes, so values are take fractions)."""
+    from keyart.rewards import QualityRule, join_store
+
+    has_impressions = bool(
+        store.connection.execute(
+            "SELECT EXISTS (SELECT 1 FROM outcomes WHERE event_type = 'impression')"
+        ).fetchall()[0][0]
+    )
+    impressions = has_impressions if require_impression is None else bool(require_impression)
+    joined = join_store(
+        store,
+        window_seconds=window_seconds,
+        rule=QualityRule(min_seconds=min_seconds),
+        runtimes=catalog,
+        require_impression=impressions,
+    )
+    return joined, impressions
+
+
 #: Estimators that do not use the logged propensities (valid on logs imported without them).
 PROPENSITY_FREE = ("dm",)
+
+
+def unlogged(joined: RewardTable) -> int:
+    """How many decisions were imported without propensities (``keyart.imports.UNLOGGED_POLICY``)."""
+    import pyarrow.compute as pc
+
+    from keyart.imports import UNLOGGED_POLICY
+
+    return int(pc.sum(pc.equal(joined.table.column("policy"), UNLOGGED_POLICY)).as_py() or 0)
 
 
 def _propensity_free(joined: RewardTable, names: list[str]) -> tuple[list[str], str]:
     """The estimators valid on ``joined`` and a note: when decisions were imported without propensities
     (policy ``keyart.imports.UNLOGGED_POLICY``), only those that do not use them."""
-    import pyarrow.compute as pc
-
     from keyart.imports import UNLOGGED_POLICY
 
-    n = int(pc.sum(pc.equal(joined.table.column("policy"), UNLOGGED_POLICY)).as_py() or 0)
+    n = unlogged(joined)
     if not n:
         return names, ""
     valid = [e for e in names if e in PROPENSITY_FREE]
