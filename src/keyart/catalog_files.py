@@ -199,6 +199,7 @@ def save_catalog(catalog: Catalog, path: str | Path, fmt: str | None = None) -> 
         data = catalog.to_dict()
         if fmt == "json":
             files = {p: json.dumps(data, indent=1, sort_keys=True, allow_nan=False).encode()}
+            p.parent.mkdir(parents=True, exist_ok=True)
         else:
             suffix = "." + fmt
             files = {

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+import re
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -311,6 +312,8 @@ def _typed(row: Mapping[str, Any], schema: pa.Schema, text: bool) -> dict[str, A
         if f.name not in row:
             continue
         value = row[f.name]
+        if text and value == "":
+            continue  # an empty CSV cell: the field is missing
         if f.name == "timestamp":
             value = _epoch(value)
         elif isinstance(value, list) and pa.types.is_list(f.type) and pa.types.is_floating(f.type.value_type):
@@ -394,8 +397,8 @@ def _valid_rows(
     for n, r in zip(numbers, rows, strict=True):
         try:
             validate([r])
-        except ValidationError as exc:
-            report.drop(n, str(exc))
+        except ValidationError as exc:  # the table's message counts rows from 0 of a one-row table
+            report.drop(n, re.sub(r" at rows? 0\b", "", str(exc)))
             continue
         good.append(r)
     return validate(good) if good else None

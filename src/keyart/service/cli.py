@@ -58,7 +58,7 @@ def serve(
 
     # the inputs are read first: a file keyart refuses leaves nothing behind (no state, no key printed)
     imported = None if catalog is None else Catalog.load(catalog)
-    trained = _trained(policy)
+    trained, trained_shadow = _trained(policy), None if shadow_policy is None else _trained(shadow_policy)
     key = api_key or os.environ.get("KEYART_API_KEY")
     if not key:
         key = secrets.token_urlsafe(24)
@@ -67,7 +67,8 @@ def serve(
         state_dir=str(Path(state_dir).resolve()),
         policy=policy if trained is None else trained[0].name,
         policy_params={} if trained is None else trained[0].get_params(),
-        shadow_policy=shadow_policy,
+        shadow_policy=shadow_policy if trained_shadow is None else trained_shadow[0].name,
+        shadow_params={} if trained_shadow is None else trained_shadow[0].get_params(),
         seed=seed,
         floor=floor,
         sticky_seconds=sticky_seconds,
@@ -99,8 +100,13 @@ def serve(
 
     if imported is not None and not config.catalog_path.exists():
         catalog_store.import_catalog(config.catalog_path, imported)
-    if trained is not None:
-        publish_trained(config, *trained)
+    if trained is not None or trained_shadow is not None:
+        publish_trained(
+            config,
+            None if trained is None else trained[0],
+            None if trained_shadow is None else trained_shadow[0],
+            None if trained is None else trained[1],
+        )
     ensure_initial_generation(config)
     prepare_multiprocess_dir(config.metrics_dir)
     supervisor = LearnerSupervisor(config.to_json()).start() if learner else None
@@ -168,7 +174,11 @@ def serve_command(
     ] = "linucb",
     floor: Annotated[float, typer.Option("--floor", help="Exploration floor (>= floor / K each).")] = 0.1,
     shadow_policy: Annotated[
-        str | None, typer.Option("--shadow-policy", help="Policy run in shadow.")
+        str | None,
+        typer.Option(
+            "--shadow-policy",
+            help="Policy run in shadow (its choices logged, never served): a name or a snapshot file (.npz).",
+        ),
     ] = None,
     seed: Annotated[int, typer.Option("--seed", help="Deployment key of the sticky randomness.")] = 0,
     catalog: Annotated[
