@@ -308,3 +308,18 @@ def test_evaluate_on_logs_without_propensities_runs_only_dm_and_says_so(tmp_path
     assert len(rows) == 2 and ',"dm",' in rows[1]
     code, _, err = run(*base, "--out", tmp_path / "o2", "--estimator", "ips")
     assert code == EXIT_INPUT and "only dm is valid on them (asked: ips)" in err
+
+
+def test_logs_with_only_the_shown_artwork_s_propensity_spread_the_rest_evenly(tmp_path):
+    (tmp_path / "d.csv").write_text(
+        "imp_id,ts,account,show,asset,candidates,p\n"
+        "i1,1700000000,m1,s1,s1-b,s1-a|s1-b|s1-c,0.5\n"
+        "i2,1700000001,m2,s1,s1-a,s1-a,1\n"
+        "i3,1700000002,m3,s1,s1-a,s1-a|s1-b,0\n"
+    )
+    maps = [("event_id", "imp_id"), ("timestamp", "ts"), ("member_id", "account"), ("title_id", "show")]
+    maps += [("artwork_id", "asset"), ("pool", "candidates"), ("propensity", "p")]
+    d, _, (report,) = import_logs(tmp_path / "d.csv", None, maps, [("pool", "|")])
+    assert d is not None and d.column("probabilities").to_pylist() == [[0.25, 0.5, 0.25], [1.0]]
+    assert d.column("policy").to_pylist() == ["imported", "imported"]
+    assert report.dropped == [(3, "propensity must be in (0, 1]. Got 0.0.")]

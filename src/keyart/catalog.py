@@ -378,10 +378,16 @@ def _title_row(t: Title) -> dict[str, Any]:
 
 
 def _artwork_row(a: Artwork) -> dict[str, Any]:
+    """An artwork as JSON data; ``image`` and ``metadata`` (added in schema 1's artworks) only when set,
+    so a catalog without them serialises exactly as before they existed."""
     row = asdict(a)
     for k in ("theme_genres", "featured_cast", "tags"):
         row[k] = list(row[k])
     row["embedding"] = None if a.embedding is None else list(a.embedding)
+    if a.image is None:
+        del row["image"]
+    if not a.metadata:
+        del row["metadata"]
     return row
 
 

@@ -170,7 +170,7 @@ def _table_bytes(rows: list[dict[str, Any]], fmt: str, schema: Any) -> bytes:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    flat = [{**r, "metadata": json.dumps(r["metadata"], allow_nan=False)} for r in rows]
+    flat = [{**r, "metadata": json.dumps(r.get("metadata", {}), allow_nan=False)} for r in rows]
     table = pa.Table.from_pylist(flat, schema=schema)
     sink = pa.BufferOutputStream()
     pq.write_table(table, sink)

@@ -357,7 +357,7 @@ def _decision_row(row: Mapping[str, Any], i: int, stem: str, text: bool) -> tupl
     if not isinstance(probs, list) or len(probs) != k:
         raise ValidationError("probabilities must be a list as long as the pool.")
     if r.get("context_json") is None:  # the member as far as the export tells: no history
-        ctx = {k: str(row[k]) for k in _CONTEXT_COLUMNS if row.get(k) not in (None, "")}
+        ctx = {c: str(row[c]) for c in _CONTEXT_COLUMNS if row.get(c) not in (None, "")}
         r["context_json"] = context_to_json(MemberContext(r["member_id"], timestamp=r["timestamp"], **ctx))
     r.update(
         event_id=r.get("event_id") or f"{stem}-{i}",
@@ -371,8 +371,6 @@ def _decision_row(row: Mapping[str, Any], i: int, stem: str, text: bool) -> tupl
         model_version=r.get("model_version") or 0,
         explored=bool(r.get("explored") or False),
     )
-    if not logged and r["policy"] != UNLOGGED_POLICY:  # pragma: no cover - defensive
-        raise ValidationError("unlogged decisions must be marked.")
     return r, logged
 
 
