@@ -1,7 +1,8 @@
 """``keyart train``: a policy snapshot trained offline from keyart logs, and additive merges of snapshots.
 
 Logs are a keyart event store (``events.duckdb``), a service's state directory (its ``events.duckdb``;
-stop the service first: DuckDB lets one process open the file), or a Parquet export
+stop the service first: DuckDB lets one process open the file; events still in ``segments/``, not yet
+ingested by the learner, are not read), or a Parquet export
 (``EventStore.export_parquet``'s ``decisions/`` and ``outcomes/``). Rewards are joined as everywhere
 (``keyart.rewards``: the attribution window, the quality-play rule), only decisions whose window has
 closed are learned (``learned_until``: the latest outcome less the window), and only rows the service's
