@@ -139,6 +139,23 @@ def test_evaluate_command_on_a_keyart_store(logged, tmp_path: Path) -> None:
     assert "Reward join" in res.markdown
 
 
+def test_evaluate_reads_the_service_s_own_catalog_file(logged, tmp_path: Path) -> None:
+    """The service's state/catalog.json ({"rev", "catalog"}) is a catalog for evaluate, no hand edit."""
+    from keyart.catalog import Catalog
+    from keyart.service import catalog_store
+
+    tmp, _, _, _, _ = logged
+    make_policy("uniform", seed=1).save(tmp_path / "uniform.npz")
+    catalog_store.import_catalog(tmp_path / "state" / "catalog.json", Catalog.load(tmp / "catalog.json"))
+    kw = {"candidate": [str(tmp_path / "uniform.npz")], "fmt": "keyart", "estimator": ["ips"], "quiet": True}
+    kw["window_seconds"] = 3600.0
+    ours = evaluate(tmp / "events.duckdb", catalog=tmp / "catalog.json", out=tmp_path / "a", **kw)
+    served = evaluate(
+        tmp / "events.duckdb", catalog=tmp_path / "state" / "catalog.json", out=tmp_path / "b", **kw
+    )
+    assert served.comparison.estimates == ours.comparison.estimates
+
+
 @pytest.fixture(scope="module")
 def displayed(tmp_path_factory):
     """800 members x 4 titles; only slots 0 and 1 are displayed (impression outcomes), and a displayed

@@ -139,7 +139,13 @@ def test_runtimes_from_catalog() -> None:
 
 def test_require_impression_keeps_only_displayed_decisions() -> None:
     decisions, outcomes = scenario()
-    res = join_rewards(decisions_table(decisions), outcomes, as_of=T0 + 40 * H, require_impression=True)
+    res = join_rewards(
+        decisions_table(decisions),
+        outcomes,
+        window_seconds=24 * H,
+        as_of=T0 + 40 * H,
+        require_impression=True,
+    )
     assert res.table.column("event_id").to_pylist() == ["d1"]
     assert res.report.decisions_not_displayed == 6
 

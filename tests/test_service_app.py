@@ -274,6 +274,23 @@ def test_catalog_create_update_retire(client: TestClient) -> None:
     assert client.get("/v1/titles/ghost").status_code == 404
 
 
+def test_artwork_image_and_metadata_reach_the_catalog_file_that_files_load(
+    client: TestClient, config: ServiceConfig
+) -> None:
+    """The HTTP API, the files and the constructors share one validation: what the API stores is a catalog
+    file ``Catalog.load`` reads, and a string where a list belongs is refused by the API too."""
+    from keyart.catalog import Catalog
+
+    body = {"title_id": "t0", "image": "https://img.example/x.jpg", "metadata": {"designer": "ann"}}
+    assert client.put("/v1/artworks/t0-img", json=body, headers=AUTH).status_code == 201
+    loaded = Catalog.load(config.catalog_path)
+    assert loaded.artwork("t0-img").image == "https://img.example/x.jpg"
+    assert loaded.artwork("t0-img").metadata == {"designer": "ann"}
+    r = client.put("/v1/titles/t9", json={"genres": "drama"}, headers=AUTH)
+    assert r.status_code == 422 and r.json()["field"] == "genres"
+    assert "t9" not in Catalog.load(config.catalog_path)
+
+
 def test_logged_page_has_each_pool_s_probabilities(client: TestClient, config: ServiceConfig) -> None:
     for j in range(3):  # a pool of 3 next to pools of 4: the logged rows have each pool's length
         client.put(f"/v1/artworks/t0-x{j}", json={"title_id": "t0"}, headers=AUTH)

@@ -170,6 +170,8 @@ ARTWORK_FIELDS = {
     "tags",
     "embedding",
     "active",
+    "image",  # where the picture is, and free metadata (issue 12): what a catalog says, no hidden truth
+    "metadata",
 }
 TITLE_FIELDS = {
     "title_id",

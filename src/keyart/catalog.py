@@ -6,11 +6,12 @@ the catalog (logged decisions still refer to them) but are never offered again.
 
 from __future__ import annotations
 
+import datetime as dt
+import decimal
 import json
 import math
 import numbers
-from collections.abc import Iterable, Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -22,8 +23,9 @@ from keyart.errors import (
     UnknownIdError,
     ValidationError,
 )
+from keyart.schemas import ARTWORK_FIELDS, CATALOG_SCHEMA_VERSION, TITLE_FIELDS, FieldDoc
 
-CATALOG_FORMAT_VERSION = 1
+CATALOG_FORMAT_VERSION = CATALOG_SCHEMA_VERSION
 
 
 def _check_id(kind: str, value: object) -> str:
@@ -77,6 +79,12 @@ def _json_native(kind: str, value: object) -> Any:
     )
 
 
+def _metadata(who: str, value: object) -> Any:
+    if not isinstance(value, Mapping):
+        raise ValidationError(f"metadata of {who} must be a mapping. Got {type(value).__name__}.")
+    return _json_native(f"metadata of {who}", value)
+
+
 @dataclass(frozen=True)
 class Title:
     """A title of the catalog: what members play. ``default_artwork_id`` is the catalog's fallback image.
@@ -107,9 +115,7 @@ class Title:
                     f"runtime_minutes of {who} must be a positive finite number or None. Got {runtime!r}."
                 )
             object.__setattr__(self, "runtime_minutes", float(runtime))
-        if not isinstance(self.metadata, Mapping):
-            raise ValidationError(f"metadata of {who} must be a mapping. Got {type(self.metadata).__name__}.")
-        object.__setattr__(self, "metadata", _json_native(f"metadata of {who}", self.metadata))
+        object.__setattr__(self, "metadata", _metadata(who, self.metadata))
         if self.default_artwork_id is not None:
             _check_id(f"default_artwork_id of {who}", self.default_artwork_id)
         _check_bool(f"active of {who}", self.active)
@@ -117,7 +123,8 @@ class Title:
 
 @dataclass(frozen=True)
 class Artwork:
-    """One candidate image of a title and what it shows: theme genres, featured cast, visual style, tags."""
+    """One candidate image of a title and what it shows: theme genres, featured cast, visual style, tags;
+    ``image`` is where the picture is (a path or URL), ``metadata`` free JSON data as for ``Title``."""
 
     artwork_id: str
     title_id: str
@@ -127,6 +134,8 @@ class Artwork:
     tags: tuple[str, ...] = ()
     embedding: tuple[float, ...] | None = None
     active: bool = True
+    image: str | None = None
+    metadata: Mapping[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         _check_id("artwork_id", self.artwork_id)
@@ -140,6 +149,11 @@ class Artwork:
         if self.embedding is not None:
             object.__setattr__(self, "embedding", _embedding(who, self.embedding))
         _check_bool(f"active of {who}", self.active)
+        if self.image is not None and (not isinstance(self.image, str) or not self.image):
+            raise ValidationError(
+                f"image of {who} must be a non-empty path or URL, or None. Got {self.image!r}."
+            )
+        object.__setattr__(self, "metadata", _metadata(who, self.metadata))
 
 
 def _embedding(who: str, values: object) -> tuple[float, ...]:
@@ -289,6 +303,7 @@ class Catalog:
 
     # ---- persistence ---------------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
+        """The catalog as JSON data: ``{"format_version", "titles": [rows], "artworks": [rows]}``."""
         return {
             "format_version": CATALOG_FORMAT_VERSION,
             "titles": [_title_row(t) for t in self._titles.values()],
@@ -297,68 +312,44 @@ class Catalog:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Catalog:
-        if not isinstance(data, Mapping):
-            raise ValidationError(f"A catalog must be a mapping. Got {type(data).__name__}.")
-        if data.get("format_version") != CATALOG_FORMAT_VERSION:
-            raise ValidationError(
-                f"Catalog format_version must be {CATALOG_FORMAT_VERSION}. "
-                f"Got {data.get('format_version')!r}."
-            )
-        try:
-            titles = [_title_from_row(r) for r in data["titles"]]
-            artworks = [_artwork_from_row(r) for r in data["artworks"]]
-        except (KeyError, TypeError, AttributeError) as exc:
-            raise ValidationError(f"Malformed catalog: {exc!r}.") from exc
-        return cls(titles, artworks)
+        """A catalog from ``to_dict``'s form (rows validated by ``title_from_row``/``artwork_from_row``)."""
+        check_document(data)
+        return catalog_from_rows(data["titles"], data["artworks"])
+
+    def save(self, path: str | Path, fmt: str | None = None) -> None:
+        """Write the catalog: one JSON file (``*.json``), or a directory of ``titles`` and ``artworks``
+        tables in ``fmt`` parquet (default), csv or jsonl. Nothing is written when it cannot be
+        serialised; files are replaced atomically (``keyart.catalog_files``)."""
+        from keyart.catalog_files import save_catalog
+
+        save_catalog(self, path, fmt)
+
+    @classmethod
+    def load(cls, path: str | Path) -> Catalog:
+        """Read a catalog file or directory in any form ``save`` writes, from any writer (keyart, pyarrow,
+        DuckDB, pandas, Spark), and a keyart service's ``catalog.json`` (``keyart.catalog_files``)."""
+        from keyart.catalog_files import load_catalog
+
+        return load_catalog(path)
 
     def save_json(self, path: str | Path) -> None:
         """Write the catalog as one JSON file; nothing is written when it cannot be serialised."""
-        with _catalog_file("write", path):
-            text = json.dumps(self.to_dict(), indent=1, sort_keys=True, allow_nan=False)
-        Path(path).write_text(text)
+        self.save(path, "json")
 
     @classmethod
     def load_json(cls, path: str | Path) -> Catalog:
-        with _catalog_file("read", path):
-            return cls.from_dict(json.loads(Path(path).read_text()))
+        """Read a catalog JSON file (keyart's, or a service's ``catalog.json``)."""
+        return cls.load(path)
 
     def save_parquet(self, directory: str | Path) -> None:
         """Write ``titles.parquet`` and ``artworks.parquet`` into ``directory`` (nothing when the catalog
         cannot be serialised)."""
-        import pyarrow as pa
-        import pyarrow.parquet as pq
-
-        data = self.to_dict()
-        tables = {}
-        with _catalog_file("write", directory, pa.ArrowException):
-            for name in ("titles", "artworks"):
-                rows = data[name]
-                for r in rows:
-                    r["metadata"] = json.dumps(r["metadata"], allow_nan=False) if name == "titles" else None
-                table = pa.Table.from_pylist(rows, schema=_PARQUET_SCHEMAS[name]())
-                meta = {"keyart_catalog_format": str(CATALOG_FORMAT_VERSION)}
-                tables[name] = table.replace_schema_metadata(meta)
-        d = Path(directory)
-        d.mkdir(parents=True, exist_ok=True)
-        for name, table in tables.items():
-            pq.write_table(table, d / f"{name}.parquet")
+        self.save(directory, "parquet")
 
     @classmethod
     def load_parquet(cls, directory: str | Path) -> Catalog:
-        import pyarrow as pa
-        import pyarrow.parquet as pq
-
-        d = Path(directory)
-        with _catalog_file("read", directory, pa.ArrowException):
-            titles = pq.read_table(d / "titles.parquet").to_pylist()
-            artworks = pq.read_table(d / "artworks.parquet").to_pylist()
-            for r in titles:
-                r["metadata"] = json.loads(r["metadata"] or "{}")
-            for r in artworks:
-                r.pop("metadata", None)
-            return cls.from_dict(
-                {"format_version": CATALOG_FORMAT_VERSION, "titles": titles, "artworks": artworks}
-            )
+        """Read a catalog directory (``titles.parquet`` and ``artworks.parquet``, or another table form)."""
+        return cls.load(directory)
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, Catalog) and self.to_dict() == other.to_dict()
@@ -367,16 +358,17 @@ class Catalog:
         return f"Catalog({len(self._titles)} titles, {len(self._artworks)} artworks)"
 
 
-@contextmanager
-def _catalog_file(action: str, path: str | Path, *errors: type[Exception]) -> Iterator[None]:
-    """Turn what goes wrong reading or writing a catalog file into a ``ValidationError`` naming ``path``
-    (the cause chained); keyart's own errors keep their type and gain the path."""
-    try:
-        yield
-    except ValidationError as exc:
-        raise type(exc)(f"Catalog file {path}: {exc}") from exc
-    except (OSError, ValueError, TypeError, KeyError, *errors) as exc:
-        raise ValidationError(f"Cannot {action} catalog file {path}: {exc!r}.") from exc
+def check_document(data: object) -> None:
+    """Refuse what is not a catalog document ``{"format_version": 1, "titles": [...], "artworks": [...]}``."""
+    if not isinstance(data, Mapping):
+        raise ValidationError(f"A catalog must be a mapping. Got {type(data).__name__}.")
+    if data.get("format_version") != CATALOG_FORMAT_VERSION:
+        raise ValidationError(
+            f"Catalog format_version must be {CATALOG_FORMAT_VERSION}. Got {data.get('format_version')!r}."
+        )
+    for key in ("titles", "artworks"):
+        if not isinstance(data.get(key), list):
+            raise ValidationError(f"A catalog needs a list of {key}. Got {type(data.get(key)).__name__}.")
 
 
 def _title_row(t: Title) -> dict[str, Any]:
@@ -386,70 +378,171 @@ def _title_row(t: Title) -> dict[str, Any]:
 
 
 def _artwork_row(a: Artwork) -> dict[str, Any]:
+    """An artwork as JSON data; ``image`` and ``metadata`` (added in schema 1's artworks) only when set,
+    so a catalog without them serialises exactly as before they existed."""
     row = asdict(a)
     for k in ("theme_genres", "featured_cast", "tags"):
         row[k] = list(row[k])
     row["embedding"] = None if a.embedding is None else list(a.embedding)
+    if a.image is None:
+        del row["image"]
+    if not a.metadata:
+        del row["metadata"]
     return row
 
 
+def catalog_from_rows(
+    titles: Iterable[Any],
+    artworks: Iterable[Any],
+    *,
+    text: tuple[bool, bool] = (False, False),
+    where: tuple[str, str] = ("titles", "artworks"),
+) -> Catalog:
+    """A catalog from rows of titles and artworks: the one path by which files, ``from_dict`` and the
+    service's HTTP API build catalogs. A bad row is refused naming ``where`` (a table or file), its row
+    number (from 1) and the field; ``text``: whether the titles' and the artworks' values are all text
+    (CSV), parsed per the schema."""
+    t = [_located(where[0], i, title_from_row, r, text[0]) for i, r in enumerate(titles, 1)]
+    a = [_located(where[1], i, artwork_from_row, r, text[1]) for i, r in enumerate(artworks, 1)]
+    return Catalog(t, a)
+
+
+def _located(where: str, i: int, make: Any, row: Any, text: bool) -> Any:
+    try:
+        return make(row, text=text)
+    except ValidationError as exc:
+        raise type(exc)(f"{where} row {i}: {exc}") from exc
+
+
+def title_from_row(row: Mapping[str, Any], *, text: bool = False) -> Title:
+    """A ``Title`` from one row of a file or request (see ``row_arguments``)."""
+    return Title(**row_arguments(row, TITLE_FIELDS, text))
+
+
+def artwork_from_row(row: Mapping[str, Any], *, text: bool = False) -> Artwork:
+    """An ``Artwork`` from one row of a file or request (see ``row_arguments``)."""
+    return Artwork(**row_arguments(row, ARTWORK_FIELDS, text))
+
+
+def row_arguments(row: Mapping[str, Any], fields: tuple[FieldDoc, ...], text: bool) -> dict[str, Any]:
+    """The constructor arguments of one row: missing or null optional fields take their defaults; lists
+    become tuples (a string where a list belongs is left for the constructor to refuse, never split into
+    its characters); ``metadata`` may be JSON text; columns the schema does not name are kept in
+    ``metadata``. ``text``: every value is text (CSV), parsed per the field's type."""
+    if not isinstance(row, Mapping):
+        raise ValidationError(f"A row must be an object of fields. Got {type(row).__name__}.")
+    by_name = {f.name: f for f in fields}
+    args: dict[str, Any] = {}
+    extra: dict[str, Any] = {}
+    for key, value in row.items():
+        f = by_name.get(key)
+        if f is None:
+            if not isinstance(key, str):
+                raise ValidationError(f"Field names must be strings. Got {key!r}.")
+            extra[key] = _plain(value)
+            continue
+        if text:
+            value = parse_text_cell(f, value)
+        if value is None and not f.required:
+            continue
+        if isinstance(value, decimal.Decimal):  # DuckDB writes 90.0 as DECIMAL
+            value = float(value)
+        if _is_list(f):
+            value = _listed(value)
+            if isinstance(value, tuple):
+                value = tuple(float(v) if isinstance(v, decimal.Decimal) else v for v in value)
+        elif f.name == "metadata" and isinstance(value, str):
+            value = _json_object(value)
+        args[key] = value
+    missing = [f.name for f in fields if f.required and f.name not in args]
+    if missing:
+        raise ValidationError(f"{missing[0]} is missing.")
+    if extra:
+        meta = args.get("metadata", {})
+        if not isinstance(meta, Mapping):
+            raise ValidationError(f"metadata must be an object. Got {meta!r:.80}.")
+        clash = sorted(set(extra) & set(meta))
+        if clash:
+            raise ValidationError(
+                f"Column {clash[0]!r} is both a column and a metadata key; rename one of them."
+            )
+        args["metadata"] = {**meta, **extra}
+    return args
+
+
+def _is_list(f: FieldDoc) -> bool:
+    """Whether the schema field holds a list."""
+    import pyarrow as pa
+
+    return pa.types.is_list(f.type)
+
+
 def _listed(value: Any) -> Any:
-    """A file's list as a tuple (missing: empty); anything else as it is, for the constructor to judge: a
-    string where a list belongs is refused there, never split into its characters."""
-    if value is None:
-        return ()
+    """A list as a tuple; anything else as it is, for the constructor to judge."""
     return tuple(value) if isinstance(value, list | tuple) else value
 
 
-def _title_from_row(r: Mapping[str, Any]) -> Title:
-    return Title(**{**r, "genres": _listed(r.get("genres")), "cast": _listed(r.get("cast"))})
+def _json_object(value: str) -> Any:
+    if not value.strip():
+        return {}
+    try:
+        out = json.loads(value)
+    except json.JSONDecodeError:
+        raise ValidationError(f"metadata must be a JSON object. Got {value!r:.80}.") from None
+    if not isinstance(out, dict):
+        raise ValidationError(f"metadata must be a JSON object. Got {value!r:.80}.")
+    return out
 
 
-def _artwork_from_row(r: Mapping[str, Any]) -> Artwork:
-    return Artwork(
-        **{
-            **r,
-            "theme_genres": _listed(r.get("theme_genres")),
-            "featured_cast": _listed(r.get("featured_cast")),
-            "tags": _listed(r.get("tags")),
-            "embedding": None if r.get("embedding") is None else _listed(r["embedding"]),
-        }
-    )
+def _plain(value: Any) -> Any:
+    """A value of a column the schema does not name, as JSON data (dates as ISO text, decimals as
+    floats); anything else is left for the metadata check."""
+    if isinstance(value, dt.date | dt.time):
+        return value.isoformat()
+    if isinstance(value, dt.timedelta):
+        return value.total_seconds()
+    if isinstance(value, decimal.Decimal):
+        return float(value)
+    if isinstance(value, Mapping):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    return value
 
 
-def _titles_schema() -> Any:
+_TRUE = ("true", "1", "yes")
+_FALSE = ("false", "0", "no")
+
+
+def parse_text_cell(f: FieldDoc, value: Any) -> Any:
+    """A CSV cell as the field's type: empty is null, numbers and booleans parsed, lists as JSON arrays."""
     import pyarrow as pa
 
-    return pa.schema(
-        [
-            ("title_id", pa.string()),
-            ("name", pa.string()),
-            ("genres", pa.list_(pa.string())),
-            ("cast", pa.list_(pa.string())),
-            ("runtime_minutes", pa.float64()),
-            ("metadata", pa.string()),
-            ("default_artwork_id", pa.string()),
-            ("active", pa.bool_()),
-        ]
-    )
-
-
-def _artworks_schema() -> Any:
-    import pyarrow as pa
-
-    return pa.schema(
-        [
-            ("artwork_id", pa.string()),
-            ("title_id", pa.string()),
-            ("theme_genres", pa.list_(pa.string())),
-            ("featured_cast", pa.list_(pa.string())),
-            ("style", pa.string()),
-            ("tags", pa.list_(pa.string())),
-            ("embedding", pa.list_(pa.float64())),
-            ("active", pa.bool_()),
-            ("metadata", pa.string()),
-        ]
-    )
-
-
-_PARQUET_SCHEMAS = {"titles": _titles_schema, "artworks": _artworks_schema}
+    if not isinstance(value, str):
+        return value
+    if value == "":
+        return None
+    t = f.type
+    if pa.types.is_floating(t):
+        try:
+            return float(value)
+        except ValueError:
+            raise ValidationError(f"{f.name} must be a number. Got {value!r}.") from None
+    if pa.types.is_boolean(t):
+        low = value.strip().lower()
+        if low in _TRUE or low in _FALSE:
+            return low in _TRUE
+        raise ValidationError(f"{f.name} must be true or false. Got {value!r}.")
+    if pa.types.is_list(t):
+        try:
+            out = json.loads(value)
+        except json.JSONDecodeError:
+            out = None
+        if not isinstance(out, list):
+            example = "[0.5, -1.0]" if pa.types.is_floating(t.value_type) else '["drama", "comedy"]'
+            raise ValidationError(
+                f"{f.name} must be a list (in CSV, a JSON array such as {example}), "
+                f"not a single string. Got {value!r:.80}."
+            )
+        return out
+    return value

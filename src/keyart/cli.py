@@ -1,24 +1,121 @@
-"""The ``keyart`` command: the demo, the library on a tiny example, offline evaluation."""
+"""The ``keyart`` command: the demo, the library on a tiny example, schemas, offline evaluation, serving.
+
+A user's mistake (a bad option, a file keyart refuses) ends in one line on stderr and a documented exit
+code (``EXIT_CODES``, docs/cli.md); the traceback only with ``keyart --debug COMMAND``.
+"""
 
 from __future__ import annotations
 
+import sys
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Any, Literal
 
 import typer
 from rich.console import Console
 from rich.table import Table
+from typer.core import TyperGroup
 
-from keyart.evaluate_cli import evaluate
+from keyart.errors import KeyartError
+
+try:  # typer >= 0.2x carries its own copy of click
+    from typer._click.exceptions import ClickException, UsageError
+except ImportError:  # pragma: no cover - older typer on click itself
+    from click.exceptions import ClickException, UsageError
+from keyart.data_cli import catalog_app, logs_app
+from keyart.evaluate_cli import evaluate_command
+from keyart.gate_cli import gate_command
 from keyart.service.cli import serve_command
+from keyart.train_cli import train_command
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, help="Personalized artwork selection.")
+#: Exit codes of every ``keyart`` command (docs/cli.md).
+EXIT_OK = 0
+EXIT_CHECK_FAILED = 1  # keyart gate: not better; keyart catalog validate: problems found
+EXIT_USAGE = 2  # a bad option, value or missing argument on the command line
+EXIT_UNTRUSTWORTHY = 3  # keyart gate: a reliability flag fired
+EXIT_INPUT = 4  # keyart refused an input: a file, store, snapshot or value (nothing was written)
+EXIT_INTERNAL = 70  # a bug in keyart: run with --debug and report the traceback
+EXIT_CODES = {
+    EXIT_OK: "success",
+    EXIT_CHECK_FAILED: "the check failed (gate: not better; catalog validate: problems found)",
+    EXIT_USAGE: "usage error: a bad option, value or missing argument",
+    EXIT_UNTRUSTWORTHY: "gate: the estimate is not trustworthy (a reliability flag fired)",
+    EXIT_INPUT: "an input was refused (file, store, snapshot or value); nothing was written",
+    EXIT_INTERNAL: "internal error (a bug): rerun with --debug for the traceback",
+}
+
+
+def _one_line(text: str) -> str:
+    return " ".join(str(text).split())
+
+
+class KeyartGroup(TyperGroup):
+    """The root command: every error becomes one line on stderr and an exit code (``EXIT_CODES``); with
+    ``--debug`` keyart's own errors and bugs raise with their traceback."""
+
+    def main(  # type: ignore[override]
+        self,
+        args: Sequence[str] | None = None,
+        prog_name: str | None = None,
+        complete_var: str | None = None,
+        standalone_mode: bool = True,
+        **extra: Any,
+    ) -> Any:
+        argv = list(sys.argv[1:] if args is None else args)
+        if not standalone_mode:
+            return super().main(argv, prog_name, complete_var, standalone_mode=False, **extra)
+        debug = "--debug" in argv[: argv.index("--") if "--" in argv else len(argv)]
+        try:
+            rv = super().main(argv, prog_name, complete_var, standalone_mode=False, **extra)
+        except ClickException as exc:
+            if type(exc).__name__ == "NoArgsIsHelpError":  # the help was shown: nothing went wrong
+                sys.exit(EXIT_OK)
+            sub = f" {exc.ctx.info_name}" if getattr(exc, "ctx", None) and exc.ctx.parent else ""
+            hint = f" (see 'keyart{sub} --help')" if isinstance(exc, UsageError) else ""
+            print(f"keyart: error: {_one_line(exc.format_message())}{hint}", file=sys.stderr)
+            sys.exit(EXIT_USAGE if isinstance(exc, UsageError) else exc.exit_code)
+        except typer.Abort:
+            print("keyart: aborted", file=sys.stderr)
+            sys.exit(1)
+        except (KeyartError, OSError) as exc:
+            if debug:
+                raise
+            print(f"keyart: error: {_one_line(str(exc))}", file=sys.stderr)
+            sys.exit(EXIT_INPUT)
+        except Exception as exc:
+            if debug:
+                raise
+            print(
+                f"keyart: internal error: {type(exc).__name__}: {_one_line(str(exc))} "
+                "(rerun as 'keyart --debug ...' for the traceback, and please report it)",
+                file=sys.stderr,
+            )
+            sys.exit(EXIT_INTERNAL)
+        sys.exit(rv if isinstance(rv, int) and not isinstance(rv, bool) else EXIT_OK)
+
+
+app = typer.Typer(
+    cls=KeyartGroup,
+    add_completion=False,
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    help="Personalized artwork selection: choose, log, learn, evaluate offline, serve.\n\n"
+    + "Exit codes: "
+    + "; ".join(f"{code} {meaning}" for code, meaning in EXIT_CODES.items())
+    + ".",
+)
 
 
 @app.callback()
-def _setup() -> None:
+def _setup(
+    debug: bool = typer.Option(
+        False, "--debug", help="Show the full traceback of an error (put it before the command)."
+    ),
+) -> None:
     """Pin BLAS to one thread: keyart's matrices are small, and threads only contend for them."""
     from threadpoolctl import threadpool_limits
 
+    del debug  # read by KeyartGroup.main, which handles errors around the whole command
     threadpool_limits(limits=1)
 
 
@@ -60,7 +157,26 @@ def policies() -> None:
         typer.echo(f"{name:16s} {doc}")
 
 
-app.command("evaluate")(evaluate)  # log in, table + plot out
+@app.command()
+def schema(
+    name: Literal["catalog", "decisions", "outcomes"] = typer.Argument(
+        ..., help="Which schema: catalog, decisions or outcomes.", show_default=False
+    ),
+) -> None:
+    """Print the JSON Schema of a catalog file or of one row of the decisions or outcomes log
+    (docs/data.md describes every field)."""
+    import json
+
+    from keyart.schemas import json_schema
+
+    typer.echo(json.dumps(json_schema(name), indent=2))
+
+
+app.command("evaluate")(evaluate_command)  # log in, table + plot out
+app.add_typer(catalog_app, name="catalog")  # validate, import (keyart.imports)
+app.add_typer(logs_app, name="logs")  # import
+app.command("train")(train_command)  # logs in, snapshot out (keyart.train)
+app.command("gate")(gate_command)  # candidate vs logging policy as an exit code (keyart.gate)
 app.command("serve")(serve_command)  # the decision service (docs/service.md)
 
 

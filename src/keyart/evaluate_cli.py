@@ -17,9 +17,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Annotated, Any, Literal
 
 import numpy as np
 import pyarrow.csv as pacsv
+import typer
 
 from keyart.errors import ValidationError
 from keyart.evaluation import ESTIMATORS, BanditLog, Comparison, Estimate, EstimatorConfig, compare, estimate
@@ -30,7 +32,7 @@ from keyart.evaluation.reward_models import (
     TabularRewardModel,
     default_reward_model,
 )
-from keyart.rewards import JoinReport
+from keyart.rewards import ATTRIBUTION_WINDOW_SECONDS, QUALITY_SECONDS, JoinReport, RewardTable
 from keyart.tabular import TabularFormat, load_tabular, obd_experiment, obd_report, read_table
 
 FORMATS = ("tabular", "obd", "keyart")
@@ -50,7 +52,8 @@ class EvaluationOutput:
     new_mass: dict[str, float] | None = None  # fmt keyart: each candidate's mass on new artworks
 
 
-def _model(name: str, log: BanditLog) -> RewardModel:
+def reward_model_for(name: str, log: BanditLog) -> RewardModel:
+    """The reward model of DM and the DR family named ``name`` (auto: chosen for ``log``)."""
     if name not in REWARD_MODELS:
         raise ValidationError(f"reward_model must be one of {', '.join(REWARD_MODELS)}. Got {name!r}.")
     if name == "tabular":
@@ -113,7 +116,7 @@ def _write(comp: Comparison, out: Path, title: str, extra: str = "") -> tuple[st
 
 
 def evaluate(
-    log: Path,
+    log: Path | None,
     candidate: list[str] | None = None,
     fmt: str = "tabular",
     out: Path = Path("keyart-out/evaluate"),
@@ -124,8 +127,8 @@ def evaluate(
     ci: str = "auto",
     refits: int = 200,
     catalog: Path | None = None,
-    window_seconds: float = 86_400.0,
-    min_seconds: float = 600.0,
+    window_seconds: float = ATTRIBUTION_WINDOW_SECONDS,
+    min_seconds: float = QUALITY_SECONDS,
     action_column: str = "action",
     propensity_column: str = "propensity",
     reward_column: str = "reward",
@@ -133,14 +136,30 @@ def evaluate(
     require_impression: bool | None = None,
     pools: str = "current",
     quiet: bool = False,
+    state_dir: Path | None = None,
 ) -> EvaluationOutput:
     """Evaluate candidate policies offline on a log; write evaluation.md, evaluation.csv, evaluation.png.
+
+    ``state_dir``: a keyart service's state directory, read as it is (its ``events.duckdb`` with fmt
+    keyart, and its ``catalog.json`` unless ``catalog`` is given) instead of ``log``.
 
     ``ci``: auto | normal | bootstrap; ``refits``: refit-bootstrap resamples for DM/Switch-DR/DR-os (lower
     it, or use ``--ci normal``, on very large logs). fmt keyart: ``require_impression`` keeps only displayed
     decisions, so estimates are take fractions (default: on when the store holds impression outcomes);
     ``pools``: current (the candidate acts on the catalog's active pools) or logged (on the logged pools).
     """
+    if state_dir is not None:
+        if log is not None:
+            raise ValidationError("Give a log or --state-dir, not both.")
+        state = Path(state_dir)
+        log, fmt = state / "events.duckdb", "keyart"
+        if not log.is_file():
+            raise ValidationError(
+                f"{state} holds no events.duckdb: it is not a keyart service state directory."
+            )
+        catalog = catalog if catalog is not None else state / "catalog.json"
+    if log is None:
+        raise ValidationError("Give a log to evaluate (or --state-dir).")
     result = _evaluate(
         log,
         candidate,
@@ -165,6 +184,127 @@ def evaluate(
         print(result.markdown)
         print(f"Wrote {result.markdown_path}, {result.table_path} and {result.plot_path}.")
     return result
+
+
+#: The options of the reward join, shared by keyart evaluate, keyart train and keyart gate.
+WindowSeconds = Annotated[
+    float,
+    typer.Option(
+        "--window-seconds",
+        min=0.001,
+        help="Attribution window in seconds (keyart logs): an outcome counts for the latest decision of its "
+        "member and title at most this long before it (the same default as keyart serve).",
+    ),
+]
+MinSeconds = Annotated[
+    float, typer.Option("--min-seconds", min=0, help="Engaged seconds of a quality play (keyart logs).")
+]
+
+
+def evaluate_command(
+    log: Annotated[
+        Path | None,
+        typer.Argument(
+            help="The log: a CSV/Parquet file (--fmt tabular), an Open Bandit Dataset directory (obd), or a "
+            "keyart event store, events.duckdb (keyart); omit it with --state-dir.",
+            show_default=False,
+        ),
+    ] = None,
+    candidate: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--candidate",
+            help="A candidate policy (repeat for several). tabular: 'uniform' or a CSV/Parquet file with "
+            "columns action[, position], probability[, row]; keyart: a policy file saved by Policy.save or "
+            "keyart train.",
+        ),
+    ] = None,
+    fmt: Annotated[Literal[FORMATS], typer.Option("--fmt", help="Format of the log.")] = "tabular",
+    out: Annotated[
+        Path, typer.Option("--out", help="Folder for evaluation.md, evaluation.csv and evaluation.png.")
+    ] = Path("keyart-out/evaluate"),
+    estimator: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--estimator",
+            help=f"An estimator to run (repeat for several; default: all): {', '.join(ESTIMATORS)}.",
+        ),
+    ] = None,
+    reward_model: Annotated[
+        Literal[REWARD_MODELS],
+        typer.Option(
+            "--reward-model",
+            help="Reward model of DM/DR: tabular (per action and position), linear, or auto (picks one).",
+        ),
+    ] = "auto",
+    folds: Annotated[
+        int, typer.Option("--folds", min=2, help="Cross-fitting folds of the reward model.")
+    ] = 2,
+    seed: Annotated[int, typer.Option("--seed", min=0, help="Seed of folds and bootstrap resamples.")] = 0,
+    ci: Annotated[
+        Literal["auto", "normal", "bootstrap"],
+        typer.Option(
+            "--ci",
+            help="Confidence intervals: normal, bootstrap, or auto (normal where valid, else bootstrap).",
+        ),
+    ] = "auto",
+    refits: Annotated[
+        int,
+        typer.Option(
+            "--refits", min=1, help="Refit-bootstrap resamples of DM, Switch-DR, DR-os (lower on huge logs)."
+        ),
+    ] = 200,
+    catalog: Annotated[
+        Path | None,
+        typer.Option(
+            "--catalog",
+            help="keyart: today's catalog, still holding the logged artworks (any form of docs/data.md, "
+            "also a service's state/catalog.json).",
+        ),
+    ] = None,
+    window_seconds: WindowSeconds = ATTRIBUTION_WINDOW_SECONDS,
+    min_seconds: MinSeconds = QUALITY_SECONDS,
+    action_column: Annotated[
+        str, typer.Option("--action-column", help="tabular: the action column.")
+    ] = "action",
+    propensity_column: Annotated[
+        str, typer.Option("--propensity-column", help="tabular: the logging propensity column.")
+    ] = "propensity",
+    reward_column: Annotated[
+        str, typer.Option("--reward-column", help="tabular: the reward column.")
+    ] = "reward",
+    position_column: Annotated[
+        str, typer.Option("--position-column", help="tabular: the position column (optional in the file).")
+    ] = "position",
+    require_impression: Annotated[
+        bool | None,
+        typer.Option(
+            "--require-impression/--no-require-impression",
+            help="keyart: keep only displayed decisions, so values are take fractions (default: on when "
+            "the store holds impression outcomes).",
+            show_default=False,
+        ),
+    ] = None,
+    pools: Annotated[
+        Literal[POOLS],
+        typer.Option(
+            "--pools",
+            help="keyart: candidates act on today's active pools (current) or on the pools as logged.",
+        ),
+    ] = "current",
+    quiet: Annotated[bool, typer.Option("--quiet", help="Do not print the table.")] = False,
+    state_dir: Annotated[
+        Path | None,
+        typer.Option(
+            "--state-dir",
+            help="A keyart service's state directory, read as it is (stop the service first): its "
+            "events.duckdb (fmt keyart) and catalog.json (unless --catalog is given).",
+        ),
+    ] = None,
+) -> None:
+    """Evaluate candidate policies offline on a log: one table with every estimator's value, interval and
+    diagnostics (Markdown and CSV) and one plot."""
+    evaluate(**locals())  # the same parameters, with their command-line help
 
 
 def _evaluate(
@@ -220,7 +360,7 @@ def _evaluate(
             tab.log,
             cands,
             names,
-            reward_model=_model(reward_model, tab.log),
+            reward_model=reward_model_for(reward_model, tab.log),
             n_folds=folds,
             config=config,
             seed=seed,
@@ -262,7 +402,6 @@ def _evaluate_store(
     from keyart.catalog import Catalog
     from keyart.features import Featurizer
     from keyart.policies import load_policy
-    from keyart.rewards import QualityRule, join_store
     from keyart.store import EventStore
 
     if catalog is None:
@@ -274,24 +413,13 @@ def _evaluate_store(
         raise ValidationError("fmt 'keyart' needs at least one candidate (a policy saved with Policy.save).")
     if pools not in POOLS:
         raise ValidationError(f"pools must be one of {', '.join(POOLS)}. Got {pools!r}.")
-    cat = Catalog.load_json(catalog)
+    cat = Catalog.load(catalog)
     with EventStore(path, read_only=True) as store:
-        has_impressions = bool(
-            store.connection.execute(
-                "SELECT EXISTS (SELECT 1 FROM outcomes WHERE event_type = 'impression')"
-            ).fetchall()[0][0]
-        )
-        impressions = has_impressions if require_impression is None else bool(require_impression)
-        joined = join_store(
-            store,
-            window_seconds=window_seconds,
-            rule=QualityRule(min_seconds=min_seconds),
-            runtimes=cat,
-            require_impression=impressions,
-        )
+        joined, impressions = join_logs(store, cat, window_seconds, min_seconds, require_impression)
+    names, unlogged_note = _propensity_free(joined, names)
     ev = evaluation_pools(joined, Featurizer(cat), pools)
     log = ev.to_log()
-    model = _model(reward_model, log)
+    model = reward_model_for(reward_model, log)
     ests: list[Estimate] = []
     new_mass: dict[str, float] = {}
     for c in candidates:
@@ -304,8 +432,72 @@ def _evaluate_store(
         )
     comp = Comparison(tuple(ests))
     report = _store_report(joined.report.as_dict(), impressions, require_impression, ev, new_mass)
+    report = f"{unlogged_note}\n\n{report}" if unlogged_note else report
     md, csv_path, md_path, png = _write(comp, out, f"Offline evaluation of {path}", report)
     return EvaluationOutput(comp, md, csv_path, md_path, png, joined.report, new_mass)
+
+
+def join_logs(
+    store: Any,
+    catalog: Any,
+    window_seconds: float,
+    min_seconds: float,
+    require_impression: bool | None,
+) -> tuple[RewardTable, bool]:
+    """The store's decisions with their rewards, and whether only displayed ones were kept (by default:
+    when the store holds impression outcomes, so values are take fractions)."""
+    from keyart.rewards import QualityRule, join_store
+
+    has_impressions = bool(
+        store.connection.execute(
+            "SELECT EXISTS (SELECT 1 FROM outcomes WHERE event_type = 'impression')"
+        ).fetchall()[0][0]
+    )
+    impressions = has_impressions if require_impression is None else bool(require_impression)
+    joined = join_store(
+        store,
+        window_seconds=window_seconds,
+        rule=QualityRule(min_seconds=min_seconds),
+        runtimes=catalog,
+        require_impression=impressions,
+    )
+    return joined, impressions
+
+
+#: Estimators that do not use the logged propensities (valid on logs imported without them).
+PROPENSITY_FREE = ("dm",)
+
+
+def unlogged(joined: RewardTable) -> int:
+    """How many decisions were imported without propensities (``keyart.imports.UNLOGGED_POLICY``)."""
+    import pyarrow.compute as pc
+
+    from keyart.imports import UNLOGGED_POLICY
+
+    return int(pc.sum(pc.equal(joined.table.column("policy"), UNLOGGED_POLICY)).as_py() or 0)
+
+
+def _propensity_free(joined: RewardTable, names: list[str]) -> tuple[list[str], str]:
+    """The estimators valid on ``joined`` and a note: when decisions were imported without propensities
+    (policy ``keyart.imports.UNLOGGED_POLICY``), only those that do not use them."""
+    from keyart.imports import UNLOGGED_POLICY
+
+    n = unlogged(joined)
+    if not n:
+        return names, ""
+    valid = [e for e in names if e in PROPENSITY_FREE]
+    skipped = [e for e in names if e not in PROPENSITY_FREE]
+    if not valid:
+        raise ValidationError(
+            f"{n} of the {joined.table.num_rows} decisions were imported without propensities: only "
+            f"{', '.join(PROPENSITY_FREE)} is valid on them (asked: {', '.join(names)})."
+        )
+    note = (
+        f"{n} of the {joined.table.num_rows} decisions were imported without propensities (policy "
+        f"{UNLOGGED_POLICY!r}): only {', '.join(valid)} is valid"
+        + (f"; not run: {', '.join(skipped)}." if skipped else ".")
+    )
+    return valid, note
 
 
 def _store_report(
@@ -347,4 +539,4 @@ def _store_report(
     return "\n".join(lines)
 
 
-__all__ = ["FORMATS", "EvaluationOutput", "evaluate"]
+__all__ = ["FORMATS", "EvaluationOutput", "evaluate", "evaluate_command"]

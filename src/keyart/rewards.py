@@ -31,6 +31,14 @@ from keyart.events import context_from_json, decisions_table, outcomes_table
 from keyart.feedback import LoggedFeedback
 from keyart.params import Interval, Optional_, check_param
 
+#: The attribution window's one default, everywhere (``join_rewards``, ``keyart serve``, ``keyart
+#: evaluate``, ``keyart train``, ``keyart gate``): an outcome counts for the latest decision of its (member,
+#: title) at most this many seconds before it. One hour: long enough for a play that follows the page,
+#: short enough that the service's learner learns a decision an hour after it was made.
+ATTRIBUTION_WINDOW_SECONDS = 3_600.0
+#: The default quality-play threshold (engaged seconds), everywhere.
+QUALITY_SECONDS = 600.0
+
 
 @dataclass(frozen=True)
 class QualityRule:
@@ -40,7 +48,7 @@ class QualityRule:
     whose runtime is unknown fails (and is counted in the report).
     """
 
-    min_seconds: float | None = 600.0
+    min_seconds: float | None = QUALITY_SECONDS
     min_fraction_of_runtime: float | None = None
     require: str = "all"
 
@@ -232,7 +240,7 @@ def join_rewards(
     decisions: pa.Table,
     outcomes: pa.Table,
     *,
-    window_seconds: float = 86_400.0,
+    window_seconds: float = ATTRIBUTION_WINDOW_SECONDS,
     rule: QualityRule | None = None,
     runtimes: Mapping[str, float] | Any | None = None,
     as_of: float | None = None,
@@ -349,7 +357,7 @@ def join_store(
         kwargs["as_of"] = _latest_outcome(store)
     if end is None:
         return join_rewards(store.decisions(start, None), store.outcomes(start, None), **kwargs)
-    window = float(kwargs.get("window_seconds", 86_400.0))
+    window = float(kwargs.get("window_seconds", ATTRIBUTION_WINDOW_SECONDS))
     decisions = store.decisions(start, end)
     if decisions.num_rows == 0:
         raise ValidationError("The decisions table is empty: there is nothing to join outcomes to.")
@@ -367,4 +375,13 @@ def join_closed(store: Any, start: float | None, end: float, **kwargs: Any) -> R
     return join_store(store, start, end, **kwargs)
 
 
-__all__ = ["JoinReport", "QualityRule", "RewardTable", "join_closed", "join_rewards", "join_store"]
+__all__ = [
+    "ATTRIBUTION_WINDOW_SECONDS",
+    "QUALITY_SECONDS",
+    "JoinReport",
+    "QualityRule",
+    "RewardTable",
+    "join_closed",
+    "join_rewards",
+    "join_store",
+]

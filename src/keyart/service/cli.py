@@ -12,10 +12,11 @@ import os
 import secrets
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any, Literal
 
 import typer
 
+from keyart.rewards import ATTRIBUTION_WINDOW_SECONDS, QUALITY_SECONDS
 from keyart.service.config import CONFIG_ENV, MULTIPROC_ENV, Limits, ServiceConfig
 
 
@@ -34,8 +35,8 @@ def serve(
     learn_interval: float = 2.0,
     reload_interval: float = 0.25,
     model_budget: float = 0.05,
-    attribution_window: float = 3_600.0,
-    quality_seconds: float = 600.0,
+    attribution_window: float = ATTRIBUTION_WINDOW_SECONDS,
+    quality_seconds: float = QUALITY_SECONDS,
     max_titles: int = 100,
     max_artworks: int = 64,
     max_body_bytes: int = 1 << 20,
@@ -53,14 +54,21 @@ def serve(
     """
     import uvicorn
 
+    from keyart.catalog import Catalog
+
+    # the inputs are read first: a file keyart refuses leaves nothing behind (no state, no key printed)
+    imported = None if catalog is None else Catalog.load(catalog)
+    trained, trained_shadow = _trained(policy), None if shadow_policy is None else _trained(shadow_policy)
     key = api_key or os.environ.get("KEYART_API_KEY")
     if not key:
         key = secrets.token_urlsafe(24)
         print(f"keyart serve: generated API key for state-changing endpoints: {key}", file=sys.stderr)
     config = ServiceConfig(
         state_dir=str(Path(state_dir).resolve()),
-        policy=policy,
-        shadow_policy=shadow_policy,
+        policy=policy if trained is None else trained[0].name,
+        policy_params={} if trained is None else trained[0].get_params(),
+        shadow_policy=shadow_policy if trained_shadow is None else trained_shadow[0].name,
+        shadow_params={} if trained_shadow is None else trained_shadow[0].get_params(),
         seed=seed,
         floor=floor,
         sticky_seconds=sticky_seconds,
@@ -85,15 +93,20 @@ def serve(
     for var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
         os.environ.setdefault(var, "1")  # one BLAS thread per worker: matrices are small
 
-    from keyart.catalog import Catalog
     from keyart.service import catalog_store
-    from keyart.service.learner import ensure_initial_generation
+    from keyart.service.learner import ensure_initial_generation, publish_trained
     from keyart.service.metrics import prepare_multiprocess_dir
     from keyart.service.supervisor import LearnerSupervisor
 
-    if catalog is not None and not config.catalog_path.exists():
-        loader = Catalog.load_parquet if Path(catalog).is_dir() else Catalog.load_json
-        catalog_store.import_catalog(config.catalog_path, loader(catalog))
+    if imported is not None and not config.catalog_path.exists():
+        catalog_store.import_catalog(config.catalog_path, imported)
+    if trained is not None or trained_shadow is not None:
+        publish_trained(
+            config,
+            None if trained is None else trained[0],
+            None if trained_shadow is None else trained_shadow[0],
+            None if trained is None else trained[1],
+        )
     ensure_initial_generation(config)
     prepare_multiprocess_dir(config.metrics_dir)
     supervisor = LearnerSupervisor(config.to_json()).start() if learner else None
@@ -113,6 +126,18 @@ def serve(
     finally:
         if supervisor is not None:
             supervisor.stop()
+
+
+def _trained(policy: str) -> tuple[Any, float | None] | None:
+    """A snapshot file named by ``--policy`` (a .npz path, or an existing file), and when it was trained
+    by ``keyart train``, the time its learning reaches (``learned_until``); None for a policy name."""
+    if not (policy.endswith(".npz") or Path(policy).is_file()):
+        return None
+    from keyart.policies import load_policy
+    from keyart.train import TrainingInfo
+
+    info = TrainingInfo.load(Path(policy))
+    return load_policy(policy), None if info is None else info.learned_until
 
 
 _STATE = Path("keyart-state")
@@ -136,16 +161,34 @@ def _loop() -> str:
 
 def serve_command(
     state_dir: Annotated[Path, typer.Option("--state-dir", help="Catalog, events, snapshots.")] = _STATE,
-    host: Annotated[str, typer.Option("--host")] = "127.0.0.1",
-    port: Annotated[int, typer.Option("--port")] = 8000,
+    host: Annotated[str, typer.Option("--host", help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option("--port", min=0, max=65535, help="Port to listen on.")] = 8000,
     workers: Annotated[int, typer.Option("--workers", min=1, help="Worker processes, same snapshot.")] = 1,
-    policy: Annotated[str, typer.Option("--policy", help="Serving policy (`keyart policies`).")] = "linucb",
+    policy: Annotated[
+        str,
+        typer.Option(
+            "--policy",
+            help="Serving policy: a name (keyart policies lists them) or a snapshot file (.npz, from keyart "
+            "train), published as the next model generation.",
+        ),
+    ] = "linucb",
     floor: Annotated[float, typer.Option("--floor", help="Exploration floor (>= floor / K each).")] = 0.1,
     shadow_policy: Annotated[
-        str | None, typer.Option("--shadow-policy", help="Policy run in shadow.")
+        str | None,
+        typer.Option(
+            "--shadow-policy",
+            help="Policy run in shadow (its choices logged, never served): a name or a snapshot file (.npz).",
+        ),
     ] = None,
     seed: Annotated[int, typer.Option("--seed", help="Deployment key of the sticky randomness.")] = 0,
-    catalog: Annotated[Path | None, typer.Option("--catalog", help="Catalog JSON/Parquet to import.")] = None,
+    catalog: Annotated[
+        Path | None,
+        typer.Option(
+            "--catalog",
+            help="Catalog to import at the first start (any form of docs/data.md: JSON, or a directory of "
+            "Parquet, CSV or JSON Lines tables).",
+        ),
+    ] = None,
     api_key: Annotated[
         str | None, typer.Option("--api-key", envvar="KEYART_API_KEY", help="Key for state changes.")
     ] = None,
@@ -154,17 +197,26 @@ def serve_command(
     reload_interval: Annotated[float, typer.Option("--reload-interval", help="Snapshot checks (s).")] = 0.25,
     model_budget: Annotated[float, typer.Option("--model-budget", help="Model time per page (s).")] = 0.05,
     attribution_window: Annotated[
-        float, typer.Option("--attribution-window", help="Seconds an outcome counts.")
-    ] = 3_600.0,
+        float,
+        typer.Option(
+            "--attribution-window",
+            min=0.001,
+            help="Attribution window in seconds: an outcome counts for the latest decision of its member "
+            "and title at most this long before it (the same default as keyart evaluate).",
+        ),
+    ] = ATTRIBUTION_WINDOW_SECONDS,
     quality_seconds: Annotated[
         float, typer.Option("--quality-seconds", help="Engaged seconds of a quality play.")
-    ] = 600.0,
+    ] = QUALITY_SECONDS,
     max_titles: Annotated[int, typer.Option("--max-titles", help="Titles per page.")] = 100,
     max_artworks: Annotated[int, typer.Option("--max-artworks", help="Active artworks per pool.")] = 64,
     max_body_bytes: Annotated[int, typer.Option("--max-body-bytes", help="Request body bytes.")] = 1 << 20,
     fsync: Annotated[bool, typer.Option("--fsync", help="fsync every logged event.")] = False,
     learner: Annotated[bool, typer.Option("--learner/--no-learner", help="Run the learner.")] = True,
-    log_level: Annotated[str, typer.Option("--log-level")] = "warning",
+    log_level: Annotated[
+        Literal["critical", "error", "warning", "info", "debug", "trace"],
+        typer.Option("--log-level", help="uvicorn's log level."),
+    ] = "warning",
     segment_max_mb: Annotated[
         float,
         typer.Option(

@@ -14,6 +14,7 @@ from typing import Any
 
 from keyart.errors import ValidationError
 from keyart.features import FeatureConfig
+from keyart.rewards import ATTRIBUTION_WINDOW_SECONDS, QUALITY_SECONDS
 
 #: Environment variable through which ``keyart serve`` hands its configuration to worker processes.
 CONFIG_ENV = "KEYART_SERVICE_CONFIG"
@@ -68,8 +69,8 @@ class ServiceConfig:
     learn_interval_seconds: float = 2.0
     reload_interval_seconds: float = 0.25
     model_budget_seconds: float = 0.05
-    attribution_window_seconds: float = 3_600.0
-    quality_min_seconds: float = 600.0
+    attribution_window_seconds: float = ATTRIBUTION_WINDOW_SECONDS
+    quality_min_seconds: float = QUALITY_SECONDS
     fsync: bool = False
     personalize_unknown_members: bool = False
     keep_generations: int = 5

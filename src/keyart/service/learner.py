@@ -71,6 +71,27 @@ def ensure_initial_generation(config: ServiceConfig) -> None:
         )
 
 
+def publish_trained(
+    config: ServiceConfig, primary: Policy | None, shadow: Policy | None, learned_until: float | None
+) -> None:
+    """Publish policies trained offline (``keyart train``) as the next generation: the serving one
+    learned up to ``learned_until`` (the learner goes on from there; None: from the first stored
+    decision) and/or the shadow one. The one not given is the latest generation's (else a fresh one),
+    and with it its ``learned_until``."""
+    numbers = _generation_numbers(config.snapshots_dir)
+    latest = _load_newest_readable(config.snapshots_dir) if numbers else None
+    fresh_primary, fresh_shadow = fresh_policies(config)
+    meta: dict[str, Any] = {"learned_until": learned_until}
+    if primary is None:
+        primary = latest.primary if latest is not None else fresh_primary
+        meta = {"learned_until": None if latest is None else latest.meta.get("learned_until")}
+    if shadow is None and config.shadow_policy is not None:
+        same = latest is not None and latest.shadow is not None and latest.shadow.name == config.shadow_policy
+        shadow = latest.shadow if same else fresh_shadow  # type: ignore[union-attr]
+    number = max(numbers) + 1 if numbers else 0
+    snapshots.publish(config.snapshots_dir, number, primary, shadow, meta, config.keep_generations)
+
+
 def _generation_numbers(directory: Path) -> list[int]:
     """The numbers of the generation directories present (readable or not)."""
     out = []

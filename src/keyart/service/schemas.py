@@ -157,6 +157,8 @@ class ArtworkIn(_Strict):
     style: Annotated[str, Field(max_length=128)] = ""
     tags: list[Id] = []
     embedding: list[Finite] | None = None
+    image: Annotated[str, Field(min_length=1, max_length=2048)] | None = None
+    metadata: dict[str, Any] = {}
 
 
 class ErrorBody(BaseModel):
@@ -174,7 +176,13 @@ EXAMPLE_TITLE = {
     "runtime_minutes": 50,
 }
 EXAMPLE_ARTWORKS = {
-    "st-1": {"title_id": "st", "theme_genres": ["horror"], "featured_cast": [], "style": "dark"},
+    "st-1": {
+        "title_id": "st",
+        "theme_genres": ["horror"],
+        "featured_cast": [],
+        "style": "dark",
+        "image": "https://images.example.com/st-1.jpg",
+    },
     "st-2": {"title_id": "st", "theme_genres": ["scifi"], "featured_cast": ["winona"], "style": "bright"},
 }
 EXAMPLE_ARTWORK = EXAMPLE_ARTWORKS["st-1"]

@@ -49,6 +49,12 @@ def closed_rewards(
     except ValidationError as exc:
         log.warning("nothing to join: %s", exc)
         return None
+    return learnable(rt, catalog, end)
+
+
+def learnable(rt: RewardTable, catalog: Catalog, end: float) -> RewardTable:
+    """The rows of ``rt`` a policy may learn from: before ``end``, drawn from a policy (no fallback), on
+    pools the catalog still knows (shared by the learner and ``keyart train``)."""
     t = rt.table
     ts = t.column("timestamp").to_numpy(zero_copy_only=False)
     fallback = t.column("fallback").to_numpy(zero_copy_only=False)
@@ -187,6 +193,7 @@ __all__ = [
     "add_artwork_stats",
     "closed_rewards",
     "direct_rewards",
+    "learnable",
     "update_policies",
     "with_direct_rewards",
 ]
