@@ -11,10 +11,12 @@ learner would learn (``keyart.service.training.learnable``). The result is a ``P
 (``FILE.json``: what it learned, up to when).
 
 Additive: the linear models and the count baselines keep sums over events, so two snapshots trained on
-disjoint date ranges merge (``merge_snapshots``) into the snapshot trained on both, to rounding. Exact
-only where the statistics are plain sums: fixed priors (``--param priors=fixed``), no forgetting
-(``half_life``), not the logistic model (its Laplace posterior depends on the fit's mode); other merges
-are refused.
+disjoint date ranges merge (``merge_snapshots``) into the snapshot trained on both, to rounding. With
+learned priors (the default) a trained model ends with a fit of its priors on all its data from the
+constructor's starting values (``refit_priors(restart=True)``), so the priors depend on the data alone and
+the merge, which sums the data and fits them the same way, equals training on both to the fit's
+tolerance. Not with forgetting (``half_life``: an event's weight depends on the events after it) nor for
+the logistic model (its Laplace posterior depends on the fit's mode): those merges are refused.
 """
 
 from __future__ import annotations
@@ -143,6 +145,7 @@ def train(
             f"(window {window_seconds:g} s) in the range asked."
         )
     policy.update_partitions(parts)
+    _final_priors(policy)
     info = TrainingInfo(
         policy.name,
         rows,
@@ -179,6 +182,12 @@ _LINEAR_POLICIES = ("epsilon_greedy", "softmax", "linucb", "linear_ts")
 _COUNT_POLICIES = ("beta_ts", "greedy")
 
 
+def _final_priors(policy: Policy) -> None:
+    """Learned priors fitted on all the data from the starting values: a function of the data alone."""
+    if policy.name in _LINEAR_POLICIES and policy.get_params().get("priors") == "empirical":
+        policy.refit_priors(restart=True)  # type: ignore[attr-defined]
+
+
 def _mergeable(policy: Policy) -> None:
     name = policy.name
     if name not in (*_LINEAR_POLICIES, *_COUNT_POLICIES, "uniform"):
@@ -189,11 +198,6 @@ def _mergeable(policy: Policy) -> None:
     params = policy.get_params()
     if params.get("half_life") is not None:
         raise ValidationError(f"A {name} with half_life forgets by event order: its snapshots do not merge.")
-    if name in _LINEAR_POLICIES and params.get("priors") != "fixed":
-        raise ValidationError(
-            f"This {name} learns its priors from the data (priors='empirical'), so its snapshots do not "
-            "merge exactly; train both with --param priors=fixed to merge them."
-        )
 
 
 def merge_snapshots(a: Policy, b: Policy) -> Policy:
@@ -213,7 +217,9 @@ def merge_snapshots(a: Policy, b: Policy) -> Policy:
         if a.name in _COUNT_POLICIES
         else _merge_linear(sa["state"], sb["state"])
     )
-    return restore_policy({**sa, "version": sa["version"] + sb["version"], "state": state})
+    merged = restore_policy({**sa, "version": sa["version"] + sb["version"], "state": state})
+    _final_priors(merged)
+    return merged
 
 
 def _union_ids(a: Mapping[str, Any], b: Mapping[str, Any]) -> tuple[list[str], np.ndarray, np.ndarray]:
@@ -256,19 +262,19 @@ def _merge_linear(a: Mapping[str, Any], b: Mapping[str, Any]) -> dict[str, Any]:
             f"The snapshots' features differ ({a['dim']} vs {b['dim']} columns): train both with one catalog "
             "and feature configuration."
         )
-    ridge = np.asarray(a["ridge_cols"], dtype=np.float64)
-    bias_ridge = float(a["bias_ridge"])
-    if not (np.array_equal(ridge, b["ridge_cols"]) and bias_ridge == float(b["bias_ridge"])):
-        raise ValidationError("The snapshots' priors differ: they do not merge exactly.")
+    # each state's data part is its precision less its own prior (learned priors differ between them);
+    # the merge takes a's prior (its learned priors are then fitted again on the merged data)
+    bias_ridge, bias_b = float(a["bias_ridge"]), float(b["bias_ridge"])
     ids, ra, rb = _union_ids(a, b)
     m = len(ids)
-    prior = np.diag(ridge)
-    p_ss = prior + (np.asarray(a["P_ss"]) - prior) + (np.asarray(b["P_ss"]) - prior)
+    p_ss = (
+        np.asarray(a["P_ss"]) + np.asarray(b["P_ss"]) - np.diag(np.asarray(b["ridge_cols"], dtype=np.float64))
+    )
     p_sa = _scatter(m, ra, np.asarray(a["P_sa"])) + _scatter(m, rb, np.asarray(b["P_sa"]))
     data_d = _scatter(m, ra, np.asarray(a["P_d"]) - bias_ridge) + _scatter(
-        m, rb, np.asarray(b["P_d"]) - bias_ridge
+        m, rb, np.asarray(b["P_d"]) - bias_b
     )
-    eta0 = _scatter(m, rb, np.asarray(b["eta0"]))
+    eta0 = _scatter(m, rb, np.asarray(b["eta0"]) * (bias_ridge / bias_b))  # prior means at a's strength
     eta0[ra] = np.asarray(a["eta0"])
     data_a = _scatter(m, ra, np.asarray(a["eta_a"]) - np.asarray(a["eta0"])) + _scatter(
         m, rb, np.asarray(b["eta_a"]) - np.asarray(b["eta0"])

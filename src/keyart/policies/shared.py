@@ -352,18 +352,24 @@ class SharedModelPolicy(Policy):
             self.n_,
         )
 
-    def refit_priors(self) -> Priors | None:
+    def refit_priors(self, restart: bool = False) -> Priors | None:
         """Fit the priors (and the noise, ``_learns_noise``) to the data learned so far by empirical Bayes
-        and adopt them; the data part of the model is unchanged. None (nothing changes) before any data."""
+        and adopt them; the data part of the model is unchanged. None (nothing changes) before any data.
+        ``restart``: the fit starts from the constructor's ``ridge`` and ``bias_ridge`` instead of the
+        current priors, so the result depends on the data alone (two models holding the same data, however
+        they got it, end with the same priors: ``keyart train`` and its merges)."""
         if self.post_ is None or self.n_ <= 0:
             return None
         groups = self.column_group_
         learn = np.array([g not in UNSHRUNK_FAMILIES for g in self.groups_], dtype=bool)
+        start = self._group_ridges()
+        if restart:
+            start = np.where(learn, float(self.ridge), start)
         fit = fit_priors(
             self.data_stats(),
             groups,
-            self._group_ridges(),
-            self.bias_ridge_,
+            start,
+            float(self.bias_ridge) if restart else self.bias_ridge_,
             tol=self._prior_tol,
             learn=learn,
             noise=None if self._learns_noise else self.noise_,
