@@ -70,6 +70,27 @@ def test_tables_written_by_duckdb_load_like_keyart_s_own(tmp_path, fmt, suffix):
     assert Catalog.load(tmp_path) == expected()
 
 
+@pytest.mark.parametrize("suffix", ["parquet", "jsonl", "csv"])
+def test_tables_written_by_pandas_load_like_keyart_s_own(tmp_path, suffix):
+    """pandas writes its own schema metadata into Parquet and NaN for a missing number; its CSV holds
+    lists as the JSON arrays a CSV catalog takes (``json.dumps`` per cell, as a user would write them)."""
+    import pandas as pd
+
+    for name, rows in (("titles", TITLES), ("artworks", ARTWORKS)):
+        frame = pd.DataFrame(rows)
+        path = tmp_path / f"{name}.{suffix}"
+        if suffix == "parquet":
+            frame.to_parquet(path)
+        elif suffix == "jsonl":
+            frame.to_json(path, orient="records", lines=True)
+        else:
+            for col in frame.columns:
+                if frame[col].map(lambda v: isinstance(v, list)).any():
+                    frame[col] = frame[col].map(json.dumps)
+            frame.to_csv(path, index=False)
+    assert Catalog.load(tmp_path) == expected()
+
+
 def test_parquet_written_by_plain_pyarrow_with_reordered_columns_loads(tmp_path):
     titles = pa.Table.from_pylist([{k: r[k] for k in reversed(list(r))} for r in TITLES])
     pq.write_table(titles, tmp_path / "titles.parquet")  # no keyart metadata, no metadata column
