@@ -74,18 +74,23 @@ class RidgePolicy(SharedModelPolicy):
     def _add_stats(self, stats: LinearStats, decay: float, feature_names: Sequence[str] = ()) -> None:
         base = self._base(stats.xx.shape[0], feature_names)
         index = self.index_.copy()
-        stats = stats.aligned(index)
+        index.extend(stats.artwork_ids)
+        rows = index.rows(np.array(stats.artwork_ids, dtype=object))
         post = self._decayed(self._grown(base, len(index)), decay)
+        # the artwork arrays change in the rows of the statistics' artworks only: add there (on a copy
+        # unless growing or decaying made one), and check those rows for overflow
+        P_sa, P_d, eta_a = (
+            a.copy() if a is b else a
+            for a, b in ((post.P_sa, base.P_sa), (post.P_d, base.P_d), (post.eta_a, base.eta_a))
+        )
+        P_sa[rows] += stats.xa
+        P_d[rows] += stats.aa
+        eta_a[rows] += stats.ar
         self._commit(
-            BlockGaussian(
-                post.P_ss + stats.xx,
-                post.P_sa + stats.xa,
-                post.P_d + stats.aa,
-                post.eta_s + stats.xr,
-                post.eta_a + stats.ar,
-            ),
+            BlockGaussian(post.P_ss + stats.xx, P_sa, P_d, post.eta_s + stats.xr, eta_a),
             index,
             decay,
+            rows,
         )
         # binary rewards when the statistics were made without sum w r^2 (then sum w r^2 = sum w r)
         rr = stats.rr if stats.rr > 0 or not stats.ar.any() else float(stats.ar.sum())

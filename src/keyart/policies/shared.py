@@ -292,9 +292,17 @@ class SharedModelPolicy(Policy):
         self.ridge_cols_ = np.full(d, float(self.ridge))
         return BlockGaussian.prior(d, 0, self.ridge_cols_, self.bias_ridge_)
 
-    def _commit(self, post: BlockGaussian, index: ArtworkIndex, decay: float = 1.0) -> None:
-        """Adopt a new posterior unless it is not finite (features so large that sums overflowed)."""
-        if not all(np.isfinite(a).all() for a in (post.P_ss, post.P_sa, post.P_d, post.eta_s, post.eta_a)):
+    def _commit(
+        self, post: BlockGaussian, index: ArtworkIndex, decay: float = 1.0, rows: np.ndarray | None = None
+    ) -> None:
+        """Adopt a new posterior unless it is not finite (features so large that sums overflowed); with
+        ``rows``, only those artwork rows changed (the others were finite before)."""
+        arts = (
+            (post.P_sa, post.P_d, post.eta_a)
+            if rows is None
+            else (post.P_sa[rows], post.P_d[rows], post.eta_a[rows])
+        )
+        if not all(np.isfinite(a).all() for a in (post.P_ss, post.eta_s, *arts)):
             raise ValidationError(
                 "feedback makes the model's statistics non-finite (features too large); "
                 "the model is unchanged."
