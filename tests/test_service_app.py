@@ -3,6 +3,7 @@ learning and hot reload, shadow mode, metrics, OpenAPI examples."""
 
 from __future__ import annotations
 
+import json
 import time
 import warnings
 from collections.abc import Iterator
@@ -498,9 +499,16 @@ def test_a_generation_that_only_moves_learned_until_reuses_the_model(
         body["outcomes"][0].update(engaged_seconds=900.0, timestamp=t)
         assert client.post("/v1/outcomes", json=body, headers=AUTH).status_code == 200
 
-    def files(n: int) -> list[int]:
+    def files(n: int) -> tuple[str, list[str]]:
+        """The generation's model id and its model files' recorded SHA-256 (checked against the files)."""
         gen_dir = config.snapshots_dir / snapshots.gen_name(n)
-        return [(gen_dir / f).stat().st_ino for f in ("primary.npz", "shadow.npz")]
+        meta = json.loads((gen_dir / "meta.json").read_text())
+        snapshots.verify_files(gen_dir, meta["files"])
+        return meta["model_id"], [meta["files"][f]["sha256"] for f in ("primary.npz", "shadow.npz")]
+
+    def inodes(n: int) -> set[int]:
+        gen_dir = config.snapshots_dir / snapshots.gen_name(n)
+        return {(gen_dir / f).stat().st_ino for f in ("primary.npz", "shadow.npz")}
 
     try:
         assert learner.number == 0 and snapshots.latest_pointer(config.snapshots_dir)["generation"] == 0
@@ -509,7 +517,8 @@ def test_a_generation_that_only_moves_learned_until_reuses_the_model(
         assert learner.step()["learned"] == 0
         info = _served(client, 1)
         assert info["learned_until"] == t0 + 30 - 60 and info["model_version"] == 0
-        assert files(1) == files(0)  # the same model files: nothing rewritten
+        assert files(1) == files(0)  # the same model: copied, not serialized again
+        assert not inodes(1) & inodes(0)  # copies, not hard links: damage to one never spreads
         assert (engine.generation.primary, engine.generation.shadow) == held  # nothing reloaded
 
         outcome_at(t0 + 200)  # now the page is learned: a new model, written and loaded

@@ -114,7 +114,7 @@ def test_publish_is_atomic_and_prunes_old_generations(tmp_path: Path) -> None:
     assert snapshots.load_latest(tmp_path / "empty") is None
 
 
-def test_metadata_only_generations_link_the_model_and_survive_pruning(tmp_path: Path) -> None:
+def test_metadata_only_generations_copy_the_model_and_survive_pruning(tmp_path: Path) -> None:
     policy = make_policy("linucb", seed=3)
     snapshots.publish(tmp_path, 0, policy, None, {"n": 0}, keep=2)
     first = snapshots.load_latest(tmp_path)
@@ -125,7 +125,7 @@ def test_metadata_only_generations_link_the_model_and_survive_pruning(tmp_path: 
     again = snapshots.load_latest(tmp_path, reuse=first)
     assert again is not None and again.number == 4 and again.meta["n"] == 4
     assert again.primary is first.primary and again.meta["model_id"] == first.meta["model_id"]
-    fresh = snapshots.load_latest(tmp_path)  # without the model at hand: loads the (linked) files
+    fresh = snapshots.load_latest(tmp_path)  # without the model at hand: loads the (copied) files
     assert fresh is not None and fresh.primary is not first.primary
     assert fresh.primary.get_params() == policy.get_params()
     assert snapshots.publish_meta(tmp_path, 5, 0, {}, keep=2) is None  # base pruned: publish in full

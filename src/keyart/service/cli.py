@@ -44,15 +44,14 @@ def serve(
     log_level: str = "warning",
     segment_max_mb: float = 64.0,
     max_clock_skew: int = 86_400,
-) -> None:
-    """Serve decisions over HTTP until interrupted; see ``docs/service.md``.
+) -> int:
+    """Serve decisions over HTTP until interrupted; see ``docs/service.md``. Returns the exit status:
+    0 when stopped by a signal, non-zero when the server stopped on a failure.
 
     prometheus_client chooses its multiprocess mode when it is first imported, so the metrics
     directory is named in the environment before anything imports it: with one worker, uvicorn serves
     from this very process, whose counters must go to the shared directory like every other's.
     """
-    import uvicorn
-
     key = api_key or os.environ.get("KEYART_API_KEY")
     if not key:
         key = secrets.token_urlsafe(24)
@@ -98,21 +97,62 @@ def serve(
     prepare_multiprocess_dir(config.metrics_dir)
     supervisor = LearnerSupervisor(config.to_json()).start() if learner else None
     try:
-        uvicorn.run(
-            "keyart.service.app:app_from_env",
-            factory=True,
-            host=host,
-            port=port,
-            workers=workers,
-            log_level=log_level,
-            access_log=False,
-            http=_http(),
-            loop=_loop(),
-            timeout_graceful_shutdown=10,
-        )
+        status = _run_server(host=host, port=port, workers=workers, log_level=log_level)
     finally:
         if supervisor is not None:
             supervisor.stop()
+    if status:
+        print(f"keyart serve: the server stopped on a failure (exit status {status})", file=sys.stderr)
+    return status
+
+
+def _run_server(host: str, port: int, workers: int, log_level: str) -> int:
+    """Run uvicorn until it stops; the exit status: 0 only when it was asked to stop (SIGINT/SIGTERM).
+
+    uvicorn's own ``run`` returns normally when a worker of several fails to start (it then stops them
+    all), which would make a failed service exit 0; with several workers its supervisor is run here, and
+    a stop that no signal asked for is a failure (status 3, uvicorn's start-up failure status).
+    """
+    import uvicorn
+    from uvicorn.config import STARTUP_FAILURE
+    from uvicorn.supervisors import Multiprocess
+
+    options = {
+        "factory": True,
+        "host": host,
+        "port": port,
+        "workers": workers,
+        "log_level": log_level,
+        "access_log": False,
+        "http": _http(),
+        "loop": _loop(),
+        "timeout_graceful_shutdown": 10,
+    }
+    app = "keyart.service.app:app_from_env"
+    if workers == 1 or not hasattr(Multiprocess, "handle_term"):
+        uvicorn.run(app, **options)  # exits with STARTUP_FAILURE itself when its one worker fails to start
+        return 0
+
+    class Workers(Multiprocess):
+        """uvicorn's worker supervisor, remembering whether a signal asked it to stop."""
+
+        asked_to_stop = False
+
+        def handle_int(self) -> None:
+            self.asked_to_stop = True
+            super().handle_int()
+
+        def handle_term(self) -> None:
+            self.asked_to_stop = True
+            super().handle_term()
+
+    config = uvicorn.Config(app, **options)  # type: ignore[arg-type]
+    workers_sup = Workers(config, sockets=[config.bind_socket()])
+    try:
+        workers_sup.run()
+    except KeyboardInterrupt:
+        return 0
+    return 0 if workers_sup.asked_to_stop else STARTUP_FAILURE
 
 
 _STATE = Path("keyart-state")
@@ -179,7 +219,7 @@ def serve_command(
     ] = 86_400,
 ) -> None:
     """Serve artwork decisions over HTTP, log them, learn online, hot-reload snapshots."""
-    serve(
+    status = serve(
         state_dir,
         host,
         port,
@@ -205,3 +245,5 @@ def serve_command(
         segment_max_mb,
         max_clock_skew,
     )
+    if status:
+        raise typer.Exit(status)

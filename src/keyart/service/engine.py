@@ -28,7 +28,7 @@ import orjson
 
 from keyart.catalog import Catalog
 from keyart.context import MemberContext
-from keyart.errors import EmptyPoolError, KeyartError, SnapshotError, UnknownIdError
+from keyart.errors import EmptyPoolError, KeyartError, UnknownIdError
 from keyart.events import context_to_json_fast as context_json
 from keyart.events import page_record, shadow_record
 from keyart.features import Featurizer
@@ -174,25 +174,31 @@ class Engine:
         if not force and sstamp == self._snapshot_stamp:
             return
         self._snapshot_stamp = sstamp
-        try:  # a metadata-only generation keeps the policies this worker already holds
-            gen = snapshots.load_latest(self.config.snapshots_dir, reuse=self.generation)
-        except (SnapshotError, OSError, ValueError) as exc:
-            self.model_error = f"snapshot unreadable: {exc}"
-            log.error(
-                "%s (still serving generation %s)",
-                self.model_error,
-                None if self.generation is None else self.generation.number,
-            )
+        # verified before loading; a damaged or missing generation (or LATEST) is skipped for the newest
+        # good one; a metadata-only generation keeps the policies this worker already holds
+        found = snapshots.load_newest_good(self.config.snapshots_dir, reuse=self.generation)
+        gen, held = found.generation, self.generation
+        for problem in found.skipped:
+            self.metrics.child(self.metrics.snapshot_skipped, "worker").inc()
+            log.error("model generation not loaded: %s", problem)
+        if gen is None or (held is not None and gen.number <= held.number):  # nothing newer that is good
+            problem = "; ".join(found.skipped) if found.skipped else None
+            if held is None:
+                self.model_error = problem or "no snapshot published yet"
+            elif problem is not None:
+                self.model_error = f"{problem} (still serving generation {held.number})"
+            elif gen is not None:
+                self.model_error = None
+            self.metrics.model_ok.set(0 if held is None else 1)
             return
-        if gen is None:
-            self.model_error = "no snapshot published yet"
-            return
-        if self.generation is not None and gen.number == self.generation.number:
-            return
-        if self.generation is None or gen.primary is not self.generation.primary:
+        if held is None or gen.primary is not held.primary:
             self._warm(gen)
-        self.generation, self.model_error, self.loaded_at = gen, None, time.time()
+        self.generation, self.loaded_at = gen, time.time()
+        self.model_error = (
+            None if not found.skipped else "; ".join(found.skipped) + f" (serving generation {gen.number})"
+        )
         self.metrics.generation.set(gen.number)
+        self.metrics.model_ok.set(1)
 
     def _warm(self, gen: snapshots.Generation | None = None) -> None:
         """Run one tiny decision so the first real request does not pay for caches and solves."""

@@ -15,8 +15,6 @@ updates), and ``keyart.service.supervisor`` (the learner process, its lock and i
 
 from __future__ import annotations
 
-import contextlib
-import json
 import logging
 import math
 import time
@@ -27,7 +25,7 @@ import pyarrow as pa
 
 from keyart.errors import SnapshotError
 from keyart.features import Featurizer
-from keyart.policies import Policy, load_policy, make_policy
+from keyart.policies import Policy, make_policy
 from keyart.rewards import RewardTable
 from keyart.service import catalog_store, snapshots
 from keyart.service.config import ServiceConfig
@@ -73,32 +71,7 @@ def ensure_initial_generation(config: ServiceConfig) -> None:
 
 def _generation_numbers(directory: Path) -> list[int]:
     """The numbers of the generation directories present (readable or not)."""
-    out = []
-    for p in directory.glob("gen-*"):
-        with contextlib.suppress(ValueError):
-            out.append(int(p.name[4:]))
-    return out
-
-
-def _load_newest_readable(directory: Path) -> snapshots.Generation | None:
-    """The generation LATEST names, or (when it is corrupt) the newest generation that loads."""
-    try:
-        return snapshots.load_latest(directory)
-    except (SnapshotError, OSError, ValueError) as exc:
-        log.error("LATEST unreadable (%s); looking for an older generation", exc)
-    for gen_dir in sorted(directory.glob("gen-*"), reverse=True):
-        try:
-            meta = json.loads((gen_dir / "meta.json").read_text())
-            shadow_path = gen_dir / "shadow.npz"
-            return snapshots.Generation(
-                int(meta["generation"]),
-                load_policy(gen_dir / "primary.npz"),
-                load_policy(shadow_path) if shadow_path.exists() else None,
-                meta,
-            )
-        except (SnapshotError, OSError, ValueError, KeyError):
-            continue
-    return None
+    return [number for number, _ in snapshots.generation_dirs(directory)]
 
 
 class Learner:
@@ -114,11 +87,13 @@ class Learner:
         self.reader = self._ingest.reader
         self._catalog_stamp: tuple[int, int] | None = None
         self._reload_catalog()
-        try:  # a missing or unreadable LATEST (with generations present) is replaced at once
-            pointer_ok = snapshots.latest_pointer(config.snapshots_dir) is not None
-        except SnapshotError:
-            pointer_ok = False
-        gen = _load_newest_readable(config.snapshots_dir)
+        # the newest generation that verifies: a damaged or missing one, or a missing or garbage LATEST,
+        # is skipped (and replaced below by a new generation, so workers find a good one under LATEST)
+        found = snapshots.load_newest_good(config.snapshots_dir)
+        for problem in found.skipped:
+            self.metrics.child(self.metrics.snapshot_skipped, "learner").inc()
+            log.error("model generation not loaded: %s", problem)
+        gen, pointer_ok = found.generation, found.is_latest
         primary, shadow = fresh_policies(config)
         meta: dict[str, Any] = {}
         number = 0
@@ -156,7 +131,7 @@ class Learner:
         self.rewards_learned = int(meta.get("rewards_learned", 0))
         self._published = gen is not None
         if gen is None or gen.primary is not primary or gen.shadow is not shadow or not pointer_ok:
-            self.publish()  # (re)configured, or LATEST is unreadable: publish what this learner holds
+            self.publish()  # (re)configured, or LATEST is not what was loaded: publish what this holds
 
     # ---- catalog -----------------------------------------------------------------------------------
     def _reload_catalog(self) -> None:
@@ -254,7 +229,8 @@ class Learner:
 
         When they did not change since they were last published (only ``learned_until``, the defaults or
         the catalog revision moved), the generation reuses that generation's model files
-        (``snapshots.publish_meta``): no model is written, and workers keep the policies they hold.
+        (``snapshots.publish_meta``: verified copies): no model is serialized, and workers keep the policies
+        they hold.
         """
         # the next number from this learner's own state (never from LATEST, which may be unreadable),
         # past every generation directory present; LATEST is then replaced

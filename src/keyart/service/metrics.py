@@ -100,6 +100,20 @@ class Metrics:
         self.generation = Gauge(
             "keyart_model_generation", "Model generation served (max over workers).", registry=r, **mode
         )
+        self.model_ok = Gauge(
+            "keyart_model_ok",
+            "1 when this process serves a verified model generation, 0 when it answers with default "
+            "artworks because no good generation exists (min over live workers).",
+            registry=r,
+            multiprocess_mode="livemin",
+        )
+        self.snapshot_skipped = Counter(
+            "keyart_snapshot_skipped_total",
+            "Model generations (or a LATEST pointer) passed over because they were missing, damaged or "
+            "unreadable, by the process that skipped them (worker, learner).",
+            ["process"],
+            registry=r,
+        )
         self.published_generation = Gauge(
             "keyart_published_generation", "Latest generation published by the learner.", registry=r, **mode
         )

@@ -29,6 +29,8 @@ def model_info(state: ServiceState, engine: Engine) -> dict[str, Any]:
         "configured_shadow": config.shadow_policy,
         "catalog_rev": engine.view.rev,
         "model_error": engine.model_error,
+        "model_ok": gen is not None,
+        "serving": "model" if gen is not None else "defaults",
         "generation": None,
         "learner": learner_status(config.root, config.learn_interval_seconds),
     }
@@ -83,7 +85,9 @@ async def healthz() -> Response:
 @router.get("/readyz", tags=["health"], summary="Readiness: catalog loaded and events writable")
 async def readyz(state: Service) -> Response:
     """Ready when the engine is up and a record can be written to the events directory (503 with the
-    reason otherwise). Also reports the model and the learner (which serving does not need)."""
+    reason otherwise). Also reports the model and the learner (which serving does not need): without a
+    good model generation the worker still answers every page, with default artworks, so it stays ready
+    and says so (``model_ok: false``, ``serving: "defaults"``, a ``warning``)."""
     engine = state.engine
     if engine is None:
         return json_response({"ready": False, "detail": "starting"}, 503)
@@ -95,8 +99,12 @@ async def readyz(state: Service) -> Response:
         "generation": None if gen is None else gen.number,
         "catalog_rev": engine.view.rev,
         "model_error": engine.model_error,
+        "model_ok": gen is not None,
+        "serving": "model" if gen is not None else "defaults",
         "learner": learner_status(config.root, config.learn_interval_seconds),
     }
+    if gen is None:
+        body["warning"] = f"no good model generation: answering with default artworks ({engine.model_error})"
     if problem is not None:
         body["detail"] = problem
     return json_response(body, 200 if problem is None else 503)
