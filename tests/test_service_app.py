@@ -568,6 +568,15 @@ def test_snapshots_swap_under_traffic_without_failing_a_request(
 # ---- OpenAPI -------------------------------------------------------------------------------------
 
 
+def test_the_model_endpoint_keeps_the_exploration_key_secret(
+    client: TestClient, config: ServiceConfig
+) -> None:
+    info = client.get("/v1/model").json()
+    assert "seed" not in info["params"] and "seed" not in info["shadow"]["params"]
+    assert "floor" in info["params"]
+    assert str(config.exploration_seed()) not in client.get("/v1/model").text
+
+
 def test_openapi_examples_work_against_the_app(client: TestClient) -> None:
     doc = client.get("/openapi.json").json()
     assert {

@@ -16,7 +16,8 @@ from typing import Annotated
 
 import typer
 
-from keyart.service.config import CONFIG_ENV, MULTIPROC_ENV, Limits, ServiceConfig
+from keyart.errors import ValidationError
+from keyart.service.config import CONFIG_ENV, MULTIPROC_ENV, Limits, ServiceConfig, exploration_key
 
 
 def serve(
@@ -27,7 +28,7 @@ def serve(
     policy: str = "linucb",
     floor: float = 0.1,
     shadow_policy: str | None = None,
-    seed: int = 0,
+    seed: int | None = None,
     catalog: Path | None = None,
     api_key: str | None = None,
     sticky_seconds: float = 86_400.0,
@@ -56,8 +57,15 @@ def serve(
     if not key:
         key = secrets.token_urlsafe(24)
         print(f"keyart serve: generated API key for state-changing endpoints: {key}", file=sys.stderr)
+    root = Path(state_dir).resolve()
+    if seed is None:
+        try:
+            seed = exploration_key(root)
+        except ValidationError as exc:
+            print(f"keyart serve: {exc}", file=sys.stderr)
+            return 2
     config = ServiceConfig(
-        state_dir=str(Path(state_dir).resolve()),
+        state_dir=str(root),
         policy=policy,
         shadow_policy=shadow_policy,
         seed=seed,
@@ -184,7 +192,14 @@ def serve_command(
     shadow_policy: Annotated[
         str | None, typer.Option("--shadow-policy", help="Policy run in shadow.")
     ] = None,
-    seed: Annotated[int, typer.Option("--seed", help="Deployment key of the sticky randomness.")] = 0,
+    seed: Annotated[
+        int | None,
+        typer.Option(
+            "--seed",
+            help="Deployment key of the sticky randomness (default: drawn once per state directory and "
+            "kept in its exploration.key).",
+        ),
+    ] = None,
     catalog: Annotated[Path | None, typer.Option("--catalog", help="Catalog JSON/Parquet to import.")] = None,
     api_key: Annotated[
         str | None, typer.Option("--api-key", envvar="KEYART_API_KEY", help="Key for state changes.")

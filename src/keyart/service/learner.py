@@ -107,6 +107,11 @@ class Learner:
                     config.policy,
                     gen.primary.name,
                 )
+            if config.seed is None and getattr(primary, "seed", None) == 0:
+                log.warning(
+                    "the served policy's exploration key is 0, the old shared default: every deployment "
+                    "with it explores alike; pass --seed, or start a fresh state directory to get its own key"
+                )
             if shadow is not None and gen.shadow is not None and gen.shadow.name == config.shadow_policy:
                 shadow = gen.shadow
         self.primary, self.shadow, self.number = primary, shadow, number

@@ -19,6 +19,11 @@ from keyart.service.state import Service, ServiceState
 router = APIRouter()
 
 
+def _public(params: dict[str, Any]) -> dict[str, Any]:
+    """A policy's parameters without its ``seed``: the exploration key is the deployment's secret."""
+    return {k: v for k, v in params.items() if k != "seed"}
+
+
 def model_info(state: ServiceState, engine: Engine) -> dict[str, Any]:
     """What ``GET /v1/model`` reports: the configured and served policies, the generation (with the priors
     its model learned), the learner."""
@@ -40,7 +45,7 @@ def model_info(state: ServiceState, engine: Engine) -> dict[str, Any]:
                 "generation": gen.number,
                 "policy": gen.primary.name,
                 "model_version": gen.primary.version_,
-                "params": gen.primary.get_params(),
+                "params": _public(gen.primary.get_params()),
                 "priors": gen.primary.learned_priors(),
                 "loaded_at": engine.loaded_at,
                 "published_at": gen.meta.get("created"),
@@ -51,7 +56,7 @@ def model_info(state: ServiceState, engine: Engine) -> dict[str, Any]:
                 else {
                     "policy": gen.shadow.name,
                     "model_version": gen.shadow.version_,
-                    "params": gen.shadow.get_params(),
+                    "params": _public(gen.shadow.get_params()),
                 },
             }
         )
