@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import logging
 import time
-import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -35,6 +34,7 @@ from keyart.features import Featurizer
 from keyart.service import catalog_store, snapshots
 from keyart.service.config import ServiceConfig
 from keyart.service.fallbacks import DEFAULT_POLICY, decision_ids, default_artworks
+from keyart.service.ids import PageKeys
 from keyart.service.metrics import Metrics
 from keyart.service.modelthread import Job, ModelThread
 from keyart.service.parsing import PageRequest
@@ -135,6 +135,7 @@ class Engine:
             else SegmentWriter(config.segments_dir, fsync=config.fsync, max_bytes=config.segment_max_bytes)
         )
         self.executor = ModelThread()
+        self.keys = PageKeys(config.exploration_seed())  # decision ids every worker recognises
         self.view = self._load_catalog()
         self._catalog_stamp = catalog_store.stamp(config.catalog_path)
         self.generation: snapshots.Generation | None = None
@@ -273,7 +274,7 @@ class Engine:
         title_ids = req.title_ids
         # decision ids come from a key made here, never from the client's request id: a reused request id
         # must not give two pages the same decision ids (the client's id stays as the correlation id)
-        key = uuid.uuid4().hex
+        key = self.keys.new()
         rid = req.request_id or key
         pools = self.pools(view, title_ids)
         if reason is None and gen is None:

@@ -57,6 +57,11 @@ class Metrics:
             "keyart_shadow_decisions_total", "Decisions logged by a shadow policy.", ["policy"], registry=r
         )
         self.outcomes = Counter("keyart_outcomes_total", "Outcomes accepted, by kind.", ["kind"], registry=r)
+        self.unmatched_outcomes = Counter(
+            "keyart_unmatched_outcomes_total",
+            "Outcomes accepted that name a decision_id this deployment never issued (they join nothing).",
+            registry=r,
+        )
         self.rejected = Counter(
             "keyart_rejected_requests_total", "Requests refused with a 4xx.", ["status"], registry=r
         )

@@ -1,0 +1,145 @@
+"""What the service takes in (issue 13), over real HTTP: outcomes naming decisions this deployment never
+issued are accepted but counted and reported as unmatched (also when another worker issued the
+decision: ids carry a MAC every worker can check), and the sizes of titles' and artworks' lists and
+embeddings are bounded with a clear 4xx."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+import httpx
+import orjson
+import pytest
+
+from keyart.service import catalog_store
+from keyart.service.config import ServiceConfig
+from keyart.service.ids import PageKeys
+from keyart.service.learner import Learner
+from keyart.service.schemas import MAX_EMBEDDING, MAX_LABELS
+from test_service_support import AUTH, LocalServer, make_config, page_body, prepare
+
+
+@pytest.fixture
+def config(tmp_path: Path) -> ServiceConfig:
+    return prepare(make_config(tmp_path / "state"))
+
+
+def _metric(text: str, name: str) -> float:
+    found = re.findall(rf"^{name} ([0-9.e+]+)$", text, re.M)
+    return float(found[0]) if found else 0.0
+
+
+def _logged_outcome_ids(config: ServiceConfig) -> list[str]:
+    out = []
+    for p in sorted(config.segments_dir.glob("*.seg")):
+        for line in p.read_bytes().splitlines():
+            record = orjson.loads(line)
+            out += [o["event_id"] for o in record.get("items", [])]
+    return out
+
+
+# ---- outcomes for unknown decisions ------------------------------------------------------------------
+
+
+def test_outcomes_for_unknown_decisions_are_accepted_counted_and_reported(config: ServiceConfig) -> None:
+    with LocalServer(config) as srv, httpx.Client(base_url=srv.base, timeout=30) as c:
+        page = c.post("/v1/decide", json=page_body("m1")).json()
+        known = [d["decision_id"] for d in page["decisions"]]
+        forged = known[0][:-5] + "00000-0"  # the shape of an issued id, but not its MAC
+        items: list[dict[str, Any]] = [
+            {"decision_id": known[0], "event_type": "play", "engaged_seconds": 900.0},
+            {"decision_id": known[1], "reward": 1.0},
+            {"member_id": "m1", "title_id": "t2", "event_type": "impression"},  # no id: nothing to check
+            {"decision_id": "0123456789abcdef01234567", "reward": 1.0},
+            {"decision_id": forged, "event_type": "play"},
+            {"decision_id": f"{known[0].rsplit('-', 1)[0]}/shadow-0", "reward": 0.0},  # never shown
+            {"decision_id": "0123456789abcdef01234567", "event_type": "complete"},
+        ]
+        r = c.post("/v1/outcomes", json={"outcomes": items}, headers=AUTH)
+        assert r.status_code == 200, r.text
+        body = r.json()
+        assert body["accepted"] == 7 and body["unmatched"] == 4
+        assert body["unmatched_decision_ids"] == [
+            "0123456789abcdef01234567",
+            forged,
+            items[5]["decision_id"],
+        ]
+        assert _metric(c.get("/metrics").text, "keyart_unmatched_outcomes_total") == 4.0
+        r = c.post("/v1/outcomes", json={"outcomes": items[:3]}, headers=AUTH)
+        assert r.json()["unmatched"] == 0 and r.json()["unmatched_decision_ids"] == []
+    # accepted means logged and stored: nothing of an unmatched outcome is lost
+    assert set(body["event_ids"]) <= set(_logged_outcome_ids(config))
+    learner = Learner(config)
+    try:
+        step = learner.step()  # events into the outcomes table, direct rewards into the rewards table
+        assert (step["outcomes"], step["rewards"]) == (6, 4)
+    finally:
+        learner.close()
+
+
+def test_a_decision_issued_by_one_worker_is_matched_by_another(config: ServiceConfig) -> None:
+    with LocalServer(config) as a, LocalServer(config) as b:
+        with httpx.Client(base_url=a.base, timeout=30) as ca:
+            ids = [d["decision_id"] for d in ca.post("/v1/decide", json=page_body("m1")).json()["decisions"]]
+            title = ca.post(
+                "/v1/decide/title", json={"member_id": "m2", "title_id": "t3", "context": {}}
+            ).json()
+        with httpx.Client(base_url=b.base, timeout=30) as cb:
+            items = [{"decision_id": d, "reward": 1.0} for d in [*ids, title["decision_id"]]]
+            r = cb.post("/v1/outcomes", json={"outcomes": items}, headers=AUTH)
+            assert r.status_code == 200 and r.json()["unmatched"] == 0, r.text
+
+
+def test_page_keys_recognise_only_their_own_ids() -> None:
+    keys, other = PageKeys(12345), PageKeys(54321)
+    key = keys.new()
+    assert len(key) == 32 and key != keys.new()
+    assert keys.issued(f"{key}-0", 100) and keys.issued(f"{key}-99", 100)
+    assert not keys.issued(f"{key}-100", 100)  # beyond any page
+    assert not keys.issued(f"{key}-01", 100) and not keys.issued(f"{key}--1", 100)
+    assert not other.issued(f"{key}-0", 100)  # another deployment's
+    assert not keys.issued(key, 100) and not keys.issued(f"{key.upper()}-0", 100)
+    assert not keys.issued("", 100) and not keys.issued("-", 100)
+
+
+# ---- size limits of the catalog API ------------------------------------------------------------------
+
+TOO_MANY = [f"g{i}" for i in range(MAX_LABELS + 1)]
+BAD_CATALOG = [
+    ("titles/big", {"genres": TOO_MANY}, "genres"),
+    ("titles/big", {"cast": TOO_MANY}, "cast"),
+    ("artworks/t0-big", {"title_id": "t0", "theme_genres": TOO_MANY}, "theme_genres"),
+    ("artworks/t0-big", {"title_id": "t0", "featured_cast": TOO_MANY}, "featured_cast"),
+    ("artworks/t0-big", {"title_id": "t0", "tags": TOO_MANY}, "tags"),
+    ("artworks/t0-big", {"title_id": "t0", "embedding": [0.5] * (MAX_EMBEDDING + 1)}, "embedding"),
+]
+
+
+@pytest.mark.parametrize(("path", "body", "field"), BAD_CATALOG)
+def test_oversized_lists_and_embeddings_are_refused(
+    config: ServiceConfig, path: str, body: dict[str, Any], field: str
+) -> None:
+    rev = catalog_store.read_document(config.catalog_path)["rev"]
+    with LocalServer(config) as srv, httpx.Client(base_url=srv.base, timeout=30) as c:
+        r = c.put(f"/v1/{path}", json=body, headers=AUTH)
+        assert r.status_code == 422, r.text
+        out = r.json()
+        assert out["field"] == field and out["error"] == "invalid_field"
+        limit = MAX_EMBEDDING if field == "embedding" else MAX_LABELS
+        assert f"at most {limit} items" in out["detail"], out["detail"]
+    assert catalog_store.read_document(config.catalog_path)["rev"] == rev  # nothing changed
+
+
+def test_lists_and_embeddings_at_the_limits_are_accepted(config: ServiceConfig) -> None:
+    labels = [f"g{i}" for i in range(MAX_LABELS)]
+    with LocalServer(config) as srv, httpx.Client(base_url=srv.base, timeout=30) as c:
+        r = c.put("/v1/titles/big", json={"genres": labels, "cast": labels}, headers=AUTH)
+        assert r.status_code == 201, r.text
+        art = {"title_id": "big", "tags": labels, "embedding": [0.25] * MAX_EMBEDDING}
+        assert c.put("/v1/artworks/big-1", json=art, headers=AUTH).status_code == 201
+        r = c.post("/v1/decide", json=page_body("m1", titles=["big", "t0"]))
+        assert r.status_code == 200 and r.json()["decisions"][0]["artwork_id"] == "big-1"
+        schema = c.get("/openapi.json").json()["components"]["schemas"]
+        assert schema["ArtworkIn"]["properties"]["tags"]["maxItems"] == MAX_LABELS
