@@ -7,8 +7,10 @@ and on reload; without any good generation the workers answer with default artwo
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -21,6 +23,7 @@ from keyart.policies import make_policy
 from keyart.service import snapshots
 from keyart.service.config import ServiceConfig
 from keyart.service.learner import Learner
+from keyart.service.server import Announcer
 from test_service_support import AUTH, LocalServer, ServiceProcess, make_config, page_body, prepare
 
 T0 = 1_700_000_000.0
@@ -227,15 +230,71 @@ def test_serve_with_a_truncated_latest_model_starts_on_the_newest_good_one(tmp_p
             if len(seen) == 2:
                 break
         assert srv.proc is not None and srv.proc.poll() is None
+        assert "model generation 2," in _start_up_line(srv)
+
+
+def _start_up_line(srv: ServiceProcess) -> str:
+    """The start-up line (printed once /readyz answers, so wait for it: the log is another process's)."""
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        found = [line for line in srv.read_log(10**9).splitlines() if "keyart serve: ready on" in line]
+        if found:
+            return found[0]
+        time.sleep(0.1)
+    raise AssertionError(f"no start-up line: {srv.read_log()}")
+
+
+def test_serve_starts_lean_workers_and_names_what_it_serves(tmp_path: Path) -> None:
+    """Workers import what they serve, not every keyart command (the console script is not re-run in
+    them); the start-up line names the URL, workers, policy, generation and state directory; an empty
+    catalog is said out loud."""
+    state = tmp_path / "state"
+    env = {"PYTHONPROFILEIMPORTTIME": "1"}
+    with ServiceProcess(state, workers=2, env=env) as srv:
+        line = _start_up_line(srv)
+        assert f"ready on {srv.base} (2 workers, policy linucb, model generation 0, " in line
+        assert f"catalog rev 0 with 0 titles, state directory {state.resolve()})" in line
+        deadline = time.monotonic() + 120  # ready once one worker is up: wait for the other's imports
+        while time.monotonic() < deadline:
+            log = srv.read_log(10**9)
+            if len(re.findall(r"\|\s+keyart\.service\.routes$", log, re.M)) == 2:  # each worker's app
+                break
+            time.sleep(0.2)
+        assert "has no active title" in log
+        # imported by the `keyart` process itself only: once, not once more per worker and learner
+        assert len(re.findall(r"\|\s+keyart\.evaluate_cli$", log, re.M)) == 1
 
 
 def test_serve_exits_non_zero_when_its_workers_cannot_start(tmp_path: Path) -> None:
     state = tmp_path / "state"
-    state.mkdir()
-    (state / "catalog.json").write_text('{"rev": 1, "catalog": {"titles": 5}}')  # no worker can start
+    prepare(make_config(state))
+    (state / "segments").write_text("a file where the workers' segment directory belongs")
     exe = Path(sys.executable).with_name("keyart")
     cmd = [str(exe), "serve", "--state-dir", str(state), "--workers", "2", "--no-learner", "--port", "0"]
     cmd += ["--api-key", "k"]
-    done = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
-    assert done.returncode != 0, done.stderr[-2000:]
-    assert "stopped on a failure" in done.stderr
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=300)  # before: exit status 0
+    assert done.returncode == 3, done.stderr[-2000:]
+    assert "stopped on a failure (exit status 3)" in done.stderr
+
+
+def test_serve_refuses_an_unreadable_catalog_at_once(tmp_path: Path) -> None:
+    state = tmp_path / "state"
+    state.mkdir()
+    (state / "catalog.json").write_text('{"rev": 1, "catalog": {"titles": 5}}')
+    exe = Path(sys.executable).with_name("keyart")
+    cmd = [str(exe), "serve", "--state-dir", str(state), "--workers", "2", "--no-learner", "--port", "0"]
+    done = subprocess.run([*cmd, "--api-key", "k"], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 2 and "cannot read the catalog" in done.stderr, done.stderr[-2000:]
+    assert "Traceback" not in done.stderr
+
+
+def test_the_start_up_line_says_when_no_model_is_served() -> None:
+    announce = Announcer("0.0.0.0", 1, "linear_ts", "/srv/state", "catalog rev 3 with 2 titles")
+    line = announce.format(
+        "http://127.0.0.1:8000", {"generation": None, "model_ok": False, "model_error": "gen-7 damaged"}, 2.04
+    )
+    assert line == (
+        "keyart serve: ready on http://127.0.0.1:8000 (1 worker, policy linear_ts, no good model generation "
+        "(serving default artworks: gen-7 damaged), catalog rev 3 with 2 titles, state directory "
+        "/srv/state) after 2.0 s"
+    )

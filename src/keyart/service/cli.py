@@ -16,7 +16,7 @@ from typing import Annotated
 
 import typer
 
-from keyart.errors import ValidationError
+from keyart.errors import KeyartError, ValidationError
 from keyart.service.config import CONFIG_ENV, MULTIPROC_ENV, Limits, ServiceConfig, exploration_key
 
 
@@ -96,6 +96,7 @@ def serve(
     from keyart.service import catalog_store
     from keyart.service.learner import ensure_initial_generation
     from keyart.service.metrics import prepare_multiprocess_dir
+    from keyart.service.server import Announcer, lean_spawn, run_server
     from keyart.service.supervisor import LearnerSupervisor
 
     if catalog is not None and not config.catalog_path.exists():
@@ -103,83 +104,35 @@ def serve(
         catalog_store.import_catalog(config.catalog_path, loader(catalog))
     ensure_initial_generation(config)
     prepare_multiprocess_dir(config.metrics_dir)
-    supervisor = LearnerSupervisor(config.to_json()).start() if learner else None
     try:
-        status = _run_server(host=host, port=port, workers=workers, log_level=log_level)
-    finally:
-        if supervisor is not None:
-            supervisor.stop()
+        catalog_now, rev = catalog_store.load_catalog(config.catalog_path)
+    except (KeyartError, OSError, ValueError) as exc:  # no worker could serve it: say so, exit non-zero
+        print(f"keyart serve: cannot read the catalog {config.catalog_path}: {exc}", file=sys.stderr)
+        return 2
+    n_titles = len(catalog_now.active_title_ids())
+    if not n_titles:
+        print(
+            f"keyart serve: the catalog ({config.catalog_path}) has no active title: every page will be "
+            "refused until titles and artworks are added (PUT /v1/titles/..., /v1/artworks/...) or the "
+            "server is started with --catalog",
+            file=sys.stderr,
+        )
+    announce = Announcer(host, workers, policy, str(config.root), f"catalog rev {rev} with {n_titles} titles")
+    with lean_spawn():  # worker and learner processes import what they serve, not every keyart command
+        supervisor = LearnerSupervisor(config.to_json()).start() if learner else None
+        try:
+            status = run_server(
+                "keyart.service.app:app_from_env", host, port, workers, log_level, announce=announce
+            )
+        finally:
+            if supervisor is not None:
+                supervisor.stop()
     if status:
         print(f"keyart serve: the server stopped on a failure (exit status {status})", file=sys.stderr)
     return status
 
 
-def _run_server(host: str, port: int, workers: int, log_level: str) -> int:
-    """Run uvicorn until it stops; the exit status: 0 only when it was asked to stop (SIGINT/SIGTERM).
-
-    uvicorn's own ``run`` returns normally when a worker of several fails to start (it then stops them
-    all), which would make a failed service exit 0; with several workers its supervisor is run here, and
-    a stop that no signal asked for is a failure (status 3, uvicorn's start-up failure status).
-    """
-    import uvicorn
-    from uvicorn.config import STARTUP_FAILURE
-    from uvicorn.supervisors import Multiprocess
-
-    options = {
-        "factory": True,
-        "host": host,
-        "port": port,
-        "workers": workers,
-        "log_level": log_level,
-        "access_log": False,
-        "http": _http(),
-        "loop": _loop(),
-        "timeout_graceful_shutdown": 10,
-    }
-    app = "keyart.service.app:app_from_env"
-    if workers == 1 or not hasattr(Multiprocess, "handle_term"):
-        uvicorn.run(app, **options)  # exits with STARTUP_FAILURE itself when its one worker fails to start
-        return 0
-
-    class Workers(Multiprocess):
-        """uvicorn's worker supervisor, remembering whether a signal asked it to stop."""
-
-        asked_to_stop = False
-
-        def handle_int(self) -> None:
-            self.asked_to_stop = True
-            super().handle_int()
-
-        def handle_term(self) -> None:
-            self.asked_to_stop = True
-            super().handle_term()
-
-    config = uvicorn.Config(app, **options)  # type: ignore[arg-type]
-    workers_sup = Workers(config, sockets=[config.bind_socket()])
-    try:
-        workers_sup.run()
-    except KeyboardInterrupt:
-        return 0
-    return 0 if workers_sup.asked_to_stop else STARTUP_FAILURE
-
-
 _STATE = Path("keyart-state")
-
-
-def _http() -> str:
-    try:
-        import httptools  # noqa: F401
-    except ImportError:
-        return "h11"
-    return "httptools"
-
-
-def _loop() -> str:
-    try:
-        import uvloop  # noqa: F401
-    except ImportError:
-        return "asyncio"
-    return "uvloop"
 
 
 def serve_command(
