@@ -5,6 +5,7 @@ embeddings are bounded with a clear 4xx."""
 
 from __future__ import annotations
 
+import logging
 import re
 from pathlib import Path
 from typing import Any
@@ -143,3 +144,43 @@ def test_lists_and_embeddings_at_the_limits_are_accepted(config: ServiceConfig) 
         assert r.status_code == 200 and r.json()["decisions"][0]["artwork_id"] == "big-1"
         schema = c.get("/openapi.json").json()["components"]["schemas"]
         assert schema["ArtworkIn"]["properties"]["tags"]["maxItems"] == MAX_LABELS
+
+
+# ---- catalog changes: read-your-writes across workers ---------------------------------------------------
+
+
+def test_catalog_changes_are_read_your_writes_across_workers(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Two workers on one state directory, neither polling (a one-hour reload interval): a change
+    acknowledged by one is served by the other on its very next request."""
+    config = prepare(make_config(tmp_path / "state", reload_interval_seconds=3600.0))
+    caplog.set_level(logging.INFO, logger="keyart.service")
+    with (
+        LocalServer(config) as a,
+        LocalServer(config) as b,
+        httpx.Client(base_url=a.base, timeout=30) as ca,
+        httpx.Client(base_url=b.base, timeout=30) as cb,
+    ):
+        r = ca.put("/v1/titles/new", json={"name": "New", "genres": ["drama"]}, headers=AUTH)
+        assert r.status_code == 201
+        r = cb.post("/v1/decide", json=page_body("m1", titles=["new", "t0"]))
+        assert r.status_code == 422 and r.json()["error"] == "no_artwork", r.text  # known already
+        for j in range(3):
+            art = {"title_id": "new", "theme_genres": ["drama"]}
+            assert ca.put(f"/v1/artworks/new-{j}", json=art, headers=AUTH).status_code == 201
+            r = cb.post("/v1/decide", json=page_body(f"m{j}", titles=["new", "t0"]))
+            assert r.status_code == 200, r.text
+            assert r.json()["decisions"][0]["artwork_id"] in {f"new-{i}" for i in range(j + 1)}
+        assert cb.get("/v1/titles/new").json()["pool"] == ["new-0", "new-1", "new-2"]
+        assert ca.delete("/v1/artworks/new-0", headers=AUTH).status_code == 200
+        assert cb.get("/v1/titles/new").json()["pool"] == ["new-1", "new-2"]
+        for m in range(12):
+            r = cb.post("/v1/decide/title", json={"member_id": f"x{m}", "title_id": "new", "context": {}})
+            assert r.status_code == 200 and r.json()["artwork_id"] != "new-0"
+    # a title created before its artworks: one info line, no traceback, no warning
+    records = [r for r in caplog.records if r.name == "keyart.service"]
+    assert not [r for r in records if r.exc_info or r.levelno >= logging.WARNING], [
+        r.getMessage() for r in records
+    ]
+    assert len([r for r in records if "'new' has no active artwork yet" in r.getMessage()]) == 1

@@ -123,6 +123,13 @@ class PageResult:
         )
 
 
+def _has_pool(catalog: Catalog, title_id: str) -> bool:
+    try:
+        return bool(catalog.pool_ids(title_id))
+    except EmptyPoolError:
+        return False
+
+
 class Engine:
     """What one worker process serves, and how it decides a page."""
 
@@ -160,9 +167,16 @@ class Engine:
             self.view = CatalogView(catalog, rev, Featurizer(catalog, self.config.feature_config))
             self._warm()
 
-    def refresh(self, force: bool = False) -> None:
-        """Reload the catalog and the model generation when their files changed (call on the model thread)."""
-        self.last_check = time.monotonic()
+    def catalog_changed(self) -> bool:
+        """Whether ``catalog.json`` was replaced since this worker last read it (one ``stat``)."""
+        return catalog_store.stamp(self.config.catalog_path) != self._catalog_stamp
+
+    def refresh_catalog(self, force: bool = False) -> None:
+        """Reload the catalog when its file changed (call on the model thread).
+
+        Called before every page, so a catalog change acknowledged by any worker is served by every
+        worker from the next page on (read-your-writes): one ``stat`` per page, a reload per change.
+        """
         cstamp = catalog_store.stamp(self.config.catalog_path)
         if force or cstamp != self._catalog_stamp:
             try:
@@ -171,6 +185,11 @@ class Engine:
                 self._catalog_stamp = cstamp
             except (KeyartError, OSError, ValueError) as exc:
                 log.error("catalog reload failed: %s", exc)
+
+    def refresh(self, force: bool = False) -> None:
+        """Reload the catalog and the model generation when their files changed (call on the model thread)."""
+        self.last_check = time.monotonic()
+        self.refresh_catalog(force)
         sstamp = snapshots.pointer_stamp(self.config.snapshots_dir)
         if not force and sstamp == self._snapshot_stamp:
             return
@@ -207,14 +226,19 @@ class Engine:
         view = self.view
         if gen is None:
             return
-        for tid in view.catalog.active_title_ids()[:1]:
-            try:
-                batch = view.featurizer.page(MemberContext("warmup"), [tid], "warmup")
-                gen.primary.choose(batch)
-                if gen.shadow is not None:
-                    gen.shadow.choose(batch)
-            except Exception:  # warming is best effort; the hot path has its own fallbacks
-                log.warning("model warm-up failed", exc_info=True)
+        catalog = view.catalog
+        tid = next((t for t in catalog.active_title_ids() if _has_pool(catalog, t)), None)
+        if tid is None:  # nothing to warm with (e.g. titles created before their artworks): not a failure
+            log.info("model warm-up skipped: no title has an active artwork yet")
+            return
+        try:
+            batch = view.featurizer.page(MemberContext("warmup"), [tid], "warmup")
+            gen.primary.choose(batch)
+            if gen.shadow is not None:
+                gen.shadow.choose(batch)
+        except Exception as exc:  # warming is best effort; the hot path has its own fallbacks
+            log.warning("model warm-up failed: %s: %s", type(exc).__name__, exc)
+            log.debug("model warm-up failure", exc_info=True)
 
     # ---- the hot path -----------------------------------------------------------------------------
     def pools(self, view: CatalogView, title_ids: list[str]) -> list[tuple[str, ...]]:
@@ -269,7 +293,12 @@ class Engine:
         """
         if job is not None and job.cancelled:  # its request already answered defaults: no work, no log
             return None
-        view, gen = self.view, self.generation
+        if job is not None:  # on the model thread: serve every catalog change already acknowledged
+            self.refresh_catalog()
+            view = self.view
+        else:  # answered on the event loop (timeout, overload): read a changed catalog without keeping it
+            view = self._current_view()
+        gen = self.generation
         ctx = req.context
         title_ids = req.title_ids
         # decision ids come from a key made here, never from the client's request id: a reused request id
@@ -363,6 +392,20 @@ class Engine:
             version,
             reason,
         )
+
+    def _current_view(self) -> CatalogView:
+        """The served catalog, or (when the file changed since) a view of the new one, not kept: the
+        model thread owns ``self.view``; this is for defaults answered off it."""
+        view = self.view
+        if not self.catalog_changed():
+            return view
+        try:
+            catalog, rev = catalog_store.load_catalog(self.config.catalog_path)
+        except (KeyartError, OSError, ValueError):
+            return view
+        if rev <= view.rev:
+            return view
+        return CatalogView(catalog, rev, Featurizer(catalog, self.config.feature_config))
 
     def decide_posted(self, req: PageRequest, job: Job) -> PageResult | None:
         """``decide`` on the model thread for a page a request posted (and waits for, see ``Job``)."""

@@ -85,7 +85,7 @@ class Learner:
         self.svc = open_rewards_db(config.service_db_path)
         self._ingest = Ingest(config.segments_dir, self.store, self.shadow_store, self.svc, self.metrics)
         self.reader = self._ingest.reader
-        self._catalog_stamp: tuple[int, int] | None = None
+        self._catalog_stamp: tuple[int, int, int] | None = None
         self._reload_catalog()
         # the newest generation that verifies: a damaged or missing one, or a missing or garbage LATEST,
         # is skipped (and replaced below by a new generation, so workers find a good one under LATEST)
