@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import logging
 import re
+import time
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +19,7 @@ from keyart.service import catalog_store
 from keyart.service.config import ServiceConfig
 from keyart.service.ids import PageKeys
 from keyart.service.learner import Learner
+from keyart.service.parsing import parse_page
 from keyart.service.schemas import MAX_EMBEDDING, MAX_LABELS
 from test_service_support import AUTH, LocalServer, make_config, page_body, prepare
 
@@ -184,3 +186,16 @@ def test_catalog_changes_are_read_your_writes_across_workers(
         r.getMessage() for r in records
     ]
     assert len([r for r in records if "'new' has no active artwork yet" in r.getMessage()]) == 1
+
+
+def test_defaults_answered_off_the_model_thread_see_catalog_changes(config: ServiceConfig) -> None:
+    """A page shed at once (``overload``) is answered on the event loop, not the model thread: it still
+    sees a title another worker has just created."""
+    with LocalServer(config) as a, LocalServer(config) as b, httpx.Client(base_url=a.base, timeout=30) as ca:
+        assert ca.put("/v1/titles/new", json={"genres": ["drama"]}, headers=AUTH).status_code == 201
+        art = {"title_id": "new", "theme_genres": ["drama"]}
+        assert ca.put("/v1/artworks/new-0", json=art, headers=AUTH).status_code == 201
+        req = parse_page(orjson.dumps(page_body("m1", titles=["new", "t0"])), config.limits, time.time())
+        result = b.engine.decide(req, reason="overload")  # as the event loop's thread does
+        assert result is not None and result.reason == "overload"
+        assert result.artwork_ids == ["new-0", "t0-a0"]

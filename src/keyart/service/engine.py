@@ -143,8 +143,9 @@ class Engine:
         )
         self.executor = ModelThread()
         self.keys = PageKeys(config.exploration_seed())  # decision ids every worker recognises
+        self._catalog_stamp = catalog_store.stamp(config.catalog_path)  # before reading: never newer
         self.view = self._load_catalog()
-        self._catalog_stamp = catalog_store.stamp(config.catalog_path)
+        self._side_view: tuple[Any, CatalogView] | None = None  # see _current_view
         self.generation: snapshots.Generation | None = None
         self.model_error: str | None = None
         self._snapshot_stamp: tuple[int, int] | None = None
@@ -397,15 +398,20 @@ class Engine:
         """The served catalog, or (when the file changed since) a view of the new one, not kept: the
         model thread owns ``self.view``; this is for defaults answered off it."""
         view = self.view
-        if not self.catalog_changed():
+        cstamp = catalog_store.stamp(self.config.catalog_path)
+        if cstamp == self._catalog_stamp:
             return view
-        try:
-            catalog, rev = catalog_store.load_catalog(self.config.catalog_path)
-        except (KeyartError, OSError, ValueError):
-            return view
-        if rev <= view.rev:
-            return view
-        return CatalogView(catalog, rev, Featurizer(catalog, self.config.feature_config))
+        side = self._side_view  # made once per change (the event loop's thread only)
+        if side is None or side[0] != cstamp:
+            try:
+                catalog, rev = catalog_store.load_catalog(self.config.catalog_path)
+            except (KeyartError, OSError, ValueError):
+                return view
+            side = self._side_view = (
+                cstamp,
+                CatalogView(catalog, rev, Featurizer(catalog, self.config.feature_config)),
+            )
+        return side[1] if side[1].rev > view.rev else view
 
     def decide_posted(self, req: PageRequest, job: Job) -> PageResult | None:
         """``decide`` on the model thread for a page a request posted (and waits for, see ``Job``)."""

@@ -126,6 +126,8 @@ def publish_meta(directory: Path, number: int, base: int, meta: dict[str, Any], 
         recorded = base_meta["files"]
         if not isinstance(recorded, dict) or "primary.npz" not in recorded:
             return None
+        if not set(recorded) <= set(MODEL_FILES):
+            return None
     except (OSError, ValueError, KeyError, TypeError):
         return None
 
@@ -184,6 +186,8 @@ def verify_files(gen_dir: Path, recorded: Any) -> None:
     naming the file and what is wrong: missing, truncated or grown, other content)."""
     if not isinstance(recorded, dict) or "primary.npz" not in recorded:
         raise SnapshotError(f"{gen_dir / 'meta.json'} records no checksum of primary.npz.")
+    if not set(recorded) <= set(MODEL_FILES):
+        raise SnapshotError(f"{gen_dir / 'meta.json'} records files other than {', '.join(MODEL_FILES)}.")
     for name, want in recorded.items():
         path = gen_dir / str(name)
         try:
