@@ -619,3 +619,39 @@ def test_openapi_examples_work_against_the_app(client: TestClient) -> None:
     r = client.post("/v1/outcomes", json=example("/v1/outcomes", "post"), headers=AUTH)
     assert r.status_code == 200 and r.json()["accepted"] == 2
     assert client.get("/healthz").json() == {"status": "ok"} and client.get("/readyz").json()["ready"] is True
+
+
+def test_the_openapi_document_says_what_the_server_does(client: TestClient) -> None:
+    """Status codes, content types, the key's security schemes and the outcome rule are in the document;
+    a 405 names every method of its path in ``Allow``."""
+    doc = client.get("/openapi.json").json()
+    schemes = doc["components"]["securitySchemes"]
+    assert schemes["ApiKey"] == {"type": "apiKey", "in": "header", "name": "X-API-Key"}
+    paths = doc["paths"]
+    for path, method in (
+        ("/v1/titles/{title_id}", "put"),
+        ("/v1/artworks/{artwork_id}", "put"),
+        ("/v1/outcomes", "post"),
+        ("/v1/model/reload", "post"),
+        ("/v1/titles/{title_id}", "delete"),
+    ):
+        assert paths[path][method]["security"] == [{"ApiKey": []}, {"Bearer": []}], (path, method)
+    assert "security" not in paths["/v1/decide"]["post"]
+    for path in ("/v1/titles/{title_id}", "/v1/artworks/{artwork_id}"):
+        assert {"200", "201"} <= set(paths[path]["put"]["responses"])
+    assert client.put("/v1/titles/brand-new", json={}, headers=AUTH).status_code == 201
+    metrics = paths["/metrics"]["get"]["responses"]["200"]["content"]
+    assert list(metrics) == ["text/plain"] and client.get("/metrics").headers["content-type"].startswith(
+        "text/plain"
+    )
+    rule = doc["components"]["schemas"]["OutcomeIn"]["allOf"]
+    assert {"required": ["reward"]} in rule[0]["anyOf"]
+    assert {"required": ["member_id", "title_id"]} in rule[1]["anyOf"]
+    for method, path, allow in (
+        ("POST", "/v1/titles/t0", "DELETE, GET, PUT"),
+        ("GET", "/v1/decide", "POST"),
+        ("DELETE", "/metrics", "GET"),
+    ):
+        r = client.request(method, path)
+        assert r.status_code == 405 and r.headers["allow"] == allow, (method, path, r.headers)
+        assert r.json()["error"] == "method_not_allowed"

@@ -124,6 +124,16 @@ class OutcomeIn(_Strict):
     ``reward`` in [0, 1]. Name the decision by ``decision_id``, or give ``member_id`` and ``title_id``
     (attributed to the latest decision for them inside the attribution window)."""
 
+    # the two rules the route checks, stated in the schema too (OpenAPI)
+    model_config = ConfigDict(
+        json_schema_extra={
+            "allOf": [
+                {"anyOf": [{"required": ["event_type"]}, {"required": ["reward"]}]},
+                {"anyOf": [{"required": ["decision_id"]}, {"required": ["member_id", "title_id"]}]},
+            ]
+        }
+    )
+
     decision_id: Id | None = None
     member_id: Id | None = None
     title_id: Id | None = None

@@ -8,7 +8,7 @@ import functools
 from typing import Any
 
 from fastapi import APIRouter, Request
-from starlette.responses import Response
+from starlette.responses import PlainTextResponse, Response
 
 from keyart.service.engine import Engine
 from keyart.service.health import learner_status
@@ -115,6 +115,12 @@ async def readyz(state: Service) -> Response:
     return json_response(body, 200 if problem is None else 503)
 
 
-@router.get("/metrics", tags=["health"], summary="Prometheus metrics (all worker processes)")
+@router.get(
+    "/metrics",
+    tags=["health"],
+    summary="Prometheus metrics (all worker processes)",
+    response_class=PlainTextResponse,
+    responses={200: {"content": {"text/plain": {"schema": {"type": "string"}}}}},
+)
 async def get_metrics(state: Service) -> Response:
     return Response(state.metrics.render(), media_type="text/plain; version=0.0.4")

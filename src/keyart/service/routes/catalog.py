@@ -14,6 +14,7 @@ from collections.abc import Callable
 from typing import Any
 
 from fastapi import APIRouter, Request
+from pydantic import BaseModel
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
 
@@ -30,6 +31,16 @@ from keyart.service.schemas import (
     error_responses,
 )
 from keyart.service.state import Service, ServiceState
+
+
+class Changed(BaseModel):
+    """The answer to a catalog change: the item, whether it was created, the catalog's new revision."""
+
+    title_id: str | None = None
+    artwork_id: str | None = None
+    created: bool
+    catalog_rev: int
+
 
 log = logging.getLogger("keyart.service")
 router = APIRouter()
@@ -71,7 +82,11 @@ async def _retire(state: ServiceState, kind: str, item_id: str) -> Response:
     tags=["catalog"],
     summary="Create or update a title",
     openapi_extra=body_spec(TitleIn, EXAMPLE_TITLE),
-    responses=error_responses(400, 401, 403, 413, 422),
+    responses={
+        200: {"model": Changed, "description": "Updated."},
+        201: {"model": Changed, "description": "Created."},
+        **error_responses(400, 401, 403, 413, 422),
+    },
 )
 async def put_title(title_id: str, request: Request, state: Service) -> Response:
     state.require_key(request)
@@ -141,7 +156,11 @@ async def get_title(title_id: str, state: Service) -> Response:
     tags=["catalog"],
     summary="Create or update an artwork",
     openapi_extra=body_spec(ArtworkIn, EXAMPLE_ARTWORK),
-    responses=error_responses(400, 401, 403, 413, 422),
+    responses={
+        200: {"model": Changed, "description": "Updated."},
+        201: {"model": Changed, "description": "Created."},
+        **error_responses(400, 401, 403, 413, 422),
+    },
 )
 async def put_artwork(artwork_id: str, request: Request, state: Service) -> Response:
     state.require_key(request)
