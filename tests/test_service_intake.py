@@ -17,10 +17,12 @@ import pytest
 
 from keyart.service import catalog_store
 from keyart.service.config import ServiceConfig
+from keyart.service.health import learner_status, write_heartbeat
 from keyart.service.ids import PageKeys
 from keyart.service.learner import Learner
 from keyart.service.parsing import parse_page
 from keyart.service.schemas import MAX_EMBEDDING, MAX_LABELS
+from keyart.service.supervisor import LearnerSupervisor
 from test_service_support import AUTH, LocalServer, make_config, page_body, prepare
 
 
@@ -199,3 +201,36 @@ def test_defaults_answered_off_the_model_thread_see_catalog_changes(config: Serv
         result = b.engine.decide(req, reason="overload")  # as the event loop's thread does
         assert result is not None and result.reason == "overload"
         assert result.artwork_ids == ["new-0", "t0-a0"]
+
+
+# ---- the learner says when it falls behind --------------------------------------------------------------
+
+
+def test_the_learner_reports_its_backlog_and_readyz_warns_when_it_is_behind(config: ServiceConfig) -> None:
+    supervisor = LearnerSupervisor(config.to_json()).start()  # the learner's own process
+    try:
+        deadline = time.monotonic() + 120
+        status = learner_status(config.root, config.learn_interval_seconds)
+        while status["backlog_bytes"] is None and time.monotonic() < deadline:  # its first cycle
+            time.sleep(0.05)
+            status = learner_status(config.root, config.learn_interval_seconds)
+        assert status["backlog_bytes"] == 0 and status["cycle_seconds"] >= 0 and not status["behind"]
+    finally:
+        supervisor.stop()
+    with LocalServer(config) as srv, httpx.Client(base_url=srv.base, timeout=30) as c:
+        write_heartbeat(config.root, backlog_bytes=9 * 2**20, cycle_seconds=3.5)  # as a lagging learner
+        body = c.get("/readyz").json()
+        assert body["ready"] and body["learner"]["behind"]
+        assert "the learner is behind: 9.0 MiB of events not yet ingested" in body["warning"]
+        write_heartbeat(config.root, backlog_bytes=1024, cycle_seconds=0.2)
+        body = c.get("/readyz").json()
+        assert not body["learner"]["behind"] and "warning" not in body
+
+
+def test_the_learner_keeps_duckdb_progress_bars_out_of_the_log(config: ServiceConfig) -> None:
+    learner = Learner(config)
+    try:
+        for con in (learner.store.connection, learner.shadow_store.connection, learner.svc):
+            assert con.execute("SELECT current_setting('enable_progress_bar')").fetchone()[0] is False
+    finally:
+        learner.close()

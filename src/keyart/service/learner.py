@@ -83,6 +83,8 @@ class Learner:
         self.store = EventStore(config.events_path)
         self.shadow_store = EventStore(config.shadow_path)
         self.svc = open_rewards_db(config.service_db_path)
+        for con in (self.store.connection, self.shadow_store.connection, self.svc):
+            con.execute("SET enable_progress_bar = false")  # no progress bars in the server's log
         self._ingest = Ingest(config.segments_dir, self.store, self.shadow_store, self.svc, self.metrics)
         self.reader = self._ingest.reader
         self._catalog_stamp: tuple[int, int, int] | None = None

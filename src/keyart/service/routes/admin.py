@@ -108,8 +108,17 @@ async def readyz(state: Service) -> Response:
         "serving": "model" if gen is not None else "defaults",
         "learner": learner_status(config.root, config.learn_interval_seconds),
     }
+    warnings = []
     if gen is None:
-        body["warning"] = f"no good model generation: answering with default artworks ({engine.model_error})"
+        warnings.append(f"no good model generation: answering with default artworks ({engine.model_error})")
+    learner = body["learner"]
+    if learner["behind"]:
+        warnings.append(
+            f"the learner is behind: {learner['backlog_bytes'] / 2**20:.1f} MiB of events not yet ingested "
+            f"after its last cycle ({learner['cycle_seconds']} s)"
+        )
+    if warnings:
+        body["warning"] = "; ".join(warnings)
     if problem is not None:
         body["detail"] = problem
     return json_response(body, 200 if problem is None else 503)
