@@ -15,6 +15,7 @@ different members). For 1 and 2 worker processes it measures:
     python benchmarks/bench_service.py [--duration 10] [--connections 8] [--workers 1 2] [--learning]
     python benchmarks/bench_service.py --smoke    # CI: 1 worker, Python client, no wrk, seconds
     python benchmarks/bench_service.py --inprocess    # only the in-process cost of a page, no servers
+    python benchmarks/bench_service.py --startup [--workers 1 2]   # seconds from start to ready
 
 Prints the environment, the exact wrk commands, and a table: server, workers, title-decisions/s, p50, p99.
 """
@@ -255,6 +256,34 @@ def stop(proc: subprocess.Popen[bytes]) -> None:
             proc.wait()
 
 
+def startup_seconds(root: Path, workers: int, restart: bool) -> tuple[float, float]:
+    """Seconds from launching ``keyart serve`` (a fresh state directory, or a restart on the one the
+    previous call left) to the first ``/readyz`` 200, and to every worker answering."""
+    import httpx
+
+    state = root / f"startup-{workers}"
+    if not restart and state.exists():
+        shutil.rmtree(state)
+    port = free_port()
+    cmd = [str(Path(sys.executable).with_name("keyart")), "serve", "--state-dir", str(state)]
+    cmd += ["--port", str(port), "--workers", str(workers), "--api-key", "bench"]
+    cmd += ["--catalog", str(root / "catalog.json")]
+    t0 = time.monotonic()
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        wait_ready(port, proc, timeout=300)
+        ready = time.monotonic() - t0
+        seen: set[str] = set()
+        while len(seen) < workers and time.monotonic() - t0 < 300:
+            with httpx.Client(timeout=5.0) as c:  # a new connection: any worker may answer
+                r = c.get(f"http://127.0.0.1:{port}/readyz")
+                if r.status_code == 200:
+                    seen.add(r.headers["x-keyart-worker"])
+        return ready, time.monotonic() - t0
+    finally:
+        stop(proc)
+
+
 # ---- load ------------------------------------------------------------------------------------------------
 
 
@@ -405,6 +434,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "--inprocess", action="store_true", help="only the in-process cost of a page (no servers, no wrk)"
     )
     ap.add_argument(
+        "--startup", action="store_true", help="seconds from start (fresh, then restart) to ready, 3 each"
+    )
+    ap.add_argument(
         "--learning",
         action="store_true",
         help="2-s attribution window: the learner learns and publishes generations during the load",
@@ -427,6 +459,18 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     print(f"# load average (1 min) before the run: {os.getloadavg()[0]:.2f}")
     rows: list[tuple[str, int, dict[str, Any]]] = []
     ms: tuple[float, float] | None = None
+    if args.startup:
+        try:
+            print(f"{'workers':>8}{'start':>9}{'ready s':>9}{'all workers s':>15}")
+            for workers in args.workers:
+                for i in range(6):
+                    ready, every = startup_seconds(root, workers, restart=i % 2 == 1)
+                    kind = "restart" if i % 2 else "fresh"
+                    print(f"{workers:>8}{kind:>9}{ready:>9.1f}{every:>15.1f}", flush=True)
+        finally:
+            shutil.rmtree(root, ignore_errors=True)
+        print(f"# load average (1 min) after the run: {os.getloadavg()[0]:.2f}")
+        return {}
     try:
         if args.smoke:
             port = free_port()

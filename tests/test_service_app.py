@@ -3,6 +3,7 @@ learning and hot reload, shadow mode, metrics, OpenAPI examples."""
 
 from __future__ import annotations
 
+import json
 import time
 import warnings
 from collections.abc import Iterator
@@ -515,9 +516,16 @@ def test_a_generation_that_only_moves_learned_until_reuses_the_model(
         body["outcomes"][0].update(engaged_seconds=900.0, timestamp=t)
         assert client.post("/v1/outcomes", json=body, headers=AUTH).status_code == 200
 
-    def files(n: int) -> list[int]:
+    def files(n: int) -> tuple[str, list[str]]:
+        """The generation's model id and its model files' recorded SHA-256 (checked against the files)."""
         gen_dir = config.snapshots_dir / snapshots.gen_name(n)
-        return [(gen_dir / f).stat().st_ino for f in ("primary.npz", "shadow.npz")]
+        meta = json.loads((gen_dir / "meta.json").read_text())
+        snapshots.verify_files(gen_dir, meta["files"])
+        return meta["model_id"], [meta["files"][f]["sha256"] for f in ("primary.npz", "shadow.npz")]
+
+    def inodes(n: int) -> set[int]:
+        gen_dir = config.snapshots_dir / snapshots.gen_name(n)
+        return {(gen_dir / f).stat().st_ino for f in ("primary.npz", "shadow.npz")}
 
     try:
         assert learner.number == 0 and snapshots.latest_pointer(config.snapshots_dir)["generation"] == 0
@@ -526,7 +534,8 @@ def test_a_generation_that_only_moves_learned_until_reuses_the_model(
         assert learner.step()["learned"] == 0
         info = _served(client, 1)
         assert info["learned_until"] == t0 + 30 - 60 and info["model_version"] == 0
-        assert files(1) == files(0)  # the same model files: nothing rewritten
+        assert files(1) == files(0)  # the same model: copied, not serialized again
+        assert not inodes(1) & inodes(0)  # copies, not hard links: damage to one never spreads
         assert (engine.generation.primary, engine.generation.shadow) == held  # nothing reloaded
 
         outcome_at(t0 + 200)  # now the page is learned: a new model, written and loaded
@@ -576,6 +585,15 @@ def test_snapshots_swap_under_traffic_without_failing_a_request(
 # ---- OpenAPI -------------------------------------------------------------------------------------
 
 
+def test_the_model_endpoint_keeps_the_exploration_key_secret(
+    client: TestClient, config: ServiceConfig
+) -> None:
+    info = client.get("/v1/model").json()
+    assert "seed" not in info["params"] and "seed" not in info["shadow"]["params"]
+    assert "floor" in info["params"]
+    assert str(config.exploration_seed()) not in client.get("/v1/model").text
+
+
 def test_openapi_examples_work_against_the_app(client: TestClient) -> None:
     doc = client.get("/openapi.json").json()
     assert {
@@ -618,3 +636,39 @@ def test_openapi_examples_work_against_the_app(client: TestClient) -> None:
     r = client.post("/v1/outcomes", json=example("/v1/outcomes", "post"), headers=AUTH)
     assert r.status_code == 200 and r.json()["accepted"] == 2
     assert client.get("/healthz").json() == {"status": "ok"} and client.get("/readyz").json()["ready"] is True
+
+
+def test_the_openapi_document_says_what_the_server_does(client: TestClient) -> None:
+    """Status codes, content types, the key's security schemes and the outcome rule are in the document;
+    a 405 names every method of its path in ``Allow``."""
+    doc = client.get("/openapi.json").json()
+    schemes = doc["components"]["securitySchemes"]
+    assert schemes["ApiKey"] == {"type": "apiKey", "in": "header", "name": "X-API-Key"}
+    paths = doc["paths"]
+    for path, method in (
+        ("/v1/titles/{title_id}", "put"),
+        ("/v1/artworks/{artwork_id}", "put"),
+        ("/v1/outcomes", "post"),
+        ("/v1/model/reload", "post"),
+        ("/v1/titles/{title_id}", "delete"),
+    ):
+        assert paths[path][method]["security"] == [{"ApiKey": []}, {"Bearer": []}], (path, method)
+    assert "security" not in paths["/v1/decide"]["post"]
+    for path in ("/v1/titles/{title_id}", "/v1/artworks/{artwork_id}"):
+        assert {"200", "201"} <= set(paths[path]["put"]["responses"])
+    assert client.put("/v1/titles/brand-new", json={}, headers=AUTH).status_code == 201
+    metrics = paths["/metrics"]["get"]["responses"]["200"]["content"]
+    assert list(metrics) == ["text/plain"] and client.get("/metrics").headers["content-type"].startswith(
+        "text/plain"
+    )
+    rule = doc["components"]["schemas"]["OutcomeIn"]["allOf"]
+    assert {"required": ["reward"]} in rule[0]["anyOf"]
+    assert {"required": ["member_id", "title_id"]} in rule[1]["anyOf"]
+    for method, path, allow in (
+        ("POST", "/v1/titles/t0", "DELETE, GET, PUT"),
+        ("GET", "/v1/decide", "POST"),
+        ("DELETE", "/metrics", "GET"),
+    ):
+        r = client.request(method, path)
+        assert r.status_code == 405 and r.headers["allow"] == allow, (method, path, r.headers)
+        assert r.json()["error"] == "method_not_allowed"

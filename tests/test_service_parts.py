@@ -114,7 +114,7 @@ def test_publish_is_atomic_and_prunes_old_generations(tmp_path: Path) -> None:
     assert snapshots.load_latest(tmp_path / "empty") is None
 
 
-def test_metadata_only_generations_link_the_model_and_survive_pruning(tmp_path: Path) -> None:
+def test_metadata_only_generations_copy_the_model_and_survive_pruning(tmp_path: Path) -> None:
     policy = make_policy("linucb", seed=3)
     snapshots.publish(tmp_path, 0, policy, None, {"n": 0}, keep=2)
     first = snapshots.load_latest(tmp_path)
@@ -125,7 +125,7 @@ def test_metadata_only_generations_link_the_model_and_survive_pruning(tmp_path: 
     again = snapshots.load_latest(tmp_path, reuse=first)
     assert again is not None and again.number == 4 and again.meta["n"] == 4
     assert again.primary is first.primary and again.meta["model_id"] == first.meta["model_id"]
-    fresh = snapshots.load_latest(tmp_path)  # without the model at hand: loads the (linked) files
+    fresh = snapshots.load_latest(tmp_path)  # without the model at hand: loads the (copied) files
     assert fresh is not None and fresh.primary is not first.primary
     assert fresh.primary.get_params() == policy.get_params()
     assert snapshots.publish_meta(tmp_path, 5, 0, {}, keep=2) is None  # base pruned: publish in full
@@ -418,3 +418,77 @@ def test_the_core_imports_nothing_of_the_outer_layers_and_no_imports_loop() -> N
             assert not outer, f"{name} (core) imports {outer}"
     graph = {name: _keyart_imports(path, known, True) - {name} for name, path in files.items()}
     graphlib.TopologicalSorter(graph).prepare()  # raises CycleError naming the loop
+
+
+# ---- the exploration key --------------------------------------------------------------------------------
+
+
+def test_each_deployment_draws_and_keeps_its_own_secret_exploration_key(tmp_path: Path) -> None:
+    from keyart.service.config import KEY_FILE, ServiceConfig, exploration_key
+    from keyart.service.learner import ensure_initial_generation
+
+    keys = []
+    for name in ("a", "b"):
+        config = ServiceConfig(state_dir=str(tmp_path / name))
+        assert config.seed is None
+        ensure_initial_generation(config)
+        gen = snapshots.load_latest(config.snapshots_dir)
+        assert gen is not None
+        key = gen.primary.get_params()["seed"]
+        assert key != 0 and key == exploration_key(config.root)  # kept: the same key after a restart
+        assert config.policy_kwargs()["seed"] == key
+        assert (config.root / KEY_FILE).stat().st_mode & 0o077 == 0  # readable by its owner only
+        keys.append(key)
+    assert keys[0] != keys[1]  # never one key shared by every deployment
+    explicit = ServiceConfig(state_dir=str(tmp_path / "c"), seed=7)  # an explicit key still works
+    assert explicit.policy_kwargs()["seed"] == 7 and not (tmp_path / "c" / KEY_FILE).exists()
+    assert ServiceConfig(state_dir=str(tmp_path / "d"), seed=0).policy_kwargs()["seed"] == 0
+
+
+def test_processes_creating_the_key_at_once_agree(tmp_path: Path) -> None:
+    from keyart.service.config import exploration_key
+
+    results: list[int] = []
+    barrier = threading.Barrier(4)
+
+    def draw() -> None:
+        barrier.wait()
+        results.append(exploration_key(tmp_path / "state"))
+
+    threads = [threading.Thread(target=draw) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(results) == 4 and len(set(results)) == 1
+    assert [p.name for p in (tmp_path / "state").iterdir()] == ["exploration.key"]  # no temporary left
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        ("garbage\n", "does not hold an exploration key"),
+        (f"{2**128}\n", r"must be an int in \[0, 2\*\*128\)"),
+    ],
+)
+def test_a_damaged_key_file_is_an_error_not_a_new_key(tmp_path: Path, content: str, message: str) -> None:
+    from keyart.errors import ValidationError
+    from keyart.service.config import KEY_FILE, ServiceConfig
+
+    (tmp_path / KEY_FILE).write_text(content)
+    with pytest.raises(ValidationError, match=message):
+        ServiceConfig(state_dir=str(tmp_path)).policy_kwargs()
+    assert (tmp_path / KEY_FILE).read_text() == content
+    with pytest.raises(ValidationError, match=r"ServiceConfig.seed must be an int in \[0, 2\*\*128\)"):
+        ServiceConfig(state_dir=str(tmp_path), seed=-1)
+
+
+def test_serve_draws_the_key_by_default() -> None:
+    result = CliRunner().invoke(cli_app, ["serve", "--help"])
+    assert result.exit_code == 0 and "exploration.key" in " ".join(result.output.split())
+
+
+def test_serve_refuses_a_damaged_key_file_with_a_message(tmp_path: Path) -> None:
+    (tmp_path / "exploration.key").write_text("garbage")
+    result = CliRunner().invoke(cli_app, ["serve", "--state-dir", str(tmp_path), "--no-learner"])
+    assert result.exit_code == 2 and "does not hold an exploration key" in result.output

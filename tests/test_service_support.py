@@ -82,7 +82,12 @@ class ServiceProcess:
     """`keyart serve` in its own process group on a free loopback port."""
 
     def __init__(
-        self, state_dir: Path, workers: int = 1, extra: list[str] | None = None, catalog: Path | None = None
+        self,
+        state_dir: Path,
+        workers: int = 1,
+        extra: list[str] | None = None,
+        catalog: Path | None = None,
+        env: dict[str, str] | None = None,
     ) -> None:
         self.state_dir, self.workers, self.port = state_dir, workers, free_port()
         self.base = f"http://127.0.0.1:{self.port}"
@@ -104,12 +109,13 @@ class ServiceProcess:
         if catalog is not None:
             cmd += ["--catalog", str(catalog)]
         self.cmd = cmd + (extra or [])
+        self.env = None if env is None else {**os.environ, **env}
         self.log = open(state_dir.parent / f"serve-{self.port}.log", "wb")
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self, timeout: float = 60.0) -> ServiceProcess:
         self.proc = subprocess.Popen(
-            self.cmd, stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True
+            self.cmd, stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True, env=self.env
         )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -124,9 +130,9 @@ class ServiceProcess:
         self.stop()
         raise RuntimeError(f"keyart serve did not become ready: {self.read_log()}")
 
-    def read_log(self) -> str:
+    def read_log(self, tail: int = 4000) -> str:
         self.log.flush()
-        return (self.state_dir.parent / f"serve-{self.port}.log").read_text(errors="replace")[-4000:]
+        return (self.state_dir.parent / f"serve-{self.port}.log").read_text(errors="replace")[-tail:]
 
     def kill(self) -> None:
         """SIGKILL the whole process group (server, workers, learner)."""

@@ -23,6 +23,7 @@ from fastapi import FastAPI, Request
 from fastapi.openapi.utils import get_openapi
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
+from starlette.routing import Match, Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from keyart.service.config import ServiceConfig
@@ -71,8 +72,11 @@ def _openapi_components(app: FastAPI) -> Callable[[], dict[str, Any]]:
             title=app.title, version=app.version, description=app.description, routes=app.routes
         )
         schemas = doc.setdefault("components", {}).setdefault("schemas", {})
+        doc["components"]["securitySchemes"] = SECURITY_SCHEMES
         for path in doc.get("paths", {}).values():
             for op in path.values():
+                if "401" in op.get("responses", {}):  # the operations that need the key
+                    op["security"] = [{name: []} for name in SECURITY_SCHEMES]
                 content = op.get("requestBody", {}).get("content", {}).get("application/json", {})
                 schema = content.get("schema", {})
                 for name, sub in schema.pop("$defs", {}).items():
@@ -98,7 +102,30 @@ async def _log_error(request: Request, exc: EventLogError) -> Response:
 async def _http_error(request: Request, exc: StarletteHTTPException) -> Response:
     code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
     detail = f"{request.method} {request.url.path}: {exc.detail}"
-    return json_response({"error": code, "detail": detail}, exc.status_code)
+    response = json_response({"error": code, "detail": detail}, exc.status_code)
+    if exc.status_code == 405:  # every method the path has, not only the first route's (RFC 9110)
+        response.headers["allow"] = ", ".join(_allowed(request.app, request.scope))
+    return response
+
+
+def _allowed(app: FastAPI, scope: Scope) -> list[str]:
+    """The methods of every route whose path matches the request's (the service's routers' routes, read
+    from the routers themselves: how an app wraps included routers differs between FastAPI versions)."""
+    routes = [r for r in app.router.routes if isinstance(r, Route)]
+    routes += [r for router in ROUTERS for r in router.routes]
+    probe = {**scope, "method": "\x00"}  # a method no route has: a path match is PARTIAL
+    methods: set[str] = set()
+    for route in routes:
+        if isinstance(route, Route) and route.matches(probe)[0] is Match.PARTIAL:
+            methods.update(route.methods or ())
+    return sorted(methods)
+
+
+#: Security schemes of the state-changing endpoints (the key is checked by ``ServiceState.require_key``).
+SECURITY_SCHEMES = {
+    "ApiKey": {"type": "apiKey", "in": "header", "name": "X-API-Key"},
+    "Bearer": {"type": "http", "scheme": "bearer", "description": "The same key as a bearer token."},
+}
 
 
 def create_app(config: ServiceConfig, metrics: Metrics | None = None) -> ServiceApp:

@@ -39,12 +39,13 @@ def load_catalog(path: Path) -> tuple[Catalog, int]:
     return Catalog.from_dict(doc["catalog"]), int(doc.get("rev", 0))
 
 
-def stamp(path: Path) -> tuple[int, int] | None:
+def stamp(path: Path) -> tuple[int, int, int] | None:
+    """A cheap change detector of the catalog file (mtime, inode, size; one ``stat``), None when missing."""
     try:
         st = os.stat(path)
     except FileNotFoundError:
         return None
-    return (st.st_mtime_ns, st.st_ino)
+    return (st.st_mtime_ns, st.st_ino, st.st_size)
 
 
 def _write(path: Path, doc: dict[str, Any]) -> None:

@@ -16,8 +16,9 @@ from typing import Annotated, Any, Literal
 
 import typer
 
+from keyart.errors import KeyartError, ValidationError
 from keyart.rewards import ATTRIBUTION_WINDOW_SECONDS, QUALITY_SECONDS
-from keyart.service.config import CONFIG_ENV, MULTIPROC_ENV, Limits, ServiceConfig
+from keyart.service.config import CONFIG_ENV, MULTIPROC_ENV, Limits, ServiceConfig, exploration_key
 
 
 def serve(
@@ -28,7 +29,7 @@ def serve(
     policy: str = "linucb",
     floor: float = 0.1,
     shadow_policy: str | None = None,
-    seed: int = 0,
+    seed: int | None = None,
     catalog: Path | None = None,
     api_key: str | None = None,
     sticky_seconds: float = 86_400.0,
@@ -45,15 +46,14 @@ def serve(
     log_level: str = "warning",
     segment_max_mb: float = 64.0,
     max_clock_skew: int = 86_400,
-) -> None:
-    """Serve decisions over HTTP until interrupted; see ``docs/service.md``.
+) -> int:
+    """Serve decisions over HTTP until interrupted; see ``docs/service.md``. Returns the exit status:
+    0 when stopped by a signal, non-zero when the server stopped on a failure.
 
     prometheus_client chooses its multiprocess mode when it is first imported, so the metrics
     directory is named in the environment before anything imports it: with one worker, uvicorn serves
     from this very process, whose counters must go to the shared directory like every other's.
     """
-    import uvicorn
-
     from keyart.catalog import Catalog
 
     # the inputs are read first: a file keyart refuses leaves nothing behind (no state, no key printed)
@@ -63,8 +63,15 @@ def serve(
     if not key:
         key = secrets.token_urlsafe(24)
         print(f"keyart serve: generated API key for state-changing endpoints: {key}", file=sys.stderr)
+    root = Path(state_dir).resolve()
+    if seed is None:
+        try:
+            seed = exploration_key(root)
+        except ValidationError as exc:
+            print(f"keyart serve: {exc}", file=sys.stderr)
+            return 2
     config = ServiceConfig(
-        state_dir=str(Path(state_dir).resolve()),
+        state_dir=str(root),
         policy=policy if trained is None else trained[0].name,
         policy_params={} if trained is None else trained[0].get_params(),
         shadow_policy=shadow_policy if trained_shadow is None else trained_shadow[0].name,
@@ -96,6 +103,7 @@ def serve(
     from keyart.service import catalog_store
     from keyart.service.learner import ensure_initial_generation, publish_trained
     from keyart.service.metrics import prepare_multiprocess_dir
+    from keyart.service.server import Announcer, lean_spawn, run_server
     from keyart.service.supervisor import LearnerSupervisor
 
     if imported is not None and not config.catalog_path.exists():
@@ -109,23 +117,32 @@ def serve(
         )
     ensure_initial_generation(config)
     prepare_multiprocess_dir(config.metrics_dir)
-    supervisor = LearnerSupervisor(config.to_json()).start() if learner else None
     try:
-        uvicorn.run(
-            "keyart.service.app:app_from_env",
-            factory=True,
-            host=host,
-            port=port,
-            workers=workers,
-            log_level=log_level,
-            access_log=False,
-            http=_http(),
-            loop=_loop(),
-            timeout_graceful_shutdown=10,
+        catalog_now, rev = catalog_store.load_catalog(config.catalog_path)
+    except (KeyartError, OSError, ValueError) as exc:  # no worker could serve it: say so, exit non-zero
+        print(f"keyart serve: cannot read the catalog {config.catalog_path}: {exc}", file=sys.stderr)
+        return 2
+    n_titles = len(catalog_now.active_title_ids())
+    if not n_titles:
+        print(
+            f"keyart serve: the catalog ({config.catalog_path}) has no active title: every page will be "
+            "refused until titles and artworks are added (PUT /v1/titles/..., /v1/artworks/...) or the "
+            "server is started with --catalog",
+            file=sys.stderr,
         )
-    finally:
-        if supervisor is not None:
-            supervisor.stop()
+    announce = Announcer(host, workers, policy, str(config.root), f"catalog rev {rev} with {n_titles} titles")
+    with lean_spawn():  # worker and learner processes import what they serve, not every keyart command
+        supervisor = LearnerSupervisor(config.to_json()).start() if learner else None
+        try:
+            status = run_server(
+                "keyart.service.app:app_from_env", host, port, workers, log_level, announce=announce
+            )
+        finally:
+            if supervisor is not None:
+                supervisor.stop()
+    if status:
+        print(f"keyart serve: the server stopped on a failure (exit status {status})", file=sys.stderr)
+    return status
 
 
 def _trained(policy: str) -> tuple[Any, float | None] | None:
@@ -141,22 +158,6 @@ def _trained(policy: str) -> tuple[Any, float | None] | None:
 
 
 _STATE = Path("keyart-state")
-
-
-def _http() -> str:
-    try:
-        import httptools  # noqa: F401
-    except ImportError:
-        return "h11"
-    return "httptools"
-
-
-def _loop() -> str:
-    try:
-        import uvloop  # noqa: F401
-    except ImportError:
-        return "asyncio"
-    return "uvloop"
 
 
 def serve_command(
@@ -180,7 +181,14 @@ def serve_command(
             help="Policy run in shadow (its choices logged, never served): a name or a snapshot file (.npz).",
         ),
     ] = None,
-    seed: Annotated[int, typer.Option("--seed", help="Deployment key of the sticky randomness.")] = 0,
+    seed: Annotated[
+        int | None,
+        typer.Option(
+            "--seed",
+            help="Deployment key of the sticky randomness (default: drawn once per state directory and "
+            "kept in its exploration.key).",
+        ),
+    ] = None,
     catalog: Annotated[
         Path | None,
         typer.Option(
@@ -231,7 +239,7 @@ def serve_command(
     ] = 86_400,
 ) -> None:
     """Serve artwork decisions over HTTP, log them, learn online, hot-reload snapshots."""
-    serve(
+    status = serve(
         state_dir,
         host,
         port,
@@ -257,3 +265,5 @@ def serve_command(
         segment_max_mb,
         max_clock_skew,
     )
+    if status:
+        raise typer.Exit(status)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -20,6 +21,50 @@ from keyart.rewards import ATTRIBUTION_WINDOW_SECONDS, QUALITY_SECONDS
 CONFIG_ENV = "KEYART_SERVICE_CONFIG"
 #: prometheus_client's multiprocess directory (read when prometheus_client is first imported).
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
+#: The file in the state directory that keeps the deployment's exploration key.
+KEY_FILE = "exploration.key"
+_KEY_BOUND = 2**128  # the policies' seed is a 16-byte key
+
+
+def _check_key(value: object, source: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < _KEY_BOUND:
+        raise ValidationError(f"{source} must be an int in [0, 2**128). Got {value!r}.")
+    return value
+
+
+def exploration_key(root: Path) -> int:
+    """The deployment's exploration key (the seed of the sticky keyed hash): read from
+    ``<root>/exploration.key``, or drawn from ``secrets`` (128 bits, never 0) and stored there (mode 0600)
+    when the state directory has none. Kept secret and per deployment, so members' exploration cannot be
+    predicted from a public default. Two processes creating it at once agree (the file is linked into
+    place only if absent). A damaged key file is an error, never silently replaced: a new key would move
+    every member's sticky artwork."""
+    path = root / KEY_FILE
+    if not path.exists():
+        root.mkdir(parents=True, exist_ok=True)
+        key = secrets.randbits(128) or 1
+        tmp = root / f".{KEY_FILE}.tmp-{os.getpid()}-{secrets.token_hex(4)}"
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        try:
+            os.write(fd, f"{key}\n".encode())
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        try:
+            os.link(tmp, path)  # fails if another process stored its key first: theirs is kept
+        except FileExistsError:
+            pass
+        finally:
+            tmp.unlink(missing_ok=True)
+    text = path.read_text().strip()
+    try:
+        value = int(text)
+    except ValueError:
+        raise ValidationError(
+            f"{path} does not hold an exploration key (a decimal int in [0, 2**128)): {text[:40]!r}. "
+            "Restore it, or delete it to draw a new key (members' sticky artworks then change)."
+        ) from None
+    return _check_key(value, str(path))
 
 
 @dataclass(frozen=True)
@@ -54,6 +99,8 @@ class ServiceConfig:
     ``policy``/``policy_params``: the serving policy (``seed`` is the deployment key of the sticky
     randomness: every worker uses the same; ``floor``: every candidate keeps at least floor / K probability,
     so the logs support off-policy evaluation). ``shadow_policy``: optional policy run in shadow.
+    ``seed`` None (the default): the deployment's own secret key, generated once and kept in
+    ``<state_dir>/exploration.key`` (``exploration_key``); an explicit int in [0, 2**128) overrides it.
     """
 
     state_dir: str
@@ -61,7 +108,7 @@ class ServiceConfig:
     policy_params: dict[str, Any] = field(default_factory=dict)
     shadow_policy: str | None = None
     shadow_params: dict[str, Any] = field(default_factory=dict)
-    seed: int = 0
+    seed: int | None = None
     floor: float = 0.1
     sticky_seconds: float = 86_400.0
     api_key: str | None = None
@@ -93,6 +140,8 @@ class ServiceConfig:
             raise ValidationError(
                 f"ServiceConfig.segment_max_bytes must be a positive integer. Got {self.segment_max_bytes!r}."
             )
+        if self.seed is not None:
+            _check_key(self.seed, "ServiceConfig.seed")
         if isinstance(self.limits, dict):
             object.__setattr__(self, "limits", Limits(**self.limits))
 
@@ -134,10 +183,15 @@ class ServiceConfig:
         """The featurizer's configuration: unknown titles in a member's history are ignored, not fatal."""
         return FeatureConfig(on_unknown_history="ignore")
 
+    def exploration_seed(self) -> int:
+        """``seed`` when given, else the deployment's stored key (created on first use)."""
+        return self.seed if self.seed is not None else exploration_key(self.root)
+
     def policy_kwargs(self, shadow: bool = False) -> dict[str, Any]:
         """Constructor arguments of the serving (or shadow) policy: shared seed and sticky period."""
         params = dict(self.shadow_params if shadow else self.policy_params)
-        params.setdefault("seed", self.seed)
+        if "seed" not in params:
+            params["seed"] = self.exploration_seed()
         params.setdefault("sticky_seconds", self.sticky_seconds)
         params.setdefault("floor", self.floor)
         return params

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import logging
 import time
-import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -28,13 +27,14 @@ import orjson
 
 from keyart.catalog import Catalog
 from keyart.context import MemberContext
-from keyart.errors import EmptyPoolError, KeyartError, SnapshotError, UnknownIdError
+from keyart.errors import EmptyPoolError, KeyartError, UnknownIdError
 from keyart.events import context_to_json_fast as context_json
 from keyart.events import page_record, shadow_record
 from keyart.features import Featurizer
 from keyart.service import catalog_store, snapshots
 from keyart.service.config import ServiceConfig
 from keyart.service.fallbacks import DEFAULT_POLICY, decision_ids, default_artworks
+from keyart.service.ids import PageKeys
 from keyart.service.metrics import Metrics
 from keyart.service.modelthread import Job, ModelThread
 from keyart.service.parsing import PageRequest
@@ -123,6 +123,13 @@ class PageResult:
         )
 
 
+def _has_pool(catalog: Catalog, title_id: str) -> bool:
+    try:
+        return bool(catalog.pool_ids(title_id))
+    except EmptyPoolError:
+        return False
+
+
 class Engine:
     """What one worker process serves, and how it decides a page."""
 
@@ -135,8 +142,10 @@ class Engine:
             else SegmentWriter(config.segments_dir, fsync=config.fsync, max_bytes=config.segment_max_bytes)
         )
         self.executor = ModelThread()
+        self.keys = PageKeys(config.exploration_seed())  # decision ids every worker recognises
+        self._catalog_stamp = catalog_store.stamp(config.catalog_path)  # before reading: never newer
         self.view = self._load_catalog()
-        self._catalog_stamp = catalog_store.stamp(config.catalog_path)
+        self._side_view: tuple[Any, CatalogView] | None = None  # see _current_view
         self.generation: snapshots.Generation | None = None
         self.model_error: str | None = None
         self._snapshot_stamp: tuple[int, int] | None = None
@@ -159,9 +168,16 @@ class Engine:
             self.view = CatalogView(catalog, rev, Featurizer(catalog, self.config.feature_config))
             self._warm()
 
-    def refresh(self, force: bool = False) -> None:
-        """Reload the catalog and the model generation when their files changed (call on the model thread)."""
-        self.last_check = time.monotonic()
+    def catalog_changed(self) -> bool:
+        """Whether ``catalog.json`` was replaced since this worker last read it (one ``stat``)."""
+        return catalog_store.stamp(self.config.catalog_path) != self._catalog_stamp
+
+    def refresh_catalog(self, force: bool = False) -> None:
+        """Reload the catalog when its file changed (call on the model thread).
+
+        Called before every page, so a catalog change acknowledged by any worker is served by every
+        worker from the next page on (read-your-writes): one ``stat`` per page, a reload per change.
+        """
         cstamp = catalog_store.stamp(self.config.catalog_path)
         if force or cstamp != self._catalog_stamp:
             try:
@@ -170,29 +186,40 @@ class Engine:
                 self._catalog_stamp = cstamp
             except (KeyartError, OSError, ValueError) as exc:
                 log.error("catalog reload failed: %s", exc)
+
+    def refresh(self, force: bool = False) -> None:
+        """Reload the catalog and the model generation when their files changed (call on the model thread)."""
+        self.last_check = time.monotonic()
+        self.refresh_catalog(force)
         sstamp = snapshots.pointer_stamp(self.config.snapshots_dir)
         if not force and sstamp == self._snapshot_stamp:
             return
         self._snapshot_stamp = sstamp
-        try:  # a metadata-only generation keeps the policies this worker already holds
-            gen = snapshots.load_latest(self.config.snapshots_dir, reuse=self.generation)
-        except (SnapshotError, OSError, ValueError) as exc:
-            self.model_error = f"snapshot unreadable: {exc}"
-            log.error(
-                "%s (still serving generation %s)",
-                self.model_error,
-                None if self.generation is None else self.generation.number,
-            )
+        # verified before loading; a damaged or missing generation (or LATEST) is skipped for the newest
+        # good one; a metadata-only generation keeps the policies this worker already holds
+        found = snapshots.load_newest_good(self.config.snapshots_dir, reuse=self.generation)
+        gen, held = found.generation, self.generation
+        for problem in found.skipped:
+            self.metrics.child(self.metrics.snapshot_skipped, "worker").inc()
+            log.error("model generation not loaded: %s", problem)
+        if gen is None or (held is not None and gen.number <= held.number):  # nothing newer that is good
+            problem = "; ".join(found.skipped) if found.skipped else None
+            if held is None:
+                self.model_error = problem or "no snapshot published yet"
+            elif problem is not None:
+                self.model_error = f"{problem} (still serving generation {held.number})"
+            elif gen is not None:
+                self.model_error = None
+            self.metrics.model_ok.set(0 if held is None else 1)
             return
-        if gen is None:
-            self.model_error = "no snapshot published yet"
-            return
-        if self.generation is not None and gen.number == self.generation.number:
-            return
-        if self.generation is None or gen.primary is not self.generation.primary:
+        if held is None or gen.primary is not held.primary:
             self._warm(gen)
-        self.generation, self.model_error, self.loaded_at = gen, None, time.time()
+        self.generation, self.loaded_at = gen, time.time()
+        self.model_error = (
+            None if not found.skipped else "; ".join(found.skipped) + f" (serving generation {gen.number})"
+        )
         self.metrics.generation.set(gen.number)
+        self.metrics.model_ok.set(1)
 
     def _warm(self, gen: snapshots.Generation | None = None) -> None:
         """Run one tiny decision so the first real request does not pay for caches and solves."""
@@ -200,14 +227,19 @@ class Engine:
         view = self.view
         if gen is None:
             return
-        for tid in view.catalog.active_title_ids()[:1]:
-            try:
-                batch = view.featurizer.page(MemberContext("warmup"), [tid], "warmup")
-                gen.primary.choose(batch)
-                if gen.shadow is not None:
-                    gen.shadow.choose(batch)
-            except Exception:  # warming is best effort; the hot path has its own fallbacks
-                log.warning("model warm-up failed", exc_info=True)
+        catalog = view.catalog
+        tid = next((t for t in catalog.active_title_ids() if _has_pool(catalog, t)), None)
+        if tid is None:  # nothing to warm with (e.g. titles created before their artworks): not a failure
+            log.info("model warm-up skipped: no title has an active artwork yet")
+            return
+        try:
+            batch = view.featurizer.page(MemberContext("warmup"), [tid], "warmup")
+            gen.primary.choose(batch)
+            if gen.shadow is not None:
+                gen.shadow.choose(batch)
+        except Exception as exc:  # warming is best effort; the hot path has its own fallbacks
+            log.warning("model warm-up failed: %s: %s", type(exc).__name__, exc)
+            log.debug("model warm-up failure", exc_info=True)
 
     # ---- the hot path -----------------------------------------------------------------------------
     def pools(self, view: CatalogView, title_ids: list[str]) -> list[tuple[str, ...]]:
@@ -262,12 +294,17 @@ class Engine:
         """
         if job is not None and job.cancelled:  # its request already answered defaults: no work, no log
             return None
-        view, gen = self.view, self.generation
+        if job is not None:  # on the model thread: serve every catalog change already acknowledged
+            self.refresh_catalog()
+            view = self.view
+        else:  # answered on the event loop (timeout, overload): read a changed catalog without keeping it
+            view = self._current_view()
+        gen = self.generation
         ctx = req.context
         title_ids = req.title_ids
         # decision ids come from a key made here, never from the client's request id: a reused request id
         # must not give two pages the same decision ids (the client's id stays as the correlation id)
-        key = uuid.uuid4().hex
+        key = self.keys.new()
         rid = req.request_id or key
         pools = self.pools(view, title_ids)
         if reason is None and gen is None:
@@ -356,6 +393,25 @@ class Engine:
             version,
             reason,
         )
+
+    def _current_view(self) -> CatalogView:
+        """The served catalog, or (when the file changed since) a view of the new one, not kept: the
+        model thread owns ``self.view``; this is for defaults answered off it."""
+        view = self.view
+        cstamp = catalog_store.stamp(self.config.catalog_path)
+        if cstamp == self._catalog_stamp:
+            return view
+        side = self._side_view  # made once per change (the event loop's thread only)
+        if side is None or side[0] != cstamp:
+            try:
+                catalog, rev = catalog_store.load_catalog(self.config.catalog_path)
+            except (KeyartError, OSError, ValueError):
+                return view
+            side = self._side_view = (
+                cstamp,
+                CatalogView(catalog, rev, Featurizer(catalog, self.config.feature_config)),
+            )
+        return side[1] if side[1].rev > view.rev else view
 
     def decide_posted(self, req: PageRequest, job: Job) -> PageResult | None:
         """``decide`` on the model thread for a page a request posted (and waits for, see ``Job``)."""

@@ -15,19 +15,31 @@ from pathlib import Path
 from typing import Any
 
 HEARTBEAT = "learner.json"
+#: Segment bytes not yet ingested after a cycle past which the learner is reported as behind.
+BEHIND_BYTES = 8 << 20
 
 
-def write_heartbeat(root: Path) -> Path:
-    """Record this process as the running learner (atomically); returns the heartbeat file."""
+def write_heartbeat(root: Path, **progress: float) -> Path:
+    """Record this process as the running learner, with its ``progress`` after the last cycle
+    (``backlog_bytes``: segment bytes not yet ingested; ``cycle_seconds``: the cycle's duration),
+    atomically; returns the heartbeat file."""
     path = root / HEARTBEAT
+    try:
+        started = float(json.loads(path.read_text())["started"]) if progress else time.time()
+    except (OSError, ValueError, KeyError, TypeError):
+        started = time.time()
     tmp = root / f".{HEARTBEAT}.tmp-{os.getpid()}"
-    tmp.write_text(json.dumps({"pid": os.getpid(), "started": time.time()}))
+    tmp.write_text(json.dumps({"pid": os.getpid(), "started": started, **progress}))
     os.replace(tmp, path)
     return path
 
 
-def beat(path: Path) -> None:
-    """One cycle done: refresh the heartbeat's modification time."""
+def beat(path: Path, **progress: float) -> None:
+    """One cycle done: rewrite the heartbeat with the cycle's ``progress`` (its modification time is the
+    beat), or only touch it when there is nothing to report."""
+    if progress:
+        write_heartbeat(path.parent, **progress)
+        return
     try:
         os.utime(path)
     except FileNotFoundError:
@@ -51,18 +63,33 @@ def _running(pid: int) -> bool:
 
 
 def learner_status(root: Path, learn_interval: float) -> dict[str, Any]:
-    """``{"running", "pid", "heartbeat_age_seconds", "ok"}``: ``ok`` when the learner's process exists
-    and it finished a cycle within ``max(30 s, 10 learn intervals)``."""
+    """``{"running", "pid", "heartbeat_age_seconds", "backlog_bytes", "cycle_seconds", "behind", "ok"}``:
+    ``ok`` when the learner's process exists and it finished a cycle within ``max(30 s, 10 learn
+    intervals)``; ``behind`` when, after its last cycle, more than ``BEHIND_BYTES`` of events were still
+    waiting to be ingested (it does not keep up with what is served)."""
     path = root / HEARTBEAT
     try:
-        pid = int(json.loads(path.read_text())["pid"])
+        beat_ = json.loads(path.read_text())
+        pid = int(beat_["pid"])
         age = max(0.0, time.time() - path.stat().st_mtime)
     except (OSError, ValueError, KeyError, TypeError):
-        return {"running": False, "pid": None, "heartbeat_age_seconds": None, "ok": False}
+        return {
+            "running": False,
+            "pid": None,
+            "heartbeat_age_seconds": None,
+            "backlog_bytes": None,
+            "cycle_seconds": None,
+            "behind": False,
+            "ok": False,
+        }
     running = _running(pid)
+    backlog = beat_.get("backlog_bytes")
     return {
         "running": running,
         "pid": pid,
         "heartbeat_age_seconds": round(age, 3),
+        "backlog_bytes": backlog,
+        "cycle_seconds": beat_.get("cycle_seconds"),
+        "behind": isinstance(backlog, int | float) and backlog > BEHIND_BYTES,
         "ok": running and age <= max(30.0, 10 * learn_interval),
     }

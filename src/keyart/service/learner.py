@@ -15,8 +15,6 @@ updates), and ``keyart.service.supervisor`` (the learner process, its lock and i
 
 from __future__ import annotations
 
-import contextlib
-import json
 import logging
 import math
 import time
@@ -27,7 +25,7 @@ import pyarrow as pa
 
 from keyart.errors import SnapshotError
 from keyart.features import Featurizer
-from keyart.policies import Policy, load_policy, make_policy
+from keyart.policies import Policy, make_policy
 from keyart.rewards import RewardTable
 from keyart.service import catalog_store, snapshots
 from keyart.service.config import ServiceConfig
@@ -79,7 +77,7 @@ def publish_trained(
     decision) and/or the shadow one. The one not given is the latest generation's (else a fresh one),
     and with it its ``learned_until``."""
     numbers = _generation_numbers(config.snapshots_dir)
-    latest = _load_newest_readable(config.snapshots_dir) if numbers else None
+    latest = snapshots.load_newest_good(config.snapshots_dir).generation if numbers else None
     fresh_primary, fresh_shadow = fresh_policies(config)
     meta: dict[str, Any] = {"learned_until": learned_until}
     if primary is None:
@@ -94,32 +92,7 @@ def publish_trained(
 
 def _generation_numbers(directory: Path) -> list[int]:
     """The numbers of the generation directories present (readable or not)."""
-    out = []
-    for p in directory.glob("gen-*"):
-        with contextlib.suppress(ValueError):
-            out.append(int(p.name[4:]))
-    return out
-
-
-def _load_newest_readable(directory: Path) -> snapshots.Generation | None:
-    """The generation LATEST names, or (when it is corrupt) the newest generation that loads."""
-    try:
-        return snapshots.load_latest(directory)
-    except (SnapshotError, OSError, ValueError) as exc:
-        log.error("LATEST unreadable (%s); looking for an older generation", exc)
-    for gen_dir in sorted(directory.glob("gen-*"), reverse=True):
-        try:
-            meta = json.loads((gen_dir / "meta.json").read_text())
-            shadow_path = gen_dir / "shadow.npz"
-            return snapshots.Generation(
-                int(meta["generation"]),
-                load_policy(gen_dir / "primary.npz"),
-                load_policy(shadow_path) if shadow_path.exists() else None,
-                meta,
-            )
-        except (SnapshotError, OSError, ValueError, KeyError):
-            continue
-    return None
+    return [number for number, _ in snapshots.generation_dirs(directory)]
 
 
 class Learner:
@@ -131,15 +104,19 @@ class Learner:
         self.store = EventStore(config.events_path)
         self.shadow_store = EventStore(config.shadow_path)
         self.svc = open_rewards_db(config.service_db_path)
+        for con in (self.store.connection, self.shadow_store.connection, self.svc):
+            con.execute("SET enable_progress_bar = false")  # no progress bars in the server's log
         self._ingest = Ingest(config.segments_dir, self.store, self.shadow_store, self.svc, self.metrics)
         self.reader = self._ingest.reader
-        self._catalog_stamp: tuple[int, int] | None = None
+        self._catalog_stamp: tuple[int, int, int] | None = None
         self._reload_catalog()
-        try:  # a missing or unreadable LATEST (with generations present) is replaced at once
-            pointer_ok = snapshots.latest_pointer(config.snapshots_dir) is not None
-        except SnapshotError:
-            pointer_ok = False
-        gen = _load_newest_readable(config.snapshots_dir)
+        # the newest generation that verifies: a damaged or missing one, or a missing or garbage LATEST,
+        # is skipped (and replaced below by a new generation, so workers find a good one under LATEST)
+        found = snapshots.load_newest_good(config.snapshots_dir)
+        for problem in found.skipped:
+            self.metrics.child(self.metrics.snapshot_skipped, "learner").inc()
+            log.error("model generation not loaded: %s", problem)
+        gen, pointer_ok = found.generation, found.is_latest
         primary, shadow = fresh_policies(config)
         meta: dict[str, Any] = {}
         number = 0
@@ -152,6 +129,11 @@ class Learner:
                     "configured policy %s differs from the snapshot's %s: starting fresh",
                     config.policy,
                     gen.primary.name,
+                )
+            if config.seed is None and getattr(primary, "seed", None) == 0:
+                log.warning(
+                    "the served policy's exploration key is 0, the old shared default: every deployment "
+                    "with it explores alike; pass --seed, or start a fresh state directory to get its own key"
                 )
             if shadow is not None and gen.shadow is not None and gen.shadow.name == config.shadow_policy:
                 shadow = gen.shadow
@@ -177,7 +159,7 @@ class Learner:
         self.rewards_learned = int(meta.get("rewards_learned", 0))
         self._published = gen is not None
         if gen is None or gen.primary is not primary or gen.shadow is not shadow or not pointer_ok:
-            self.publish()  # (re)configured, or LATEST is unreadable: publish what this learner holds
+            self.publish()  # (re)configured, or LATEST is not what was loaded: publish what this holds
 
     # ---- catalog -----------------------------------------------------------------------------------
     def _reload_catalog(self) -> None:
@@ -275,7 +257,8 @@ class Learner:
 
         When they did not change since they were last published (only ``learned_until``, the defaults or
         the catalog revision moved), the generation reuses that generation's model files
-        (``snapshots.publish_meta``): no model is written, and workers keep the policies they hold.
+        (``snapshots.publish_meta``: verified copies): no model is serialized, and workers keep the policies
+        they hold.
         """
         # the next number from this learner's own state (never from LATEST, which may be unreadable),
         # past every generation directory present; LATEST is then replaced

@@ -57,6 +57,11 @@ class Metrics:
             "keyart_shadow_decisions_total", "Decisions logged by a shadow policy.", ["policy"], registry=r
         )
         self.outcomes = Counter("keyart_outcomes_total", "Outcomes accepted, by kind.", ["kind"], registry=r)
+        self.unmatched_outcomes = Counter(
+            "keyart_unmatched_outcomes_total",
+            "Outcomes accepted that name a decision_id this deployment never issued (they join nothing).",
+            registry=r,
+        )
         self.rejected = Counter(
             "keyart_rejected_requests_total", "Requests refused with a 4xx.", ["status"], registry=r
         )
@@ -99,6 +104,20 @@ class Metrics:
         )
         self.generation = Gauge(
             "keyart_model_generation", "Model generation served (max over workers).", registry=r, **mode
+        )
+        self.model_ok = Gauge(
+            "keyart_model_ok",
+            "1 when this process serves a verified model generation, 0 when it answers with default "
+            "artworks because no good generation exists (min over live workers).",
+            registry=r,
+            multiprocess_mode="livemin",
+        )
+        self.snapshot_skipped = Counter(
+            "keyart_snapshot_skipped_total",
+            "Model generations (or a LATEST pointer) passed over because they were missing, damaged or "
+            "unreadable, by the process that skipped them (worker, learner).",
+            ["process"],
+            registry=r,
         )
         self.published_generation = Gauge(
             "keyart_published_generation", "Latest generation published by the learner.", registry=r, **mode

@@ -16,6 +16,12 @@ Finite = Annotated[float, Field(allow_inf_nan=False)]
 #: larger values would overflow the learner's statistics (they are squared and summed).
 FEATURE_BOUND = 1e6
 Bounded = Annotated[float, Field(ge=-FEATURE_BOUND, le=FEATURE_BOUND, allow_inf_nan=False)]
+#: The most labels in one list of a title or artwork sent over HTTP (genres, cast, theme genres, featured
+#: cast, tags): the featurizer works through each on every page that shows the title.
+MAX_LABELS = 256
+#: The longest artwork embedding accepted over HTTP (common image embeddings have 512-1,536 values).
+MAX_EMBEDDING = 4096
+Labels = Annotated[list[Id], Field(max_length=MAX_LABELS)]
 
 
 class RequestError(ValidationError):
@@ -118,6 +124,16 @@ class OutcomeIn(_Strict):
     ``reward`` in [0, 1]. Name the decision by ``decision_id``, or give ``member_id`` and ``title_id``
     (attributed to the latest decision for them inside the attribution window)."""
 
+    # the two rules the route checks, stated in the schema too (OpenAPI)
+    model_config = ConfigDict(
+        json_schema_extra={
+            "allOf": [
+                {"anyOf": [{"required": ["event_type"]}, {"required": ["reward"]}]},
+                {"anyOf": [{"required": ["decision_id"]}, {"required": ["member_id", "title_id"]}]},
+            ]
+        }
+    )
+
     decision_id: Id | None = None
     member_id: Id | None = None
     title_id: Id | None = None
@@ -133,30 +149,39 @@ class OutcomesRequest(_Strict):
 
 
 class OutcomesResponse(BaseModel):
+    """``accepted``: outcomes logged (all of them); ``unmatched``: how many of them name a
+    ``decision_id`` this deployment never issued (accepted and stored all the same, but they will not
+    join a decision), and those ids (each once)."""
+
     accepted: int
     event_ids: list[str]
+    unmatched: int = 0
+    unmatched_decision_ids: list[str] = []
 
 
 class TitleIn(_Strict):
-    """A title to create or update (``PUT /v1/titles/{title_id}``)."""
+    """A title to create or update (``PUT /v1/titles/{title_id}``); ``genres`` and ``cast`` hold at most
+    ``MAX_LABELS`` (256) entries each."""
 
     name: Annotated[str, Field(max_length=512)] = ""
-    genres: list[Id] = []
-    cast: list[Id] = []
+    genres: Labels = []
+    cast: Labels = []
     runtime_minutes: Annotated[float, Field(gt=0, allow_inf_nan=False)] | None = None
     metadata: dict[str, Any] = {}
     default_artwork_id: Id | None = None
 
 
 class ArtworkIn(_Strict):
-    """An artwork to create or update (``PUT /v1/artworks/{artwork_id}``)."""
+    """An artwork to create or update (``PUT /v1/artworks/{artwork_id}``); ``theme_genres``,
+    ``featured_cast`` and ``tags`` hold at most ``MAX_LABELS`` (256) entries each, ``embedding`` at most
+    ``MAX_EMBEDDING`` (4,096) values."""
 
     title_id: Id
-    theme_genres: list[Id] = []
-    featured_cast: list[Id] = []
+    theme_genres: Labels = []
+    featured_cast: Labels = []
     style: Annotated[str, Field(max_length=128)] = ""
-    tags: list[Id] = []
-    embedding: list[Finite] | None = None
+    tags: Labels = []
+    embedding: Annotated[list[Finite], Field(max_length=MAX_EMBEDDING)] | None = None
     image: Annotated[str, Field(min_length=1, max_length=2048)] | None = None
     metadata: dict[str, Any] = {}
 

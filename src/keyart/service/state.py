@@ -75,9 +75,9 @@ class ServiceState:
     async def start(self, app: FastAPI) -> None:
         """Make the engine, load the catalog and the newest generation, start polling for changes."""
         engine = Engine(self.config, self.metrics)
-        self.engine = engine
         loop = asyncio.get_running_loop()
         await loop.run_in_executor(engine.executor, functools.partial(engine.refresh, True))
+        self.engine = engine  # ready only now: the catalog and the newest good model loaded and warm
         gc.freeze()  # start-up objects (catalog, caches, modules) leave the GC's scans: fewer long pauses
         self._poller = asyncio.create_task(self._poll(engine))
         app.state.engine = engine

@@ -60,7 +60,8 @@ def run_learner(config_text: str, stop: threading.Event | None = None) -> None:
                     learner.step()
                 except Exception:  # bad records are set aside inside step; anything else is retried
                     log.exception("learner step failed; retrying next interval")
-                beat(heartbeat)
+                backlog = learner.reader.pending_bytes()
+                beat(heartbeat, backlog_bytes=backlog, cycle_seconds=round(time.monotonic() - t0, 3))
                 if os.getppid() != parent:
                     break
                 stop.wait(max(0.0, config.learn_interval_seconds - (time.monotonic() - t0)))

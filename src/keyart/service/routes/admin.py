@@ -8,7 +8,7 @@ import functools
 from typing import Any
 
 from fastapi import APIRouter, Request
-from starlette.responses import Response
+from starlette.responses import PlainTextResponse, Response
 
 from keyart.service.engine import Engine
 from keyart.service.health import learner_status
@@ -17,6 +17,11 @@ from keyart.service.schemas import error_responses
 from keyart.service.state import Service, ServiceState
 
 router = APIRouter()
+
+
+def _public(params: dict[str, Any]) -> dict[str, Any]:
+    """A policy's parameters without its ``seed``: the exploration key is the deployment's secret."""
+    return {k: v for k, v in params.items() if k != "seed"}
 
 
 def model_info(state: ServiceState, engine: Engine) -> dict[str, Any]:
@@ -29,6 +34,8 @@ def model_info(state: ServiceState, engine: Engine) -> dict[str, Any]:
         "configured_shadow": config.shadow_policy,
         "catalog_rev": engine.view.rev,
         "model_error": engine.model_error,
+        "model_ok": gen is not None,
+        "serving": "model" if gen is not None else "defaults",
         "generation": None,
         "learner": learner_status(config.root, config.learn_interval_seconds),
     }
@@ -38,7 +45,7 @@ def model_info(state: ServiceState, engine: Engine) -> dict[str, Any]:
                 "generation": gen.number,
                 "policy": gen.primary.name,
                 "model_version": gen.primary.version_,
-                "params": gen.primary.get_params(),
+                "params": _public(gen.primary.get_params()),
                 "priors": gen.primary.learned_priors(),
                 "loaded_at": engine.loaded_at,
                 "published_at": gen.meta.get("created"),
@@ -49,7 +56,7 @@ def model_info(state: ServiceState, engine: Engine) -> dict[str, Any]:
                 else {
                     "policy": gen.shadow.name,
                     "model_version": gen.shadow.version_,
-                    "params": gen.shadow.get_params(),
+                    "params": _public(gen.shadow.get_params()),
                 },
             }
         )
@@ -83,7 +90,9 @@ async def healthz() -> Response:
 @router.get("/readyz", tags=["health"], summary="Readiness: catalog loaded and events writable")
 async def readyz(state: Service) -> Response:
     """Ready when the engine is up and a record can be written to the events directory (503 with the
-    reason otherwise). Also reports the model and the learner (which serving does not need)."""
+    reason otherwise). Also reports the model and the learner (which serving does not need): without a
+    good model generation the worker still answers every page, with default artworks, so it stays ready
+    and says so (``model_ok: false``, ``serving: "defaults"``, a ``warning``)."""
     engine = state.engine
     if engine is None:
         return json_response({"ready": False, "detail": "starting"}, 503)
@@ -95,13 +104,32 @@ async def readyz(state: Service) -> Response:
         "generation": None if gen is None else gen.number,
         "catalog_rev": engine.view.rev,
         "model_error": engine.model_error,
+        "model_ok": gen is not None,
+        "serving": "model" if gen is not None else "defaults",
         "learner": learner_status(config.root, config.learn_interval_seconds),
     }
+    warnings = []
+    if gen is None:
+        warnings.append(f"no good model generation: answering with default artworks ({engine.model_error})")
+    learner = body["learner"]
+    if learner["behind"]:
+        warnings.append(
+            f"the learner is behind: {learner['backlog_bytes'] / 2**20:.1f} MiB of events not yet ingested "
+            f"after its last cycle ({learner['cycle_seconds']} s)"
+        )
+    if warnings:
+        body["warning"] = "; ".join(warnings)
     if problem is not None:
         body["detail"] = problem
     return json_response(body, 200 if problem is None else 503)
 
 
-@router.get("/metrics", tags=["health"], summary="Prometheus metrics (all worker processes)")
+@router.get(
+    "/metrics",
+    tags=["health"],
+    summary="Prometheus metrics (all worker processes)",
+    response_class=PlainTextResponse,
+    responses={200: {"content": {"text/plain": {"schema": {"type": "string"}}}}},
+)
 async def get_metrics(state: Service) -> Response:
     return Response(state.metrics.render(), media_type="text/plain; version=0.0.4")

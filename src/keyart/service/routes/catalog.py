@@ -3,16 +3,18 @@
 
 A change goes through ``keyart.service.catalog_store.mutate`` (an exclusive lock, re-read, apply,
 validate the whole catalog, replace the file); the worker that made it serves the new revision at once,
-the others within one reload interval.
+and every other worker from its next page on (each page checks the file first: read-your-writes).
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Callable
 from typing import Any
 
 from fastapi import APIRouter, Request
+from pydantic import BaseModel
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
 
@@ -30,6 +32,17 @@ from keyart.service.schemas import (
 )
 from keyart.service.state import Service, ServiceState
 
+
+class Changed(BaseModel):
+    """The answer to a catalog change: the item, whether it was created, the catalog's new revision."""
+
+    title_id: str | None = None
+    artwork_id: str | None = None
+    created: bool
+    catalog_rev: int
+
+
+log = logging.getLogger("keyart.service")
 router = APIRouter()
 
 
@@ -69,7 +82,11 @@ async def _retire(state: ServiceState, kind: str, item_id: str) -> Response:
     tags=["catalog"],
     summary="Create or update a title",
     openapi_extra=body_spec(TitleIn, EXAMPLE_TITLE),
-    responses=error_responses(400, 401, 403, 413, 422),
+    responses={
+        200: {"model": Changed, "description": "Updated."},
+        201: {"model": Changed, "description": "Created."},
+        **error_responses(400, 401, 403, 413, 422),
+    },
 )
 async def put_title(title_id: str, request: Request, state: Service) -> Response:
     state.require_key(request)
@@ -86,6 +103,11 @@ async def put_title(title_id: str, request: Request, state: Service) -> Response
         return True
 
     rev, created = await _mutate(state, change)
+    catalog = state.engine_of().view.catalog
+    if title_id in catalog and not any(
+        a.title_id == title_id and a.active for a in catalog.artworks.values()
+    ):  # the natural order (a title, then its artworks): worth a line, not a warning
+        log.info("title %r has no active artwork yet: pages naming it get 422 until one is added", title_id)
     return json_response(
         {"title_id": title_id, "created": created, "catalog_rev": rev}, 201 if created else 200
     )
@@ -109,7 +131,10 @@ async def retire_title(title_id: str, request: Request, state: Service) -> Respo
     responses=error_responses(404),
 )
 async def get_title(title_id: str, state: Service) -> Response:
-    catalog = state.engine_of().view.catalog
+    engine = state.engine_of()
+    if engine.catalog_changed():  # read-your-writes: a change acknowledged by any worker is seen here
+        await asyncio.get_running_loop().run_in_executor(engine.executor, engine.refresh_catalog)
+    catalog = engine.view.catalog
     if title_id not in catalog:
         raise RequestError(404, "unknown_title", f"Unknown title_id {title_id!r}.", "title_id")
     t = catalog.title(title_id)
@@ -131,7 +156,11 @@ async def get_title(title_id: str, state: Service) -> Response:
     tags=["catalog"],
     summary="Create or update an artwork",
     openapi_extra=body_spec(ArtworkIn, EXAMPLE_ARTWORK),
-    responses=error_responses(400, 401, 403, 413, 422),
+    responses={
+        200: {"model": Changed, "description": "Updated."},
+        201: {"model": Changed, "description": "Created."},
+        **error_responses(400, 401, 403, 413, 422),
+    },
 )
 async def put_artwork(artwork_id: str, request: Request, state: Service) -> Response:
     state.require_key(request)

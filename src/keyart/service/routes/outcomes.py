@@ -2,7 +2,10 @@
 
 A batch is checked whole (limits, timestamps, each item naming its decision or its member and title),
 then logged as one outcome batch record (``keyart.events.outcomes_record``) before it is acknowledged;
-the learner ingests it (``keyart.service.ingest``).
+the learner ingests it (``keyart.service.ingest``). An outcome naming a ``decision_id`` this deployment
+never issued (``keyart.service.ids``) is accepted and logged like any other, but counted
+(``keyart_unmatched_outcomes_total``) and reported in the response (``unmatched``,
+``unmatched_decision_ids``): a client with a bug or another deployment's ids finds out at once.
 """
 
 from __future__ import annotations
@@ -54,7 +57,9 @@ async def outcomes(request: Request, state: Service) -> Response:
             "outcomes",
         )
     now = time.time()
+    max_rows = config.limits.max_titles_per_page
     items = []
+    unmatched: list[str] = []
     for i, o in enumerate(req.outcomes):
         where = f"outcomes[{i}]"
         check_event_time(o.timestamp, config.limits, now, f"{where}.timestamp")
@@ -67,6 +72,8 @@ async def outcomes(request: Request, state: Service) -> Response:
                 f"{where}: name the decision_id, or both member_id and title_id.",
                 where,
             )
+        if o.decision_id is not None and not engine.keys.issued(o.decision_id, max_rows):
+            unmatched.append(o.decision_id)
         items.append(
             {
                 "event_id": o.event_id or uuid.uuid4().hex,
@@ -88,5 +95,14 @@ async def outcomes(request: Request, state: Service) -> Response:
         count = sum(1 for it in items if it[key] is not None)
         if count:
             metrics.outcomes.labels(kind).inc(count)
+    if unmatched:
+        metrics.unmatched_outcomes.inc(len(unmatched))
     metrics.latency.labels("outcomes").observe(time.perf_counter() - t0)
-    return json_response({"accepted": len(items), "event_ids": [it["event_id"] for it in items]})
+    return json_response(
+        {
+            "accepted": len(items),
+            "event_ids": [it["event_id"] for it in items],
+            "unmatched": len(unmatched),
+            "unmatched_decision_ids": list(dict.fromkeys(unmatched)),
+        }
+    )
