@@ -83,6 +83,19 @@ def test_snapshot_restore_round_trips_exactly(name, catalog, batch, tmp_path):
     )
 
 
+@pytest.mark.parametrize("damage", ["truncated", "empty", "missing", "not a zip"])
+def test_a_damaged_snapshot_file_is_a_snapshot_error(damage, catalog, tmp_path):
+    path = tmp_path / "p.npz"
+    trained(make_policy("linucb", seed=2), catalog).save(path)
+    data = path.read_bytes()
+    if damage == "missing":
+        path.unlink()
+    else:
+        path.write_bytes({"truncated": data[:1000], "empty": b"", "not a zip": b"PK" + b"x" * 100}[damage])
+    with pytest.raises(SnapshotError, match="Cannot read policy snapshot"):
+        load_policy(path)
+
+
 @pytest.mark.parametrize("name", NAMES)
 def test_update_does_not_mutate_its_input(name, catalog):
     fb = logged_feedback(make_events(catalog, 150, seed=8), seed=8)

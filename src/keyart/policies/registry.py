@@ -7,6 +7,7 @@ files stay loadable as long as these names (and the classes' parameters) do.
 from __future__ import annotations
 
 import json
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -62,6 +63,6 @@ def load_policy(path: str | Path) -> Policy:
         with np.load(Path(path), allow_pickle=False) as z:
             header = json.loads(bytes(z["__header__"]).decode())
             header["state"].update({k: z[k] for k in z.files if k != "__header__"})
-    except (OSError, ValueError, KeyError) as exc:
-        raise SnapshotError(f"Cannot read policy snapshot {path}: {exc}.") from exc
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as exc:  # missing, truncated, empty
+        raise SnapshotError(f"Cannot read policy snapshot {path}: {exc!r}.") from exc
     return restore_policy(header)

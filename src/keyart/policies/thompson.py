@@ -14,7 +14,6 @@ from typing import Any, ClassVar
 
 import numpy as np
 import scipy.special
-from scipy.stats import norm, qmc
 
 from keyart.batch import CandidateBatch
 from keyart.feedback import LoggedFeedback
@@ -138,9 +137,11 @@ NORMALS_BLOCK = 64  # dimensions per scrambled Sobol block: pools of up to 64 ar
 def sobol_normals(dims: int, points: int, seed: int, block: int = 0) -> np.ndarray:
     """(dims, points) float32 standard normals from scrambled Sobol points (randomized QMC); ``block``
     selects an independent scrambling."""
+    from scipy.stats import qmc  # here: scipy.stats costs a serving process ~1 s of start-up
+
     sobol = qmc.Sobol(d=dims, scramble=True, seed=np.random.default_rng([seed, 0x7453, block]))
     u = np.clip(sobol.random_base2(int(np.log2(points))), 1e-12, 1 - 1e-12)
-    return np.ascontiguousarray(norm.ppf(u).T, dtype=np.float32)
+    return np.ascontiguousarray(scipy.special.ndtri(u).T, dtype=np.float32)
 
 
 class ThompsonPolicy(SharedModelPolicy):
