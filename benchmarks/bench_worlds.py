@@ -18,6 +18,8 @@ of that share over the worlds, and on how many worlds it beats the reference Lin
 from __future__ import annotations
 
 import argparse
+import hashlib
+import json
 import os
 import platform
 import sys
@@ -152,6 +154,40 @@ def summarize(results: list[dict[str, Any]], agents: list[str]) -> list[dict[str
     return rows
 
 
+def fingerprint(settings: dict[str, Any]) -> str:
+    """What a run's result depends on: every source file of keyart and of these benchmarks, the versions
+    of numpy and vowpalwabbit, and the run's settings. Results of a ``--results`` file are reused only
+    under the same fingerprint (the same code and settings, whoever ran them and when)."""
+    h = hashlib.sha256(json.dumps(settings, sort_keys=True).encode())
+    root = Path(BENCH_DIR).parent
+    for path in sorted([*(root / "src" / "keyart").rglob("*.py"), *Path(BENCH_DIR).glob("*.py")]):
+        h.update(str(path.relative_to(root)).encode())
+        h.update(path.read_bytes())
+    h.update(np.__version__.encode())
+    if vw_available():
+        from importlib.metadata import version
+
+        h.update(version("vowpalwabbit").encode())
+    return h.hexdigest()[:16]
+
+
+def load_results(path: Path | None, key: str) -> tuple[dict[tuple[int, str], dict[str, Any]], int]:
+    """The runs a ``--results`` file holds under fingerprint ``key`` (and how many it holds under others)."""
+    done: dict[tuple[int, str], dict[str, Any]] = {}
+    other = 0
+    if path is None or not path.exists():
+        return done, other
+    for line in path.read_text().splitlines():
+        if not line.strip():
+            continue
+        r = json.loads(line)
+        if r.get("fingerprint") == key:
+            done[(int(r["seed"]), str(r["agent"]))] = r
+        else:
+            other += 1
+    return done, other
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--worlds", type=int, default=None, help="the first N seeds of the set (default all)")
@@ -162,6 +198,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--policies", default="", help="POLICY_SUITE names, comma-separated (default all)")
     parser.add_argument("--jobs", type=int, default=1, help="parallel processes")
     parser.add_argument("--per-world", action="store_true", help="also print every world's shares")
+    parser.add_argument(
+        "--results",
+        type=Path,
+        default=None,
+        help="a JSON Lines file: every finished run is appended; runs it already holds for the same code "
+        "and settings (fingerprint) are not run again, so a long report can be made over several sittings",
+    )
     parser.add_argument(
         "--quick", action="store_true", help="smoke run: 2 worlds, 1,000 requests, 3k members"
     )
@@ -187,19 +230,36 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("note: vowpalwabbit is not importable: the VW column is skipped (pip install 'keyart[bench]')")
     print(format_table([describe(s) for s in seeds]))
     t0 = time.perf_counter()
-    tasks = [(s, a) for s in seeds for a in agents]  # world-major: a worker reuses its world
+    settings = {
+        "requests": args.requests,
+        "update_every": args.update_every,
+        "seed": args.seed,
+        "overrides": overrides,
+    }
+    key = fingerprint(settings)
+    done, other = load_results(args.results, key)
+    if args.results is not None:
+        print(
+            f"results file {args.results}: fingerprint {key}, {len(done)} runs reused, "
+            f"{other} of other code or settings"
+        )
+    tasks = [(s, a) for s in seeds for a in agents if (s, a) not in done]  # world-major: workers reuse
     with ProcessPoolExecutor(max_workers=max(1, args.jobs)) as pool:
         futures = [
             pool.submit(run_one, s, a, args.requests, args.update_every, args.seed, overrides)
             for s, a in tasks
         ]
-        results = []
         for f in futures:
-            results.append(f.result())
-            r = results[-1]
+            r = f.result()
+            done[(r["seed"], r["agent"])] = r
+            if args.results is not None:
+                with args.results.open("a") as fh:
+                    fh.write(json.dumps({**r, "fingerprint": key}) + "\n")
             print(f"  world {r['seed']} {r['agent']}: share {r['share']:.3f} ({r['wall']:.0f}s)", flush=True)
+    results = [done[(s, a)] for s in seeds for a in agents]
     if args.per_world:
-        print(format_table([{k: v for k, v in r.items() if k != "wall"} for r in results]))
+        hidden = ("wall", "fingerprint")
+        print(format_table([{k: v for k, v in r.items() if k not in hidden} for r in results]))
     print(f"\nshare of oracle = take fraction / oracle's, last 20% of each run; {len(seeds)} worlds")
     print(format_table(summarize(results, agents), digits=3))
     print(f"wall time {time.perf_counter() - t0:.0f}s")

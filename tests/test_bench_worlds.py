@@ -1,0 +1,38 @@
+"""benchmarks/bench_worlds.py: a long held-out report can be made over several sittings (``--results``)."""
+
+import json
+import sys
+from pathlib import Path
+
+BENCH = Path(__file__).resolve().parent.parent / "benchmarks"
+sys.path.insert(0, str(BENCH))
+
+import bench_worlds  # noqa: E402
+
+
+def test_results_file_reuses_runs_of_the_same_code_and_settings_only(tmp_path, capsys):
+    results = tmp_path / "runs.jsonl"
+    args = ["--quick", "--dev", "--worlds", "1", "--policies", "Random", "--results", str(results)]
+    assert bench_worlds.main(args) == 0
+    first = capsys.readouterr().out
+    runs = [json.loads(line) for line in results.read_text().splitlines()]
+    agents = {r["agent"] for r in runs}
+    assert {"Random", bench_worlds.REFERENCE} <= agents and len(runs) == len(agents)
+    assert len({r["fingerprint"] for r in runs}) == 1
+    assert bench_worlds.main(args) == 0  # everything reused: nothing run, nothing appended
+    again = capsys.readouterr().out
+    assert f"{len(runs)} runs reused, 0 of other code or settings" in again
+    assert "  world " not in again and len(results.read_text().splitlines()) == len(runs)
+    table = first[first.index("share of oracle =") : first.index("wall time")]
+    assert table == again[again.index("share of oracle =") : again.index("wall time")]
+    # other settings or other code: another fingerprint, so those runs are not reused
+    key = runs[0]["fingerprint"]
+    settings = {
+        "requests": 1_000,
+        "update_every": 200,
+        "seed": 0,
+        "overrides": dict(bench_worlds.QUICK_OVERRIDES),
+    }
+    assert bench_worlds.fingerprint(settings) == key
+    assert bench_worlds.fingerprint({**settings, "requests": 999}) != key
+    assert bench_worlds.load_results(results, "0" * 16) == ({}, len(runs))
