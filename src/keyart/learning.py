@@ -320,6 +320,13 @@ def _symmetric_from_upper(A: np.ndarray) -> np.ndarray:
     return out
 
 
+def bias_at(beta: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    """The biases ``beta`` at artwork ``rows`` (any shape), 0 (the prior's mean) at unknown rows (-1)."""
+    if beta.size == 0:
+        return np.zeros(rows.shape)
+    return np.where(rows >= 0, beta[np.maximum(rows, 0)], 0.0)
+
+
 @dataclass(frozen=True)
 class Posterior:
     """Solved posterior: mean theta and beta, Sigma (Schur inverse), U rows and 1 / P_d per artwork."""
@@ -344,9 +351,7 @@ class Posterior:
 
     def bias(self, rows: np.ndarray) -> np.ndarray:
         """Posterior mean bias of each candidate's artwork (0, the prior's, for unknown artworks)."""
-        if self.beta.size == 0:
-            return np.zeros(rows.shape)
-        return np.where(rows >= 0, self.beta[np.maximum(rows, 0)], 0.0)
+        return bias_at(self.beta, rows)
 
     def moments(
         self, X: np.ndarray, rows: np.ndarray, unknown_inv_d: float, covariance: bool = False

@@ -29,7 +29,7 @@ from keyart.batch import CandidateBatch
 from keyart.errors import DimensionError, SnapshotError, UnknownIdError, ValidationError
 from keyart.feedback import LoggedFeedback
 from keyart.kron import kron_plan
-from keyart.learning import ArtworkIndex, BlockGaussian, Posterior
+from keyart.learning import ArtworkIndex, BlockGaussian, Posterior, bias_at
 from keyart.params import Interval, OneOf
 from keyart.policies.base import Policy, RowCache, warm_start_rows
 from keyart.priors import INITIAL_NOISE, UNSHRUNK_FAMILIES, DataStats, Priors, column_groups, fit_priors
@@ -155,8 +155,7 @@ class SharedModelPolicy(Policy):
         """(n, K) posterior mean of the candidates' scores, from the batch's factors when it has them."""
         self._ensure_dim(batch.d, batch.feature_names)
         theta, beta = self._mean_parts()
-        rows = self._rows(batch)
-        return batch.dot(theta) + np.where(rows >= 0, beta[np.maximum(rows, 0)] if beta.size else 0.0, 0.0)
+        return batch.dot(theta) + bias_at(beta, self._rows(batch))
 
     def _mean_and_sd(self, batch: CandidateBatch) -> tuple[np.ndarray, np.ndarray]:
         """(n, K) posterior mean and standard deviation of the candidates' scores."""
