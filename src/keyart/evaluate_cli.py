@@ -137,6 +137,7 @@ def evaluate(
     pools: str = "current",
     quiet: bool = False,
     state_dir: Path | None = None,
+    lambda_: float | None = None,
 ) -> EvaluationOutput:
     """Evaluate candidate policies offline on a log; write evaluation.md, evaluation.csv, evaluation.png.
 
@@ -169,7 +170,12 @@ def evaluate(
         reward_model,
         folds,
         seed,
-        EstimatorConfig(ci=ci, n_refit=refits),
+        EstimatorConfig(
+            ci=ci,
+            n_refit=refits,
+            switch_lambda="slope" if lambda_ is None else float(lambda_),
+            dr_os_lambda="slope" if lambda_ is None else float(lambda_),
+        ),
         catalog,
         window_seconds,
         min_seconds,
@@ -293,6 +299,16 @@ def evaluate_command(
         ),
     ] = "current",
     quiet: Annotated[bool, typer.Option("--quiet", help="Do not print the table.")] = False,
+    lambda_: Annotated[
+        float | None,
+        typer.Option(
+            "--lambda",
+            min=0,
+            help="lambda of Switch-DR and DR-os (default: chosen by SLOPE from 1, 2, 5, ..., 10,000, inf; "
+            "the table names the lambda used).",
+            show_default=False,
+        ),
+    ] = None,
     state_dir: Annotated[
         Path | None,
         typer.Option(

@@ -292,7 +292,7 @@ def obd_report(result: ObdResult, command: str) -> str:
     ]
     t = result.on_policy_value
     for e in result.comparison.estimates:
-        name = e.estimator if e.n_matches is None else f"{e.estimator} ({e.n_matches} matches)"
+        name = e.label if e.n_matches is None else f"{e.estimator} ({e.n_matches} matches)"
         lines.append(
             f"| {name} | {e.value:.5f} | [{e.lower:.5f}, {e.upper:.5f}] | "
             f"{(e.value - t) / t:+.1%} | {', '.join(e.flags) or '-'} |"

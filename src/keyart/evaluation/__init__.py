@@ -5,6 +5,7 @@ Pipeline's definitions; adapters evaluate keyart policies on keyart feedback. Se
 """
 
 from keyart.evaluation.compare import Comparison, compare, evaluate_policy, feedback_to_log
+from keyart.evaluation.config import LAMBDA_GRID
 from keyart.evaluation.data import BanditLog, EmptyLogError, as_action_dist
 from keyart.evaluation.estimators import (
     ESTIMATORS,
@@ -20,10 +21,12 @@ from keyart.evaluation.estimators import (
     unsupported_mass,
 )
 from keyart.evaluation.reward_models import LinearRewardModel, RewardModel, TabularRewardModel, cross_fit
+from keyart.evaluation.tuning import slope_select
 
 __all__ = [
     "ESTIMATORS",
     "FLAG_TEXT",
+    "LAMBDA_GRID",
     "BanditLog",
     "Comparison",
     "DiagnosticThresholds",
@@ -43,5 +46,6 @@ __all__ = [
     "point_estimate",
     "point_estimates",
     "replay_match",
+    "slope_select",
     "unsupported_mass",
 ]

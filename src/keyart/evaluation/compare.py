@@ -290,7 +290,7 @@ class Comparison:
         for e in self.estimates:
             cells = [
                 e.policy,
-                e.estimator,
+                e.label,
                 f"{e.value:.{digits}f}",
                 f"[{e.lower:.{digits}f}, {e.upper:.{digits}f}]",
             ]

@@ -11,6 +11,7 @@ q-hat the (cross-fitted) reward model and q_pi(x_i) = sum_a pi_e(a | x_i, l_i) q
 - ``sndr``      mean(q_pi) + mean(w (r - q-hat(a_i))) / mean(w)
 - ``switch_dr`` mean(q_pi + 1[w <= lambda] w (r - q-hat(a_i)))   (OBP >= 0.5 form)
 - ``dr_os``     mean(q_pi + w' (r - q-hat(a_i))), w' = lambda w / (w^2 + lambda)
+  (lambda of both: fixed, or by default chosen on the log by SLOPE, ``keyart.evaluation.tuning``)
 - ``replay``    Li et al. (2011): mean reward over events where the candidate's choice (its action for a
                 deterministic candidate, a seeded draw otherwise) equals the logged action.
 
@@ -77,6 +78,7 @@ from keyart.evaluation.intervals import (
     _wilson,
 )
 from keyart.evaluation.reward_models import RewardModel, cross_fit, default_reward_model
+from keyart.evaluation.tuning import TUNED, resolve_lambdas
 
 __all__ = [
     "ESTIMATORS",
@@ -119,6 +121,16 @@ class Estimate:
     flags: tuple[str, ...] = ()
     policy: str = ""
     n_clusters: int | None = None
+    lambda_: float | None = None
+    lambda_by: str = ""
+
+    @property
+    def label(self) -> str:
+        """The estimator's name with its lambda and how it was set, e.g. ``switch_dr (λ=10, SLOPE)``."""
+        if self.lambda_ is None:
+            return self.estimator
+        how = "SLOPE" if self.lambda_by == "slope" else "fixed"
+        return f"{self.estimator} (λ={self.lambda_:g}, {how})"
 
     def as_row(self) -> dict[str, object]:
         return {
@@ -136,6 +148,8 @@ class Estimate:
             "unsupported_mass": self.unsupported_mass,
             "n_matches": self.n_matches,
             "ci": self.ci_method,
+            "lambda": self.lambda_,
+            "lambda_by": self.lambda_by,
             "flags": ",".join(self.flags),
         }
 
@@ -158,6 +172,9 @@ def estimate(
     ``estimated_rewards`` (n, K[, L]); when it is not given, ``reward_model`` (default: linear ridge with
     features, else tabular means) is cross-fitted with ``n_folds`` folds seeded by ``seed`` (whole clusters
     per fold when the log has clusters). Intervals treat the log's clusters as the independent units.
+    Switch-DR's and DR-os's lambda, when ``"slope"`` (the default), is chosen by SLOPE on this log and
+    q-hat (``keyart.evaluation.tuning``) and reported in ``Estimate.lambda_``; their intervals are
+    conditional on that lambda (the refit bootstrap keeps it fixed).
     """
     cfg = config or EstimatorConfig()
     names = list(estimators)
@@ -181,6 +198,7 @@ def estimate(
             folds = _folds(log, clusters, n_folds, seed)
             q_hat = cross_fit(model, log, n_folds=n_folds, seed=seed, folds=folds)
     w = importance_weights(log, dist)
+    cfg, lambda_by = resolve_lambdas(names, log, dist, w, q_hat, cfg, clusters)
     sw, sw2 = w.sum(), float(np.square(w).sum())
     ess = float(sw * sw / sw2) if sw2 > 0 else 0.0
     unsup = unsupported_mass(log, dist)
@@ -262,6 +280,8 @@ def estimate(
                 flags=_flags(name, log, w, ess, unsup, n_matches, cfg, clusters) + extra,
                 policy=policy,
                 n_clusters=log.n if clusters is None else clusters.g,
+                lambda_=float(getattr(cfg, TUNED[name])) if name in TUNED else None,
+                lambda_by=lambda_by.get(name, ""),
             )
         )
     return out
