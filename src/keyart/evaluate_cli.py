@@ -144,8 +144,9 @@ def evaluate(
     ``state_dir``: a keyart service's state directory, read as it is (its ``events.duckdb`` with fmt
     keyart, and its ``catalog.json`` unless ``catalog`` is given) instead of ``log``.
 
-    ``ci``: auto | normal | bootstrap; ``refits``: refit-bootstrap resamples for DM/Switch-DR/DR-os (lower
-    it, or use ``--ci normal``, on very large logs). fmt keyart: ``require_impression`` keeps only displayed
+    ``ci``: auto | normal | percentile (= bootstrap) | bca; ``refits``: refit-bootstrap resamples for
+    DM/Switch-DR/DR-os (lower it, or use ``--ci normal``, on very large logs); ``lambda_``: fixed lambda of
+    Switch-DR and DR-os (None: SLOPE). fmt keyart: ``require_impression`` keeps only displayed
     decisions, so estimates are take fractions (default: on when the store holds impression outcomes);
     ``pools``: current (the candidate acts on the catalog's active pools) or logged (on the logged pools).
     """
@@ -248,10 +249,11 @@ def evaluate_command(
     ] = 2,
     seed: Annotated[int, typer.Option("--seed", min=0, help="Seed of folds and bootstrap resamples.")] = 0,
     ci: Annotated[
-        Literal["auto", "normal", "bootstrap"],
+        Literal["auto", "normal", "bootstrap", "percentile", "bca"],
         typer.Option(
             "--ci",
-            help="Confidence intervals: normal, bootstrap, or auto (normal where valid, else bootstrap).",
+            help="Confidence intervals: normal, percentile (= bootstrap) or bca bootstrap, or auto (normal "
+            "where valid, else a refit-bootstrap s.e.). The table names each interval's method.",
         ),
     ] = "auto",
     refits: Annotated[

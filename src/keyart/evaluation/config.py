@@ -12,6 +12,8 @@ ESTIMATORS: tuple[str, ...] = ("replay", "ips", "snips", "dm", "dr", "sndr", "sw
 MODEL_BASED = frozenset({"dm", "dr", "sndr", "switch_dr", "dr_os"})
 #: Estimators whose error is mostly the reward model's: their interval must refit the model.
 MODEL_DOMINATED = frozenset({"dm", "switch_dr", "dr_os"})
+#: ``EstimatorConfig.ci`` values that give bootstrap intervals ("bootstrap" is "percentile").
+BOOTSTRAP_CIS = frozenset({"bootstrap", "percentile", "bca"})
 #: The lambdas SLOPE chooses from for Switch-DR and DR-os (``EstimatorConfig.lambda_grid``): a log grid
 #: from 1 to 10,000 and infinity (Switch-DR and DR-os at lambda = inf are DR).
 LAMBDA_GRID: tuple[float, ...] = (
@@ -68,8 +70,9 @@ class EstimatorConfig:
     ``ci``: ``"auto"`` (default) gives normal intervals for replay, IPS, SNIPS, DR and SNDR, and a refit
     bootstrap s.e. (``n_refit`` resamples, the reward model cross-fitted again on each; normal interval)
     for DM, Switch-DR and DR-os, whose error is mostly the reward model's; ``"normal"`` normal everywhere;
-    ``"bootstrap"``
-    percentile bootstrap everywhere (``n_bootstrap`` resamples; refit for the model-based estimators).
+    ``"percentile"`` (or ``"bootstrap"``) percentile bootstrap everywhere, ``"bca"`` bias-corrected and
+    accelerated bootstrap everywhere (``n_bootstrap`` resamples; ``n_refit`` refit resamples for the
+    model-based estimators, their BCa acceleration from the jackknife with the fitted model held fixed).
     On a clustered log every resample draws whole clusters.
     """
 
@@ -108,6 +111,8 @@ class EstimatorConfig:
         object.__setattr__(self, "lambda_grid", tuple(float(v) for v in grid))
         check_param("EstimatorConfig", "slope_delta", self.slope_delta, Interval(0, 1, closed="neither"))
         check_param("EstimatorConfig", "alpha", self.alpha, Interval(0, 1, closed="neither"))
-        check_param("EstimatorConfig", "ci", self.ci, OneOf(("auto", "normal", "bootstrap")))
+        check_param(
+            "EstimatorConfig", "ci", self.ci, OneOf(("auto", "normal", "bootstrap", "percentile", "bca"))
+        )
         check_param("EstimatorConfig", "n_bootstrap", self.n_bootstrap, Interval(10, None, integer=True))
         check_param("EstimatorConfig", "n_refit", self.n_refit, Interval(10, None, integer=True))

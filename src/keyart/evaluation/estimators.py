@@ -18,8 +18,10 @@ q-hat the (cross-fitted) reward model and q_pi(x_i) = sum_a pi_e(a | x_i, l_i) q
 Every estimator here has the form theta = mean(A) + mean(B) / mean(C). Intervals are normal (CLT) with
 the delta-method influence psi_i = (A_i - mean A) + (B_i - (mean B / mean C) C_i) / mean C, so the
 self-normalized ones get a correct standard error; replay on 0/1 rewards uses the Wilson interval;
-``ci="bootstrap"`` resamples events and recomputes the ratio (OBP resamples per-round values with the
-normalizer held fixed; the point estimate is the same).
+``ci="percentile"`` (alias ``"bootstrap"``) resamples events and recomputes the ratio (OBP resamples
+per-round values with the normalizer held fixed; the point estimate is the same); ``ci="bca"`` takes the
+bias-corrected and accelerated quantiles of the same replicates (Efron 1987), acceleration from the
+closed-form jackknife, as ``scipy.stats.bootstrap(method="BCa")``.
 The error of DM, Switch-DR and DR-os is mostly the reward model's, which the influence form cannot see: by
 default (``ci="auto"``) their standard error comes from a bootstrap that refits the cross-fitted model on
 each resample (normal interval with that s.e.). With precomputed ``estimated_rewards`` no refit is
@@ -59,6 +61,7 @@ from keyart.evaluation.components import (
     unsupported_mass,
 )
 from keyart.evaluation.config import (
+    BOOTSTRAP_CIS,
     ESTIMATORS,
     MODEL_BASED,
     MODEL_DOMINATED,
@@ -68,10 +71,14 @@ from keyart.evaluation.config import (
 from keyart.evaluation.data import BanditLog, as_action_dist
 from keyart.evaluation.diagnostics import FLAG_TEXT, _flags
 from keyart.evaluation.intervals import (
+    _acceleration,
+    _bca_interval,
     _bootstrap,
     _Clusters,
     _effective_matches,
     _folds,
+    _jackknife,
+    _percentile_interval,
     _ratio_stat,
     _refit_bootstrap,
     _se,
@@ -208,7 +215,7 @@ def estimate(
         for n in names
         if model is not None
         and n in MODEL_BASED
-        and (cfg.ci == "bootstrap" or (cfg.ci == "auto" and n in MODEL_DOMINATED))
+        and (cfg.ci in BOOTSTRAP_CIS or (cfg.ci == "auto" and n in MODEL_DOMINATED))
     ]
     refit = (
         _refit_bootstrap(log, dist, refit_names, model, n_folds, folds, cfg, seed, clusters)
@@ -237,16 +244,22 @@ def estimate(
                     wilson = _wilson(float(matched.mean()) * trials, trials, z)
         extra: tuple[str, ...] = ()
         if name in refit:
-            se, q_lo, q_hi = refit[name]
-            if cfg.ci == "bootstrap":
-                lo, hi = q_lo, q_hi
+            reps = refit[name]
+            se = float(reps.std(ddof=1))
+            if cfg.ci == "bca":  # acceleration from the jackknife with the cross-fitted q-hat held fixed
+                accel = _acceleration(_jackknife(a, b, c, clusters))
+                lo, hi = _bca_interval(reps, theta, accel, cfg.alpha)
+                method = f"bootstrap-refit-BCa(B={cfg.n_refit})"
+            elif cfg.ci in BOOTSTRAP_CIS:
+                lo, hi = _percentile_interval(reps, cfg.alpha)
                 method = f"bootstrap-refit-percentile(B={cfg.n_refit})"
             else:
                 lo, hi = theta - z * se, theta + z * se
                 method = f"normal(refit-bootstrap s.e., B={cfg.n_refit})"
-        elif cfg.ci == "bootstrap":
+        elif cfg.ci in BOOTSTRAP_CIS:
             lo, hi = _bootstrap(a, b, c, cfg, seed, clusters)
-            method = f"bootstrap-percentile(B={cfg.n_bootstrap})"
+            kind = "BCa" if cfg.ci == "bca" else "percentile"
+            method = f"bootstrap-{kind}(B={cfg.n_bootstrap})"
         elif wilson is not None:
             lo, hi = wilson
             method = "wilson"
