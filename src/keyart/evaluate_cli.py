@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import numpy as np
+import pyarrow as pa
 import pyarrow.csv as pacsv
 import typer
 
@@ -63,7 +64,11 @@ def reward_model_for(name: str, log: BanditLog) -> RewardModel:
     return default_reward_model(log)
 
 
-def _candidate_from_file(path: Path, log: BanditLog, action_ids: tuple[object, ...]) -> np.ndarray:
+def _candidate_from_file(
+    path: Path, log: BanditLog, action_ids: tuple[object, ...], position_base: int = 0
+) -> np.ndarray:
+    """A candidate table (action[, position], probability[, row]) as (n, K, L) probabilities; its
+    positions count from ``position_base`` like the log's."""
     table = read_table(path)
     for col in ("action", "probability"):
         if col not in table.column_names:
@@ -79,11 +84,18 @@ def _candidate_from_file(path: Path, log: BanditLog, action_ids: tuple[object, .
         )
     a = np.array([index[x] for x in acts], dtype=np.int64)
     p = table.column("probability").to_numpy(zero_copy_only=False).astype(np.float64)
-    pos = (
-        table.column("position").to_numpy(zero_copy_only=False).astype(np.int64)
-        if "position" in table.column_names
-        else None
-    )
+    pos = None
+    if "position" in table.column_names:
+        col = table.column("position")
+        if col.null_count or not pa.types.is_integer(col.type):
+            raise ValidationError(f"Candidate {path}: column 'position' must hold integers, none missing.")
+        pos = col.to_numpy(zero_copy_only=False).astype(np.int64) - position_base
+        if pos.min() < 0 or pos.max() >= log.n_positions:
+            raise ValidationError(
+                f"Candidate {path}: positions must be in {position_base}.."
+                f"{log.n_positions - 1 + position_base} like the log's (position base {position_base}); got "
+                f"{pos.min() + position_base}..{pos.max() + position_base}."
+            )
     if "row" in table.column_names:
         rows = table.column("row").to_numpy(zero_copy_only=False).astype(np.int64)
         if rows.min() < 0 or rows.max() >= log.n:
@@ -98,8 +110,6 @@ def _candidate_from_file(path: Path, log: BanditLog, action_ids: tuple[object, .
     if pos is None:
         np.add.at(dist2, a, p[:, None])
     else:
-        if pos.min() < 0 or pos.max() >= log.n_positions:
-            raise ValidationError(f"Candidate {path}: positions must be in [0, {log.n_positions}).")
         np.add.at(dist2, (a, pos), p)
     return np.broadcast_to(dist2, (log.n, log.n_actions, log.n_positions))
 
@@ -138,6 +148,8 @@ def evaluate(
     quiet: bool = False,
     state_dir: Path | None = None,
     lambda_: float | None = None,
+    campaign: str = "all",
+    position_base: int = 0,
 ) -> EvaluationOutput:
     """Evaluate candidate policies offline on a log; write evaluation.md, evaluation.csv, evaluation.png.
 
@@ -186,6 +198,8 @@ def evaluate(
         position_column,
         require_impression,
         pools,
+        campaign,
+        position_base,
     )
     if not quiet:
         print(result.markdown)
@@ -301,6 +315,19 @@ def evaluate_command(
         ),
     ] = "current",
     quiet: Annotated[bool, typer.Option("--quiet", help="Do not print the table.")] = False,
+    campaign: Annotated[
+        str,
+        typer.Option("--campaign", help="obd: the campaign to evaluate (a folder of random/ and bts/)."),
+    ] = "all",
+    position_base: Annotated[
+        int,
+        typer.Option(
+            "--position-base",
+            min=0,
+            max=1,
+            help="tabular: the first position's number in the log and candidate files (0 or 1).",
+        ),
+    ] = 0,
     lambda_: Annotated[
         float | None,
         typer.Option(
@@ -344,6 +371,8 @@ def _evaluate(
     position_column: str,
     require_impression: bool | None = None,
     pools: str = "current",
+    campaign: str = "all",
+    position_base: int = 0,
 ) -> EvaluationOutput:
     if fmt not in FORMATS:
         raise ValidationError(f"fmt must be one of {', '.join(FORMATS)}. Got {fmt!r}.")
@@ -352,6 +381,7 @@ def _evaluate(
     if fmt == "obd":
         res = obd_experiment(
             log,
+            campaign,
             estimators=names,
             n_folds=folds,
             seed=seed,
@@ -360,12 +390,21 @@ def _evaluate(
         )
         note = obd_report(res, "").splitlines()[0]
         md, csv_path, md_path, png = _write(
-            res.comparison, out, "Open Bandit Dataset: Bernoulli TS from random logs", note
+            res.comparison,
+            out,
+            f"Open Bandit Dataset (campaign {campaign}): Bernoulli TS from random logs",
+            note,
         )
         return EvaluationOutput(res.comparison, md, csv_path, md_path, png)
     if fmt == "tabular":
+        if position_base not in (0, 1):
+            raise ValidationError(f"position_base must be 0 or 1. Got {position_base!r}.")
         tf = TabularFormat(
-            action=action_column, propensity=propensity_column, reward=reward_column, position=position_column
+            action=action_column,
+            propensity=propensity_column,
+            reward=reward_column,
+            position=position_column,
+            position_base=position_base,
         )
         tab = load_tabular(log, tf)
         cands: dict[str, np.ndarray] = {}
@@ -373,7 +412,7 @@ def _evaluate(
             if c == "uniform":
                 cands[c] = np.full((tab.log.n, tab.log.n_actions, tab.log.n_positions), 1 / tab.log.n_actions)
             else:
-                cands[Path(c).stem] = _candidate_from_file(Path(c), tab.log, tab.action_ids)
+                cands[Path(c).stem] = _candidate_from_file(Path(c), tab.log, tab.action_ids, position_base)
         comp = compare(
             tab.log,
             cands,

@@ -135,6 +135,19 @@ def load_tabular(
                 f"Column {fmt.position!r} must hold integer positions with no missing values."
             )
         position = pos_col.to_numpy() - fmt.position_base
+        low = int(position.min())
+        if low != 0:
+            first = low + fmt.position_base
+            raise ValidationError(
+                f"Column {fmt.position!r}: the smallest position is {first}, not {fmt.position_base} (the "
+                f"position base): "
+                + (
+                    f"if positions count from {first}, set the position base to {first} "
+                    "(keyart evaluate --position-base)."
+                    if first in (0, 1)
+                    else "positions must start at the position base."
+                )
+            )
     used = {fmt.action, fmt.propensity, fmt.reward, *(fmt.ignore), *([fmt.position] if has_pos else [])}
     ctx_names = (
         fmt.context
@@ -258,6 +271,16 @@ def obd_experiment(
     mean click of the BTS logs (its standard error is reported too: the truth is itself an estimate).
     """
     root = Path(data_dir)
+    if not (root / "random" / campaign).is_dir():
+        found = (
+            sorted(p.name for p in (root / "random").iterdir() if p.is_dir())
+            if (root / "random").is_dir()
+            else []
+        )
+        raise ValidationError(
+            f"No campaign {campaign!r} in {root}: "
+            + (f"it has {', '.join(found)}." if found else "it has no random/ folder of OBD campaigns.")
+        )
     random_path = _obd_file(root / "random" / campaign / f"{campaign}.csv")
     bts_path = _obd_file(root / "bts" / campaign / f"{campaign}.csv")
     rand = load_tabular(random_path, OBD_FORMAT, action_ids=None, n_positions=3)
