@@ -27,8 +27,10 @@ import typer
 from keyart.errors import ValidationError
 from keyart.evaluation import ESTIMATORS, BanditLog, Comparison, Estimate, EstimatorConfig, compare, estimate
 from keyart.evaluation.compare import POOLS, EvaluationPools, evaluation_pools
+from keyart.evaluation.config import MODEL_BASED
 from keyart.evaluation.reward_models import (
     LinearRewardModel,
+    LogisticRewardModel,
     RewardModel,
     TabularRewardModel,
     default_reward_model,
@@ -37,7 +39,7 @@ from keyart.rewards import ATTRIBUTION_WINDOW_SECONDS, QUALITY_SECONDS, JoinRepo
 from keyart.tabular import TabularFormat, load_tabular, obd_experiment, obd_report, read_table
 
 FORMATS = ("tabular", "obd", "keyart")
-REWARD_MODELS = ("auto", "tabular", "linear")
+REWARD_MODELS = ("auto", "tabular", "linear", "logistic")
 
 
 @dataclass(frozen=True)
@@ -53,6 +55,13 @@ class EvaluationOutput:
     new_mass: dict[str, float] | None = None  # fmt keyart: each candidate's mass on new artworks
 
 
+def _model_note(model: RewardModel, names: list[str]) -> str:
+    """The line naming the reward model, when an estimator uses one."""
+    if not any(n in MODEL_BASED for n in names):
+        return ""
+    return f"Reward model of DM and the DR family: {type(model).__name__} (cross-fitted)."
+
+
 def reward_model_for(name: str, log: BanditLog) -> RewardModel:
     """The reward model of DM and the DR family named ``name`` (auto: chosen for ``log``)."""
     if name not in REWARD_MODELS:
@@ -61,6 +70,13 @@ def reward_model_for(name: str, log: BanditLog) -> RewardModel:
         return TabularRewardModel()
     if name == "linear":
         return LinearRewardModel()
+    if name == "logistic":
+        if log.action_mask is not None:
+            raise ValidationError(
+                "The logistic reward model is for logs with one action set (tabular, obd); keyart logs "
+                "have per-title pools: use tabular, linear or auto."
+            )
+        return LogisticRewardModel()
     return default_reward_model(log)
 
 
@@ -255,7 +271,9 @@ def evaluate_command(
         Literal[REWARD_MODELS],
         typer.Option(
             "--reward-model",
-            help="Reward model of DM/DR: tabular (per action and position), linear, or auto (picks one).",
+            help="Reward model of DM/DR: tabular (per action and position), linear, logistic (per position "
+            "on context and item features), or auto (obd: tabular or logistic by held-out log loss; else "
+            "linear with features, tabular without). The output names it.",
         ),
     ] = "auto",
     folds: Annotated[
@@ -386,9 +404,9 @@ def _evaluate(
             n_folds=folds,
             seed=seed,
             config=config,
-            reward_model=TabularRewardModel() if reward_model in ("auto", "tabular") else LinearRewardModel(),
+            reward_model=reward_model,
         )
-        note = obd_report(res, "").splitlines()[0]
+        note = "\n\n".join(obd_report(res, "").splitlines()[:2])
         md, csv_path, md_path, png = _write(
             res.comparison,
             out,
@@ -413,16 +431,11 @@ def _evaluate(
                 cands[c] = np.full((tab.log.n, tab.log.n_actions, tab.log.n_positions), 1 / tab.log.n_actions)
             else:
                 cands[Path(c).stem] = _candidate_from_file(Path(c), tab.log, tab.action_ids, position_base)
-        comp = compare(
-            tab.log,
-            cands,
-            names,
-            reward_model=reward_model_for(reward_model, tab.log),
-            n_folds=folds,
-            config=config,
-            seed=seed,
+        model = reward_model_for(reward_model, tab.log)
+        comp = compare(tab.log, cands, names, reward_model=model, n_folds=folds, config=config, seed=seed)
+        md, csv_path, md_path, png = _write(
+            comp, out, f"Offline evaluation of {log}", _model_note(model, names)
         )
-        md, csv_path, md_path, png = _write(comp, out, f"Offline evaluation of {log}")
         return EvaluationOutput(comp, md, csv_path, md_path, png)
     return _evaluate_store(
         log,
@@ -488,6 +501,8 @@ def _evaluate_store(
             log, dist, names, reward_model=model, n_folds=folds, config=config, seed=seed, policy=label
         )
     comp = Comparison(tuple(ests))
+    model_note = _model_note(model, names)
+    unlogged_note = "\n\n".join(x for x in (model_note, unlogged_note) if x)
     report = _store_report(joined.report.as_dict(), impressions, require_impression, ev, new_mass)
     report = f"{unlogged_note}\n\n{report}" if unlogged_note else report
     md, csv_path, md_path, png = _write(comp, out, f"Offline evaluation of {path}", report)

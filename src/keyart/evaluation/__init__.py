@@ -20,7 +20,15 @@ from keyart.evaluation.estimators import (
     replay_match,
     unsupported_mass,
 )
-from keyart.evaluation.reward_models import LinearRewardModel, RewardModel, TabularRewardModel, cross_fit
+from keyart.evaluation.reward_models import (
+    LinearRewardModel,
+    LogisticRewardModel,
+    ModelChoice,
+    RewardModel,
+    TabularRewardModel,
+    choose_reward_model,
+    cross_fit,
+)
 from keyart.evaluation.tuning import slope_select
 
 __all__ = [
@@ -34,9 +42,12 @@ __all__ = [
     "Estimate",
     "EstimatorConfig",
     "LinearRewardModel",
+    "LogisticRewardModel",
+    "ModelChoice",
     "RewardModel",
     "TabularRewardModel",
     "as_action_dist",
+    "choose_reward_model",
     "compare",
     "cross_fit",
     "estimate",
