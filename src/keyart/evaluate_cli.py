@@ -20,14 +20,17 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import numpy as np
+import pyarrow as pa
 import pyarrow.csv as pacsv
 import typer
 
 from keyart.errors import ValidationError
 from keyart.evaluation import ESTIMATORS, BanditLog, Comparison, Estimate, EstimatorConfig, compare, estimate
 from keyart.evaluation.compare import POOLS, EvaluationPools, evaluation_pools
+from keyart.evaluation.config import MODEL_BASED
 from keyart.evaluation.reward_models import (
     LinearRewardModel,
+    LogisticRewardModel,
     RewardModel,
     TabularRewardModel,
     default_reward_model,
@@ -36,7 +39,7 @@ from keyart.rewards import ATTRIBUTION_WINDOW_SECONDS, QUALITY_SECONDS, JoinRepo
 from keyart.tabular import TabularFormat, load_tabular, obd_experiment, obd_report, read_table
 
 FORMATS = ("tabular", "obd", "keyart")
-REWARD_MODELS = ("auto", "tabular", "linear")
+REWARD_MODELS = ("auto", "tabular", "linear", "logistic")
 
 
 @dataclass(frozen=True)
@@ -52,6 +55,13 @@ class EvaluationOutput:
     new_mass: dict[str, float] | None = None  # fmt keyart: each candidate's mass on new artworks
 
 
+def _model_note(model: RewardModel, names: list[str]) -> str:
+    """The line naming the reward model, when an estimator uses one."""
+    if not any(n in MODEL_BASED for n in names):
+        return ""
+    return f"Reward model of DM and the DR family: {type(model).__name__} (cross-fitted)."
+
+
 def reward_model_for(name: str, log: BanditLog) -> RewardModel:
     """The reward model of DM and the DR family named ``name`` (auto: chosen for ``log``)."""
     if name not in REWARD_MODELS:
@@ -60,10 +70,21 @@ def reward_model_for(name: str, log: BanditLog) -> RewardModel:
         return TabularRewardModel()
     if name == "linear":
         return LinearRewardModel()
+    if name == "logistic":
+        if log.action_mask is not None:
+            raise ValidationError(
+                "The logistic reward model is for logs with one action set (tabular, obd); keyart logs "
+                "have per-title pools: use tabular, linear or auto."
+            )
+        return LogisticRewardModel()
     return default_reward_model(log)
 
 
-def _candidate_from_file(path: Path, log: BanditLog, action_ids: tuple[object, ...]) -> np.ndarray:
+def _candidate_from_file(
+    path: Path, log: BanditLog, action_ids: tuple[object, ...], position_base: int = 0
+) -> np.ndarray:
+    """A candidate table (action[, position], probability[, row]) as (n, K, L) probabilities; its
+    positions count from ``position_base`` like the log's."""
     table = read_table(path)
     for col in ("action", "probability"):
         if col not in table.column_names:
@@ -79,11 +100,18 @@ def _candidate_from_file(path: Path, log: BanditLog, action_ids: tuple[object, .
         )
     a = np.array([index[x] for x in acts], dtype=np.int64)
     p = table.column("probability").to_numpy(zero_copy_only=False).astype(np.float64)
-    pos = (
-        table.column("position").to_numpy(zero_copy_only=False).astype(np.int64)
-        if "position" in table.column_names
-        else None
-    )
+    pos = None
+    if "position" in table.column_names:
+        col = table.column("position")
+        if col.null_count or not pa.types.is_integer(col.type):
+            raise ValidationError(f"Candidate {path}: column 'position' must hold integers, none missing.")
+        pos = col.to_numpy(zero_copy_only=False).astype(np.int64) - position_base
+        if pos.min() < 0 or pos.max() >= log.n_positions:
+            raise ValidationError(
+                f"Candidate {path}: positions must be in {position_base}.."
+                f"{log.n_positions - 1 + position_base} like the log's (position base {position_base}); got "
+                f"{pos.min() + position_base}..{pos.max() + position_base}."
+            )
     if "row" in table.column_names:
         rows = table.column("row").to_numpy(zero_copy_only=False).astype(np.int64)
         if rows.min() < 0 or rows.max() >= log.n:
@@ -98,8 +126,6 @@ def _candidate_from_file(path: Path, log: BanditLog, action_ids: tuple[object, .
     if pos is None:
         np.add.at(dist2, a, p[:, None])
     else:
-        if pos.min() < 0 or pos.max() >= log.n_positions:
-            raise ValidationError(f"Candidate {path}: positions must be in [0, {log.n_positions}).")
         np.add.at(dist2, (a, pos), p)
     return np.broadcast_to(dist2, (log.n, log.n_actions, log.n_positions))
 
@@ -137,14 +163,18 @@ def evaluate(
     pools: str = "current",
     quiet: bool = False,
     state_dir: Path | None = None,
+    lambda_: float | None = None,
+    campaign: str = "all",
+    position_base: int = 0,
 ) -> EvaluationOutput:
     """Evaluate candidate policies offline on a log; write evaluation.md, evaluation.csv, evaluation.png.
 
     ``state_dir``: a keyart service's state directory, read as it is (its ``events.duckdb`` with fmt
     keyart, and its ``catalog.json`` unless ``catalog`` is given) instead of ``log``.
 
-    ``ci``: auto | normal | bootstrap; ``refits``: refit-bootstrap resamples for DM/Switch-DR/DR-os (lower
-    it, or use ``--ci normal``, on very large logs). fmt keyart: ``require_impression`` keeps only displayed
+    ``ci``: auto | normal | percentile (= bootstrap) | bca; ``refits``: refit-bootstrap resamples for
+    DM/Switch-DR/DR-os (lower it, or use ``--ci normal``, on very large logs); ``lambda_``: fixed lambda of
+    Switch-DR and DR-os (None: SLOPE). fmt keyart: ``require_impression`` keeps only displayed
     decisions, so estimates are take fractions (default: on when the store holds impression outcomes);
     ``pools``: current (the candidate acts on the catalog's active pools) or logged (on the logged pools).
     """
@@ -169,7 +199,12 @@ def evaluate(
         reward_model,
         folds,
         seed,
-        EstimatorConfig(ci=ci, n_refit=refits),
+        EstimatorConfig(
+            ci=ci,
+            n_refit=refits,
+            switch_lambda="slope" if lambda_ is None else float(lambda_),
+            dr_os_lambda="slope" if lambda_ is None else float(lambda_),
+        ),
         catalog,
         window_seconds,
         min_seconds,
@@ -179,6 +214,8 @@ def evaluate(
         position_column,
         require_impression,
         pools,
+        campaign,
+        position_base,
     )
     if not quiet:
         print(result.markdown)
@@ -234,7 +271,9 @@ def evaluate_command(
         Literal[REWARD_MODELS],
         typer.Option(
             "--reward-model",
-            help="Reward model of DM/DR: tabular (per action and position), linear, or auto (picks one).",
+            help="Reward model of DM/DR: tabular (per action and position), linear, logistic (per position "
+            "on context and item features), or auto (obd: tabular or logistic by held-out log loss; else "
+            "linear with features, tabular without). The output names it.",
         ),
     ] = "auto",
     folds: Annotated[
@@ -242,10 +281,11 @@ def evaluate_command(
     ] = 2,
     seed: Annotated[int, typer.Option("--seed", min=0, help="Seed of folds and bootstrap resamples.")] = 0,
     ci: Annotated[
-        Literal["auto", "normal", "bootstrap"],
+        Literal["auto", "normal", "bootstrap", "percentile", "bca"],
         typer.Option(
             "--ci",
-            help="Confidence intervals: normal, bootstrap, or auto (normal where valid, else bootstrap).",
+            help="Confidence intervals: normal, percentile (= bootstrap) or bca bootstrap, or auto (normal "
+            "where valid, else a refit-bootstrap s.e.). The table names each interval's method.",
         ),
     ] = "auto",
     refits: Annotated[
@@ -293,6 +333,29 @@ def evaluate_command(
         ),
     ] = "current",
     quiet: Annotated[bool, typer.Option("--quiet", help="Do not print the table.")] = False,
+    campaign: Annotated[
+        str,
+        typer.Option("--campaign", help="obd: the campaign to evaluate (a folder of random/ and bts/)."),
+    ] = "all",
+    position_base: Annotated[
+        int,
+        typer.Option(
+            "--position-base",
+            min=0,
+            max=1,
+            help="tabular: the first position's number in the log and candidate files (0 or 1).",
+        ),
+    ] = 0,
+    lambda_: Annotated[
+        float | None,
+        typer.Option(
+            "--lambda",
+            min=0,
+            help="lambda of Switch-DR and DR-os (default: chosen by SLOPE from 1, 2, 5, ..., 10,000, inf; "
+            "the table names the lambda used).",
+            show_default=False,
+        ),
+    ] = None,
     state_dir: Annotated[
         Path | None,
         typer.Option(
@@ -326,6 +389,8 @@ def _evaluate(
     position_column: str,
     require_impression: bool | None = None,
     pools: str = "current",
+    campaign: str = "all",
+    position_base: int = 0,
 ) -> EvaluationOutput:
     if fmt not in FORMATS:
         raise ValidationError(f"fmt must be one of {', '.join(FORMATS)}. Got {fmt!r}.")
@@ -334,20 +399,30 @@ def _evaluate(
     if fmt == "obd":
         res = obd_experiment(
             log,
+            campaign,
             estimators=names,
             n_folds=folds,
             seed=seed,
             config=config,
-            reward_model=TabularRewardModel() if reward_model in ("auto", "tabular") else LinearRewardModel(),
+            reward_model=reward_model,
         )
-        note = obd_report(res, "").splitlines()[0]
+        note = "\n\n".join(obd_report(res, "").splitlines()[:2])
         md, csv_path, md_path, png = _write(
-            res.comparison, out, "Open Bandit Dataset: Bernoulli TS from random logs", note
+            res.comparison,
+            out,
+            f"Open Bandit Dataset (campaign {campaign}): Bernoulli TS from random logs",
+            note,
         )
         return EvaluationOutput(res.comparison, md, csv_path, md_path, png)
     if fmt == "tabular":
+        if position_base not in (0, 1):
+            raise ValidationError(f"position_base must be 0 or 1. Got {position_base!r}.")
         tf = TabularFormat(
-            action=action_column, propensity=propensity_column, reward=reward_column, position=position_column
+            action=action_column,
+            propensity=propensity_column,
+            reward=reward_column,
+            position=position_column,
+            position_base=position_base,
         )
         tab = load_tabular(log, tf)
         cands: dict[str, np.ndarray] = {}
@@ -355,17 +430,12 @@ def _evaluate(
             if c == "uniform":
                 cands[c] = np.full((tab.log.n, tab.log.n_actions, tab.log.n_positions), 1 / tab.log.n_actions)
             else:
-                cands[Path(c).stem] = _candidate_from_file(Path(c), tab.log, tab.action_ids)
-        comp = compare(
-            tab.log,
-            cands,
-            names,
-            reward_model=reward_model_for(reward_model, tab.log),
-            n_folds=folds,
-            config=config,
-            seed=seed,
+                cands[Path(c).stem] = _candidate_from_file(Path(c), tab.log, tab.action_ids, position_base)
+        model = reward_model_for(reward_model, tab.log)
+        comp = compare(tab.log, cands, names, reward_model=model, n_folds=folds, config=config, seed=seed)
+        md, csv_path, md_path, png = _write(
+            comp, out, f"Offline evaluation of {log}", _model_note(model, names)
         )
-        md, csv_path, md_path, png = _write(comp, out, f"Offline evaluation of {log}")
         return EvaluationOutput(comp, md, csv_path, md_path, png)
     return _evaluate_store(
         log,
@@ -431,6 +501,8 @@ def _evaluate_store(
             log, dist, names, reward_model=model, n_folds=folds, config=config, seed=seed, policy=label
         )
     comp = Comparison(tuple(ests))
+    model_note = _model_note(model, names)
+    unlogged_note = "\n\n".join(x for x in (model_note, unlogged_note) if x)
     report = _store_report(joined.report.as_dict(), impressions, require_impression, ev, new_mass)
     report = f"{unlogged_note}\n\n{report}" if unlogged_note else report
     md, csv_path, md_path, png = _write(comp, out, f"Offline evaluation of {path}", report)

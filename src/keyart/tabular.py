@@ -28,7 +28,14 @@ import pyarrow.parquet as pq
 
 from keyart.errors import UnknownIdError, ValidationError
 from keyart.evaluation import ESTIMATORS, BanditLog, Comparison, EstimatorConfig, compare
-from keyart.evaluation.reward_models import LinearRewardModel, RewardModel, TabularRewardModel
+from keyart.evaluation.reward_models import (
+    LinearRewardModel,
+    LogisticRewardModel,
+    ModelChoice,
+    RewardModel,
+    TabularRewardModel,
+    choose_reward_model,
+)
 
 
 @dataclass(frozen=True)
@@ -135,6 +142,19 @@ def load_tabular(
                 f"Column {fmt.position!r} must hold integer positions with no missing values."
             )
         position = pos_col.to_numpy() - fmt.position_base
+        low = int(position.min())
+        if low != 0:
+            first = low + fmt.position_base
+            raise ValidationError(
+                f"Column {fmt.position!r}: the smallest position is {first}, not {fmt.position_base} (the "
+                f"position base): "
+                + (
+                    f"if positions count from {first}, set the position base to {first} "
+                    "(keyart evaluate --position-base)."
+                    if first in (0, 1)
+                    else "positions must start at the position base."
+                )
+            )
     used = {fmt.action, fmt.propensity, fmt.reward, *(fmt.ignore), *([fmt.position] if has_pos else [])}
     ctx_names = (
         fmt.context
@@ -235,6 +255,45 @@ class ObdResult:
     on_policy_se: float
     n_random: int
     n_bts: int
+    reward_model: str = "tabular"
+    model_choice: ModelChoice | None = None
+
+
+#: The reward models ``obd_experiment`` can be asked for by name ("auto": chosen by held-out log loss).
+OBD_REWARD_MODELS = ("auto", "tabular", "logistic", "linear")
+
+
+def load_item_context(path: str | Path, action_ids: Sequence[object]) -> np.ndarray:
+    """(K, p) item features in the order of ``action_ids`` from an OBD ``item_context.csv``: column
+    ``item_id``, numeric columns as they are, every other column one-hot encoded (all its levels, sorted;
+    none dropped). An index column (unnamed, ``index``) is ignored; a missing item is a ValidationError."""
+    table = read_table(path)
+    if "item_id" not in table.column_names:
+        raise ValidationError(f"{path} has no 'item_id' column.")
+    ids = [str(v) for v in table.column("item_id").to_pylist()]
+    where = {v: i for i, v in enumerate(ids)}
+    missing = [str(a) for a in action_ids if str(a) not in where]
+    if missing:
+        raise ValidationError(f"{path} has no features for item(s) {', '.join(missing[:5])}.")
+    order = np.array([where[str(a)] for a in action_ids], dtype=np.int64)
+    parts = []
+    for name in table.column_names:
+        if name in ("item_id", "", "index", "__index_level_0__"):
+            continue
+        col = table.column(name)
+        if col.null_count:
+            raise ValidationError(f"{path}: column {name!r} has {col.null_count} missing values.")
+        if pa.types.is_integer(col.type) or pa.types.is_floating(col.type):
+            parts.append(col.to_numpy(zero_copy_only=False).astype(np.float64)[:, None])
+        else:
+            values = [str(v) for v in col.to_pylist()]
+            levels = {v: j for j, v in enumerate(sorted(set(values)))}
+            onehot = np.zeros((len(values), len(levels)))
+            onehot[np.arange(len(values)), [levels[v] for v in values]] = 1.0
+            parts.append(onehot)
+    if not parts:
+        raise ValidationError(f"{path} has no feature columns besides item_id.")
+    return np.hstack(parts)[order]
 
 
 def _obd_file(csv: Path) -> Path:
@@ -247,7 +306,7 @@ def obd_experiment(
     data_dir: str | Path,
     campaign: str = "all",
     estimators: Sequence[str] = ESTIMATORS,
-    reward_model: RewardModel | None = None,
+    reward_model: RewardModel | str | None = None,
     n_folds: int = 2,
     seed: int = 0,
     config: EstimatorConfig | None = None,
@@ -256,8 +315,24 @@ def obd_experiment(
 
     The candidate is the BTS logs' empirical item-by-position frequencies (context-free); the truth is the
     mean click of the BTS logs (its standard error is reported too: the truth is itself an estimate).
+
+    ``reward_model``: a model, or by name: ``"tabular"`` (default, the shrunk per item-and-position mean),
+    ``"logistic"`` (``LogisticRewardModel`` per position on the user features and the item features of
+    ``random/CAMPAIGN/item_context.csv`` when it exists, else item one-hots), ``"linear"``, or ``"auto"``:
+    the one of tabular and logistic with the lower cross-fitted held-out log loss (reported in
+    ``model_choice``).
     """
     root = Path(data_dir)
+    if not (root / "random" / campaign).is_dir():
+        found = (
+            sorted(p.name for p in (root / "random").iterdir() if p.is_dir())
+            if (root / "random").is_dir()
+            else []
+        )
+        raise ValidationError(
+            f"No campaign {campaign!r} in {root}: "
+            + (f"it has {', '.join(found)}." if found else "it has no random/ folder of OBD campaigns.")
+        )
     random_path = _obd_file(root / "random" / campaign / f"{campaign}.csv")
     bts_path = _obd_file(root / "bts" / campaign / f"{campaign}.csv")
     rand = load_tabular(random_path, OBD_FORMAT, action_ids=None, n_positions=3)
@@ -267,17 +342,40 @@ def obd_experiment(
     clicks = bts.log.reward
     truth = float(clicks.mean())
     se = float(clicks.std(ddof=1) / np.sqrt(clicks.size))
+    choice = None
+    if reward_model is None or isinstance(reward_model, str):
+        name = reward_model or "tabular"
+        if name not in OBD_REWARD_MODELS:
+            raise ValidationError(
+                f"reward_model must be one of {', '.join(OBD_REWARD_MODELS)}. Got {name!r}."
+            )
+        items = _obd_file(root / "random" / campaign / "item_context.csv")
+        features = load_item_context(items, rand.action_ids) if items.exists() else None
+        named: dict[str, RewardModel] = {
+            "tabular": TabularRewardModel(),
+            "logistic": LogisticRewardModel(features),
+            "linear": LinearRewardModel(),
+        }
+        if name == "auto":
+            choice = choose_reward_model(
+                rand.log, {k: named[k] for k in ("tabular", "logistic")}, n_folds=n_folds, seed=seed
+            )
+            name, model = choice.name, choice.model
+        else:
+            model = named[name]
+    else:
+        model, name = reward_model, type(reward_model).__name__
     comp = compare(
         rand.log,
         {"bts": dist},
         estimators,
-        reward_model=reward_model or TabularRewardModel(),
+        reward_model=model,
         n_folds=n_folds,
         config=config,
         seed=seed,
         truth={"bts": truth},
     )
-    return ObdResult(comp, truth, se, rand.log.n, bts.log.n)
+    return ObdResult(comp, truth, se, rand.log.n, bts.log.n, name, choice)
 
 
 def obd_report(result: ObdResult, command: str) -> str:
@@ -286,13 +384,16 @@ def obd_report(result: ObdResult, command: str) -> str:
         f"On-policy value of Bernoulli TS (mean click, {result.n_bts} BTS events): "
         f"{result.on_policy_value:.5f} (s.e. {result.on_policy_se:.5f}); "
         f"estimated from {result.n_random} uniform-random events.",
+        result.model_choice.describe()
+        if result.model_choice is not None
+        else f"Reward model of DM and the DR family: {result.reward_model}.",
         "",
         "| estimator | estimate | 95% CI | relative error | flags |",
         "|---|---|---|---|---|",
     ]
     t = result.on_policy_value
     for e in result.comparison.estimates:
-        name = e.estimator if e.n_matches is None else f"{e.estimator} ({e.n_matches} matches)"
+        name = e.label if e.n_matches is None else f"{e.estimator} ({e.n_matches} matches)"
         lines.append(
             f"| {name} | {e.value:.5f} | [{e.lower:.5f}, {e.upper:.5f}] | "
             f"{(e.value - t) / t:+.1%} | {', '.join(e.flags) or '-'} |"
@@ -310,16 +411,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     o = sub.add_parser("obd", help="estimate Bernoulli TS from the uniform-random OBD logs")
     o.add_argument("--data", default=str(Path.cwd().parent / "shared" / "data" / "obd"))
     o.add_argument("--campaign", default="all")
-    o.add_argument("--reward-model", choices=("tabular", "linear"), default="tabular")
+    o.add_argument("--reward-model", choices=OBD_REWARD_MODELS, default="tabular")
     o.add_argument("--folds", type=int, default=2)
     o.add_argument("--seed", type=int, default=0)
     o.add_argument("--refits", type=int, default=200, help="refit-bootstrap resamples for DM/Switch-DR/DR-os")
     args = parser.parse_args(argv)
-    model: RewardModel = TabularRewardModel() if args.reward_model == "tabular" else LinearRewardModel()
     res = obd_experiment(
         args.data,
         args.campaign,
-        reward_model=model,
+        reward_model=args.reward_model,
         n_folds=args.folds,
         seed=args.seed,
         config=EstimatorConfig(n_refit=args.refits),

@@ -5,6 +5,7 @@ Pipeline's definitions; adapters evaluate keyart policies on keyart feedback. Se
 """
 
 from keyart.evaluation.compare import Comparison, compare, evaluate_policy, feedback_to_log
+from keyart.evaluation.config import LAMBDA_GRID
 from keyart.evaluation.data import BanditLog, EmptyLogError, as_action_dist
 from keyart.evaluation.estimators import (
     ESTIMATORS,
@@ -19,11 +20,21 @@ from keyart.evaluation.estimators import (
     replay_match,
     unsupported_mass,
 )
-from keyart.evaluation.reward_models import LinearRewardModel, RewardModel, TabularRewardModel, cross_fit
+from keyart.evaluation.reward_models import (
+    LinearRewardModel,
+    LogisticRewardModel,
+    ModelChoice,
+    RewardModel,
+    TabularRewardModel,
+    choose_reward_model,
+    cross_fit,
+)
+from keyart.evaluation.tuning import slope_select
 
 __all__ = [
     "ESTIMATORS",
     "FLAG_TEXT",
+    "LAMBDA_GRID",
     "BanditLog",
     "Comparison",
     "DiagnosticThresholds",
@@ -31,9 +42,12 @@ __all__ = [
     "Estimate",
     "EstimatorConfig",
     "LinearRewardModel",
+    "LogisticRewardModel",
+    "ModelChoice",
     "RewardModel",
     "TabularRewardModel",
     "as_action_dist",
+    "choose_reward_model",
     "compare",
     "cross_fit",
     "estimate",
@@ -43,5 +57,6 @@ __all__ = [
     "point_estimate",
     "point_estimates",
     "replay_match",
+    "slope_select",
     "unsupported_mass",
 ]

@@ -290,7 +290,7 @@ class Comparison:
         for e in self.estimates:
             cells = [
                 e.policy,
-                e.estimator,
+                e.label,
                 f"{e.value:.{digits}f}",
                 f"[{e.lower:.{digits}f}, {e.upper:.{digits}f}]",
             ]
@@ -302,6 +302,13 @@ class Comparison:
                 ]
             cells += [f"{e.ess:.0f}", f"{e.max_weight:.3g}", ", ".join(e.flags) or "-"]
             lines.append("| " + " | ".join(cells) + " |")
+        methods: dict[str, list[str]] = {}
+        for e in self.estimates:
+            names = methods.setdefault(e.ci_method, [])
+            if e.estimator not in names:
+                names.append(e.estimator)
+        lines.append("")
+        lines.append("Intervals: " + "; ".join(f"{m} ({', '.join(ns)})" for m, ns in methods.items()) + ".")
         used = sorted({f for e in self.estimates for f in e.flags})
         if used:
             lines.append("")

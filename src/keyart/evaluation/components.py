@@ -94,9 +94,9 @@ def _components(
     if name == "sndr":
         return q_pi, w * (r - q_a), w, None
     if name == "switch_dr":
-        return q_pi, (w <= cfg.switch_lambda) * w * (r - q_a), ones, None
+        return q_pi, (w <= float(cfg.switch_lambda)) * w * (r - q_a), ones, None
     if name == "dr_os":
-        lam = cfg.dr_os_lambda
+        lam = float(cfg.dr_os_lambda)  # resolved (not "slope") by the caller
         w_os = w if math.isinf(lam) else (lam * w) / (w**2 + lam) if lam > 0 else zeros
         return q_pi, w_os * (r - q_a), ones, None
     raise ValidationError(f"Unknown estimator {name!r}; choose from {', '.join(ESTIMATORS)}.")
@@ -129,12 +129,16 @@ def point_estimate(
     estimated_rewards: np.ndarray | None = None,
     config: EstimatorConfig | None = None,
 ) -> float:
-    """One estimator's point value, no interval or flags: the fast path the benchmark measures.
+    """One estimator's point value, no interval or flags: the fast path the benchmark measures (a
+    ``"slope"`` lambda is tuned on these inputs first, unclustered).
 
     ``action_dist`` and ``estimated_rewards`` must already be validated (n, K, L) arrays.
     """
+    from keyart.evaluation.tuning import resolve_lambdas  # tuning builds on this module
+
     cfg = config or EstimatorConfig()
     w = importance_weights(log, action_dist)
+    cfg, _ = resolve_lambdas([name], log, action_dist, w, estimated_rewards, cfg)
     a, b, c, _ = _components(name, log, action_dist, w, estimated_rewards, cfg)
     mc = c.mean()
     return float(a.mean() + b.mean() / mc) if mc > 0 else math.nan

@@ -5,12 +5,33 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
+from keyart.errors import ValidationError
 from keyart.params import Interval, OneOf, check_param
 
 ESTIMATORS: tuple[str, ...] = ("replay", "ips", "snips", "dm", "dr", "sndr", "switch_dr", "dr_os")
 MODEL_BASED = frozenset({"dm", "dr", "sndr", "switch_dr", "dr_os"})
 #: Estimators whose error is mostly the reward model's: their interval must refit the model.
 MODEL_DOMINATED = frozenset({"dm", "switch_dr", "dr_os"})
+#: ``EstimatorConfig.ci`` values that give bootstrap intervals ("bootstrap" is "percentile").
+BOOTSTRAP_CIS = frozenset({"bootstrap", "percentile", "bca"})
+#: The lambdas SLOPE chooses from for Switch-DR and DR-os (``EstimatorConfig.lambda_grid``): a log grid
+#: from 1 to 10,000 and infinity (Switch-DR and DR-os at lambda = inf are DR).
+LAMBDA_GRID: tuple[float, ...] = (
+    1.0,
+    2.0,
+    5.0,
+    10.0,
+    20.0,
+    50.0,
+    100.0,
+    200.0,
+    500.0,
+    1e3,
+    2e3,
+    5e3,
+    1e4,
+    math.inf,
+)
 
 
 @dataclass(frozen=True)
@@ -41,18 +62,26 @@ class DiagnosticThresholds:
 class EstimatorConfig:
     """Hyperparameters: clipping for IPS/DR (``None`` = none), Switch-DR's threshold, DR-os's lambda.
 
+    ``switch_lambda`` / ``dr_os_lambda``: a number (``math.inf`` allowed), or ``"slope"`` (default): chosen
+    from ``lambda_grid`` on the log by SLOPE (``keyart.evaluation.tuning``; Su et al. 2020, as OBP's
+    ``SwitchDoublyRobustTuning`` / ``DoublyRobustWithShrinkageTuning`` with ``tuning_method="slope"``),
+    with one-sided Student-t widths at level ``slope_delta``. The chosen lambda is in ``Estimate.lambda_``.
+
     ``ci``: ``"auto"`` (default) gives normal intervals for replay, IPS, SNIPS, DR and SNDR, and a refit
     bootstrap s.e. (``n_refit`` resamples, the reward model cross-fitted again on each; normal interval)
     for DM, Switch-DR and DR-os, whose error is mostly the reward model's; ``"normal"`` normal everywhere;
-    ``"bootstrap"``
-    percentile bootstrap everywhere (``n_bootstrap`` resamples; refit for the model-based estimators).
+    ``"percentile"`` (or ``"bootstrap"``) percentile bootstrap everywhere, ``"bca"`` bias-corrected and
+    accelerated bootstrap everywhere (``n_bootstrap`` resamples; ``n_refit`` refit resamples for the
+    model-based estimators, their BCa acceleration from the jackknife with the fitted model held fixed).
     On a clustered log every resample draws whole clusters.
     """
 
     ips_clip: float | None = None
     dr_clip: float | None = None
-    switch_lambda: float = 100.0
-    dr_os_lambda: float = 100.0
+    switch_lambda: float | str = "slope"
+    dr_os_lambda: float | str = "slope"
+    lambda_grid: tuple[float, ...] = LAMBDA_GRID
+    slope_delta: float = 0.05
     alpha: float = 0.05
     ci: str = "auto"
     n_bootstrap: int = 1000
@@ -67,9 +96,23 @@ class EstimatorConfig:
                 check_param("EstimatorConfig", name, v, Interval(0, None, closed="neither"))
         for name in ("switch_lambda", "dr_os_lambda"):  # math.inf allowed: no switching / no shrinkage
             v = getattr(self, name)
-            if not (isinstance(v, float) and v == math.inf):
+            if isinstance(v, str):
+                check_param("EstimatorConfig", name, v, OneOf(("slope",)))
+            elif not (isinstance(v, float) and v == math.inf):
                 check_param("EstimatorConfig", name, v, Interval(0, None))
+        grid = tuple(self.lambda_grid)
+        if not grid or any(
+            isinstance(v, bool) or not isinstance(v, (int, float)) or math.isnan(v) or v < 0 for v in grid
+        ):
+            raise ValidationError(
+                "EstimatorConfig.lambda_grid must be a non-empty list of numbers >= 0. "
+                f"Got {self.lambda_grid!r}."
+            )
+        object.__setattr__(self, "lambda_grid", tuple(float(v) for v in grid))
+        check_param("EstimatorConfig", "slope_delta", self.slope_delta, Interval(0, 1, closed="neither"))
         check_param("EstimatorConfig", "alpha", self.alpha, Interval(0, 1, closed="neither"))
-        check_param("EstimatorConfig", "ci", self.ci, OneOf(("auto", "normal", "bootstrap")))
+        check_param(
+            "EstimatorConfig", "ci", self.ci, OneOf(("auto", "normal", "bootstrap", "percentile", "bca"))
+        )
         check_param("EstimatorConfig", "n_bootstrap", self.n_bootstrap, Interval(10, None, integer=True))
         check_param("EstimatorConfig", "n_refit", self.n_refit, Interval(10, None, integer=True))

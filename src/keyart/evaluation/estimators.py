@@ -11,14 +11,17 @@ q-hat the (cross-fitted) reward model and q_pi(x_i) = sum_a pi_e(a | x_i, l_i) q
 - ``sndr``      mean(q_pi) + mean(w (r - q-hat(a_i))) / mean(w)
 - ``switch_dr`` mean(q_pi + 1[w <= lambda] w (r - q-hat(a_i)))   (OBP >= 0.5 form)
 - ``dr_os``     mean(q_pi + w' (r - q-hat(a_i))), w' = lambda w / (w^2 + lambda)
+  (lambda of both: fixed, or by default chosen on the log by SLOPE, ``keyart.evaluation.tuning``)
 - ``replay``    Li et al. (2011): mean reward over events where the candidate's choice (its action for a
                 deterministic candidate, a seeded draw otherwise) equals the logged action.
 
 Every estimator here has the form theta = mean(A) + mean(B) / mean(C). Intervals are normal (CLT) with
 the delta-method influence psi_i = (A_i - mean A) + (B_i - (mean B / mean C) C_i) / mean C, so the
 self-normalized ones get a correct standard error; replay on 0/1 rewards uses the Wilson interval;
-``ci="bootstrap"`` resamples events and recomputes the ratio (OBP resamples per-round values with the
-normalizer held fixed; the point estimate is the same).
+``ci="percentile"`` (alias ``"bootstrap"``) resamples events and recomputes the ratio (OBP resamples
+per-round values with the normalizer held fixed; the point estimate is the same); ``ci="bca"`` takes the
+bias-corrected and accelerated quantiles of the same replicates (Efron 1987), acceleration from the
+closed-form jackknife, as ``scipy.stats.bootstrap(method="BCa")``.
 The error of DM, Switch-DR and DR-os is mostly the reward model's, which the influence form cannot see: by
 default (``ci="auto"``) their standard error comes from a bootstrap that refits the cross-fitted model on
 each resample (normal interval with that s.e.). With precomputed ``estimated_rewards`` no refit is
@@ -58,6 +61,7 @@ from keyart.evaluation.components import (
     unsupported_mass,
 )
 from keyart.evaluation.config import (
+    BOOTSTRAP_CIS,
     ESTIMATORS,
     MODEL_BASED,
     MODEL_DOMINATED,
@@ -67,16 +71,21 @@ from keyart.evaluation.config import (
 from keyart.evaluation.data import BanditLog, as_action_dist
 from keyart.evaluation.diagnostics import FLAG_TEXT, _flags
 from keyart.evaluation.intervals import (
+    _acceleration,
+    _bca_interval,
     _bootstrap,
     _Clusters,
     _effective_matches,
     _folds,
+    _jackknife,
+    _percentile_interval,
     _ratio_stat,
     _refit_bootstrap,
     _se,
     _wilson,
 )
 from keyart.evaluation.reward_models import RewardModel, cross_fit, default_reward_model
+from keyart.evaluation.tuning import TUNED, resolve_lambdas
 
 __all__ = [
     "ESTIMATORS",
@@ -119,6 +128,16 @@ class Estimate:
     flags: tuple[str, ...] = ()
     policy: str = ""
     n_clusters: int | None = None
+    lambda_: float | None = None
+    lambda_by: str = ""
+
+    @property
+    def label(self) -> str:
+        """The estimator's name with its lambda and how it was set, e.g. ``switch_dr (λ=10, SLOPE)``."""
+        if self.lambda_ is None:
+            return self.estimator
+        how = "SLOPE" if self.lambda_by == "slope" else "fixed"
+        return f"{self.estimator} (λ={self.lambda_:g}, {how})"
 
     def as_row(self) -> dict[str, object]:
         return {
@@ -136,6 +155,8 @@ class Estimate:
             "unsupported_mass": self.unsupported_mass,
             "n_matches": self.n_matches,
             "ci": self.ci_method,
+            "lambda": self.lambda_,
+            "lambda_by": self.lambda_by,
             "flags": ",".join(self.flags),
         }
 
@@ -158,6 +179,9 @@ def estimate(
     ``estimated_rewards`` (n, K[, L]); when it is not given, ``reward_model`` (default: linear ridge with
     features, else tabular means) is cross-fitted with ``n_folds`` folds seeded by ``seed`` (whole clusters
     per fold when the log has clusters). Intervals treat the log's clusters as the independent units.
+    Switch-DR's and DR-os's lambda, when ``"slope"`` (the default), is chosen by SLOPE on this log and
+    q-hat (``keyart.evaluation.tuning``) and reported in ``Estimate.lambda_``; their intervals are
+    conditional on that lambda (the refit bootstrap keeps it fixed).
     """
     cfg = config or EstimatorConfig()
     names = list(estimators)
@@ -181,6 +205,7 @@ def estimate(
             folds = _folds(log, clusters, n_folds, seed)
             q_hat = cross_fit(model, log, n_folds=n_folds, seed=seed, folds=folds)
     w = importance_weights(log, dist)
+    cfg, lambda_by = resolve_lambdas(names, log, dist, w, q_hat, cfg, clusters)
     sw, sw2 = w.sum(), float(np.square(w).sum())
     ess = float(sw * sw / sw2) if sw2 > 0 else 0.0
     unsup = unsupported_mass(log, dist)
@@ -190,7 +215,7 @@ def estimate(
         for n in names
         if model is not None
         and n in MODEL_BASED
-        and (cfg.ci == "bootstrap" or (cfg.ci == "auto" and n in MODEL_DOMINATED))
+        and (cfg.ci in BOOTSTRAP_CIS or (cfg.ci == "auto" and n in MODEL_DOMINATED))
     ]
     refit = (
         _refit_bootstrap(log, dist, refit_names, model, n_folds, folds, cfg, seed, clusters)
@@ -219,16 +244,22 @@ def estimate(
                     wilson = _wilson(float(matched.mean()) * trials, trials, z)
         extra: tuple[str, ...] = ()
         if name in refit:
-            se, q_lo, q_hi = refit[name]
-            if cfg.ci == "bootstrap":
-                lo, hi = q_lo, q_hi
+            reps = refit[name]
+            se = float(reps.std(ddof=1))
+            if cfg.ci == "bca":  # acceleration from the jackknife with the cross-fitted q-hat held fixed
+                accel = _acceleration(_jackknife(a, b, c, clusters))
+                lo, hi = _bca_interval(reps, theta, accel, cfg.alpha)
+                method = f"bootstrap-refit-BCa(B={cfg.n_refit})"
+            elif cfg.ci in BOOTSTRAP_CIS:
+                lo, hi = _percentile_interval(reps, cfg.alpha)
                 method = f"bootstrap-refit-percentile(B={cfg.n_refit})"
             else:
                 lo, hi = theta - z * se, theta + z * se
                 method = f"normal(refit-bootstrap s.e., B={cfg.n_refit})"
-        elif cfg.ci == "bootstrap":
+        elif cfg.ci in BOOTSTRAP_CIS:
             lo, hi = _bootstrap(a, b, c, cfg, seed, clusters)
-            method = f"bootstrap-percentile(B={cfg.n_bootstrap})"
+            kind = "BCa" if cfg.ci == "bca" else "percentile"
+            method = f"bootstrap-{kind}(B={cfg.n_bootstrap})"
         elif wilson is not None:
             lo, hi = wilson
             method = "wilson"
@@ -262,6 +293,8 @@ def estimate(
                 flags=_flags(name, log, w, ess, unsup, n_matches, cfg, clusters) + extra,
                 policy=policy,
                 n_clusters=log.n if clusters is None else clusters.g,
+                lambda_=float(getattr(cfg, TUNED[name])) if name in TUNED else None,
+                lambda_by=lambda_by.get(name, ""),
             )
         )
     return out

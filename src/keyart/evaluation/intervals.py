@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
+from scipy import special
 
 from keyart.errors import ValidationError
 from keyart.evaluation.components import _components, importance_weights
@@ -84,16 +85,19 @@ def _wilson(successes: float, trials: int, z: float) -> tuple[float, float]:
     return lo, hi
 
 
-def _bootstrap(
+def _bootstrap_replicates(
     a: np.ndarray,
     b: np.ndarray,
     c: np.ndarray,
     cfg: EstimatorConfig,
     seed: int,
     clusters: _Clusters | None = None,
-) -> tuple[float, float]:
-    """Percentile interval of the resampled statistic (events, or whole clusters, resampled with
-    replacement, chunked)."""
+) -> np.ndarray:
+    """``cfg.n_bootstrap`` replicates of mean(a) + mean(b) / mean(c), events (or whole clusters)
+    resampled with replacement (chunked; non-finite replicates, from an all-zero mean(c), dropped).
+
+    The indices are ``default_rng(seed).integers(0, units, (B, units))`` (in chunks only when B x units
+    exceeds 2e7), the draws ``scipy.stats.bootstrap`` makes with the same generator."""
     n = a.shape[0]
     rng = np.random.default_rng(seed)
     units = n if clusters is None else clusters.g
@@ -114,8 +118,65 @@ def _bootstrap(
                 vals.append(mean_a + sb[idx].sum(axis=1) / sc[idx].sum(axis=1))
         done += m
     v = np.concatenate(vals)
-    v = v[np.isfinite(v)]
-    return float(np.quantile(v, cfg.alpha / 2)), float(np.quantile(v, 1 - cfg.alpha / 2))
+    return v[np.isfinite(v)]
+
+
+def _jackknife(a: np.ndarray, b: np.ndarray, c: np.ndarray, clusters: _Clusters | None) -> np.ndarray:
+    """Leave-one-out values of mean(a) + mean(b) / mean(c): one event (or one whole cluster) left out
+    at a time, in closed form from the totals."""
+    if clusters is None:
+        na, nb, nc, cnt = a, b, c, np.ones(a.shape[0])
+    else:
+        na, nb, nc = clusters.sums(a), clusters.sums(b), clusters.sums(c)
+        cnt = clusters.counts.astype(np.float64)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        out = (a.sum() - na) / (a.shape[0] - cnt) + (b.sum() - nb) / (c.sum() - nc)
+    return out[np.isfinite(out)]
+
+
+def _acceleration(jack: np.ndarray) -> float:
+    """BCa's acceleration from jackknife values (Efron and Tibshirani 1993, eq. 14.15; as
+    ``scipy.stats.bootstrap``): sum(U^3) / (6 sum(U^2)^(3/2)) with U = mean(jack) - jack."""
+    u = jack.mean() - jack
+    den = float(np.square(u).sum())
+    return float((u**3).sum() / (6 * den**1.5)) if den > 0 else 0.0
+
+
+def _percentile_interval(v: np.ndarray, alpha: float) -> tuple[float, float]:
+    """The alpha/2 and 1 - alpha/2 quantiles of the replicates (linear interpolation)."""
+    return float(np.quantile(v, alpha / 2)), float(np.quantile(v, 1 - alpha / 2))
+
+
+def _bca_interval(v: np.ndarray, theta: float, accel: float, alpha: float) -> tuple[float, float]:
+    """Bias-corrected and accelerated percentile interval (Efron 1987; Efron and Tibshirani 1993,
+    section 14.3), as ``scipy.stats.bootstrap(method="BCa")`` computes it: z0 = Phi^-1 of the share of
+    replicates below theta (ties count half), and the replicates' quantiles at
+    Phi(z0 + (z0 + z) / (1 - accel (z0 + z))) for z = Phi^-1(alpha/2) and Phi^-1(1 - alpha/2)."""
+    share = (np.count_nonzero(v < theta) + np.count_nonzero(v <= theta)) / (2 * v.size)
+    z0 = float(special.ndtri(share))
+    if not math.isfinite(z0):  # every replicate on one side of theta: no bias correction possible
+        return _percentile_interval(v, alpha)
+    ends = []
+    for z in (float(special.ndtri(alpha / 2)), float(special.ndtri(1 - alpha / 2))):
+        ends.append(float(special.ndtr(z0 + (z0 + z) / (1 - accel * (z0 + z)))))
+    return float(np.percentile(v, 100 * ends[0])), float(np.percentile(v, 100 * ends[1]))
+
+
+def _bootstrap(
+    a: np.ndarray,
+    b: np.ndarray,
+    c: np.ndarray,
+    cfg: EstimatorConfig,
+    seed: int,
+    clusters: _Clusters | None = None,
+) -> tuple[float, float]:
+    """The bootstrap interval ``cfg.ci`` asks for (percentile, or BCa with the jackknife acceleration)
+    of mean(a) + mean(b) / mean(c)."""
+    v = _bootstrap_replicates(a, b, c, cfg, seed, clusters)
+    if cfg.ci != "bca":
+        return _percentile_interval(v, cfg.alpha)
+    theta = float(a.mean() + b.mean() / c.mean())
+    return _bca_interval(v, theta, _acceleration(_jackknife(a, b, c, clusters)), cfg.alpha)
 
 
 def _folds(log: BanditLog, clusters: _Clusters | None, n_folds: int, seed: int) -> np.ndarray | None:
@@ -152,11 +213,11 @@ def _refit_bootstrap(
     cfg: EstimatorConfig,
     seed: int,
     clusters: _Clusters | None = None,
-) -> dict[str, tuple[float, float, float]]:
-    """(s.e., lower, upper percentile) of a bootstrap that includes the reward model's error: each resample
+) -> dict[str, np.ndarray]:
+    """The replicates (finite ones) of a bootstrap that includes the reward model's error: each resample
     of events (of whole clusters on a clustered log) refits the cross-fitted model (duplicates of an event
-    stay in its fold) and re-estimates. ``ci="auto"`` uses the s.e. in a normal interval (steadier than
-    percentiles at the small B a refit affords); ``ci="bootstrap"`` uses the percentiles."""
+    stay in its fold) and re-estimates. ``ci="auto"`` uses their s.e. in a normal interval (steadier than
+    percentiles at the small B a refit affords); ``ci="percentile"`` / ``"bca"`` their quantiles."""
     rng = np.random.default_rng([seed, 0x5EED])
     vals = np.empty((cfg.n_refit, len(names)))
     for bi in range(cfg.n_refit):
@@ -170,12 +231,4 @@ def _refit_bootstrap(
         for j, name in enumerate(names):
             a, b, c, _ = _components(name, sub, d, w, q, cfg)
             vals[bi, j] = a.mean() + b.mean() / c.mean() if c.mean() > 0 else math.nan
-    out = {}
-    for j, name in enumerate(names):
-        v = vals[:, j][np.isfinite(vals[:, j])]
-        out[name] = (
-            float(v.std(ddof=1)),
-            float(np.quantile(v, cfg.alpha / 2)),
-            float(np.quantile(v, 1 - cfg.alpha / 2)),
-        )
-    return out
+    return {name: vals[:, j][np.isfinite(vals[:, j])] for j, name in enumerate(names)}

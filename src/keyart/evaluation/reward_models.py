@@ -7,12 +7,14 @@ doubly robust correction is not fooled by the model's own overfitting (Chernozhu
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Protocol
 
 import numpy as np
 
-from keyart.errors import ValidationError
+from keyart.errors import ConvergenceError, DimensionError, ValidationError
 from keyart.evaluation.data import BanditLog
 from keyart.params import Interval, check_param
 
@@ -152,6 +154,161 @@ class LinearRewardModel:
         return _FittedLinear(coef, n_arms, use_arms, float(log.reward.min()), float(log.reward.max()))
 
 
+@dataclass(frozen=True)
+class _FittedLogistic:
+    coef: tuple[np.ndarray | None, ...]  # per position: [intercept, context..., item block...] or None
+    fallback: float  # prediction at a position the training log never shows
+    item_features: np.ndarray | None
+
+    def predict(self, log: BanditLog) -> np.ndarray:
+        block = _item_block(self.item_features, log.n_actions)  # (K, p)
+        d_c = 0 if log.context is None else log.context.shape[1]
+        out = np.full((log.n, log.n_actions, log.n_positions), self.fallback)
+        for pos, beta in enumerate(self.coef[: log.n_positions]):
+            if beta is None:
+                continue
+            z = beta[0] + (block @ beta[1 + d_c :])[None, :]
+            if log.context is not None:
+                z = z + (log.context @ beta[1 : 1 + d_c])[:, None]
+            out[:, :, pos] = _sigmoid(z)
+        return out
+
+
+def _sigmoid(z: np.ndarray) -> np.ndarray:
+    return np.exp(-np.logaddexp(0.0, -z))
+
+
+def _item_block(item_features: np.ndarray | None, n_actions: int) -> np.ndarray:
+    """(K, p) features of each action: the given item features, else the action's one-hot (OBP's default
+    action context)."""
+    if item_features is None:
+        return np.eye(n_actions)
+    if item_features.shape[0] != n_actions:
+        raise DimensionError(
+            f"item_features has {item_features.shape[0]} rows but the log has {n_actions} actions."
+        )
+    return item_features
+
+
+def _newton_logistic(phi: np.ndarray, r: np.ndarray, penalty: np.ndarray, max_iter: int = 100) -> np.ndarray:
+    """argmin_b sum_i [log(1 + exp(phi_i b)) - r_i phi_i b] + 0.5 sum_j penalty_j b_j^2 by Newton's
+    method with step halving (the objective is strictly convex, so this converges to the optimum)."""
+
+    def objective(b: np.ndarray) -> float:
+        z = phi @ b
+        return float(np.logaddexp(0.0, z).sum() - r @ z + 0.5 * penalty @ (b * b))
+
+    beta = np.zeros(phi.shape[1])
+    f = objective(beta)
+    for _ in range(max_iter):
+        p = _sigmoid(phi @ beta)
+        grad = phi.T @ (p - r) + penalty * beta
+        hess = (phi * (p * (1 - p))[:, None]).T @ phi + np.diag(penalty)
+        step = np.linalg.solve(hess, grad)
+        t = 1.0
+        while True:
+            cand = beta - t * step
+            f_new = objective(cand)
+            if f_new <= f + 1e-12 * (1 + abs(f)) or t < 1e-10:
+                break
+            t /= 2
+        done = float(grad @ step) < 1e-12 * (1 + abs(f))  # Newton decrement: at the optimum
+        beta, f = cand, f_new
+        if done:
+            return beta
+    raise ConvergenceError(f"Logistic reward model: Newton's method did not converge in {max_iter} steps.")
+
+
+@dataclass(frozen=True)
+class LogisticRewardModel:
+    """Per-position logistic regression of 0/1 rewards on the context and the shown item's features.
+
+    For each position l: P(r = 1 | x, a, l) = sigmoid(b0_l + x b_l + f(a) c_l), with x the log's context
+    (``BanditLog.context``) and f(a) the row of ``item_features`` (K, p) for action a (OBD's
+    ``item_context.csv``, categorical columns one-hot encoded), or the action's one-hot when none are
+    given. This is Open Bandit Pipeline's ``RegressionModel`` with a logistic base model and
+    ``action_context`` (Saito et al. 2021: one model per position on [context, action context]). Fit by
+    Newton's method on the L2-penalized log likelihood, penalty ``alpha`` / 2 ||(b_l, c_l)||^2 (scikit-learn's
+    ``LogisticRegression(C=1 / alpha)``), with a tiny 1e-6 ridge on the intercept so that a position without
+    a click in a fold stays finite. A position absent from the training log predicts its mean reward.
+    """
+
+    item_features: np.ndarray | None = field(default=None, compare=False)
+    alpha: float = 1.0
+
+    def __post_init__(self) -> None:
+        check_param("LogisticRewardModel", "alpha", self.alpha, Interval(0, None, closed="neither"))
+        if self.item_features is not None:
+            f = np.asarray(self.item_features, dtype=np.float64)
+            if f.ndim != 2 or not np.all(np.isfinite(f)):
+                raise ValidationError("item_features must be a finite (n_actions, p) array.")
+            object.__setattr__(self, "item_features", f)
+
+    def fit(self, log: BanditLog) -> _FittedLogistic:
+        r = log.reward
+        if not np.all((r == 0) | (r == 1)):
+            raise ValidationError("LogisticRewardModel needs 0/1 rewards (clicks, quality plays).")
+        block = _item_block(self.item_features, log.n_actions)
+        parts = [np.ones((log.n, 1))]
+        if log.context is not None:
+            parts.append(log.context)
+        parts.append(block[log.action])
+        phi = np.hstack(parts)
+        penalty = np.full(phi.shape[1], float(self.alpha))
+        penalty[0] = 1e-6
+        coef: list[np.ndarray | None] = []
+        for pos in range(log.n_positions):
+            rows = log.position == pos
+            coef.append(_newton_logistic(phi[rows], r[rows], penalty) if rows.any() else None)
+        return _FittedLogistic(tuple(coef), float(r.mean()), self.item_features)
+
+
+def held_out_log_loss(log: BanditLog, q_hat: np.ndarray) -> float:
+    """Mean log loss of out-of-fold predictions at each event's logged action and position,
+    -mean(r log q + (1 - r) log(1 - q)), q clipped to [1e-6, 1 - 1e-6]; rewards must be in [0, 1]."""
+    if np.any((log.reward < 0) | (log.reward > 1)):
+        raise ValidationError("Log loss needs rewards in [0, 1].")
+    q = np.clip(q_hat[np.arange(log.n), log.action, log.position], 1e-6, 1 - 1e-6)
+    r = log.reward
+    return float(-np.mean(r * np.log(q) + (1 - r) * np.log1p(-q)))
+
+
+@dataclass(frozen=True)
+class ModelChoice:
+    """The reward model chosen by held-out log loss, and every candidate's loss (lower is better)."""
+
+    name: str
+    model: RewardModel
+    log_loss: Mapping[str, float]
+
+    def describe(self) -> str:
+        others = ", ".join(f"{k} {v:.5f}" for k, v in self.log_loss.items() if k != self.name)
+        return (
+            f"Reward model of DM and the DR family: {self.name}, chosen by cross-fitted held-out log loss "
+            f"({self.log_loss[self.name]:.5f}" + (f"; {others})." if others else ").")
+        )
+
+
+def choose_reward_model(
+    log: BanditLog, models: Mapping[str, RewardModel], n_folds: int = 2, seed: int = 0
+) -> ModelChoice:
+    """Cross-fit every model on the same folds (the folds ``estimate`` uses with this seed) and keep the
+    one with the lowest held-out log loss (ties: the first given)."""
+    from keyart.evaluation.intervals import _Clusters, _folds  # intervals builds on this module
+
+    if not models:
+        raise ValidationError("choose_reward_model needs at least one model.")
+    folds = _folds(log, _Clusters.of(log), n_folds, seed)
+    losses = {
+        name: held_out_log_loss(log, cross_fit(m, log, n_folds=n_folds, seed=seed, folds=folds))
+        for name, m in models.items()
+    }
+    best = min(losses, key=lambda k: (losses[k], list(losses).index(k)))
+    if not math.isfinite(losses[best]):
+        raise ValidationError("No reward model gave a finite held-out log loss.")
+    return ModelChoice(best, models[best], losses)
+
+
 def fold_ids(n: int, n_folds: int, seed: int | np.random.Generator = 0) -> np.ndarray:
     """A seeded balanced assignment of n events to ``n_folds`` folds."""
     return np.random.default_rng(seed).permutation(n) % n_folds
@@ -196,9 +353,13 @@ def default_reward_model(log: BanditLog) -> RewardModel:
 __all__ = [
     "FittedRewardModel",
     "LinearRewardModel",
+    "LogisticRewardModel",
+    "ModelChoice",
     "RewardModel",
     "TabularRewardModel",
+    "choose_reward_model",
     "cross_fit",
     "default_reward_model",
     "fold_ids",
+    "held_out_log_loss",
 ]
