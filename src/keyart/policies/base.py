@@ -140,7 +140,8 @@ class Policy(ABC):
     def update_partitions(self, parts: Sequence[LoggedFeedback]) -> Policy:
         """Learn from events held in several partitions, in order: the same model as ``update`` on their
         concatenation, built from per-partition sums only (linear statistics, counts, or the logistic
-        fit's Newton sums), the way a DuckDB or Spark job trains. Invalid input changes nothing."""
+        fit's Newton sums), the way a job over partitioned logs would train (keyart has no Spark job yet).
+        Invalid input changes nothing."""
         parts = self._valid_parts(parts)
         if parts:
             self._learn_parts(parts)

@@ -2,7 +2,8 @@
 
 ``RidgePolicy`` is the conjugate Gaussian-linear model: its posterior is a sum of additive sufficient
 statistics (``keyart.learning.LinearStats``), so it learns from events (``update``), from per-partition sums
-(``update_partitions``) or from statistics computed elsewhere, e.g. on DuckDB or Spark (``update_stats``).
+(``update_partitions``) or from statistics computed elsewhere, e.g. with SQL over the event store
+(``update_stats``).
 Its policies: ``epsilon_greedy``, ``softmax`` and ``linucb`` (here) and ``linear_ts``
 (``keyart.policies.thompson``).
 """
@@ -48,10 +49,10 @@ class RidgePolicy(SharedModelPolicy):
 
     def update_stats(self, stats: LinearStats, events: int | None = None) -> Policy:
         """Learn from sufficient statistics computed elsewhere (``LinearStats.from_events`` per partition,
-        merged, e.g. on DuckDB or Spark): the same model as ``update`` on those events. With ``half_life``,
-        the events must be weighted 0.5 ** (events after them / half_life) and ``events`` is their number,
-        by which the current state decays. With learned priors, a refit point crossed inside the statistics
-        is fitted after them (they cannot be split). Invalid input changes nothing."""
+        merged, e.g. by a SQL or partitioned job): the same model as ``update`` on those events. With
+        ``half_life``, the events must be weighted 0.5 ** (events after them / half_life) and ``events`` is
+        their number, by which the current state decays. With learned priors, a refit point crossed inside
+        the statistics is fitted after them (they cannot be split). Invalid input changes nothing."""
         if not isinstance(stats, LinearStats):
             raise ValidationError(f"stats must be LinearStats. Got {type(stats).__name__}.")
         if self.half_life is not None and (

@@ -8,7 +8,7 @@ from keyart.errors import ValidationError
 from keyart.policies import Policy, make_policy
 
 #: Display name -> (registry name, hyperparameters). Thompson policies use 512 quasi-Monte Carlo points
-#: for their probabilities (the default is 4096) to keep closed loops fast; the propensity of every
+#: for their probabilities (the policies' default is 1,024) to keep closed loops fast; the propensity of every
 #: decision is still the exact probability of the distribution it was drawn from.
 POLICY_SUITE: dict[str, tuple[str, dict[str, Any]]] = {
     "Random": ("uniform", {}),
