@@ -102,8 +102,13 @@ class Policy(ABC):
         p = apply_floor(self._distribution(batch), batch.mask, self.floor)
         return np.where(batch.mask, p, 0.0)
 
-    def _explored(self, scores: np.ndarray, probabilities: np.ndarray, index: np.ndarray) -> np.ndarray:
-        s = np.where(probabilities > 0, scores, -np.inf)
+    def _explored(
+        self, scores: np.ndarray, probabilities: np.ndarray, index: np.ndarray, mask: np.ndarray
+    ) -> np.ndarray:
+        """Whether each shown artwork is not the policy's best guess: its score (the posterior mean for the
+        model policies) is below the best of its pool, whatever the probabilities (LinUCB's upper bound and
+        Thompson's draw can show another artwork while the best guess has probability 0)."""
+        s = np.where(mask, scores, -np.inf)
         return s[np.arange(s.shape[0]), index] < s.max(axis=1)
 
     def _evaluate(self, batch: CandidateBatch) -> tuple[np.ndarray, np.ndarray]:
@@ -121,7 +126,7 @@ class Policy(ABC):
         periods = period_index(batch.timestamps, self.sticky_seconds)
         u = keyed_uniforms(self.seed, batch.member_ids.tolist(), batch.title_ids.tolist(), periods.tolist())
         index = sample_index(p, u)
-        explored = self._explored(s, p, index)
+        explored = self._explored(s, p, index, batch.mask)
         return DecisionBatch(batch, p, s, index, explored, self.name, self.version_)
 
     def _check_feedback(self, feedback: LoggedFeedback) -> None:

@@ -34,7 +34,9 @@ class UniformPolicy(Policy):
     def scores(self, batch: CandidateBatch) -> np.ndarray:
         return np.zeros(batch.mask.shape)
 
-    def _explored(self, scores: np.ndarray, probabilities: np.ndarray, index: np.ndarray) -> np.ndarray:
+    def _explored(
+        self, scores: np.ndarray, probabilities: np.ndarray, index: np.ndarray, mask: np.ndarray
+    ) -> np.ndarray:
         return (probabilities > 0).sum(axis=1) > 1  # random among several; a pool of one is no choice
 
     def _learn(
