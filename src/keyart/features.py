@@ -9,9 +9,10 @@ into rows of ``d`` numbers (its terms and crosses are declared there, once):
 - pair blocks: the cast match (the member's cast affinity against the artwork's featured cast).
 
 Open vocabularies (genres, cast, styles, tags, countries, ...) are hashed with a fixed keyed hash, signed
-where the feature is a sum so that collisions cancel in expectation; the layout never depends on the
-catalog's contents, so a model stays valid as titles and artworks come and go. The artwork's own identity
-(its bias) is not a column: models key it by the exact artwork id.
+where the feature is a sum so that collisions cancel in expectation; by default the layout never depends
+on the catalog's contents, so a model stays valid as titles and artworks come and go
+(``exact_vocabularies`` gives known values buckets of their own instead). The artwork's own identity (its
+bias) is not a column: models key it by the exact artwork id.
 """
 
 from __future__ import annotations
