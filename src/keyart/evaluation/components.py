@@ -1,8 +1,9 @@
 """Every estimator as mean(A) + mean(B) / mean(C) over per-event terms, and the pieces of those terms:
 importance weights, the reward model's values, replay's matches, the candidate's unsupported mass.
 
-``point_estimate`` is the fast path (a value, no interval); ``keyart.evaluation.estimators.estimate``
-adds intervals and flags. The definitions are in that module's docstring.
+``keyart.evaluation.tuning.point_estimate`` is the fast path (a value, no interval; lambda tuned first);
+``keyart.evaluation.estimators.estimate`` adds intervals and flags. The definitions are in that module's
+docstring.
 """
 
 from __future__ import annotations
@@ -120,35 +121,3 @@ def as_estimated_rewards(values: object, log: BanditLog) -> np.ndarray:
     if not np.all(np.isfinite(q)):
         raise ValidationError("estimated_rewards holds NaN or inf.")
     return q
-
-
-def point_estimate(
-    name: str,
-    log: BanditLog,
-    action_dist: np.ndarray,
-    estimated_rewards: np.ndarray | None = None,
-    config: EstimatorConfig | None = None,
-) -> float:
-    """One estimator's point value, no interval or flags: the fast path the benchmark measures (a
-    ``"slope"`` lambda is tuned on these inputs first, unclustered).
-
-    ``action_dist`` and ``estimated_rewards`` must already be validated (n, K, L) arrays.
-    """
-    from keyart.evaluation.tuning import resolve_lambdas  # tuning builds on this module
-
-    cfg = config or EstimatorConfig()
-    w = importance_weights(log, action_dist)
-    cfg, _ = resolve_lambdas([name], log, action_dist, w, estimated_rewards, cfg)
-    a, b, c, _ = _components(name, log, action_dist, w, estimated_rewards, cfg)
-    mc = c.mean()
-    return float(a.mean() + b.mean() / mc) if mc > 0 else math.nan
-
-
-def point_estimates(
-    log: BanditLog,
-    action_dist: np.ndarray,
-    estimated_rewards: np.ndarray,
-    config: EstimatorConfig | None = None,
-) -> dict[str, float]:
-    """Point estimates of every estimator (validated (n, K, L) inputs)."""
-    return {name: point_estimate(name, log, action_dist, estimated_rewards, config) for name in ESTIMATORS}

@@ -6,9 +6,9 @@ import math
 
 import numpy as np
 
+from keyart.evaluation.clusters import _Clusters, _se
 from keyart.evaluation.config import EstimatorConfig
 from keyart.evaluation.data import BanditLog
-from keyart.evaluation.intervals import _Clusters, _se
 
 FLAG_TEXT: dict[str, str] = {
     "low_ess": "few effective events: the weights concentrate on a small part of the log",

@@ -50,13 +50,12 @@ import numpy as np
 from scipy import stats
 
 from keyart.errors import ValidationError
+from keyart.evaluation.clusters import _Clusters, _folds, _se
 from keyart.evaluation.components import (
     _components,
     _q_parts,
     as_estimated_rewards,
     importance_weights,
-    point_estimate,
-    point_estimates,
     replay_match,
     unsupported_mass,
 )
@@ -74,18 +73,15 @@ from keyart.evaluation.intervals import (
     _acceleration,
     _bca_interval,
     _bootstrap,
-    _Clusters,
     _effective_matches,
-    _folds,
     _jackknife,
     _percentile_interval,
     _ratio_stat,
     _refit_bootstrap,
-    _se,
     _wilson,
 )
 from keyart.evaluation.reward_models import RewardModel, cross_fit, default_reward_model
-from keyart.evaluation.tuning import TUNED, resolve_lambdas
+from keyart.evaluation.tuning import TUNED, point_estimate, point_estimates, resolve_lambdas
 
 __all__ = [
     "ESTIMATORS",

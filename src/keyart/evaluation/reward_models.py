@@ -15,6 +15,7 @@ from typing import Protocol
 import numpy as np
 
 from keyart.errors import ConvergenceError, DimensionError, ValidationError
+from keyart.evaluation.clusters import _Clusters, _folds, fold_ids
 from keyart.evaluation.data import BanditLog
 from keyart.params import Interval, check_param
 
@@ -294,7 +295,6 @@ def choose_reward_model(
 ) -> ModelChoice:
     """Cross-fit every model on the same folds (the folds ``estimate`` uses with this seed) and keep the
     one with the lowest held-out log loss (ties: the first given)."""
-    from keyart.evaluation.intervals import _Clusters, _folds  # intervals builds on this module
 
     if not models:
         raise ValidationError("choose_reward_model needs at least one model.")
@@ -307,11 +307,6 @@ def choose_reward_model(
     if not math.isfinite(losses[best]):
         raise ValidationError("No reward model gave a finite held-out log loss.")
     return ModelChoice(best, models[best], losses)
-
-
-def fold_ids(n: int, n_folds: int, seed: int | np.random.Generator = 0) -> np.ndarray:
-    """A seeded balanced assignment of n events to ``n_folds`` folds."""
-    return np.random.default_rng(seed).permutation(n) % n_folds
 
 
 def cross_fit(

@@ -23,10 +23,10 @@ from dataclasses import replace
 import numpy as np
 from scipy import stats
 
-from keyart.evaluation.components import _components
-from keyart.evaluation.config import EstimatorConfig
+from keyart.evaluation.clusters import _Clusters, _se
+from keyart.evaluation.components import _components, importance_weights
+from keyart.evaluation.config import ESTIMATORS, EstimatorConfig
 from keyart.evaluation.data import BanditLog
-from keyart.evaluation.intervals import _Clusters, _se
 
 #: SLOPE's constant (Su et al. 2020, Theorem 1; OBP's ``C``).
 SLOPE_C = math.sqrt(6) - 1
@@ -98,3 +98,33 @@ def resolve_lambdas(
         if getattr(cfg, field) == "slope":
             cfg = replace(cfg, **{field: math.inf})
     return cfg, how
+
+
+def point_estimate(
+    name: str,
+    log: BanditLog,
+    action_dist: np.ndarray,
+    estimated_rewards: np.ndarray | None = None,
+    config: EstimatorConfig | None = None,
+) -> float:
+    """One estimator's point value, no interval or flags: the fast path the benchmark measures (a
+    ``"slope"`` lambda is tuned on these inputs first, unclustered).
+
+    ``action_dist`` and ``estimated_rewards`` must already be validated (n, K, L) arrays.
+    """
+    cfg = config or EstimatorConfig()
+    w = importance_weights(log, action_dist)
+    cfg, _ = resolve_lambdas([name], log, action_dist, w, estimated_rewards, cfg)
+    a, b, c, _ = _components(name, log, action_dist, w, estimated_rewards, cfg)
+    mc = c.mean()
+    return float(a.mean() + b.mean() / mc) if mc > 0 else math.nan
+
+
+def point_estimates(
+    log: BanditLog,
+    action_dist: np.ndarray,
+    estimated_rewards: np.ndarray,
+    config: EstimatorConfig | None = None,
+) -> dict[str, float]:
+    """Point estimates of every estimator (validated (n, K, L) inputs)."""
+    return {name: point_estimate(name, log, action_dist, estimated_rewards, config) for name in ESTIMATORS}
