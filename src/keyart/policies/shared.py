@@ -241,9 +241,7 @@ class SharedModelPolicy(Policy):
         if self._lagging is None or self.covariance_refresh <= 0 or self.half_life is not None:
             return None
         post, events = self._lagging
-        if self.events_ >= events * (1.0 + self.covariance_refresh) or post.sigma.shape[0] != self.dim_:
-            return None
-        return post
+        return None if self.events_ >= events * (1.0 + self.covariance_refresh) else post
 
     def _changed(self, covariance: bool = False) -> None:
         """Forget the solved posterior after a change of state (and the lagging one with ``covariance``:
