@@ -311,3 +311,35 @@ def test_lagging_covariance_is_the_earlier_posterior_and_the_mean_stays_exact(na
             .update(fb.take(np.arange(200, 290)))
         )
         np.testing.assert_allclose(a._moments(probe)[1], b._moments(probe)[1], rtol=1e-9, atol=1e-12)
+
+
+def test_untouched_columns_are_solved_apart_and_equal_the_explicit_full_design():
+    """Columns no event touched (zero in every row: the crosses of a family the data never uses) are
+    independent of the rest: the posterior, its solve, the projected rows and the Gram skip them, exactly."""
+    from keyart.learning import weighted_gram
+
+    X, ids, f, rng = _data(d=9)
+    X[:, [1, 4, 5, 8]] = 0.0
+    r = f + rng.normal(scale=0.3, size=f.size)
+    stats = LinearStats.from_events(X, ids, r)
+    np.testing.assert_allclose(stats.xx, X.T @ X, atol=1e-9)
+    w = rng.uniform(0.5, 2.0, X.shape[0])
+    np.testing.assert_allclose(weighted_gram(X, w), (X * w[:, None]).T @ X, atol=1e-9)
+    ridge = np.linspace(0.5, 3.0, X.shape[1])
+    gauss = BlockGaussian(stats.xx + np.diag(ridge), stats.xa, stats.aa + 0.5, stats.xr, stats.ar)
+    np.testing.assert_array_equal(gauss.coupled(), [0, 2, 3, 6, 7])
+    post = gauss.posterior()
+    D = _design(X, ids, stats.artwork_ids)
+    A = D.T @ D + np.diag([*ridge, *[0.5] * len(stats.artwork_ids)])
+    w_ref = np.linalg.solve(A, D.T @ r)
+    d = X.shape[1]
+    np.testing.assert_allclose(post.theta, w_ref[:d], atol=1e-10)
+    np.testing.assert_allclose(post.beta, w_ref[d:], atol=1e-10)
+    schur_inv = np.linalg.inv(A[:d, :d] - A[:d, d:] @ np.linalg.solve(A[d:, d:], A[d:, :d]))
+    np.testing.assert_allclose(post.sigma, schur_inv, atol=1e-12)
+    rhs = rng.normal(size=A.shape[0])
+    s, a = gauss.solve(rhs[:d], rhs[d:])
+    np.testing.assert_allclose(np.concatenate([s, a]), np.linalg.solve(A, rhs), atol=1e-10)
+    Y, c = post.projected_rows(np.array([0, 2, -1]))
+    np.testing.assert_allclose(Y[[0, 2]], post.U[[0, 2]] @ schur_inv, atol=1e-12)
+    np.testing.assert_allclose(c[[0, 2]], np.einsum("ad,de,ae->a", post.U[[0, 2]], schur_inv, post.U[[0, 2]]))

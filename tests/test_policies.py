@@ -603,3 +603,54 @@ def test_thompson_probabilities_of_a_row_do_not_depend_on_the_rest_of_the_batch(
     mixed = thompson_distribution(mean, np.stack([good, bad]), mask, normals, 0.0)
     np.testing.assert_array_equal(alone[0], mixed[0])
     np.testing.assert_allclose(mixed.sum(axis=1), 1.0)
+
+
+SHARED = ["epsilon_greedy", "linucb", "linear_ts", "logistic_ts"]
+
+
+@pytest.mark.parametrize("name", SHARED)
+def test_a_model_records_its_featurization_keeps_it_in_snapshots_and_refuses_another(name, catalog, tmp_path):
+    """A shared model keeps the FeatureConfig its columns came from, so whoever loads it featurizes the same
+    way (``model_features``); rows of another config of the same width are refused, not misread."""
+    import dataclasses
+    from types import SimpleNamespace
+
+    from keyart.layout import FeatureConfig
+    from keyart.policies import LEGACY_FEATURES, model_features
+
+    config = FeatureConfig(crosses="all", tag_buckets=4)
+    members = make_members(catalog, 150, seed=5)
+    rng = np.random.default_rng(6)
+    tids = rng.choice(list(catalog.titles), size=150).tolist()
+    pools = [[a.artwork_id for a in catalog.pool(t)] for t in tids]
+    events = Featurizer(catalog, config).events(members, tids, pools)
+    policy = make_policy(name, seed=0)
+    assert model_features(policy) == FeatureConfig()  # nothing learned yet: the default
+    policy.update(logged_feedback(events))
+    assert policy.features_ is config and model_features(policy) is config
+    policy.save(tmp_path / "p.npz")
+    loaded = load_policy(tmp_path / "p.npz")
+    assert loaded.features_ == config and model_features(loaded) == config
+    same = Featurizer(catalog, dataclasses.replace(config, on_unknown_history="ignore"))
+    loaded.choose(same.events(members[:5], tids[:5], pools[:5]))  # how unknown titles are met is no column
+    genres = sorted({g for t in catalog.titles.values() for g in t.genres})[:3]
+    other = dataclasses.replace(config, vocabularies={"genre": tuple(genres)})
+    assert other.dim == config.dim
+    with pytest.raises(DimensionError, match="another FeatureConfig"):
+        loaded.choose(Featurizer(catalog, other).events(members[:5], tids[:5], pools[:5]))
+    before = loaded.snapshot()
+    with pytest.raises(DimensionError):
+        loaded.update(logged_feedback(Featurizer(catalog, other).events(members, tids, pools)))
+    _snap_equal(before, loaded.snapshot())
+    # saved before models recorded it: the legacy default of the model's width, else the default
+    legacy = make_policy(name, seed=0).update(
+        logged_feedback(Featurizer(catalog, LEGACY_FEATURES).events(members, tids, pools))
+    )
+    snap = legacy.snapshot()
+    del snap["state"]["features"]
+    assert model_features(restore_policy(snap)) == LEGACY_FEATURES
+    with pytest.raises(DimensionError, match="recorded no FeatureConfig"):
+        model_features(SimpleNamespace(features_=None, dim_=5), FeatureConfig())
+    bad = {**snap, "state": {**snap["state"], "features": {"genre_buckets": "many"}}}
+    with pytest.raises(SnapshotError):
+        restore_policy(bad)

@@ -252,3 +252,21 @@ def test_a_failing_part_after_a_refit_point_leaves_the_model_as_it_was(trained_f
         policy.update_partitions([fb, overflow])
     _snap_equal(policy.snapshot(), before)
     assert policy.events_ == trained_first
+
+
+def test_untouched_columns_change_neither_the_evidence_nor_the_fit():
+    """Columns no event touched add nothing to the log evidence or its gradient: the fit with them equals
+    the fit without them, and their groups keep their ridges."""
+    X, a, r, col = _draw(seed=5, n=300)
+    m = 12
+    wide = np.hstack([X, np.zeros((X.shape[0], 3))])
+    wide_col = np.concatenate([col, [2, 2, 2]])
+    narrow, padded = _stats(X, a, r, m), _stats(wide, a, r, m)
+    ridges = np.array([0.7, 3.0])
+    np.testing.assert_allclose(
+        log_evidence(padded, wide_col, np.append(ridges, 5.0), 0.8), log_evidence(narrow, col, ridges, 0.8)
+    )
+    fit = fit_priors(narrow, col, np.ones(2), 1.0, tol=1e-8)
+    fit_wide = fit_priors(padded, wide_col, np.ones(3), 1.0, tol=1e-8)
+    np.testing.assert_allclose(fit_wide.group_ridge[:2], fit.group_ridge, rtol=1e-6)
+    assert fit_wide.group_ridge[2] == 1.0 and np.isclose(fit_wide.noise, fit.noise)

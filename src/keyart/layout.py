@@ -18,7 +18,7 @@ widths and vocabularies that resolve the declaration (part of a model's identity
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from functools import cached_property
 from typing import Any, ClassVar, Literal
 
@@ -169,6 +169,8 @@ class FeatureLayout(Mapping[str, slice]):
     """
 
     def __init__(self, config: FeatureConfig, terms: Sequence[Term] = TERMS) -> None:
+        self.config = config  # what the columns mean (a model records it: ``SharedModelPolicy.features_``)
+
         def place(blocks: Sequence[Block]) -> dict[str, slice]:
             out, start = {}, 0
             for b in blocks:
@@ -488,3 +490,50 @@ class FeatureConfig:
     @property
     def dim(self) -> int:
         return self.layout.dim
+
+    def to_dict(self) -> dict[str, Any]:
+        """Every field as JSON values (crosses as their terms), for snapshots: ``from_dict`` inverts it."""
+        out: dict[str, Any] = {f.name: getattr(self, f.name) for f in fields(self)}
+        out["vocabularies"] = {k: list(v) for k, v in self.vocabularies}
+        out["crosses"] = [
+            {
+                "name": t.name,
+                "context": list(t.context),
+                "candidate": t.candidate,
+                "mode": t.mode,
+                "group": t.group,
+            }
+            for t in self.crosses
+        ]
+        return out
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> FeatureConfig:
+        """The config ``to_dict`` wrote (fields it lacks take their defaults); a ``ValidationError`` names
+        what does not fit."""
+        try:
+            known = {f.name for f in fields(cls)}
+            unknown = sorted(set(data) - known)
+            if unknown:
+                raise ValidationError(f"Unknown FeatureConfig fields {unknown}.")
+            values = dict(data)
+            if "vocabularies" in values:
+                values["vocabularies"] = tuple(
+                    (str(k), tuple(v)) for k, v in dict(values["vocabularies"]).items()
+                )
+            if "crosses" in values and not isinstance(values["crosses"], str):
+                values["crosses"] = tuple(
+                    Term(**{**t, "context": tuple(t.get("context", ()))}) for t in values["crosses"]
+                )
+            return cls(**values)
+        except (TypeError, AttributeError) as exc:
+            raise ValidationError(f"Not a FeatureConfig: {exc}.") from exc
+
+    def same_columns(self, other: FeatureConfig) -> bool:
+        """Whether rows of ``other`` mean what this config's rows mean: every field equal but
+        ``on_unknown_history`` (how featurizing treats an unknown title, not what a column holds)."""
+        if self == other:
+            return True
+        a, b = self.to_dict(), other.to_dict()
+        a.pop("on_unknown_history"), b.pop("on_unknown_history")
+        return a == b

@@ -169,14 +169,18 @@ def _profiled_evidence(
     -n/2 log s2 + 1/2 log|ridges| - 1/2 log|Z'Z + ridges| (+ a constant), and its derivative in log ridge_j
     is 1/2 (1 - ridge_j Sigma_jj - ridge_j mu_j^2 / s2): the terms of MacKay's fixed point. With ``noise``
     given, s2 is that and the first term is -E / (2 s2) - n/2 log s2."""
-    ridge_cols = ridge_g[col]
+    # columns no event touched add log ridge_j - log ridge_j = 0 to the value and 0 to the gradient: the
+    # sums run over the columns with data only (O(c^3 + m c^2) for c of them)
+    cols = data_columns(data)
+    ridge_cols = ridge_g[col[cols]]
     P_d = data.aa + r_b
-    U = data.xa / P_d[:, None]
-    M = data.xx + np.diag(ridge_cols) - weighted_gram(data.xa, 1.0 / P_d)
+    xa, xr = data.xa[:, cols], data.xr[cols]
+    U = xa / P_d[:, None]
+    M = data.xx[np.ix_(cols, cols)] + np.diag(ridge_cols) - weighted_gram(xa, 1.0 / P_d)
     R, sigma = spd_factor_inverse(M)
-    mu_s = sigma @ (data.xr - U.T @ data.ar)
+    mu_s = sigma @ (xr - U.T @ data.ar)
     mu_a = data.ar / P_d - U @ mu_s
-    energy = data.rr - mu_s @ data.xr - mu_a @ data.ar
+    energy = data.rr - mu_s @ xr - mu_a @ data.ar
     s2 = max(energy / data.n, NOISE_FLOOR) if noise is None else float(noise)
     fit = -0.5 * data.n * np.log(s2) - (0.5 * data.n if noise is None else 0.5 * energy / s2)
     logdet = 2.0 * np.log(np.diag(R)).sum() + np.log(P_d).sum()
@@ -185,4 +189,9 @@ def _profiled_evidence(
     diag_a = 1.0 / P_d + np.einsum("da,da->a", W, W)
     grad_cols = 0.5 * (1.0 - ridge_cols * np.diag(sigma) - ridge_cols * mu_s**2 / s2)
     grad_b = 0.5 * float((1.0 - r_b * diag_a - r_b * mu_a**2 / s2).sum())
-    return float(value), np.bincount(col, weights=grad_cols, minlength=ridge_g.size), grad_b, s2
+    return float(value), np.bincount(col[cols], weights=grad_cols, minlength=ridge_g.size), grad_b, s2
+
+
+def data_columns(data: DataStats) -> np.ndarray:
+    """The columns that some event touched (a nonzero in the data's Gram, artwork sums or x . r)."""
+    return np.flatnonzero(np.any(data.xx != 0, axis=0) | np.any(data.xa != 0, axis=0) | (data.xr != 0))

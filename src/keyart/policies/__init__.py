@@ -22,7 +22,7 @@ from keyart.policies.base import SNAPSHOT_FORMAT, Policy, RowCache, batch_rows
 from keyart.policies.counts import BetaThompson, GreedyBandit, UniformPolicy, beta_max_probabilities
 from keyart.policies.linear import EpsilonGreedy, LinUCB, RidgePolicy, Softmax
 from keyart.policies.registry import POLICIES, load_policy, make_policy, restore_policy
-from keyart.policies.shared import SharedModelPolicy
+from keyart.policies.shared import LEGACY_FEATURES, SharedModelPolicy, model_features
 from keyart.policies.thompson import (
     NORMALS_BLOCK,
     LinearThompson,
@@ -33,6 +33,7 @@ from keyart.policies.thompson import (
 )
 
 __all__ = [
+    "LEGACY_FEATURES",
     "NORMALS_BLOCK",
     "POLICIES",
     "SNAPSHOT_FORMAT",
@@ -53,6 +54,7 @@ __all__ = [
     "beta_max_probabilities",
     "load_policy",
     "make_policy",
+    "model_features",
     "restore_policy",
     "sobol_normals",
     "thompson_distribution",

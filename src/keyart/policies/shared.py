@@ -29,6 +29,7 @@ from keyart.batch import CandidateBatch
 from keyart.errors import DimensionError, SnapshotError, UnknownIdError, ValidationError
 from keyart.feedback import LoggedFeedback
 from keyart.kron import kron_plan
+from keyart.layout import FeatureConfig
 from keyart.learning import ArtworkIndex, BlockGaussian, Posterior, bias_at
 from keyart.params import Interval, OneOf
 from keyart.policies.base import Policy, RowCache, warm_start_rows
@@ -40,6 +41,30 @@ REFIT_MAX_GAP = 65_536  # later fits when the events seen double, at least every
 #: (``keyart.kron``): 5-15x faster than the dense rows and the page basis with every cross declared
 #: (d = 1,584), 2-3x slower for the default layout (d = 171): ``benchmarks/bench_moments.py``
 KRON_MIN_DIM = 384
+
+
+#: The default featurization before every context x artwork cross was declared: models saved without their
+#: ``FeatureConfig`` and of its width were made with it
+LEGACY_FEATURES = FeatureConfig(crosses=())
+
+
+def model_features(policy: Policy, default: FeatureConfig | None = None) -> FeatureConfig:
+    """The ``FeatureConfig`` to featurize ``policy``'s inputs with: the one its model recorded; for a model
+    that recorded none, ``default`` (``FeatureConfig()`` when None) or, for a model saved before models
+    recorded it, the legacy default of the model's width. Policies without a model take ``default``."""
+    recorded = getattr(policy, "features_", None)
+    if recorded is not None:
+        return recorded
+    config = default or FeatureConfig()
+    dim = getattr(policy, "dim_", None)
+    if dim is None or dim == config.dim:
+        return config
+    if dim == LEGACY_FEATURES.dim:
+        return LEGACY_FEATURES
+    raise DimensionError(
+        f"The model has {dim} columns and recorded no FeatureConfig; the default has {config.dim}: pass the "
+        "config it was trained with."
+    )
 
 
 def refit_points(events: int) -> int:
@@ -106,6 +131,10 @@ class SharedModelPolicy(Policy):
     def _reset(self) -> None:
         super()._reset()
         self.dim_: int | None = None
+        #: the featurization the model's columns come from (``FeatureConfig``), recorded from the first
+        #: factored batch and kept in snapshots; None for a model fed raw rows
+        self.features_: FeatureConfig | None = None
+        self._features_seen: FeatureConfig | None = None  # the last config found to match, by identity
         self.index_ = ArtworkIndex()
         self.post_: BlockGaussian | None = None
         self._solved: Posterior | None = None
@@ -153,7 +182,7 @@ class SharedModelPolicy(Policy):
     # ---- the model's moments, for the hook -----------------------------------------------------
     def _mean(self, batch: CandidateBatch) -> np.ndarray:
         """(n, K) posterior mean of the candidates' scores, from the batch's factors when it has them."""
-        self._ensure_dim(batch.d, batch.feature_names)
+        self._ensure_dim(batch)
         theta, beta = self._mean_parts()
         return batch.dot(theta) + bias_at(beta, self._rows(batch))
 
@@ -174,7 +203,7 @@ class SharedModelPolicy(Policy):
         """Mean (n, K) and variance (n, K) or covariance (n, K, K) of the candidates' scores. A factored
         batch of a wide layout (``KRON_MIN_DIM`` columns or more) goes through the layout's Kronecker
         form, a one-member page of a narrower one through its basis, other batches through their rows."""
-        self._ensure_dim(batch.d, batch.feature_names)
+        self._ensure_dim(batch)
         post, rows, prior_var = self._covariance_posterior(), self._rows(batch), 1.0 / self.bias_ridge_
         if post is not self._solved:  # lagging: artworks new since its solve have the prior's variance
             rows = np.where(rows < post.inv_d.size, rows, -1)
@@ -195,17 +224,34 @@ class SharedModelPolicy(Policy):
         return self._row_cache.rows(self.index_, batch)
 
     # ---- the posterior -------------------------------------------------------------------------
-    def _ensure_dim(self, d: int, feature_names: Sequence[str] = ()) -> None:
+    def _ensure_dim(self, batch: CandidateBatch) -> None:
         if self.dim_ is None:
-            self.post_ = self._prior(d, feature_names)
-            self.dim_ = d
-        elif d != self.dim_:
-            raise DimensionError(f"Features have {d} columns but the model was built for {self.dim_}.")
+            self.post_ = self._prior(batch.d, batch.feature_names)
+            self.dim_ = batch.d
+            self.features_ = self.features_ or self._batch_features(batch)
+        elif batch.d != self.dim_:
+            raise DimensionError(f"Features have {batch.d} columns but the model was built for {self.dim_}.")
 
     def _check_batch(self, batch: CandidateBatch) -> None:
         super()._check_batch(batch)
         if self.dim_ is not None and batch.d != self.dim_:
             raise DimensionError(f"Features have {batch.d} columns but the model was built for {self.dim_}.")
+        self._batch_features(batch)
+
+    def _batch_features(self, batch: CandidateBatch) -> FeatureConfig | None:
+        """The featurization of a factored batch (None for raw rows), after checking that its columns mean
+        what the model's do: a batch of another config of the same width would be read silently wrong."""
+        config = None if batch.factors is None else batch.factors.layout.config
+        if config is None or self.features_ is None or config is self._features_seen:
+            return config
+        if not self.features_.same_columns(config):
+            raise DimensionError(
+                "The batch was featurized with another FeatureConfig than the model was trained on "
+                f"(d = {config.dim} vs {self.features_.dim}): featurize with the model's "
+                "(keyart.policies.model_features(policy))."
+            )
+        self._features_seen = config
+        return config
 
     @property
     def posterior_(self) -> Posterior:
@@ -316,9 +362,14 @@ class SharedModelPolicy(Policy):
         if self.dim_ is not None and parts[0].batch.d != self.dim_:  # before any part is learned
             d = parts[0].batch.d
             raise DimensionError(f"Features have {d} columns but the model was built for {self.dim_}.")
+        configs = [self._batch_features(fb.batch) for fb in parts]
+        config = self.features_ or next((c for c in configs if c is not None), None)
+        if config is not None and any(c is not None and not config.same_columns(c) for c in configs):
+            raise DimensionError("The partitions were featurized with different FeatureConfigs.")
         if self.priors == "fixed":
             super().update_partitions(parts)
             self.events_ += sum(fb.n for fb in parts)
+            self.features_ = config
             return self
         version, rest = self.version_, parts
         spans = sum(fb.n for fb in rest) >= refit_points(self.events_) - self.events_
@@ -338,6 +389,7 @@ class SharedModelPolicy(Policy):
             self.version_ = version
             raise
         self.version_ = version + 1
+        self.features_ = config
         return self
 
     # ---- learned priors ------------------------------------------------------------------------
@@ -451,10 +503,12 @@ class SharedModelPolicy(Policy):
         self._changed()
 
     def _get_state(self) -> dict[str, Any]:
+        features = None if self.features_ is None else self.features_.to_dict()
         if self.post_ is None:
-            return {"dim": None, "artwork_ids": []}
+            return {"dim": None, "artwork_ids": [], "features": features}
         p = self.post_
         return {
+            "features": features,
             "dim": self.dim_,
             "artwork_ids": list(self.index_.ids),
             "P_ss": p.P_ss.copy(),
@@ -477,9 +531,18 @@ class SharedModelPolicy(Policy):
         self._reset()
         self.rr_, self.n_ = float(state.get("rr", 0.0)), float(state.get("n", 0.0))
         self.events_ = int(state.get("events", 0))
+        features = state.get("features")  # None: fed raw rows, or saved before models recorded it
+        try:
+            self.features_ = None if features is None else FeatureConfig.from_dict(features)
+        except ValidationError as exc:
+            raise SnapshotError(f"Snapshot features: {exc}") from exc
         if state.get("dim") is None:
             return
         self.dim_ = int(state["dim"])
+        if self.features_ is not None and self.features_.dim != self.dim_:
+            raise SnapshotError(
+                f"Snapshot features have {self.features_.dim} columns, its model {self.dim_}."
+            )
         self.index_ = ArtworkIndex([str(a) for a in state["artwork_ids"]])
         arr = {
             k: np.asarray(state[k], dtype=np.float64).copy()
