@@ -236,6 +236,16 @@ WindowSeconds = Annotated[
 MinSeconds = Annotated[
     float, typer.Option("--min-seconds", min=0, help="Engaged seconds of a quality play (keyart logs).")
 ]
+#: The interval methods of ``EstimatorConfig.ci``, shared by keyart evaluate and keyart gate.
+CI_METHODS = ("auto", "normal", "bootstrap", "percentile", "bca")
+Ci = Annotated[
+    Literal[CI_METHODS],  # type: ignore[valid-type]
+    typer.Option(
+        "--ci",
+        help="Confidence intervals: normal, percentile (= bootstrap) or bca bootstrap, or auto (normal "
+        "where valid, else a refit-bootstrap s.e.). The output names each interval's method.",
+    ),
+]
 
 
 def evaluate_command(
@@ -280,14 +290,7 @@ def evaluate_command(
         int, typer.Option("--folds", min=2, help="Cross-fitting folds of the reward model.")
     ] = 2,
     seed: Annotated[int, typer.Option("--seed", min=0, help="Seed of folds and bootstrap resamples.")] = 0,
-    ci: Annotated[
-        Literal["auto", "normal", "bootstrap", "percentile", "bca"],
-        typer.Option(
-            "--ci",
-            help="Confidence intervals: normal, percentile (= bootstrap) or bca bootstrap, or auto (normal "
-            "where valid, else a refit-bootstrap s.e.). The table names each interval's method.",
-        ),
-    ] = "auto",
+    ci: Ci = "auto",
     refits: Annotated[
         int,
         typer.Option(
