@@ -444,7 +444,8 @@ def obd_report(result: ObdResult, command: str) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m keyart.tabular obd [--data DIR] [--reward-model tabular|linear] [--seed N]``."""
+    """``python -m keyart.tabular obd [--data DIR] [--campaign NAME] [--reward-model MODEL] [--seed N]``
+    (MODEL: auto, tabular, logistic or linear)."""
     import argparse
 
     parser = argparse.ArgumentParser(prog="python -m keyart.tabular", description=__doc__.splitlines()[0])
