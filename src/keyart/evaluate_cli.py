@@ -236,14 +236,9 @@ def evaluate(
         catalog,
         window_seconds,
         min_seconds,
-        action_column,
-        propensity_column,
-        reward_column,
-        position_column,
         require_impression,
         pools,
         campaign,
-        position_base,
         TabularFormat(
             action=action_column,
             propensity=propensity_column,
@@ -449,16 +444,11 @@ def _evaluate(
     catalog: Path | None,
     window_seconds: float,
     min_seconds: float,
-    action_column: str,
-    propensity_column: str,
-    reward_column: str,
-    position_column: str,
-    require_impression: bool | None = None,
-    pools: str = "current",
-    campaign: str = "all",
-    position_base: int = 0,
-    tabular_format: TabularFormat | None = None,
-    item_context: Path | None = None,
+    require_impression: bool | None,
+    pools: str,
+    campaign: str,
+    tabular_format: TabularFormat,
+    item_context: Path | None,
 ) -> EvaluationOutput:
     if fmt not in FORMATS:
         raise ValidationError(f"fmt must be one of {', '.join(FORMATS)}. Got {fmt!r}.")
@@ -483,22 +473,16 @@ def _evaluate(
         )
         return EvaluationOutput(res.comparison, md, csv_path, md_path, png)
     if fmt == "tabular":
-        if position_base not in (0, 1):
-            raise ValidationError(f"position_base must be 0 or 1. Got {position_base!r}.")
-        tf = tabular_format or TabularFormat(
-            action=action_column,
-            propensity=propensity_column,
-            reward=reward_column,
-            position=position_column,
-            position_base=position_base,
-        )
+        tf = tabular_format
+        if tf.position_base not in (0, 1):
+            raise ValidationError(f"position_base must be 0 or 1. Got {tf.position_base!r}.")
         tab = load_tabular(log, tf)
         cands: dict[str, np.ndarray] = {}
         for c in candidate or ["uniform"]:
             if c == "uniform":
                 cands[c] = np.full((tab.log.n, tab.log.n_actions, tab.log.n_positions), 1 / tab.log.n_actions)
             else:
-                cands[Path(c).stem] = _candidate_from_file(Path(c), tab.log, tab.action_ids, position_base)
+                cands[Path(c).stem] = _candidate_from_file(Path(c), tab.log, tab.action_ids, tf.position_base)
         items = None if item_context is None else load_item_context(item_context, tab.action_ids, tf.action)
         _, model, choice = tabular_reward_model(reward_model, tab.log, items, folds, seed)
         comp = compare(tab.log, cands, names, reward_model=model, n_folds=folds, config=config, seed=seed)
