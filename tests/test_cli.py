@@ -139,3 +139,31 @@ def test_cli_page_lists_every_exit_code():
 def test_schema_output_is_json_on_stdout_only():
     code, out, err = run("schema", "decisions")
     assert code == 0 and err == "" and json.loads(out)["required"]
+
+
+def _documented_options() -> dict[str, set[str]]:
+    """docs/cli.md's option tables: each '### `keyart WORDS ARGS`' section's options (first code span of
+    a row, its first option name)."""
+    page = (ROOT / "docs" / "cli.md").read_text()
+    out: dict[str, set[str]] = {}
+    for section in re.split(r"^### ", page, flags=re.M)[1:]:
+        heading = re.match(r"`keyart ((?:[a-z][\w-]* ?)+)", section)
+        assert heading, section.splitlines()[0]
+        rows = re.findall(r"^\| `(--[\w-]+)", section, flags=re.M)
+        out[heading.group(1).strip()] = set(rows)
+    return out
+
+
+def test_cli_page_lists_every_option_of_every_command():
+    documented = _documented_options()
+    actual = {
+        name: {p.opts[0] for p in command.params if p.param_type_name == "option" and p.name != "help"}
+        for name, command in _commands().items()
+    }
+    actual = {name: opts for name, opts in actual.items() if opts}
+    assert documented.keys() == actual.keys(), "docs/cli.md: add or remove a command's option table"
+    for name, opts in actual.items():
+        assert documented[name] == opts, (
+            f"docs/cli.md, keyart {name}: undocumented {sorted(opts - documented[name])}, "
+            f"no longer an option {sorted(documented[name] - opts)}"
+        )

@@ -84,11 +84,26 @@ def test_json_output_of_a_pass(case):
     assert result["baseline"]["max_weight"] == pytest.approx(1.0)  # on-policy: every weight is 1
 
 
+@pytest.mark.parametrize(("ci", "method"), [("percentile", "bootstrap-percentile"), ("bca", "bootstrap-BCa")])
+def test_bootstrap_intervals_are_named_and_decide_the_verdict(case, ci, method):
+    code, out, _ = gate(case["uniform"], case["trained"], "--json", "--ci", ci, "--margin", "0.1")
+    result = json.loads(out)
+    cand, base = result["candidate"], result["baseline"]
+    assert cand["ci"].startswith(method) and base["ci"].startswith(method)
+    assert cand["lower"] < cand["value"] < cand["upper"]
+    normal = json.loads(gate(case["uniform"], case["trained"], "--json", "--ci", "normal")[1])
+    assert normal["candidate"]["ci"] == "normal" and cand["lower"] != normal["candidate"]["lower"]
+    assert code == (0 if cand["lower"] >= base["value"] + 0.1 else 1) == result["exit_code"]
+    code, text, _ = gate(case["uniform"], case["trained"], "--ci", ci)
+    assert f"Intervals: {cand['ci']}" in text
+
+
 @pytest.mark.parametrize(
     ("extra", "code", "message"),
     [
         (["--estimator", "magic"], EXIT_USAGE, "Invalid value for '--estimator'"),
         (["--margin", "-1"], EXIT_USAGE, "Invalid value for '--margin'"),
+        (["--ci", "studentized"], EXIT_USAGE, "Invalid value for '--ci'"),
     ],
 )
 def test_gate_usage_errors(case, extra, code, message):

@@ -31,12 +31,23 @@ from keyart.evaluation.config import MODEL_BASED
 from keyart.evaluation.reward_models import (
     LinearRewardModel,
     LogisticRewardModel,
+    ModelChoice,
     RewardModel,
     TabularRewardModel,
     default_reward_model,
 )
 from keyart.rewards import ATTRIBUTION_WINDOW_SECONDS, QUALITY_SECONDS, JoinReport, RewardTable
-from keyart.tabular import TabularFormat, load_tabular, obd_experiment, obd_report, read_table
+from keyart.tabular import (
+    DEFAULT_IGNORE,
+    TabularFormat,
+    TabularLog,
+    load_item_context,
+    load_tabular,
+    obd_experiment,
+    obd_report,
+    read_table,
+    tabular_reward_model,
+)
 
 FORMATS = ("tabular", "obd", "keyart")
 REWARD_MODELS = ("auto", "tabular", "linear", "logistic")
@@ -55,11 +66,22 @@ class EvaluationOutput:
     new_mass: dict[str, float] | None = None  # fmt keyart: each candidate's mass on new artworks
 
 
-def _model_note(model: RewardModel, names: list[str]) -> str:
-    """The line naming the reward model, when an estimator uses one."""
+def _model_note(model: RewardModel, names: list[str], choice: ModelChoice | None = None) -> str:
+    """The line naming the reward model (and, when it was chosen, every model's held-out log loss), when
+    an estimator uses one."""
     if not any(n in MODEL_BASED for n in names):
         return ""
+    if choice is not None:
+        return choice.describe()
     return f"Reward model of DM and the DR family: {type(model).__name__} (cross-fitted)."
+
+
+def _context_note(tab: TabularLog) -> str:
+    """Which columns the reward model saw as context, so no column is left out unnoticed."""
+    if not tab.context_columns:
+        return "Context: none (no column besides action, propensity, reward and position)."
+    width = 0 if tab.log.context is None else tab.log.context.shape[1]
+    return f"Context: {width} features from the columns {', '.join(tab.context_columns)}."
 
 
 def reward_model_for(name: str, log: BanditLog) -> RewardModel:
@@ -166,6 +188,9 @@ def evaluate(
     lambda_: float | None = None,
     campaign: str = "all",
     position_base: int = 0,
+    categorical: list[str] | None = None,
+    ignore_column: list[str] | None = None,
+    item_context: Path | None = None,
 ) -> EvaluationOutput:
     """Evaluate candidate policies offline on a log; write evaluation.md, evaluation.csv, evaluation.png.
 
@@ -177,6 +202,9 @@ def evaluate(
     Switch-DR and DR-os (None: SLOPE). fmt keyart: ``require_impression`` keeps only displayed
     decisions, so estimates are take fractions (default: on when the store holds impression outcomes);
     ``pools``: current (the candidate acts on the catalog's active pools) or logged (on the logged pools).
+    fmt tabular: every other column is context (text one-hot encoded, ``categorical`` numeric columns
+    too) but ``ignore_column``; ``item_context``: a table of per-action features (its id column named
+    like the log's action column) for the logistic reward model.
     """
     if state_dir is not None:
         if log is not None:
@@ -208,14 +236,19 @@ def evaluate(
         catalog,
         window_seconds,
         min_seconds,
-        action_column,
-        propensity_column,
-        reward_column,
-        position_column,
         require_impression,
         pools,
         campaign,
-        position_base,
+        TabularFormat(
+            action=action_column,
+            propensity=propensity_column,
+            reward=reward_column,
+            position=position_column,
+            position_base=position_base,
+            categorical=tuple(categorical or ()),
+            ignore=(*DEFAULT_IGNORE, *(ignore_column or ())),
+        ),
+        item_context,
     )
     if not quiet:
         print(result.markdown)
@@ -235,6 +268,16 @@ WindowSeconds = Annotated[
 ]
 MinSeconds = Annotated[
     float, typer.Option("--min-seconds", min=0, help="Engaged seconds of a quality play (keyart logs).")
+]
+#: The interval methods of ``EstimatorConfig.ci``, shared by keyart evaluate and keyart gate.
+CI_METHODS = ("auto", "normal", "bootstrap", "percentile", "bca")
+Ci = Annotated[
+    Literal[CI_METHODS],  # type: ignore[valid-type]
+    typer.Option(
+        "--ci",
+        help="Confidence intervals: normal, percentile (= bootstrap) or bca bootstrap, or auto (normal "
+        "where valid, else a refit-bootstrap s.e.). The output names each interval's method.",
+    ),
 ]
 
 
@@ -272,22 +315,16 @@ def evaluate_command(
         typer.Option(
             "--reward-model",
             help="Reward model of DM/DR: tabular (per action and position), linear, logistic (per position "
-            "on context and item features), or auto (obd: tabular or logistic by held-out log loss; else "
-            "linear with features, tabular without). The output names it.",
+            "on context and item features), or auto (tabular and obd logs with 0/1 rewards: tabular or "
+            "logistic by cross-fitted held-out log loss; else linear with features, tabular without). The "
+            "output names it.",
         ),
     ] = "auto",
     folds: Annotated[
         int, typer.Option("--folds", min=2, help="Cross-fitting folds of the reward model.")
     ] = 2,
     seed: Annotated[int, typer.Option("--seed", min=0, help="Seed of folds and bootstrap resamples.")] = 0,
-    ci: Annotated[
-        Literal["auto", "normal", "bootstrap", "percentile", "bca"],
-        typer.Option(
-            "--ci",
-            help="Confidence intervals: normal, percentile (= bootstrap) or bca bootstrap, or auto (normal "
-            "where valid, else a refit-bootstrap s.e.). The table names each interval's method.",
-        ),
-    ] = "auto",
+    ci: Ci = "auto",
     refits: Annotated[
         int,
         typer.Option(
@@ -346,6 +383,30 @@ def evaluate_command(
             help="tabular: the first position's number in the log and candidate files (0 or 1).",
         ),
     ] = 0,
+    categorical: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--categorical",
+            help="tabular: a numeric context column to one-hot encode as categories (repeat for several); "
+            "text columns are always one-hot encoded.",
+        ),
+    ] = None,
+    ignore_column: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--ignore-column",
+            help="tabular: a column to leave out of the context (repeat for several), e.g. a member id: "
+            "every other column is context.",
+        ),
+    ] = None,
+    item_context: Annotated[
+        Path | None,
+        typer.Option(
+            "--item-context",
+            help="tabular: a CSV/Parquet file of per-action features (an id column named like the action "
+            "column), used by the logistic reward model (obd reads random/CAMPAIGN/item_context.csv).",
+        ),
+    ] = None,
     lambda_: Annotated[
         float | None,
         typer.Option(
@@ -383,14 +444,11 @@ def _evaluate(
     catalog: Path | None,
     window_seconds: float,
     min_seconds: float,
-    action_column: str,
-    propensity_column: str,
-    reward_column: str,
-    position_column: str,
-    require_impression: bool | None = None,
-    pools: str = "current",
-    campaign: str = "all",
-    position_base: int = 0,
+    require_impression: bool | None,
+    pools: str,
+    campaign: str,
+    tabular_format: TabularFormat,
+    item_context: Path | None,
 ) -> EvaluationOutput:
     if fmt not in FORMATS:
         raise ValidationError(f"fmt must be one of {', '.join(FORMATS)}. Got {fmt!r}.")
@@ -415,27 +473,23 @@ def _evaluate(
         )
         return EvaluationOutput(res.comparison, md, csv_path, md_path, png)
     if fmt == "tabular":
-        if position_base not in (0, 1):
-            raise ValidationError(f"position_base must be 0 or 1. Got {position_base!r}.")
-        tf = TabularFormat(
-            action=action_column,
-            propensity=propensity_column,
-            reward=reward_column,
-            position=position_column,
-            position_base=position_base,
-        )
+        tf = tabular_format
+        if tf.position_base not in (0, 1):
+            raise ValidationError(f"position_base must be 0 or 1. Got {tf.position_base!r}.")
         tab = load_tabular(log, tf)
         cands: dict[str, np.ndarray] = {}
         for c in candidate or ["uniform"]:
             if c == "uniform":
                 cands[c] = np.full((tab.log.n, tab.log.n_actions, tab.log.n_positions), 1 / tab.log.n_actions)
             else:
-                cands[Path(c).stem] = _candidate_from_file(Path(c), tab.log, tab.action_ids, position_base)
-        model = reward_model_for(reward_model, tab.log)
+                cands[Path(c).stem] = _candidate_from_file(Path(c), tab.log, tab.action_ids, tf.position_base)
+        items = None if item_context is None else load_item_context(item_context, tab.action_ids, tf.action)
+        _, model, choice = tabular_reward_model(reward_model, tab.log, items, folds, seed)
         comp = compare(tab.log, cands, names, reward_model=model, n_folds=folds, config=config, seed=seed)
-        md, csv_path, md_path, png = _write(
-            comp, out, f"Offline evaluation of {log}", _model_note(model, names)
-        )
+        note = _model_note(model, names, choice)
+        if note:
+            note += "\n\n" + _context_note(tab)
+        md, csv_path, md_path, png = _write(comp, out, f"Offline evaluation of {log}", note)
         return EvaluationOutput(comp, md, csv_path, md_path, png)
     return _evaluate_store(
         log,

@@ -67,12 +67,14 @@ class GateResult:
         }
 
     def lines(self) -> list[str]:
-        """The estimates and the verdict as text."""
+        """The estimates, their interval methods and the verdict as text."""
         out = [f"{'policy':28s} {'estimator':9s} {'value':>8s} {'95% interval':>20s} {'ess':>8s} flags"]
         for e in (self.candidate, self.baseline):
             interval = f"[{e.lower:.4f}, {e.upper:.4f}]"
             flags = ",".join(e.flags) or "-"
             out.append(f"{e.policy:28s} {e.estimator:9s} {e.value:8.4f} {interval:>20s} {e.ess:8.0f} {flags}")
+        methods = dict.fromkeys(e.ci_method for e in (self.candidate, self.baseline))
+        out.append(f"Intervals: {'; '.join(methods)}.")
         out.append(f"{self.verdict.upper().replace('_', ' ')} (exit {self.exit_code}): {self.reason()}")
         return out
 

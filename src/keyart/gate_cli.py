@@ -9,7 +9,7 @@ from typing import Annotated, Literal
 
 import typer
 
-from keyart.evaluate_cli import MinSeconds, WindowSeconds
+from keyart.evaluate_cli import Ci, MinSeconds, WindowSeconds
 from keyart.evaluation import ESTIMATORS
 from keyart.evaluation.compare import POOLS
 from keyart.rewards import ATTRIBUTION_WINDOW_SECONDS, QUALITY_SECONDS
@@ -57,10 +57,7 @@ def gate_command(
         Literal[POOLS],  # type: ignore[valid-type]
         typer.Option("--pools", help="The candidate acts on today's active pools (current) or as logged."),
     ] = "current",
-    ci: Annotated[
-        Literal["auto", "normal", "bootstrap"],
-        typer.Option("--ci", help="Confidence intervals: normal, bootstrap, or auto."),
-    ] = "auto",
+    ci: Ci = "auto",
     seed: Annotated[int, typer.Option("--seed", min=0, help="Seed of folds and bootstrap resamples.")] = 0,
     as_json: Annotated[bool, typer.Option("--json", help="Print the result as one JSON object.")] = False,
 ) -> None:

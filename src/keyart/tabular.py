@@ -6,8 +6,10 @@ A row is one logged event. Columns (names configurable through ``TabularFormat``
 - ``propensity``  the logging policy's probability of that action (at that position), in (0, 1]
 - ``reward``      the observed reward (a number; clicks and quality plays are 0/1)
 - ``position``    optional slot of a multi-slot page (0-based unless ``position_base`` says otherwise)
-- context         every other numeric column (or the ``context`` columns named); string columns named in
-                  ``categorical`` are one-hot encoded
+- context         every other column (or the ``context`` columns named): numbers as they are, booleans as
+                  0/1, text (and the numeric columns named in ``categorical``) one-hot encoded; a text
+                  column with more than ``max_levels`` distinct values (an id) is refused, not dropped:
+                  name it in ``ignore`` (``keyart evaluate --ignore-column``) to leave it out
 
 ``OBD_FORMAT`` reads the Open Bandit Dataset (Saito et al. 2021) as shipped. ``python -m keyart.tabular obd
 --data tests/data/obd`` reproduces the README's OBD table.
@@ -35,12 +37,20 @@ from keyart.evaluation.reward_models import (
     RewardModel,
     TabularRewardModel,
     choose_reward_model,
+    default_reward_model,
 )
+from keyart.params import Interval, check_param
+
+#: Columns no context takes: an unnamed pandas index, a timestamp.
+DEFAULT_IGNORE: tuple[str, ...] = ("", "timestamp", "index", "__index_level_0__")
 
 
 @dataclass(frozen=True)
 class TabularFormat:
-    """Which columns hold what. ``context=None`` takes every remaining numeric column."""
+    """Which columns hold what. ``context=None`` takes every remaining column but those in ``ignore``:
+    numbers as they are, booleans as 0/1, text and ``categorical`` columns one-hot encoded (one level
+    dropped: the intercept carries it). A text column with more than ``max_levels`` distinct values is
+    refused: one-hot encoding an id would give one feature per member (leave it out with ``ignore``)."""
 
     action: str = "action"
     propensity: str = "propensity"
@@ -49,7 +59,11 @@ class TabularFormat:
     context: tuple[str, ...] | None = None
     categorical: tuple[str, ...] = ()
     position_base: int = 0
-    ignore: tuple[str, ...] = ("", "timestamp", "index", "__index_level_0__")
+    ignore: tuple[str, ...] = DEFAULT_IGNORE
+    max_levels: int = 100
+
+    def __post_init__(self) -> None:
+        check_param("TabularFormat", "max_levels", self.max_levels, Interval(2, None, integer=True))
 
 
 OBD_FORMAT = TabularFormat(
@@ -157,32 +171,9 @@ def load_tabular(
             )
     used = {fmt.action, fmt.propensity, fmt.reward, *(fmt.ignore), *([fmt.position] if has_pos else [])}
     ctx_names = (
-        fmt.context
-        if fmt.context is not None
-        else tuple(
-            c
-            for c in table.column_names
-            if c not in used
-            and (
-                c in fmt.categorical
-                or pa.types.is_integer(table.schema.field(c).type)
-                or pa.types.is_floating(table.schema.field(c).type)
-            )
-        )
+        fmt.context if fmt.context is not None else tuple(c for c in table.column_names if c not in used)
     )
-    parts = []
-    for c in ctx_names:
-        col = _column(table, c, "a context column")
-        if c in fmt.categorical:
-            codes = pc.dictionary_encode(col.cast(pa.string())).combine_chunks()
-            idx = codes.indices.to_numpy(zero_copy_only=False)
-            onehot = np.zeros((table.num_rows, len(codes.dictionary)))
-            onehot[np.arange(table.num_rows), idx] = 1.0
-            parts.append(onehot[:, 1:])  # drop one level: the intercept carries it
-        else:
-            if col.null_count:
-                raise ValidationError(f"Context column {c!r} has {col.null_count} missing values.")
-            parts.append(col.to_numpy(zero_copy_only=False).astype(np.float64)[:, None])
+    parts = [_context_block(_column(table, c, "a context column"), c, fmt) for c in ctx_names]
     context = np.hstack(parts) if parts else None
     log = BanditLog.from_arrays(
         reward=rew.to_numpy(zero_copy_only=False),
@@ -195,6 +186,36 @@ def load_tabular(
         action_names=tuple(str(a) for a in universe),
     )
     return TabularLog(log, universe, tuple(ctx_names))
+
+
+def _context_block(col: pa.ChunkedArray, name: str, fmt: TabularFormat) -> np.ndarray:
+    """One context column as features (n, p): numbers as they are, booleans 0/1, text and ``categorical``
+    columns one-hot with the first level (in order of appearance) dropped; anything else is refused."""
+    kind = col.type
+    numeric = pa.types.is_integer(kind) or pa.types.is_floating(kind) or pa.types.is_boolean(kind)
+    text = pa.types.is_string(kind) or pa.types.is_large_string(kind) or pa.types.is_dictionary(kind)
+    if name not in fmt.categorical and not numeric:
+        if not text:
+            raise ValidationError(
+                f"Context column {name!r} holds {kind}, which is neither a number nor text: leave it out "
+                "(TabularFormat.ignore, keyart evaluate --ignore-column) or convert it."
+            )
+        n_levels = pc.count_distinct(col).as_py()
+        if n_levels > fmt.max_levels:
+            raise ValidationError(
+                f"Context column {name!r} is text with {n_levels:,} distinct values, more than "
+                f"{fmt.max_levels} to one-hot encode (an id?): leave it out (TabularFormat.ignore, keyart "
+                "evaluate --ignore-column) or raise max_levels."
+            )
+    if col.null_count:
+        raise ValidationError(f"Context column {name!r} has {col.null_count} missing values.")
+    if name in fmt.categorical or not numeric:
+        codes = pc.dictionary_encode(col.cast(pa.string())).combine_chunks()
+        idx = codes.indices.to_numpy(zero_copy_only=False)
+        onehot = np.zeros((len(idx), len(codes.dictionary)))
+        onehot[np.arange(len(idx)), idx] = 1.0
+        return onehot[:, 1:]  # drop one level: the intercept carries it
+    return col.to_numpy(zero_copy_only=False).astype(np.float64)[:, None]
 
 
 def context_free_distribution(
@@ -259,18 +280,52 @@ class ObdResult:
     model_choice: ModelChoice | None = None
 
 
-#: The reward models ``obd_experiment`` can be asked for by name ("auto": chosen by held-out log loss).
+#: The reward models of a tabular or OBD log, by name ("auto": chosen by held-out log loss on 0/1 rewards).
 OBD_REWARD_MODELS = ("auto", "tabular", "logistic", "linear")
 
 
-def load_item_context(path: str | Path, action_ids: Sequence[object]) -> np.ndarray:
-    """(K, p) item features in the order of ``action_ids`` from an OBD ``item_context.csv``: column
-    ``item_id``, numeric columns as they are, every other column one-hot encoded (all its levels, sorted;
-    none dropped). An index column (unnamed, ``index``) is ignored; a missing item is a ValidationError."""
+def tabular_reward_model(
+    name: str,
+    log: BanditLog,
+    item_features: np.ndarray | None = None,
+    n_folds: int = 2,
+    seed: int = 0,
+) -> tuple[str, RewardModel, ModelChoice | None]:
+    """The reward model of DM and the DR family for a tabular or OBD log, named ``name``: ``"tabular"``
+    (the shrunk per action-and-position mean), ``"logistic"`` (per position on the log's context and
+    ``item_features`` (K, p), else the action's one-hot), ``"linear"``, or ``"auto"``: on 0/1 rewards the
+    one of tabular and logistic with the lower cross-fitted held-out log loss (the choice is returned, to
+    be reported), otherwise linear on the context (tabular without one). One function for ``--fmt
+    tabular`` and ``--fmt obd``, so both give the same model on the same data."""
+    if name not in OBD_REWARD_MODELS:
+        raise ValidationError(f"reward_model must be one of {', '.join(OBD_REWARD_MODELS)}. Got {name!r}.")
+    named: dict[str, RewardModel] = {
+        "tabular": TabularRewardModel(),
+        "logistic": LogisticRewardModel(item_features),
+        "linear": LinearRewardModel(),
+    }
+    if name != "auto":
+        return name, named[name], None
+    if not np.all((log.reward == 0) | (log.reward == 1)):
+        model = default_reward_model(log)
+        return ("tabular" if isinstance(model, TabularRewardModel) else "linear"), model, None
+    choice = choose_reward_model(
+        log, {k: named[k] for k in ("tabular", "logistic")}, n_folds=n_folds, seed=seed
+    )
+    return choice.name, choice.model, choice
+
+
+def load_item_context(
+    path: str | Path, action_ids: Sequence[object], id_column: str = "item_id"
+) -> np.ndarray:
+    """(K, p) item features in the order of ``action_ids`` from an OBD ``item_context.csv`` (or any table
+    whose ``id_column`` holds the action ids): numeric columns as they are, every other column one-hot
+    encoded (all its levels, sorted; none dropped). An index column (unnamed, ``index``) is ignored; a
+    missing item is a ValidationError."""
     table = read_table(path)
-    if "item_id" not in table.column_names:
-        raise ValidationError(f"{path} has no 'item_id' column.")
-    ids = [str(v) for v in table.column("item_id").to_pylist()]
+    if id_column not in table.column_names:
+        raise ValidationError(f"{path} has no {id_column!r} column (the action ids).")
+    ids = [str(v) for v in table.column(id_column).to_pylist()]
     where = {v: i for i, v in enumerate(ids)}
     missing = [str(a) for a in action_ids if str(a) not in where]
     if missing:
@@ -278,7 +333,7 @@ def load_item_context(path: str | Path, action_ids: Sequence[object]) -> np.ndar
     order = np.array([where[str(a)] for a in action_ids], dtype=np.int64)
     parts = []
     for name in table.column_names:
-        if name in ("item_id", "", "index", "__index_level_0__"):
+        if name in (id_column, "", "index", "__index_level_0__"):
             continue
         col = table.column(name)
         if col.null_count:
@@ -292,7 +347,7 @@ def load_item_context(path: str | Path, action_ids: Sequence[object]) -> np.ndar
             onehot[np.arange(len(values)), [levels[v] for v in values]] = 1.0
             parts.append(onehot)
     if not parts:
-        raise ValidationError(f"{path} has no feature columns besides item_id.")
+        raise ValidationError(f"{path} has no feature columns besides {id_column}.")
     return np.hstack(parts)[order]
 
 
@@ -344,25 +399,11 @@ def obd_experiment(
     se = float(clicks.std(ddof=1) / np.sqrt(clicks.size))
     choice = None
     if reward_model is None or isinstance(reward_model, str):
-        name = reward_model or "tabular"
-        if name not in OBD_REWARD_MODELS:
-            raise ValidationError(
-                f"reward_model must be one of {', '.join(OBD_REWARD_MODELS)}. Got {name!r}."
-            )
         items = _obd_file(root / "random" / campaign / "item_context.csv")
         features = load_item_context(items, rand.action_ids) if items.exists() else None
-        named: dict[str, RewardModel] = {
-            "tabular": TabularRewardModel(),
-            "logistic": LogisticRewardModel(features),
-            "linear": LinearRewardModel(),
-        }
-        if name == "auto":
-            choice = choose_reward_model(
-                rand.log, {k: named[k] for k in ("tabular", "logistic")}, n_folds=n_folds, seed=seed
-            )
-            name, model = choice.name, choice.model
-        else:
-            model = named[name]
+        name, model, choice = tabular_reward_model(
+            reward_model or "tabular", rand.log, features, n_folds=n_folds, seed=seed
+        )
     else:
         model, name = reward_model, type(reward_model).__name__
     comp = compare(
@@ -403,7 +444,8 @@ def obd_report(result: ObdResult, command: str) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m keyart.tabular obd [--data DIR] [--reward-model tabular|linear] [--seed N]``."""
+    """``python -m keyart.tabular obd [--data DIR] [--campaign NAME] [--reward-model MODEL] [--seed N]``
+    (MODEL: auto, tabular, logistic or linear)."""
     import argparse
 
     parser = argparse.ArgumentParser(prog="python -m keyart.tabular", description=__doc__.splitlines()[0])
