@@ -198,3 +198,37 @@ def test_serve_policy_file_serves_the_trained_model_over_http(logs, tmp_path):
         out = httpx.post(srv.base + "/v1/decide", json=body, timeout=10.0).json()
     assert not any(d["fallback"] for d in out["decisions"])
     assert sum(d["artwork_id"].endswith("-a2") for d in out["decisions"]) >= 5  # 1 - floor: 0.93 each
+
+
+def test_evaluate_and_gate_featurize_a_candidate_as_its_model_was_trained(logs, tmp_path):
+    """A model trained with every cross (another width than the default) records its FeatureConfig; evaluate
+    and gate featurize the log with it, beside a default-featurized candidate in the same run."""
+    from keyart.layout import FeatureConfig
+    from keyart.train import train
+
+    catalog = Catalog.load(logs / "catalog.json")
+    wide = FeatureConfig(crosses="all")
+    base = make_policy("linucb", seed=0, floor=0.1)
+    policy, _ = train([logs / "events.duckdb"], catalog, base, features=wide)
+    assert policy.features_ == wide and policy.dim_ == wide.dim != FeatureConfig().dim
+    policy.save(tmp_path / "wide.npz")
+    assert _train(logs, tmp_path / "narrow.npz", "--quiet")[0] == 0
+    out = tmp_path / "out"
+    code, _, err = run(
+        "evaluate", logs / "events.duckdb", "--fmt", "keyart", "--catalog", logs / "catalog.json",
+        "--candidate", tmp_path / "wide.npz", "--candidate", tmp_path / "narrow.npz", "--estimator", "snips",
+        "--out", out, "--quiet",
+    )  # fmt: skip
+    assert code == 0, err
+    rows = [r.split(",") for r in (out / "evaluation.csv").read_text().splitlines()[1:]]
+    assert {r[0] for r in rows} == {'"linucb:wide"', '"linucb:narrow"'}
+    assert all(float(r[2]) > 0.4 for r in rows)  # both learned the 'face' artworks (0.7; uniform ~0.33)
+    code, _, err = run(
+        "gate",
+        logs / "events.duckdb",
+        "--catalog",
+        logs / "catalog.json",
+        "--candidate",
+        tmp_path / "wide.npz",
+    )
+    assert code in (0, 1), err  # a verdict, not a width error

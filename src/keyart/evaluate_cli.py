@@ -525,7 +525,7 @@ def _evaluate_store(
 ) -> EvaluationOutput:
     from keyart.catalog import Catalog
     from keyart.features import Featurizer
-    from keyart.policies import load_policy
+    from keyart.policies import load_policy, model_features
     from keyart.store import EventStore
 
     if catalog is None:
@@ -541,14 +541,17 @@ def _evaluate_store(
     with EventStore(path, read_only=True) as store:
         joined, impressions = join_logs(store, cat, window_seconds, min_seconds, require_impression)
     names, unlogged_note = _propensity_free(joined, names)
-    ev = evaluation_pools(joined, Featurizer(cat), pools)
+    policies = [load_policy(c) for c in candidates]
+    # each candidate scores rows of its own featurization (the one its model recorded); the pools and the
+    # log are the same whatever the featurization, so one of them gives the log
+    views = {f: evaluation_pools(joined, Featurizer(cat, f), pools) for f in map(model_features, policies)}
+    ev = next(iter(views.values()))
     log = ev.to_log()
     model = reward_model_for(reward_model, log)
     ests: list[Estimate] = []
     new_mass: dict[str, float] = {}
-    for c in candidates:
-        policy = load_policy(c)
-        dist = ev.distribution(policy)
+    for c, policy in zip(candidates, policies, strict=True):
+        dist = views[model_features(policy)].distribution(policy)
         label = f"{policy.name}:{Path(c).stem}"
         new_mass[label] = ev.new_mass(dist)
         ests += estimate(

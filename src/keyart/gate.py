@@ -116,7 +116,7 @@ def gate(
     from keyart.evaluate_cli import join_logs, reward_model_for, unlogged
     from keyart.evaluation.compare import evaluation_pools
     from keyart.features import Featurizer
-    from keyart.policies import load_policy
+    from keyart.policies import load_policy, model_features
     from keyart.train import open_logs
 
     if estimator not in ESTIMATORS:
@@ -128,7 +128,7 @@ def gate(
     with open_logs(logs) as store:
         joined, _ = join_logs(store, cat, window_seconds, min_seconds, require_impression)
     extra = ("propensities_not_logged (logs)",) if unlogged(joined) else ()
-    ev = evaluation_pools(joined, Featurizer(cat), pools)
+    ev = evaluation_pools(joined, Featurizer(cat, model_features(policy)), pools)
     log = ev.to_log()
     model = reward_model_for("auto", log) if estimator not in ("replay", "ips", "snips") else None
     label = f"{policy.name}:{Path(candidate).stem}"

@@ -33,7 +33,8 @@ import numpy as np
 from keyart.catalog import Catalog
 from keyart.errors import SnapshotError, ValidationError
 from keyart.features import Featurizer
-from keyart.policies import Policy, load_policy
+from keyart.layout import FeatureConfig
+from keyart.policies import Policy, load_policy, model_features
 from keyart.policies.registry import restore_policy
 from keyart.rewards import ATTRIBUTION_WINDOW_SECONDS, QUALITY_SECONDS, QualityRule, RewardTable, join_store
 from keyart.store import EventStore
@@ -111,10 +112,12 @@ def train(
     start: float | None = None,
     end: float | None = None,
     progress: Callable[[int, int], None] | None = None,
+    features: FeatureConfig | None = None,
 ) -> tuple[Policy, TrainingInfo]:
-    """Train ``policy`` on the learnable decisions of ``sources`` in [start, end) whose window has closed.
+    """Train ``policy`` on the learnable decisions of ``sources`` in [start, end) whose window has closed,
+    featurized with ``features`` (default: the policy's own, ``model_features``; the model records it).
     ``progress(done, total)`` is called after each chunk of rows is featurized."""
-    featurizer = Featurizer(catalog)
+    featurizer = Featurizer(catalog, features or model_features(policy))
     parts = []
     rows = 0
     until: float | None = None
@@ -262,6 +265,16 @@ def _merge_linear(a: Mapping[str, Any], b: Mapping[str, Any]) -> dict[str, Any]:
             f"The snapshots' features differ ({a['dim']} vs {b['dim']} columns): train both with one catalog "
             "and feature configuration."
         )
+    fa, fb = a.get("features"), b.get("features")
+    if (
+        fa is not None
+        and fb is not None
+        and not FeatureConfig.from_dict(fa).same_columns(FeatureConfig.from_dict(fb))
+    ):
+        raise ValidationError(
+            "The snapshots were trained with different feature configurations: their columns mean different "
+            "things."
+        )
     # each state's data part is its precision less its own prior (learned priors differ between them);
     # the merge takes a's prior (its learned priors are then fitted again on the merged data)
     bias_ridge, bias_b = float(a["bias_ridge"]), float(b["bias_ridge"])
@@ -281,6 +294,7 @@ def _merge_linear(a: Mapping[str, Any], b: Mapping[str, Any]) -> dict[str, Any]:
     )
     return {
         **a,
+        "features": fa if fa is not None else fb,
         "artwork_ids": ids,
         "P_ss": p_ss,
         "P_sa": p_sa,
