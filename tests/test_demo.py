@@ -27,6 +27,7 @@ def demo_out(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
     return out, proc.stdout
 
 
+@pytest.mark.slow
 def test_demo_writes_figures_and_a_self_contained_report(demo_out: tuple[Path, str]) -> None:
     out, _ = demo_out
     pngs = sorted(p.name for p in out.glob("*.png"))
@@ -41,6 +42,7 @@ def test_demo_writes_figures_and_a_self_contained_report(demo_out: tuple[Path, s
     assert "trained on the first 70% and replayed" in html  # the share the replay really trained on
 
 
+@pytest.mark.slow
 def test_the_report_reads_as_prose_and_tables_for_people(demo_out: tuple[Path, str]) -> None:
     out, stdout = demo_out
     html = (out / "report.html").read_text()
@@ -59,6 +61,7 @@ def test_the_report_reads_as_prose_and_tables_for_people(demo_out: tuple[Path, s
     assert f"<td>{decisions[0]:,}</td>" in html and decisions[0] >= 1000  # thousands separators
 
 
+@pytest.mark.slow
 def test_the_demo_prints_the_explored_share_and_the_within_period_switch_rate(
     demo_out: tuple[Path, str],
 ) -> None:
@@ -88,6 +91,7 @@ def test_a_replay_interval_that_misses_the_truth_gets_a_comment() -> None:
     assert "about 23% of runs" in note  # 1 - 0.95^5 = 22.6%
 
 
+@pytest.mark.slow
 def test_demo_prints_tables_and_the_output_path(demo_out: tuple[Path, str]) -> None:
     out, stdout = demo_out
     titles = ("Experiment 1", "Experiment 2: replay", "Experiment 3: artwork", "Experiment 4: A/B test")
@@ -96,6 +100,7 @@ def test_demo_prints_tables_and_the_output_path(demo_out: tuple[Path, str]) -> N
     assert str(out.resolve()) in stdout.replace("\n", "")
 
 
+@pytest.mark.slow
 def test_demo_results_are_reproducible(demo_out: tuple[Path, str], tmp_path: Path) -> None:
     out, _ = demo_out
     again = run_demo(tmp_path / "again", seed=3, quick=True, console=Console(file=io.StringIO()))

@@ -318,6 +318,7 @@ def _beta_max_reference(a: np.ndarray, b: np.ndarray, grid: int = 1 << 16) -> np
     return p / p.sum()
 
 
+@pytest.mark.slow
 def test_beta_quadrature_matches_a_fine_reference():
     """Pools of 2-24 artworks with 1 to 100,000 impressions, close and distant take fractions."""
     rng = np.random.default_rng(7)

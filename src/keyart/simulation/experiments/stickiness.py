@@ -11,7 +11,6 @@ whose shown artwork changed.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 
@@ -40,16 +39,6 @@ class Stickiness:
     def switch_rate(self) -> float:
         """The within-period switch rate: switched / repeated (nan when no triple was decided twice)."""
         return self.switched / self.repeated if self.repeated else float("nan")
-
-    def row(self) -> dict[str, Any]:
-        """A table row with human headers (percentages as fractions: the table formats them)."""
-        return {
-            "Policy": self.policy,
-            "Decisions": self.decisions,
-            "Explored": self.explored_share,
-            "Member-title pairs seen twice or more in a period": self.repeated,
-            "Of these, artwork changed within the period": self.switch_rate,
-        }
 
 
 def count_switches(
