@@ -4,12 +4,15 @@ import json
 import sys
 from pathlib import Path
 
+import pytest
+
 BENCH = Path(__file__).resolve().parent.parent / "benchmarks"
 sys.path.insert(0, str(BENCH))
 
 import bench_worlds  # noqa: E402
 
 
+@pytest.mark.slow
 def test_results_file_reuses_runs_of_the_same_code_and_settings_only(tmp_path, capsys):
     results = tmp_path / "runs.jsonl"
     args = ["--quick", "--dev", "--worlds", "1", "--policies", "Random", "--results", str(results)]

@@ -22,6 +22,8 @@ from keyart.policies import make_policy
 from keyart.rewards import RewardTable, join_rewards
 from keyart.store import EventStore
 
+pytestmark = pytest.mark.slow  # every test shares one 40 s world fixture (CI runs them; -m 'not slow' skips)
+
 T0 = 1_700_000_000.0
 STYLES = ("dark", "bright", "face")
 #: P(quality play | artwork style, member country): the world's known truth ("neon" arrives later).

@@ -4,7 +4,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy import stats
 
-from keyart.errors import ValidationError
+from core_helpers import make_catalog, make_events, trained
+from keyart.batch import CandidateBatch
+from keyart.errors import DimensionError, ValidationError
 from keyart.exploration import (
     apply_floor,
     epsilon_greedy_distribution,
@@ -12,9 +14,15 @@ from keyart.exploration import (
     keyed_uniforms,
     monte_carlo_samples,
     period_index,
+    period_offsets,
     sample_index,
     softmax_distribution,
+    sticky_periods,
+    sticky_uniforms,
 )
+from keyart.policies import POLICIES, make_policy
+
+DAY = 86_400.0
 
 
 def test_keyed_uniforms_are_reproducible_and_uniform():
@@ -48,6 +56,72 @@ def test_periods():
     assert period_index(np.array([1e9]), float("inf")).tolist() == [0]
     with pytest.raises(ValidationError, match="sticky_seconds"):
         period_index(np.array([0.0]), 0.0)
+    assert period_index(np.array([99.0, 100.0, 86_499.0, 86_500.0]), DAY, 100.0).tolist() == [-1, 0, 0, 1]
+
+
+def test_period_ends_are_spread_over_the_day_across_members():
+    """Each member's periods start at a keyed offset: over 24,000 members, every hour of the day holds
+    the period end of 1,000 expected members; each count is within 5 binomial s.d. (a 1e-6 chance per
+    hour for a uniform spread), where unstaggered periods would put all 24,000 at 00:00."""
+    members = [f"member-{i}" for i in range(24_000)]
+    offsets = period_offsets(11, members, DAY)
+    assert ((offsets >= 0) & (offsets < DAY)).all()
+    counts = np.bincount((offsets // 3600).astype(int), minlength=24)
+    sd = np.sqrt(24_000 * (1 / 24) * (23 / 24))
+    assert np.abs(counts - 1000).max() < 5 * sd, counts
+    assert stats.kstest(offsets / DAY, "uniform").pvalue > 1e-3
+    assert abs(np.corrcoef(offsets, period_offsets(12, members, DAY))[0, 1]) < 0.05  # keyed by the seed
+    np.testing.assert_array_equal(period_offsets(11, members[:3], float("inf")), [0.0, 0.0, 0.0])
+
+
+def test_sticky_uniforms_change_exactly_at_each_members_own_boundary():
+    """Within a member's period (from its offset) the uniform of a (member, title) is one value; it is
+    ``keyed_uniforms`` of that period, and the next one starts at offset + period, not at midnight."""
+    members = [f"m{i}" for i in range(200)]
+    off = period_offsets(5, members, DAY)
+    start = 1_767_225_600.0 + 3 * DAY + off  # the start of each member's period number 20,457
+    titles = ["t"] * len(members)
+    inside = [start, start + 0.5 * DAY, start + DAY - 1e-3]
+    draws = [sticky_uniforms(5, members, titles, t, DAY) for t in inside]
+    for u, periods in draws:
+        np.testing.assert_array_equal(u, draws[0][0])
+        np.testing.assert_array_equal(periods, draws[0][1])
+    np.testing.assert_array_equal(draws[0][0], keyed_uniforms(5, members, titles, draws[0][1].tolist()))
+    np.testing.assert_array_equal(sticky_periods(5, members, start + DAY, DAY), draws[0][1] + 1)
+    np.testing.assert_array_equal(sticky_periods(5, members, start - 1e-3, DAY), draws[0][1] - 1)
+    after, _ = sticky_uniforms(5, members, titles, start + DAY, DAY)
+    assert (after != draws[0][0]).mean() > 0.99
+    midnight = np.floor(start / DAY) * DAY + DAY  # the next 00:00 UTC: a boundary for almost no one
+    assert (
+        sticky_periods(5, members, midnight - 1.0, DAY) == sticky_periods(5, members, midnight, DAY)
+    ).mean() > 0.9
+    with pytest.raises(DimensionError, match="same length"):
+        sticky_uniforms(5, members, titles[:-1], start, DAY)
+    with pytest.raises(DimensionError, match="same length"):
+        sticky_periods(5, members[:-1], start, DAY)
+
+
+@pytest.mark.parametrize("name", sorted(POLICIES))
+def test_a_fixed_model_and_context_never_changes_its_choice_within_a_period(name):
+    """Stickiness, exactly: 300 (member, title) rows, each asked at 8 times spread over the member's
+    period with the same features (the timestamp moves only the period): one artwork per row. In the
+    next period the same rows are re-drawn, and with a floor of 0.5 some of them change."""
+    catalog = make_catalog(n_titles=12, pool=6, seed=3)
+    policy = trained(make_policy(name, seed=21, floor=0.5), catalog)
+    base = make_events(catalog, 300, seed=8)
+    times = np.array([0.0, 1e-3, 0.1, 0.25, 0.5, 0.75, 0.9, 1 - 1e-6]) * DAY
+    off = period_offsets(21, base.member_ids.tolist(), DAY)
+    start = (np.floor(base.timestamps / DAY) + 1) * DAY + off  # a period start of each member
+
+    def shown_at(t: np.ndarray) -> np.ndarray:
+        b = base
+        batch = CandidateBatch(b.X, b.mask, b.artwork_ids, b.title_ids, b.member_ids, b.request_ids, t)
+        return policy.choose(batch).artwork_ids
+
+    within = np.stack([shown_at(start + dt) for dt in times])
+    assert (within == within[0]).all()
+    next_period = shown_at(start + DAY + 0.5 * DAY)
+    assert (next_period != within[0]).mean() > 0.1
 
 
 def test_sample_index_matches_probabilities():

@@ -77,7 +77,7 @@ def test_the_kronecker_form_rebuilds_every_row_and_quadratic_form(name):
 
 @pytest.mark.parametrize("name", ["linucb", "linear_ts"])
 @pytest.mark.parametrize("layout", ["all crosses", "two levels"])
-@pytest.mark.parametrize("members", [1, 6])
+@pytest.mark.parametrize("members", [1, pytest.param(6, marks=pytest.mark.slow)])
 def test_kronecker_moments_equal_the_plain_computation(name, layout, members):
     config = LAYOUTS[layout]
     cat, f, batch = _batch(config, members)

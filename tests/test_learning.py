@@ -260,7 +260,10 @@ def _split_by_title(fb, titles):
     return fb.take(np.flatnonzero(keep)), fb.take(np.flatnonzero(~keep))
 
 
-@pytest.mark.parametrize("config", [FeatureConfig(), FeatureConfig(tag_buckets=4, crosses="all")])
+ALL_CROSSES = pytest.param(FeatureConfig(tag_buckets=4, crosses="all"), marks=pytest.mark.slow)
+
+
+@pytest.mark.parametrize("config", [FeatureConfig(), ALL_CROSSES])
 @pytest.mark.parametrize("name", ["linucb", "linear_ts"])
 def test_lagging_covariance_is_the_earlier_posterior_and_the_mean_stays_exact(name, config):
     """``covariance_refresh``: until the events grow by the fraction, the (co)variances are those of the

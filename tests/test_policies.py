@@ -11,6 +11,7 @@ from core_helpers import logged_feedback, make_catalog, make_events, make_member
 from keyart.batch import CandidateBatch
 from keyart.context import MemberContext
 from keyart.errors import DimensionError, SnapshotError, UnknownIdError, ValidationError
+from keyart.exploration import period_offsets
 from keyart.features import Featurizer
 from keyart.feedback import LoggedFeedback
 from keyart.policies import (
@@ -192,11 +193,15 @@ def test_selection_is_sticky_within_a_period(name, catalog):
     policy = trained(make_policy(name, seed=17, floor=0.5, sticky_seconds=3600.0), catalog)
     f = Featurizer(catalog)
     member = make_members(catalog, 1)[0]
+    start = period_offsets(17, [member.member_id], 3600.0)[0]  # the member's periods start there
+    assert start % 3600 + 900 < 3600  # the four requests also share their clock hour (the hour feature)
     shown = []
     for period in range(30):
         seen = set()
-        for k in range(4):  # four requests within the same hour
-            ctx = MemberContext(member.member_id, played=member.played, timestamp=3600.0 * period + 900 * k)
+        for k in range(4):  # four requests within the same period
+            ctx = MemberContext(
+                member.member_id, played=member.played, timestamp=start + 3600.0 * period + 300 * k
+            )
             seen.add(policy.choose(f.page(ctx, ["t0"], request_id=f"{period}-{k}"))[0].artwork_id)
         assert len(seen) == 1
         shown.append(seen.pop())
@@ -313,6 +318,7 @@ def _beta_max_reference(a: np.ndarray, b: np.ndarray, grid: int = 1 << 16) -> np
     return p / p.sum()
 
 
+@pytest.mark.slow
 def test_beta_quadrature_matches_a_fine_reference():
     """Pools of 2-24 artworks with 1 to 100,000 impressions, close and distant take fractions."""
     rng = np.random.default_rng(7)

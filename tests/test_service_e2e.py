@@ -11,6 +11,7 @@ from typing import Any
 
 import httpx
 import numpy as np
+import pytest
 
 from keyart.context import MemberContext
 from keyart.events import context_to_dict
@@ -126,6 +127,7 @@ def _loop(
             _wait_learned(c, ctx.timestamp - WINDOW - 1.0)
 
 
+@pytest.mark.slow
 def test_closed_loop_over_http_beats_the_non_contextual_baseline(tmp_path: Path) -> None:
     world = _world()
     base_exp, base_real = _run(world, tmp_path / "beta_ts", "beta_ts")

@@ -157,6 +157,7 @@ def test_serve_is_a_keyart_command() -> None:
         assert option in result.output
 
 
+@pytest.mark.slow
 def test_load_benchmark_smoke(capsys: pytest.CaptureFixture[str]) -> None:
     sys.path.insert(0, str(Path(__file__).parents[1] / "benchmarks"))
     try:

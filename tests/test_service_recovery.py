@@ -210,6 +210,7 @@ def test_without_any_good_generation_workers_answer_defaults_and_say_so(config: 
 # ---- `keyart serve` ----------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_serve_with_a_truncated_latest_model_starts_on_the_newest_good_one(tmp_path: Path) -> None:
     """The issue's reproduction: truncate LATEST's primary.npz, start two workers."""
     config = prepare(make_config(tmp_path / "state"))
@@ -244,6 +245,7 @@ def _start_up_line(srv: ServiceProcess) -> str:
     raise AssertionError(f"no start-up line: {srv.read_log()}")
 
 
+@pytest.mark.slow
 def test_serve_starts_lean_workers_and_names_what_it_serves(tmp_path: Path) -> None:
     """Workers import what they serve, not every keyart command (the console script is not re-run in
     them); the start-up line names the URL, workers, policy, generation and state directory; an empty
@@ -265,6 +267,7 @@ def test_serve_starts_lean_workers_and_names_what_it_serves(tmp_path: Path) -> N
         assert len(re.findall(r"\|\s+keyart\.evaluate_cli$", log, re.M)) == 1
 
 
+@pytest.mark.slow
 def test_serve_exits_non_zero_when_its_workers_cannot_start(tmp_path: Path) -> None:
     state = tmp_path / "state"
     prepare(make_config(state))

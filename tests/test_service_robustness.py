@@ -228,6 +228,7 @@ def test_a_failed_event_write_is_a_503_and_damages_no_later_record(
 # ---- 5 and 6. one worker's metrics; the learner is restarted ------------------------------------
 
 
+@pytest.mark.slow
 def test_one_worker_exports_metrics_and_a_killed_learner_comes_back(tmp_path: Path) -> None:
     state = tmp_path / "state"
     catalog_store.import_catalog(state / "catalog.json", small_catalog())

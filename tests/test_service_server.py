@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 
 from keyart.service import catalog_store
 from keyart.store import EventStore
@@ -37,6 +38,7 @@ def _metric(text: str, name: str) -> float:
     return sum(float(v) for v in re.findall(rf"^{name}(?:{{[^}}]*}})? ([0-9.e+]+)$", text, re.M))
 
 
+@pytest.mark.slow
 def test_two_workers_agree_learn_and_hot_reload(tmp_path: Path) -> None:
     state = _state(tmp_path)
     extra = ["--learn-interval", "0.2", "--attribution-window", "5", "--model-budget", "5"]
@@ -147,6 +149,7 @@ def _restarted_learner_ok(base: str, old_pid: int | None) -> bool:
     return bool(learner["ok"]) and learner["pid"] != old_pid
 
 
+@pytest.mark.slow
 def test_sigkill_under_load_loses_no_acknowledged_event(tmp_path: Path) -> None:
     state = _state(tmp_path)
     extra = ["--learn-interval", "0.2", "--attribution-window", "0.5", "--model-budget", "5"]

@@ -35,6 +35,7 @@ def replay_runs() -> list:
     ]
 
 
+@pytest.mark.slow
 def test_replay_intervals_cover_the_truth(replay_runs: list) -> None:
     """Every interval should cover its policy's true value; misses must stay within what a 95% level
     allows: at most the 99.9% quantile of Binomial(#intervals, 0.05)."""
@@ -80,6 +81,7 @@ def test_replay_truth_orders_policies(replay_runs: list) -> None:
         assert truth["LinUCB"] > truth["Random"]
 
 
+@pytest.mark.slow
 def test_showcase_differs_the_way_the_world_says() -> None:
     """Comedy fans get more comedy-themed artwork than romance fans, and vice versa, as the oracle does."""
     world = World(demo_config(seed=0))
@@ -149,6 +151,7 @@ def test_suite_and_errors() -> None:
         taste_showcase(world, make_suite_policy("Random", 0), title_id="x")
 
 
+@pytest.mark.slow
 def test_closed_loop_command_prints_the_headline_table(capsys: pytest.CaptureFixture[str]) -> None:
     from keyart.simulation.experiments import main
 

@@ -129,6 +129,7 @@ def test_padding_has_no_value(world: World, block) -> None:
     assert np.all(q[~events.mask] == 0) and np.all(q[events.mask] > 0) and np.all(q < 1)
 
 
+@pytest.mark.slow
 def test_calibration_of_demo_world() -> None:
     """Random take fraction is a few percent and at most about half of the oracle's."""
     w = World(demo_config(seed=0))

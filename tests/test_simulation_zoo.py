@@ -77,6 +77,7 @@ ORIGINAL_CONFIGS = {
 }
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", list(ORIGINAL_FINGERPRINTS))
 def test_worlds_without_zoo_fields_are_bit_identical_to_before(name: str) -> None:
     digest, total = fingerprint(World(ORIGINAL_CONFIGS[name]))
@@ -249,6 +250,7 @@ def _margin(run: RunResult) -> tuple[float, float]:
     return run.take_fraction(0.5) / run.random_take_fraction(0.5), d.mean() / d.std(ddof=1) * np.sqrt(d.size)
 
 
+@pytest.mark.slow
 def test_reference_and_keyart_linucb_beat_random_in_a_small_zoo_world() -> None:
     world = zoo_world(DEV_SEEDS[1], n_members=2000, n_titles=100)
     ref = run_closed_loop(

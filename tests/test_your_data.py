@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 
 import httpx
+import pytest
 
 from keyart.catalog import Catalog
 from test_service_support import free_port
@@ -65,6 +66,7 @@ def serve(argv: list[str], cwd: Path) -> dict:
         log.close()
 
 
+@pytest.mark.slow
 def test_every_command_of_the_page_runs_as_written(tmp_path):
     shutil.copytree(ROOT / "docs" / "examples" / "warehouse", tmp_path / "docs" / "examples" / "warehouse")
     commands = page_commands()

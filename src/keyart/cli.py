@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import typer
+from rich import box
 from rich.console import Console
 from rich.table import Table
 from typer.core import TyperGroup
@@ -125,7 +126,8 @@ def demo(
     seed: int = typer.Option(0, "--seed", min=0, help="Seed of the simulated world and every random source."),
     quick: bool = typer.Option(False, "--quick", help="A small smoke-test version that runs in seconds."),
 ) -> None:
-    """Simulate members, run the seed's experiments, print the tables, write figures and one HTML report."""
+    """Simulate members, run the experiments of "Artwork Personalization at Netflix" (2017), print the
+    tables, write figures and one HTML report."""
     from keyart.demo import run_demo
 
     run_demo(Path(out), seed=seed, quick=quick, console=Console(width=None if Console().is_terminal else 160))
@@ -138,12 +140,22 @@ def example(seed: int = typer.Option(7, help="Seed of the policy's keyed-hash ra
 
     console = Console()
     before, after = tiny_example(seed)
+    notes = {
+        "before learning": "Nothing learned yet: every estimate ties, so each artwork has probability 0.5 "
+        "and the keyed-hash draw picks one; no decision is explored (no artwork is below the best guess).",
+        "after learning": "The best guess has probability 0.95 (1 - epsilon + epsilon/2); a decision is "
+        "explored only when the draw shows the other artwork (probability 0.05).",
+    }
     for label, decisions in (("before learning", before), ("after learning", after)):
-        table = Table(title=f"LinUCB decisions {label}")
-        for col in ("member", "title", "artwork", "propensity", "explored"):
+        title = f"Epsilon-greedy decisions {label}"
+        table = Table(title=title, caption=notes[label], box=box.SIMPLE_HEAD, pad_edge=False)
+        for col in ("Member", "Title", "Shown artwork", "Propensity", "Best guess", "Explored"):
             table.add_column(col)
         for d in decisions:
-            table.add_row(d.member_id, d.title_id, d.artwork_id, f"{d.propensity:.3f}", str(d.explored))
+            tie = max(d.scores) == min(d.scores)
+            guess = "(a tie)" if tie else d.pool[max(range(len(d.pool)), key=d.scores.__getitem__)]
+            explored = "yes" if d.explored else "no"
+            table.add_row(d.member_id, d.title_id, d.artwork_id, f"{d.propensity:.2f}", guess, explored)
         console.print(table)
 
 

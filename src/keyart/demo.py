@@ -1,14 +1,18 @@
 """``keyart demo``: the whole story in one command, in a simulated world whose truth is known.
 
-Runs experiment 2 (replay of Random, Bandit and contextual bandits on an exploration log), 3 (which
-artwork comedy fans and romance fans see), 4 (online A/B test, split by prior interaction) and a short
-form of 1 (batch cycle vs online learning); prints the tables and writes the figures and one
-self-contained HTML report into ``out_dir``.
+Runs, in the spirit of "Artwork Personalization at Netflix" (2017): 1 (a short batch cycle vs online
+learning), 2 (replay of Random, Bandit and contextual bandits on an exploration log), 3 (which artwork
+comedy fans and romance fans see) and 4 (online A/B test, split by prior interaction); reports what the
+online policies showed (explored share, within-period switch rate); prints the tables and writes the
+figures and one self-contained HTML report into ``out_dir``.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import math
+import re
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,7 +25,18 @@ from rich.table import Table
 from keyart import reports
 from keyart.errors import ValidationError
 from keyart.simulation.config import demo_config, small_config
-from keyart.simulation.experiments import ab_test, batch_vs_online, offline_replay, taste_showcase
+from keyart.simulation.experiments import (
+    NON_CONTEXTUAL,
+    ABResult,
+    BatchOnlineResult,
+    ReplayResult,
+    ShowcaseResult,
+    Stickiness,
+    ab_test,
+    batch_vs_online,
+    offline_replay,
+    taste_showcase,
+)
 from keyart.simulation.world import World
 
 
@@ -51,13 +66,18 @@ class DemoResult:
     seconds: float
 
 
+def _left(value: Any) -> bool:
+    """Text columns are left-aligned, numbers (and intervals, signed percentages) right-aligned."""
+    return isinstance(value, str) and not re.match(r"^[\[+\-−\d.]|^n/a$", value)
+
+
 def _rich_table(title: str, rows: list[dict[str, Any]]) -> Table:
+    """A terminal table of display rows (the same rows as the HTML report's, formatted the same way)."""
     table = Table(title=title, title_justify="left")
     if not rows:
         return table
-    for c in rows[0]:
-        left = c in ("policy", "segment", "members", "approach") or "artwork" in c or "best" in c
-        table.add_column(str(c), justify="left" if left else "right", overflow="fold")
+    for i, (c, v) in enumerate(rows[0].items()):
+        table.add_column(str(c), justify="left" if i == 0 or _left(v) else "right", overflow="fold")
     for r in rows:
         table.add_row(*(reports._fmt(v) for v in r.values()))
     return table
@@ -68,6 +88,131 @@ def _json_safe(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     for r in rows:
         out.append({k: (v.item() if hasattr(v, "item") else v) for k, v in r.items()})
     return out
+
+
+def _pct(x: float, signed: bool = False) -> str:
+    """A fraction as the terminal prints it: 0.7647 -> '76.5%' ('+76.5%' when ``signed``)."""
+    if math.isnan(x):
+        return "n/a"
+    return f"{x:+.1%}" if signed else f"{x:.1%}"
+
+
+def describe_world(world: World) -> str:
+    """The simulated world in words (sizes, pools, clickbait, pages), not its Python repr."""
+    c = world.config
+    sizes = [len(world.catalog.pool(t)) for t in world.catalog.titles]
+    return (
+        f"a simulated catalog of {len(world.title_ids):,} titles with {len(world.artwork_ids):,} artworks "
+        f"(pools of {min(sizes)} to {max(sizes)} artworks per title, about {c.clickbait_fraction:.0%} of "
+        f"them clickbait) and {c.n_members:,} members whose tastes are hidden from the policies; each "
+        f"request is a page of {c.page_size} titles, {c.requests_per_day:,.0f} requests a simulated day"
+    )
+
+
+def replay_rows(replay: ReplayResult) -> list[dict[str, Any]]:
+    """Experiment 2 for people: the replay estimate, its interval, the truth and the effective sample size."""
+    level = f"{100 * (1 - replay.alpha):.0f}%"
+    return [
+        {
+            "Policy": r.policy,
+            "Replay estimate": r.estimate,
+            f"{level} interval": f"[{r.lower:.4f}, {r.upper:.4f}]",
+            "True value": r.truth,
+            "Interval covers the truth": r.covered,
+            "Effective sample size": round(r.ess),
+        }
+        for r in replay.rows
+    ]
+
+
+def replay_misses(replay: ReplayResult) -> str | None:
+    """A sentence on the replay intervals that miss the world's true value (None when all cover it)."""
+    missed = [r.policy for r in replay.rows if not r.covered]
+    if not missed:
+        return None
+    level = 1 - replay.alpha
+    n = len(replay.rows)
+    chance = 1 - level**n
+    names = ", ".join(missed)
+    return (
+        f"The {level:.0%} interval of {names} misses the true value. Each interval misses the truth in "
+        f"about {replay.alpha:.0%} of runs, so with {n} intervals at least one miss is expected in about "
+        f"{chance:.0%} of runs (if they were independent; they share one log): a miss here is chance, not "
+        "an error of the estimator, unless it repeats over seeds (keyart demo --seed N)."
+    )
+
+
+def showcase_rows(show: ShowcaseResult) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """Experiment 3: (per taste group, the top artworks and theme shares; per artwork, both shares)."""
+    summary = [
+        {
+            "Members": g,
+            "Policy's top artwork": f"{show.artwork_ids[show.top(i)]} ({show.themes[show.top(i)]})",
+            "World's best (most often)": f"{show.artwork_ids[show.top(i, 'oracle')]} "
+            f"({show.themes[show.top(i, 'oracle')]})",
+            "Comedy share, policy": _pct(show.theme_share(i, "comedy")),
+            "Comedy share, world": _pct(show.theme_share(i, "comedy", "oracle")),
+            "Romance share, policy": _pct(show.theme_share(i, "romance")),
+            "Romance share, world": _pct(show.theme_share(i, "romance", "oracle")),
+        }
+        for i, g in enumerate(show.groups)
+    ]
+    detail = [
+        {
+            "Members": r["members"],
+            "Artwork": r["artwork"],
+            "Theme": r["theme"],
+            "Style": r["style"],
+            "Shown by the policy": _pct(r["policy_share"]),
+            "Truly best": _pct(r["oracle_share"]),
+        }
+        for r in show.table()
+    ]
+    return summary, detail
+
+
+def ab_rows(ab: ABResult) -> list[dict[str, Any]]:
+    """Experiment 4: take fraction per arm, the lift with its interval, and the true lift."""
+    return [
+        {
+            "Segment": x.segment,
+            f"Control ({ab.control})": x.control,
+            f"Treatment ({ab.treatment})": x.treatment,
+            "Lift": _pct(x.lift, signed=True),
+            "95% interval": f"[{_pct(x.lower, True)}, {_pct(x.upper, True)}]",
+            "True lift": _pct(x.true_lift, signed=True),
+            "Decisions": x.n_control + x.n_treatment,
+        }
+        for x in ab.lifts
+    ]
+
+
+def batch_rows(bo: BatchOnlineResult) -> list[dict[str, Any]]:
+    """Experiment 1: take fraction over the run and its last 20%, and the cumulative regret."""
+    return [
+        {
+            "Approach": r["approach"],
+            "Take fraction": r["take_fraction"],
+            "Take fraction, last 20%": r["take_fraction_last_20pct"],
+            "Cumulative regret (quality plays)": f"{r['cumulative_regret']:,.1f}",
+        }
+        for r in bo.table()
+    ]
+
+
+def stickiness_rows(runs: list[tuple[str, Stickiness]]) -> list[dict[str, Any]]:
+    """What the online policies showed: explored share and the within-period switch rate."""
+    return [
+        {
+            "Run": run,
+            "Policy": s.policy,
+            "Decisions": s.decisions,
+            "Explored": _pct(s.explored_share),
+            "Member-title pairs seen twice or more in a period": s.repeated,
+            "Of these, artwork changed within the period": _pct(s.switch_rate),
+        }
+        for run, s in runs
+    ]
 
 
 def run_demo(
@@ -88,31 +233,14 @@ def run_demo(
     config = small_config(seed) if quick else demo_config(seed)
     with console.status("Building the simulated world..."):
         world = World(config)
-    console.print(
-        f"[bold]keyart demo[/bold] seed={seed}{' (quick)' if quick else ''}: {world!r}, "
-        f"pages of {config.page_size} titles, world config v{config.version}"
-    )
-    tables: dict[str, list[dict[str, Any]]] = {}
+    about = describe_world(world)
+    console.print(f"[bold]keyart demo[/bold] seed {seed}{' (quick)' if quick else ''}: {about}.")
     figures: dict[str, Path] = {}
     columns = (TextColumn("{task.description:<34}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
     with Progress(*columns, console=console, transient=False) as progress:
-        t2 = progress.add_task("2. replay on an exploration log", total=sizes.replay)
-        replay = offline_replay(
-            world,
-            sizes.replay,
-            seed=seed,
-            window=sizes.update_every,
-            progress=lambda k: progress.advance(t2, k),
-        )
-        t4 = progress.add_task("4. online A/B test", total=sizes.ab)
-        ab = ab_test(
-            world,
-            sizes.ab,
-            seed=seed,
-            update_every=sizes.update_every,
-            progress=lambda k: progress.advance(t4, k),
-        )
         t1 = progress.add_task("1. batch cycle vs online (short)", total=2 * sizes.batch_online)
+        t2 = progress.add_task("2. replay on an exploration log", total=sizes.replay)
+        t4 = progress.add_task("4. online A/B test", total=sizes.ab)
         bo = batch_vs_online(
             world,
             sizes.batch_online,
@@ -120,129 +248,130 @@ def run_demo(
             update_every=sizes.update_every,
             progress=lambda k: progress.advance(t1, k),
         )
-    contextual = [r for r in replay.rows if r.policy not in ("Random", "Bandit", "Bandit (Thompson)")]
-    best = max(contextual, key=lambda r: r.estimate).policy
-    show = taste_showcase(
-        world, replay.policies[best], n_members=sizes.showcase_members, seed=seed, policy_name=best
-    )
-
-    tables["replay"] = replay.table()
-    tables["showcase"] = show.table()
-    tables["ab_test"] = ab.table()
-    tables["batch_vs_online"] = bo.table()
+        replay = offline_replay(
+            world,
+            sizes.replay,
+            seed=seed,
+            window=sizes.update_every,
+            progress=lambda k: progress.advance(t2, k),
+        )
+        contextual = [r for r in replay.rows if r.policy not in NON_CONTEXTUAL]
+        best = max(contextual, key=lambda r: r.estimate).policy
+        show = taste_showcase(
+            world, replay.policies[best], n_members=sizes.showcase_members, seed=seed, policy_name=best
+        )
+        ab = ab_test(
+            world,
+            sizes.ab,
+            seed=seed,
+            update_every=sizes.update_every,
+            progress=lambda k: progress.advance(t4, k),
+        )
+    shown = [("Experiment 1, online", bo.stickiness), *(("Experiment 4, A/B arm", s) for s in ab.stickiness)]
+    sticky = [(run, s) for run, s in shown if s is not None]
+    tables: dict[str, list[dict[str, Any]]] = {
+        "batch_vs_online": bo.table(),
+        "replay": replay.table(),
+        "showcase": show.table(),
+        "ab_test": ab.table(),
+        "stickiness": [{"run": run, **dataclasses.asdict(s)} for run, s in sticky],
+    }
+    figures["batch_vs_online"] = reports.plot_batch_vs_online(bo, out / "fig1_batch_vs_online.png")
     figures["replay"] = reports.plot_replay(replay, out / "fig2_replay.png")
     figures["showcase"] = reports.plot_showcase(show, out / "fig3_showcase.png")
     figures["ab_test"] = reports.plot_ab(ab, out / "fig4_ab_test.png")
-    figures["batch_vs_online"] = reports.plot_batch_vs_online(bo, out / "fig1_batch_vs_online.png")
 
-    console.print(
-        _rich_table(
-            f"Experiment 2: replay on {replay.n_test_events:,} held-out exploration events "
-            f"(trained on the first {replay.n_train_events:,}, {replay.train_share:.0%})",
-            [
-                {
-                    "policy": r.policy,
-                    "replay": r.estimate,
-                    "95% CI": f"[{r.lower:.4f}, {r.upper:.4f}]",
-                    "true value": r.truth,
-                    "covered": r.covered,
-                }
-                for r in replay.rows
-            ],
-        )
-    )
-    showcase_summary = [
-        {
-            "members": g,
-            "policy's top artwork": f"{show.artwork_ids[show.top(i)]} ({show.themes[show.top(i)]})",
-            "world's best (most often)": f"{show.artwork_ids[show.top(i, 'oracle')]} "
-            f"({show.themes[show.top(i, 'oracle')]})",
-            "comedy share policy": show.theme_share(i, "comedy"),
-            "comedy share world": show.theme_share(i, "comedy", "oracle"),
-            "romance share policy": show.theme_share(i, "romance"),
-            "romance share world": show.theme_share(i, "romance", "oracle"),
-        }
-        for i, g in enumerate(show.groups)
-    ]
-    tables["showcase_summary"] = showcase_summary
-    console.print(
-        _rich_table(f"Experiment 3: artwork of {show.title_id} by taste ({best})", showcase_summary)
-    )
-    console.print(
-        _rich_table(
-            f"Experiment 4: A/B test, {ab.treatment} (personalized) vs {ab.control} (unpersonalized), "
-            f"after {ab.warmup:.0%} warm-up",
-            [
-                {
-                    "segment": x.segment,
-                    "control": x.control,
-                    "treatment": x.treatment,
-                    "lift": f"{x.lift:+.1%}",
-                    "95% CI": f"[{x.lower:+.1%}, {x.upper:+.1%}]",
-                    "true lift": f"{x.true_lift:+.1%}",
-                    "decisions": x.n_control + x.n_treatment,
-                }
-                for x in ab.lifts
-            ],
-        )
-    )
-    console.print(
-        _rich_table("Experiment 1 (short): batch cycle vs online learning", tables["batch_vs_online"])
-    )
+    shows = showcase_rows(show)
+    miss = replay_misses(replay)
+    titles = {
+        "batch": "Experiment 1 (short): batch cycle vs online learning",
+        "replay": f"Experiment 2: replay on {replay.n_test_events:,} held-out exploration events "
+        f"(trained on the first {replay.n_train_events:,}, {replay.train_share:.0%})",
+        "showcase": f"Experiment 3: artwork of {show.title_id} by taste ({best})",
+        "ab": f"Experiment 4: A/B test, {ab.treatment} (personalized) vs {ab.control} (unpersonalized), "
+        f"after {ab.warmup:.0%} warm-up",
+        "sticky": "What the online policies showed: exploration and within-period switches",
+    }
+    console.print(_rich_table(titles["batch"], batch_rows(bo)))
+    console.print(_rich_table(titles["replay"], replay_rows(replay)))
+    if miss:
+        console.print(miss)
+    console.print(_rich_table(titles["showcase"], shows[0]))
+    console.print(_rich_table(titles["ab"], ab_rows(ab)))
+    console.print(_rich_table(titles["sticky"], stickiness_rows(sticky)))
 
+    article = "\u201cArtwork Personalization at Netflix\u201d (Netflix Technology Blog, 2017)"
     sections = [
         reports.Section(
-            "Experiment 2: offline replay (the seed's Figure 2)",
+            "Experiment 1: batch cycle vs online learning (short form)",
+            [
+                "Collect with uniform exploration, train, A/B test, roll out, repeat, against a contextual "
+                "bandit that updates every few hundred pages. Same members, pages and luck for both. "
+                f"{article} explains why Netflix moved from the batch cycle to online learning."
+            ],
+            [batch_rows(bo)],
+            [figures["batch_vs_online"]],
+        ),
+        reports.Section(
+            "Experiment 2: offline replay",
             [
                 f"A uniform-random exploration log of {sizes.replay:,} pages; candidates are trained on "
                 f"the first {replay.train_share:.0%} and replayed on the rest ({replay.n_test_events:,} "
-                "events). The replay estimate is self-normalized (pools have different sizes), with a 95% "
-                "interval clustered by member; the diamond is the world's true take fraction of the same "
-                "policy on the same events."
+                "events), as in the replay comparison of Random, Bandit and contextual bandits in "
+                f"{article}. The replay estimate is self-normalized (pools have different sizes), with a "
+                "95% interval clustered by member; the diamond is the world's true take fraction of the "
+                "same policy on the same events."
             ],
-            [tables["replay"]],
+            [replay_rows(replay)],
             [figures["replay"]],
+            notes=(miss,) if miss else (),
         ),
         reports.Section(
-            "Experiment 3: which artwork for whom (the seed's Figure 3)",
+            "Experiment 3: which artwork for whom",
             [
                 f"Members inclined to comedy and members inclined to romance (by their hidden tastes) ask "
-                f"for {show.title_id}, a comedy-romance-drama. Bars: how often the trained {best} policy "
-                "shows each artwork, next to how often each artwork is truly the best one for them."
+                f"for {show.title_id}, a comedy-romance-drama, like the article's example of one film "
+                f"shown with a comedy artwork to comedy fans and a romantic one to romance fans. Bars: how "
+                f"often the trained {best} policy shows each artwork, next to how often each artwork is "
+                "truly the best one for them."
             ],
-            [showcase_summary, tables["showcase"]],
+            list(shows),
             [figures["showcase"]],
         ),
         reports.Section(
-            "Experiment 4: online A/B test (the seed's online test)",
+            "Experiment 4: online A/B test",
             [
                 f"Members split by hash: {ab.control} (unpersonalized) against {ab.treatment} "
                 f"(personalized), both learning online from their own traffic for {sizes.ab:,} pages; lift "
                 f"measured on drawn quality plays after a {ab.warmup:.0%} warm-up, with member-clustered "
                 "95% intervals."
             ],
-            [tables["ab_test"]],
+            [ab_rows(ab)],
             [figures["ab_test"]],
         ),
         reports.Section(
-            "Experiment 1: batch cycle vs online learning (short form)",
+            "What the online policies showed: exploration and stickiness",
             [
-                "Collect with uniform exploration, train, A/B test, roll out, repeat, against a contextual "
-                "bandit that updates every few hundred pages. Same members, pages and luck for both."
+                "Explored: the share of decisions whose shown artwork was not the policy's best guess (its "
+                "score below the best of the pool). The random draw of each member and title is fixed "
+                "for the member's period (a day, each member's starting at its own hashed time), but the "
+                "distribution it draws from moves as the model learns and with the hour and weekday: the "
+                "last column is the share of member-title pairs decided at least twice within one period "
+                "whose shown artwork changed."
             ],
-            [tables["batch_vs_online"]],
-            [figures["batch_vs_online"]],
+            [stickiness_rows(sticky)],
         ),
     ]
     intro = [
-        f"World: {world!r}, seed {seed}, config version {config.version}. Policies see only the catalog "
-        "and each member's observable context; the world's hidden tastes produce the outcomes and the "
-        "true values.",
+        f"The world: {about}. Policies see only the catalog and each member's observable context; the "
+        f"world's hidden tastes produce the outcomes and the true values (seed {seed}, world config "
+        f"version {config.version}).",
         "Regenerate with: keyart demo --seed " + str(seed) + (" --quick" if quick else "") + f" --out {out}",
     ]
     report = reports.write_html_report(
         out / "report.html", "keyart demo: artwork personalization, simulated", sections, intro
     )
+    tables["showcase_summary"] = shows[0]
     (out / "results.json").write_text(json.dumps({k: _json_safe(v) for k, v in tables.items()}, indent=1))
     (out / "world_config.json").write_text(json.dumps(config.to_dict(), indent=1))
     seconds = time.perf_counter() - t0

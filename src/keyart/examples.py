@@ -1,4 +1,12 @@
-"""A tiny, self-contained example of the library: a two-title catalog, two members, one policy."""
+"""A tiny, self-contained example of the library: a two-title catalog, two members, one policy.
+
+The policy is epsilon-greedy (the shared ridge model, epsilon 0.1): before learning every estimate is 0,
+a tie, so it shows each title's artworks with equal probability, which is what knowing nothing looks
+like. (An untrained LinUCB would already prefer the artwork whose features overlap the member's history:
+its uncertainty bonus is largest there. That looks personalized, but it is optimism, not knowledge.)
+After learning, the best guess gets 1 - epsilon + epsilon / K = 0.95, and a decision is ``explored``
+only when the draw shows another artwork, at epsilon / K = 0.05.
+"""
 
 from __future__ import annotations
 
@@ -8,7 +16,7 @@ from keyart.catalog import Artwork, Catalog, Title
 from keyart.context import MemberContext, Play
 from keyart.features import Featurizer
 from keyart.feedback import Decision, LoggedFeedback
-from keyart.policies import LinUCB
+from keyart.policies import make_policy
 
 
 def tiny_catalog() -> Catalog:
@@ -41,7 +49,7 @@ def tiny_example(seed: int = 7) -> tuple[list[Decision], list[Decision]]:
         MemberContext("comedy-fan", played=(Play("standup"),), device="tv", timestamp=1.7e9),
         MemberContext("romance-fan", played=(Play("romcom"),), device="mobile", timestamp=1.7e9),
     ]
-    policy = LinUCB(seed=seed, alpha=0.5, floor=0.1)
+    policy = make_policy("epsilon_greedy", seed=seed, epsilon=0.1)
     pages = [featurizer.page(m, ["good-will", "heist"], request_id=f"{m.member_id}-0") for m in members]
     before = [d for page in pages for d in policy.choose(page)]
     # each fan plays when shown the artwork of their genre: 50 rounds of uniform exploration

@@ -1,10 +1,15 @@
 """Sticky, reproducible randomness and the closed-form action distributions built on it.
 
 A decision's randomness is a keyed hash of (seed, member, title, period): nothing random is shared
-between requests or replicas, any decision can be replayed from its log, and a member keeps seeing the
-same artwork for the whole period unless the policy's distribution moves. Choosing is inverse-CDF
+between requests or replicas, and any decision can be replayed from its log. Choosing is inverse-CDF
 sampling of the policy's distribution with that uniform, so the logged propensity is exactly the
 probability with which the shown artwork was picked.
+
+What stays fixed within a period is the uniform of each (member, title), not the artwork: the choice
+changes only when the policy's distribution moves (the model learns, or context features such as the
+hour of day and the weekday change the scores). Periods are staggered per member: member m's periods
+start at ``offset(m) + k * sticky_seconds``, with ``offset(m)`` a keyed hash of the member in
+``[0, sticky_seconds)``, so members' periods do not all end at the same instant (00:00 UTC for a day).
 """
 
 from __future__ import annotations
@@ -20,14 +25,73 @@ from keyart.hashing import splitmix64, title_key
 _TWO_POW_53 = float(2**53)
 
 
-def period_index(timestamps: np.ndarray, sticky_seconds: float) -> np.ndarray:
-    """The exploration period each timestamp falls in (all in period 0 when ``sticky_seconds`` is inf)."""
+def period_index(
+    timestamps: np.ndarray, sticky_seconds: float, offsets: np.ndarray | float = 0.0
+) -> np.ndarray:
+    """The exploration period each timestamp falls in: ``floor((t - offset) / sticky_seconds)``.
+
+    ``offsets`` (one per timestamp, or one for all) start the periods later than the epoch's multiples
+    (``period_offsets`` gives each member's); all timestamps are in period 0 when ``sticky_seconds`` is inf.
+    """
     ts = np.asarray(timestamps, dtype=np.float64)
     if not np.isfinite(sticky_seconds):
         return np.zeros(ts.shape, dtype=np.int64)
     if sticky_seconds <= 0:
         raise ValidationError(f"sticky_seconds must be > 0. Got {sticky_seconds!r}.")
-    return np.floor(ts / sticky_seconds).astype(np.int64)
+    return np.floor((ts - np.asarray(offsets, dtype=np.float64)) / sticky_seconds).astype(np.int64)
+
+
+def _member_keys(seed: int, member_ids: Sequence[str]) -> np.ndarray:
+    """(n,) uint64: BLAKE2b of each member id keyed with the seed (one hash per distinct member)."""
+    key = int(seed).to_bytes(16, "little", signed=False)
+    members: dict[str, int] = {}
+    for m in member_ids:
+        if m not in members:
+            h = hashlib.blake2b(m.encode(), digest_size=8, key=key).digest()
+            members[m] = int.from_bytes(h, "little")
+    if len(members) == 1:
+        return np.full(len(member_ids), next(iter(members.values())), dtype=np.uint64)
+    return np.array([members[m] for m in member_ids], dtype=np.uint64)
+
+
+def _unit(x: np.ndarray) -> np.ndarray:
+    """The top 53 bits of uint64 values as floats in [0, 1)."""
+    return (x >> np.uint64(11)).astype(np.float64) / _TWO_POW_53
+
+
+# Separates the period offset's hash stream from the uniforms' (any fixed odd constant would do).
+_OFFSET_SALT = np.uint64(0x5354414747455221)
+
+
+def _offsets(member_keys: np.ndarray, sticky_seconds: float) -> np.ndarray:
+    if not np.isfinite(sticky_seconds):
+        return np.zeros(member_keys.shape, dtype=np.float64)
+    return _unit(splitmix64(splitmix64(member_keys ^ _OFFSET_SALT))) * sticky_seconds
+
+
+def period_offsets(seed: int, member_ids: Sequence[str], sticky_seconds: float) -> np.ndarray:
+    """(n,) each member's period offset in seconds, uniform in [0, sticky_seconds) across members.
+
+    A keyed hash of (seed, member), so it is the same in every process and replica, and members' periods
+    end at times spread over the period instead of together (0 for every member when ``sticky_seconds``
+    is inf: one period forever).
+    """
+    return _offsets(_member_keys(seed, member_ids), sticky_seconds)
+
+
+def sticky_periods(
+    seed: int, member_ids: Sequence[str], timestamps: np.ndarray, sticky_seconds: float
+) -> np.ndarray:
+    """(n,) the period of each (member, timestamp), with the member's keyed offset: what ``choose`` uses."""
+    if len(member_ids) != np.shape(timestamps)[0]:
+        raise DimensionError("member_ids and timestamps must have the same length.")
+    return period_index(timestamps, sticky_seconds, period_offsets(seed, member_ids, sticky_seconds))
+
+
+def _uniforms(member_keys: np.ndarray, title_ids: Sequence[str], periods: Sequence[int]) -> np.ndarray:
+    tk = np.array([title_key(t) for t in title_ids], dtype=np.uint64)
+    pk = np.asarray(periods, dtype=np.int64).astype(np.uint64)
+    return _unit(splitmix64(member_keys ^ splitmix64(tk ^ splitmix64(pk))))
 
 
 def keyed_uniforms(
@@ -41,20 +105,24 @@ def keyed_uniforms(
     n = len(member_ids)
     if not (n == len(title_ids) == len(periods)):
         raise DimensionError("member_ids, title_ids and periods must have the same length.")
-    key = int(seed).to_bytes(16, "little", signed=False)
-    members: dict[str, int] = {}
-    for m in member_ids:
-        if m not in members:
-            h = hashlib.blake2b(m.encode(), digest_size=8, key=key).digest()
-            members[m] = int.from_bytes(h, "little")
-    if len(members) == 1:
-        mk = np.full(n, next(iter(members.values())), dtype=np.uint64)
-    else:
-        mk = np.array([members[m] for m in member_ids], dtype=np.uint64)
-    tk = np.array([title_key(t) for t in title_ids], dtype=np.uint64)
-    pk = np.asarray(periods, dtype=np.int64).astype(np.uint64)
-    x = splitmix64(mk ^ splitmix64(tk ^ splitmix64(pk)))
-    return (x >> np.uint64(11)).astype(np.float64) / _TWO_POW_53
+    return _uniforms(_member_keys(seed, member_ids), title_ids, periods)
+
+
+def sticky_uniforms(
+    seed: int,
+    member_ids: Sequence[str],
+    title_ids: Sequence[str],
+    timestamps: np.ndarray,
+    sticky_seconds: float,
+) -> tuple[np.ndarray, np.ndarray]:
+    """(uniforms, periods) of decisions at ``timestamps``: ``keyed_uniforms`` of each decision's
+    (member, title, staggered period), hashing each distinct member once for both."""
+    n = len(member_ids)
+    if not (n == len(title_ids) == np.shape(timestamps)[0]):
+        raise DimensionError("member_ids, title_ids and timestamps must have the same length.")
+    mk = _member_keys(seed, member_ids)
+    periods = period_index(timestamps, sticky_seconds, _offsets(mk, sticky_seconds))
+    return _uniforms(mk, title_ids, periods), periods
 
 
 def sample_index(probabilities: np.ndarray, uniforms: np.ndarray) -> np.ndarray:

@@ -85,23 +85,31 @@ def plot_replay(result: Any, path: str | Path) -> Path:
 
 
 def plot_showcase(result: Any, path: str | Path) -> Path:
-    """Experiment 3: share of each artwork of one title shown to each taste group, policy vs oracle."""
+    """Experiment 3: share of each artwork of one title shown to each taste group, policy vs oracle.
+
+    Horizontal bars, one row per artwork labelled with its id, theme and style in one readable line (a
+    pool can hold 24 artworks: vertical bars would need tiny, overlapping labels)."""
     plt = _plt()
+    from matplotlib.ticker import PercentFormatter
+
     k = len(result.artwork_ids)
-    fig, axes = plt.subplots(1, len(result.groups), figsize=(4.2 * len(result.groups), 4.0), sharey=True)
+    n_groups = len(result.groups)
+    fig, axes = plt.subplots(1, n_groups, figsize=(5.2 * n_groups + 1.5, 1.2 + 0.34 * k), sharey=True)
     axes = np.atleast_1d(axes)
     labels = [
-        f"{a.split('-')[-1]}\n{t.replace('+', '+' + chr(10))}\n{s}"
-        for a, t, s in zip(result.artwork_ids, result.themes, result.styles, strict=True)
+        f"{a} ({t}, {s})" for a, t, s in zip(result.artwork_ids, result.themes, result.styles, strict=True)
     ]
-    x = np.arange(k)
+    y = np.arange(k)[::-1]
     for g, ax in enumerate(axes):
-        ax.bar(x - 0.2, result.policy_share[g], width=0.4, label=f"policy ({result.policy})", color="#4c72b0")
-        ax.bar(x + 0.2, result.oracle_share[g], width=0.4, label="world's best", color="#dd8452")
-        ax.set_xticks(x, labels, fontsize=7)
-        ax.set_title(f"members {result.groups[g]} (n={result.n_members[g]})")
-    axes[0].set_ylabel("share of impressions")
-    axes[0].legend(fontsize="small")
+        ax.barh(
+            y + 0.2, result.policy_share[g], height=0.4, label=f"policy ({result.policy})", color="#4c72b0"
+        )
+        ax.barh(y - 0.2, result.oracle_share[g], height=0.4, label="world's best", color="#dd8452")
+        ax.set_yticks(y, labels, fontsize=9)
+        ax.set_title(f"members {result.groups[g]} (n={result.n_members[g]:,})")
+        ax.set_xlabel("share of impressions")
+        ax.xaxis.set_major_formatter(PercentFormatter(1.0))
+    axes[-1].legend(fontsize="small", loc="lower right")
     fig.suptitle(f"Which artwork of {result.title_id} each taste group sees")
     return _save(fig, path)
 
@@ -115,7 +123,16 @@ def plot_ab(result: Any, path: str | Path) -> Path:
     val = np.array([x.lift for x in lifts]) * 100
     lo = np.array([x.lower for x in lifts]) * 100
     hi = np.array([x.upper for x in lifts]) * 100
-    ax.errorbar(val, y, xerr=[val - lo, hi - val], fmt="o", capsize=5, color="#4c72b0", label="measured lift")
+    level = f"{100 * (1 - result.alpha):.0f}%"
+    ax.errorbar(
+        val,
+        y,
+        xerr=[val - lo, hi - val],
+        fmt="o",
+        capsize=5,
+        color="#4c72b0",
+        label=f"measured lift (bars: {level} interval)",
+    )
     ax.scatter(
         np.array([x.true_lift for x in lifts]) * 100, y, marker="D", color="#dd8452", label="true lift"
     )
@@ -161,8 +178,11 @@ class Section:
 
 
 def _fmt(v: Any) -> str:
+    """A table cell as people read it: yes/no, thousands separators, four decimals for small numbers."""
     if isinstance(v, bool | np.bool_):
         return "yes" if v else "no"
+    if isinstance(v, int | np.integer):
+        return f"{v:,}"
     if isinstance(v, float | np.floating):
         if math.isnan(v):
             return "n/a"

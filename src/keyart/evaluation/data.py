@@ -5,7 +5,7 @@ Every estimator takes a ``BanditLog`` plus the candidate's action distribution `
 (L = 1 without positions). Keeping the core on arrays lets tabular imports (the Open Bandit Dataset:
 80 items x 3 positions) and keyart's own feedback (pools padded to K) share one implementation.
 
-Logged decisions are often not independent: keyart's exploration is sticky per (member, title, day) and a
+Logged decisions are often not independent: keyart's exploration is sticky per (member, title, period) and a
 member's rewards correlate across titles and page views. ``cluster`` (e.g. the member ids) tells the
 estimators which events belong together; their intervals then treat clusters, not events, as the
 independent units.

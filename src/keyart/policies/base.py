@@ -20,7 +20,7 @@ import numpy as np
 
 from keyart.batch import CandidateBatch
 from keyart.errors import DimensionError, UnknownIdError, ValidationError
-from keyart.exploration import apply_floor, keyed_uniforms, period_index, sample_index
+from keyart.exploration import apply_floor, sample_index, sticky_uniforms
 from keyart.feedback import DecisionBatch, LoggedFeedback
 from keyart.learning import ArtworkIndex
 from keyart.params import Interval, Optional_, Seed, get_params, validate_params
@@ -118,13 +118,13 @@ class Policy(ABC):
 
     def choose(self, batch: CandidateBatch) -> DecisionBatch:
         """One decision per row of ``batch``, drawn with the sticky keyed-hash uniform of its
-        (seed, member, title, period)."""
+        (seed, member, title, period), the member's periods staggered by a keyed offset."""
         self._check_batch(batch)
         dist, s = self._evaluate(batch)
         p = np.where(batch.mask, apply_floor(dist, batch.mask, self.floor), 0.0)
         s = np.where(batch.mask, s, 0.0)
-        periods = period_index(batch.timestamps, self.sticky_seconds)
-        u = keyed_uniforms(self.seed, batch.member_ids.tolist(), batch.title_ids.tolist(), periods.tolist())
+        members, titles = batch.member_ids.tolist(), batch.title_ids.tolist()
+        u, _ = sticky_uniforms(self.seed, members, titles, batch.timestamps, self.sticky_seconds)
         index = sample_index(p, u)
         explored = self._explored(s, p, index, batch.mask)
         return DecisionBatch(batch, p, s, index, explored, self.name, self.version_)

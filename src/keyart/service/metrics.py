@@ -43,7 +43,9 @@ class Metrics:
         )
         self.explored = Counter(
             "keyart_explored_decisions_total",
-            "Decisions that explored (exploration rate = explored / decisions).",
+            "Decisions whose shown artwork was not the policy's best guess, by policy (explored share = "
+            "keyart_explored_decisions_total / keyart_decisions_total; the series exists, at 0, as soon as "
+            "the policy has decided).",
             ["policy"],
             registry=r,
         )
@@ -134,11 +136,11 @@ class Metrics:
         return c
 
     def count_page(self, policy: str, n: int, explored: int, reason: str | None, shadow: str | None) -> None:
-        """The counters of one decided page of ``n`` titles (a few increments per page, not per title)."""
+        """The counters of one decided page of ``n`` titles (a few increments per page, not per title).
+        The explored counter is touched even at 0, so the explored share is defined from the first page."""
         child = self.child
         child(self.decisions, policy).inc(n)
-        if explored:
-            child(self.explored, policy).inc(explored)
+        child(self.explored, policy).inc(explored)
         if reason is not None:
             child(self.fallbacks, reason).inc(n)
         if shadow is not None:

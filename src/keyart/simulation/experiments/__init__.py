@@ -1,4 +1,5 @@
-"""The seed document's evidence, reproduced in a simulated world whose truth is known.
+"""The evidence of "Artwork Personalization at Netflix" (2017), reproduced in a simulated world whose
+truth is known.
 
 1. ``batch_vs_online``: a classic batch cycle (collect, train, A/B test, roll out) against a contextual
    bandit learning continuously; cumulative regret over time.
@@ -9,11 +10,15 @@
 4. ``ab_test``: an online A/B test of personalized against unpersonalized selection, with the lift and its
    interval, split by members with and without prior interaction with the title.
 
+Experiments 1 and 4 also report what their online policies showed (``stickiness``): the share of
+decisions that explored and how often a member's artwork of a title changed within a sticky period.
+
 ``python -m keyart.simulation.experiments closed-loop --requests 200000`` runs the long closed-loop
 comparison of every policy (see ``benchmarks/bench_closed_loop.py``).
 
-One module per experiment (``batch_online``, ``replay``, ``showcase``, ``abtest``, ``closed_loop``), the
-policies they share in ``suite``; every public name is importable from this package.
+One module per experiment (``batch_online``, ``replay``, ``showcase``, ``abtest``, ``closed_loop``;
+``stickiness`` for what was shown), the policies they share in ``suite``; every public name is importable
+from this package.
 """
 
 from keyart.simulation.experiments.abtest import ABResult, Lift, ab_test, lift_interval
@@ -26,6 +31,7 @@ from keyart.simulation.experiments.closed_loop import (
 )
 from keyart.simulation.experiments.replay import ReplayResult, ReplayRow, offline_replay
 from keyart.simulation.experiments.showcase import ShowcaseResult, taste_showcase
+from keyart.simulation.experiments.stickiness import ShownLog, Stickiness, count_switches
 from keyart.simulation.experiments.suite import NON_CONTEXTUAL, POLICY_SUITE, make_suite_policy
 
 __all__ = [
@@ -38,9 +44,12 @@ __all__ = [
     "ReplayResult",
     "ReplayRow",
     "ShowcaseResult",
+    "ShownLog",
+    "Stickiness",
     "ab_test",
     "batch_vs_online",
     "compare_closed_loop",
+    "count_switches",
     "format_table",
     "lift_interval",
     "main",

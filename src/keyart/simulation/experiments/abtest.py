@@ -12,8 +12,9 @@ from scipy import stats
 
 from keyart.errors import ValidationError
 from keyart.simulation.agents import ABAgent
+from keyart.simulation.experiments.stickiness import ShownLog, Stickiness
 from keyart.simulation.experiments.suite import make_suite_policy
-from keyart.simulation.runner import ProgressCallback, RunResult, run_closed_loop
+from keyart.simulation.runner import PolicyAgent, ProgressCallback, RunResult, run_closed_loop
 from keyart.simulation.world import World
 
 
@@ -60,7 +61,8 @@ def lift_interval(
 
 @dataclass(frozen=True)
 class ABResult:
-    """Experiment 4: the lifts (overall and by prior interaction) and the run behind them."""
+    """Experiment 4: the lifts (overall and by prior interaction), the run behind them and what each arm's
+    policy showed (``stickiness``: control, then treatment)."""
 
     lifts: list[Lift]
     run: RunResult
@@ -68,6 +70,8 @@ class ABResult:
     control: str
     treatment: str
     warmup: float
+    stickiness: tuple[Stickiness, ...] = ()
+    alpha: float = 0.05  # the intervals are 1 - alpha
 
     def table(self) -> list[dict[str, Any]]:
         return [
@@ -106,7 +110,11 @@ def ab_test(
     """
     if not 0 <= warmup < 1:
         raise ValidationError(f"warmup must be in [0, 1). Got {warmup!r}.")
-    agent = ABAgent(make_suite_policy(control, seed), make_suite_policy(treatment, seed + 1))
+    shown = (
+        ShownLog(make_suite_policy(control, seed), name=control),
+        ShownLog(make_suite_policy(treatment, seed + 1), name=treatment),
+    )
+    agent = ABAgent(PolicyAgent(shown[0]), PolicyAgent(shown[1]))
     run = run_closed_loop(world, agent, n_requests, update_every=update_every, seed=seed, progress=progress)
     arms = agent.arms
     keep = np.arange(run.n_decisions) >= int(warmup * run.n_decisions)
@@ -121,4 +129,4 @@ def ab_test(
         e = run.expected[sel]
         true_lift = float(e[a == 1].mean() / e[a == 0].mean() - 1)
         lifts.append(Lift(segment, mc, mt, lift, lo, hi, int((a == 0).sum()), int((a == 1).sum()), true_lift))
-    return ABResult(lifts, run, arms, control, treatment, warmup)
+    return ABResult(lifts, run, arms, control, treatment, warmup, tuple(s.stickiness() for s in shown), alpha)

@@ -8,6 +8,7 @@ from typing import Any
 
 from keyart.policies import Policy, make_policy
 from keyart.simulation.agents import BatchCycleAgent
+from keyart.simulation.experiments.stickiness import ShownLog, Stickiness
 from keyart.simulation.experiments.suite import POLICY_SUITE, make_suite_policy
 from keyart.simulation.runner import PolicyAgent, ProgressCallback, RunResult, run_closed_loop
 from keyart.simulation.world import World
@@ -15,11 +16,13 @@ from keyart.simulation.world import World
 
 @dataclass(frozen=True)
 class BatchOnlineResult:
-    """Closed-loop runs of the batch cycle and of the online bandit on the same request stream."""
+    """Closed-loop runs of the batch cycle and of the online bandit on the same request stream, and what
+    the online bandit showed (``stickiness``)."""
 
     runs: dict[str, RunResult]
     cycle_requests: int
     phases: list[tuple[int, str]]
+    stickiness: Stickiness | None = None
 
     def table(self) -> list[dict[str, Any]]:
         return [
@@ -57,7 +60,8 @@ def batch_vs_online(
         return make_policy(registry, seed=seed, **params)
 
     batch_agent = BatchCycleAgent(make_model, world.config.page_size, cycle, seed=seed, name="Batch cycle")
-    online = PolicyAgent(make_suite_policy(online_policy, seed), name=f"Online {online_policy}")
+    shown = ShownLog(make_suite_policy(online_policy, seed), name=f"Online {online_policy}")
+    online = PolicyAgent(shown, name=shown.name)
     runs = {
         "Batch cycle": run_closed_loop(
             world, batch_agent, n_requests, update_every=update_every, seed=seed, progress=progress
@@ -66,4 +70,4 @@ def batch_vs_online(
             world, online, n_requests, update_every=update_every, seed=seed, progress=progress
         ),
     }
-    return BatchOnlineResult(runs, cycle, batch_agent.phase_log)
+    return BatchOnlineResult(runs, cycle, batch_agent.phase_log, shown.stickiness())
