@@ -87,6 +87,7 @@ def test_kronecker_moments_equal_the_plain_computation(name, layout, members):
     policy = make_policy(name, seed=1).update(logged_feedback(events))
     post, rows = policy.posterior_, policy._rows(batch)
     assert (rows < 0).any() and (rows >= 0).any()
+    assert post.coupled is not None and post.coupled.size < config.dim  # untouched columns solved apart
     beta, U, inv_d = post.gather(rows, 1.0 / policy.bias_ridge_)
     D = batch.X - U
     cov_ref = np.einsum("nkd,de,nle->nkl", D, post.sigma, D)

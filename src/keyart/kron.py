@@ -17,11 +17,22 @@ sum_ab level_a level_b Q_ab with Q_ab computed once per member, on the small sup
 from __future__ import annotations
 
 from functools import cached_property
+from typing import NamedTuple
 
 import numpy as np
 import scipy.sparse
 
 from keyart.layout import FeatureLayout, kron_rows
+
+
+class LiftMap(NamedTuple):
+    """L's nonzeros at some x columns, in order of z entry: x column ``j`` gets c entry ``e``; the z entries
+    ``z_used`` start at ``starts`` (``KronPlan.lift_map``)."""
+
+    j: np.ndarray
+    e: np.ndarray
+    z_used: np.ndarray
+    starts: np.ndarray
 
 
 class KronPlan:
@@ -62,7 +73,6 @@ class KronPlan:
         j, e, s = np.concatenate(xs), np.concatenate(es), np.concatenate(ss)
         order = np.argsort(s, kind="stable")
         self.j, self.e, self.s = j[order], e[order], s[order]
-        self._z_used, self._starts = np.unique(self.s, return_index=True)
         lv = np.array(level_of, dtype=np.int64)
         if multi:  # two crossed per-title blocks in one product: every row's c is its own
             self.supports = [np.arange(self.width)]
@@ -141,15 +151,29 @@ class KronPlan:
             out += Qp if a == b == 0 else (coef[:, a] * coef[:, b])[:, None, None] * Qp
         return out
 
-    def lift(self, AJ: np.ndarray, c: np.ndarray, k: int) -> np.ndarray:
-        """V(c_i)^T a_ik = (c_i (x) I)^T L^T a_ik for K vectors a_ik per row, given at L's nonzero rows
-        (``AJ`` (n K, nnz) = A[:, j]), and the rows' context products c (n, |c|): (n, K, r), O(nnz(L))
-        each."""
+    def lift_map(self, columns: np.ndarray | None = None) -> LiftMap:
+        """L's nonzeros at x ``columns`` (all when None): lifting vectors that are zero at every other column
+        (Sigma U_a lives on the model's coupled columns) needs no others."""
+        keep = slice(None) if columns is None else np.isin(self.j, columns)
+        j, e, s = self.j[keep], self.e[keep], self.s[keep]  # still in order of s
+        z_used, starts = np.unique(s, return_index=True)
+        return LiftMap(j, e, z_used, starts)
+
+    def lift(self, AJ: np.ndarray, c: np.ndarray, k: int, lift_map: LiftMap | None = None) -> np.ndarray:
+        """V(c_i)^T a_ik = (c_i (x) I)^T L^T a_ik for K vectors a_ik per row, given at the map's x columns
+        (``AJ`` (n K, nnz) = A[:, map.j]; the map ``lift_map()`` when None), and the rows' context products
+        c (n, |c|): (n, K, r), O(nnz) each."""
+        m = lift_map or self._full_map
         n = c.shape[0]
-        prod = AJ.reshape(n, k, -1) * c[:, None, self.e]
         out = np.zeros((n, k, self.r))
-        out[:, :, self._z_used] = np.add.reduceat(prod, self._starts, axis=2)
+        if m.j.size:
+            prod = AJ.reshape(n, k, -1) * c[:, None, m.e]
+            out[:, :, m.z_used] = np.add.reduceat(prod, m.starts, axis=2)
         return out
+
+    @cached_property
+    def _full_map(self) -> LiftMap:
+        return self.lift_map()
 
 
 def _width(s: slice) -> int:

@@ -483,14 +483,15 @@ class Posterior:
         inv_d = np.where(known, self.inv_d[safe] if self.inv_d.size else 0.0, unknown_inv_d)
         cached = self.__dict__.get("_kron")
         if cached is None or cached[0] is not plan:
-            m1 = self.U.shape[0] + 1
-            cached = (plan, plan.project(self.sigma), np.zeros((m1, plan.j.size)), np.zeros(m1, dtype=bool))
+            m1, lift_map = self.U.shape[0] + 1, plan.lift_map(self.coupled)
+            YJ = np.zeros((m1, lift_map.j.size))
+            cached = (plan, plan.project(self.sigma), YJ, np.zeros(m1, dtype=bool), lift_map)
             self.__dict__["_kron"] = cached
         Y, c = self.projected_rows(rows)
-        YJ, done = cached[2], cached[3]  # Y at L's nonzero rows (the lift's input), per artwork row
+        YJ, done, lift_map = cached[2], cached[3], cached[4]  # Y at L's nonzeros (the lift's input)
         need = np.unique(rows)
         need = need[~done[need]]
-        YJ[need] = Y[need][:, plan.j]
+        YJ[need] = Y[need][:, lift_map.j]
         done[need] = True
         out = np.empty((n, k, k) if covariance else (n, k))
         step = max(1, 2048 // k)  # rows per chunk: bounds the (rows, K, nnz(L)) lift
@@ -500,7 +501,7 @@ class Posterior:
             Q = self._member_quadratics(plan, cached[1], c_members)
             B = plan.quadratic(cached[1], Q, inverse, levels)
             flat = rows[sl].ravel()
-            H = plan.lift(YJ[flat], plan.contexts(ctx[sl]), k)
+            H = plan.lift(YJ[flat], plan.contexts(ctx[sl]), k, lift_map)
             z = Z[sl]
             ZB = z @ B
             if covariance:
