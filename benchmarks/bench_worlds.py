@@ -18,6 +18,7 @@ of that share over the worlds, and on how many worlds it beats the reference Lin
 from __future__ import annotations
 
 import argparse
+import ast
 import hashlib
 import json
 import os
@@ -30,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import scipy
 
 BENCH_DIR = str(Path(__file__).resolve().parent)
 if BENCH_DIR not in sys.path:
@@ -154,16 +156,58 @@ def summarize(results: list[dict[str, Any]], agents: list[str]) -> list[dict[str
     return rows
 
 
+def source_files(entry: Path = Path(__file__)) -> list[Path]:
+    """The Python files a run can execute: ``entry`` and every benchmark script and keyart module it
+    imports, directly or through others (import statements anywhere in a file, parent packages included),
+    found by reading the sources. The service, the CLI, the demo's report and other parts a run never
+    imports are not among them, so changing those keeps earlier results."""
+    src, bench = Path(BENCH_DIR).parent / "src", Path(BENCH_DIR)
+
+    def files_of(name: str) -> list[Path]:
+        parts = name.split(".")
+        if parts[0] != "keyart":
+            local = bench / f"{parts[0]}.py"
+            return [local] if len(parts) == 1 and local.exists() else []
+        found = []
+        for i in range(1, len(parts) + 1):  # a module runs its parent packages first
+            base = src.joinpath(*parts[:i])
+            found += [f for f in (base / "__init__.py", base.with_suffix(".py")) if f.exists()]
+        return found
+
+    seen: set[Path] = set()
+    todo = [entry.resolve()]
+    while todo:
+        path = todo.pop()
+        if path in seen:
+            continue
+        seen.add(path)
+        package = ".".join(path.relative_to(src).with_suffix("").parts[:-1]) if src in path.parents else ""
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Import):
+                names = [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom):
+                base = node.module or ""
+                if node.level:  # relative: from the package of this file up
+                    up = package.split(".")[: len(package.split(".")) - node.level + 1]
+                    base = ".".join([*up, base] if base else up)
+                names = [base, *(f"{base}.{a.name}" for a in node.names)]
+            else:
+                continue
+            todo += [f.resolve() for n in names for f in files_of(n)]
+    return sorted(seen)
+
+
 def fingerprint(settings: dict[str, Any]) -> str:
-    """What a run's result depends on: every source file of keyart and of these benchmarks, the versions
-    of numpy and vowpalwabbit, and the run's settings. Results of a ``--results`` file are reused only
+    """What a run's result depends on: every source file it can execute (``source_files``), the versions
+    of numpy, scipy and vowpalwabbit, and the run's settings. Results of a ``--results`` file are reused only
     under the same fingerprint (the same code and settings, whoever ran them and when)."""
     h = hashlib.sha256(json.dumps(settings, sort_keys=True).encode())
     root = Path(BENCH_DIR).parent
-    for path in sorted([*(root / "src" / "keyart").rglob("*.py"), *Path(BENCH_DIR).glob("*.py")]):
+    for path in source_files():
         h.update(str(path.relative_to(root)).encode())
         h.update(path.read_bytes())
     h.update(np.__version__.encode())
+    h.update(scipy.__version__.encode())  # the priors' optimizer and the linear algebra
     if vw_available():
         from importlib.metadata import version
 

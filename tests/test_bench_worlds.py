@@ -39,3 +39,25 @@ def test_results_file_reuses_runs_of_the_same_code_and_settings_only(tmp_path, c
     assert bench_worlds.fingerprint(settings) == key
     assert bench_worlds.fingerprint({**settings, "requests": 999}) != key
     assert bench_worlds.load_results(results, "0" * 16) == ({}, len(runs))
+
+
+@pytest.mark.slow
+def test_the_fingerprint_reads_every_file_a_run_executes_and_not_the_service():
+    """``source_files`` finds the files by reading imports; a run in a fresh process must execute none
+    outside them (else a change there would leave stale results reusable)."""
+    import subprocess
+
+    code = (
+        "import sys, json; sys.path.insert(0, sys.argv[1]); import bench_worlds as b\n"
+        "o = dict(b.QUICK_OVERRIDES)\n"
+        "for agent in ('LinUCB', 'Logistic TS', b.REFERENCE):\n"
+        "    b.run_one(1, agent, 300, 100, 0, o, {'crosses': 'all', 'exact_vocabularies': True})\n"
+        "print(json.dumps(sorted({m.__file__ for n, m in list(sys.modules.items())\n"
+        "    if (n.startswith('keyart') or n in ('bench_worlds', 'reference_linucb', 'bench_vw_closed_loop'))\n"
+        "    and getattr(m, '__file__', None)})))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code, str(BENCH)], capture_output=True, text=True, check=True)
+    executed = {Path(f).resolve() for f in json.loads(out.stdout.splitlines()[-1])}
+    listed = set(bench_worlds.source_files())
+    assert executed and executed <= listed, sorted(map(str, executed - listed))
+    assert not any("service" in p.parts or p.name in ("cli.py", "demo.py", "reports.py") for p in listed)
