@@ -232,3 +232,46 @@ def test_evaluate_and_gate_featurize_a_candidate_as_its_model_was_trained(logs, 
         tmp_path / "wide.npz",
     )
     assert code in (0, 1), err  # a verdict, not a width error
+
+
+def test_serve_featurizes_each_model_as_it_was_trained(logs, tmp_path):
+    """A primary trained with every cross and a shadow of the default layout, served side by side: each
+    model gets rows of its own featurization (no fallback, the shadow's decisions counted), and the
+    learner's updates featurize per model too."""
+    from keyart.layout import FeatureConfig
+    from keyart.service.metrics import Metrics
+    from keyart.service.training import CHUNK, update_policies
+    from keyart.train import train
+
+    catalog = Catalog.load(logs / "catalog.json")
+    wide = FeatureConfig(crosses="all")
+    base = make_policy("linucb", seed=0, floor=0.1)
+    train([logs / "events.duckdb"], catalog, base, features=wide)[0].save(tmp_path / "wide.npz")
+    assert _train(logs, tmp_path / "narrow.npz", "--quiet")[0] == 0
+    state = tmp_path / "state"
+    state.mkdir()
+    extra = ["--policy", str(tmp_path / "wide.npz"), "--shadow-policy", str(tmp_path / "narrow.npz")]
+    extra += ["--no-learner", "--model-budget", "5"]
+    body = {"member_id": "new", "title_ids": [f"t{i}" for i in range(6)], "context": {"timestamp": T0 + 1e5}}
+    with ServiceProcess(state, extra=extra, catalog=logs / "catalog.json") as srv:
+        out = httpx.post(srv.base + "/v1/decide", json=body, timeout=10.0).json()
+        metrics = httpx.get(srv.base + "/metrics", timeout=10.0).text
+    assert not any(d["fallback"] for d in out["decisions"])
+    assert sum(d["artwork_id"].endswith("-a2") for d in out["decisions"]) >= 5
+    assert 'keyart_shadow_decisions_total{policy="linucb"} 6.0' in metrics
+    # the learner's update: one featurizer per model, each model learns from rows of its own width
+    from keyart.service.config import ServiceConfig
+
+    config = ServiceConfig(state_dir=str(state))
+    models = [load_policy(tmp_path / "wide.npz"), load_policy(tmp_path / "narrow.npz")]
+    featurizers = [Featurizer(catalog, config.features_for(p)) for p in models]
+    assert [f.dim for f in featurizers] == [wide.dim, FeatureConfig().dim]
+    from keyart.rewards import join_store
+    from keyart.store import EventStore
+
+    with EventStore(logs / "events.duckdb", read_only=True) as store:
+        rewards = join_store(store)
+    versions = [p.version_ for p in models]
+    assert update_policies(models, rewards, featurizers, Metrics()) == set()
+    chunks = -(-rewards.table.num_rows // CHUNK)
+    assert rewards.table.num_rows > 0 and [p.version_ for p in models] == [v + chunks for v in versions]

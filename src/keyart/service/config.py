@@ -9,13 +9,18 @@ from __future__ import annotations
 import json
 import os
 import secrets
-from dataclasses import asdict, dataclass, field, fields
+import weakref
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
 from keyart.errors import ValidationError
 from keyart.features import FeatureConfig
+from keyart.policies import model_features
 from keyart.rewards import ATTRIBUTION_WINDOW_SECONDS, QUALITY_SECONDS
+
+#: policy -> its serving FeatureConfig (``ServiceConfig.features_for``), dropped with the policy
+_SERVING_FEATURES: weakref.WeakKeyDictionary[Any, FeatureConfig] = weakref.WeakKeyDictionary()
 
 #: Environment variable through which ``keyart serve`` hands its configuration to worker processes.
 CONFIG_ENV = "KEYART_SERVICE_CONFIG"
@@ -180,8 +185,21 @@ class ServiceConfig:
 
     @property
     def feature_config(self) -> FeatureConfig:
-        """The featurizer's configuration: unknown titles in a member's history are ignored, not fatal."""
+        """The featurizer's configuration for a new model: unknown titles in a member's history are
+        ignored, not fatal."""
         return FeatureConfig(on_unknown_history="ignore")
+
+    def features_for(self, policy: Any) -> FeatureConfig:
+        """How to featurize ``policy``'s inputs: the configuration its model recorded (a snapshot trained
+        offline with every cross, say), else ``feature_config``; unknown titles in a history are ignored.
+        Kept on the policy object, so a generation's policies are resolved once."""
+        cached = _SERVING_FEATURES.get(policy)
+        if cached is None:
+            features = model_features(policy, self.feature_config)
+            if features.on_unknown_history != "ignore":
+                features = replace(features, on_unknown_history="ignore")
+            cached = _SERVING_FEATURES[policy] = features
+        return cached
 
     def exploration_seed(self) -> int:
         """``seed`` when given, else the deployment's stored key (created on first use)."""

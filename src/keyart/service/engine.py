@@ -30,7 +30,7 @@ from keyart.context import MemberContext
 from keyart.errors import EmptyPoolError, KeyartError, UnknownIdError
 from keyart.events import context_to_json_fast as context_json
 from keyart.events import page_record, shadow_record
-from keyart.features import Featurizer
+from keyart.features import FeatureConfig, Featurizer
 from keyart.service import catalog_store, snapshots
 from keyart.service.config import ServiceConfig
 from keyart.service.fallbacks import DEFAULT_POLICY, decision_ids, default_artworks
@@ -61,6 +61,18 @@ class CatalogView:
     rev: int
     featurizer: Featurizer
     pool_cache: dict[str, tuple[str, ...]] = field(default_factory=dict, compare=False, repr=False)
+    others: dict[FeatureConfig, Featurizer] = field(default_factory=dict, compare=False, repr=False)
+
+    def featurizer_for(self, features: FeatureConfig) -> Featurizer:
+        """A featurizer of this catalog for a model's ``features`` (``ServiceConfig.features_for``): the
+        view's own when they match, else one made on first use and kept with the view."""
+        if features is self.featurizer.config or features == self.featurizer.config:
+            return self.featurizer
+        found = self.others.get(features)
+        if found is None:
+            found = self.others[features] = Featurizer(self.catalog, features)
+        return found
+
     pool_cache_version: list[int] = field(default_factory=lambda: [-1], compare=False, repr=False)
 
 
@@ -233,10 +245,10 @@ class Engine:
             log.info("model warm-up skipped: no title has an active artwork yet")
             return
         try:
-            batch = view.featurizer.page(MemberContext("warmup"), [tid], "warmup")
-            gen.primary.choose(batch)
-            if gen.shadow is not None:
-                gen.shadow.choose(batch)
+            for policy in (gen.primary, gen.shadow):
+                if policy is not None:
+                    featurizer = view.featurizer_for(self.config.features_for(policy))
+                    policy.choose(featurizer.page(MemberContext("warmup"), [tid], "warmup"))
         except Exception as exc:  # warming is best effort; the hot path has its own fallbacks
             log.warning("model warm-up failed: %s: %s", type(exc).__name__, exc)
             log.debug("model warm-up failure", exc_info=True)
@@ -317,7 +329,8 @@ class Engine:
             assert gen is not None
             t0 = time.perf_counter()
             try:
-                batch = view.featurizer.page(ctx, title_ids, key)
+                features = self.config.features_for(gen.primary)
+                batch = view.featurizer_for(features).page(ctx, title_ids, key)
                 db = gen.primary.choose(batch)
                 probs = db.probabilities
                 index = np.ascontiguousarray(db.index, dtype=np.int64)
@@ -336,7 +349,7 @@ class Engine:
                 log.exception("model error, answering defaults: %s", exc)
             else:
                 if gen.shadow is not None:
-                    shadow = self._shadow(gen, batch, key, title_ids)
+                    shadow = self._shadow(gen, view, batch, ctx, key, title_ids)
             if job is not None:
                 dt = time.perf_counter() - t0
                 self.page_seconds = dt if self.page_seconds == 0.0 else 0.8 * self.page_seconds + 0.2 * dt
@@ -425,11 +438,22 @@ class Engine:
         return (self.posted - self.finished) * self.page_seconds
 
     def _shadow(
-        self, gen: snapshots.Generation, batch: Any, key: str, title_ids: list[str]
+        self,
+        gen: snapshots.Generation,
+        view: CatalogView,
+        batch: Any,
+        ctx: MemberContext,
+        key: str,
+        title_ids: list[str],
     ) -> dict[str, Any] | None:
-        """What the shadow policy would have chosen, with its propensities (logged, never served)."""
+        """What the shadow policy would have chosen, with its propensities (logged, never served); the
+        primary's ``batch`` unless the shadow's model was featurized otherwise (a challenger with other
+        crosses or vocabularies)."""
         assert gen.shadow is not None
         try:
+            features = self.config.features_for(gen.shadow)
+            if features is not self.config.features_for(gen.primary):
+                batch = view.featurizer_for(features).page(ctx, title_ids, key)
             sdb = gen.shadow.choose(batch)
             return shadow_record(
                 policy=sdb.policy,

@@ -24,7 +24,7 @@ from typing import Any
 import pyarrow as pa
 
 from keyart.errors import SnapshotError
-from keyart.features import Featurizer
+from keyart.features import FeatureConfig, Featurizer
 from keyart.policies import Policy, make_policy
 from keyart.rewards import RewardTable
 from keyart.service import catalog_store, snapshots
@@ -168,7 +168,18 @@ class Learner:
             return
         self.catalog, self.catalog_rev = catalog_store.load_catalog(self.config.catalog_path)
         self.featurizer = Featurizer(self.catalog, self.config.feature_config)
+        self._featurizers: dict[FeatureConfig, Featurizer] = {}
         self._catalog_stamp = stamp
+
+    def featurizer_for(self, policy: Policy) -> Featurizer:
+        """A featurizer of the current catalog for ``policy``'s model (``ServiceConfig.features_for``)."""
+        features = self.config.features_for(policy)
+        if features == self.featurizer.config:
+            return self.featurizer
+        found = self._featurizers.get(features)
+        if found is None:
+            found = self._featurizers[features] = Featurizer(self.catalog, features)
+        return found
 
     # ---- ingest (keyart.service.ingest) -------------------------------------------------------------
     def ingest(self) -> dict[str, int]:
@@ -248,7 +259,7 @@ class Learner:
         """Update the policies and the artwork statistics; returns how many rows were set aside."""
         self._model_gen = None  # the policies change: the next publish writes them
         policies = [p for p in (self.primary, self.shadow) if p is not None]
-        bad = update_policies(policies, rewards, self.featurizer, self.metrics)
+        bad = update_policies(policies, rewards, [self.featurizer_for(p) for p in policies], self.metrics)
         add_artwork_stats(self.art_stats, rewards.table, bad)
         return len(bad)
 

@@ -23,6 +23,7 @@ import pyarrow as pa
 from keyart.catalog import Catalog
 from keyart.errors import ValidationError
 from keyart.features import Featurizer
+from keyart.feedback import LoggedFeedback
 from keyart.policies import Policy
 from keyart.rewards import QualityRule, RewardTable, join_closed
 from keyart.service.metrics import Metrics
@@ -127,9 +128,11 @@ def with_direct_rewards(t: pa.Table, direct: dict[str, float]) -> pa.Table:
 
 
 def update_policies(
-    policies: Sequence[Policy], rewards: RewardTable, featurizer: Featurizer, metrics: Metrics
+    policies: Sequence[Policy], rewards: RewardTable, featurizers: Sequence[Featurizer], metrics: Metrics
 ) -> set[int]:
-    """Update the policies in chunks; returns the rows set aside (indices into ``rewards.table``).
+    """Update the policies in chunks, each from rows built by its featurizer (one per policy: a model's
+    own featurization; each distinct one runs once per chunk); returns the rows set aside (indices into
+    ``rewards.table``).
 
     A chunk whose featurization or update fails validation (features so large that the statistics
     overflow) is split in halves down to single rows, per policy (an invalid update changes nothing), so
@@ -139,11 +142,14 @@ def update_policies(
     bad: set[int] = set()
     for s in range(0, t.num_rows, CHUNK):
         part = t.slice(s, CHUNK)
-        try:
-            fb = RewardTable(part, rewards.report).to_feedback(featurizer)
-        except ValidationError:
-            fb = None
-        for policy in policies:
+        built: dict[int, LoggedFeedback | None] = {}
+        for policy, featurizer in zip(policies, featurizers, strict=True):
+            if id(featurizer) not in built:
+                try:
+                    built[id(featurizer)] = RewardTable(part, rewards.report).to_feedback(featurizer)
+                except ValidationError:
+                    built[id(featurizer)] = None
+            fb = built[id(featurizer)]
             if fb is not None:
                 try:
                     policy.update(fb)
