@@ -197,13 +197,14 @@ def source_files(entry: Path = Path(__file__)) -> list[Path]:
     return sorted(seen)
 
 
-def fingerprint(settings: dict[str, Any]) -> str:
-    """What a run's result depends on: every source file it can execute (``source_files``), the versions
-    of numpy, scipy and vowpalwabbit, and the run's settings. Results of a ``--results`` file are reused only
-    under the same fingerprint (the same code and settings, whoever ran them and when)."""
+def fingerprint(settings: dict[str, Any], entry: Path = Path(__file__)) -> str:
+    """What a run's result depends on: every source file it can execute (``source_files`` of the script
+    ``entry``), the versions of numpy, scipy and vowpalwabbit, and the run's settings. Results of a
+    ``--results`` file are reused only under the same fingerprint (the same code and settings, whoever ran
+    them and when)."""
     h = hashlib.sha256(json.dumps(settings, sort_keys=True).encode())
     root = Path(BENCH_DIR).parent
-    for path in source_files():
+    for path in source_files(entry):
         h.update(str(path.relative_to(root)).encode())
         h.update(path.read_bytes())
     h.update(np.__version__.encode())

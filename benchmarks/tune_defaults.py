@@ -8,11 +8,15 @@ refuses held-out ones, so nothing chosen here has seen them.
 
     .venv/bin/python benchmarks/tune_defaults.py --worlds 1,2,3,4,5 --requests 50000 --jobs 2 \\
         --variants eb,eb-cap1e8,eb-cap1e3,eb-a0.5,fixed,ts-eb,ts-eb-s1,ts-fixed
+
+``--results FILE`` keeps every finished run (JSON Lines) and reuses those of the same code, variant and
+settings (``bench_worlds.fingerprint``), so a long sweep at 200,000 requests can be made over sittings.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 from collections.abc import Sequence
@@ -100,6 +104,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--variants", default=",".join(VARIANTS), help=f"of {', '.join(VARIANTS)}, {REFERENCE}"
     )
     parser.add_argument("--jobs", type=int, default=1)
+    parser.add_argument("--results", type=Path, default=None, help="JSON Lines file of runs to keep, reuse")
     args = parser.parse_args(argv)
     seeds = [int(s) for s in args.worlds.split(",")]
     names = [v.strip() for v in args.variants.split(",") if v.strip()]
@@ -112,13 +117,31 @@ def main(argv: Sequence[str] | None = None) -> int:
     if unknown:
         parser.error(f"unknown variant {unknown[0]!r}; known: {', '.join(VARIANTS)}")
     print(f"$ {' '.join([os.path.basename(sys.executable), *sys.argv])}")
+    import bench_worlds
+
+    settings = {"requests": args.requests, "update_every": args.update_every, "seed": 0, "overrides": {}}
+    keys = {
+        v: bench_worlds.fingerprint({**settings, "variant": repr(VARIANTS.get(v, v))}, Path(__file__))
+        for v in names
+    }
+    results: dict[tuple[int, str], dict[str, Any]] = {}
+    for v in names:
+        done, _ = bench_worlds.load_results(args.results, keys[v])
+        results.update({(s, v): r for (s, a), r in done.items() if a == v and s in seeds})
+    if args.results is not None:
+        print(f"results file {args.results}: {len(results)} runs reused")
     with ProcessPoolExecutor(max_workers=max(1, args.jobs)) as pool:
         futures = {
             (s, v): pool.submit(run_variant, s, v, args.requests, args.update_every)
             for s in seeds
             for v in names
+            if (s, v) not in results
         }
-        results = {key: f.result() for key, f in futures.items()}
+        for key, f in futures.items():
+            r = results[key] = {**f.result(), "agent": key[1]}
+            if args.results is not None:
+                with args.results.open("a") as fh:
+                    fh.write(json.dumps({**r, "fingerprint": keys[key[1]]}) + "\n")
     share = {key: r["share"] for key, r in results.items()}
     rows = []
     for v in names:

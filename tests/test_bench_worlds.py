@@ -53,7 +53,8 @@ def test_the_fingerprint_reads_every_file_a_run_executes_and_not_the_service():
         "for agent in ('LinUCB', 'Logistic TS', b.REFERENCE):\n"
         "    b.run_one(1, agent, 300, 100, 0, o, {'crosses': 'all', 'exact_vocabularies': True})\n"
         "print(json.dumps(sorted({m.__file__ for n, m in list(sys.modules.items())\n"
-        "    if (n.startswith('keyart') or n in ('bench_worlds', 'reference_linucb', 'bench_vw_closed_loop'))\n"
+        "    if (n.startswith('keyart') or n in ('bench_worlds', 'reference_linucb',\n"
+        "                                        'bench_vw_closed_loop'))\n"
         "    and getattr(m, '__file__', None)})))\n"
     )
     out = subprocess.run([sys.executable, "-c", code, str(BENCH)], capture_output=True, text=True, check=True)
@@ -61,3 +62,20 @@ def test_the_fingerprint_reads_every_file_a_run_executes_and_not_the_service():
     listed = set(bench_worlds.source_files())
     assert executed and executed <= listed, sorted(map(str, executed - listed))
     assert not any("service" in p.parts or p.name in ("cli.py", "demo.py", "reports.py") for p in listed)
+
+
+@pytest.mark.slow
+def test_tune_defaults_keeps_and_reuses_runs(tmp_path, capsys):
+    import tune_defaults
+
+    results = tmp_path / "tune.jsonl"
+    args = ["--worlds", "1", "--requests", "300", "--variants", "eb,reference", "--results", str(results)]
+    assert tune_defaults.main(args) == 0
+    first = capsys.readouterr().out
+    runs = [json.loads(line) for line in results.read_text().splitlines()]
+    assert sorted(r["agent"] for r in runs) == ["eb", "reference"]
+    assert len({r["fingerprint"] for r in runs}) == 2  # one per variant
+    assert tune_defaults.main(args) == 0
+    again = capsys.readouterr().out
+    assert "2 runs reused" in again and len(results.read_text().splitlines()) == 2
+    assert first[first.index("share of oracle") :] == again[again.index("share of oracle") :]
