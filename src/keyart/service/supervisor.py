@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import logging
+import math
 import multiprocessing
 import multiprocessing.process
 import os
@@ -56,15 +57,26 @@ def run_learner(config_text: str, stop: threading.Event | None = None) -> None:
         try:
             while not stop.is_set():
                 t0 = time.monotonic()
+                behind = False
                 try:
                     learner.step()
+                    behind = learner.behind()
+                    lag = learner.learn_lag()
                 except Exception:  # bad records are set aside inside step; anything else is retried
                     log.exception("learner step failed; retrying next interval")
+                    lag = None
                 backlog = learner.reader.pending_bytes()
-                beat(heartbeat, backlog_bytes=backlog, cycle_seconds=round(time.monotonic() - t0, 3))
+                cycle = time.monotonic() - t0
+                learner.metrics.learner_busy.inc(cycle)
+                progress = {"backlog_bytes": backlog, "cycle_seconds": round(cycle, 3)}
+                if lag is not None:
+                    progress["learn_lag_seconds"] = round(lag, 3) if math.isfinite(lag) else 1e300
+                beat(heartbeat, **progress)
                 if os.getppid() != parent:
                     break
-                stop.wait(max(0.0, config.learn_interval_seconds - (time.monotonic() - t0)))
+                # a full batch still waiting: the next cycle at once (each cycle's work is bounded)
+                pause = 0.0 if behind else config.learn_interval_seconds - (time.monotonic() - t0)
+                stop.wait(max(0.0, pause))
             learner.ingest()
         finally:
             learner.close()
