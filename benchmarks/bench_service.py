@@ -16,13 +16,14 @@ different members). For 1 and 2 worker processes it measures:
 
 ``--learner`` measures instead whether the learner keeps up: keyart with a 2-s attribution window (it
 learns and publishes during the load) under wrk at full speed, with an outcome batch (10 plays, named
-by member and title) after every 3 pages, for ``--duration`` seconds; it prints the events served per
+by member and title) after every 3 pages, for ``--duration`` seconds, then again paced at fractions
+``--learner-loads`` of that request rate (a fresh server each time); it prints the events served per
 second (title decisions + outcomes) against the events the learner stored and learned per second, the
 share of the time the learner was busy, its backlog and lag at the end, and the ratio.
 
     python benchmarks/bench_service.py [--duration 10] [--connections 8] [--workers 1 2] [--learning]
     python benchmarks/bench_service.py --loads 0.25 0.5 0.75 0.9 1 1.25   # the paced runs (default)
-    python benchmarks/bench_service.py --learner --workers 1 --duration 30   # does the learner keep up?
+    python benchmarks/bench_service.py --learner --workers 1 --duration 30 [--learner-loads 0.5]
     python benchmarks/bench_service.py --smoke    # CI: 1 worker, Python client, no wrk, seconds
     python benchmarks/bench_service.py --inprocess    # only the in-process cost of a page, no servers
     python benchmarks/bench_service.py --startup [--workers 1 2]   # seconds from start to ready
@@ -497,15 +498,18 @@ def inprocess_ms_per_page(root: Path, body_list: list[bytes], n: int = 600) -> t
     return float(np.median(total)) * 1000, float(np.median(own)) * 1000
 
 
-def learner_keeps_up(root: Path, workers: int, duration: float, connections: int) -> dict[str, Any]:
-    """Served events/s at full speed (decisions and outcomes) against what the learner stores and learns
-    per second meanwhile (see the module docstring)."""
+def learner_keeps_up(
+    root: Path, workers: int, duration: float, connections: int, rate: float | None = None
+) -> dict[str, Any]:
+    """Served events/s (decisions and outcomes) at full speed, or paced at ``rate`` requests/s, against
+    what the learner stores and learns per second meanwhile (see the module docstring)."""
     port = free_port()
     proc = start("keyart", workers, root, port, learning=True)
     try:
         run_wrk(port, root, 2.0, connections, outcome_every=3)  # warm-up
         m0, t0 = metric_totals(port), time.monotonic()
-        res = run_wrk(port, root, duration, connections, outcome_every=3)
+        paced = 4 * connections if rate else connections
+        res = run_wrk(port, root, duration, paced, rate=rate, outcome_every=3)
         m1, dt = metric_totals(port), time.monotonic() - t0
     finally:
         stop(proc)
@@ -518,6 +522,7 @@ def learner_keeps_up(root: Path, workers: int, duration: float, connections: int
     learned = rate("keyart_rewards_joined_total")
     out = {
         "workers": workers,
+        "offered": rate,
         "seconds": dt,
         "pages_per_s": res["rps"],
         "served_events_per_s": served,
@@ -540,21 +545,24 @@ def learner_keeps_up(root: Path, workers: int, duration: float, connections: int
 
 def print_learner(rows: list[dict[str, Any]]) -> None:
     print(
-        f"{'workers':>8}{'pages/s':>9}{'served ev/s':>13}{'ingested ev/s':>15}{'learned dec/s':>15}"
+        f"{'workers':>8}{'offered/s':>10}{'requests/s':>11}{'served ev/s':>13}{'ingested ev/s':>15}"
+        f"{'learned dec/s':>15}"
         f"{'busy':>7}{'backlog MiB':>13}{'lag s':>8}{'gens':>6}{'ingested/served':>17}{'capacity':>10}"
     )
     for r in rows:
+        offered = "max" if r["offered"] is None else f"{r['offered']:.0f}"
         print(
-            f"{r['workers']:>8}{r['pages_per_s']:>9.0f}{r['served_events_per_s']:>13.0f}"
+            f"{r['workers']:>8}{offered:>10}{r['pages_per_s']:>11.0f}{r['served_events_per_s']:>13.0f}"
             f"{r['ingested_events_per_s']:>15.0f}{r['learned_decisions_per_s']:>15.0f}{r['busy_fraction']:>7.0%}"
             f"{r['backlog_mib']:>13.1f}{r['lag_s']:>8.1f}{r['generations']:>6.0f}{r['ratio']:>17.2f}"
             f"{r['capacity_ratio']:>10.2f}"
         )
     for r in rows:
         verdict = "keeps up" if r["ratio"] >= 0.95 and r["backlog_mib"] < 8 else "falls behind"
+        speed = "full speed" if r["offered"] is None else f"{r['offered']:.0f} requests/s"
         print(
-            f"workers={r['workers']}: the learner stored {r['ratio']:.2f} of the events served at full "
-            f"speed (busy {r['busy_fraction']:.0%} of the time; capacity {r['capacity_ratio']:.2f} x what "
+            f"workers={r['workers']}: the learner stored {r['ratio']:.2f} of the events served at {speed} "
+            f"(busy {r['busy_fraction']:.0%} of the time; capacity {r['capacity_ratio']:.2f} x what "
             f"is served; learned {r['learned_decisions_per_s']:.0f} of {r['decisions_per_s']:.0f} "
             f"decisions/s): {verdict}"
         )
@@ -586,6 +594,13 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     )
     ap.add_argument(
         "--learner", action="store_true", help="does the learner keep up with full-speed serving? (see above)"
+    )
+    ap.add_argument(
+        "--learner-loads",
+        type=float,
+        nargs="*",
+        default=[0.5],
+        help="with --learner, also paced at these fractions of the full-speed request rate",
     )
     args = ap.parse_args(argv)
     root = Path(tempfile.mkdtemp(prefix="keyart-bench-"))
@@ -620,7 +635,13 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         return {}
     if args.learner:
         try:
-            learner_rows = [learner_keeps_up(root, w, args.duration, args.connections) for w in args.workers]
+            learner_rows = []
+            for w in args.workers:
+                full = learner_keeps_up(root, w, args.duration, args.connections)
+                learner_rows.append(full)
+                for load in args.learner_loads:
+                    rate = full["pages_per_s"] * load
+                    learner_rows.append(learner_keeps_up(root, w, args.duration, args.connections, rate))
         finally:
             shutil.rmtree(root, ignore_errors=True)
         print()

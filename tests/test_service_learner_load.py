@@ -12,8 +12,10 @@ from pathlib import Path
 
 import httpx
 import orjson
+import pyarrow as pa
 import pytest
 
+from keyart.rewards import RewardTable
 from keyart.service.config import ServiceConfig
 from keyart.service.engine import Engine
 from keyart.service.health import BEHIND_SECONDS, learner_status, write_heartbeat
@@ -21,7 +23,8 @@ from keyart.service.learner import Learner
 from keyart.service.metrics import Metrics
 from keyart.service.parsing import parse_page
 from keyart.service.supervisor import LearnerSupervisor
-from test_service_support import LocalServer, make_config, page_body, prepare
+from keyart.service.training import learnable
+from test_service_support import LocalServer, make_config, page_body, prepare, small_catalog
 
 WINDOW = 0.5  # attribution window (s): decisions become learnable half a second after the newest event
 TITLES = 8  # titles per page (page_body)
@@ -148,3 +151,16 @@ def test_readyz_warns_when_closed_decisions_wait_to_be_learned(config: ServiceCo
         write_heartbeat(config.root, backlog_bytes=0, learn_lag_seconds=1.5, cycle_seconds=0.2)
         body = c.get("/readyz").json()
         assert not body["learner"]["behind"] and "warning" not in body
+
+
+def test_learnable_keeps_policy_decisions_before_the_end_on_known_pools() -> None:
+    t = pa.table(
+        {
+            "timestamp": [1.0, 2.0, 3.0, 4.0, 9.0, 4.5],
+            "fallback": [False, True, False, False, False, False],
+            "pool": [["t0-a0", "t0-a1"], ["t0-a0"], ["t0-a0", "gone"], [], ["t0-a0"], ["t1-a2", "t1-a3"]],
+        }
+    )
+    kept = learnable(RewardTable(t, None), small_catalog(), end=5.0).table  # type: ignore[arg-type]
+    # a fallback, a pool naming an artwork the catalog does not know, a row at or past the end: left out
+    assert kept.column("timestamp").to_pylist() == [1.0, 4.0, 4.5]

@@ -19,6 +19,7 @@ from typing import Any
 import duckdb
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from keyart.catalog import Catalog
 from keyart.context import MemberContext
@@ -61,10 +62,13 @@ def learnable(rt: RewardTable, catalog: Catalog, end: float) -> RewardTable:
     ts = t.column("timestamp").to_numpy(zero_copy_only=False)
     fallback = t.column("fallback").to_numpy(zero_copy_only=False)
     fallback = np.asarray([bool(f) for f in fallback]) if fallback.dtype == object else fallback.astype(bool)
-    known = set(catalog.artworks)
-    in_catalog = np.fromiter(
-        (all(a in known for a in p) for p in t.column("pool").to_pylist()), bool, t.num_rows
+    pools = t.column("pool").combine_chunks()
+    unknown = pc.invert(
+        pc.is_in(pc.list_flatten(pools), value_set=pa.array(list(catalog.artworks), pa.string()))
     )
+    parents = pc.list_parent_indices(pools).to_numpy(zero_copy_only=False)
+    in_catalog = np.ones(t.num_rows, dtype=bool)
+    in_catalog[parents[unknown.to_numpy(zero_copy_only=False)]] = False  # a pool naming an unknown artwork
     keep = (ts < end) & ~fallback & in_catalog
     return RewardTable(t.filter(pa.array(keep)), rt.report)
 
