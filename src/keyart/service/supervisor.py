@@ -10,7 +10,6 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import logging
-import math
 import multiprocessing
 import multiprocessing.process
 import os
@@ -23,6 +22,9 @@ from keyart.service.health import beat, write_heartbeat
 from keyart.service.learner import Learner
 
 log = logging.getLogger("keyart.service.learner")
+#: On SIGTERM the learner stores what is left in the segments for at most this long (the rest, still in
+#: the segments, is stored by the next learner).
+STOP_INGEST_SECONDS = 20.0
 
 
 def run_learner(config_text: str, stop: threading.Event | None = None) -> None:
@@ -58,26 +60,27 @@ def run_learner(config_text: str, stop: threading.Event | None = None) -> None:
             while not stop.is_set():
                 t0 = time.monotonic()
                 behind = False
+                progress: dict[str, float] = {}
                 try:
                     learner.step()
                     behind = learner.behind()
-                    lag = learner.learn_lag()
+                    progress["learn_lag_seconds"] = round(learner.learn_lag(), 3)
                 except Exception:  # bad records are set aside inside step; anything else is retried
                     log.exception("learner step failed; retrying next interval")
-                    lag = None
-                backlog = learner.reader.pending_bytes()
                 cycle = time.monotonic() - t0
                 learner.metrics.learner_busy.inc(cycle)
-                progress = {"backlog_bytes": backlog, "cycle_seconds": round(cycle, 3)}
-                if lag is not None:
-                    progress["learn_lag_seconds"] = round(lag, 3) if math.isfinite(lag) else 1e300
+                progress["backlog_bytes"] = learner.reader.pending_bytes()
+                progress["cycle_seconds"] = round(cycle, 3)
                 beat(heartbeat, **progress)
                 if os.getppid() != parent:
                     break
                 # a full batch still waiting: the next cycle at once (each cycle's work is bounded)
                 pause = 0.0 if behind else config.learn_interval_seconds - (time.monotonic() - t0)
                 stop.wait(max(0.0, pause))
-            learner.ingest()
+            deadline = time.monotonic() + STOP_INGEST_SECONDS  # store what is left, in bounded batches
+            while learner.reader.pending_bytes() and time.monotonic() < deadline:
+                if not any(learner.ingest().values()):
+                    break
         finally:
             learner.close()
 
