@@ -514,12 +514,12 @@ def learner_keeps_up(
     finally:
         stop(proc)
 
-    def rate(key: str) -> float:
+    def per_s(key: str) -> float:
         return (m1.get(key, 0.0) - m0.get(key, 0.0)) / dt
 
-    served = rate("keyart_decisions_total") + rate("keyart_outcomes_total")
-    ingested = rate("keyart_events_ingested_total")
-    learned = rate("keyart_rewards_joined_total")
+    served = per_s("keyart_decisions_total") + per_s("keyart_outcomes_total")
+    ingested = per_s("keyart_events_ingested_total")
+    learned = per_s("keyart_rewards_joined_total")
     out = {
         "workers": workers,
         "offered": rate,
@@ -528,8 +528,8 @@ def learner_keeps_up(
         "served_events_per_s": served,
         "ingested_events_per_s": ingested,
         "learned_decisions_per_s": learned,
-        "decisions_per_s": rate("keyart_decisions_total"),
-        "busy_fraction": rate("keyart_learner_busy_seconds_total"),
+        "decisions_per_s": per_s("keyart_decisions_total"),
+        "busy_fraction": per_s("keyart_learner_busy_seconds_total"),
         "backlog_mib": m1.get("keyart_ingest_backlog_bytes", 0.0) / 2**20,
         "lag_s": m1.get("keyart_learner_lag_seconds", 0.0),
         "generations": m1.get("keyart_published_generation", 0.0)
