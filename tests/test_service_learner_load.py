@@ -11,19 +11,21 @@ import time
 from pathlib import Path
 
 import httpx
+import numpy as np
 import orjson
 import pyarrow as pa
 import pytest
 
+from keyart.features import Featurizer
 from keyart.rewards import RewardTable
 from keyart.service.config import ServiceConfig
 from keyart.service.engine import Engine
 from keyart.service.health import BEHIND_SECONDS, learner_status, write_heartbeat
-from keyart.service.learner import Learner
+from keyart.service.learner import Learner, fresh_policies
 from keyart.service.metrics import Metrics
 from keyart.service.parsing import parse_page
 from keyart.service.supervisor import LearnerSupervisor
-from keyart.service.training import learnable
+from keyart.service.training import LearnerFeaturizer, closed_rewards, learnable, logged_contexts
 from test_service_support import LocalServer, make_config, page_body, prepare, small_catalog
 
 WINDOW = 0.5  # attribution window (s): decisions become learnable half a second after the newest event
@@ -164,3 +166,38 @@ def test_learnable_keeps_policy_decisions_before_the_end_on_known_pools() -> Non
     kept = learnable(RewardTable(t, None), small_catalog(), end=5.0).table  # type: ignore[arg-type]
     # a fallback, a pool naming an artwork the catalog does not know, a row at or past the end: left out
     assert kept.column("timestamp").to_pylist() == [1.0, 4.0, 4.5]
+
+
+def test_the_learners_shortcuts_learn_exactly_what_plain_featurization_learns(config: ServiceConfig) -> None:
+    """Contexts parsed once per page and member histories weighted once per page give the same update as
+    parsing and featurizing every decision on its own: same probabilities afterwards, to the bit."""
+    engine = Engine(config, Metrics())
+    engine.refresh(True)
+    try:
+        now = time.time()
+        for k in range(30):  # several members, each page its own context
+            _serve_pages(engine, config, 1, start=k, at=now - 30 + 0.5 * k)
+        _serve_pages(engine, config, 1, start=30, at=now)
+    finally:
+        engine.close()
+    learner = Learner(config)
+    try:
+        while any(learner.ingest().values()):  # bounded reads until everything is stored
+            pass
+        rt = closed_rewards(
+            learner.store, learner.catalog, None, now - 1, window=WINDOW, quality_seconds=60.0, as_of=now
+        )
+        assert rt is not None and rt.table.num_rows == 30 * TITLES
+        plain, fast = fresh_policies(config)[0], fresh_policies(config)[0]
+        plain.update(rt.to_feedback(Featurizer(learner.catalog, config.feature_config)))
+        fast_fz = LearnerFeaturizer(learner.catalog, config.feature_config)
+        contexts = logged_contexts(rt.table)
+        assert len({id(c) for c in contexts}) == 30  # one object per page
+        fast.update(rt.to_feedback(fast_fz, contexts=contexts))
+        fz = Featurizer(learner.catalog, config.feature_config)
+        for m in range(5):
+            req = parse_page(orjson.dumps(page_body(f"m{m}")), config.limits, now)
+            page = fz.page(req.context, req.title_ids, f"probe-{m}")
+            assert np.array_equal(plain.choose(page).probabilities, fast.choose(page).probabilities)
+    finally:
+        learner.close()
