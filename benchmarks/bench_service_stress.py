@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import os
 import platform
+import re
 import subprocess
 import sys
 import tempfile
@@ -89,7 +90,7 @@ def main(argv: list[str] | None = None) -> int:
         seconds = time.monotonic() - t0
         rows = per_file(junit) if junit.exists() else {}
     tail = "".join(lines).rstrip().splitlines()
-    durations = [ln for ln in tail if ln.strip().endswith(("call", "setup", "teardown")) and "s " in ln]
+    durations = [ln for ln in tail if re.match(r"\s*[0-9.]+s (call|setup|teardown)\s", ln)]  # --durations
     print()
     print(f"{'test file':<40}{'passed':>8}{'failed':>8}{'skipped':>9}{'seconds':>9}")
     for name, r in sorted(rows.items()):
