@@ -56,6 +56,21 @@ def _serve_pages(
         assert result is not None and result.reason is None
 
 
+def _serve_closed(config: ServiceConfig, n: int, spacing: float) -> float:
+    """``n`` pages ``spacing`` s apart from 30 s ago, then one now, so that the ``n`` pages' attribution
+    windows are closed; returns now."""
+    engine = Engine(config, Metrics())
+    engine.refresh(True)
+    try:
+        now = time.time()
+        for k in range(n):
+            _serve_pages(engine, config, 1, start=k, at=now - 30 + spacing * k)
+        _serve_pages(engine, config, 1, start=n, at=now)
+    finally:
+        engine.close()
+    return now
+
+
 def _latest_meta(config: ServiceConfig) -> dict[str, float] | None:
     """The generation LATEST names now and its ``rewards_learned``, or None while it is replaced."""
     try:
@@ -67,15 +82,7 @@ def _latest_meta(config: ServiceConfig) -> dict[str, float] | None:
 
 
 def test_each_cycle_ingests_and_learns_a_bounded_batch_and_says_if_more_waits(config: ServiceConfig) -> None:
-    engine = Engine(config, Metrics())
-    engine.refresh(True)
-    try:
-        now = time.time()
-        for k in range(60):  # 60 pages, each at its own event time, all closed by the last page's
-            _serve_pages(engine, config, 1, start=k, at=now - 30 + 0.1 * k)
-        _serve_pages(engine, config, 1, start=60, at=now)
-    finally:
-        engine.close()
+    _serve_closed(config, 60, spacing=0.1)
     learner = Learner(config)
     try:
         stored = []
@@ -171,15 +178,7 @@ def test_learnable_keeps_policy_decisions_before_the_end_on_known_pools() -> Non
 def test_the_learners_shortcuts_learn_exactly_what_plain_featurization_learns(config: ServiceConfig) -> None:
     """Contexts parsed once per page and member histories weighted once per page give the same update as
     parsing and featurizing every decision on its own: same probabilities afterwards, to the bit."""
-    engine = Engine(config, Metrics())
-    engine.refresh(True)
-    try:
-        now = time.time()
-        for k in range(30):  # several members, each page its own context
-            _serve_pages(engine, config, 1, start=k, at=now - 30 + 0.5 * k)
-        _serve_pages(engine, config, 1, start=30, at=now)
-    finally:
-        engine.close()
+    now = _serve_closed(config, 30, spacing=0.5)  # several members, each page its own context
     learner = Learner(config)
     try:
         while any(learner.ingest().values()):  # bounded reads until everything is stored
