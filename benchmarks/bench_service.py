@@ -7,12 +7,23 @@ different members). For 1 and 2 worker processes it measures:
   returns a same-sized answer (40 decisions) — the ceiling of the HTTP stack on this machine;
 - ``keyart``: ``keyart serve`` (default policy, decisions logged to segments, the learner ingesting them
   into DuckDB in the background — production settings);
-- ``keyart @ half``: keyart paced at half of its own maximum throughput (2x the connections, each
-  waiting an exponential Lua ``delay`` between requests: Poisson arrivals; wrk2 is not packaged here, and
-  pacing closed-loop connections does not correct coordinated omission, so the p99 is if anything
-  optimistic at overload, fine below it).
+- ``keyart @ x max``: keyart paced at fractions ``--loads`` of its own maximum throughput (4x the
+  connections, each waiting an exponential Lua ``delay`` between requests: Poisson arrivals; wrk2 is not
+  packaged here, and pacing closed-loop connections does not correct coordinated omission, so the p99 is
+  if anything optimistic at overload, fine below it), with the fraction of title decisions answered with
+  default artwork, in all and shed at once (``overload``) or out of time (``timeout``): the offered load
+  at which shedding starts.
+
+``--learner`` measures instead whether the learner keeps up: keyart with a 2-s attribution window (it
+learns and publishes during the load) under wrk at full speed, with an outcome batch (10 plays, named
+by member and title) after every 3 pages, for ``--duration`` seconds, then again paced at fractions
+``--learner-loads`` of that request rate (a fresh server each time); it prints the events served per
+second (title decisions + outcomes) against the events the learner stored and learned per second, the
+share of the time the learner was busy, its backlog and lag at the end, and the ratio.
 
     python benchmarks/bench_service.py [--duration 10] [--connections 8] [--workers 1 2] [--learning]
+    python benchmarks/bench_service.py --loads 0.25 0.5 0.75 0.9 1 1.25   # the paced runs (default)
+    python benchmarks/bench_service.py --learner --workers 1 --duration 30 [--learner-loads 0.5]
     python benchmarks/bench_service.py --smoke    # CI: 1 worker, Python client, no wrk, seconds
     python benchmarks/bench_service.py --inprocess    # only the in-process cost of a page, no servers
     python benchmarks/bench_service.py --startup [--workers 1 2]   # seconds from start to ready
@@ -153,16 +164,39 @@ def bodies() -> list[bytes]:
     return out
 
 
+def outcome_bodies(body_list: list[bytes], per_batch: int = 10) -> list[bytes]:
+    """One outcome batch per page body: plays of its first ``per_batch`` titles by member and title
+    (quality plays of 900 s; no decision id needed, so any worker's decision of that page joins them)."""
+    out = []
+    for body in body_list:
+        page = orjson.loads(body)
+        items = [
+            {"member_id": page["member_id"], "title_id": t, "event_type": "play", "engaged_seconds": 900.0}
+            for t in page["title_ids"][:per_batch]
+        ]
+        out.append(orjson.dumps({"outcomes": items}))
+    return out
+
+
 LUA = """
 bodies = {}
 local f = io.open("%(bodies)s", "r")
 for line in f:lines() do bodies[#bodies + 1] = line end
 f:close()
+outcomes = {}
+local g = io.open("%(outcomes)s", "r")
+for line in g:lines() do outcomes[#outcomes + 1] = line end
+g:close()
+local every = %(outcome_every)d
 local i = 0
 wrk.method = "POST"
 wrk.headers["Content-Type"] = "application/json"
+wrk.headers["X-API-Key"] = "bench"
 request = function()
   i = i + 1
+  if every > 0 and i %% (every + 1) == 0 then
+    return wrk.format(nil, "/v1/outcomes", nil, outcomes[((i - 1) %% #outcomes) + 1])
+  end
   return wrk.format(nil, "/v1/decide", nil, bodies[(i %% #bodies) + 1])
 end
 %(delay)s
@@ -296,8 +330,15 @@ def _ms(text: str) -> float:
 
 
 def run_wrk(
-    port: int, root: Path, duration: float, connections: int, rate: float | None = None
+    port: int,
+    root: Path,
+    duration: float,
+    connections: int,
+    rate: float | None = None,
+    outcome_every: int = 0,
 ) -> dict[str, Any]:
+    """wrk against ``/v1/decide`` for ``duration`` s: at full speed, or paced at ``rate`` requests/s;
+    with ``outcome_every`` > 0, an outcome batch after every ``outcome_every`` pages."""
     delay = ""
     if rate:
         per_conn_ms = connections * 1000.0 / rate
@@ -309,7 +350,15 @@ def run_wrk(
             f"delay = function() return -math.log(1 - math.random()) * {per_conn_ms:.3f} end"
         )
     script = root / ("paced.lua" if rate else "max.lua")
-    script.write_text(LUA % {"bodies": root / "bodies.jsonl", "delay": delay})
+    script.write_text(
+        LUA
+        % {
+            "bodies": root / "bodies.jsonl",
+            "outcomes": root / "outcomes.jsonl",
+            "outcome_every": outcome_every,
+            "delay": delay,
+        }
+    )
     cmd = [
         "wrk",
         f"-t{min(2, connections)}",
@@ -357,22 +406,47 @@ def run_python(port: int, body_list: list[bytes], duration: float) -> dict[str, 
     }
 
 
-def fallback_counts(port: int) -> tuple[float, float]:
-    """(decisions, fallbacks) so far, summed over the service's processes (from /metrics)."""
+def metric_totals(port: int) -> dict[str, float]:
+    """Counters and gauges of ``/metrics`` summed over their labels (and the service's processes), and
+    ``fallbacks:<reason>`` for each fallback reason."""
     import httpx
 
-    text = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=10).text
+    text = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=30).text
+    out: dict[str, float] = {}
+    for name, labels, value in re.findall(r"^(keyart_\w+?)(\{[^}]*\})? ([0-9.e+-]+)$", text, re.M):
+        out[name] = out.get(name, 0.0) + float(value)
+        reason = re.search(r'reason="(\w+)"', labels or "")
+        if name == "keyart_fallbacks_total" and reason:
+            key = f"fallbacks:{reason.group(1)}"
+            out[key] = out.get(key, 0.0) + float(value)
+    return out
 
-    def total(name: str) -> float:
-        return sum(float(v) for v in re.findall(rf"^{name}(?:{{[^}}]*}})? ([0-9.e+]+)$", text, re.M))
 
-    return total("keyart_decisions_total"), total("keyart_fallbacks_total")
+def fallback_counts(port: int) -> dict[str, float]:
+    """Title decisions and fallbacks (in all and by reason) so far, over the service's processes."""
+    m = metric_totals(port)
+    return {k: v for k, v in m.items() if k.startswith("fallbacks:") or k in FALLBACK_KEYS}
 
 
-def fallback_rate(port: int, since: tuple[float, float] = (0.0, 0.0)) -> float:
-    dec, fb = fallback_counts(port)
-    dec, fb = dec - since[0], fb - since[1]
-    return fb / dec if dec else 0.0
+FALLBACK_KEYS = ("keyart_decisions_total", "keyart_fallbacks_total")
+
+
+def fallback_rates(port: int, since: dict[str, float] | None = None) -> dict[str, float]:
+    """Fractions of the title decisions since ``since`` answered with defaults: ``fallback_rate`` in all,
+    ``overload_rate`` (shed at once) and ``timeout_rate`` (out of budget)."""
+    now, since = fallback_counts(port), since or {}
+
+    def delta(key: str) -> float:
+        return now.get(key, 0.0) - since.get(key, 0.0)
+
+    dec = delta("keyart_decisions_total")
+    if not dec:
+        return {"fallback_rate": 0.0, "overload_rate": 0.0, "timeout_rate": 0.0}
+    return {
+        "fallback_rate": delta("keyart_fallbacks_total") / dec,
+        "overload_rate": delta("fallbacks:overload") / dec,
+        "timeout_rate": delta("fallbacks:timeout") / dec,
+    }
 
 
 def inprocess_ms_per_page(root: Path, body_list: list[bytes], n: int = 600) -> tuple[float, float]:
@@ -424,11 +498,88 @@ def inprocess_ms_per_page(root: Path, body_list: list[bytes], n: int = 600) -> t
     return float(np.median(total)) * 1000, float(np.median(own)) * 1000
 
 
+def learner_keeps_up(
+    root: Path, workers: int, duration: float, connections: int, rate: float | None = None
+) -> dict[str, Any]:
+    """Served events/s (decisions and outcomes) at full speed, or paced at ``rate`` requests/s, against
+    what the learner stores and learns per second meanwhile (see the module docstring)."""
+    port = free_port()
+    proc = start("keyart", workers, root, port, learning=True)
+    try:
+        run_wrk(port, root, 2.0, connections, outcome_every=3)  # warm-up
+        m0, t0 = metric_totals(port), time.monotonic()
+        paced = 4 * connections if rate else connections
+        res = run_wrk(port, root, duration, paced, rate=rate, outcome_every=3)
+        m1, dt = metric_totals(port), time.monotonic() - t0
+    finally:
+        stop(proc)
+
+    def per_s(key: str) -> float:
+        return (m1.get(key, 0.0) - m0.get(key, 0.0)) / dt
+
+    served = per_s("keyart_decisions_total") + per_s("keyart_outcomes_total")
+    ingested = per_s("keyart_events_ingested_total")
+    learned = per_s("keyart_rewards_joined_total")
+    out = {
+        "workers": workers,
+        "offered": rate,
+        "seconds": dt,
+        "pages_per_s": res["rps"],
+        "served_events_per_s": served,
+        "ingested_events_per_s": ingested,
+        "learned_decisions_per_s": learned,
+        "decisions_per_s": per_s("keyart_decisions_total"),
+        "busy_fraction": per_s("keyart_learner_busy_seconds_total"),
+        "backlog_mib": m1.get("keyart_ingest_backlog_bytes", 0.0) / 2**20,
+        "lag_s": m1.get("keyart_learner_lag_seconds", 0.0),
+        "generations": m1.get("keyart_published_generation", 0.0)
+        - m0.get("keyart_published_generation", 0.0),
+        "cmd": res["cmd"],
+    }
+    busy = out["busy_fraction"]
+    # events the learner gets through per second of its own work (ingest and learn), against what is served
+    out["ratio"] = ingested / served if served else float("nan")
+    out["capacity_ratio"] = ingested / busy / served if busy and served else float("nan")
+    return out
+
+
+def print_learner(rows: list[dict[str, Any]]) -> None:
+    print(
+        f"{'workers':>8}{'offered/s':>10}{'requests/s':>11}{'served ev/s':>13}{'ingested ev/s':>15}"
+        f"{'learned dec/s':>15}"
+        f"{'busy':>7}{'backlog MiB':>13}{'lag s':>8}{'gens':>6}{'ingested/served':>17}{'capacity':>10}"
+    )
+    for r in rows:
+        offered = "max" if r["offered"] is None else f"{r['offered']:.0f}"
+        print(
+            f"{r['workers']:>8}{offered:>10}{r['pages_per_s']:>11.0f}{r['served_events_per_s']:>13.0f}"
+            f"{r['ingested_events_per_s']:>15.0f}{r['learned_decisions_per_s']:>15.0f}{r['busy_fraction']:>7.0%}"
+            f"{r['backlog_mib']:>13.1f}{r['lag_s']:>8.1f}{r['generations']:>6.0f}{r['ratio']:>17.2f}"
+            f"{r['capacity_ratio']:>10.2f}"
+        )
+    for r in rows:
+        verdict = "keeps up" if r["ratio"] >= 0.95 and r["backlog_mib"] < 8 else "falls behind"
+        speed = "full speed" if r["offered"] is None else f"{r['offered']:.0f} requests/s"
+        print(
+            f"workers={r['workers']}: the learner stored {r['ratio']:.2f} of the events served at {speed} "
+            f"(busy {r['busy_fraction']:.0%} of the time; capacity {r['capacity_ratio']:.2f} x what "
+            f"is served; learned {r['learned_decisions_per_s']:.0f} of {r['decisions_per_s']:.0f} "
+            f"decisions/s): {verdict}"
+        )
+
+
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--duration", type=float, default=10.0)
     ap.add_argument("--connections", type=int, default=8)
     ap.add_argument("--workers", type=int, nargs="+", default=[1, 2])
+    ap.add_argument(
+        "--loads",
+        type=float,
+        nargs="*",
+        default=[0.25, 0.5, 0.75, 0.9, 1.0, 1.25],
+        help="offered loads of the paced runs, as fractions of keyart's maximum",
+    )
     ap.add_argument("--smoke", action="store_true", help="1 worker, Python client, 2 s: the CI smoke run")
     ap.add_argument(
         "--inprocess", action="store_true", help="only the in-process cost of a page (no servers, no wrk)"
@@ -441,11 +592,22 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         action="store_true",
         help="2-s attribution window: the learner learns and publishes generations during the load",
     )
+    ap.add_argument(
+        "--learner", action="store_true", help="does the learner keep up with full-speed serving? (see above)"
+    )
+    ap.add_argument(
+        "--learner-loads",
+        type=float,
+        nargs="*",
+        default=[0.5],
+        help="with --learner, also paced at these fractions of the full-speed request rate",
+    )
     args = ap.parse_args(argv)
     root = Path(tempfile.mkdtemp(prefix="keyart-bench-"))
     write_catalog(root / "catalog.json")
     body_list = bodies()
     (root / "bodies.jsonl").write_bytes(b"\n".join(body_list) + b"\n")
+    (root / "outcomes.jsonl").write_bytes(b"\n".join(outcome_bodies(body_list)) + b"\n")
     import uvicorn
 
     print(
@@ -471,13 +633,30 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             shutil.rmtree(root, ignore_errors=True)
         print(f"# load average (1 min) after the run: {os.getloadavg()[0]:.2f}")
         return {}
+    if args.learner:
+        try:
+            learner_rows = []
+            for w in args.workers:
+                full = learner_keeps_up(root, w, args.duration, args.connections)
+                learner_rows.append(full)
+                for load in args.learner_loads:
+                    rate = full["pages_per_s"] * load
+                    learner_rows.append(learner_keeps_up(root, w, args.duration, args.connections, rate))
+        finally:
+            shutil.rmtree(root, ignore_errors=True)
+        print()
+        print_learner(learner_rows)
+        print(f"# load average (1 min) after the run: {os.getloadavg()[0]:.2f}")
+        cmds = sorted({r["cmd"].replace(str(root), "$TMP") for r in learner_rows})
+        print("\ncommands:\n  " + "\n  ".join(cmds))
+        return {"learner": learner_rows}
     try:
         if args.smoke:
             port = free_port()
             proc = start("keyart", 1, root, port)
             try:
                 res = run_python(port, body_list, 2.0)
-                res["fallback_rate"] = fallback_rate(port)
+                res.update(fallback_rates(port))
             finally:
                 stop(proc)
             rows.append(("keyart", 1, res))
@@ -488,18 +667,20 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                     proc = start(kind, workers, root, port, args.learning)
                     try:
                         run_wrk(port, root, 2.0, args.connections)  # warm-up
-                        before = fallback_counts(port) if kind == "keyart" else (0.0, 0.0)
+                        before = fallback_counts(port) if kind == "keyart" else {}
                         res = run_wrk(port, root, args.duration, args.connections)
                         rows.append((kind, workers, res))
                         if kind == "keyart":
-                            res["fallback_rate"] = fallback_rate(port, before)
-                            before = fallback_counts(port)
-                            half = run_wrk(
-                                port, root, args.duration, 2 * args.connections, rate=res["rps"] / 2
-                            )
-                            half["target_rps"] = res["rps"] / 2
-                            half["fallback_rate"] = fallback_rate(port, before)
-                            rows.append(("keyart @ half max", workers, half))
+                            res.update(fallback_rates(port, before))
+                            for load in args.loads:
+                                before = fallback_counts(port)
+                                paced = run_wrk(
+                                    port, root, args.duration, 4 * args.connections, rate=res["rps"] * load
+                                )
+                                paced["target_rps"] = res["rps"] * load
+                                paced["load"] = load
+                                paced.update(fallback_rates(port, before))
+                                rows.append((f"keyart @ {load:.2f} max", workers, paced))
                     finally:
                         stop(proc)
         if not args.smoke:
@@ -511,14 +692,19 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         shutil.rmtree(root, ignore_errors=True)
     print()
     print(
-        f"{'server':<20}{'workers':>8}{'pages/s':>10}{'title-decisions/s':>20}"
-        f"{'p50 ms':>9}{'p99 ms':>9}{'non-200':>9}{'fallback':>10}"
+        f"{'server':<20}{'workers':>8}{'offered/s':>10}{'pages/s':>9}{'title-decisions/s':>19}"
+        f"{'p50 ms':>9}{'p99 ms':>9}{'non-200':>8}{'fallback':>10}{'overload':>10}{'timeout':>9}"
     )
     for kind, workers, r in rows:
+        offered = f"{r['target_rps']:>10.0f}" if "target_rps" in r else f"{'max':>10}"
+        fb = (
+            f"{r['fallback_rate']:>10.2%}{r['overload_rate']:>10.2%}{r['timeout_rate']:>9.2%}"
+            if "fallback_rate" in r
+            else f"{'-':>10}{'-':>10}{'-':>9}"
+        )
         print(
-            f"{kind:<20}{workers:>8}{r['rps']:>10.0f}{r['rps'] * TITLES_PER_PAGE:>20.0f}"
-            f"{r['p50']:>9.2f}{r['p99']:>9.2f}{r['non200']:>9}"
-            + (f"{r['fallback_rate']:>10.2%}" if "fallback_rate" in r else f"{'-':>10}")
+            f"{kind:<20}{workers:>8}{offered}{r['rps']:>9.0f}{r['rps'] * TITLES_PER_PAGE:>19.0f}"
+            f"{r['p50']:>9.2f}{r['p99']:>9.2f}{r['non200']:>8}" + fb
         )
     print()
     summary: dict[str, Any] = {"rows": [{"server": k, "workers": w, **r} for k, w, r in rows]}
@@ -526,21 +712,28 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         summary["inprocess_ms"], summary["inprocess_own_ms"] = ms
     by = {(k, w): r for k, w, r in rows}
     for workers in sorted({w for _, w, _ in rows}):
-        bare, ka, half = (
-            by.get(("bare", workers)),
-            by.get(("keyart", workers)),
-            by.get(("keyart @ half max", workers)),
-        )
+        bare, ka = by.get(("bare", workers)), by.get(("keyart", workers))
         if bare and ka:
             ratio = ka["rps"] / bare["rps"]
             print(
                 f"workers={workers}: keyart / bare throughput = {ratio:.2f} (goal >= 0.5); "
                 f"fallback rate at max load = {ka.get('fallback_rate', 0):.4f}"
             )
+        paced = sorted((r for k, w, r in rows if w == workers and "load" in r), key=lambda r: r["load"])
+        half = next((r for r in paced if r["load"] == 0.5), None)
         if half:
             print(
                 f"workers={workers}: p99 at {half['target_rps']:.0f} pages/s (half of keyart's max; achieved "
                 f"{half['rps']:.0f}) = {half['p99']:.2f} ms (goal < 25 ms)"
+            )
+        if paced:
+            shed = next((r["load"] for r in paced if r["overload_rate"] > 0.01), None)
+            print(
+                f"workers={workers}: pages shed at once (overload) exceed 1% from "
+                + ("no offered load measured" if shed is None else f"{shed:.2f} x keyart's max")
+                + " ("
+                + ", ".join(f"{r['load']:.2f}: {r['overload_rate']:.2%}" for r in paced)
+                + ")"
             )
     if ms is not None:
         print(

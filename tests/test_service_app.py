@@ -273,6 +273,10 @@ def test_catalog_create_update_retire(client: TestClient) -> None:
     assert client.delete("/v1/titles/new", headers=AUTH).status_code == 200
     assert client.post("/v1/decide", json=page_body(titles=["new"])).json()["error"] == "no_artwork"
     assert client.get("/v1/titles/ghost").status_code == 404
+    r = client.get("/v1/titles/new")  # deleted: gone as a resource (kept only for its logged decisions)
+    assert r.status_code == 404 and r.json()["error"] == "retired_title"
+    assert client.put("/v1/titles/new", json={"genres": ["drama"]}, headers=AUTH).status_code == 200
+    assert client.get("/v1/titles/new").json()["active"] is True
 
 
 def test_artwork_image_and_metadata_reach_the_catalog_file_that_files_load(
@@ -364,7 +368,11 @@ def test_slow_model_answers_defaults_within_the_budget(tmp_path: Path) -> None:
         out = decide(c, page_body("slow"))
         assert time.perf_counter() - t0 < 0.45
         assert _fallback_reasons(out) == {"timeout"}
-        time.sleep(0.6)  # the abandoned computation finishes and must not be logged
+        engine = c.app.state.engine
+        deadline = time.monotonic() + 60  # the abandoned computation finishes and must not be logged
+        while engine.finished != engine.posted and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert engine.finished == engine.posted
         gen.primary.choose = real
         assert _fallback_reasons(decide(c, page_body("slow"))) == {None}
     pages = [r for r in SegmentReader(config.segments_dir).read()[0] if r["member_id"] == "slow"]
@@ -662,8 +670,18 @@ def test_the_openapi_document_says_what_the_server_does(client: TestClient) -> N
         "text/plain"
     )
     rule = doc["components"]["schemas"]["OutcomeIn"]["allOf"]
-    assert {"required": ["reward"]} in rule[0]["anyOf"]
-    assert {"required": ["member_id", "title_id"]} in rule[1]["anyOf"]
+    not_null = {"not": {"type": "null"}}
+    assert {"required": ["reward"], "properties": {"reward": not_null}} in rule[0]["anyOf"]
+    given = {
+        "required": ["member_id", "title_id"],
+        "properties": {"member_id": not_null, "title_id": not_null},
+    }
+    assert given in rule[1]["anyOf"]
+    # an explicit null is not given, as the route reads it; a boolean is not a number
+    no_kind = {"outcomes": [{"decision_id": "0", "event_type": None}]}
+    assert client.post("/v1/outcomes", json=no_kind, headers=AUTH).status_code == 422
+    bool_reward = {"outcomes": [{"member_id": "m", "title_id": "t0", "reward": False}]}
+    assert client.post("/v1/outcomes", json=bool_reward, headers=AUTH).json()["field"] == "outcomes[0].reward"
     for method, path, allow in (
         ("POST", "/v1/titles/t0", "DELETE, GET, PUT"),
         ("GET", "/v1/decide", "POST"),

@@ -18,6 +18,7 @@ import pytest
 
 from keyart.service import catalog_store, snapshots
 from keyart.service.config import Limits, ServiceConfig
+from keyart.service.engine import SATURATED_BUDGETS
 from keyart.service.learner import Learner, ensure_initial_generation
 from keyart.service.segments import SegmentWriter
 from test_service_support import (
@@ -309,15 +310,20 @@ def test_reactivating_an_artwork_respects_the_pool_limit(tmp_path: Path) -> None
 
 
 def test_pages_that_cannot_finish_in_time_are_not_computed(tmp_path: Path) -> None:
-    config = prepare(make_config(tmp_path / "state", model_budget_seconds=0.05))
+    """A burst on an idle model thread is queued, not shed (pages that run out of budget time out and are
+    skipped unstarted); once the thread is saturated, pages that would only wait are shed at once."""
+    budget = 0.05
+    config = prepare(make_config(tmp_path / "state", model_budget_seconds=budget))
     with LocalServer(config) as srv:
-        primary = srv.engine.generation.primary
+        engine = srv.engine
+        primary = engine.generation.primary
         calls: list[float] = []
+        delay = [0.3]
         choose = primary.choose
 
         def slow(batch: Any) -> Any:
             calls.append(time.monotonic())
-            time.sleep(0.3)
+            time.sleep(delay[0])
             return choose(batch)
 
         primary.choose = slow
@@ -344,14 +350,33 @@ def test_pages_that_cannot_finish_in_time_are_not_computed(tmp_path: Path) -> No
                 c.close()
             return reasons
 
+        def drained() -> None:
+            deadline = time.monotonic() + 60
+            while engine.posted != engine.finished and time.monotonic() < deadline:
+                time.sleep(0.01)
+            assert engine.posted == engine.finished
+
         first = wave(6)  # all queued at once: the first is computed, the others given up unstarted
         assert len(first) == 6 and "timeout" in first and set(first) <= {"timeout", "overload"}
-        time.sleep(0.5)  # the model thread drains (skipping the given-up pages)
+        drained()  # (skipping the given-up pages)
         assert len(calls) == 1
-        second = wave(4)  # now the model is known to be slow: pages that would wait are shed at once
-        assert len(second) == 4 and "overload" in second and set(second) <= {"timeout", "overload"}
-        time.sleep(0.5)
-        assert len(calls) <= 2
+        delay[0] = 0.1  # under SATURATED_BUDGETS budgets: one page cannot saturate the thread
+        burst = wave(3)  # the model is known to be slow, but the thread is idle: queued, not shed
+        assert len(burst) == 3 and "overload" not in burst, burst
+        drained()
+        assert len(calls) >= 2
+        n_calls = len(calls)
+        delay[0] = 3.0  # one page keeps the model thread busy: it becomes saturated
+        with httpx.Client(base_url=srv.base, timeout=10.0) as c:
+            assert _decide(c, page_body("m9", titles=["t0"]))["decisions"][0]["fallback_reason"] == "timeout"
+        deadline = time.monotonic() + 60
+        while time.monotonic() - engine.idle_at < SATURATED_BUDGETS * budget and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert engine.posted != engine.finished, "the slow page ended before the thread counted as saturated"
+        second = wave(4)  # pages that would only wait behind it are shed at once, never computed
+        assert second == ["overload"] * 4
+        drained()
+        assert len(calls) == n_calls + 1
         primary.choose = choose
 
 

@@ -140,7 +140,14 @@ def create_app(config: ServiceConfig, metrics: Metrics | None = None) -> Service
         finally:
             await state.stop()
 
-    app = ServiceApp(title="keyart decision service", version="1", description=DESCRIPTION, lifespan=lifespan)
+    app = ServiceApp(
+        title="keyart decision service",
+        version="1",
+        description=DESCRIPTION,
+        lifespan=lifespan,
+        docs_url=None,  # /docs and /redoc come from keyart.service.routes.docs: bundled assets, no CDN
+        redoc_url=None,
+    )
     app.state.service = state
     app.openapi = _openapi_components(app)  # type: ignore[method-assign]
     app.add_exception_handler(RequestError, _request_error)  # type: ignore[arg-type]

@@ -127,6 +127,9 @@ class ServiceConfig:
     personalize_unknown_members: bool = False
     keep_generations: int = 5
     segment_max_bytes: int = 64 << 20  # a worker's segment is sealed and a new one begun past this size
+    # the learner's work per cycle is bounded, so that it publishes while a backlog lasts
+    ingest_batch_bytes: int = 8 << 20  # segment bytes read per cycle
+    learn_batch_decisions: int = 20_000  # decisions learned per cycle
 
     def __post_init__(self) -> None:
         if not isinstance(self.state_dir, str) or not self.state_dir:
@@ -141,10 +144,10 @@ class ServiceConfig:
             v = getattr(self, name)
             if not isinstance(v, int | float) or not v > 0:
                 raise ValidationError(f"ServiceConfig.{name} must be > 0. Got {v!r}.")
-        if not isinstance(self.segment_max_bytes, int) or self.segment_max_bytes < 1:
-            raise ValidationError(
-                f"ServiceConfig.segment_max_bytes must be a positive integer. Got {self.segment_max_bytes!r}."
-            )
+        for name in ("segment_max_bytes", "ingest_batch_bytes", "learn_batch_decisions"):
+            v = getattr(self, name)
+            if not isinstance(v, int) or isinstance(v, bool) or v < 1:
+                raise ValidationError(f"ServiceConfig.{name} must be a positive integer. Got {v!r}.")
         if self.seed is not None:
             _check_key(self.seed, "ServiceConfig.seed")
         if isinstance(self.limits, dict):

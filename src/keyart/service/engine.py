@@ -4,8 +4,10 @@ All model work of a worker runs on one dedicated thread (``executor``, a ``Model
 ``Job`` are in ``keyart.service.modelthread``): the featurizer's caches and the policies' memos are not
 shared between threads, snapshot loading is serialized with decisions, and a request waits for its page at
 most ``model_budget_seconds`` before it is answered with defaults (``Job``). A page whose request gave up
-is skipped unstarted, and a request that would only wait in a queue longer than the budget is answered
-with defaults at once (``overload``, see ``backlog_seconds``). A new generation or catalog is loaded on
+is skipped unstarted, and, once the model thread is saturated (busy without a pause for
+``SATURATED_BUDGETS`` budgets), a request that would only wait in its queue longer than the budget is
+answered with defaults at once (``overload``, see ``overloaded``): below saturation a queue is a burst
+that drains, and nothing is shed. A new generation or catalog is loaded on
 that thread and swapped in by one attribute assignment; a request in flight keeps the objects it started
 with.
 
@@ -42,6 +44,8 @@ from keyart.service.schemas import RequestError
 from keyart.service.segments import SegmentWriter
 
 log = logging.getLogger("keyart.service")
+#: Budgets of uninterrupted work after which the model thread counts as saturated (see ``overloaded``).
+SATURATED_BUDGETS = 4.0
 SHADOW_SALT = "/shadow"
 
 
@@ -163,11 +167,13 @@ class Engine:
         self._snapshot_stamp: tuple[int, int] | None = None
         self.loaded_at = 0.0
         self.last_check = 0.0
-        # the model thread's backlog: pages posted (loop thread) and finished (model thread), and the
-        # moving average of a page's model time (model thread), to shed pages it could not finish in time
+        # the model thread's backlog: pages posted (loop thread) and finished (model thread), the moving
+        # average of a page's model time (model thread), and when the thread last had nothing to do (either
+        # thread), to shed, under saturation only, pages it could not finish in time (``overloaded``)
         self.posted = 0
         self.finished = 0
         self.page_seconds = 0.0
+        self.idle_at = time.monotonic()
 
     # ---- loading ----------------------------------------------------------------------------------
     def _load_catalog(self) -> CatalogView:
@@ -352,7 +358,10 @@ class Engine:
                     shadow = self._shadow(gen, view, batch, ctx, key, title_ids)
             if job is not None:
                 dt = time.perf_counter() - t0
-                self.page_seconds = dt if self.page_seconds == 0.0 else 0.8 * self.page_seconds + 0.2 * dt
+                # a slow average: one page stalled by the OS scheduler must not look like a backlog
+                self.page_seconds = (
+                    dt if self.page_seconds == 0.0 else self.page_seconds + (dt - self.page_seconds) / 16
+                )
         if reason is not None:
             index_list = default_artworks(view.catalog, title_ids, pools, gen.defaults if gen else {})
             index = np.asarray(index_list, dtype=np.int64)
@@ -432,10 +441,29 @@ class Engine:
             return self.decide(req, job)
         finally:
             self.finished += 1
+            if self.finished == self.posted:
+                self.idle_at = time.monotonic()
+
+    def post(self, req: PageRequest, job: Job) -> None:
+        """Loop thread: queue a page for the model thread (``decide_posted``; ``job.finish`` answers)."""
+        if self.posted == self.finished:
+            self.idle_at = time.monotonic()  # the thread was idle until now
+        self.posted += 1
+        self.executor.post(self.decide_posted, (req, job), job.finish)
 
     def backlog_seconds(self) -> float:
         """Roughly how long a page posted now would wait for the model thread (0 when it is idle)."""
         return (self.posted - self.finished) * self.page_seconds
+
+    def overloaded(self, budget: float) -> bool:
+        """Loop thread: whether a page posted now should be answered with defaults at once. Only under
+        saturation, when the model thread has worked without a pause for ``SATURATED_BUDGETS`` budgets
+        (below it a queue is a burst that drains, never a reason to shed), and then when the pages
+        already queued would take the whole budget (the page would only time out waiting)."""
+        if self.posted == self.finished:
+            return False
+        busy = time.monotonic() - self.idle_at
+        return busy >= SATURATED_BUDGETS * budget and self.backlog_seconds() >= budget
 
     def _shadow(
         self,

@@ -17,11 +17,14 @@ from typing import Any
 HEARTBEAT = "learner.json"
 #: Segment bytes not yet ingested after a cycle past which the learner is reported as behind.
 BEHIND_BYTES = 8 << 20
+#: Event-time seconds of closed decisions not yet learned after a cycle past which it is behind.
+BEHIND_SECONDS = 60.0
 
 
 def write_heartbeat(root: Path, **progress: float) -> Path:
     """Record this process as the running learner, with its ``progress`` after the last cycle
-    (``backlog_bytes``: segment bytes not yet ingested; ``cycle_seconds``: the cycle's duration),
+    (``backlog_bytes``: segment bytes not yet ingested; ``learn_lag_seconds``: event time of decisions
+    whose window closed but that are not learned yet; ``cycle_seconds``: the cycle's duration),
     atomically; returns the heartbeat file."""
     path = root / HEARTBEAT
     try:
@@ -63,10 +66,12 @@ def _running(pid: int) -> bool:
 
 
 def learner_status(root: Path, learn_interval: float) -> dict[str, Any]:
-    """``{"running", "pid", "heartbeat_age_seconds", "backlog_bytes", "cycle_seconds", "behind", "ok"}``:
-    ``ok`` when the learner's process exists and it finished a cycle within ``max(30 s, 10 learn
-    intervals)``; ``behind`` when, after its last cycle, more than ``BEHIND_BYTES`` of events were still
-    waiting to be ingested (it does not keep up with what is served)."""
+    """``{"running", "pid", "heartbeat_age_seconds", "backlog_bytes", "learn_lag_seconds",
+    "cycle_seconds", "behind", "ok"}``: ``ok`` when the learner's process exists and it finished a cycle
+    within ``max(30 s, 10 learn intervals)``; ``behind`` when, after its last cycle, more than
+    ``BEHIND_BYTES`` of events were still waiting to be ingested, or decisions of more than
+    ``BEHIND_SECONDS`` of event time were closed but not learned (it does not keep up with what is
+    served)."""
     path = root / HEARTBEAT
     try:
         beat_ = json.loads(path.read_text())
@@ -78,18 +83,21 @@ def learner_status(root: Path, learn_interval: float) -> dict[str, Any]:
             "pid": None,
             "heartbeat_age_seconds": None,
             "backlog_bytes": None,
+            "learn_lag_seconds": None,
             "cycle_seconds": None,
             "behind": False,
             "ok": False,
         }
     running = _running(pid)
-    backlog = beat_.get("backlog_bytes")
+    backlog, lag = beat_.get("backlog_bytes"), beat_.get("learn_lag_seconds")
     return {
         "running": running,
         "pid": pid,
         "heartbeat_age_seconds": round(age, 3),
         "backlog_bytes": backlog,
+        "learn_lag_seconds": lag,
         "cycle_seconds": beat_.get("cycle_seconds"),
-        "behind": isinstance(backlog, int | float) and backlog > BEHIND_BYTES,
+        "behind": (isinstance(backlog, int | float) and backlog > BEHIND_BYTES)
+        or (isinstance(lag, int | float) and lag > BEHIND_SECONDS),
         "ok": running and age <= max(30.0, 10 * learn_interval),
     }

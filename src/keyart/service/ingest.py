@@ -72,15 +72,18 @@ class Ingest:
         shadow_store: EventStore,
         rewards_db: duckdb.DuckDBPyConnection,
         metrics: Metrics,
+        batch_bytes: int = 64 << 20,
     ) -> None:
         self.reader = SegmentReader(segments_dir)
+        self.batch_bytes = batch_bytes  # segment bytes read per run: bounds a cycle's work
         self.store, self.shadow_store, self.rewards_db = store, shadow_store, rewards_db
         self.metrics = metrics
 
     def run(self, learned_until: float) -> dict[str, int]:
         """Store what is new (idempotent); returns events newly stored per kind. Decisions older than
-        ``learned_until`` (their window was already learned) are counted as late."""
-        records, offsets = self.reader.read()
+        ``learned_until`` (their window was already learned) are counted as late. Reads at most
+        ``batch_bytes`` of segments (whole lines): the rest waits for the next run."""
+        records, offsets = self.reader.read(self.batch_bytes)
         added = {"decisions": 0, "shadow_decisions": 0, "outcomes": 0, "rewards": 0}
         if records:
             pages: list[DecisionColumns] = []

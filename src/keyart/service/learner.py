@@ -33,6 +33,7 @@ from keyart.service.fallbacks import best_unpersonalized
 from keyart.service.ingest import Ingest, open_rewards_db
 from keyart.service.metrics import Metrics
 from keyart.service.training import (
+    LearnerFeaturizer,
     add_artwork_stats,
     closed_rewards,
     direct_rewards,
@@ -106,7 +107,14 @@ class Learner:
         self.svc = open_rewards_db(config.service_db_path)
         for con in (self.store.connection, self.shadow_store.connection, self.svc):
             con.execute("SET enable_progress_bar = false")  # no progress bars in the server's log
-        self._ingest = Ingest(config.segments_dir, self.store, self.shadow_store, self.svc, self.metrics)
+        self._ingest = Ingest(
+            config.segments_dir,
+            self.store,
+            self.shadow_store,
+            self.svc,
+            self.metrics,
+            batch_bytes=config.ingest_batch_bytes,
+        )
         self.reader = self._ingest.reader
         self._catalog_stamp: tuple[int, int, int] | None = None
         self._reload_catalog()
@@ -157,6 +165,7 @@ class Learner:
             k: list(v) for k, v in meta.get("artwork_stats", {}).items()
         }
         self.rewards_learned = int(meta.get("rewards_learned", 0))
+        self.capped = False  # the last learn() stopped at learn_batch_decisions, short of what is closed
         self._published = gen is not None
         if gen is None or gen.primary is not primary or gen.shadow is not shadow or not pointer_ok:
             self.publish()  # (re)configured, or LATEST is not what was loaded: publish what this holds
@@ -167,7 +176,7 @@ class Learner:
         if stamp == self._catalog_stamp and hasattr(self, "catalog"):
             return
         self.catalog, self.catalog_rev = catalog_store.load_catalog(self.config.catalog_path)
-        self.featurizer = Featurizer(self.catalog, self.config.feature_config)
+        self.featurizer = LearnerFeaturizer(self.catalog, self.config.feature_config)
         self._featurizers: dict[FeatureConfig, Featurizer] = {}
         self._catalog_stamp = stamp
 
@@ -178,7 +187,7 @@ class Learner:
             return self.featurizer
         found = self._featurizers.get(features)
         if found is None:
-            found = self._featurizers[features] = Featurizer(self.catalog, features)
+            found = self._featurizers[features] = LearnerFeaturizer(self.catalog, features)
         return found
 
     # ---- ingest (keyart.service.ingest) -------------------------------------------------------------
@@ -207,8 +216,55 @@ class Learner:
         newest = self._max_ts()
         return None if newest is None else min(newest, time.time())
 
+    def learnable_until(self) -> float | None:
+        """The event time up to which decisions may be learned now (their attribution window closed:
+        ``as_of`` less the window), or None before any event."""
+        as_of = self.as_of()
+        return None if as_of is None else as_of - self.config.attribution_window_seconds
+
+    def learn_lag(self) -> float:
+        """Event-time seconds of closed decisions not learned yet (0 when learning keeps up)."""
+        hi = self.learnable_until()
+        if hi is None:
+            return 0.0
+        lo = self.learned_until
+        if not math.isfinite(lo):  # nothing learned yet: from the first stored decision
+            first = self._first_decision(None, hi)
+            if first is None:
+                return 0.0
+            lo = first
+        return max(0.0, hi - lo)
+
+    def _first_decision(self, start: float | None, end: float) -> float | None:
+        """The timestamp of the first stored decision in ``[start, end)`` (None: there is none)."""
+        return self.store.connection.execute(
+            "SELECT min(timestamp) FROM decisions WHERE timestamp >= ? AND timestamp < ?",
+            [start if start is not None else -1e300, end],
+        ).fetchall()[0][0]
+
+    def _batch_end(self, first: float, hi: float) -> float:
+        """Where this cycle's learning stops: ``hi``, or earlier so that about ``learn_batch_decisions``
+        decisions are learned (a page's decisions share a timestamp and are never split; at least the
+        decisions at ``first`` are taken, so every cycle makes progress)."""
+        con, n = self.store.connection, self.config.learn_batch_decisions
+        row = con.execute(
+            "SELECT timestamp FROM decisions WHERE timestamp >= ? AND timestamp < ? "
+            "ORDER BY timestamp LIMIT 1 OFFSET ?",
+            [first, hi, n],
+        ).fetchall()
+        if not row:
+            return hi  # at most n decisions are waiting
+        end = float(row[0][0])
+        if end <= first:  # more than n decisions at the first timestamp: take them all
+            after = con.execute(
+                "SELECT min(timestamp) FROM decisions WHERE timestamp > ? AND timestamp < ?", [first, hi]
+            ).fetchall()[0][0]
+            end = hi if after is None else float(after)
+        return end
+
     def learn(self) -> int:
-        """Learn from decisions whose attribution window closed since the last time; returns how many."""
+        """Learn from decisions whose attribution window closed since the last time, at most about
+        ``learn_batch_decisions`` per call (the rest is left for the next cycle); returns how many."""
         as_of = self.as_of()
         if as_of is None:
             return 0
@@ -216,17 +272,18 @@ class Learner:
         hi = as_of - window
         lo = self.learned_until
         self.metrics.learner_lag.set(max(0.0, as_of - (lo if math.isfinite(lo) else as_of)))
+        self.capped = False
         if hi <= lo:
             return 0
         start = None if not math.isfinite(lo) else lo
-        first = self.store.connection.execute(
-            "SELECT min(timestamp) FROM decisions WHERE timestamp >= ?",
-            [start if start is not None else -1e300],
-        ).fetchall()[0][0]
-        if first is None or first >= hi:  # nothing to learn up to hi: say so, so clients see progress
+        first = self._first_decision(start, hi)
+        if first is None:  # nothing to learn up to hi: say so, so clients see progress
             self.learned_until = hi
             self.publish()
             return 0
+        end = self._batch_end(first, hi)
+        self.capped = end < hi
+        hi = end
         self._reload_catalog()
         rt = closed_rewards(
             self.store,
@@ -294,9 +351,16 @@ class Learner:
         self.metrics.published_generation.set(self.number)
 
     def step(self) -> dict[str, int]:
+        """One cycle: ingest (at most ``ingest_batch_bytes``), learn (at most about
+        ``learn_batch_decisions``), publish; returns what was stored and learned."""
         added = self.ingest()
         added["learned"] = self.learn()
         return added
+
+    def behind(self) -> bool:
+        """Whether a full batch is still waiting after this cycle, to ingest or to learn: the next cycle
+        should start at once rather than after ``learn_interval_seconds``."""
+        return self.capped or self.reader.pending_bytes() >= self.config.ingest_batch_bytes
 
     def close(self) -> None:
         self.store.close()

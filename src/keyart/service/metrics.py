@@ -91,6 +91,11 @@ class Metrics:
         self.events_ingested = Counter(
             "keyart_events_ingested_total", "Events moved from segments into the store.", ["kind"], registry=r
         )
+        self.learner_busy = Counter(
+            "keyart_learner_busy_seconds_total",
+            "Seconds the learner spent in its cycles (ingest, learn, publish); the rest it waited.",
+            registry=r,
+        )
         mode = {"multiprocess_mode": "max"}
         self.learner_lag = Gauge(
             "keyart_learner_lag_seconds",

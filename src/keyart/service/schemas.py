@@ -11,11 +11,13 @@ from pydantic import ValidationError as PydanticValidationError
 from keyart.errors import ValidationError
 
 Id = Annotated[str, Field(min_length=1, max_length=256)]
-Finite = Annotated[float, Field(allow_inf_nan=False)]
+#: Numbers are JSON numbers: ``strict`` refuses ``true``/``false`` and numeric strings (pydantic's lax
+#: ``float`` would take them, which the OpenAPI document, ``type: number``, does not allow).
+Finite = Annotated[float, Field(allow_inf_nan=False, strict=True)]
 #: The largest magnitude of a member's free numeric features (``context.extra``, ``recommender_scores``):
 #: larger values would overflow the learner's statistics (they are squared and summed).
 FEATURE_BOUND = 1e6
-Bounded = Annotated[float, Field(ge=-FEATURE_BOUND, le=FEATURE_BOUND, allow_inf_nan=False)]
+Bounded = Annotated[float, Field(ge=-FEATURE_BOUND, le=FEATURE_BOUND, allow_inf_nan=False, strict=True)]
 #: The most labels in one list of a title or artwork sent over HTTP (genres, cast, theme genres, featured
 #: cast, tags): the featurizer works through each on every page that shows the title.
 MAX_LABELS = 256
@@ -60,7 +62,7 @@ class PlayIn(_Strict):
 
     title_id: Id
     timestamp: Finite | None = None
-    engaged_seconds: Annotated[float, Field(ge=0, allow_inf_nan=False)] | None = None
+    engaged_seconds: Annotated[float, Field(ge=0, allow_inf_nan=False, strict=True)] | None = None
 
 
 class ContextIn(_Strict):
@@ -119,6 +121,12 @@ class DecideResponse(BaseModel):
     decisions: list[DecisionOut]
 
 
+def _given(*names: str) -> dict[str, Any]:
+    """JSON schema: the properties ``names`` are present and not null (an explicit null counts as not
+    given, as the route reads it)."""
+    return {"required": list(names), "properties": {n: {"not": {"type": "null"}} for n in names}}
+
+
 class OutcomeIn(_Strict):
     """What the member did after a decision: an event (``play`` with ``engaged_seconds``, ...) or a direct
     ``reward`` in [0, 1]. Name the decision by ``decision_id``, or give ``member_id`` and ``title_id``
@@ -128,8 +136,8 @@ class OutcomeIn(_Strict):
     model_config = ConfigDict(
         json_schema_extra={
             "allOf": [
-                {"anyOf": [{"required": ["event_type"]}, {"required": ["reward"]}]},
-                {"anyOf": [{"required": ["decision_id"]}, {"required": ["member_id", "title_id"]}]},
+                {"anyOf": [_given("event_type"), _given("reward")]},
+                {"anyOf": [_given("decision_id"), _given("member_id", "title_id")]},
             ]
         }
     )
@@ -138,8 +146,8 @@ class OutcomeIn(_Strict):
     member_id: Id | None = None
     title_id: Id | None = None
     event_type: Literal["impression", "play", "stop", "pause", "progress", "complete"] | None = None
-    engaged_seconds: Annotated[float, Field(ge=0, allow_inf_nan=False)] | None = None
-    reward: Annotated[float, Field(ge=0, le=1, allow_inf_nan=False)] | None = None
+    engaged_seconds: Annotated[float, Field(ge=0, allow_inf_nan=False, strict=True)] | None = None
+    reward: Annotated[float, Field(ge=0, le=1, allow_inf_nan=False, strict=True)] | None = None
     timestamp: Finite | None = None
     event_id: Annotated[str, Field(min_length=1, max_length=128)] | None = None
 
@@ -166,7 +174,7 @@ class TitleIn(_Strict):
     name: Annotated[str, Field(max_length=512)] = ""
     genres: Labels = []
     cast: Labels = []
-    runtime_minutes: Annotated[float, Field(gt=0, allow_inf_nan=False)] | None = None
+    runtime_minutes: Annotated[float, Field(gt=0, allow_inf_nan=False, strict=True)] | None = None
     metadata: dict[str, Any] = {}
     default_artwork_id: Id | None = None
 

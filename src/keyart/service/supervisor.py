@@ -22,6 +22,9 @@ from keyart.service.health import beat, write_heartbeat
 from keyart.service.learner import Learner
 
 log = logging.getLogger("keyart.service.learner")
+#: On SIGTERM the learner stores what is left in the segments for at most this long (the rest, still in
+#: the segments, is stored by the next learner).
+STOP_INGEST_SECONDS = 20.0
 
 
 def run_learner(config_text: str, stop: threading.Event | None = None) -> None:
@@ -56,16 +59,28 @@ def run_learner(config_text: str, stop: threading.Event | None = None) -> None:
         try:
             while not stop.is_set():
                 t0 = time.monotonic()
+                behind = False
+                progress: dict[str, float] = {}
                 try:
                     learner.step()
+                    behind = learner.behind()
+                    progress["learn_lag_seconds"] = round(learner.learn_lag(), 3)
                 except Exception:  # bad records are set aside inside step; anything else is retried
                     log.exception("learner step failed; retrying next interval")
-                backlog = learner.reader.pending_bytes()
-                beat(heartbeat, backlog_bytes=backlog, cycle_seconds=round(time.monotonic() - t0, 3))
+                cycle = time.monotonic() - t0
+                learner.metrics.learner_busy.inc(cycle)
+                progress["backlog_bytes"] = learner.reader.pending_bytes()
+                progress["cycle_seconds"] = round(cycle, 3)
+                beat(heartbeat, **progress)
                 if os.getppid() != parent:
                     break
-                stop.wait(max(0.0, config.learn_interval_seconds - (time.monotonic() - t0)))
-            learner.ingest()
+                # a full batch still waiting: the next cycle at once (each cycle's work is bounded)
+                pause = 0.0 if behind else config.learn_interval_seconds - (time.monotonic() - t0)
+                stop.wait(max(0.0, pause))
+            deadline = time.monotonic() + STOP_INGEST_SECONDS  # store what is left, in bounded batches
+            while learner.reader.pending_bytes() and time.monotonic() < deadline:
+                if not any(learner.ingest().values()):
+                    break
         finally:
             learner.close()
 

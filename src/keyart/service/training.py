@@ -19,9 +19,12 @@ from typing import Any
 import duckdb
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from keyart.catalog import Catalog
+from keyart.context import MemberContext
 from keyart.errors import ValidationError
+from keyart.events import context_from_json
 from keyart.features import Featurizer
 from keyart.feedback import LoggedFeedback
 from keyart.policies import Policy
@@ -60,10 +63,13 @@ def learnable(rt: RewardTable, catalog: Catalog, end: float) -> RewardTable:
     ts = t.column("timestamp").to_numpy(zero_copy_only=False)
     fallback = t.column("fallback").to_numpy(zero_copy_only=False)
     fallback = np.asarray([bool(f) for f in fallback]) if fallback.dtype == object else fallback.astype(bool)
-    known = set(catalog.artworks)
-    in_catalog = np.fromiter(
-        (all(a in known for a in p) for p in t.column("pool").to_pylist()), bool, t.num_rows
+    pools = t.column("pool").combine_chunks()
+    unknown = pc.invert(
+        pc.is_in(pc.list_flatten(pools), value_set=pa.array(list(catalog.artworks), pa.string()))
     )
+    parents = pc.list_parent_indices(pools).to_numpy(zero_copy_only=False)
+    in_catalog = np.ones(t.num_rows, dtype=bool)
+    in_catalog[parents[unknown.to_numpy(zero_copy_only=False)]] = False  # a pool naming an unknown artwork
     keep = (ts < end) & ~fallback & in_catalog
     return RewardTable(t.filter(pa.array(keep)), rt.report)
 
@@ -127,6 +133,43 @@ def with_direct_rewards(t: pa.Table, direct: dict[str, float]) -> pa.Table:
     return t.set_column(t.schema.get_field_index("reward"), "reward", pa.array(reward))
 
 
+class LearnerFeaturizer(Featurizer):
+    """The learner's featurizer: a page's decisions share one logged context, so a member's history is
+    weighted once per page, not once per title (``member_vectors`` is memoized per context object; the
+    memo is emptied by ``forget`` before each batch of updates)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._memo: dict[int, tuple[MemberContext, tuple[np.ndarray, np.ndarray]]] = {}
+
+    def member_vectors(self, context: MemberContext) -> tuple[np.ndarray, np.ndarray]:
+        hit = self._memo.get(id(context))
+        if hit is not None and hit[0] is context:
+            return hit[1]
+        out = super().member_vectors(context)
+        self._memo[id(context)] = (context, out)  # the context is kept: its id cannot be reused meanwhile
+        return out
+
+    def forget(self) -> None:
+        """Empty the memo (its contexts are released)."""
+        self._memo.clear()
+
+
+def logged_contexts(t: pa.Table) -> list[MemberContext]:
+    """The logged ``MemberContext`` of every row of a decisions table, each distinct ``context_json``
+    parsed once (a page logs one context for all its titles: one object per page, not per row)."""
+    texts = t.column("context_json").to_pylist()
+    if any(c is None for c in texts):
+        raise ValidationError("Decisions without context_json cannot be featurized; log the context.")
+    parsed: dict[str, MemberContext] = {}
+    return [parsed[c] if c in parsed else parsed.setdefault(c, context_from_json(c)) for c in texts]
+
+
+def _feedback(t: pa.Table, report: Any, featurizer: Featurizer, contexts: list[MemberContext]) -> Any:
+    """``LoggedFeedback`` of the rows of ``t`` (``contexts``: theirs, see ``logged_contexts``)."""
+    return RewardTable(t, report).to_feedback(featurizer, contexts=contexts)
+
+
 def update_policies(
     policies: Sequence[Policy], rewards: RewardTable, featurizers: Sequence[Featurizer], metrics: Metrics
 ) -> set[int]:
@@ -137,16 +180,26 @@ def update_policies(
     A chunk whose featurization or update fails validation (features so large that the statistics
     overflow) is split in halves down to single rows, per policy (an invalid update changes nothing), so
     only the offending rows are set aside (logged, counted) and every other row is learned once.
+    Contexts are parsed once per page (``logged_contexts``), and with a ``LearnerFeaturizer`` a member's
+    history is weighted once per page.
     """
     t = rewards.table
     bad: set[int] = set()
     for s in range(0, t.num_rows, CHUNK):
         part = t.slice(s, CHUNK)
+        try:
+            contexts: list[MemberContext] | None = logged_contexts(part)
+        except ValidationError:
+            contexts = None
         built: dict[int, LoggedFeedback | None] = {}
         for policy, featurizer in zip(policies, featurizers, strict=True):
             if id(featurizer) not in built:
+                if isinstance(featurizer, LearnerFeaturizer):
+                    featurizer.forget()
                 try:
-                    built[id(featurizer)] = RewardTable(part, rewards.report).to_feedback(featurizer)
+                    built[id(featurizer)] = (
+                        None if contexts is None else _feedback(part, rewards.report, featurizer, contexts)
+                    )
                 except ValidationError:
                     built[id(featurizer)] = None
             fb = built[id(featurizer)]
@@ -156,7 +209,7 @@ def update_policies(
                     continue
                 except ValidationError:
                     pass
-            bad.update(s + i for i in _update_split(policy, part, rewards.report, featurizer))
+            bad.update(s + i for i in _update_split(policy, part, rewards.report, featurizer, contexts))
     if bad:
         ids = t.column("event_id").to_pylist()
         log.warning(
@@ -168,18 +221,28 @@ def update_policies(
     return bad
 
 
-def _update_split(policy: Policy, t: pa.Table, report: Any, featurizer: Featurizer) -> list[int]:
+def _update_split(
+    policy: Policy,
+    t: pa.Table,
+    report: Any,
+    featurizer: Featurizer,
+    contexts: list[MemberContext] | None,
+) -> list[int]:
     """Update ``policy`` with the rows of ``t``, halving on a validation failure; the rows that fail alone
-    are not learned and are returned (indices into ``t``)."""
+    are not learned and are returned (indices into ``t``). ``contexts``: those of ``t``'s rows, or None
+    (parsed here: one may be what fails)."""
     try:
-        policy.update(RewardTable(t, report).to_feedback(featurizer))
+        if contexts is None:
+            contexts = logged_contexts(t)
+        policy.update(_feedback(t, report, featurizer, contexts))
         return []
     except ValidationError:
         if t.num_rows <= 1:
             return list(range(t.num_rows))
     h = t.num_rows // 2
-    left = _update_split(policy, t.slice(0, h), report, featurizer)
-    return left + [h + i for i in _update_split(policy, t.slice(h), report, featurizer)]
+    head, tail = (None, None) if contexts is None else (contexts[:h], contexts[h:])
+    left = _update_split(policy, t.slice(0, h), report, featurizer, head)
+    return left + [h + i for i in _update_split(policy, t.slice(h), report, featurizer, tail)]
 
 
 def add_artwork_stats(stats: dict[str, list[float]], t: pa.Table, skip: Collection[int]) -> None:
@@ -196,10 +259,12 @@ def add_artwork_stats(stats: dict[str, list[float]], t: pa.Table, skip: Collecti
 
 __all__ = [
     "CHUNK",
+    "LearnerFeaturizer",
     "add_artwork_stats",
     "closed_rewards",
     "direct_rewards",
     "learnable",
+    "logged_contexts",
     "update_policies",
     "with_direct_rewards",
 ]

@@ -113,9 +113,11 @@ async def readyz(state: Service) -> Response:
         warnings.append(f"no good model generation: answering with default artworks ({engine.model_error})")
     learner = body["learner"]
     if learner["behind"]:
+        lag = learner["learn_lag_seconds"]
         warnings.append(
             f"the learner is behind: {learner['backlog_bytes'] / 2**20:.1f} MiB of events not yet ingested "
-            f"after its last cycle ({learner['cycle_seconds']} s)"
+            + ("" if lag is None else f"and {lag:.0f} s of closed decisions not yet learned ")
+            + f"after its last cycle ({learner['cycle_seconds']} s)"
         )
     if warnings:
         body["warning"] = "; ".join(warnings)

@@ -127,7 +127,7 @@ async def retire_title(title_id: str, request: Request, state: Service) -> Respo
 @router.get(
     "/v1/titles/{title_id}",
     tags=["catalog"],
-    summary="A title and its active pool",
+    summary="A title and its active pool (404 once it is retired)",
     responses=error_responses(404),
 )
 async def get_title(title_id: str, state: Service) -> Response:
@@ -138,6 +138,13 @@ async def get_title(title_id: str, state: Service) -> Response:
     if title_id not in catalog:
         raise RequestError(404, "unknown_title", f"Unknown title_id {title_id!r}.", "title_id")
     t = catalog.title(title_id)
+    if not t.active:  # deleted: kept for the decisions logged about it, but no longer a resource
+        raise RequestError(
+            404,
+            "retired_title",
+            f"Title {title_id!r} was retired (DELETE); PUT it to restore it.",
+            "title_id",
+        )
     pool = [a.artwork_id for a in catalog.artworks.values() if a.title_id == title_id and a.active]
     return json_response(
         {
@@ -146,7 +153,7 @@ async def get_title(title_id: str, state: Service) -> Response:
             "genres": t.genres,
             "active": t.active,
             "default_artwork_id": t.default_artwork_id,
-            "pool": pool if t.active else [],
+            "pool": pool,
         }
     )
 

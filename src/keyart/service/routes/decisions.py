@@ -48,19 +48,19 @@ async def run_decide(state: ServiceState, engine: Engine, req: PageRequest) -> P
 
     The page goes to the model thread with a ``Job``; the job wakes this request when it is done, or
     the budget's timer does first. A job not yet being logged is then given up (it will never be
-    logged) and the defaults are answered; one already being logged is waited for. When the pages
-    already queued would take the whole budget, the page is not queued: defaults at once
-    (``overload``). ``EventLogError`` when the page cannot be logged (answered 503).
+    logged) and the defaults are answered; one already being logged is waited for. When the model
+    thread is saturated and the pages already queued would take the whole budget, the page is not
+    queued: defaults at once (``overload``, ``Engine.overloaded``). ``EventLogError`` when the page
+    cannot be logged (answered 503).
     """
     budget = state.config.model_budget_seconds
-    if engine.posted != engine.finished and engine.backlog_seconds() >= budget:
+    if engine.overloaded(budget):
         return _decided(engine.decide(req, reason="overload"))  # it would only time out in the queue
     loop = asyncio.get_running_loop()
     job = Job(loop)
     waiter = job.waiter = loop.create_future()
     timer = loop.call_later(budget, job.wake)
-    engine.posted += 1
-    engine.executor.post(engine.decide_posted, (req, job), job.finish)
+    engine.post(req, job)
     try:
         await waiter
     finally:
