@@ -171,7 +171,8 @@ def _check_suite(step: str, cwd: Path) -> None:
     """The suite's command, with the README's arguments, collects tests."""
     done = _run(f"{step} --collect-only -p no:cacheprovider", cwd)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
-    found = re.search(r"^(\d+) tests? collected|^collected (\d+) items?", done.stdout, flags=re.M)
+    # "N tests collected", "N/M tests collected (K deselected)" (with -m) or "collected N items"
+    found = re.search(r"^(\d+)(?:/\d+)? tests? collected|^collected (\d+) items?", done.stdout, flags=re.M)
     assert found and int(found.group(1) or found.group(2)) > 0, done.stdout[-2000:]
 
 
