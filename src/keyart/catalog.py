@@ -16,6 +16,7 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from keyart.catalog_files import catalog_file, check_document, read_catalog_rows, save_document
 from keyart.errors import (
     DimensionError,
     DuplicateIdError,
@@ -320,17 +321,15 @@ class Catalog:
         """Write the catalog: one JSON file (``*.json``), or a directory of ``titles`` and ``artworks``
         tables in ``fmt`` parquet (default), csv or jsonl. Nothing is written when it cannot be
         serialised; files are replaced atomically (``keyart.catalog_files``)."""
-        from keyart.catalog_files import save_catalog
-
-        save_catalog(self, path, fmt)
+        save_document(self.to_dict(), path, fmt)
 
     @classmethod
     def load(cls, path: str | Path) -> Catalog:
         """Read a catalog file or directory in any form ``save`` writes, from any writer (keyart, pyarrow,
         DuckDB, pandas, Spark), and a keyart service's ``catalog.json`` (``keyart.catalog_files``)."""
-        from keyart.catalog_files import load_catalog
-
-        return load_catalog(path)
+        rows = read_catalog_rows(path)
+        with catalog_file("read", path):
+            return catalog_from_rows(rows.titles, rows.artworks, text=rows.text, where=rows.where)
 
     def save_json(self, path: str | Path) -> None:
         """Write the catalog as one JSON file; nothing is written when it cannot be serialised."""
@@ -356,19 +355,6 @@ class Catalog:
 
     def __repr__(self) -> str:
         return f"Catalog({len(self._titles)} titles, {len(self._artworks)} artworks)"
-
-
-def check_document(data: object) -> None:
-    """Refuse what is not a catalog document ``{"format_version": 1, "titles": [...], "artworks": [...]}``."""
-    if not isinstance(data, Mapping):
-        raise ValidationError(f"A catalog must be a mapping. Got {type(data).__name__}.")
-    if data.get("format_version") != CATALOG_FORMAT_VERSION:
-        raise ValidationError(
-            f"Catalog format_version must be {CATALOG_FORMAT_VERSION}. Got {data.get('format_version')!r}."
-        )
-    for key in ("titles", "artworks"):
-        if not isinstance(data.get(key), list):
-            raise ValidationError(f"A catalog needs a list of {key}. Got {type(data.get(key)).__name__}.")
 
 
 def _title_row(t: Title) -> dict[str, Any]:

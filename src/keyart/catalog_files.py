@@ -1,4 +1,5 @@
-"""Catalog files: every form a catalog is written in, read through one path (``load_catalog``).
+"""Catalog files: every form a catalog is written in, read through one path (``read_catalog_rows``; rows
+become a ``Catalog`` in ``Catalog.load``, documents are written by ``save_document`` for ``Catalog.save``).
 
 A catalog is either
 - one JSON file: ``{"format_version": 1, "titles": [...], "artworks": [...]}`` (``Catalog.save_json``), or
@@ -22,19 +23,18 @@ import errno
 import io
 import json
 import os
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from keyart.catalog import Catalog, catalog_from_rows, check_document
 from keyart.errors import ValidationError
-from keyart.schemas import ARTWORK_SCHEMA, TITLE_SCHEMA
+from keyart.schemas import ARTWORK_SCHEMA, CATALOG_SCHEMA_VERSION, TITLE_SCHEMA
 
 #: Table file suffixes a catalog directory may hold, by the format's name.
 TABLE_FORMATS = {".parquet": "parquet", ".csv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "json"}
-#: Formats ``save_catalog`` writes.
+#: Formats ``save_document`` writes.
 SAVE_FORMATS = ("json", "parquet", "csv", "jsonl")
 
 
@@ -109,6 +109,19 @@ class CatalogRows:
     where: tuple[str, str]
 
 
+def check_document(data: object) -> None:
+    """Refuse what is not a catalog document ``{"format_version": 1, "titles": [...], "artworks": [...]}``."""
+    if not isinstance(data, Mapping):
+        raise ValidationError(f"A catalog must be a mapping. Got {type(data).__name__}.")
+    if data.get("format_version") != CATALOG_SCHEMA_VERSION:
+        raise ValidationError(
+            f"Catalog format_version must be {CATALOG_SCHEMA_VERSION}. Got {data.get('format_version')!r}."
+        )
+    for key in ("titles", "artworks"):
+        if not isinstance(data.get(key), list):
+            raise ValidationError(f"A catalog needs a list of {key}. Got {type(data.get(key)).__name__}.")
+
+
 def read_catalog_rows(path: str | Path) -> CatalogRows:
     """The rows of a catalog JSON file or directory of tables (see the module docstring), unvalidated."""
     p = Path(path)
@@ -134,13 +147,6 @@ def read_catalog_rows(path: str | Path) -> CatalogRows:
             doc = doc["catalog"]  # a keyart service's state/catalog.json
         check_document(doc)
         return CatalogRows(doc["titles"], doc["artworks"], (False, False), ("titles", "artworks"))
-
-
-def load_catalog(path: str | Path) -> Catalog:
-    """Read a catalog JSON file or directory of tables (see the module docstring)."""
-    rows = read_catalog_rows(path)
-    with catalog_file("read", path):
-        return catalog_from_rows(rows.titles, rows.artworks, text=rows.text, where=rows.where)
 
 
 # ---- writing -----------------------------------------------------------------------------------------
@@ -187,16 +193,15 @@ def _replace(path: Path, data: bytes) -> None:
         tmp.unlink(missing_ok=True)
 
 
-def save_catalog(catalog: Catalog, path: str | Path, fmt: str | None = None) -> None:
-    """Write ``catalog`` as one JSON file (``fmt`` json, or ``path`` ending in .json) or as a directory of
-    ``titles`` and ``artworks`` tables (parquet, csv, jsonl). Nothing is written when the catalog cannot be
-    serialised; each file is replaced atomically."""
+def save_document(data: Mapping[str, Any], path: str | Path, fmt: str | None = None) -> None:
+    """Write a catalog document (``Catalog.to_dict``) as one JSON file (``fmt`` json, or ``path`` ending in
+    .json) or as a directory of ``titles`` and ``artworks`` tables (parquet, csv, jsonl). Nothing is
+    written when it cannot be serialised; each file is replaced atomically."""
     p = Path(path)
     fmt = fmt or ("json" if p.suffix.lower() == ".json" else "parquet")
     if fmt not in SAVE_FORMATS:
         raise ValidationError(f"fmt must be one of {', '.join(SAVE_FORMATS)}. Got {fmt!r}.")
     with catalog_file("write", p):
-        data = catalog.to_dict()
         if fmt == "json":
             files = {p: json.dumps(data, indent=1, sort_keys=True, allow_nan=False).encode()}
             p.parent.mkdir(parents=True, exist_ok=True)
@@ -222,8 +227,8 @@ __all__ = [
     "TABLE_FORMATS",
     "CatalogRows",
     "catalog_file",
-    "load_catalog",
+    "check_document",
     "read_catalog_rows",
     "read_rows",
-    "save_catalog",
+    "save_document",
 ]
