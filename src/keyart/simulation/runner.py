@@ -85,6 +85,15 @@ def pool_size_buckets(
     return out
 
 
+def bucketed_probabilities(policy: Any, batch: CandidateBatch) -> np.ndarray:
+    """``policy.probabilities(batch)`` (n, K), computed per pool-size bucket (``pool_size_buckets``): the
+    same rows, far less work on padding."""
+    out = np.zeros((batch.n, batch.k))
+    for rows, sub in pool_size_buckets(batch):
+        out[rows, : sub.k] = policy.probabilities(sub)
+    return out
+
+
 class PolicyAgent:
     """A keyart policy in the loop: ``policy.choose`` to act, ``policy.update(LoggedFeedback)`` to learn.
 

@@ -15,7 +15,7 @@ from keyart.features import Featurizer
 from keyart.feedback import LoggedFeedback
 from keyart.policies import Policy, UniformPolicy
 from keyart.simulation.experiments.suite import make_suite_policy
-from keyart.simulation.runner import ProgressCallback, stream_windows
+from keyart.simulation.runner import ProgressCallback, bucketed_probabilities, stream_windows
 from keyart.simulation.world import World
 
 
@@ -124,7 +124,7 @@ def offline_replay(
             q = world.expected(w.events)
             pad = k_max - w.batch.k
             for name, p in policies.items():
-                dist = p.probabilities(w.batch)
+                dist = bucketed_probabilities(p, w.batch)
                 truths[name].append((dist * q).sum(1))
                 dists[name].append(np.pad(dist, ((0, 0), (0, pad))))
             reward.append(r)
