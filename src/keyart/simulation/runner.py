@@ -70,8 +70,9 @@ def pool_size_buckets(
 ) -> list[tuple[np.ndarray, CandidateBatch]]:
     """Split a batch into (rows, sub-batch) by pool size, each padded only to its own largest pool.
 
-    Row results of every keyart policy depend on that row alone, so choosing per bucket gives the same
-    decisions as choosing on the whole batch, with far less work on padding (pools range 3 to 24).
+    Row results of every keyart policy depend on that row alone (and, for the Thompson policies' quasi-Monte
+    Carlo probabilities, on the padded width, within their error), so choosing per bucket gives the
+    decisions of choosing on the whole batch, with far less work on padding (pools range 3 to 24).
     """
     sizes = batch.pool_sizes
     out = []
@@ -87,7 +88,8 @@ def pool_size_buckets(
 
 def bucketed_probabilities(policy: Any, batch: CandidateBatch) -> np.ndarray:
     """``policy.probabilities(batch)`` (n, K), computed per pool-size bucket (``pool_size_buckets``): the
-    same rows, far less work on padding."""
+    same rows (for the Thompson policies, whose probabilities are quasi-Monte Carlo estimates on points of
+    the pools' padded width, the same to within their error), far less work on padding."""
     out = np.zeros((batch.n, batch.k))
     for rows, sub in pool_size_buckets(batch):
         out[rows, : sub.k] = policy.probabilities(sub)
