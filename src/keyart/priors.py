@@ -15,7 +15,8 @@ gradient holds the fixed point's terms: with the posterior mean mu and covarianc
 so at the optimum ridge_g = s2 * sum_g gamma_j / sum_g mu_j^2 and s2 = |r - Z mu|^2 / (n - sum gamma).
 Everything is computed from the additive statistics the policy keeps anyway (``keyart.learning``: the
 block precision's data part and sum w r^2), through the d x d Schur complement of the diagonal artwork
-block, so one evaluation costs O(d^3 + m d^2) for m artworks with data, and no event is stored.
+block, so one evaluation costs O(c^3 + m c^2) for the c columns and m artworks that data touched (the
+others add nothing to the evidence), and no event is stored.
 """
 
 from __future__ import annotations
@@ -117,6 +118,7 @@ def fit_priors(
         return Priors(ridge_g, r_b, INITIAL_NOISE if noise is None else noise, 0, False)
     seen_data = DataStats(data.xx, data.xa[seen], data.aa[seen], data.xr, data.ar[seen], data.rr, data.n)
     free = np.bincount(col, weights=np.diag(data.xx) > 0, minlength=ridge_g.size) > 0
+    seen_data, col = _touched(seen_data, col)  # once, not at every evaluation
     if learn is not None:
         free &= np.asarray(learn, dtype=bool)
     x0 = np.log(np.append(ridge_g[free], r_b))
@@ -157,7 +159,18 @@ def log_evidence(
     """The log marginal likelihood of the rewards at these ridges and the best noise for them, or the
     given ``noise`` (up to a constant that depends on the data only)."""
     col, ridge = np.asarray(column_group), np.asarray(group_ridge, dtype=np.float64)
-    return _profiled_evidence(data, col, ridge, float(bias_ridge), noise)[0]
+    return _profiled_evidence(*_touched(data, col), ridge, float(bias_ridge), noise)[0]
+
+
+def _touched(data: DataStats, col: np.ndarray) -> tuple[DataStats, np.ndarray]:
+    """The statistics and column groups of the columns some event touched (a nonzero in the data's Gram,
+    artwork sums or x . r). The others add log ridge_j - log ridge_j = 0 to the log evidence and 0 to its
+    gradient, so the evidence is computed on these alone: O(c^3 + m c^2) for c of them, not d."""
+    cols = np.flatnonzero(np.any(data.xx != 0, axis=0) | np.any(data.xa != 0, axis=0) | (data.xr != 0))
+    if cols.size == col.size:
+        return data, col
+    xx = data.xx[np.ix_(cols, cols)]
+    return DataStats(xx, data.xa[:, cols], data.aa, data.xr[cols], data.ar, data.rr, data.n), col[cols]
 
 
 def _profiled_evidence(
@@ -169,18 +182,14 @@ def _profiled_evidence(
     -n/2 log s2 + 1/2 log|ridges| - 1/2 log|Z'Z + ridges| (+ a constant), and its derivative in log ridge_j
     is 1/2 (1 - ridge_j Sigma_jj - ridge_j mu_j^2 / s2): the terms of MacKay's fixed point. With ``noise``
     given, s2 is that and the first term is -E / (2 s2) - n/2 log s2."""
-    # columns no event touched add log ridge_j - log ridge_j = 0 to the value and 0 to the gradient: the
-    # sums run over the columns with data only (O(c^3 + m c^2) for c of them)
-    cols = data_columns(data)
-    ridge_cols = ridge_g[col[cols]]
+    ridge_cols = ridge_g[col]
     P_d = data.aa + r_b
-    xa, xr = data.xa[:, cols], data.xr[cols]
-    U = xa / P_d[:, None]
-    M = data.xx[np.ix_(cols, cols)] + np.diag(ridge_cols) - weighted_gram(xa, 1.0 / P_d)
+    U = data.xa / P_d[:, None]
+    M = data.xx + np.diag(ridge_cols) - weighted_gram(data.xa, 1.0 / P_d)
     R, sigma = spd_factor_inverse(M)
-    mu_s = sigma @ (xr - U.T @ data.ar)
+    mu_s = sigma @ (data.xr - U.T @ data.ar)
     mu_a = data.ar / P_d - U @ mu_s
-    energy = data.rr - mu_s @ xr - mu_a @ data.ar
+    energy = data.rr - mu_s @ data.xr - mu_a @ data.ar
     s2 = max(energy / data.n, NOISE_FLOOR) if noise is None else float(noise)
     fit = -0.5 * data.n * np.log(s2) - (0.5 * data.n if noise is None else 0.5 * energy / s2)
     logdet = 2.0 * np.log(np.diag(R)).sum() + np.log(P_d).sum()
@@ -189,9 +198,4 @@ def _profiled_evidence(
     diag_a = 1.0 / P_d + np.einsum("da,da->a", W, W)
     grad_cols = 0.5 * (1.0 - ridge_cols * np.diag(sigma) - ridge_cols * mu_s**2 / s2)
     grad_b = 0.5 * float((1.0 - r_b * diag_a - r_b * mu_a**2 / s2).sum())
-    return float(value), np.bincount(col[cols], weights=grad_cols, minlength=ridge_g.size), grad_b, s2
-
-
-def data_columns(data: DataStats) -> np.ndarray:
-    """The columns that some event touched (a nonzero in the data's Gram, artwork sums or x . r)."""
-    return np.flatnonzero(np.any(data.xx != 0, axis=0) | np.any(data.xa != 0, axis=0) | (data.xr != 0))
+    return float(value), np.bincount(col, weights=grad_cols, minlength=ridge_g.size), grad_b, s2
