@@ -655,6 +655,7 @@ def test_a_model_records_its_featurization_keeps_it_in_snapshots_and_refuses_ano
     snap = legacy.snapshot()
     del snap["state"]["features"]
     assert model_features(restore_policy(snap)) == LEGACY_FEATURES
+    assert model_features(restore_policy(snap), FeatureConfig(crosses="all")) == LEGACY_FEATURES  # by width
     with pytest.raises(DimensionError, match="recorded no FeatureConfig"):
         model_features(SimpleNamespace(features_=None, dim_=5), FeatureConfig())
     bad = {**snap, "state": {**snap["state"], "features": {"genre_buckets": "many"}}}

@@ -239,8 +239,11 @@ def test_serve_featurizes_each_model_as_it_was_trained(logs, tmp_path):
     model gets rows of its own featurization (no fallback, the shadow's decisions counted), and the
     learner's updates featurize per model too."""
     from keyart.layout import FeatureConfig
+    from keyart.rewards import join_store
+    from keyart.service.config import ServiceConfig
     from keyart.service.metrics import Metrics
     from keyart.service.training import CHUNK, update_policies
+    from keyart.store import EventStore
     from keyart.train import train
 
     catalog = Catalog.load(logs / "catalog.json")
@@ -260,15 +263,10 @@ def test_serve_featurizes_each_model_as_it_was_trained(logs, tmp_path):
     assert sum(d["artwork_id"].endswith("-a2") for d in out["decisions"]) >= 5
     assert 'keyart_shadow_decisions_total{policy="linucb"} 6.0' in metrics
     # the learner's update: one featurizer per model, each model learns from rows of its own width
-    from keyart.service.config import ServiceConfig
-
     config = ServiceConfig(state_dir=str(state))
     models = [load_policy(tmp_path / "wide.npz"), load_policy(tmp_path / "narrow.npz")]
     featurizers = [Featurizer(catalog, config.features_for(p)) for p in models]
     assert [f.dim for f in featurizers] == [wide.dim, FeatureConfig().dim]
-    from keyart.rewards import join_store
-    from keyart.store import EventStore
-
     with EventStore(logs / "events.duckdb", read_only=True) as store:
         rewards = join_store(store)
     versions = [p.version_ for p in models]

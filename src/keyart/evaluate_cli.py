@@ -544,14 +544,15 @@ def _evaluate_store(
     policies = [load_policy(c) for c in candidates]
     # each candidate scores rows of its own featurization (the one its model recorded); the pools and the
     # log are the same whatever the featurization, so one of them gives the log
-    views = {f: evaluation_pools(joined, Featurizer(cat, f), pools) for f in map(model_features, policies)}
+    features = [model_features(p) for p in policies]
+    views = {f: evaluation_pools(joined, Featurizer(cat, f), pools) for f in features}
     ev = next(iter(views.values()))
     log = ev.to_log()
     model = reward_model_for(reward_model, log)
     ests: list[Estimate] = []
     new_mass: dict[str, float] = {}
-    for c, policy in zip(candidates, policies, strict=True):
-        dist = views[model_features(policy)].distribution(policy)
+    for c, policy, f in zip(candidates, policies, features, strict=True):
+        dist = views[f].distribution(policy)
         label = f"{policy.name}:{Path(c).stem}"
         new_mass[label] = ev.new_mass(dist)
         ests += estimate(

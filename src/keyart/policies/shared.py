@@ -43,8 +43,8 @@ REFIT_MAX_GAP = 65_536  # later fits when the events seen double, at least every
 KRON_MIN_DIM = 384
 
 
-#: The default featurization before every context x artwork cross was declared: models saved without their
-#: ``FeatureConfig`` and of its width were made with it
+#: The declared layout with no extra crosses, the default of every model saved before models recorded their
+#: ``FeatureConfig``: such a model of this width was made with it, whatever the default becomes
 LEGACY_FEATURES = FeatureConfig(crosses=())
 
 
