@@ -93,7 +93,9 @@ def run_one(
     features: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """One agent's closed loop on one zoo world, in its own single-threaded-BLAS process; a keyart policy
-    featurizes with ``FeatureConfig(**features)`` (the default config when None)."""
+    featurizes with ``FeatureConfig(**features)`` (the default config when None), where the keys
+    ``exact_vocabularies`` (the catalog's and a sample of requests' values) and ``grow`` (the catalog's, and
+    each new value as it arrives: ``Featurizer(grow=True)``) ask for exact vocabularies."""
     from threadpoolctl import threadpool_limits
 
     from keyart.features import FeatureConfig, Featurizer, exact_vocabularies
@@ -107,11 +109,14 @@ def run_one(
         a: Any = PolicyAgent(make_suite_policy(agent, run_seed), name=agent)
         options = dict(features or {})
         exact = options.pop("exact_vocabularies", False)
-        config = FeatureConfig(**options) if options or exact else None
+        grow = options.pop("grow", False)
+        config = FeatureConfig(**options) if options or exact or grow else None
         if exact:  # the catalog's and a sample of requests' values (the reference's: its first page)
             sample = world.contexts(world.sample_requests(1_000, np.random.default_rng([seed, 7])))
             config = exact_vocabularies(world.catalog, sample, config)
-        factory = None if config is None else (lambda catalog: Featurizer(catalog, config))
+        elif grow:  # the catalog's values, and every value as it arrives (Featurizer(grow=True))
+            config = exact_vocabularies(world.catalog, (), config, grow=True)
+        factory = None if config is None else (lambda catalog: Featurizer(catalog, config, grow=grow))
     else:
         from reference_linucb import ReferenceFeaturizer, ReferenceLinUCB
 

@@ -69,6 +69,10 @@ VARIANTS: dict[str, Variant] = {
     "eb-all-lag-exact": Variant(
         "linucb", {"covariance_refresh": 0.1}, features={"crosses": "all", "exact_vocabularies": True}
     ),
+    # exact vocabularies that grow as values arrive (keyart.features.Featurizer(grow=True))
+    "eb-all-lag-grow": Variant(
+        "linucb", {"covariance_refresh": 0.1}, features={"crosses": "all", "grow": True}
+    ),
     "ts-eb-all-lag": Variant(
         "linear_ts", {"mc_points": 512, "covariance_refresh": 0.1}, features={"crosses": "all"}
     ),

@@ -40,7 +40,10 @@ EXACT_MAX_CAST = 1 << 16
 
 
 def exact_vocabularies(
-    catalog: Catalog, contexts: Iterable[MemberContext] = (), base: FeatureConfig | None = None
+    catalog: Catalog,
+    contexts: Iterable[MemberContext] = (),
+    base: FeatureConfig | None = None,
+    grow: bool = False,
 ) -> FeatureConfig:
     """``base`` (default ``FeatureConfig()``) with exact vocabularies: every genre, style, tag and
     featured or credited cast member of the catalog, and every country, language and device that the
@@ -48,7 +51,9 @@ def exact_vocabularies(
     (so the layout does not depend on the order of the catalog). Each field gets one bucket more, shared
     by values first seen later (hashed there), so no two known values collide and an unknown one never
     lands on a known one. A field with more than ``EXACT_MAX`` values (``EXACT_MAX_CAST`` for cast) keeps
-    ``base``'s hashed width. The result is part of the model's identity: keep it with the model."""
+    ``base``'s hashed width. The result is part of the model's identity: keep it with the model. With
+    ``grow`` (for a ``Featurizer(..., grow=True)``) countries, languages and devices get an exact vocabulary
+    even when no context shows one: empty, to grow as values arrive."""
     base = base or FeatureConfig()
     titles, arts = catalog.titles.values(), catalog.artworks.values()
     ctxs = list(contexts)
@@ -63,7 +68,7 @@ def exact_vocabularies(
     }
     vocab, widths = dict(base.vocabularies), {}
     for name, values in seen.items():
-        if name in ("country", "language", "device") and not ctxs:
+        if name in ("country", "language", "device") and not ctxs and not grow:
             continue
         if len(values) <= (EXACT_MAX_CAST if name == "cast" else EXACT_MAX):
             vocab[name] = tuple(sorted(values))
@@ -122,10 +127,15 @@ class Featurizer:
 
     _max_cast = 8  # featured cast members per artwork that enter the cast match
 
-    def __init__(self, catalog: Catalog, config: FeatureConfig | None = None) -> None:
+    def __init__(self, catalog: Catalog, config: FeatureConfig | None = None, *, grow: bool = False) -> None:
         self.catalog = catalog
-        self.config = config or FeatureConfig()
-        c = self.config
+        self.grow = grow
+        self._cache_version = -1
+        self._use(config or FeatureConfig())
+
+    def _use(self, config: FeatureConfig) -> None:
+        """Featurize with ``config`` from now on (its hashers; every cached row dropped)."""
+        self.config = c = config
         self._genre = BucketHasher(c.genre_buckets, "genre", c.vocabulary("genre"))
         self._cast = BucketHasher(c.cast_buckets, "cast", c.vocabulary("cast"))
         self._style = BucketHasher(c.style_buckets, "style", c.vocabulary("style"))
@@ -134,8 +144,52 @@ class Featurizer:
         self._language = BucketHasher(c.language_buckets, "language", c.vocabulary("language"))
         self._device = BucketHasher(c.device_buckets, "device", c.vocabulary("device"))
         self._extra = BucketHasher(c.extra_buckets, "extra", c.vocabulary("extra"))
-        self._cache_version = -1
+        self.__dict__.pop("feature_names", None)
         self._reset_caches()
+
+    # ---- growing vocabularies --------------------------------------------------------------------
+    def _grown(self, seen: dict[str, Iterable[str]]) -> None:
+        """With ``grow``: every value new to a field with an exact vocabulary gets its own bucket (the
+        config grows, ``FeatureConfig.grown``; in sorted order), while the vocabulary holds fewer than
+        ``EXACT_MAX`` values (``EXACT_MAX_CAST`` for cast); past that, new values share the hashed buckets.
+        Models grow into the wider config when they meet its rows (``SharedModelPolicy.grow_features``)."""
+        if not self.grow:
+            return
+        config, exact = self.config, dict(self.config.vocabularies)
+        for name, values in seen.items():
+            known = exact.get(name)
+            if known is None:
+                continue
+            room = (EXACT_MAX_CAST if name == "cast" else EXACT_MAX) - len(known)
+            new = sorted(set(values).difference(known, ("",)))[: max(room, 0)]
+            if new:
+                config = config.grown(name, new)
+        if config is not self.config:
+            self._use(config)
+
+    def _grow_catalog(self) -> None:
+        titles, arts = self.catalog.titles.values(), self.catalog.artworks.values()
+        self._grown(
+            {
+                "genre": {g for t in titles for g in t.genres} | {g for a in arts for g in a.theme_genres},
+                "cast": {c for t in titles for c in t.cast} | {c for a in arts for c in a.featured_cast},
+                "style": {a.style for a in arts},
+                "tag": {g for a in arts for g in a.tags},
+            }
+        )
+
+    def _grow_contexts(self, contexts: Sequence[MemberContext]) -> None:
+        """Grow for the countries, languages and devices of a call's contexts, before any of its rows is
+        assembled (so one call's rows share one config)."""
+        self._check_cache()
+        if self.grow:
+            self._grown(
+                {
+                    "country": {c.country for c in contexts},
+                    "language": {c.language for c in contexts},
+                    "device": {c.device for c in contexts},
+                }
+            )
 
     def _reset_caches(self) -> None:
         c = self.config
@@ -158,8 +212,11 @@ class Featurizer:
     # ---- caches ----------------------------------------------------------------------------------
     def _check_cache(self) -> None:
         if self._cache_version != self.catalog.version:
-            self._reset_caches()
             self._cache_version = self.catalog.version
+            config = self.config
+            self._grow_catalog()
+            if self.config is config:
+                self._reset_caches()
 
     def _title_slots(self, title_ids: Sequence[str]) -> list[int]:
         """Rows of the titles' genre and cast vectors (added on first sight)."""
@@ -396,6 +453,7 @@ class Featurizer:
         if isinstance(title_ids, str):
             raise ValidationError("title_ids must be a list of title ids, not a single string.")
         rid = request_id if request_id is not None else uuid.uuid4().hex
+        self._grow_contexts([context])
         return self._assemble([context], None, title_ids, None, rid)
 
     def pages(
@@ -422,6 +480,7 @@ class Featurizer:
         flat = [t for titles in title_ids for t in titles]
         flat_rids = [rids[i] for i in ctx_index.tolist()]
         ctxs = list(contexts)
+        self._grow_contexts(ctxs)
         chunk = 2048  # requests per assembly: bounds the memory of the gathered per-candidate tables
         parts = []
         for lo in range(0, n, chunk):
@@ -456,6 +515,7 @@ class Featurizer:
                     )
         rids = list(request_ids) if request_ids is not None else [f"event-{i}" for i in range(n)]
         ctxs, tids = list(contexts), list(title_ids)
+        self._grow_contexts(ctxs)
         chunk = 2048  # bounds the memory of the gathered per-candidate tables
         parts = [
             self._assemble(

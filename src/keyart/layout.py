@@ -17,6 +17,7 @@ widths and vocabularies that resolve the declaration (part of a model's identity
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, fields
 from functools import cached_property
@@ -528,6 +529,69 @@ class FeatureConfig:
             return cls(**values)
         except (TypeError, AttributeError) as exc:
             raise ValidationError(f"Not a FeatureConfig: {exc}.") from exc
+
+    def grown(self, field_name: str, tokens: Sequence[str]) -> FeatureConfig:
+        """This config with ``tokens`` appended to the exact vocabulary of ``field_name`` (each owning a new
+        bucket, so the hashed buckets of unknown tokens stay as many): a config that extends this one
+        (``column_map``). Tokens already in the vocabulary are skipped."""
+        vocab = dict(self.vocabularies)
+        have = vocab.get(field_name, ())
+        new = tuple(dict.fromkeys(t for t in tokens if t not in have))
+        if not new:
+            return self
+        buckets = getattr(self, f"{field_name}_buckets")
+        vocab[field_name] = (*have, *new)
+        return dataclasses.replace(
+            self, vocabularies=tuple(vocab.items()), **{f"{field_name}_buckets": buckets + len(new)}
+        )
+
+    def column_map(self, old: FeatureConfig) -> np.ndarray | None:
+        """Where each of ``old``'s columns is in this config's rows, when this config extends ``old``: the
+        same fields and terms, but exact vocabularies that append tokens (with a bucket each, the hashed
+        buckets as many: ``grown``). A row of ``old`` then equals this config's row at those columns, zero
+        elsewhere, for any input whose tokens ``old`` knew or hashed: a model of ``old`` grows into one of
+        this config exactly. None when this config does not extend ``old``."""
+        if self.same_columns(old):
+            return np.arange(old.dim)
+        a, b = old.to_dict(), self.to_dict()
+        entry: dict[str, np.ndarray] = {}
+        for name in HASHED_FIELDS:
+            for d in (a, b):
+                d.pop(f"{name}_buckets")
+            was, now = old.vocabulary(name), self.vocabulary(name)
+            w_old, w_new = getattr(old, f"{name}_buckets"), getattr(self, f"{name}_buckets")
+            if now[: len(was)] != was or w_new - len(now) != w_old - len(was):
+                return None
+            grew = len(now) - len(was)  # known tokens keep their buckets, hashed ones move past the new
+            entry[f"{name}_buckets"] = np.concatenate(
+                [np.arange(len(was)), np.arange(len(was), w_old) + grew]
+            ).astype(np.int64)
+        for d in (a, b):
+            d.pop("vocabularies"), d.pop("on_unknown_history")
+        if a != b:
+            return None
+        lo, ln = old.layout, self.layout
+
+        def block_map(block: Block) -> np.ndarray:
+            w = block.width
+            return np.arange(w) if isinstance(w, int) else entry.get(w, np.arange(getattr(old, w)))
+
+        blocks = {bl.name: bl for bl in (*CONTEXT_BLOCKS, *ARTWORK_BLOCKS, *PAIR_BLOCKS)}
+        out = np.empty(old.dim, dtype=np.int64)
+        for p_old, p_new in zip(lo.plans, ln.plans, strict=True):
+            cand = np.zeros(1, np.int64) if p_old.side == ONE else block_map(blocks[p_old.term.candidate])
+            if p_old.mode == "inner":
+                cols = np.zeros(1, np.int64)
+            elif p_old.mode == "diagonal":
+                cols = cand
+            else:  # outer: the Kronecker order, context factors first, then the candidate block
+                cols = np.zeros(1, np.int64)
+                for n in (*p_old.term.context, None):
+                    m = cand if n is None else block_map(blocks[n])
+                    w = p_new.width_s if n is None else ln.context[n].stop - ln.context[n].start
+                    cols = (cols[:, None] * w + m[None, :]).ravel()
+            out[p_old.cols] = p_new.cols.start + cols
+        return out
 
     def same_columns(self, other: FeatureConfig) -> bool:
         """Whether rows of ``other`` mean what this config's rows mean: every field equal but

@@ -234,24 +234,61 @@ class SharedModelPolicy(Policy):
 
     def _check_batch(self, batch: CandidateBatch) -> None:
         super()._check_batch(batch)
+        self._batch_features(batch)
         if self.dim_ is not None and batch.d != self.dim_:
             raise DimensionError(f"Features have {batch.d} columns but the model was built for {self.dim_}.")
-        self._batch_features(batch)
 
     def _batch_features(self, batch: CandidateBatch) -> FeatureConfig | None:
         """The featurization of a factored batch (None for raw rows), after checking that its columns mean
-        what the model's do: a batch of another config of the same width would be read silently wrong."""
+        what the model's do: a batch of another config of the same width would be read silently wrong. A
+        config that extends the model's (vocabularies grown by new tokens: ``FeatureConfig.column_map``)
+        grows the model to it first (``grow_features``)."""
         config = None if batch.factors is None else batch.factors.layout.config
         if config is None or self.features_ is None or config is self._features_seen:
             return config
         if not self.features_.same_columns(config):
-            raise DimensionError(
-                "The batch was featurized with another FeatureConfig than the model was trained on "
-                f"(d = {config.dim} vs {self.features_.dim}): featurize with the model's "
-                "(keyart.policies.model_features(policy))."
-            )
+            columns = config.column_map(self.features_)
+            if columns is None or self.dim_ != self.features_.dim:
+                raise DimensionError(
+                    "The batch was featurized with another FeatureConfig than the model was trained on "
+                    f"(d = {config.dim} vs {self.features_.dim}): featurize with the model's "
+                    "(keyart.policies.model_features(policy))."
+                )
+            self._grow(config, columns)
         self._features_seen = config
         return config
+
+    def grow_features(self, config: FeatureConfig) -> None:
+        """Grow the model to ``config``, a featurization that extends the model's (its exact vocabularies
+        grew: ``FeatureConfig.grown``): each column moves to its place in the wider rows, and the new
+        columns start at their family's prior, as if the model had had them all along (nothing it learned
+        touched them: their tokens were unknown). Predictions do not change. Batches of such a config grow
+        the model on their own; a ``DimensionError`` when ``config`` does not extend the model's."""
+        if self.features_ is None and self.dim_ in (None, config.dim):
+            self.features_ = config
+            return
+        if self.features_ is not None and self.features_.same_columns(config):
+            return
+        columns = None if self.features_ is None else config.column_map(self.features_)
+        if columns is None or self.dim_ != self.features_.dim:
+            raise DimensionError("The FeatureConfig does not extend the model's; it cannot grow into it.")
+        self._grow(config, columns)
+
+    def _grow(self, config: FeatureConfig, columns: np.ndarray) -> None:
+        d = config.dim
+        groups, column_group = column_groups(config.layout.feature_names(), d)
+        ridge_of = dict(zip(self.groups_, self._group_ridges(), strict=True))
+        ridge = np.array([ridge_of.get(g, float(self.ridge)) for g in groups])[column_group]
+        ridge[columns] = self.ridge_cols_
+        p = self.post_
+        if p is not None:
+            P_ss, P_sa, eta_s = np.diag(ridge), np.zeros((p.P_sa.shape[0], d)), np.zeros(d)
+            P_ss[np.ix_(columns, columns)] = p.P_ss
+            P_sa[:, columns], eta_s[columns] = p.P_sa, p.eta_s
+            self.post_ = BlockGaussian(P_ss, P_sa, p.P_d, eta_s, p.eta_a)
+        self.groups_, self.column_group_, self.ridge_cols_ = groups, column_group, ridge
+        self.dim_, self.features_, self._features_seen = d, config, None
+        self._changed(covariance=True)
 
     @property
     def posterior_(self) -> Posterior:
@@ -359,10 +396,10 @@ class SharedModelPolicy(Policy):
         parts = self._valid_parts(parts)
         if not parts:
             return self
+        configs = [self._batch_features(fb.batch) for fb in parts]  # may grow the model: no change of it
         if self.dim_ is not None and parts[0].batch.d != self.dim_:  # before any part is learned
             d = parts[0].batch.d
             raise DimensionError(f"Features have {d} columns but the model was built for {self.dim_}.")
-        configs = [self._batch_features(fb.batch) for fb in parts]
         config = self.features_ or next((c for c in configs if c is not None), None)
         if config is not None and any(c is not None and not config.same_columns(c) for c in configs):
             raise DimensionError("The partitions were featurized with different FeatureConfigs.")
