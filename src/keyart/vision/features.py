@@ -61,7 +61,7 @@ class FeatureDoc:
 
 FEATURES: tuple[FeatureDoc, ...] = (
     FeatureDoc("brightness", "colour", "Mean luma (Rec. 601) in [0, 1].", 0.45, 0.2),
-    FeatureDoc("contrast", "colour", "Standard deviation of luma (RMS contrast), in [0, 0.5].", 0.22, 0.1),
+    FeatureDoc("contrast", "colour", "Standard deviation of luma (RMS contrast), in [0, 0.5].", 0.2, 0.1),
     FeatureDoc("saturation", "colour", "Mean HSV saturation in [0, 1].", 0.35, 0.2),
     FeatureDoc(
         "colourfulness",
@@ -96,24 +96,25 @@ FEATURES: tuple[FeatureDoc, ...] = (
         "saliency_spread",
         "composition",
         "RMS distance of the saliency mass from its centre, in frame units (0.41 for a uniform map).",
-        0.3,
-        0.08,
+        0.37,
+        0.05,
     ),
     FeatureDoc(
         "subject_fill",
         "composition",
         "Share of the frame taken by the box holding the central 90% of the saliency mass (5-95% "
-        "quantiles across and down): near 1 for a close-up that fills the frame, small for a small subject.",
-        0.5,
-        0.25,
+        "quantiles across and down): 0.81 when saliency is spread over the whole frame, about 0.7 for a "
+        "close-up whose subject fills it, small for a small subject.",
+        0.75,
+        0.1,
     ),
     FeatureDoc(
         "thirds",
         "composition",
-        "Rule of thirds: 1 when the saliency centre is on a thirds intersection, 0 at the frame's centre "
-        "or farther; 1 - distance / (sqrt(2) / 3).",
-        0.3,
-        0.3,
+        "Rule of thirds: 1 - (distance of the saliency centre to the nearest thirds intersection) / "
+        "(sqrt(2) / 3), clipped at 0: 1 on an intersection, 0.5 at the frame's centre, 0 in a corner.",
+        0.55,
+        0.15,
     ),
     FeatureDoc("face_count", "people", "Number of frontal faces found (Haar cascade, up to 10).", 0.5, 1.0),
     FeatureDoc(
