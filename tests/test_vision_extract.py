@@ -92,7 +92,8 @@ def test_a_rerun_computes_only_new_or_changed_images(setup, tmp_path):
     ("kwargs", "message"),
     [
         ({"jobs": 0}, r"jobs must be a positive integer. Got 0"),
-        ({"images": "nowhere"}, r"--images nowhere: not a folder"),
+        ({"max_distance": 65}, r"max_distance must be an integer in \[0, 64\]. Got 65"),
+        ({"images": "nowhere"}, r"images: nowhere is not a folder"),
         ({"cache": "bad"}, r"bad\.parquet: not a keyart vision cache"),
     ],
 )

@@ -171,9 +171,10 @@ def extract_catalog(
     called after each computed image; ``max_distance``: the perceptual-hash distance of near-duplicates."""
     images = Path(images)
     if not images.is_dir():
-        raise ValidationError(f"--images {images}: not a folder.")
+        raise ValidationError(f"images: {images} is not a folder.")
     if not isinstance(jobs, int) or isinstance(jobs, bool) or jobs < 1:
         raise ValidationError(f"jobs must be a positive integer. Got {jobs!r}.")
+    near_duplicates({}, max_distance)  # its argument check, before any work
     cache_path = Path(cache) if cache is not None else images / DEFAULT_CACHE_NAME
     known = read_cache(cache_path)
     failed: dict[str, str] = {}
