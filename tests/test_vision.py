@@ -9,6 +9,7 @@ import sys
 import cv2
 import numpy as np
 import pytest
+from PIL import Image
 
 from keyart.errors import KeyartError, ValidationError
 from keyart.vision import (
@@ -135,6 +136,20 @@ def test_embedding_centres_and_scales_the_vector(images):
     assert rows.shape == (2, len(FEATURES)) and np.isfinite(rows).all()
     with pytest.raises(ValidationError, match=f"A feature vector has {len(FEATURES)} values"):
         embedding([1.0, 2.0])
+
+
+def test_other_pixel_formats_read_as_their_colours(tmp_path):
+    ramp = np.linspace(0, 1, 200 * 300).reshape(200, 300)
+    assert cv2.imwrite(str(tmp_path / "g16.png"), (ramp * 65535).astype(np.uint16))
+    assert cv2.imwrite(str(tmp_path / "g8.png"), (ramp * 255).astype(np.uint8))
+    deep, plain = (image_features(tmp_path / n).as_dict() for n in ("g16.png", "g8.png"))
+    assert deep["brightness"] == pytest.approx(plain["brightness"], abs=0.005) == pytest.approx(0.5, abs=0.01)
+    red = Image.fromarray(flat((200, 40, 40)))
+    red.convert("CMYK").save(tmp_path / "cmyk.jpg")
+    red.convert("P").save(tmp_path / "palette.png")
+    red.convert("RGBA").save(tmp_path / "alpha.webp", lossless=True)
+    for name in ("cmyk.jpg", "palette.png", "alpha.webp"):
+        assert image_features(tmp_path / name).as_dict()["hue_red"] == pytest.approx(1), name
 
 
 @pytest.mark.parametrize("kind", ["truncated", "text", "huge", "empty"])

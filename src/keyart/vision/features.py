@@ -255,7 +255,11 @@ def _decode(data: bytes, name: str) -> tuple[np.ndarray, int, int, str]:
         s = min(1.0, WORK_SIDE / max(width, height))
         try:
             im.draft("RGB", (math.ceil(width * s), math.ceil(height * s)))
-            rgb = np.asarray(im.convert("RGB"))
+            if im.mode.startswith("I"):  # 16-bit grey: Pillow's RGB conversion would clip it at 255
+                grey = np.clip(np.asarray(im, dtype=np.float64) / 257.0, 0, 255).round().astype(np.uint8)
+                rgb = np.repeat(grey[..., None], 3, axis=2)
+            else:
+                rgb = np.asarray(im.convert("RGB"))
         except (OSError, ValueError, SyntaxError, EOFError, Image.DecompressionBombError) as exc:
             raise ImageError(f"{name}: a corrupt or truncated {im.format} image ({exc}).") from None
     return rgb, width, height, str(im.format)
@@ -276,6 +280,8 @@ def _open_unchecked(data: bytes, name: str) -> Any:
 
 
 def _compute(cv2: Any, rgb: np.ndarray, width: int, height: int) -> tuple[tuple[float, ...], int]:
+    """The feature values (``FEATURES`` order) and the perceptual hash of a decoded image, analysed at
+    ``WORK_SIDE`` on its long side; ``width`` and ``height`` are the file's own."""
     h, w = rgb.shape[:2]
     s = WORK_SIDE / max(h, w)
     if s < 1:
