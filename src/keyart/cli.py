@@ -28,6 +28,7 @@ from keyart.evaluate_cli import evaluate_command
 from keyart.gate_cli import gate_command
 from keyart.service.cli import serve_command
 from keyart.train_cli import train_command
+from keyart.vision.cli import vision_app
 
 #: Exit codes of every ``keyart`` command (docs/cli.md).
 EXIT_OK = 0
@@ -190,6 +191,7 @@ app.add_typer(logs_app, name="logs")  # import
 app.command("train")(train_command)  # logs in, snapshot out (keyart.train)
 app.command("gate")(gate_command)  # candidate vs logging policy as an exit code (keyart.gate)
 app.command("serve")(serve_command)  # the decision service (docs/service.md)
+app.add_typer(vision_app, name="vision")  # extract: image features into embeddings (keyart.vision)
 
 
 def main() -> None:  # pragma: no cover - console entry point
