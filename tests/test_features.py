@@ -326,6 +326,23 @@ def test_embeddings_of_embedding_dim_enter_the_features_and_missing_ones_are_zer
     np.testing.assert_array_equal(X[1, cols], emb)
 
 
+def test_the_embedding_is_crossed_with_the_members_genre_taste():
+    """An artwork known only by its embedding (pixels, no tags) is scored per member: the genre taste x
+    embedding columns hold the outer product, genre-major; without an embedding the term has no columns."""
+    emb = (1.0, -2.0, 0.5)
+    cat = Catalog(
+        [Title("t", genres=("drama",)), Title("h", genres=("comedy", "drama"))],
+        [Artwork("a", "t", embedding=emb), Artwork("b", "h")],
+    )
+    f = Featurizer(cat, FeatureConfig(embedding_dim=3))
+    member = MemberContext("m", played=(Play("h"),))
+    X = f.page(member, ["t"]).X[0, 0]
+    affinity = f.member_vectors(member)[0]
+    assert np.abs(affinity).sum() > 0
+    np.testing.assert_allclose(X[f.config.layout["genre_x_embedding"]], np.outer(affinity, emb).ravel())
+    assert FeatureConfig().layout["genre_x_embedding"] == slice(FeatureConfig().dim, FeatureConfig().dim)
+
+
 def test_hour_bucket_and_day_of_week_come_from_the_timestamp():
     cat = make_catalog()
     f = Featurizer(cat)

@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 
 from core_helpers import logged_feedback, make_catalog, make_members
 from keyart.batch import split_rows
+from keyart.catalog import Catalog
 from keyart.context import Play
 from keyart.errors import ValidationError
 from keyart.features import FeatureConfig, Featurizer
@@ -28,6 +29,16 @@ CROSSES = (
 
 def _page(config: FeatureConfig, seed: int = 3, n_inter: int = 4):
     cat = make_catalog(n_titles=12, pool=6, seed=seed)
+    if config.embedding_dim:  # every other artwork with an embedding (the others read zeros)
+        rng = np.random.default_rng(seed)
+        arts = list(cat.artworks.values())
+        cat = Catalog(
+            list(cat.titles.values()),
+            [
+                a if i % 2 else dataclasses.replace(a, embedding=tuple(rng.normal(size=config.embedding_dim)))
+                for i, a in enumerate(arts)
+            ],
+        )
     f = Featurizer(cat, config)
     ctx = make_members(cat, 1, seed=seed)[0]
     tids = list(cat.titles)
@@ -129,7 +140,8 @@ def test_all_crosses_are_every_context_by_artwork_family_once_and_agree_everywhe
     pairs = [p for p in pairs if p[1] in art]
     # every (context family, artwork family) pair is an outer term exactly once, declared or added
     want = [((c.name,), a.name) for c in CONTEXT_BLOCKS if c.name != "bias" for a in ARTWORK_BLOCKS]
-    assert sorted(pairs) == sorted(want) and len(terms) == len(want) - 3  # device/hour/prior x style declared
+    # declared already: device, hour and prior x style, genre x embedding
+    assert sorted(pairs) == sorted(want) and len(terms) == len(want) - 4
     config = FeatureConfig(tag_buckets=4, embedding_dim=2, crosses="all")
     assert config.crosses == terms and config.dim == FeatureConfig(tag_buckets=4, embedding_dim=2).dim + sum(
         config.layout[t.name].stop - config.layout[t.name].start for t in terms

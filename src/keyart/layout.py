@@ -101,6 +101,9 @@ TERMS = (
     ),
     Term("prior_x_cast_match", ("prior_interaction",), "cast_match", group="prior_x_artwork"),
     Term("prior_x_style", ("prior_interaction",), "style", group="prior_x_artwork"),
+    # the member's genre taste x the artwork's embedding (e.g. keyart.vision's image features): a new
+    # artwork with pixels but no tags is personalized from its first request; no columns without one
+    Term("genre_x_embedding", ("member_genre_affinity",), "embedding"),
 )
 
 
