@@ -174,6 +174,18 @@ def apply_floor(probabilities: np.ndarray, mask: np.ndarray, floor: float) -> np
     return floor * uniform_distribution(mask) + (1.0 - floor) * probabilities
 
 
+def apply_new_share(probabilities: np.ndarray, mask: np.ndarray, new: np.ndarray, share: float) -> np.ndarray:
+    """Mix so that every new candidate (``new`` (n, K), on the pool) has at least ``share`` of its row:
+    p' = s 1_new + (1 - |new| s) p, with s = min(share, 1 / |new|) (a pool of new artworks only is then
+    uniform over them). A mixture of distributions, so the logged propensities stay exact."""
+    new = new & mask
+    count = new.sum(axis=1, keepdims=True)
+    if share <= 0 or not count.any():
+        return probabilities
+    s = np.minimum(share, 1.0 / np.maximum(count, 1))
+    return np.where(new, s, 0.0) + (1.0 - count * s) * probabilities
+
+
 def monte_carlo_samples(abs_error: float, confidence: float) -> int:
     """Draws needed so that a frequency estimate is within ``abs_error`` of its probability at ``confidence``.
 

@@ -20,7 +20,7 @@ import numpy as np
 
 from keyart.batch import CandidateBatch
 from keyart.errors import DimensionError, UnknownIdError, ValidationError
-from keyart.exploration import apply_floor, sample_index, sticky_uniforms
+from keyart.exploration import apply_floor, apply_new_share, sample_index, sticky_uniforms
 from keyart.feedback import DecisionBatch, LoggedFeedback
 from keyart.learning import ArtworkIndex
 from keyart.params import Interval, Optional_, Seed, get_params, validate_params
@@ -43,6 +43,8 @@ class Policy(ABC):
         "floor": Interval(0, 1),
         "sticky_seconds": Interval(0, None, closed="neither", infinite=True),
         "half_life": Optional_(Interval(0, None, closed="neither")),
+        "new_share": Interval(0, 1),
+        "new_impressions": Interval(0, None, closed="neither"),
     }
 
     def __init__(
@@ -52,10 +54,14 @@ class Policy(ABC):
         floor: float = 0.0,
         sticky_seconds: float = 86_400.0,
         half_life: float | None = None,
+        new_share: float = 0.0,
+        new_impressions: float = 100.0,
     ) -> None:
         self.seed = seed
         self.floor = floor
         self.sticky_seconds = sticky_seconds
+        self.new_share = new_share
+        self.new_impressions = new_impressions
         self.half_life = half_life
         validate_params(self)
         self._reset()
@@ -97,10 +103,27 @@ class Policy(ABC):
             raise ValidationError(f"batch must be a CandidateBatch. Got {type(batch).__name__}.")
 
     def probabilities(self, batch: CandidateBatch) -> np.ndarray:
-        """(n, K) choice probabilities: rows sum to 1, 0 on padding, at least floor / K on the pool."""
+        """(n, K) choice probabilities: rows sum to 1, 0 on padding, at least floor / K on the pool (and
+        ``new_share`` for a new artwork: ``_explorable``)."""
         self._check_batch(batch)
-        p = apply_floor(self._distribution(batch), batch.mask, self.floor)
+        return self._explorable(batch, self._distribution(batch))
+
+    def _explorable(self, batch: CandidateBatch, distribution: np.ndarray) -> np.ndarray:
+        """The distribution with the floor, then new artworks' share: with ``new_share`` > 0, every
+        artwork the policy has learned fewer than ``new_impressions`` (weighted) impressions of gets at
+        least ``new_share`` of its title's traffic (all new ones together at most all of it), until it has
+        them; the shares are part of the probabilities, so propensities stay exact. 0 on padding."""
+        p = apply_floor(distribution, batch.mask, self.floor)
+        if self.new_share > 0:
+            shown = self._impressions(batch)
+            if shown is not None:
+                p = apply_new_share(p, batch.mask, shown < self.new_impressions, self.new_share)
         return np.where(batch.mask, p, 0.0)
+
+    def _impressions(self, batch: CandidateBatch) -> np.ndarray | None:
+        """(n, K) impressions learned of each candidate (weighted and decayed as the model's evidence), for
+        ``new_share``; None for a policy that learns nothing per artwork."""
+        return None
 
     def _explored(
         self, scores: np.ndarray, probabilities: np.ndarray, index: np.ndarray, mask: np.ndarray
@@ -121,7 +144,7 @@ class Policy(ABC):
         (seed, member, title, period), the member's periods staggered by a keyed offset."""
         self._check_batch(batch)
         dist, s = self._evaluate(batch)
-        p = np.where(batch.mask, apply_floor(dist, batch.mask, self.floor), 0.0)
+        p = self._explorable(batch, dist)
         s = np.where(batch.mask, s, 0.0)
         members, titles = batch.member_ids.tolist(), batch.title_ids.tolist()
         u, _ = sticky_uniforms(self.seed, members, titles, batch.timestamps, self.sticky_seconds)

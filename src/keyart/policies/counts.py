@@ -89,6 +89,10 @@ class _PerArtworkCounts(Policy):
         a, b = self._ab(batch)
         return a / (a + b)
 
+    def _impressions(self, batch: CandidateBatch) -> np.ndarray:
+        rows = self._row_cache.rows(self.index_, batch)
+        return np.where(rows >= 0, self.trials_[np.maximum(rows, 0)] if self.trials_.size else 0.0, 0.0)
+
     def _learn(
         self, parts: Sequence[LoggedFeedback], decay: float, weights: Sequence[np.ndarray | None]
     ) -> None:

@@ -223,6 +223,15 @@ class SharedModelPolicy(Policy):
         """Model rows of the batch's artworks (-1: unknown), through the policy's ``RowCache``."""
         return self._row_cache.rows(self.index_, batch)
 
+    def _impressions(self, batch: CandidateBatch) -> np.ndarray:
+        rows, counts = self._rows(batch), self._artwork_impressions()
+        return np.where(rows >= 0, counts[np.maximum(rows, 0)] if counts.size else 0.0, 0.0)
+
+    def _artwork_impressions(self) -> np.ndarray:
+        """Impressions learned of each artwork row (weighted, decayed with the model): for the ridge model
+        its bias's precision less the prior's (each event of an artwork adds its weight there)."""
+        return np.zeros(0) if self.post_ is None else self.post_.P_d - self.bias_ridge_
+
     # ---- the posterior -------------------------------------------------------------------------
     def _ensure_dim(self, batch: CandidateBatch) -> None:
         if self.dim_ is None:

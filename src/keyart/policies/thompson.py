@@ -16,6 +16,7 @@ import numpy as np
 import scipy.special
 
 from keyart.batch import CandidateBatch
+from keyart.errors import SnapshotError
 from keyart.feedback import LoggedFeedback
 from keyart.logistic import fit_logistic
 from keyart.params import Interval, OneOf
@@ -237,3 +238,36 @@ class LogisticThompson(ThompsonPolicy):
         self.n_ = decay * self.n_ + sum(
             fb.n if w is None else float(w.sum()) for fb, w in zip(parts, weights, strict=True)
         )
+        shown = decay * self._artwork_impressions()
+        for fb, w in zip(parts, weights, strict=True):
+            np.add.at(shown, index.rows(fb.shown_ids), 1.0 if w is None else w)
+        self.shown_ = shown
+
+    # its bias precision is the fit's curvature, not a count: the impressions are counted on their own
+    def _reset(self) -> None:
+        super()._reset()
+        self.shown_ = np.zeros(0)
+
+    def _artwork_impressions(self) -> np.ndarray:
+        return np.concatenate([self.shown_, np.zeros(len(self.index_) - self.shown_.size)])
+
+    def retire_artwork(self, artwork_id: str) -> None:
+        row = self.index_.ids.index(artwork_id) if artwork_id in self.index_.ids else None
+        super().retire_artwork(artwork_id)
+        if row is not None and row < self.shown_.size:
+            self.shown_ = np.delete(self.shown_, row)
+
+    def _get_state(self) -> dict[str, Any]:
+        state = super()._get_state()
+        if state.get("dim") is not None:
+            state["shown"] = self._artwork_impressions()
+        return state
+
+    def _set_state(self, state: dict[str, Any]) -> None:
+        super()._set_state(state)
+        m = len(self.index_)
+        # a snapshot from before impressions were counted: its artworks count as not new
+        shown = np.asarray(state.get("shown", np.full(m, np.inf)), dtype=np.float64).copy()
+        if shown.shape != (m,):
+            raise SnapshotError("Snapshot arrays do not match its dimensions.")
+        self.shown_ = shown
