@@ -1,0 +1,1 @@
+"""Insights for artists and designers: which imagery wins for whom, clickbait, what to add."""
