@@ -10,9 +10,13 @@ import pytest
 
 from keyart.catalog import Artwork, Catalog, Title
 from keyart.context import MemberContext, Play
-from keyart.insights.data import InsightLogs, load_logs
+from keyart.errors import ValidationError
+from keyart.insights.data import InsightLogs, load_logs, load_model
+from keyart.insights.effects import attribute_effects
+from keyart.insights.model import ModelView, design
 from keyart.insights.segments import FAMILIES, KNEW, NEW, NO_HISTORY, member_segments, segment_list
 from keyart.insights.shares import artwork_shares, over_time, shown_to
+from keyart.policies import make_policy
 from logs_helpers import PLAY, write_logs
 
 
@@ -109,3 +113,68 @@ def test_favourites_are_what_a_member_plays_more_than_others() -> None:
     groups = segment_list(seg, np.arange(4), min_rows=2)
     assert ("Favourite genre", "drama") in [(f, s) for f, s, _ in groups]
     assert all(r.size >= 2 for _, _, r in groups)
+
+
+# ---- 2. what works for whom: attribute effects from the posterior ---------------------------------
+
+
+@pytest.fixture(scope="module")
+def modelled(uniform) -> tuple[ModelView, dict[str, np.ndarray]]:
+    """A linear TS model trained on the uniform logs (what ``keyart insights`` does without --model)."""
+    tmp, cat, logs = uniform
+    policy, where = load_model(tmp / "events.duckdb", cat)
+    assert where.startswith("a linear_ts model trained here on")
+    return ModelView(policy, cat), member_segments(logs.contexts, logs.title, cat)
+
+
+def test_style_effects_rank_the_styles_as_the_truth_does(uniform, modelled) -> None:
+    logs = uniform[2]
+    view, segments = modelled
+    effects = attribute_effects(view, logs, segments, min_rows=100)
+    style = {(e.segment, e.value): e for e in effects if e.attribute == "Style"}
+    for segment in ("all members", "FR", "US"):
+        face, bright, dark = (style[segment, s] for s in ("face", "bright", "dark"))
+        assert face.lower > 0 and dark.upper < 0 and face.clear and dark.clear
+        assert face.effect > bright.effect > dark.effect
+        # centred on the average style: the three effects sum to zero
+        assert face.effect + bright.effect + dark.effect == pytest.approx(0.0, abs=1e-9)
+    one_title = attribute_effects(view, logs, segments, "t1", min_rows=100)
+    assert {e.scope for e in one_title} == {"t1"}
+    t1 = {e.value: e for e in one_title if e.attribute == "Style" and e.segment == "all members"}
+    assert t1["face"].lower > 0 and t1["dark"].upper < 0
+
+
+def test_an_effect_is_the_policys_own_score_difference(uniform, modelled) -> None:
+    """The effect's mean equals the policy's posterior mean scores of the two designs, averaged over the
+    same rows: the insights read the model, they do not refit it."""
+    logs = uniform[2]
+    view, segments = modelled
+    [face] = [
+        e
+        for e in attribute_effects(view, logs, segments, "t2", min_rows=10**9, max_rows=10**9)
+        if e.attribute == "Style" and e.value == "face"
+    ]
+    rows = logs.rows_of("t2")
+    designs = [design("t2", s, style=s) for s in ("bright", "dark", "face")]
+    feat = view.featurizer(designs)
+    batch = feat.events(
+        [logs.contexts[i] for i in rows], ["t2"] * rows.size, [[d.artwork_id for d in designs]] * rows.size
+    )
+    scores = view.policy.scores(batch).mean(0)
+    assert face.effect == pytest.approx(scores[2] - scores.mean(), abs=1e-9)
+    assert face.rows == rows.size
+
+
+def test_models_the_insights_refuse(uniform, tmp_path: Path) -> None:
+    tmp, cat, _ = uniform
+    counts = make_policy("greedy", seed=0)
+    counts.save(tmp_path / "greedy.npz")
+    with pytest.raises(ValidationError, match="the insights need a shared linear model"):
+        load_model(tmp / "events.duckdb", cat, tmp_path / "greedy.npz")
+    fresh = make_policy("linucb", seed=0)
+    fresh.save(tmp_path / "fresh.npz")
+    with pytest.raises(ValidationError, match="has learned nothing yet"):
+        load_model(tmp / "events.duckdb", cat, tmp_path / "fresh.npz")
+    other = Catalog([Title("zz")], [Artwork("zz-a", "zz")])
+    with pytest.raises(ValidationError, match="wrong catalog"):
+        load_logs(tmp / "events.duckdb", other)
