@@ -11,13 +11,17 @@ import pytest
 from keyart.catalog import Artwork, Catalog, Title
 from keyart.context import MemberContext, Play
 from keyart.errors import ValidationError
+from keyart.events import OutcomeRecord, decisions_from_batch
+from keyart.features import Featurizer
+from keyart.insights.clickbait import clickbait
 from keyart.insights.data import InsightLogs, load_logs, load_model
 from keyart.insights.effects import attribute_effects
 from keyart.insights.model import ModelView, design
 from keyart.insights.segments import FAMILIES, KNEW, NEW, NO_HISTORY, member_segments, segment_list
 from keyart.insights.shares import artwork_shares, over_time, shown_to
 from keyart.policies import make_policy
-from logs_helpers import PLAY, write_logs
+from keyart.store import EventStore
+from logs_helpers import PLAY, T0, write_logs
 
 
 @pytest.fixture(scope="module")
@@ -178,3 +182,65 @@ def test_models_the_insights_refuse(uniform, tmp_path: Path) -> None:
     other = Catalog([Title("zz")], [Artwork("zz-a", "zz")])
     with pytest.raises(ValidationError, match="wrong catalog"):
         load_logs(tmp / "events.duckdb", other)
+
+
+# ---- 3. clickbait -----------------------------------------------------------------------------------
+
+#: (P(play), P(quality | play)) per style: 'lure' artworks are played often and rarely watched through.
+CLICKS = {"dark": (0.15, 0.7), "bright": (0.25, 0.6), "lure": (0.45, 0.1)}
+
+
+def _click_logs(tmp: Path, styles: tuple[str, ...]) -> tuple[Catalog, InsightLogs]:
+    """8 titles whose pools hold one artwork of each of ``styles``; 3,000 members, 2 titles each, artwork
+    drawn uniformly; a play is engaged 1,800 s (a quality play) with P(quality | play), else 60 s."""
+    titles = [Title(f"t{i}", genres=("drama",), runtime_minutes=90.0) for i in range(8)]
+    cat = Catalog(titles, [Artwork(f"t{i}-{s}", f"t{i}", style=s) for i in range(8) for s in styles])
+    feat, logger, rng = Featurizer(cat), make_policy("uniform", seed=3), np.random.default_rng(5)
+    contexts = [MemberContext(member_id=f"m{m}", timestamp=T0 + 10 * m) for m in range(3000)]
+    pages = [[f"t{i}" for i in rng.choice(8, size=2, replace=False)] for _ in contexts]
+    decisions = logger.choose(feat.pages(contexts, pages, [f"r{m}" for m in range(3000)]))
+    table = decisions_from_batch(decisions, [c for c in contexts for _ in range(2)])
+    outcomes = []
+    for row in table.to_pylist():
+        play, quality = CLICKS[cat.artwork(row["artwork_id"]).style]
+        if rng.random() < play:
+            seconds = 1800.0 if rng.random() < quality else 60.0
+            outcomes.append(
+                OutcomeRecord(
+                    f"o-{row['event_id']}",
+                    row["member_id"],
+                    row["title_id"],
+                    "play",
+                    row["timestamp"] + 60,
+                    row["event_id"],
+                    seconds,
+                )
+            )
+    outcomes.append(OutcomeRecord("close", "m0", "t0", "stop", T0 + 86_400.0))
+    with EventStore(tmp / "events.duckdb") as store:
+        store.append_decisions(table)
+        store.append_outcomes(outcomes)
+    return cat, load_logs(tmp / "events.duckdb", cat)
+
+
+def test_clickbait_is_flagged_and_honest_artworks_are_not(tmp_path: Path) -> None:
+    cat, logs = _click_logs(tmp_path, ("dark", "bright", "lure"))
+    found = clickbait(logs)
+    flagged = {c.artwork_id for c in found if c.flagged}
+    assert flagged == {f"t{i}-lure" for i in range(8)}
+    for c in found:
+        assert c.play_share_lower <= c.play_share <= c.play_share_upper
+        assert c.quality_share_lower <= c.quality_share <= c.quality_share_upper
+        assert c.ratio_lower < c.ratio < c.ratio_upper
+        # the ratio is the quality share over the play share, against the rest of the pool
+        rest = (1 - c.quality_share) / (1 - c.play_share)
+        assert c.ratio == pytest.approx((c.quality_share / c.play_share) / rest, rel=0.15)
+        if cat.artwork(c.artwork_id).style == "lure":
+            assert c.play_share > c.quality_share and c.ratio_upper < 0.6
+    assert [c.flagged for c in found] == sorted((c.flagged for c in found), reverse=True)  # flagged first
+
+
+def test_no_clickbait_is_flagged_in_an_honest_catalog(tmp_path: Path) -> None:
+    _, logs = _click_logs(tmp_path, ("dark", "bright"))
+    found = clickbait(logs)
+    assert len(found) == 16 and not any(c.flagged for c in found)
