@@ -16,9 +16,10 @@ from keyart.features import Featurizer
 from keyart.insights.clickbait import clickbait
 from keyart.insights.data import InsightLogs, load_logs, load_model
 from keyart.insights.effects import attribute_effects
-from keyart.insights.model import ModelView, design
+from keyart.insights.model import DESIGN_PREFIX, ModelView, design
 from keyart.insights.segments import FAMILIES, KNEW, NEW, NO_HISTORY, member_segments, segment_list
 from keyart.insights.shares import artwork_shares, over_time, shown_to
+from keyart.insights.suggestions import analyse_title
 from keyart.policies import make_policy
 from keyart.store import EventStore
 from logs_helpers import PLAY, T0, write_logs
@@ -244,3 +245,39 @@ def test_no_clickbait_is_flagged_in_an_honest_catalog(tmp_path: Path) -> None:
     _, logs = _click_logs(tmp_path, ("dark", "bright"))
     found = clickbait(logs)
     assert len(found) == 16 and not any(c.flagged for c in found)
+
+
+# ---- 4. what to add, what is redundant --------------------------------------------------------------
+
+
+def test_a_pool_without_the_winning_style_is_told_to_add_it(uniform, modelled) -> None:
+    """t0's 'face' artwork retired: every segment is poorly served and the suggestion is a face design,
+    whose predicted gain is clearly positive (truly +0.5: 0.7 against the best left, 0.2)."""
+    _, cat, logs = uniform
+    view, segments = modelled
+    lacking = Catalog(cat.titles.values(), cat.artworks.values())
+    lacking.retire_artwork("t0-a2")
+    found = analyse_title(ModelView(view.policy, lacking), logs, segments, "t0", min_rows=50)
+    assert found.artworks == ["t0-a0", "t0-a1"]
+    s = found.suggestion
+    assert s is not None and s.artwork.style == "face" and s.artwork.artwork_id.startswith(DESIGN_PREFIX)
+    assert 0.1 < s.gain_lower <= s.gain <= s.gain_upper < 0.7
+    assert s.take_with == pytest.approx(s.take_now + s.gain)
+    assert "face style" in s.description
+    assert found.gaps and all(g.poorly_served and g.best_artwork == "t0-a1" for g in found.gaps)
+    assert all("face style" in g.design for g in found.gaps)
+
+
+def test_redundant_artworks_and_each_segments_favourite(uniform, modelled) -> None:
+    logs = uniform[2]
+    view, segments = modelled
+    found = analyse_title(view, logs, segments, "t1", min_rows=50)
+    assert sorted(s for f, s in found.segments if f == "Country") == ["FR", "US"]
+    assert found.takes.shape == (len(found.segments), 3)
+    assert all(found.preferred(f, s) == "t1-a2" for f, s in found.segments)
+    uses = {u.artwork_id: u for u in found.uses}
+    assert not uses["t1-a2"].redundant and uses["t1-a2"].segments_preferring == len(found.segments)
+    assert uses["t1-a0"].redundant and uses["t1-a1"].redundant  # dark and bright: nobody's best
+    assert sum(u.best_for_share for u in found.uses) == pytest.approx(1.0)
+    # the pool holds the best style already: no segment is poorly served
+    assert not any(g.poorly_served for g in found.gaps)
