@@ -18,7 +18,7 @@ from keyart.insights.data import InsightLogs, load_logs, load_model
 from keyart.insights.effects import attribute_effects
 from keyart.insights.model import DESIGN_PREFIX, ModelView, design
 from keyart.insights.segments import FAMILIES, KNEW, NEW, NO_HISTORY, member_segments, segment_list
-from keyart.insights.shares import artwork_shares, over_time, shown_to
+from keyart.insights.shares import artwork_shares, over_time, segment_estimates, shown_to
 from keyart.insights.suggestions import analyse_title
 from keyart.policies import make_policy
 from keyart.store import EventStore
@@ -89,6 +89,23 @@ def test_who_sees_what_and_how_it_moved(uniform) -> None:
     assert sum(r["impressions"] for r in moved) == logs.rows_of("t0").size
     for p in (1, 2, 3, 4):
         assert sum(r["share"] for r in moved if r["period"] == p) == pytest.approx(1.0)
+
+
+def test_each_segments_best_artwork_from_the_logs(uniform) -> None:
+    """Per country, the IPS estimate of every artwork of a title: 'face' is every segment's best, and the
+    intervals cover the truth (which does not depend on the country)."""
+    _, cat, logs = uniform
+    segments = member_segments(logs.contexts, logs.title, cat)
+    rows = [r for t in ("t0", "t3") for r in segment_estimates(logs, segments, t, min_rows=50)]
+    countries = [r for r in rows if r["family"] == "Country"]
+    assert {r["segment"] for r in countries} == {"FR", "US"} and len(countries) == 12
+    truth = [PLAY[cat.artwork(r["artwork_id"]).style] for r in countries]
+    misses = [r for r, t in zip(countries, truth, strict=True) if not r["lower"] <= t <= r["upper"]]
+    assert len(misses) <= 2, misses  # 95% intervals: 0.6 misses expected of 12, 3 or more in 2% of seeds
+    for r in countries:
+        assert r["shown"] == ((logs.artwork == r["artwork_id"]) & (segments["Country"] == r["segment"])).sum()
+        assert r["best"] == (cat.artwork(r["artwork_id"]).style == "face")
+        assert r["decisions"] >= 50
 
 
 def _member_catalog() -> Catalog:

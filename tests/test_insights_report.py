@@ -29,6 +29,7 @@ browser = review.browser  # the demo review's headless Chromium (module-scoped f
 TABLES = (
     "artworks",
     "shown_to",
+    "segment_estimates",
     "over_time",
     "effects",
     "clickbait",

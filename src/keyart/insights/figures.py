@@ -76,7 +76,11 @@ def draw_all(insights: Insights, out: Path) -> dict[str, Path]:
         shown = _shown(insights, top[0], out / "fig3-who-is-shown-what.png")
         if shown is not None:
             figs["shown"] = shown
-    for i, a in enumerate(insights.analyses[:3]):
+    for i, t in enumerate(top[:3]):
+        estimated = _estimated(insights, t, out / f"fig4-estimated-take-{i + 1}.png")
+        if estimated is not None:
+            figs[f"shown estimated {t}"] = estimated
+    for i, a in enumerate(insights.analyses[:1]):
         if a.segments:
             order = _largest(insights, a.title_id, a.segments)
             figs[f"takes {a.title_id}"] = _heatmap(
@@ -85,15 +89,15 @@ def draw_all(insights: Insights, out: Path) -> dict[str, Path]:
                 a.artworks,
                 f"Predicted take fraction of each artwork of {insights._name(a.title_id)}, by member group",
                 "predicted take fraction (%), per artwork",
-                out / f"fig4-predicted-take-{i + 1}.png",
+                out / f"fig5-predicted-take-{i + 1}.png",
             )
-    effects = _effects(insights, out / "fig5-attribute-effects.png")
+    effects = _effects(insights, out / "fig6-attribute-effects.png")
     if effects is not None:
         figs["effects"] = effects
-    themes = _themes_by_genre(insights, out / "fig6-themes-by-genre.png")
+    themes = _themes_by_genre(insights, out / "fig7-themes-by-genre.png")
     if themes is not None:
         figs["themes by genre"] = themes
-    bait = _clickbait(insights, out / "fig7-clickbait.png")
+    bait = _clickbait(insights, out / "fig8-clickbait.png")
     if bait is not None:
         figs["clickbait"] = bait
     return figs
@@ -173,6 +177,30 @@ def _shown(insights: Insights, title_id: str, path: Path) -> Path | None:
         arts,
         f"Who is shown which artwork of {insights._name(title_id)} (logged)",
         "share of the group's impressions (%), per artwork",
+        path,
+    )
+
+
+def _estimated(insights: Insights, title_id: str, path: Path) -> Path | None:
+    """Segment x artwork IPS estimates of one title (from the logs alone)."""
+    rows = [r for r in insights.segment_estimates if r["title_id"] == title_id]
+    segs = list(dict.fromkeys((r["family"], r["segment"]) for r in rows))
+    if not segs:
+        return None
+    arts = sorted({r["artwork_id"] for r in rows})
+    sizes = {(r["family"], r["segment"]): r["decisions"] for r in rows}
+    segs = [segs[k] for k in sorted(sorted(range(len(segs)), key=lambda k: -sizes[segs[k]])[:MAX_ROWS])]
+    m = np.full((len(segs), len(arts)), np.nan)
+    for r in rows:
+        key = (r["family"], r["segment"])
+        if key in segs:
+            m[segs.index(key), arts.index(r["artwork_id"])] = r["estimate"]
+    return _heatmap(
+        m,
+        [_segment_label(*s) for s in segs],
+        arts,
+        f"Estimated take fraction of each artwork of {insights._name(title_id)} if shown to the whole group",
+        "estimated take fraction (%), per artwork",
         path,
     )
 

@@ -21,8 +21,8 @@ from keyart.insights.clickbait import Clickbait, clickbait
 from keyart.insights.data import load_logs, load_model
 from keyart.insights.effects import Effect, attribute_effects
 from keyart.insights.model import ModelView
-from keyart.insights.segments import member_segments
-from keyart.insights.shares import ArtworkShare, artwork_shares, over_time, shown_to
+from keyart.insights.segments import FAMILIES, member_segments
+from keyart.insights.shares import ArtworkShare, artwork_shares, over_time, segment_estimates, shown_to
 from keyart.insights.suggestions import TitleAnalysis, analyse_title, describe
 from keyart.rewards import ATTRIBUTION_WINDOW_SECONDS, QUALITY_SECONDS
 
@@ -43,6 +43,7 @@ class Insights:
     span: tuple[float, float]
     shares: list[ArtworkShare]
     shown_to: list[dict[str, Any]]
+    segment_estimates: list[dict[str, Any]]
     over_time: list[dict[str, Any]]
     effects: list[Effect]
     clickbait: list[Clickbait]
@@ -63,11 +64,19 @@ class Insights:
                 f"{_points(abs(e.effect))} ({_interval_points(e.lower, e.upper)})."
             )
         for a in self.analyses[:3]:
-            winners = {a.preferred(f, s) for f, s in a.segments}
-            if len(winners) > 1:
+            best = [
+                r
+                for r in self.segment_estimates
+                if r["title_id"] == a.title_id and r["best"] and r["family"] == FAMILIES[0] and r["lower"] > 0
+            ]
+            if len({r["artwork_id"] for r in best}) > 1:
+                who = "; ".join(
+                    f"{r['segment']} fans: {r['artwork_id']} ({_pct(r['estimate'])}, 95% interval "
+                    f"{_pct(r['lower'])} to {_pct(r['upper'])})"
+                    for r in best[:4]
+                )
                 out.append(
-                    f"{self._name(a.title_id)}: different members are best served by different artworks "
-                    f"({len(winners)} of its {len(a.artworks)} are some segment's best); see the heat map."
+                    f"{self._name(a.title_id)} works best with different artworks for different fans: {who}."
                 )
         flagged = [c for c in self.clickbait if c.flagged]
         if flagged:
@@ -103,6 +112,7 @@ class Insights:
         return {
             "artworks": [dataclasses.asdict(s) for s in self.shares],
             "shown_to": self.shown_to,
+            "segment_estimates": self.segment_estimates,
             "over_time": self.over_time,
             "effects": [{**dataclasses.asdict(e), "clear": e.clear} for e in self.effects],
             "clickbait": [dataclasses.asdict(c) for c in self.clickbait],
@@ -200,6 +210,7 @@ def compute_insights(
     step(STEPS[2], 0, 1)
     shares = artwork_shares(logs)
     who = [r for t in top for r in shown_to(logs, segments, t, min_rows)]
+    works = [r for t in top for r in segment_estimates(logs, segments, t, min_rows)]
     moved = [r for t in top for r in over_time(logs, t)]
     found = clickbait(logs)
     step(STEPS[2], 1, 1)
@@ -224,6 +235,7 @@ def compute_insights(
         (float(logs.timestamp.min()), float(logs.timestamp.max())),
         shares,
         who,
+        works,
         moved,
         effects,
         found,
@@ -382,8 +394,10 @@ def _html(insights: Insights, figs: dict[str, Path], path: Path) -> Path:
             [
                 "Members are grouped by their favourite genre and cast member (what they play more than "
                 "others do), device, country, and whether they knew the title before. The first heat map "
-                "is what the logs show (share of each group's impressions); the others are what the model "
-                "predicts each artwork's take fraction to be for each group."
+                "is who was shown what (share of each group's impressions). The next ones estimate, from "
+                "the logs alone, each artwork's take fraction if it were shown to the whole group (inverse "
+                "propensity weighting; the interval of each cell is in segment_estimates.csv). The last "
+                "is what the model predicts for each group, which also covers groups with little data."
             ],
             images=[figs[k] for k in figs if k.startswith("shown") or k.startswith("takes")],
         ),

@@ -105,8 +105,11 @@ def _ips(
     """Self-normalized IPS of "always show ``artwork``" on the rows whose pool held it."""
     held = np.asarray([artwork in p for p in pools])
     sub = log.take(np.flatnonzero(held))
+    target = np.asarray([p.index(artwork) for p, h in zip(pools, held, strict=True) if h], dtype=np.int64)
+    if not (sub.action == target).any():  # never shown here: nothing to estimate from
+        return math.nan, math.nan, math.nan, 0.0
     dist = np.zeros((sub.n, sub.n_actions))
-    dist[np.arange(sub.n), [p.index(artwork) for p, h in zip(pools, held, strict=True) if h]] = 1.0
+    dist[np.arange(sub.n), target] = 1.0
     [e] = estimate(sub, dist, ["snips"], config=EstimatorConfig(alpha=alpha))
     if not math.isfinite(e.value):
         return math.nan, math.nan, math.nan, 0.0
@@ -136,6 +139,42 @@ def shown_to(
                     "segment_impressions": int(seg_rows.size),
                 }
             )
+    return out
+
+
+def segment_estimates(
+    logs: InsightLogs, segments: dict[str, np.ndarray], title_id: str, min_rows: int = 50, alpha: float = 0.05
+) -> list[dict[str, object]]:
+    """Which artwork of ``title_id`` works for whom, from the logs alone: for every segment with
+    ``min_rows`` of the title's decisions, each artwork's IPS estimate (self-normalized, member-clustered
+    interval) of the segment's take fraction were it shown to the whole segment; ``best`` marks the
+    segment's highest estimate. Unbiased whatever the model, noisy for small segments (see the
+    intervals)."""
+    rows = logs.rows_of(title_id)
+    out: list[dict[str, object]] = []
+    for family, segment, seg_rows in segment_list(segments, rows, min_rows):
+        log, pools = title_log(logs, seg_rows)
+        found = []
+        for a in sorted({x for p in pools for x in p}):
+            value, lower, upper, ess = _ips(log, pools, a, alpha)
+            found.append(
+                {
+                    "title_id": title_id,
+                    "family": family,
+                    "segment": segment,
+                    "artwork_id": a,
+                    "estimate": value,
+                    "lower": lower,
+                    "upper": upper,
+                    "ess": ess,
+                    "shown": int((logs.artwork[seg_rows] == a).sum()),
+                    "decisions": int(seg_rows.size),
+                }
+            )
+        top = max(range(len(found)), key=lambda i: np.nan_to_num(found[i]["estimate"], nan=-1.0))  # type: ignore[arg-type]
+        for i, r in enumerate(found):
+            r["best"] = i == top
+        out += found
     return out
 
 
