@@ -3,6 +3,7 @@ lead to a quality play with probability 0.7, 'bright' 0.2, 'dark' 0.1), and on h
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -20,8 +21,10 @@ from keyart.insights.model import DESIGN_PREFIX, ModelView, design
 from keyart.insights.segments import FAMILIES, KNEW, NEW, NO_HISTORY, member_segments, segment_list
 from keyart.insights.shares import artwork_shares, over_time, segment_estimates, shown_to
 from keyart.insights.suggestions import analyse_title
+from keyart.layout import FeatureConfig
 from keyart.policies import make_policy
 from keyart.store import EventStore
+from keyart.train import train
 from logs_helpers import PLAY, T0, write_logs
 
 
@@ -185,6 +188,29 @@ def test_an_effect_is_the_policys_own_score_difference(uniform, modelled) -> Non
     scores = view.policy.scores(batch).mean(0)
     assert face.effect == pytest.approx(scores[2] - scores.mean(), abs=1e-9)
     assert face.rows == rows.size
+
+
+def test_visual_features_where_the_model_reads_embeddings(uniform, modelled) -> None:
+    """Embeddings standing for the styles (face: first dimension, dark: second): a model that reads them
+    finds the first dimension raising the take and the second lowering it; one that does not, says
+    nothing on them."""
+    tmp, cat, logs = uniform
+    emb = {"face": (1.0, 0.0), "dark": (0.0, 1.0), "bright": (0.0, 0.0)}
+    arts = [replace(a, embedding=emb[a.style]) for a in cat.artworks.values()]
+    with_emb = Catalog(cat.titles.values(), arts)
+    policy, _ = train(
+        [tmp / "events.duckdb"],
+        with_emb,
+        make_policy("linear_ts", seed=0),
+        features=FeatureConfig(embedding_dim=2),
+    )
+    view, segments = modelled
+    found = attribute_effects(ModelView(policy, with_emb), logs, segments, min_rows=10**9)
+    visual = {e.value: e for e in found if e.attribute == "Visual feature"}
+    assert set(visual) == {"dimension 1", "dimension 2"}
+    assert visual["dimension 1"].lower > 0 and visual["dimension 2"].upper < 0
+    blind = attribute_effects(ModelView(view.policy, with_emb), logs, segments, min_rows=10**9)
+    assert not [e for e in blind if e.attribute == "Visual feature"]
 
 
 def test_models_the_insights_refuse(uniform, tmp_path: Path) -> None:

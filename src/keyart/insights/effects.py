@@ -135,6 +135,8 @@ def attribute_effects(
     if rows.size == 0:
         return []
     values = attribute_values(view.catalog, title_id)
+    if not view.features.embedding_dim:  # the model does not read embeddings: nothing to say on them
+        values = [(a, v) for a, v in values if a != "Visual feature"]
     if not values:
         return []
     groups = [(*ALL_MEMBERS, rows), *segment_list(segments, rows, min_rows)]
