@@ -157,24 +157,31 @@ def _over_time(insights: Insights, title_id: str, path: Path) -> Path:
     return reports._save(fig, path)
 
 
-def _shown(insights: Insights, title_id: str, path: Path) -> Path | None:
-    rows = [r for r in insights.shown_to if r["title_id"] == title_id]
+def _segment_heatmap(
+    rows: Sequence[dict[str, Any]], value: str, size: str, title: str, colour_label: str, path: Path
+) -> Path | None:
+    """Segment x artwork heat map of one title's rows (``value`` per cell), the ``MAX_ROWS`` largest
+    segments (by ``size``) in their order."""
     segs = list(dict.fromkeys((r["family"], r["segment"]) for r in rows))
     if not segs:
         return None
     arts = sorted({r["artwork_id"] for r in rows})
-    sizes = {(r["family"], r["segment"]): r["segment_impressions"] for r in rows}
-    keep = sorted(sorted(range(len(segs)), key=lambda k: -sizes[segs[k]])[:MAX_ROWS])
-    segs = [segs[k] for k in keep]
+    sizes = {(r["family"], r["segment"]): r[size] for r in rows}
+    segs = [segs[k] for k in sorted(sorted(range(len(segs)), key=lambda k: -sizes[segs[k]])[:MAX_ROWS])]
     m = np.full((len(segs), len(arts)), np.nan)
     for r in rows:
         key = (r["family"], r["segment"])
         if key in segs:
-            m[segs.index(key), arts.index(r["artwork_id"])] = r["share"]
-    return _heatmap(
-        m,
-        [_segment_label(*s) for s in segs],
-        arts,
+            m[segs.index(key), arts.index(r["artwork_id"])] = r[value]
+    return _heatmap(m, [_segment_label(*s) for s in segs], arts, title, colour_label, path)
+
+
+def _shown(insights: Insights, title_id: str, path: Path) -> Path | None:
+    """Who was shown which artwork of one title (logged shares)."""
+    return _segment_heatmap(
+        [r for r in insights.shown_to if r["title_id"] == title_id],
+        "share",
+        "segment_impressions",
         f"Who is shown which artwork of {insights._name(title_id)} (logged)",
         "share of the group's impressions (%), per artwork",
         path,
@@ -183,22 +190,10 @@ def _shown(insights: Insights, title_id: str, path: Path) -> Path | None:
 
 def _estimated(insights: Insights, title_id: str, path: Path) -> Path | None:
     """Segment x artwork IPS estimates of one title (from the logs alone)."""
-    rows = [r for r in insights.segment_estimates if r["title_id"] == title_id]
-    segs = list(dict.fromkeys((r["family"], r["segment"]) for r in rows))
-    if not segs:
-        return None
-    arts = sorted({r["artwork_id"] for r in rows})
-    sizes = {(r["family"], r["segment"]): r["decisions"] for r in rows}
-    segs = [segs[k] for k in sorted(sorted(range(len(segs)), key=lambda k: -sizes[segs[k]])[:MAX_ROWS])]
-    m = np.full((len(segs), len(arts)), np.nan)
-    for r in rows:
-        key = (r["family"], r["segment"])
-        if key in segs:
-            m[segs.index(key), arts.index(r["artwork_id"])] = r["estimate"]
-    return _heatmap(
-        m,
-        [_segment_label(*s) for s in segs],
-        arts,
+    return _segment_heatmap(
+        [r for r in insights.segment_estimates if r["title_id"] == title_id],
+        "estimate",
+        "decisions",
         f"Estimated take fraction of each artwork of {insights._name(title_id)} if shown to the whole group",
         "estimated take fraction (%), per artwork",
         path,
@@ -285,4 +280,4 @@ def _clickbait(insights: Insights, path: Path) -> Path | None:
     return reports._save(fig, path)
 
 
-__all__: list[Any] = ["draw_all"]
+__all__ = ["draw_all"]
