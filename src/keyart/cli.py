@@ -26,6 +26,7 @@ except ImportError:  # pragma: no cover - older typer on click itself
 from keyart.data_cli import catalog_app, logs_app
 from keyart.evaluate_cli import evaluate_command
 from keyart.gate_cli import gate_command
+from keyart.insights.cli import insights_command
 from keyart.service.cli import serve_command
 from keyart.train_cli import train_command
 from keyart.vision.cli import vision_app
@@ -192,6 +193,7 @@ app.command("train")(train_command)  # logs in, snapshot out (keyart.train)
 app.command("gate")(gate_command)  # candidate vs logging policy as an exit code (keyart.gate)
 app.command("serve")(serve_command)  # the decision service (docs/service.md)
 app.add_typer(vision_app, name="vision")  # extract: image features into embeddings (keyart.vision)
+app.command("insights")(insights_command)  # for artists and designers (docs/insights.md)
 
 
 def main() -> None:  # pragma: no cover - console entry point

@@ -49,10 +49,13 @@ class DemoSizes:
     batch_online: int
     showcase_members: int
     update_every: int
+    insights: int = 6_000  # pages of the exploration log the insights report reads
 
 
 FULL = DemoSizes(replay=20_000, ab=30_000, batch_online=12_000, showcase_members=400, update_every=500)
-QUICK = DemoSizes(replay=2_000, ab=2_000, batch_online=1_200, showcase_members=60, update_every=200)
+QUICK = DemoSizes(
+    replay=2_000, ab=2_000, batch_online=1_200, showcase_members=60, update_every=200, insights=1_000
+)
 
 
 @dataclass(frozen=True)
@@ -215,6 +218,23 @@ def stickiness_rows(runs: list[tuple[str, Stickiness]]) -> list[dict[str, Any]]:
     ]
 
 
+def _insights(world: World, out: Path, pages: int, seed: int, console: Console) -> Path:
+    """``keyart insights`` on an exploration log of ``pages`` pages of ``world`` (after the experiments,
+    from generators of its own: the experiments' numbers do not change); returns the report's path."""
+    import shutil
+
+    from keyart.insights.report import compute_insights, write_insights
+    from keyart.simulation.design import write_world_logs
+
+    if out.exists():
+        shutil.rmtree(out)
+    out.mkdir(parents=True)
+    with console.status("Insights for artists and designers..."):
+        logs = write_world_logs(world, out / "events.duckdb", pages, seed)
+        world.catalog.save(out / "catalog.json")
+        return write_insights(compute_insights(logs, world.catalog, seed=seed), out)["html"]
+
+
 def run_demo(
     out_dir: str | Path, seed: int = 0, quick: bool = False, console: Console | None = None
 ) -> DemoResult:
@@ -362,6 +382,18 @@ def run_demo(
             [stickiness_rows(sticky)],
         ),
     ]
+    insights = _insights(world, out / "insights", sizes.insights, seed, console)
+    sections.append(
+        reports.Section(
+            "Insights for artists and designers",
+            [
+                "Which artwork works for whom in this world, which artworks are clickbait, what to add to "
+                f"a pool: keyart insights on a uniform exploration log of {sizes.insights:,} pages of this "
+                "world, written as the service writes its logs (docs/insights.md)."
+            ],
+            links=[("Open the insights report of this world", insights.relative_to(out).as_posix())],
+        )
+    )
     intro = [
         f"The world: {about}. Policies see only the catalog and each member's observable context; the "
         f"world's hidden tastes produce the outcomes and the true values (seed {seed}, world config "

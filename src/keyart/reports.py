@@ -175,6 +175,7 @@ class Section:
     tables: Sequence[Sequence[Mapping[str, Any]]] = ()
     images: Sequence[str | Path] = ()
     notes: Sequence[str] = field(default_factory=tuple)
+    links: Sequence[tuple[str, str]] = ()  # (text, relative address), e.g. another report beside this one
 
 
 def _fmt(v: Any) -> str:
@@ -235,6 +236,7 @@ def write_html_report(
         parts += [html_table(t) for t in s.tables]
         parts += [_image(i) for i in s.images]
         parts += [f"<p class='note'>{html.escape(n)}</p>" for n in s.notes]
+        parts += [f'<p><a href="{html.escape(href)}">{html.escape(text)}</a></p>' for text, href in s.links]
     parts.append("</body></html>")
     out = Path(path)
     out.parent.mkdir(parents=True, exist_ok=True)
