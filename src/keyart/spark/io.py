@@ -8,6 +8,8 @@ with no rows may have no directory.
 
 from __future__ import annotations
 
+import os
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -31,11 +33,14 @@ def session(
     master: str | None = "local[*]", app_name: str = "keyart", conf: dict[str, str] | None = None
 ) -> SparkSession:
     """A Spark session (the active one when it exists). ``master`` None leaves it to ``spark-submit``;
-    Arrow transfers on, the UI off unless ``conf`` says otherwise."""
+    Arrow transfers on, the UI off unless ``conf`` says otherwise. In local mode the Python workers run
+    this interpreter (where keyart is installed) unless ``PYSPARK_PYTHON`` names another."""
     builder = SparkSession.builder.appName(app_name)
+    settings = {"spark.ui.enabled": "false", "spark.sql.execution.arrow.pyspark.enabled": "true"}
     if master is not None:
         builder = builder.master(master)
-    settings = {"spark.ui.enabled": "false", "spark.sql.execution.arrow.pyspark.enabled": "true"}
+        if master.startswith("local"):  # pyspark reads it when the context starts
+            os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     for key, value in {**settings, **(conf or {})}.items():
         builder = builder.config(key, value)
     return builder.getOrCreate()
