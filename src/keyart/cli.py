@@ -27,6 +27,7 @@ from keyart.data_cli import catalog_app, logs_app
 from keyart.evaluate_cli import evaluate_command
 from keyart.gate_cli import gate_command
 from keyart.service.cli import serve_command
+from keyart.spark.cli import spark_app  # imports no pyspark: its commands do
 from keyart.train_cli import train_command
 
 #: Exit codes of every ``keyart`` command (docs/cli.md).
@@ -190,6 +191,7 @@ app.add_typer(logs_app, name="logs")  # import
 app.command("train")(train_command)  # logs in, snapshot out (keyart.train)
 app.command("gate")(gate_command)  # candidate vs logging policy as an exit code (keyart.gate)
 app.command("serve")(serve_command)  # the decision service (docs/service.md)
+app.add_typer(spark_app, name="spark")  # join, train on Apache Spark (keyart.spark; docs/spark.md)
 
 
 def main() -> None:  # pragma: no cover - console entry point
