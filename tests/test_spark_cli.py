@@ -84,6 +84,29 @@ def test_spark_join_writes_the_joined_rows_by_date(spark, logs, tmp_path):
     assert {p.name for p in (tmp_path / "joined").iterdir() if p.is_dir()} == {"date=2023-11-14"}
 
 
+def test_spark_evaluate_prints_the_estimates_of_keyart_spark_evaluate(spark, logs, tmp_path):
+    cat = logs / "catalog.json"
+    code, _, err = run("train", logs / "export", "--catalog", cat, "--out", tmp_path / "m.npz")
+    assert code == 0, err
+    code, out, err = run(
+        "spark",
+        "evaluate",
+        logs / "export",
+        "--catalog",
+        cat,
+        "--candidate",
+        tmp_path / "m.npz",
+        "--estimator",
+        "snips",
+    )
+    assert code == 0, err
+    lines = out.splitlines()
+    assert "on 1200 decisions of 400 members" in lines[0]
+    assert lines[2].split()[0] == "snips" and len(lines) == 3
+    value, lower, upper = (float(x) for x in lines[2].split()[1:4])
+    assert lower < value < upper
+
+
 @pytest.mark.parametrize(
     "args, message",
     [

@@ -1,4 +1,5 @@
-"""``keyart spark join|train``: the reward join and training on Apache Spark over a Parquet export.
+"""``keyart spark join|train|evaluate``: the reward join, training and evaluation on Apache Spark over a
+Parquet export.
 
 The same commands run locally (``--master local[*]``, the default) and on a cluster through
 ``spark-submit``, which runs this file (``python -m keyart.spark.cli`` takes the same arguments): there
@@ -21,7 +22,7 @@ from keyart.rewards import ATTRIBUTION_WINDOW_SECONDS, QUALITY_SECONDS
 
 spark_app = typer.Typer(
     no_args_is_help=True,
-    help="The reward join and training on Apache Spark over a Parquet export (docs/spark.md).",
+    help="The reward join, training and evaluation on Apache Spark over a Parquet export (docs/spark.md).",
 )
 
 Master = Annotated[
@@ -151,6 +152,70 @@ def train_command(
     rate = info.rows / max(time.perf_counter() - t0, 1e-9)
     _write(trained, info, out)
     typer.echo(f"Wrote {out}: {trained.name} trained on {info.rows} decisions on Spark ({rate:,.0f} rows/s).")
+
+
+@spark_app.command("evaluate")
+def evaluate_command(
+    export: Export,
+    candidate: Annotated[
+        Path, typer.Option("--candidate", help="The policy snapshot to evaluate (keyart train --out FILE).")
+    ],
+    catalog: Annotated[
+        Path,
+        typer.Option("--catalog", help="The catalog the logs' artworks are in (any form of docs/data.md)."),
+    ],
+    estimator: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--estimator", help="ips or snips (repeat; default both): the estimators from partition sums."
+        ),
+    ] = None,
+    alpha: Annotated[
+        float, typer.Option("--alpha", min=0.0001, max=0.9999, help="1 - the intervals' coverage.")
+    ] = 0.05,
+    ips_clip: Annotated[
+        float | None, typer.Option("--ips-clip", min=0, help="Clip IPS weights at this value (default none).")
+    ] = None,
+    start: Start = None,
+    end: End = None,
+    window_seconds: WindowSeconds = ATTRIBUTION_WINDOW_SECONDS,
+    min_seconds: MinSeconds = QUALITY_SECONDS,
+    master: Master = "local[*]",
+) -> None:
+    """Estimate a candidate policy's take fraction on Spark from partition sums (IPS, SNIPS) with
+    member-clustered normal intervals, as keyart evaluate does on one machine."""
+    from keyart.catalog import Catalog
+    from keyart.policies import load_policy
+    from keyart.rewards import QualityRule
+    from keyart.spark.evaluate import SPARK_ESTIMATORS, estimate
+    from keyart.spark.io import read_events
+    from keyart.spark.join import join_range
+    from keyart.train_cli import _time
+
+    cat, policy = Catalog.load(catalog), load_policy(candidate)
+    spark = _session(master)
+    decisions, outcomes = read_events(spark, export)
+    joined = join_range(
+        decisions,
+        outcomes,
+        _time(start, "--start"),
+        _time(end, "--end"),
+        window_seconds=window_seconds,
+        rule=QualityRule(min_seconds=min_seconds),
+        runtimes=cat,
+    )
+    results = estimate(
+        joined.table, cat, policy, estimator or SPARK_ESTIMATORS, alpha=alpha, ips_clip=ips_clip
+    )
+    typer.echo(f"{policy.name} ({candidate}) on {results[0].n} decisions of {results[0].n_clusters} members:")
+    typer.echo(
+        f"{'estimator':10s} {'value':>9s} {'lower':>9s} {'upper':>9s} {'se':>9s} {'ess':>10s} {'max w':>8s}"
+    )
+    for r in results:
+        typer.echo(
+            f"{r.estimator:10s} {r.value:9.4f} {r.lower:9.4f} {r.upper:9.4f} {r.se:9.4f} {r.ess:10.1f} "
+            f"{r.max_weight:8.2f}"
+        )
 
 
 def main() -> None:
