@@ -63,13 +63,15 @@ def test_spark_join_gives_the_single_machine_rows_and_report(spark, events, kwar
 
 
 @pytest.mark.parametrize(
-    "start, end", [(None, None), (None, T0 + 36 * H), (T0 + 12 * H, T0 + 48 * H)], ids=["all", "end", "range"]
+    "start, end, uri",
+    [(None, None, True), (None, T0 + 36 * H, False), (T0 + 12 * H, T0 + 48 * H, False)],
+    ids=["all-by-uri", "end", "range"],
 )
-def test_spark_join_range_on_the_export_equals_join_store(spark, events, start, end):
+def test_spark_join_range_on_the_export_equals_join_store(spark, events, start, end, uri):
     _, _, store, export = events
     with EventStore(store, read_only=True) as s:
         expected = join_store(s, start, end, runtimes=RUNTIMES)
-    decisions, outcomes = read_events(spark, export)
+    decisions, outcomes = read_events(spark, export.as_uri() if uri else export)
     got = sj.join_range(decisions, outcomes, start, end, runtimes=RUNTIMES)
     assert got.report == expected.report
     assert rows_of(got.table) == _expected(expected.table)

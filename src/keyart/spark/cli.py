@@ -12,7 +12,7 @@ import os
 import sys
 import time
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -34,9 +34,10 @@ Master = Annotated[
     ),
 ]
 Export = Annotated[
-    Path,
+    str,
     typer.Argument(
-        help="A Parquet export: decisions/ and outcomes/ partitioned by date= (docs/spark.md).",
+        help="A Parquet export (a directory or a URI such as hdfs://...): decisions/ and outcomes/ "
+        "partitioned by date= (docs/spark.md).",
         show_default=False,
     ),
 ]
@@ -44,7 +45,7 @@ Start = Annotated[str | None, typer.Option("--start", help="Decisions from this 
 End = Annotated[str | None, typer.Option("--end", help="Decisions before this time (epoch s or ISO date).")]
 
 
-def _session(master: str):
+def _session(master: str) -> Any:
     """The Spark session: spark-submit's when it started this process, else one on ``master``."""
     try:
         from keyart.spark.io import session
@@ -53,11 +54,39 @@ def _session(master: str):
     return session(None if "PYSPARK_GATEWAY_PORT" in os.environ else master, "keyart")
 
 
+def _joined(
+    spark: Any,
+    export: str,
+    catalog: Any,
+    start: str | None,
+    end: str | None,
+    window_seconds: float,
+    min_seconds: float,
+) -> Any:
+    """``join_range`` of the export's decisions in [start, end) with the command's window and rule."""
+    from keyart.rewards import QualityRule
+    from keyart.spark.io import read_events
+    from keyart.spark.join import join_range
+    from keyart.train_cli import _time
+
+    decisions, outcomes = read_events(spark, export)
+    return join_range(
+        decisions,
+        outcomes,
+        _time(start, "--start"),
+        _time(end, "--end"),
+        window_seconds=window_seconds,
+        rule=QualityRule(min_seconds=min_seconds),
+        runtimes=catalog,
+    )
+
+
 @spark_app.command("join")
 def join_command(
     export: Export,
     out: Annotated[
-        Path, typer.Option("--out", help="Directory for the joined rows (Parquet, partitioned by date=).")
+        str,
+        typer.Option("--out", help="Directory or URI for the joined rows (Parquet, partitioned by date=)."),
     ],
     catalog: Annotated[
         Path | None,
@@ -72,23 +101,10 @@ def join_command(
     """Join outcomes to decisions on Spark (the rows keyart.rewards gives) and write them with their
     reward; print the join's counts."""
     from keyart.catalog import Catalog
-    from keyart.rewards import QualityRule
-    from keyart.spark.io import read_events, write_partitioned
-    from keyart.spark.join import join_range
-    from keyart.train_cli import _time
+    from keyart.spark.io import write_partitioned
 
     cat = Catalog.load(catalog) if catalog is not None else None
-    spark = _session(master)
-    decisions, outcomes = read_events(spark, export)
-    joined = join_range(
-        decisions,
-        outcomes,
-        _time(start, "--start"),
-        _time(end, "--end"),
-        window_seconds=window_seconds,
-        rule=QualityRule(min_seconds=min_seconds),
-        runtimes=cat,
-    )
+    joined = _joined(_session(master), export, cat, start, end, window_seconds, min_seconds)
     write_partitioned(joined.table, out)
     typer.echo(str(joined.report))
     typer.echo(f"Wrote {out}: the joined rows, partitioned by date.")
@@ -186,24 +202,10 @@ def evaluate_command(
     member-clustered normal intervals, as keyart evaluate does on one machine."""
     from keyart.catalog import Catalog
     from keyart.policies import load_policy
-    from keyart.rewards import QualityRule
     from keyart.spark.evaluate import SPARK_ESTIMATORS, estimate
-    from keyart.spark.io import read_events
-    from keyart.spark.join import join_range
-    from keyart.train_cli import _time
 
     cat, policy = Catalog.load(catalog), load_policy(candidate)
-    spark = _session(master)
-    decisions, outcomes = read_events(spark, export)
-    joined = join_range(
-        decisions,
-        outcomes,
-        _time(start, "--start"),
-        _time(end, "--end"),
-        window_seconds=window_seconds,
-        rule=QualityRule(min_seconds=min_seconds),
-        runtimes=cat,
-    )
+    joined = _joined(_session(master), export, cat, start, end, window_seconds, min_seconds)
     results = estimate(
         joined.table, cat, policy, estimator or SPARK_ESTIMATORS, alpha=alpha, ips_clip=ips_clip
     )

@@ -19,6 +19,7 @@ from keyart.errors import ValidationError
 from keyart.events import DECISION_SCHEMA, OUTCOME_SCHEMA
 
 try:
+    from pyspark.errors import AnalysisException
     from pyspark.sql import DataFrame, SparkSession
     from pyspark.sql import functions as F
     from pyspark.sql.pandas.types import from_arrow_schema
@@ -51,16 +52,29 @@ def spark_schema(kind: str) -> Any:
     return from_arrow_schema(_SCHEMAS[kind])
 
 
+def _is_uri(root: str | Path) -> bool:
+    """A URI Spark reads (hdfs://, s3a://, file://...) rather than a local path keyart can look into."""
+    return "://" in str(root)
+
+
+def _join(root: str | Path, kind: str) -> str:
+    return f"{str(root).rstrip('/')}/{kind}" if _is_uri(root) else str(Path(root) / kind)
+
+
 def read_kind(spark: SparkSession, root: str | Path, kind: str) -> DataFrame:
-    """One kind of a Parquet export as a DataFrame of exactly its schema's columns (the ``date``
-    partition column dropped); an empty DataFrame when the export has no rows of that kind."""
+    """One kind of a Parquet export (a local directory or a URI) as a DataFrame of exactly its schema's
+    columns (the ``date`` partition column dropped); an empty DataFrame when a local export has no rows
+    of that kind."""
     if kind not in KINDS:
         raise ValidationError(f"kind must be one of {', '.join(KINDS)}. Got {kind!r}.")
-    path = Path(root) / kind
+    path = _join(root, kind)
     schema = _SCHEMAS[kind]
-    if not path.is_dir() or not any(path.rglob("*.parquet")):
+    if not _is_uri(root) and (not Path(path).is_dir() or not any(Path(path).rglob("*.parquet"))):
         return spark.createDataFrame([], spark_schema(kind))
-    df = spark.read.parquet(str(path))
+    try:
+        df = spark.read.parquet(path)
+    except AnalysisException as exc:
+        raise ValidationError(f"Cannot read the {kind} export at {path}: {exc}") from None
     missing = [f.name for f in schema if not f.nullable and f.name not in df.columns]
     if missing:
         raise ValidationError(f"The {kind} export at {path} lacks the required columns {missing}.")
@@ -74,14 +88,14 @@ def read_kind(spark: SparkSession, root: str | Path, kind: str) -> DataFrame:
 
 
 def read_events(spark: SparkSession, root: str | Path) -> tuple[DataFrame, DataFrame]:
-    """(decisions, outcomes) of a Parquet export at ``root`` (``ValidationError`` when it holds neither)."""
-    p = Path(root)
-    if not any((p / kind).is_dir() for kind in KINDS):
+    """(decisions, outcomes) of a Parquet export at ``root`` (``ValidationError`` when a local one holds
+    neither)."""
+    if not _is_uri(root) and not any((Path(root) / kind).is_dir() for kind in KINDS):
         raise ValidationError(
-            f"No keyart Parquet export at {p}: expected decisions/ and outcomes/ partitioned by date= "
+            f"No keyart Parquet export at {root}: expected decisions/ and outcomes/ partitioned by date= "
             "(EventStore.export_parquet writes them)."
         )
-    return read_kind(spark, p, "decisions"), read_kind(spark, p, "outcomes")
+    return read_kind(spark, root, "decisions"), read_kind(spark, root, "outcomes")
 
 
 def with_date(df: DataFrame) -> DataFrame:
