@@ -28,6 +28,7 @@ from keyart.evaluate_cli import evaluate_command
 from keyart.gate_cli import gate_command
 from keyart.insights.cli import insights_command
 from keyart.service.cli import serve_command
+from keyart.spark.cli import spark_app  # imports no pyspark: its commands do
 from keyart.train_cli import train_command
 from keyart.vision.cli import vision_app
 
@@ -194,6 +195,7 @@ app.command("gate")(gate_command)  # candidate vs logging policy as an exit code
 app.command("serve")(serve_command)  # the decision service (docs/service.md)
 app.add_typer(vision_app, name="vision")  # extract: image features into embeddings (keyart.vision)
 app.command("insights")(insights_command)  # for artists and designers (docs/insights.md)
+app.add_typer(spark_app, name="spark")  # join, train, evaluate on Apache Spark (keyart.spark; docs/spark.md)
 
 
 def main() -> None:  # pragma: no cover - console entry point

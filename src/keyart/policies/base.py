@@ -168,7 +168,7 @@ class Policy(ABC):
     def update_partitions(self, parts: Sequence[LoggedFeedback]) -> Policy:
         """Learn from events held in several partitions, in order: the same model as ``update`` on their
         concatenation, built from per-partition sums only (linear statistics, counts, or the logistic
-        fit's Newton sums), the way a job over partitioned logs would train (keyart has no Spark job yet).
+        fit's Newton sums), the way a job over partitioned logs trains (``keyart.spark.train`` on Spark).
         Invalid input changes nothing."""
         parts = self._valid_parts(parts)
         if parts:

@@ -1,0 +1,232 @@
+"""``keyart spark join|train|evaluate``: the reward join, training and evaluation on Apache Spark over a
+Parquet export.
+
+The same commands run locally (``--master local[*]``, the default) and on a cluster through
+``spark-submit``, which runs this file (``python -m keyart.spark.cli`` takes the same arguments): there
+the master is spark-submit's own and ``--master`` is ignored. docs/spark.md shows both.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from keyart.errors import ValidationError
+from keyart.evaluate_cli import MinSeconds, WindowSeconds
+from keyart.rewards import ATTRIBUTION_WINDOW_SECONDS, QUALITY_SECONDS
+
+spark_app = typer.Typer(
+    no_args_is_help=True,
+    help="The reward join, training and evaluation on Apache Spark over a Parquet export (docs/spark.md).",
+)
+
+Master = Annotated[
+    str,
+    typer.Option(
+        "--master",
+        help="Spark master URL, e.g. local[*], local[2], spark://host:7077 (under spark-submit its own "
+        "--master wins).",
+    ),
+]
+Export = Annotated[
+    str,
+    typer.Argument(
+        help="A Parquet export (a directory or a URI such as hdfs://...): decisions/ and outcomes/ "
+        "partitioned by date= (docs/spark.md).",
+        show_default=False,
+    ),
+]
+Start = Annotated[str | None, typer.Option("--start", help="Decisions from this time (epoch s or ISO date).")]
+End = Annotated[str | None, typer.Option("--end", help="Decisions before this time (epoch s or ISO date).")]
+
+
+def _session(master: str) -> Any:
+    """The Spark session: spark-submit's when it started this process, else one on ``master``."""
+    try:
+        from keyart.spark.io import session
+    except ImportError as exc:
+        raise ValidationError(f"{exc} (keyart spark runs on Apache Spark)") from None
+    return session(None if "PYSPARK_GATEWAY_PORT" in os.environ else master, "keyart")
+
+
+def _joined(
+    spark: Any,
+    export: str,
+    catalog: Any,
+    start: str | None,
+    end: str | None,
+    window_seconds: float,
+    min_seconds: float,
+) -> Any:
+    """``join_range`` of the export's decisions in [start, end) with the command's window and rule."""
+    from keyart.rewards import QualityRule
+    from keyart.spark.io import read_events
+    from keyart.spark.join import join_range
+    from keyart.train_cli import _time
+
+    decisions, outcomes = read_events(spark, export)
+    return join_range(
+        decisions,
+        outcomes,
+        _time(start, "--start"),
+        _time(end, "--end"),
+        window_seconds=window_seconds,
+        rule=QualityRule(min_seconds=min_seconds),
+        runtimes=catalog,
+    )
+
+
+@spark_app.command("join")
+def join_command(
+    export: Export,
+    out: Annotated[
+        str,
+        typer.Option("--out", help="Directory or URI for the joined rows (Parquet, partitioned by date=)."),
+    ],
+    catalog: Annotated[
+        Path | None,
+        typer.Option("--catalog", help="A catalog for the titles' runtimes (complete events count in full)."),
+    ] = None,
+    start: Start = None,
+    end: End = None,
+    window_seconds: WindowSeconds = ATTRIBUTION_WINDOW_SECONDS,
+    min_seconds: MinSeconds = QUALITY_SECONDS,
+    master: Master = "local[*]",
+) -> None:
+    """Join outcomes to decisions on Spark (the rows keyart.rewards gives) and write them with their
+    reward; print the join's counts."""
+    from keyart.catalog import Catalog
+    from keyart.spark.io import write_partitioned
+
+    cat = Catalog.load(catalog) if catalog is not None else None
+    joined = _joined(_session(master), export, cat, start, end, window_seconds, min_seconds)
+    write_partitioned(joined.table, out)
+    typer.echo(str(joined.report))
+    typer.echo(f"Wrote {out}: the joined rows, partitioned by date.")
+
+
+@spark_app.command("train")
+def train_command(
+    export: Export,
+    out: Annotated[Path, typer.Option("--out", help="The snapshot file to write (.npz), and FILE.json.")],
+    catalog: Annotated[
+        Path,
+        typer.Option("--catalog", help="The catalog the logs' artworks are in (any form of docs/data.md)."),
+    ],
+    policy: Annotated[
+        str, typer.Option("--policy", help="The policy to train (keyart policies lists them).")
+    ] = "linucb",
+    param: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--param",
+            help="A policy parameter as NAME=VALUE (repeat), e.g. priors=fixed, alpha=0.5.",
+            metavar="NAME=VALUE",
+        ),
+    ] = None,
+    seed: Annotated[int, typer.Option("--seed", help="Deployment key of the sticky randomness.")] = 0,
+    floor: Annotated[float, typer.Option("--floor", help="Exploration floor (>= floor / K each).")] = 0.1,
+    start: Start = None,
+    end: End = None,
+    window_seconds: WindowSeconds = ATTRIBUTION_WINDOW_SECONDS,
+    min_seconds: MinSeconds = QUALITY_SECONDS,
+    master: Master = "local[*]",
+) -> None:
+    """Train a policy on Spark from per-partition sums into the snapshot keyart train writes (keyart serve
+    --policy FILE loads it)."""
+    from keyart.catalog import Catalog
+    from keyart.policies import make_policy
+    from keyart.service.config import ServiceConfig
+    from keyart.spark.train import check_trainable, train
+    from keyart.train import parse_params
+    from keyart.train_cli import _time, _write
+
+    if out.suffix != ".npz":
+        raise ValidationError(f"--out must be a .npz file. Got {out}.")
+    cat = Catalog.load(catalog)
+    config = ServiceConfig(
+        state_dir=".", policy=policy, policy_params=parse_params(param or []), seed=seed, floor=floor
+    )
+    fresh = make_policy(policy, **config.policy_kwargs())
+    check_trainable(fresh)
+    t0 = time.perf_counter()
+    trained, info = train(
+        _session(master),
+        export,
+        cat,
+        fresh,
+        window_seconds=window_seconds,
+        quality_seconds=min_seconds,
+        start=_time(start, "--start"),
+        end=_time(end, "--end"),
+    )
+    rate = info.rows / max(time.perf_counter() - t0, 1e-9)
+    _write(trained, info, out)
+    typer.echo(f"Wrote {out}: {trained.name} trained on {info.rows} decisions on Spark ({rate:,.0f} rows/s).")
+
+
+@spark_app.command("evaluate")
+def evaluate_command(
+    export: Export,
+    candidate: Annotated[
+        Path, typer.Option("--candidate", help="The policy snapshot to evaluate (keyart train --out FILE).")
+    ],
+    catalog: Annotated[
+        Path,
+        typer.Option("--catalog", help="The catalog the logs' artworks are in (any form of docs/data.md)."),
+    ],
+    estimator: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--estimator", help="ips or snips (repeat; default both): the estimators from partition sums."
+        ),
+    ] = None,
+    alpha: Annotated[
+        float, typer.Option("--alpha", min=0.0001, max=0.9999, help="1 - the intervals' coverage.")
+    ] = 0.05,
+    ips_clip: Annotated[
+        float | None, typer.Option("--ips-clip", min=0, help="Clip IPS weights at this value (default none).")
+    ] = None,
+    start: Start = None,
+    end: End = None,
+    window_seconds: WindowSeconds = ATTRIBUTION_WINDOW_SECONDS,
+    min_seconds: MinSeconds = QUALITY_SECONDS,
+    master: Master = "local[*]",
+) -> None:
+    """Estimate a candidate policy's take fraction on Spark from partition sums (IPS, SNIPS) with
+    member-clustered normal intervals, as keyart evaluate does on one machine."""
+    from keyart.catalog import Catalog
+    from keyart.policies import load_policy
+    from keyart.spark.evaluate import SPARK_ESTIMATORS, estimate
+
+    cat, policy = Catalog.load(catalog), load_policy(candidate)
+    joined = _joined(_session(master), export, cat, start, end, window_seconds, min_seconds)
+    results = estimate(
+        joined.table, cat, policy, estimator or SPARK_ESTIMATORS, alpha=alpha, ips_clip=ips_clip
+    )
+    typer.echo(f"{policy.name} ({candidate}) on {results[0].n} decisions of {results[0].n_clusters} members:")
+    typer.echo(
+        f"{'estimator':10s} {'value':>9s} {'lower':>9s} {'upper':>9s} {'se':>9s} {'ess':>10s} {'max w':>8s}"
+    )
+    for r in results:
+        typer.echo(
+            f"{r.estimator:10s} {r.value:9.4f} {r.lower:9.4f} {r.upper:9.4f} {r.se:9.4f} {r.ess:10.1f} "
+            f"{r.max_weight:8.2f}"
+        )
+
+
+def main() -> None:
+    """``spark-submit .../keyart/spark/cli.py COMMAND ...``: the ``keyart spark`` commands, with keyart's
+    errors as one line and an exit code."""
+    from keyart.cli import app
+
+    app(["spark", *sys.argv[1:]])
+
+
+if __name__ == "__main__":  # pragma: no cover - run by spark-submit
+    main()

@@ -1,0 +1,157 @@
+"""``keyart spark join|train`` (keyart.spark.cli): the rows and snapshot of the single-machine commands,
+in process and through a real ``spark-submit``."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pyarrow.dataset as ds
+import pytest
+from typer.testing import CliRunner
+
+import keyart.spark.cli
+from keyart.catalog import Catalog
+from keyart.cli import EXIT_INPUT, app
+from keyart.policies import load_policy
+from keyart.rewards import join_store
+from keyart.store import EventStore
+from keyart.train import TrainingInfo
+from logs_helpers import write_logs
+from test_spark_support import spark
+
+__all__ = ["spark"]
+
+BIN = Path(sys.executable).parent
+
+
+@pytest.fixture(scope="module")
+def logs(tmp_path_factory) -> Path:
+    return write_logs(tmp_path_factory.mktemp("spark-cli"))
+
+
+def run(*args: object) -> tuple[int, str, str]:
+    result = CliRunner().invoke(app, [str(a) for a in args])
+    return result.exit_code, result.stdout, result.stderr
+
+
+def _same_snapshot(a: Path, b: Path) -> None:
+    sa, sb = load_policy(a).snapshot()["state"], load_policy(b).snapshot()["state"]
+    ids = list(sb["artwork_ids"])
+    rows = [list(sa["artwork_ids"]).index(x) for x in ids]
+    for key in ("P_ss", "eta_s", "ridge_cols"):
+        np.testing.assert_allclose(sa[key], sb[key], rtol=0, atol=1e-9)
+    for key in ("P_sa", "P_d", "eta_a"):
+        np.testing.assert_allclose(np.asarray(sa[key])[rows], sb[key], rtol=0, atol=1e-9)
+    ia, ib = TrainingInfo.load(a), TrainingInfo.load(b)
+    assert ia is not None and ib is not None and ia.rows == ib.rows and ia.learned_until == ib.learned_until
+
+
+def test_spark_train_writes_the_snapshot_keyart_train_writes(spark, logs, tmp_path):
+    cat = logs / "catalog.json"
+    code, out, err = run("train", logs / "export", "--catalog", cat, "--out", tmp_path / "one.npz")
+    assert code == 0, err
+    code, out, err = run(
+        "spark",
+        "train",
+        logs / "export",
+        "--catalog",
+        cat,
+        "--out",
+        tmp_path / "spark.npz",
+        "--master",
+        "local[2]",
+    )
+    assert code == 0, err
+    assert "trained on 1200 decisions on Spark" in out
+    _same_snapshot(tmp_path / "spark.npz", tmp_path / "one.npz")
+
+
+def test_spark_join_writes_the_joined_rows_by_date(spark, logs, tmp_path):
+    code, out, err = run(
+        "spark", "join", logs / "export", "--out", tmp_path / "joined", "--end", "1700050000"
+    )
+    assert code == 0, err
+    with EventStore(logs / "events.duckdb", read_only=True) as store:
+        expected = join_store(store, None, 1_700_050_000.0)
+    assert str(expected.report) in out
+    got = ds.dataset(tmp_path / "joined", format="parquet", partitioning="hive").to_table()
+    assert sorted(got.column("event_id").to_pylist()) == sorted(expected.table.column("event_id").to_pylist())
+    assert sum(got.column("reward").to_pylist()) == sum(expected.reward) > 0
+    assert {p.name for p in (tmp_path / "joined").iterdir() if p.is_dir()} == {"date=2023-11-14"}
+
+
+def test_spark_evaluate_prints_the_estimates_of_keyart_spark_evaluate(spark, logs, tmp_path):
+    cat = logs / "catalog.json"
+    code, _, err = run("train", logs / "export", "--catalog", cat, "--out", tmp_path / "m.npz")
+    assert code == 0, err
+    code, out, err = run(
+        "spark",
+        "evaluate",
+        logs / "export",
+        "--catalog",
+        cat,
+        "--candidate",
+        tmp_path / "m.npz",
+        "--estimator",
+        "snips",
+    )
+    assert code == 0, err
+    lines = out.splitlines()
+    assert "on 1200 decisions of 400 members" in lines[0]
+    assert lines[2].split()[0] == "snips" and len(lines) == 3
+    value, lower, upper = (float(x) for x in lines[2].split()[1:4])
+    assert lower < value < upper
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (("train", "{export}", "--catalog", "{catalog}", "--out", "{tmp}/m.txt"), "must be a .npz"),
+        (("train", "{tmp}", "--catalog", "{catalog}", "--out", "{tmp}/m.npz"), "No keyart Parquet export"),
+        (
+            ("train", "{export}", "--catalog", "{catalog}", "--out", "{tmp}/m.npz", "--param", "half_life=5"),
+            "half_life",
+        ),
+    ],
+    ids=["suffix", "no-export", "half-life"],
+)
+def test_bad_inputs_end_in_one_line_and_write_nothing(spark, logs, tmp_path, args, message):
+    fill = {"export": logs / "export", "catalog": logs / "catalog.json", "tmp": tmp_path}
+    code, _, err = run("spark", *[a.format(**fill) for a in args])
+    assert code == EXIT_INPUT and message in err and len(err.strip().splitlines()) == 1
+    assert not list(tmp_path.glob("m.*"))
+
+
+@pytest.mark.slow
+def test_spark_submit_runs_the_same_command(logs, tmp_path):
+    env = {**os.environ, "PYSPARK_PYTHON": sys.executable}
+    proc = subprocess.run(
+        [
+            str(BIN / "spark-submit"),
+            "--master",
+            "local[1]",
+            keyart.spark.cli.__file__,
+            "train",
+            str(logs / "export"),
+            "--catalog",
+            str(logs / "catalog.json"),
+            "--out",
+            str(tmp_path / "submitted.npz"),
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "trained on 1200 decisions on Spark" in proc.stdout
+    code, _, err = run(
+        "train", logs / "export", "--catalog", logs / "catalog.json", "--out", tmp_path / "one.npz"
+    )
+    assert code == 0, err
+    _same_snapshot(tmp_path / "submitted.npz", tmp_path / "one.npz")
+    assert Catalog.load(logs / "catalog.json").artworks

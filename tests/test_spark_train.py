@@ -1,0 +1,130 @@
+"""Training on Spark (keyart.spark.train) equals keyart train on the same logs for every registered
+policy that learns: the model's statistics, learned priors and posterior to 1e-9; the driver receives a
+few sums per partition, never the event rows."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from keyart.catalog import Catalog
+from keyart.errors import ValidationError
+from keyart.layout import FeatureConfig
+from keyart.policies import POLICIES, load_policy, make_policy
+from keyart.spark import train as st
+from keyart.spark.io import read_events
+from keyart.spark.join import join_range
+from keyart.train import train
+from logs_helpers import T0, write_logs
+from test_spark_support import spark
+
+__all__ = ["spark"]
+
+TOL = 1e-9
+
+
+@pytest.fixture(scope="module")
+def logs(tmp_path_factory) -> Path:
+    """400 members x 3 titles, 1,200 decisions (logs_helpers), with their Parquet export."""
+    return write_logs(tmp_path_factory.mktemp("spark-train"))
+
+
+def _by_artwork(state: dict, key: str, ids: list[str]) -> np.ndarray:
+    rows = [list(state["artwork_ids"]).index(a) for a in ids]
+    return np.asarray(state[key])[rows]
+
+
+def _assert_same_model(got, expected) -> None:
+    a, b = got.snapshot(), expected.snapshot()
+    assert a["policy"] == b["policy"] and a["params"] == b["params"] and a["version"] == b["version"]
+    sa, sb = a["state"], b["state"]
+    assert sorted(sa["artwork_ids"]) == sorted(sb["artwork_ids"])
+    ids = list(sb["artwork_ids"])
+    for key, value in sb.items():
+        if key == "artwork_ids":
+            continue
+        if key in ("P_sa", "P_d", "eta_a", "eta0", "successes", "trials"):
+            np.testing.assert_allclose(
+                _by_artwork(sa, key, ids), np.asarray(value), rtol=0, atol=TOL, err_msg=key
+            )
+        elif isinstance(value, np.ndarray | float | int) and not isinstance(value, bool):
+            np.testing.assert_allclose(sa[key], value, rtol=0, atol=TOL, err_msg=key)
+        else:
+            assert sa[key] == value, key
+
+
+LEARNING = [
+    pytest.param(name, marks=pytest.mark.slow) if name == "logistic_ts" else name
+    for name in sorted(POLICIES)
+    if name != "uniform"
+]
+
+
+@pytest.fixture(scope="module")
+def rows(spark, logs):
+    """The joined, learnable rows of the export on Spark (persisted for the policies' trainings)."""
+    catalog = Catalog.load(logs / "catalog.json")
+    decisions, outcomes = read_events(spark, logs / "export")
+    latest = T0 + 86_400.0  # logs_helpers' last outcome closes every window
+    joined = join_range(decisions, outcomes, None, latest - 3600.0, runtimes=catalog).table
+    df = st.learnable(joined, catalog, latest - 3600.0).persist()
+    yield df
+    df.unpersist()
+
+
+@pytest.mark.parametrize("name", LEARNING)
+def test_spark_training_equals_keyart_train(spark, logs, rows, name):
+    catalog = Catalog.load(logs / "catalog.json")
+    expected, info = train([logs / "export"], catalog, make_policy(name, seed=3))
+    got = make_policy(name, seed=3)
+    assert st.train_rows(rows, catalog, got) == info.rows == 1200
+    _assert_same_model(got, expected)
+
+
+def test_spark_train_from_the_export_records_what_it_learned(spark, logs):
+    catalog = Catalog.load(logs / "catalog.json")
+    expected, info = train([logs / "export"], catalog, make_policy("linucb", seed=3))
+    got, spark_info = st.train(spark, logs / "export", catalog, make_policy("linucb", seed=3))
+    assert spark_info.rows == info.rows and spark_info.learned_until == info.learned_until
+    assert spark_info.window_seconds == info.window_seconds
+    _assert_same_model(got, expected)
+
+
+@pytest.mark.slow
+def test_fixed_priors_and_a_time_range_equal_keyart_train(spark, logs):
+    catalog = Catalog.load(logs / "catalog.json")
+    lo, hi = T0 + 500.0, T0 + 3_000.0
+    for name in ("logistic_ts", "linucb"):
+        expected, info = train(
+            [logs / "export"], catalog, make_policy(name, seed=1, priors="fixed"), start=lo, end=hi
+        )
+        got, spark_info = st.train(
+            spark, logs / "export", catalog, make_policy(name, seed=1, priors="fixed"), start=lo, end=hi
+        )
+        assert spark_info.rows == info.rows and 0 < info.rows < 1200
+        _assert_same_model(got, expected)
+
+
+def test_the_driver_receives_sums_per_partition_not_rows(spark, logs, rows, tmp_path):
+    catalog = Catalog.load(logs / "catalog.json")
+    rows = rows.repartition(3)
+    broadcast = st.broadcast_catalog(spark, catalog, FeatureConfig())
+    sums = st.linear_sums(rows, broadcast)
+    n_rows, n_sums = rows.count(), sums.count()
+    assert n_rows == 1200 and n_sums <= 3  # one partial sum per partition reaches the driver
+    total = st.tree_sum(sums)
+    assert total.n == n_rows
+    policy = make_policy("linucb", seed=0)
+    st.train_rows(rows, catalog, policy)
+    policy.save(tmp_path / "m.npz")
+    assert load_policy(tmp_path / "m.npz").snapshot()["state"]["n"] == 1200
+
+
+def test_policies_that_do_not_train_from_sums_are_refused(spark, logs):
+    catalog = Catalog.load(logs / "catalog.json")
+    with pytest.raises(ValidationError, match="half_life"):
+        st.train(spark, logs / "export", catalog, make_policy("linucb", seed=0, half_life=100.0))
+    with pytest.raises(ValidationError, match="No decision to learn from"):
+        st.train(spark, logs / "export", catalog, make_policy("linucb", seed=0), end=1_000_000_000.0)
