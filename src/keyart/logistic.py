@@ -70,11 +70,10 @@ def fit_logistic(
     and are appended in order of appearance. Raises ``ConvergenceError`` if no step below ``tol`` is
     reached in ``max_iter`` iterations, and ``ValidationError`` if the data make the sums non-finite.
     """
-    d = prior.P_ss.shape[0]
     index = ArtworkIndex(prior_ids)
     for part in partitions:
         index.extend(np.asarray(part[1], dtype=object).tolist())
-    m, m0 = len(index), len(prior_ids)
+    m = len(index)
     parts = [
         (
             np.asarray(part[0], dtype=np.float64),
@@ -84,6 +83,37 @@ def fit_logistic(
         )
         for part in partitions
     ]
+    return newton_from_prior(
+        prior,
+        index,
+        bias_ridge,
+        lambda theta, beta: sum(_loglik(X @ theta + beta[rows], r, w) for X, rows, r, w in parts),
+        lambda theta, beta: _summed(
+            [logistic_partition_sums(X, rows, m, r, theta, beta, w)[:5] for X, rows, r, w in parts]
+        ),
+        max_iter,
+        tol,
+    )
+
+
+def _summed(sums: Sequence[Sequence[np.ndarray]]) -> list[np.ndarray]:
+    return [np.sum([s[i] for s in sums], axis=0) for i in range(5)]
+
+
+def newton_from_prior(
+    prior: BlockGaussian,
+    index: ArtworkIndex,
+    bias_ridge: float,
+    loglik: Callable[[np.ndarray, np.ndarray], float],
+    data_sums: Callable[[np.ndarray, np.ndarray], list[np.ndarray]],
+    max_iter: int,
+    tol: float,
+) -> tuple[BlockGaussian, tuple[str, ...]]:
+    """The damped Newton fit of ``fit_logistic`` from ``prior``, its artworks grown to ``index`` (new ones
+    at N(0, 1 / bias_ridge)), given the data's log-likelihood and Newton sums at (theta, beta) however the
+    data are held (arrays in memory, partitions of a Spark DataFrame: ``keyart.spark.train``).
+    ``ValidationError`` if the data make the sums non-finite."""
+    d, m, m0 = prior.P_ss.shape[0], len(index), prior.P_d.size
     P_sa = np.vstack([prior.P_sa, np.zeros((m - m0, d))])
     P_d = np.concatenate([prior.P_d, np.full(m - m0, float(bias_ridge))])
     eta_a = np.concatenate([prior.eta_a, np.zeros(m - m0)])
@@ -94,11 +124,7 @@ def fit_logistic(
         """Negative log posterior, up to a constant."""
         dt, db = theta - theta0, beta - beta0
         prior_part = 0.5 * (dt @ base.P_ss @ dt + db @ (base.P_d * db)) + db @ (base.P_sa @ dt)
-        return prior_part - sum(_loglik(X @ theta + beta[rows], r, w) for X, rows, r, w in parts)
-
-    def data_sums(theta: np.ndarray, beta: np.ndarray) -> list[np.ndarray]:
-        sums = [logistic_partition_sums(X, rows, m, r, theta, beta, w)[:5] for X, rows, r, w in parts]
-        return [np.sum([s[i] for s in sums], axis=0) for i in range(5)]
+        return prior_part - loglik(theta, beta)
 
     try:
         with np.errstate(over="raise", invalid="raise"):

@@ -28,6 +28,23 @@ class RowsPerSecond(ProgressColumn):
         return Text("" if speed is None else f"{speed:,.0f} rows/s")
 
 
+#: the options ``keyart train`` shares with ``keyart spark train``
+SnapshotOut = Annotated[Path, typer.Option("--out", help="The snapshot file to write (.npz), and FILE.json.")]
+PolicyName = Annotated[
+    str, typer.Option("--policy", help="The policy to train (keyart policies lists them).")
+]
+PolicyParams = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--param",
+        help="A policy parameter as NAME=VALUE (repeat), e.g. priors=fixed, alpha=0.5.",
+        metavar="NAME=VALUE",
+    ),
+]
+Seed = Annotated[int, typer.Option("--seed", help="Deployment key of the sticky randomness.")]
+Floor = Annotated[float, typer.Option("--floor", help="Exploration floor (>= floor / K each).")]
+
+
 def _time(text: str | None, option: str) -> float | None:
     """Epoch seconds from ``text``: a number, or an ISO 8601 date or time (UTC when naive)."""
     if text is None:
@@ -52,24 +69,15 @@ def train_command(
             show_default=False,
         ),
     ],
-    out: Annotated[Path, typer.Option("--out", help="The snapshot file to write (.npz), and FILE.json.")],
+    out: SnapshotOut,
     catalog: Annotated[
         Path | None,
         typer.Option("--catalog", help="The catalog the logs' artworks are in (any form of docs/data.md)."),
     ] = None,
-    policy: Annotated[
-        str, typer.Option("--policy", help="The policy to train (keyart policies lists them).")
-    ] = "linucb",
-    param: Annotated[
-        list[str] | None,
-        typer.Option(
-            "--param",
-            help="A policy parameter as NAME=VALUE (repeat), e.g. priors=fixed, alpha=0.5.",
-            metavar="NAME=VALUE",
-        ),
-    ] = None,
-    seed: Annotated[int, typer.Option("--seed", help="Deployment key of the sticky randomness.")] = 0,
-    floor: Annotated[float, typer.Option("--floor", help="Exploration floor (>= floor / K each).")] = 0.1,
+    policy: PolicyName = "linucb",
+    param: PolicyParams = None,
+    seed: Seed = 0,
+    floor: Floor = 0.1,
     start: Annotated[
         str | None, typer.Option("--start", help="Learn decisions from this time (epoch s or ISO date).")
     ] = None,

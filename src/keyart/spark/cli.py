@@ -19,6 +19,7 @@ import typer
 from keyart.errors import ValidationError
 from keyart.evaluate_cli import MinSeconds, WindowSeconds
 from keyart.rewards import ATTRIBUTION_WINDOW_SECONDS, QUALITY_SECONDS
+from keyart.train_cli import Floor, PolicyName, PolicyParams, Seed, SnapshotOut
 
 spark_app = typer.Typer(
     no_args_is_help=True,
@@ -113,24 +114,15 @@ def join_command(
 @spark_app.command("train")
 def train_command(
     export: Export,
-    out: Annotated[Path, typer.Option("--out", help="The snapshot file to write (.npz), and FILE.json.")],
+    out: SnapshotOut,
     catalog: Annotated[
         Path,
         typer.Option("--catalog", help="The catalog the logs' artworks are in (any form of docs/data.md)."),
     ],
-    policy: Annotated[
-        str, typer.Option("--policy", help="The policy to train (keyart policies lists them).")
-    ] = "linucb",
-    param: Annotated[
-        list[str] | None,
-        typer.Option(
-            "--param",
-            help="A policy parameter as NAME=VALUE (repeat), e.g. priors=fixed, alpha=0.5.",
-            metavar="NAME=VALUE",
-        ),
-    ] = None,
-    seed: Annotated[int, typer.Option("--seed", help="Deployment key of the sticky randomness.")] = 0,
-    floor: Annotated[float, typer.Option("--floor", help="Exploration floor (>= floor / K each).")] = 0.1,
+    policy: PolicyName = "linucb",
+    param: PolicyParams = None,
+    seed: Seed = 0,
+    floor: Floor = 0.1,
     start: Start = None,
     end: End = None,
     window_seconds: WindowSeconds = ATTRIBUTION_WINDOW_SECONDS,

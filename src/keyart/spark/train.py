@@ -35,7 +35,7 @@ from keyart.features import Featurizer
 from keyart.feedback import LoggedFeedback
 from keyart.layout import FeatureConfig
 from keyart.learning import ArtworkIndex, BlockGaussian, LinearStats
-from keyart.logistic import _loglik, _newton, logistic_partition_sums
+from keyart.logistic import _loglik, logistic_partition_sums, newton_from_prior
 from keyart.policies import Policy, model_features
 from keyart.policies.counts import UniformPolicy, _PerArtworkCounts
 from keyart.policies.linear import RidgePolicy
@@ -259,37 +259,22 @@ def fit_logistic(
     tol: float = 1e-8,
 ) -> tuple[BlockGaussian, tuple[str, ...]]:
     """``keyart.logistic.fit_logistic`` on numbered rows: the same damped Newton iterations
-    (``keyart.logistic._newton``), each step's gradient, Hessian and log-likelihood summed per partition."""
-    d = prior.P_ss.shape[0]
+    (``keyart.logistic.newton_from_prior``), each step's gradient, Hessian and log-likelihood summed per
+    partition."""
     index = ArtworkIndex(prior_ids)
     first = _first_seen(rows, "idx").collect()
     index.extend(r["artwork_id"] for r in sorted(first, key=lambda r: r["first"][0]))
-    m, m0, ids = len(index), len(prior_ids), list(index.ids)
-    P_sa = np.vstack([prior.P_sa, np.zeros((m - m0, d))])
-    P_d = np.concatenate([prior.P_d, np.full(m - m0, float(bias_ridge))])
-    eta_a = np.concatenate([prior.eta_a, np.zeros(m - m0)])
-    base = BlockGaussian(prior.P_ss, P_sa, P_d, prior.eta_s, eta_a)
-    theta0, beta0 = base.solve(base.eta_s, base.eta_a)
+    m, ids = len(index), list(index.ids)
 
-    def objective(theta: np.ndarray, beta: np.ndarray) -> float:
-        dt, db = theta - theta0, beta - beta0
-        prior_part = 0.5 * (dt @ base.P_ss @ dt + db @ (base.P_d * db)) + db @ (base.P_sa @ dt)
-        loglik = _per_partition(
-            rows, ids, lambda X, r, y: (_loglik(X @ theta + beta[r], y, np.ones(y.size)),)
-        )
-        return prior_part - loglik[0]
+    def loglik(theta: np.ndarray, beta: np.ndarray) -> float:
+        per = _per_partition(rows, ids, lambda X, r, y: (_loglik(X @ theta + beta[r], y, np.ones(y.size)),))
+        return float(per[0])
 
     def data_sums(theta: np.ndarray, beta: np.ndarray) -> list[np.ndarray]:
         sums = _per_partition(rows, ids, lambda X, r, y: logistic_partition_sums(X, r, m, y, theta, beta)[:5])
         return list(sums)
 
-    try:
-        with np.errstate(over="raise", invalid="raise"):
-            return _newton(objective, data_sums, base, theta0, beta0, index, max_iter, tol)
-    except FloatingPointError as exc:
-        raise ValidationError(
-            f"The feedback makes the logistic model's sums non-finite (features too large): {exc}."
-        ) from exc
+    return newton_from_prior(prior, index, bias_ridge, loglik, data_sums, max_iter, tol)
 
 
 def _learn_logistic(
@@ -312,6 +297,9 @@ def _learn_logistic(
         if policy.priors == "empirical" and (hi < n or policy.events_ == refit_points(policy.events_ - 1)):
             policy.refit_priors()
         lo = hi
+    # impressions for new-artwork exploration: one per event (no forgetting here), a row per artwork
+    counts = {r["artwork_id"]: r["count"] for r in numbered.groupBy("artwork_id").count().collect()}
+    policy.shown_ = np.array([float(counts.get(a, 0)) for a in policy.index_.ids])
     policy.features_ = config
     policy.version_ = 1
 
