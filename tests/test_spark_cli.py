@@ -13,7 +13,7 @@ import pyarrow.dataset as ds
 import pytest
 from typer.testing import CliRunner
 
-import keyart.spark.cli
+import keyart.spark.submit
 from keyart.catalog import Catalog
 from keyart.cli import EXIT_INPUT, app
 from keyart.policies import load_policy
@@ -134,7 +134,7 @@ def test_spark_submit_runs_the_same_command(logs, tmp_path):
             str(BIN / "spark-submit"),
             "--master",
             "local[1]",
-            keyart.spark.cli.__file__,
+            keyart.spark.submit.__file__,
             "train",
             str(logs / "export"),
             "--catalog",

@@ -14,7 +14,7 @@ from matplotlib.ticker import FuncFormatter, PercentFormatter
 from keyart import reports
 
 if TYPE_CHECKING:
-    from keyart.insights.report import Insights
+    from keyart.insights.findings import Insights
 
 #: Heat maps show at most this many rows (the largest segments).
 MAX_ROWS = 24

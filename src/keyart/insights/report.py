@@ -5,11 +5,9 @@ first, then figures with labelled axes), CSV tables and one JSON file (``write_i
 from __future__ import annotations
 
 import csv
-import dataclasses
 import json
 import math
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -17,161 +15,19 @@ import numpy as np
 
 from keyart import reports
 from keyart.catalog import Catalog
-from keyart.insights.clickbait import Clickbait, clickbait
+from keyart.insights.clickbait import clickbait
 from keyart.insights.data import load_logs, load_model
-from keyart.insights.effects import Effect, attribute_effects
+from keyart.insights.effects import attribute_effects
+from keyart.insights.findings import Insights, percent
 from keyart.insights.model import ModelView
-from keyart.insights.segments import FAMILIES, member_segments
-from keyart.insights.shares import ArtworkShare, artwork_shares, over_time, segment_estimates, shown_to
-from keyart.insights.suggestions import TitleAnalysis, analyse_title, describe
+from keyart.insights.segments import member_segments
+from keyart.insights.shares import artwork_shares, over_time, segment_estimates, shown_to
+from keyart.insights.suggestions import analyse_title, describe
 from keyart.rewards import ATTRIBUTION_WINDOW_SECONDS, QUALITY_SECONDS
 
 #: ``progress(step, done, total)``: a step's name and how far it is.
 Progress = Callable[[str, int, int], None]
 STEPS = ("Reading the logs", "Training the model", "Shares and estimates", "Effects", "Titles")
-
-
-@dataclass(frozen=True)
-class Insights:
-    """Everything ``keyart insights`` found, ready to write."""
-
-    source: str
-    model: str
-    decisions: int
-    dropped: int
-    titles: int
-    span: tuple[float, float]
-    shares: list[ArtworkShare]
-    shown_to: list[dict[str, Any]]
-    segment_estimates: list[dict[str, Any]]
-    over_time: list[dict[str, Any]]
-    effects: list[Effect]
-    clickbait: list[Clickbait]
-    analyses: list[TitleAnalysis]
-    catalog: Catalog
-
-    def headlines(self) -> list[str]:
-        """The findings in plain words, most useful first."""
-        out = [
-            f"These findings come from {self.decisions:,} decisions on {self.titles:,} titles "
-            f"({_date(self.span[0])} to {_date(self.span[1])}), read with {self.model}."
-        ]
-        clear = [e for e in self.effects if e.scope == "catalog" and e.clear and e.family != "All members"]
-        for e in sorted(clear, key=lambda e: -abs(e.effect))[:3]:
-            out.append(
-                f"For members whose {e.family.lower()} is {e.segment}, {_attribute(e)} "
-                f"{'raises' if e.effect > 0 else 'lowers'} the chance of a quality play by "
-                f"{_points(abs(e.effect))} ({_interval_points(e.lower, e.upper)})."
-            )
-        for a in self.analyses[:3]:
-            best = [
-                r
-                for r in self.segment_estimates
-                if r["title_id"] == a.title_id and r["best"] and r["family"] == FAMILIES[0] and r["lower"] > 0
-            ]
-            if len({r["artwork_id"] for r in best}) > 1:
-                who = "; ".join(
-                    f"{r['segment']} fans: {r['artwork_id']} ({_pct(r['estimate'])}, 95% interval "
-                    f"{_pct(r['lower'])} to {_pct(r['upper'])})"
-                    for r in best[:4]
-                )
-                out.append(
-                    f"{self._name(a.title_id)} works best with different artworks for different fans: {who}."
-                )
-        flagged = [c for c in self.clickbait if c.flagged]
-        if flagged:
-            names = ", ".join(f"{c.artwork_id} ({self._name(c.title_id)})" for c in flagged[:5])
-            out.append(
-                f"{len(flagged)} artwork{'s look' if len(flagged) > 1 else ' looks'} like clickbait: "
-                f"plays that rarely become quality plays. First: {names}."
-            )
-        else:
-            out.append("No artwork is flagged as clickbait.")
-        for a in sorted(self.analyses, key=lambda a: -(a.suggestion.gain if a.suggestion else 0))[:3]:
-            s = a.suggestion
-            if s is not None and s.gain_lower > 0:
-                out.append(
-                    f"{self._name(a.title_id)} would gain most from a new artwork with {s.description}: "
-                    f"predicted take fraction {_pct(s.take_now)} to {_pct(s.take_with)} "
-                    f"({_interval_points(s.gain_lower, s.gain_upper)} for the gain)."
-                )
-        redundant = [u for a in self.analyses for u in a.uses if u.redundant]
-        if redundant:
-            out.append(
-                f"{len(redundant)} artwork{'s are' if len(redundant) > 1 else ' is'} no segment's best "
-                f"choice (redundant in its pool), e.g. {', '.join(u.artwork_id for u in redundant[:4])}."
-            )
-        return out
-
-    def _name(self, title_id: str) -> str:
-        t = self.catalog.titles.get(title_id)
-        return f"{t.name} ({title_id})" if t is not None and t.name else title_id
-
-    def tables(self) -> dict[str, list[dict[str, Any]]]:
-        """Every table, one row per dict (the CSV files and the JSON)."""
-        return {
-            "artworks": [dataclasses.asdict(s) for s in self.shares],
-            "shown_to": self.shown_to,
-            "segment_estimates": self.segment_estimates,
-            "over_time": self.over_time,
-            "effects": [{**dataclasses.asdict(e), "clear": e.clear} for e in self.effects],
-            "clickbait": [dataclasses.asdict(c) for c in self.clickbait],
-            "segment_takes": [
-                {
-                    "title_id": a.title_id,
-                    "family": f,
-                    "segment": s,
-                    "artwork_id": art,
-                    "predicted_take": a.takes[i, k],
-                }
-                for a in self.analyses
-                for i, (f, s) in enumerate(a.segments)
-                for k, art in enumerate(a.artworks)
-            ],
-            "segment_gaps": [
-                {**dataclasses.asdict(g), "poorly_served": g.poorly_served}
-                for a in self.analyses
-                for g in a.gaps
-            ],
-            "suggestions": [
-                {
-                    "title_id": s.title_id,
-                    "theme_genres": "|".join(s.artwork.theme_genres),
-                    "featured_cast": "|".join(s.artwork.featured_cast),
-                    "style": s.artwork.style,
-                    **{k: v for k, v in dataclasses.asdict(s).items() if k not in ("title_id", "artwork")},
-                }
-                for a in self.analyses
-                if (s := a.suggestion) is not None
-            ],
-            "pool_use": [dataclasses.asdict(u) for a in self.analyses for u in a.uses],
-        }
-
-
-def _date(ts: float) -> str:
-    import datetime as dt
-
-    return dt.datetime.fromtimestamp(ts, dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
-
-
-def _pct(x: float) -> str:
-    return "n/a" if not math.isfinite(x) else f"{100 * x:.1f}%"
-
-
-def _points(x: float) -> str:
-    return f"{100 * x:.1f} points"
-
-
-def _interval_points(lo: float, hi: float) -> str:
-    return f"95% interval {100 * lo:+.1f} to {100 * hi:+.1f} points"
-
-
-def _attribute(e: Effect) -> str:
-    if e.attribute == "Featured cast":
-        return f"featuring {e.value}"
-    if e.attribute == "Visual feature":
-        return f"more of visual feature {e.value}"
-    return f"the {e.value} {e.attribute.lower()}"
 
 
 def compute_insights(
@@ -299,13 +155,13 @@ def _html(insights: Insights, figs: dict[str, Path], path: Path) -> Path:
             "Title": insights._name(s.title_id),
             "Artwork": s.artwork_id,
             "What it shows": describe(insights.catalog.artwork(s.artwork_id)),
-            "Share of impressions": _pct(s.share),
+            "Share of impressions": percent(s.share),
             "Impressions": s.impressions,
             "Quality plays": s.quality_plays,
-            "Take fraction": _pct(s.take_fraction),
-            "95% interval": f"{_pct(s.take_lower)} to {_pct(s.take_upper)}",
-            "If shown to all (estimate)": _pct(s.ips),
-            "Estimate's 95% interval": f"{_pct(s.ips_lower)} to {_pct(s.ips_upper)}",
+            "Take fraction": percent(s.take_fraction),
+            "95% interval": f"{percent(s.take_lower)} to {percent(s.take_upper)}",
+            "If shown to all (estimate)": percent(s.ips),
+            "Estimate's 95% interval": f"{percent(s.ips_lower)} to {percent(s.ips_upper)}",
         }
         for s in insights.shares
         if s.title_id in top
@@ -329,8 +185,8 @@ def _html(insights: Insights, figs: dict[str, Path], path: Path) -> Path:
             "Artwork": c.artwork_id,
             "Plays": c.plays,
             "Quality plays": c.quality_plays,
-            "Share of the title's plays": _pct(c.play_share),
-            "Share of its quality plays": _pct(c.quality_share),
+            "Share of the title's plays": percent(c.play_share),
+            "Share of its quality plays": percent(c.quality_share),
             "Quality per play against the pool": f"{c.ratio:.2f}",
             "Its 95% interval": f"{c.ratio_lower:.2f} to {c.ratio_upper:.2f}",
         }
@@ -341,8 +197,8 @@ def _html(insights: Insights, figs: dict[str, Path], path: Path) -> Path:
         {
             "Title": insights._name(a.title_id),
             "Suggested new artwork": s.description,
-            "Predicted take fraction now": _pct(s.take_now),
-            "With it": _pct(s.take_with),
+            "Predicted take fraction now": percent(s.take_now),
+            "With it": percent(s.take_with),
             "Gain": f"{100 * s.gain:+.2f} points",
             "95% interval": f"{100 * s.gain_lower:+.2f} to {100 * s.gain_upper:+.2f}",
         }
@@ -354,7 +210,7 @@ def _html(insights: Insights, figs: dict[str, Path], path: Path) -> Path:
             "Title": insights._name(g.title_id),
             "Members": f"{g.family}: {g.segment}",
             "Best artwork now": g.best_artwork,
-            "Its predicted take": _pct(g.best_take),
+            "Its predicted take": percent(g.best_take),
             "Missing artwork that would serve them": g.design,
             "Predicted gain": f"{100 * g.gain:+.1f} points",
             "95% interval": f"{100 * g.gain_lower:+.1f} to {100 * g.gain_upper:+.1f}",
@@ -368,7 +224,7 @@ def _html(insights: Insights, figs: dict[str, Path], path: Path) -> Path:
             "Title": insights._name(u.title_id),
             "Artwork": u.artwork_id,
             "What it shows": describe(insights.catalog.artwork(u.artwork_id)),
-            "Best for (share of members)": _pct(u.best_for_share),
+            "Best for (share of members)": percent(u.best_for_share),
         }
         for a in insights.analyses
         for u in a.uses

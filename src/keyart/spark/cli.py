@@ -2,14 +2,13 @@
 Parquet export.
 
 The same commands run locally (``--master local[*]``, the default) and on a cluster through
-``spark-submit``, which runs this file (``python -m keyart.spark.cli`` takes the same arguments): there
-the master is spark-submit's own and ``--master`` is ignored. docs/spark.md shows both.
+``spark-submit``, which runs ``keyart/spark/submit.py`` (``python -m keyart.spark.submit`` takes the same
+arguments): there the master is spark-submit's own and ``--master`` is ignored. docs/spark.md shows both.
 """
 
 from __future__ import annotations
 
 import os
-import sys
 import time
 from pathlib import Path
 from typing import Annotated, Any
@@ -210,15 +209,3 @@ def evaluate_command(
             f"{r.estimator:10s} {r.value:9.4f} {r.lower:9.4f} {r.upper:9.4f} {r.se:9.4f} {r.ess:10.1f} "
             f"{r.max_weight:8.2f}"
         )
-
-
-def main() -> None:
-    """``spark-submit .../keyart/spark/cli.py COMMAND ...``: the ``keyart spark`` commands, with keyart's
-    errors as one line and an exit code."""
-    from keyart.cli import app
-
-    app(["spark", *sys.argv[1:]])
-
-
-if __name__ == "__main__":  # pragma: no cover - run by spark-submit
-    main()
