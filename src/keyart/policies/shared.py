@@ -405,7 +405,7 @@ class SharedModelPolicy(Policy):
         parts = self._valid_parts(parts)
         if not parts:
             return self
-        configs = [self._batch_features(fb.batch) for fb in parts]  # may grow the model: no change of it
+        configs = [self._batch_features(fb.batch) for fb in parts]  # may grow the model (no prediction moves)
         if self.dim_ is not None and parts[0].batch.d != self.dim_:  # before any part is learned
             d = parts[0].batch.d
             raise DimensionError(f"Features have {d} columns but the model was built for {self.dim_}.")
