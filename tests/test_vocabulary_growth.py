@@ -116,7 +116,7 @@ def _learn(policy, featurizer, cat, stream, grow_at=5):
 
 # the logistic model with fixed priors: its learned ones are fitted to 1e-4 nats of a flat evidence, where
 # rounding (other widths, other BLAS blocking) sends the optimizer along another path to another stopping
-# point (0.2 nats apart on this stream); the growth itself is exact, which the fixed priors show
+# point; the growth itself is exact, which the fixed priors show
 @pytest.mark.parametrize(
     ("name", "params"), [("linucb", {}), ("linear_ts", {}), ("logistic_ts", {"priors": "fixed"})]
 )

@@ -39,6 +39,27 @@ EXACT_MAX = 64
 EXACT_MAX_CAST = 1 << 16
 
 
+def catalog_values(catalog: Catalog) -> dict[str, set[str]]:
+    """The genres, cast members, styles and tags a catalog names (titles' and artworks')."""
+    titles, arts = catalog.titles.values(), catalog.artworks.values()
+    return {
+        "genre": {g for t in titles for g in t.genres} | {g for a in arts for g in a.theme_genres},
+        "cast": {c for t in titles for c in t.cast} | {c for a in arts for c in a.featured_cast},
+        "style": {a.style for a in arts if a.style},
+        "tag": {g for a in arts for g in a.tags},
+    }
+
+
+def context_values(contexts: Iterable[MemberContext]) -> dict[str, set[str]]:
+    """The countries, languages and devices some of ``contexts`` carry."""
+    ctxs = list(contexts)
+    return {
+        "country": {c.country for c in ctxs if c.country},
+        "language": {c.language for c in ctxs if c.language},
+        "device": {c.device for c in ctxs if c.device},
+    }
+
+
 def exact_vocabularies(
     catalog: Catalog,
     contexts: Iterable[MemberContext] = (),
@@ -55,17 +76,8 @@ def exact_vocabularies(
     ``grow`` (for a ``Featurizer(..., grow=True)``) countries, languages and devices get an exact vocabulary
     even when no context shows one: empty, to grow as values arrive."""
     base = base or FeatureConfig()
-    titles, arts = catalog.titles.values(), catalog.artworks.values()
     ctxs = list(contexts)
-    seen: dict[str, set[str]] = {
-        "genre": {g for t in titles for g in t.genres} | {g for a in arts for g in a.theme_genres},
-        "cast": {c for t in titles for c in t.cast} | {c for a in arts for c in a.featured_cast},
-        "style": {a.style for a in arts if a.style},
-        "tag": {g for a in arts for g in a.tags},
-        "country": {c.country for c in ctxs if c.country},
-        "language": {c.language for c in ctxs if c.language},
-        "device": {c.device for c in ctxs if c.device},
-    }
+    seen = {**catalog_values(catalog), **context_values(ctxs)}
     vocab, widths = dict(base.vocabularies), {}
     for name, values in seen.items():
         if name in ("country", "language", "device") and not ctxs and not grow:
@@ -149,47 +161,28 @@ class Featurizer:
 
     # ---- growing vocabularies --------------------------------------------------------------------
     def _grown(self, seen: dict[str, Iterable[str]]) -> None:
-        """With ``grow``: every value new to a field with an exact vocabulary gets its own bucket (the
+        """For ``grow``: every value new to a field with an exact vocabulary gets its own bucket (the
         config grows, ``FeatureConfig.grown``; in sorted order), while the vocabulary holds fewer than
         ``EXACT_MAX`` values (``EXACT_MAX_CAST`` for cast); past that, new values share the hashed buckets.
         Models grow into the wider config when they meet its rows (``SharedModelPolicy.grow_features``)."""
-        if not self.grow:
-            return
         config, exact = self.config, dict(self.config.vocabularies)
         for name, values in seen.items():
             known = exact.get(name)
             if known is None:
                 continue
             room = (EXACT_MAX_CAST if name == "cast" else EXACT_MAX) - len(known)
-            new = sorted(set(values).difference(known, ("",)))[: max(room, 0)]
+            new = sorted(set(values).difference(known))[: max(room, 0)]
             if new:
                 config = config.grown(name, new)
         if config is not self.config:
             self._use(config)
 
-    def _grow_catalog(self) -> None:
-        titles, arts = self.catalog.titles.values(), self.catalog.artworks.values()
-        self._grown(
-            {
-                "genre": {g for t in titles for g in t.genres} | {g for a in arts for g in a.theme_genres},
-                "cast": {c for t in titles for c in t.cast} | {c for a in arts for c in a.featured_cast},
-                "style": {a.style for a in arts},
-                "tag": {g for a in arts for g in a.tags},
-            }
-        )
-
     def _grow_contexts(self, contexts: Sequence[MemberContext]) -> None:
-        """Grow for the countries, languages and devices of a call's contexts, before any of its rows is
-        assembled (so one call's rows share one config)."""
-        self._check_cache()
+        """Grow for the countries, languages and devices of a call's contexts (after the catalog's), before
+        any of its rows is assembled (so one call's rows share one config)."""
         if self.grow:
-            self._grown(
-                {
-                    "country": {c.country for c in contexts},
-                    "language": {c.language for c in contexts},
-                    "device": {c.device for c in contexts},
-                }
-            )
+            self._check_cache()
+            self._grown(context_values(contexts))
 
     def _reset_caches(self) -> None:
         c = self.config
@@ -214,7 +207,8 @@ class Featurizer:
         if self._cache_version != self.catalog.version:
             self._cache_version = self.catalog.version
             config = self.config
-            self._grow_catalog()
+            if self.grow:
+                self._grown(catalog_values(self.catalog))
             if self.config is config:
                 self._reset_caches()
 
