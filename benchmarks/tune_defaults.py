@@ -9,6 +9,13 @@ refuses held-out ones, so nothing chosen here has seen them.
     .venv/bin/python benchmarks/tune_defaults.py --worlds 1,2,3,4,5 --requests 50000 --jobs 2 \\
         --variants eb,eb-cap1e8,eb-cap1e3,eb-a0.5,fixed,ts-eb,ts-eb-s1,ts-fixed
 
+``--profile N`` runs the first variant on the first world in this process under ``cProfile`` instead and
+prints the N functions that took the most time of their own (BLAS pinned to one thread), so a claim about
+where the time goes has a command:
+
+    .venv/bin/python benchmarks/tune_defaults.py --worlds 3 --requests 20000 --variants eb-all-lag \\
+        --profile 25
+
 ``--results FILE`` keeps every finished run (JSON Lines) and reuses those of the same code, variant and
 settings (``bench_worlds.fingerprint``), so a long sweep at 200,000 requests can be made over sittings.
 """
@@ -99,6 +106,33 @@ def run_variant(seed: int, name: str, n_requests: int, update_every: int) -> dic
     return bench_worlds.run_one(seed, name, n_requests, update_every, 0, {}, v.features)
 
 
+def profile_variant(seed: int, name: str, n_requests: int, update_every: int, top: int) -> int:
+    """One variant's run on one development world under ``cProfile``, in this process:
+    its share, wall time and the ``top`` functions by their own time."""
+    import cProfile
+    import pstats
+
+    profiler = cProfile.Profile()  # run_variant pins BLAS to one thread (bench_worlds.run_one)
+    result = profiler.runcall(run_variant, seed, name, n_requests, update_every)
+    print(f"variant {name}, world {seed}, {n_requests:,} requests: share {result['share']:.3f}")
+    stats = pstats.Stats(profiler)
+    total = sum(v[2] for v in stats.stats.values())  # type: ignore[attr-defined]
+    rows = sorted(stats.stats.items(), key=lambda kv: -kv[1][2])[:top]  # type: ignore[attr-defined]
+    table = [
+        {
+            "function": f"{Path(file).name}:{line} {func}",
+            "calls": calls,
+            "own s": round(own, 2),
+            "own %": round(100 * own / total, 1),
+            "with callees s": round(cum, 2),
+        }
+        for (file, line, func), (_, calls, own, cum, _) in rows
+    ]
+    print(f"profile: {total:.1f} s in all (own times)")
+    print(format_table(table, digits=2))
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--worlds", default="1,2,3,4,5", help="development seeds, comma-separated")
@@ -109,6 +143,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument("--jobs", type=int, default=1)
     parser.add_argument("--results", type=Path, default=None, help="JSON Lines file of runs to keep, reuse")
+    parser.add_argument(
+        "--profile", type=int, default=0, metavar="N", help="profile the first variant on the first world"
+    )
     args = parser.parse_args(argv)
     seeds = [int(s) for s in args.worlds.split(",")]
     names = [v.strip() for v in args.variants.split(",") if v.strip()]
@@ -121,6 +158,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if unknown:
         parser.error(f"unknown variant {unknown[0]!r}; known: {', '.join(VARIANTS)}")
     print(f"$ {' '.join([os.path.basename(sys.executable), *sys.argv])}")
+    if args.profile:
+        return profile_variant(seeds[0], names[0], args.requests, args.update_every, args.profile)
     import bench_worlds
 
     settings = {"requests": args.requests, "update_every": args.update_every, "seed": 0, "overrides": {}}
