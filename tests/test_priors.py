@@ -54,7 +54,9 @@ def test_the_fixed_point_is_the_maximum_of_the_plain_marginal_likelihood():
 def test_with_the_noise_given_the_fit_maximizes_the_plain_marginal_likelihood_at_that_noise():
     X, a, r, col = _draw(seed=4, n=300)
     m, s2 = 12, 0.3
-    fit = fit_priors(_stats(X, a, r, m), col, np.ones(2), 1.0, max_iter=2000, tol=1e-10, noise=s2)
+    # tol 1e-9 nats: at 1e-10 SciPy 1.17's L-BFGS-B ends in an abnormal line search at the same point (the
+    # evidence's rounding is of that size), and reports it as not converged
+    fit = fit_priors(_stats(X, a, r, m), col, np.ones(2), 1.0, max_iter=2000, tol=1e-9, noise=s2)
     assert fit.converged and fit.noise == s2
     ours = np.log([*(s2 / fit.group_ridge), s2 / fit.bias_ridge])
     best = scipy.optimize.minimize(
