@@ -52,12 +52,13 @@ class Insights:
             best = [
                 r
                 for r in self.segment_estimates
-                if r["title_id"] == a.title_id and r["best"] and r["family"] == FAMILIES[0] and r["lower"] > 0
+                if r["title_id"] == a.title_id and r["clear"] and r["family"] == FAMILIES[0]
             ]
             if len({r["artwork_id"] for r in best}) > 1:
                 who = "; ".join(
                     f"{r['segment']} fans: {r['artwork_id']} ({percent(r['estimate'])}, 95% interval "
-                    f"{percent(r['lower'])} to {percent(r['upper'])})"
+                    f"{percent(r['lower'])} to {percent(r['upper'])}; "
+                    f"{_points(r['margin'])} ahead of the next best)"
                     for r in best[:4]
                 )
                 out.append(

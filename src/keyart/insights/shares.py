@@ -142,21 +142,48 @@ def shown_to(
     return out
 
 
+def _snips_terms(log: BanditLog, pools: list[tuple[str, ...]], artwork: str) -> tuple[float, np.ndarray]:
+    """Self-normalized IPS of "always show ``artwork``" (on the rows whose pool held it) and each row's
+    term of its linearization (its error is the sum of the terms): ``w_i (r_i - V) / sum(w)``."""
+    shown = np.asarray([p[a] == artwork for p, a in zip(pools, log.action.tolist(), strict=True)])
+    w = np.where(shown, 1.0 / log.pscore, 0.0)
+    if w.sum() <= 0:
+        return math.nan, np.zeros(log.n)
+    value = float(w @ log.reward / w.sum())
+    return value, w * (log.reward - value) / w.sum()
+
+
+def _clustered_se(terms: np.ndarray, cluster: np.ndarray | None) -> float:
+    """Standard error of a sum of linearization terms, rows of one cluster (member) summed first."""
+    if cluster is None:
+        sums = terms
+    else:
+        sums = np.bincount(cluster, weights=terms)
+    g = sums.size
+    return float(np.sqrt(g / max(g - 1, 1) * (sums**2).sum()))
+
+
 def segment_estimates(
     logs: InsightLogs, segments: dict[str, np.ndarray], title_id: str, min_rows: int = 50, alpha: float = 0.05
 ) -> list[dict[str, object]]:
     """Which artwork of ``title_id`` works for whom, from the logs alone: for every segment with
     ``min_rows`` of the title's decisions, each artwork's IPS estimate (self-normalized, member-clustered
     interval) of the segment's take fraction were it shown to the whole segment; ``best`` marks the
-    segment's highest estimate. Unbiased whatever the model, noisy for small segments (see the
-    intervals)."""
+    segment's highest estimate, ``margin`` (with ``margin_lower``, ``margin_upper``) its lead over the
+    runner-up, and ``clear`` a best that beats every other artwork of the segment: each difference's
+    one-sided interval, Bonferroni-corrected over the others at level ``alpha / 2`` in all, above zero (so
+    a clear best is the wrong one with probability at most ``alpha / 2``). Unbiased whatever the model,
+    noisy for small segments (see the intervals)."""
     rows = logs.rows_of(title_id)
     out: list[dict[str, object]] = []
     for family, segment, seg_rows in segment_list(segments, rows, min_rows):
         log, pools = title_log(logs, seg_rows)
         found = []
-        for a in sorted({x for p in pools for x in p}):
+        arts = sorted({x for p in pools for x in p})
+        terms = []
+        for a in arts:
             value, lower, upper, ess = _ips(log, pools, a, alpha)
+            terms.append(_snips_terms(log, pools, a))
             found.append(
                 {
                     "title_id": title_id,
@@ -171,9 +198,26 @@ def segment_estimates(
                     "decisions": int(seg_rows.size),
                 }
             )
-        top = max(range(len(found)), key=lambda i: np.nan_to_num(found[i]["estimate"], nan=-1.0))  # type: ignore[arg-type]
+        order = np.argsort([-np.nan_to_num(v, nan=-1.0) for v, _ in terms], kind="stable")
+        top = int(order[0])
+        margin = lower_m = upper_m = math.nan
+        clear = False
+        if len(arts) > 1 and math.isfinite(terms[top][0]):
+            z = _z(alpha)
+            z_each = float(stats.norm.ppf(1 - alpha / (2 * (len(arts) - 1))))
+            diffs = [
+                (terms[top][0] - terms[k][0], _clustered_se(terms[top][1] - terms[k][1], log.cluster))
+                for k in order[1:].tolist()
+            ]
+            clear = all(math.isfinite(d) and d - z_each * se > 0 for d, se in diffs)
+            margin, se = diffs[0]
+            lower_m, upper_m = margin - z * se, margin + z * se
         for i, r in enumerate(found):
             r["best"] = i == top
+            r["clear"] = bool(i == top and clear)
+            r["margin"], r["margin_lower"], r["margin_upper"] = (
+                (margin, lower_m, upper_m) if i == top else (math.nan, math.nan, math.nan)
+            )
         out += found
     return out
 
