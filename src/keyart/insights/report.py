@@ -191,7 +191,7 @@ def _html(insights: Insights, figs: dict[str, Path], path: Path) -> Path:
             "Its 95% interval": f"{c.ratio_lower:.2f} to {c.ratio_upper:.2f}",
             "Odds of a quality play against the pool": f"{c.odds_ratio:.2f}",
             "Odds' 95% interval": f"{c.odds_ratio_lower:.2f} to {c.odds_ratio_upper:.2f}",
-            "Chance it is honest (adjusted p-value)": f"{c.q_value:.2g}",
+            "Adjusted p-value (lower is surer)": f"{c.q_value:.2g}",
         }
         for c in insights.clickbait
         if c.flagged
