@@ -80,6 +80,9 @@ VARIANTS: dict[str, Variant] = {
     "eb-all-lag-grow": Variant(
         "linucb", {"covariance_refresh": 0.1}, features={"crosses": "all", "grow": True}
     ),
+    "lts-eb-all-lag": Variant(
+        "logistic_ts", {"mc_points": 512, "covariance_refresh": 0.1}, features={"crosses": "all"}
+    ),
     "ts-eb-all-lag": Variant(
         "linear_ts", {"mc_points": 512, "covariance_refresh": 0.1}, features={"crosses": "all"}
     ),
