@@ -127,6 +127,14 @@ def train_command(
     window_seconds: WindowSeconds = ATTRIBUTION_WINDOW_SECONDS,
     min_seconds: MinSeconds = QUALITY_SECONDS,
     master: Master = "local[*]",
+    publish: Annotated[
+        Path | None,
+        typer.Option(
+            "--publish",
+            help="Also publish the snapshot as the next model generation in this shared directory, which "
+            "keyart serve --follow DIR serves (the atomic LATEST protocol).",
+        ),
+    ] = None,
 ) -> None:
     """Train a policy on Spark from per-partition sums into the snapshot keyart train writes (keyart serve
     --policy FILE loads it)."""
@@ -159,6 +167,14 @@ def train_command(
     rate = info.rows / max(time.perf_counter() - t0, 1e-9)
     _write(trained, info, out)
     typer.echo(f"Wrote {out}: {trained.name} trained on {info.rows} decisions on Spark ({rate:,.0f} rows/s).")
+    if publish is not None:
+        from dataclasses import asdict
+
+        from keyart.service.follow import publish_next
+
+        meta = {"learned_until": info.learned_until, "trained": {**asdict(info), "by": "keyart spark train"}}
+        number = publish_next(publish, trained, meta)
+        typer.echo(f"Published generation {number} in {publish}.")
 
 
 @spark_app.command("evaluate")
