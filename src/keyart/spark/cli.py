@@ -190,7 +190,8 @@ def evaluate_command(
     estimator: Annotated[
         list[str] | None,
         typer.Option(
-            "--estimator", help="ips or snips (repeat; default both): the estimators from partition sums."
+            "--estimator",
+            help="replay, ips or snips (repeat; default ips and snips): the estimators from partition sums.",
         ),
     ] = None,
     alpha: Annotated[
@@ -205,16 +206,17 @@ def evaluate_command(
     min_seconds: MinSeconds = QUALITY_SECONDS,
     master: Master = "local[*]",
 ) -> None:
-    """Estimate a candidate policy's take fraction on Spark from partition sums (IPS, SNIPS) with
-    member-clustered normal intervals, as keyart evaluate does on one machine."""
+    """Estimate a candidate policy's take fraction on Spark from partition sums (replay, IPS, SNIPS) with
+    member-clustered intervals (normal; Wilson for replay on 0/1 rewards), as keyart evaluate does on one
+    machine."""
     from keyart.catalog import Catalog
     from keyart.policies import load_policy
-    from keyart.spark.evaluate import SPARK_ESTIMATORS, estimate
+    from keyart.spark.evaluate import DEFAULT_ESTIMATORS, estimate
 
     cat, policy = Catalog.load(catalog), load_policy(candidate)
     joined = _joined(_session(master), export, cat, start, end, window_seconds, min_seconds)
     results = estimate(
-        joined.table, cat, policy, estimator or SPARK_ESTIMATORS, alpha=alpha, ips_clip=ips_clip
+        joined.table, cat, policy, estimator or DEFAULT_ESTIMATORS, alpha=alpha, ips_clip=ips_clip
     )
     typer.echo(f"{policy.name} ({candidate}) on {results[0].n} decisions of {results[0].n_clusters} members:")
     typer.echo(
