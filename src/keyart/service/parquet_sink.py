@@ -44,9 +44,10 @@ import pyarrow.parquet as pq
 from keyart.events import DecisionColumns, decisions_table, outcomes_table
 from keyart.service.config import ServiceConfig
 from keyart.service.follow import SINK_STATUS
-from keyart.service.ingest import BAD_RECORD, UNKNOWN, _sort_record
+from keyart.service.ingest import BAD_RECORD, UNKNOWN, sort_records
 from keyart.service.metrics import Metrics
 from keyart.service.segments import SegmentReader
+from keyart.service.snapshots import _fsync_path
 
 log = logging.getLogger("keyart.service.sink")
 PENDING = "sink-pending.json"
@@ -73,14 +74,6 @@ def default_node_id(root: Path) -> str:
 
     digest = hashlib.blake2b(str(root.resolve()).encode(), digest_size=4).hexdigest()
     return f"{_SAFE.sub('_', socket.gethostname())}_{digest}"
-
-
-def _fsync(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def utc_dates(timestamps: np.ndarray) -> np.ndarray:
@@ -168,15 +161,7 @@ class ParquetSink:
 
     def _tables(self, records: list[Any]) -> dict[str, pa.Table]:
         """The records as validated tables per kind (what cannot be validated is set aside, counted)."""
-        pages: list[DecisionColumns] = []
-        shadows: list[DecisionColumns] = []
-        outcomes: list[dict[str, Any]] = []
-        rewards: list[tuple[Any, ...]] = []
-        for r in records:
-            try:
-                _sort_record(r, pages, shadows, outcomes, rewards)
-            except BAD_RECORD as exc:
-                self._malformed(f"line {str(r)[:80]!r}", exc)
+        pages, shadows, outcomes, rewards = sort_records(records, self._malformed)
         decisions = self._decisions(pages)
         self._remember(decisions)
         return {
@@ -265,9 +250,9 @@ class ParquetSink:
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(f".tmp-{path.name}")
         pq.write_table(table, tmp)
-        _fsync(tmp)
+        _fsync_path(tmp)
         os.replace(tmp, path)
-        _fsync(path.parent)
+        _fsync_path(path.parent)
 
     def _malformed(self, what: str, exc: BaseException | None, n: int = 1) -> None:
         self.malformed += n
