@@ -88,6 +88,8 @@ def test_sink_writes_the_rows_ingest_stores_once_and_atomically(tmp_path: Path) 
     with pytest.raises(OSError):
         sink.flush()
     assert (config.root / PENDING).exists() and list(events.rglob("*.parquet"))
+    with pytest.raises(OSError):
+        sink.flush()  # a failed retry, in the same process: the earlier batch's files are removed first
     sink.reader.commit = original_commit  # type: ignore[method-assign]
     restarted = ParquetSink(config.segments_dir, events, "node_a", config.root)  # recovers the journal
     written = restarted.flush()

@@ -130,7 +130,9 @@ class ParquetSink:
 
     # ---- one window -------------------------------------------------------------------------------
     def flush(self) -> dict[str, int]:
-        """Write what is new in the segments (at most ``batch_bytes``); returns rows written per kind."""
+        """Write what is new in the segments (at most ``batch_bytes``); returns rows written per kind. A
+        batch that failed before its commit (its files journaled) is removed first: it is written again."""
+        self.recover()
         records, offsets = self.reader.read(self.batch_bytes)
         written = {"decisions": 0, "outcomes": 0, "shadow_decisions": 0, "rewards": 0}
         if records:
