@@ -1,12 +1,14 @@
 """The Spark path against the single-machine path: events/s of the reward join, training (linucb) and
 evaluation (IPS + SNIPS) with 1 and 2 executor cores, and the peak memory of the driver's Python process.
 
-Simulated events: members see pages of 3 titles from a 200-title catalog (6 artworks each), a uniform
-logger chooses, 'face' artworks lead to quality plays most often; written to an event store and its
-Parquet export (``EventStore.export_parquet``). Each Spark configuration runs in its own process (a fresh
-``local[k]`` session: k cores for the executors, in the driver's JVM), so its peak RSS is its own.
+Simulated events: members see pages of 3 titles from a 200-title catalog (3 artworks each), a uniform
+logger chooses, 'face' artworks lead to quality plays most often; written straight to the Parquet export
+layout, chunk by chunk (memory bounded whatever the size); the single-machine run imports them into an
+event store first (not timed), and runs only up to ``--single-max`` events (it holds them all in memory).
+Each configuration runs in its own process (a fresh ``local[k]`` session: k cores for the executors, in
+the driver's JVM), so its peak RSS is its own.
 
-    python benchmarks/bench_spark.py [--events 100000] [--cores 1,2] [--dir DIR]
+    python benchmarks/bench_spark.py [--events 100000] [--cores 1,2] [--dir DIR] [--single-max N]
     python benchmarks/bench_spark.py --events 10000000        # the issue's size (hours on 2 cores)
 
 Rates are decisions joined, trained on or evaluated per second of wall time, start-up of the session
@@ -32,12 +34,14 @@ from pathlib import Path  # noqa: E402
 
 import numpy as np  # noqa: E402
 import pyarrow as pa  # noqa: E402
+import pyarrow.parquet as pq  # noqa: E402
 
 from keyart.catalog import Artwork, Catalog, Title  # noqa: E402
 from keyart.context import MemberContext  # noqa: E402
 from keyart.events import decisions_from_batch, outcomes_table  # noqa: E402
 from keyart.features import Featurizer  # noqa: E402
 from keyart.policies import make_policy  # noqa: E402
+from keyart.service.parquet_sink import utc_dates  # noqa: E402
 from keyart.store import EventStore  # noqa: E402
 
 T0 = 1_760_000_000.0
@@ -53,55 +57,62 @@ def catalog(n_titles: int = 200) -> Catalog:
     return Catalog(titles, arts)
 
 
+def _write_by_date(table: pa.Table, directory: Path, name: str) -> None:
+    """``table``'s rows as ``directory/date=YYYY-MM-DD/name`` files (the export layout)."""
+    dates = utc_dates(table.column("timestamp").to_numpy())
+    for d in np.unique(dates):
+        part = directory / f"date={d}"
+        part.mkdir(parents=True, exist_ok=True)
+        pq.write_table(table.filter(pa.array(dates == d)), part / name)
+
+
 def simulate(root: Path, events: int, seed: int = 0) -> None:
-    """``events`` decisions (3 per member page, one member every second) and their plays, in a store and
-    its Parquet export under ``root``."""
+    """``events`` decisions (3 per member page, one member every second) and their plays, as the Parquet
+    export layout under ``root/export``, written chunk by chunk (``CHUNK`` decisions in memory at once,
+    whatever ``events`` is)."""
     cat = catalog()
     feat, logger, rng = Featurizer(cat), make_policy("uniform", seed=seed), np.random.default_rng(seed)
-    with EventStore(root / "events.duckdb") as store:
-        for lo in range(0, events, CHUNK):
-            n = min(CHUNK, events - lo)
-            idx = np.arange(lo, lo + n)
-            member = idx // 3
-            ctx = [
-                MemberContext(member_id=f"m{m}", country=("FR", "US")[m % 2], timestamp=T0 + float(m))
-                for m in member.tolist()
-            ]
-            titles = [f"t{t}" for t in rng.integers(0, 200, size=n).tolist()]
-            batch = feat.events(
-                ctx, titles, [cat.pool_ids(t) for t in titles], request_ids=[f"r{i}" for i in idx]
-            )
-            table = decisions_from_batch(logger.choose(batch), ctx)
-            store.append_decisions(table)
-            chosen = table.column("chosen_index").to_numpy()
-            played = np.flatnonzero(rng.random(n) < PLAY[chosen])
-            ts = table.column("timestamp").to_numpy()
-            store.append_outcomes(
-                outcomes_table(
-                    pa.table(
-                        {
-                            "event_id": [f"o{lo + i}" for i in played.tolist()],
-                            "member_id": table.column("member_id").take(played),
-                            "title_id": table.column("title_id").take(played),
-                            "event_type": ["play"] * played.size,
-                            "engaged_seconds": np.full(played.size, 1800.0),
-                            "timestamp": ts[played] + 60.0,
-                        }
-                    )
-                )
-            )
-        store.append_outcomes(
-            [
-                {
-                    "event_id": "close",
-                    "member_id": "m0",
-                    "title_id": "t0",
-                    "event_type": "stop",
-                    "timestamp": T0 + events / 3 + 86_400.0,
-                }
-            ]
+    export = root / "export"
+    for lo in range(0, events, CHUNK):
+        n = min(CHUNK, events - lo)
+        idx = np.arange(lo, lo + n)
+        member = idx // 3
+        ctx = [
+            MemberContext(member_id=f"m{m}", country=("FR", "US")[m % 2], timestamp=T0 + float(m))
+            for m in member.tolist()
+        ]
+        titles = [f"t{t}" for t in rng.integers(0, 200, size=n).tolist()]
+        batch = feat.events(
+            ctx, titles, [cat.pool_ids(t) for t in titles], request_ids=[f"r{i}" for i in idx]
         )
-        store.export_parquet(root / "export")
+        table = decisions_from_batch(logger.choose(batch), ctx)
+        _write_by_date(table, export / "decisions", f"part-{lo:012d}.parquet")
+        chosen = table.column("chosen_index").to_numpy()
+        played = np.flatnonzero(rng.random(n) < PLAY[chosen])
+        ts = table.column("timestamp").to_numpy()
+        outcomes = outcomes_table(
+            pa.table(
+                {
+                    "event_id": [f"o{lo + i}" for i in played.tolist()],
+                    "member_id": table.column("member_id").take(played),
+                    "title_id": table.column("title_id").take(played),
+                    "event_type": ["play"] * played.size,
+                    "engaged_seconds": np.full(played.size, 1800.0),
+                    "timestamp": ts[played] + 60.0,
+                }
+            )
+        )
+        _write_by_date(outcomes, export / "outcomes", f"part-{lo:012d}.parquet")
+    close = [
+        {
+            "event_id": "close",
+            "member_id": "m0",
+            "title_id": "t0",
+            "event_type": "stop",
+            "timestamp": T0 + events / 3 + 86_400.0,
+        }
+    ]
+    _write_by_date(outcomes_table(close), export / "outcomes", "part-close.parquet")
     cat.save(root / "catalog.json")
 
 
@@ -120,6 +131,9 @@ def single_machine(root: Path) -> dict[str, float]:
 
     cat = Catalog.load(root / "catalog.json")
     out = {}
+    if not (root / "events.duckdb").exists():  # the store the single-machine join reads (not timed)
+        with EventStore(root / "events.duckdb") as store:
+            store.import_parquet(root / "export")
     t = time.perf_counter()
     with EventStore(root / "events.duckdb", read_only=True) as store:
         joined = join_store(store)
@@ -175,6 +189,12 @@ def main() -> None:
     parser.add_argument(
         "--dir", type=Path, default=None, help="Where to write the events (default: a temp dir)."
     )
+    parser.add_argument(
+        "--single-max",
+        type=int,
+        default=1_000_000,
+        help="Run the single-machine path only up to this many events (it holds them all in memory).",
+    )
     parser.add_argument("--run", default=None, help=argparse.SUPPRESS)  # one configuration, in a child
     args = parser.parse_args()
     if args.run is not None:
@@ -189,7 +209,8 @@ def main() -> None:
             simulate(root, args.events)
             print(f"simulated {args.events:,} decisions in {time.perf_counter() - t:.0f} s", file=sys.stderr)
         runs = {}
-        for config in ["single", *args.cores.split(",")]:
+        single = ["single"] if args.events <= args.single_max else []
+        for config in [*single, *args.cores.split(",")]:
             proc = subprocess.run(
                 [sys.executable, __file__, "--dir", str(root), "--run", config],
                 capture_output=True,
@@ -199,14 +220,18 @@ def main() -> None:
             if proc.returncode:
                 sys.exit(f"bench_spark: the {config} run failed:\n{proc.stderr[-3000:]}")
             runs[config] = json.loads(proc.stdout.strip().splitlines()[-1])
-    print(f"command: python benchmarks/bench_spark.py --events {args.events} --cores {args.cores}")
+    print(
+        f"command: python benchmarks/bench_spark.py --events {args.events} --cores {args.cores}"
+        + ("" if args.single_max == 1_000_000 else f" --single-max {args.single_max}")
+    )
     print(
         f"machine: {platform.platform()}, {os.cpu_count()} cores, Python {platform.python_version()}, "
         f"load average {os.getloadavg()[0]:.1f} at the end"
     )
     print(f"{'path':12s} {'join ev/s':>11s} {'train ev/s':>11s} {'eval ev/s':>11s} {'peak MB':>8s}")
-    base = runs["single"]
-    n = base["rows"]
+    n = next(iter(runs.values()))["rows"]
+    if not single:
+        print(f"one machine  (not run: {args.events:,} events > --single-max {args.single_max:,})")
     for config, r in runs.items():
         label = "one machine" if config == "single" else f"spark x{config}"
         print(

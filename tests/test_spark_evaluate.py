@@ -68,3 +68,29 @@ def test_bad_arguments_are_refused(spark, logs, candidate):
         se.estimate(rows, catalog, candidate, ["dr"])
     with pytest.raises(ValidationError, match="alpha"):
         se.estimate(rows, catalog, candidate, alpha=1.5)
+
+
+@pytest.mark.parametrize("floor", [0.1, 0.0], ids=["drawn", "deterministic"])
+def test_spark_replay_equals_keyart_evaluation(spark, logs, candidate, floor):
+    """Replay's matches (drawn from one seeded stream in (timestamp, event_id) order for a stochastic
+    candidate, its action for a one-hot one), estimate, clustered s.e. and Wilson interval."""
+    catalog = Catalog.load(logs / "catalog.json")
+    if floor == 0.0:  # (the module's candidate is linucb with seed 5 and floor 0.1)
+        candidate, _ = train([logs / "export"], catalog, make_policy("linucb", seed=5, floor=floor))
+    with EventStore(logs / "events.duckdb", read_only=True) as store:
+        joined = join_store(store)
+    fb = joined.to_feedback(Featurizer(catalog, model_features(candidate)))
+    dist = candidate_distribution(candidate, fb)
+    config = EstimatorConfig(ci="normal", alpha=0.1, replay_seed=3)
+    (expected,) = estimate(feedback_to_log(fb), dist, ["replay"], config=config)
+    decisions, outcomes = read_events(spark, logs / "export")
+    rows = join_range(decisions, outcomes).table.repartition(3)  # several partitions to number across
+    (got,) = se.estimate(rows, catalog, candidate, ["replay"], alpha=0.1, replay_seed=3)
+    assert (got.n, got.n_clusters, got.n_matches) == (expected.n, expected.n_clusters, expected.n_matches)
+    assert got.ci_method == expected.ci_method == "wilson"
+    for field in ("value", "lower", "upper", "se", "ess", "max_weight", "mean_weight"):
+        np.testing.assert_allclose(
+            getattr(got, field), getattr(expected, field), rtol=0, atol=1e-9, err_msg=field
+        )
+    one_hot = bool(np.all((dist == 0) | (dist == 1)))
+    assert one_hot == (floor == 0.0) and 0 < got.n_matches < got.n

@@ -46,6 +46,9 @@ def serve(
     log_level: str = "warning",
     segment_max_mb: float = 64.0,
     max_clock_skew: int = 86_400,
+    follow: Path | None = None,
+    events_dir: Path | None = None,
+    events_window: float = 60.0,
 ) -> int:
     """Serve decisions over HTTP until interrupted; see ``docs/service.md``. Returns the exit status:
     0 when stopped by a signal, non-zero when the server stopped on a failure.
@@ -56,6 +59,16 @@ def serve(
     """
     from keyart.catalog import Catalog
 
+    if (follow is None) != (events_dir is None):
+        print("keyart serve: --follow DIR and --events-dir DIR go together (follow mode)", file=sys.stderr)
+        return 2
+    if follow is not None and (_trained(policy) is not None or shadow_policy is not None):
+        print(
+            "keyart serve: with --follow the model comes from the shared directory: no snapshot --policy "
+            "and no --shadow-policy",
+            file=sys.stderr,
+        )
+        return 2
     # the inputs are read first: a file keyart refuses leaves nothing behind (no state, no key printed)
     imported = None if catalog is None else Catalog.load(catalog)
     trained, trained_shadow = _trained(policy), None if shadow_policy is None else _trained(shadow_policy)
@@ -93,6 +106,9 @@ def serve(
         quality_min_seconds=quality_seconds,
         fsync=fsync,
         segment_max_bytes=max(1, int(segment_max_mb * 2**20)),
+        follow_dir=None if follow is None else str(Path(follow).resolve()),
+        events_out=None if events_dir is None else str(Path(events_dir).resolve()),
+        events_window_seconds=events_window,
     )
     config.root.mkdir(parents=True, exist_ok=True)
     os.environ[CONFIG_ENV] = config.to_json()
@@ -108,14 +124,17 @@ def serve(
 
     if imported is not None and not config.catalog_path.exists():
         catalog_store.import_catalog(config.catalog_path, imported)
-    if trained is not None or trained_shadow is not None:
+    if config.events_out is not None:  # follow mode: the shared model is published by a training job
+        Path(config.events_out).mkdir(parents=True, exist_ok=True)
+    elif trained is not None or trained_shadow is not None:
         publish_trained(
             config,
             None if trained is None else trained[0],
             None if trained_shadow is None else trained_shadow[0],
             None if trained is None else trained[1],
         )
-    ensure_initial_generation(config)
+    if config.follow_dir is None:
+        ensure_initial_generation(config)
     prepare_multiprocess_dir(config.metrics_dir)
     try:
         catalog_now, rev = catalog_store.load_catalog(config.catalog_path)
@@ -130,9 +149,16 @@ def serve(
             "server is started with --catalog",
             file=sys.stderr,
         )
-    announce = Announcer(host, workers, policy, str(config.root), f"catalog rev {rev} with {n_titles} titles")
+    shown = policy if follow is None else f"the generations of {config.follow_dir}"
+    announce = Announcer(host, workers, shown, str(config.root), f"catalog rev {rev} with {n_titles} titles")
     with lean_spawn():  # worker and learner processes import what they serve, not every keyart command
-        supervisor = LearnerSupervisor(config.to_json()).start() if learner else None
+        if config.follow_dir is not None:  # no learner: the node's Parquet sink in its place
+            from keyart.service.parquet_sink import run_sink
+
+            supervisor: LearnerSupervisor | None = LearnerSupervisor(config.to_json(), target=run_sink)
+            supervisor.start()
+        else:
+            supervisor = LearnerSupervisor(config.to_json()).start() if learner else None
         try:
             status = run_server(
                 "keyart.service.app:app_from_env", host, port, workers, log_level, announce=announce
@@ -237,6 +263,27 @@ def serve_command(
             "--max-clock-skew", min=1, help="Seconds a client's timestamp may lie past the server's clock."
         ),
     ] = 86_400,
+    follow: Annotated[
+        Path | None,
+        typer.Option(
+            "--follow",
+            help="Follow mode: serve the model generations a training job publishes in this shared "
+            "directory (keyart spark train --publish DIR), with no local learner; needs --events-dir.",
+        ),
+    ] = None,
+    events_dir: Annotated[
+        Path | None,
+        typer.Option(
+            "--events-dir",
+            help="Follow mode: the shared events directory; the node writes its decisions and outcomes "
+            "there as Parquet (decisions/date=.../, outcomes/date=.../), a file per kind and date per "
+            "window.",
+        ),
+    ] = None,
+    events_window: Annotated[
+        float,
+        typer.Option("--events-window", min=0.01, help="Follow mode: seconds between Parquet writes."),
+    ] = 60.0,
 ) -> None:
     """Serve artwork decisions over HTTP, log them, learn online, hot-reload snapshots."""
     status = serve(
@@ -264,6 +311,9 @@ def serve_command(
         log_level,
         segment_max_mb,
         max_clock_skew,
+        follow,
+        events_dir,
+        events_window,
     )
     if status:
         raise typer.Exit(status)

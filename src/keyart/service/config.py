@@ -130,6 +130,11 @@ class ServiceConfig:
     # the learner's work per cycle is bounded, so that it publishes while a backlog lasts
     ingest_batch_bytes: int = 8 << 20  # segment bytes read per cycle
     learn_batch_decisions: int = 20_000  # decisions learned per cycle
+    # follow mode (keyart.service.follow): serve the generations a training job publishes in follow_dir,
+    # no local learner; events go as Parquet, one file per kind and date per window, to events_out
+    follow_dir: str | None = None
+    events_out: str | None = None
+    events_window_seconds: float = 60.0
 
     def __post_init__(self) -> None:
         if not isinstance(self.state_dir, str) or not self.state_dir:
@@ -140,6 +145,7 @@ class ServiceConfig:
             "model_budget_seconds",
             "attribution_window_seconds",
             "sticky_seconds",
+            "events_window_seconds",
         ):
             v = getattr(self, name)
             if not isinstance(v, int | float) or not v > 0:
@@ -150,6 +156,8 @@ class ServiceConfig:
                 raise ValidationError(f"ServiceConfig.{name} must be a positive integer. Got {v!r}.")
         if self.seed is not None:
             _check_key(self.seed, "ServiceConfig.seed")
+        if (self.follow_dir is None) != (self.events_out is None):
+            raise ValidationError("ServiceConfig.follow_dir and events_out go together (follow mode).")
         if isinstance(self.limits, dict):
             object.__setattr__(self, "limits", Limits(**self.limits))
 
@@ -180,7 +188,8 @@ class ServiceConfig:
 
     @property
     def snapshots_dir(self) -> Path:
-        return self.root / "snapshots"
+        """Where the served generations are: ``snapshots/``, or in follow mode the shared directory."""
+        return Path(self.follow_dir) if self.follow_dir is not None else self.root / "snapshots"
 
     @property
     def metrics_dir(self) -> Path:

@@ -33,7 +33,7 @@ from keyart.errors import EmptyPoolError, KeyartError, UnknownIdError
 from keyart.events import context_to_json_fast as context_json
 from keyart.events import page_record, shadow_record
 from keyart.features import FeatureConfig, Featurizer
-from keyart.service import catalog_store, snapshots
+from keyart.service import catalog_store, follow, snapshots
 from keyart.service.config import ServiceConfig
 from keyart.service.fallbacks import DEFAULT_POLICY, decision_ids, default_artworks
 from keyart.service.ids import PageKeys
@@ -164,6 +164,7 @@ class Engine:
         self._side_view: tuple[Any, CatalogView] | None = None  # see _current_view
         self.generation: snapshots.Generation | None = None
         self.model_error: str | None = None
+        self.follow_problem: str | None = None  # follow mode: why the newest shared model is not served
         self._snapshot_stamp: tuple[int, int] | None = None
         self.loaded_at = 0.0
         self.last_check = 0.0
@@ -209,6 +210,9 @@ class Engine:
         """Reload the catalog and the model generation when their files changed (call on the model thread)."""
         self.last_check = time.monotonic()
         self.refresh_catalog(force)
+        following = self.config.follow_dir is not None
+        if following and not follow.check_reachable(self):  # the shared model: keep the one held
+            return
         sstamp = snapshots.pointer_stamp(self.config.snapshots_dir)
         if not force and sstamp == self._snapshot_stamp:
             return
@@ -217,6 +221,8 @@ class Engine:
         # good one; a metadata-only generation keeps the policies this worker already holds
         found = snapshots.load_newest_good(self.config.snapshots_dir, reuse=self.generation)
         gen, held = found.generation, self.generation
+        if following:
+            follow.note_loaded(self, found)
         for problem in found.skipped:
             self.metrics.child(self.metrics.snapshot_skipped, "worker").inc()
             log.error("model generation not loaded: %s", problem)

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 from collections import defaultdict
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -86,15 +87,7 @@ class Ingest:
         records, offsets = self.reader.read(self.batch_bytes)
         added = {"decisions": 0, "shadow_decisions": 0, "outcomes": 0, "rewards": 0}
         if records:
-            pages: list[DecisionColumns] = []
-            shadows: list[DecisionColumns] = []
-            outcomes: list[dict[str, Any]] = []
-            rewards: list[tuple[Any, ...]] = []
-            for r in records:
-                try:
-                    _sort_record(r, pages, shadows, outcomes, rewards)
-                except BAD_RECORD as exc:
-                    self._malformed(f"line {str(r)[:80]!r}", exc)
+            pages, shadows, outcomes, rewards = sort_records(records, self._malformed)
             added["decisions"] = self._store_pages(self.store, pages, learned_until)
             added["shadow_decisions"] = self._store_pages(self.shadow_store, shadows)
             added["outcomes"] = self._store_outcomes(outcomes)
@@ -189,6 +182,23 @@ class Ingest:
         )
 
 
+def sort_records(
+    records: list[Any], malformed: Callable[[str, BaseException | None], None]
+) -> tuple[list[DecisionColumns], list[DecisionColumns], list[dict[str, Any]], list[tuple[Any, ...]]]:
+    """Segment records sorted into (pages, shadow pages, outcome items, direct rewards); a malformed one
+    goes to ``malformed(what, exc)`` and never stops the others."""
+    pages: list[DecisionColumns] = []
+    shadows: list[DecisionColumns] = []
+    outcomes: list[dict[str, Any]] = []
+    rewards: list[tuple[Any, ...]] = []
+    for r in records:
+        try:
+            _sort_record(r, pages, shadows, outcomes, rewards)
+        except BAD_RECORD as exc:
+            malformed(f"line {str(r)[:80]!r}", exc)
+    return pages, shadows, outcomes, rewards
+
+
 def _sort_record(
     r: Any,
     pages: list[DecisionColumns],
@@ -231,4 +241,4 @@ def _sort_record(
         raise ValueError(f"unknown record kind {kind!r}")
 
 
-__all__ = ["BAD_RECORD", "UNKNOWN", "Ingest", "open_rewards_db"]
+__all__ = ["BAD_RECORD", "UNKNOWN", "Ingest", "open_rewards_db", "sort_records"]

@@ -129,6 +129,20 @@ class Metrics:
         self.published_generation = Gauge(
             "keyart_published_generation", "Latest generation published by the learner.", registry=r, **mode
         )
+        self.follow_problem = Gauge(
+            "keyart_follow_model_problem",
+            "Follow mode: 1 for the reason this process does not serve the shared directory's newest "
+            "generation (missing, unreadable, damaged, none_published), 0 for the others (max over workers).",
+            ["reason"],
+            registry=r,
+            multiprocess_mode="livemax",
+        )
+        self.events_exported = Counter(
+            "keyart_follow_events_written_total",
+            "Follow mode: events the node's Parquet sink wrote to the shared events directory, by kind.",
+            ["kind"],
+            registry=r,
+        )
 
         self._children: dict[tuple[int, str], Any] = {}
 

@@ -16,6 +16,7 @@ import os
 import signal
 import threading
 import time
+from collections.abc import Callable
 
 from keyart.service.config import ServiceConfig
 from keyart.service.health import beat, write_heartbeat
@@ -93,8 +94,11 @@ class LearnerSupervisor:
     unasked (a crash, SIGKILL; not SIGTERM or SIGINT): 1 s, doubling up to ``max_backoff``, back to 1 s
     once it has run for a minute. ``stop`` ends it (SIGTERM: it ingests what is left and exits)."""
 
-    def __init__(self, config_text: str, max_backoff: float = 30.0) -> None:
+    def __init__(
+        self, config_text: str, max_backoff: float = 30.0, target: Callable[[str], None] | None = None
+    ) -> None:
         self.config_text = config_text
+        self.target = target or run_learner  # follow mode supervises its Parquet sink instead
         self.max_backoff = max_backoff
         self.restarts = 0
         self._stop = threading.Event()
@@ -114,7 +118,7 @@ class LearnerSupervisor:
             if self._stop.is_set():
                 return
             self.proc = self._ctx.Process(
-                target=run_learner, args=(self.config_text,), name="keyart-learner", daemon=False
+                target=self.target, args=(self.config_text,), name="keyart-learner", daemon=False
             )
             self.proc.start()
             self._started = time.monotonic()

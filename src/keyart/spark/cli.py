@@ -127,6 +127,14 @@ def train_command(
     window_seconds: WindowSeconds = ATTRIBUTION_WINDOW_SECONDS,
     min_seconds: MinSeconds = QUALITY_SECONDS,
     master: Master = "local[*]",
+    publish: Annotated[
+        Path | None,
+        typer.Option(
+            "--publish",
+            help="Also publish the snapshot as the next model generation in this shared directory, which "
+            "keyart serve --follow DIR serves (the atomic LATEST protocol).",
+        ),
+    ] = None,
 ) -> None:
     """Train a policy on Spark from per-partition sums into the snapshot keyart train writes (keyart serve
     --policy FILE loads it)."""
@@ -159,6 +167,14 @@ def train_command(
     rate = info.rows / max(time.perf_counter() - t0, 1e-9)
     _write(trained, info, out)
     typer.echo(f"Wrote {out}: {trained.name} trained on {info.rows} decisions on Spark ({rate:,.0f} rows/s).")
+    if publish is not None:
+        from dataclasses import asdict
+
+        from keyart.service.follow import publish_next
+
+        meta = {"learned_until": info.learned_until, "trained": {**asdict(info), "by": "keyart spark train"}}
+        number = publish_next(publish, trained, meta)
+        typer.echo(f"Published generation {number} in {publish}.")
 
 
 @spark_app.command("evaluate")
@@ -174,7 +190,8 @@ def evaluate_command(
     estimator: Annotated[
         list[str] | None,
         typer.Option(
-            "--estimator", help="ips or snips (repeat; default both): the estimators from partition sums."
+            "--estimator",
+            help="replay, ips or snips (repeat; default ips and snips): the estimators from partition sums.",
         ),
     ] = None,
     alpha: Annotated[
@@ -189,16 +206,17 @@ def evaluate_command(
     min_seconds: MinSeconds = QUALITY_SECONDS,
     master: Master = "local[*]",
 ) -> None:
-    """Estimate a candidate policy's take fraction on Spark from partition sums (IPS, SNIPS) with
-    member-clustered normal intervals, as keyart evaluate does on one machine."""
+    """Estimate a candidate policy's take fraction on Spark from partition sums (replay, IPS, SNIPS) with
+    member-clustered intervals (normal; Wilson for replay on 0/1 rewards), as keyart evaluate does on one
+    machine."""
     from keyart.catalog import Catalog
     from keyart.policies import load_policy
-    from keyart.spark.evaluate import SPARK_ESTIMATORS, estimate
+    from keyart.spark.evaluate import DEFAULT_ESTIMATORS, estimate
 
     cat, policy = Catalog.load(catalog), load_policy(candidate)
     joined = _joined(_session(master), export, cat, start, end, window_seconds, min_seconds)
     results = estimate(
-        joined.table, cat, policy, estimator or SPARK_ESTIMATORS, alpha=alpha, ips_clip=ips_clip
+        joined.table, cat, policy, estimator or DEFAULT_ESTIMATORS, alpha=alpha, ips_clip=ips_clip
     )
     typer.echo(f"{policy.name} ({candidate}) on {results[0].n} decisions of {results[0].n_clusters} members:")
     typer.echo(

@@ -11,6 +11,7 @@ from fastapi import APIRouter, Request
 from starlette.responses import PlainTextResponse, Response
 
 from keyart.service.engine import Engine
+from keyart.service.follow import follow_info
 from keyart.service.health import learner_status
 from keyart.service.httpio import json_response
 from keyart.service.schemas import error_responses
@@ -111,6 +112,11 @@ async def readyz(state: Service) -> Response:
     warnings = []
     if gen is None:
         warnings.append(f"no good model generation: answering with default artworks ({engine.model_error})")
+    following = follow_info(engine)
+    if following is not None:  # follow mode: the shared model, and the node's Parquet sink
+        body["follow"] = following
+        if following["problem"] is not None and gen is not None:
+            warnings.append(f"not serving the shared model's newest generation: {engine.model_error}")
     learner = body["learner"]
     if learner["behind"]:
         lag = learner["learn_lag_seconds"]
