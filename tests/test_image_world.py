@@ -192,3 +192,49 @@ def test_bad_arguments_are_refused(tmp_path: Path) -> None:
     with pytest.raises(ValidationError, match="width"):
         ImageConfig(width=10)
     assert not set(IMAGE_DEV_SEEDS) & set(IMAGE_HELD_OUT_SEEDS)
+
+
+@pytest.mark.slow
+def test_cold_start_runs_both_variants_on_the_same_pages(tiny: ImageWorld) -> None:
+    from keyart.simulation.experiments.cold_start import WITH_VISUAL, WITHOUT_VISUAL, cold_start
+
+    result = cold_start(
+        tiny, horizon=200, steady=(200, 300), seed=1, update_every=50, policy="epsilon_greedy"
+    )
+    assert set(result.curves) == {WITH_VISUAL, WITHOUT_VISUAL}
+    runs = list(result.runs.values())
+    np.testing.assert_array_equal(runs[0].oracle, runs[1].oracle)  # same members, pages and pools
+    assert 150 <= result.release <= 300  # 0.01 days of 20,000 requests, to the next block of 50
+    for c in result.curves.values():
+        assert 0 < c.early <= 1 and 0 < c.steady <= 1 and c.decisions > 0
+        # the share is the plain ratio of sums over the release pools' decisions in the horizon
+        run = result.runs[c.variant]
+        after = run.request - result.release
+        new = tiny.new_artworks
+        titles = np.unique(tiny.art_title[new])
+        rows = np.isin(run.title, titles) & (after >= 0) & (after < 200)
+        rows &= run.pool_size > np.bincount(tiny.art_title[~new], minlength=len(tiny.title_ids))[run.title]
+        assert c.decisions == rows.sum()
+        assert c.early == pytest.approx(run.expected[rows].sum() / run.oracle[rows].sum())
+    with pytest.raises(ValidationError, match="horizon"):
+        cold_start(tiny, horizon=500, steady=(200, 300))
+
+
+@pytest.mark.slow
+def test_the_benchmark_runs_at_smoke_size(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import importlib.util
+    import json
+
+    root = Path(__file__).resolve().parents[1]
+    spec = importlib.util.spec_from_file_location(
+        "bench_cs", root / "benchmarks" / "bench_vision_cold_start.py"
+    )
+    assert spec is not None and spec.loader is not None
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    out = tmp_path / "rows.jsonl"
+    bench.main(["--quick", "--jobs", "1", "--images", str(tmp_path), "--out", str(out)])
+    printed = capsys.readouterr().out
+    assert "difference (with - without)" in printed and "held-out seeds 2000000, 2000001" in printed
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    assert [r["seed"] for r in rows] == [2_000_000, 2_000_001]
