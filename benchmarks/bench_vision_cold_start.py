@@ -35,7 +35,12 @@ import numpy as np  # noqa: E402
 from scipy import stats  # noqa: E402
 
 from keyart.simulation.experiments import format_table  # noqa: E402
-from keyart.simulation.experiments.cold_start import WITH_VISUAL, WITHOUT_VISUAL, cold_start  # noqa: E402
+from keyart.simulation.experiments.cold_start import (  # noqa: E402
+    WITH_VISUAL,
+    WITHOUT_VISUAL,
+    cold_start,
+    reference_shares,
+)
 from keyart.simulation.images import (  # noqa: E402
     IMAGE_DEV_SEEDS,
     IMAGE_HELD_OUT_SEEDS,
@@ -61,6 +66,8 @@ def one_seed(task: dict[str, Any]) -> dict[str, Any]:
     t0 = time.perf_counter()
     c = image_world_config(task["seed"], arrival_day=task["release"] / 20_000.0, **task["world"])
     world = ImageWorld(c, Path(task["images"]) / str(task["seed"]))
+    if task["reference"]:
+        return {"seed": task["seed"], "reference": reference_shares(world, seed=task["seed"])}
     result = cold_start(
         world,
         horizon=task["horizon"],
@@ -122,6 +129,11 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--jobs", type=int, default=2)
     p.add_argument("--images", default=None, help="folder for the worlds' pictures (default: a temp dir)")
     p.add_argument("--quick", action="store_true", help="smoke run: 2 tiny worlds, short horizon")
+    p.add_argument(
+        "--reference",
+        action="store_true",
+        help="no policy: print the truth's reference shares on the release pools of each world",
+    )
     p.add_argument("--out", default=None, help="append each world's rows to this JSON Lines file")
     args = p.parse_args(argv)
     world: dict[str, Any] = {}
@@ -144,6 +156,7 @@ def main(argv: list[str] | None = None) -> None:
             "params": json.loads(args.params),
             "images": images,
             "world": world,
+            "reference": args.reference,
         }
         for s in seeds
     ]
@@ -177,8 +190,24 @@ def main(argv: list[str] | None = None) -> None:
         f"{args.policy} {args.params}; release after {args.release:,} requests; horizon {args.horizon:,}; "
         f"steady window {steady[0]:,}-{steady[1]:,} requests after the release"
     )
-    print("share of oracle on the release pools, mean over seeds [Student t 95% interval]")
-    print(format_table(summarize(results)))
+    if args.reference:
+        print("reference shares of oracle on the release pools (hidden truth; 4,000 pages after the release)")
+        rows = [{"seed": r["seed"], **r["reference"]} for r in results]
+        print(
+            format_table(
+                [
+                    *rows,
+                    {
+                        "seed": "mean",
+                        **{k: float(np.mean([r[k] for r in rows])) for k in rows[0] if k != "seed"},
+                    },
+                ],
+                digits=3,
+            )
+        )
+    else:
+        print("share of oracle on the release pools, mean over seeds [Student t 95% interval]")
+        print(format_table(summarize(results)))
     print(
         "command: python benchmarks/bench_vision_cold_start.py "
         + " ".join(sys.argv[1:] if argv is None else argv)

@@ -179,3 +179,29 @@ def cold_start(
         curves[name] = curve(world, runs[name], name, horizon, steady, bins)
     first = next(iter(runs.values()))
     return ColdStartResult(release_masks(world, first)[0], horizon, steady, policy, curves, runs)
+
+
+def reference_shares(world: ImageWorld, n_requests: int = 4_000, seed: int = 0) -> dict[str, float]:
+    """Reference levels on the release pools, from the hidden truth (what no policy can see): the share of
+    oracle of a uniformly random choice, of choosing by each member's true visual effect, and of choosing by
+    the members' average visual taste (the same choice for everyone), over ``n_requests`` pages drawn just
+    after the release (from a generator of its own; the world is reset afterwards)."""
+    c = world.config
+    world.reset()
+    world.advance_to(c.start_time + c.arrival_day * 86_400.0)
+    requests = world.sample_requests(n_requests, np.random.default_rng(np.random.SeedSequence([seed, 0x5EF])))
+    events, _ = world.events(requests)
+    world.reset()
+    q, mask = world.expected(events), events.mask
+    art = np.where(mask, events.artworks, 0)
+    rows = (world.new_artworks[art] & mask).any(axis=1)
+    best = np.where(mask, q, -1.0).max(axis=1)[rows].sum()
+    visual = world._artwork_extra(events, art)
+    average = (world.visual_attributes @ world.visual_taste.mean(axis=0))[art]
+
+    def by(score: np.ndarray) -> float:
+        pick = np.where(mask, score, -np.inf).argmax(axis=1)
+        return float(q[np.arange(events.n), pick][rows].sum() / best)
+
+    uniform = float(((q * mask).sum(axis=1) / mask.sum(axis=1))[rows].sum() / best)
+    return {"random": uniform, "true_visual_taste": by(visual), "average_visual_taste": by(average)}
