@@ -238,3 +238,24 @@ def test_the_benchmark_runs_at_smoke_size(tmp_path: Path, capsys: pytest.Capture
     assert "difference (with - without)" in printed and "held-out seeds 2000000, 2000001" in printed
     rows = [json.loads(line) for line in out.read_text().splitlines()]
     assert [r["seed"] for r in rows] == [2_000_000, 2_000_001]
+
+
+def test_reference_shares_are_the_plain_ratios_on_the_release_pools(tiny: ImageWorld) -> None:
+    from keyart.simulation.experiments.cold_start import reference_shares
+
+    ref = reference_shares(tiny, n_requests=300, seed=2)
+    assert set(ref) == {"random", "true_visual_taste", "average_visual_taste"}
+    assert all(0 < v <= 1 for v in ref.values())
+    assert tiny.now == tiny.config.start_time  # the world is reset afterwards
+    # the random share by a plain loop over the same pages
+    tiny.advance_to(tiny.config.start_time + tiny.config.arrival_day * 86_400.0)
+    requests = tiny.sample_requests(300, np.random.default_rng(np.random.SeedSequence([2, 0x5EF])))
+    events, pools = tiny.events(requests)
+    q = tiny.expected(events)
+    tiny.reset()
+    num = den = 0.0
+    for i, pool in enumerate(pools):
+        if any(tiny.new_artworks[tiny.artwork_index[a]] for a in pool):
+            num += sum(q[i, : len(pool)]) / len(pool)
+            den += max(q[i, : len(pool)])
+    assert ref["random"] == pytest.approx(num / den)
