@@ -31,11 +31,17 @@ def demo_out(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
 def test_demo_writes_figures_and_a_self_contained_report(demo_out: tuple[Path, str]) -> None:
     out, _ = demo_out
     pngs = sorted(p.name for p in out.glob("*.png"))
-    assert pngs == ["fig1_batch_vs_online.png", "fig2_replay.png", "fig3_showcase.png", "fig4_ab_test.png"]
+    assert pngs == [
+        "fig1_batch_vs_online.png",
+        "fig2_replay.png",
+        "fig3_showcase.png",
+        "fig4_ab_test.png",
+        "fig5_cold_start.png",
+    ]
     for p in out.glob("*.png"):
         assert p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     html = (out / "report.html").read_text()
-    assert html.count("data:image/png;base64,") == 4
+    assert html.count("data:image/png;base64,") == 5
     assert not re.search(r"""src=["'](?!data:)""", html)  # nothing fetched from elsewhere
     headings = [html.index(f"<h2>Experiment {i}") for i in (1, 2, 3, 4)]
     assert headings == sorted(headings)  # sections in the order 1, 2, 3, 4
@@ -77,6 +83,20 @@ def test_the_demo_prints_the_explored_share_and_the_within_period_switch_rate(
     assert "exploration and stickiness</h2>" in html
 
 
+@pytest.mark.slow
+def test_the_demo_shows_cold_start_from_the_pixels(demo_out: tuple[Path, str]) -> None:
+    out, stdout = demo_out
+    rows = json.loads((out / "results.json").read_text())["cold_start"]
+    assert [r["variant"] for r in rows] == ["with visual features", "without visual features"]
+    assert rows[0]["decisions"] == rows[1]["decisions"] > 0  # the same pages for both
+    for r in rows:
+        assert 0 < r["share_first_horizon"] <= 1 and 0 < r["share_steady"] <= 1
+        assert f"{r['share_first_horizon']:.1%}" in stdout
+    html = (out / "report.html").read_text()
+    assert "Cold start from the pixels</h2>" in html
+    assert len(list((out / "cold_start_images").glob("*.png"))) > 0  # the pictures keyart read
+
+
 def test_a_replay_interval_that_misses_the_truth_gets_a_comment() -> None:
     from keyart.demo import replay_misses
     from keyart.simulation.experiments import ReplayResult, ReplayRow
@@ -107,7 +127,15 @@ def test_demo_results_are_reproducible(demo_out: tuple[Path, str], tmp_path: Pat
     first = json.loads((out / "results.json").read_text())
     second = json.loads((again.out_dir / "results.json").read_text())
     assert first == second
-    tables = {"replay", "showcase", "showcase_summary", "ab_test", "batch_vs_online", "stickiness"}
+    tables = {
+        "replay",
+        "showcase",
+        "showcase_summary",
+        "ab_test",
+        "batch_vs_online",
+        "stickiness",
+        "cold_start",
+    }
     assert set(first) == tables
     assert json.loads((out / "world_config.json").read_text())["seed"] == 3
 

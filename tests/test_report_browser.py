@@ -108,7 +108,7 @@ def test_the_demo_report_renders_cleanly_in_a_real_browser(browser: webdriver.Ch
         "return Array.from(document.images).map(i => [i.alt, i.naturalWidth, i.closest('figure') !== null])"
     )
     pngs = sorted(p.stem for p in report.parent.glob("*.png"))
-    assert len(pngs) == 4 and sorted(alt for alt, _, _ in images) == pngs
+    assert len(pngs) == 5 and sorted(alt for alt, _, _ in images) == pngs
     assert all(width > 0 for _, width, _ in images), images  # every image decoded
     assert all(in_figure for _, _, in_figure in images), images
     fetched = browser.execute_script(

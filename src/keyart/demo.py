@@ -3,7 +3,8 @@
 Runs, in the spirit of "Artwork Personalization at Netflix" (2017): 1 (a short batch cycle vs online
 learning), 2 (replay of Random, Bandit and contextual bandits on an exploration log), 3 (which artwork
 comedy fans and romance fans see) and 4 (online A/B test, split by prior interaction); reports what the
-online policies showed (explored share, within-period switch rate); prints the tables and writes the
+online policies showed (explored share, within-period switch rate) and cold start from the pixels (new
+artworks in a small image world, with and without visual features); prints the tables and writes the
 figures and one self-contained HTML report into ``out_dir``.
 """
 
@@ -29,11 +30,13 @@ from keyart.simulation.experiments import (
     NON_CONTEXTUAL,
     ABResult,
     BatchOnlineResult,
+    ColdStartResult,
     ReplayResult,
     ShowcaseResult,
     Stickiness,
     ab_test,
     batch_vs_online,
+    cold_start,
     offline_replay,
     taste_showcase,
 )
@@ -50,12 +53,43 @@ class DemoSizes:
     showcase_members: int
     update_every: int
     insights: int = 6_000  # pages of the exploration log the insights report reads
+    # cold start from the pixels, in a small image world: (release, horizon, steady start, steady stop)
+    cold_start: tuple[int, int, int, int] = (1_000, 2_000, 2_000, 3_000)
 
 
 FULL = DemoSizes(replay=20_000, ab=30_000, batch_online=12_000, showcase_members=400, update_every=500)
 QUICK = DemoSizes(
-    replay=2_000, ab=2_000, batch_online=1_200, showcase_members=60, update_every=200, insights=1_000
+    replay=2_000,
+    ab=2_000,
+    batch_online=1_200,
+    showcase_members=60,
+    update_every=200,
+    insights=1_000,
+    cold_start=(300, 400, 400, 600),
 )
+
+#: The image world of the demo's cold-start section: small, so that drawing and reading its pictures and
+#: the two runs take seconds (``keyart.simulation.images.image_world_config`` with these changes); the
+#: quick demo's is smaller still.
+COLD_START_WORLD: dict[str, Any] = {
+    "n_titles": 16,
+    "n_cast": 16,
+    "n_members": 1_000,
+    "max_pool": 5,
+    "mean_extra_pool": 2.0,
+    "n_new_titles": 6,
+    "n_new_artworks": 3,
+}
+COLD_START_QUICK: dict[str, Any] = {
+    **COLD_START_WORLD,
+    "n_titles": 10,
+    "n_members": 300,
+    "max_pool": 4,
+    "mean_extra_pool": 1.0,
+    "n_new_titles": 3,
+    "n_new_artworks": 2,
+}
+COLD_START_POLICY = "epsilon_greedy"
 
 
 @dataclass(frozen=True)
@@ -218,6 +252,71 @@ def stickiness_rows(runs: list[tuple[str, Stickiness]]) -> list[dict[str, Any]]:
     ]
 
 
+def cold_start_rows(result: ColdStartResult) -> list[dict[str, Any]]:
+    """Cold start from the pixels: per variant, the share of oracle on the release pools early, reached
+    and at steady state, and the ratios."""
+    return [
+        {
+            "Features": c.variant,
+            f"Share of oracle, first {result.horizon:,} pages": _pct(c.early),
+            "Share reached (last quarter)": _pct(c.reached),
+            "Steady state": _pct(c.steady),
+            "Reached / steady state": _pct(c.reached_of_steady),
+            "Decisions on new pools": c.decisions,
+        }
+        for c in result.curves.values()
+    ]
+
+
+def _has_vision() -> bool:
+    """Whether OpenCV (the vision extra) is installed: the cold-start section needs it."""
+    import importlib.util
+
+    return importlib.util.find_spec("cv2") is not None
+
+
+def _cold_start(out: Path, sizes: DemoSizes, seed: int, console: Console, quick: bool) -> ColdStartResult:
+    """The cold-start experiment in a small image world (smaller when ``quick``) whose pictures go to
+    ``out``."""
+    from keyart.simulation.images import ImageWorld, image_world_config
+
+    release, horizon, s0, s1 = sizes.cold_start
+    world_changes = COLD_START_QUICK if quick else COLD_START_WORLD
+    config = image_world_config(seed, arrival_day=release / 20_000.0, **world_changes)
+    with console.status("Cold start from the pixels: drawing and reading the artworks..."):
+        world = ImageWorld(config, out, jobs=2)
+    with console.status("Cold start from the pixels: with and without visual features..."):
+        return cold_start(
+            world,
+            horizon=horizon,
+            steady=(s0, s1),
+            seed=seed,
+            update_every=sizes.update_every,
+            policy=COLD_START_POLICY,
+            bins=8,
+        )
+
+
+def _cold_start_section(cold: ColdStartResult, sizes: DemoSizes, figure: Path) -> reports.Section:
+    """The report's section on cold start from the pixels."""
+    return reports.Section(
+        "Cold start from the pixels",
+        [
+            "A smaller world whose artworks are pictures drawn from hidden visual attributes (palette, "
+            "brightness, close-up or group, lettering, saturation) that members respond to; keyart "
+            "reads only the pixels, through keyart.vision's features (docs/vision.md). "
+            f"{sizes.cold_start[0]:,} pages in, new titles and new artworks arrive with pixels and no "
+            f"tags. The same {COLD_START_POLICY} policy runs twice on the same pages, with and "
+            "without the visual features; the curve is its share of the oracle's quality plays on "
+            "the pools holding a new artwork, the dashed lines its steady state on the same pools "
+            f"({sizes.cold_start[2]:,}-{sizes.cold_start[3]:,} pages after the release). "
+            "benchmarks/bench_vision_cold_start.py measures it over many worlds."
+        ],
+        [cold_start_rows(cold)],
+        [figure],
+    )
+
+
 def _insights(world: World, out: Path, pages: int, seed: int, console: Console) -> Path:
     """``keyart insights`` on an exploration log of ``pages`` pages of ``world`` (after the experiments,
     from generators of its own: the experiments' numbers do not change); returns the report's path."""
@@ -300,6 +399,10 @@ def run_demo(
     figures["replay"] = reports.plot_replay(replay, out / "fig2_replay.png")
     figures["showcase"] = reports.plot_showcase(show, out / "fig3_showcase.png")
     figures["ab_test"] = reports.plot_ab(ab, out / "fig4_ab_test.png")
+    cold = _cold_start(out / "cold_start_images", sizes, seed, console, quick) if _has_vision() else None
+    if cold is not None:
+        tables["cold_start"] = cold.table()
+        figures["cold_start"] = reports.plot_cold_start(cold, out / "fig5_cold_start.png")
 
     shows = showcase_rows(show)
     miss = replay_misses(replay)
@@ -311,6 +414,7 @@ def run_demo(
         "ab": f"Experiment 4: A/B test, {ab.treatment} (personalized) vs {ab.control} (unpersonalized), "
         f"after {ab.warmup:.0%} warm-up",
         "sticky": "What the online policies showed: exploration and within-period switches",
+        "cold": "Cold start from the pixels: brand-new artworks, with and without visual features",
     }
     console.print(_rich_table(titles["batch"], batch_rows(bo)))
     console.print(_rich_table(titles["replay"], replay_rows(replay)))
@@ -319,6 +423,12 @@ def run_demo(
     console.print(_rich_table(titles["showcase"], shows[0]))
     console.print(_rich_table(titles["ab"], ab_rows(ab)))
     console.print(_rich_table(titles["sticky"], stickiness_rows(sticky)))
+    if cold is not None:
+        console.print(_rich_table(titles["cold"], cold_start_rows(cold)))
+    else:
+        console.print(
+            "Cold start from the pixels: skipped (needs the vision extra: pip install 'keyart[vision]')."
+        )
 
     article = "\u201cArtwork Personalization at Netflix\u201d (Netflix Technology Blog, 2017)"
     sections = [
@@ -382,6 +492,8 @@ def run_demo(
             [stickiness_rows(sticky)],
         ),
     ]
+    if cold is not None:
+        sections.append(_cold_start_section(cold, sizes, figures["cold_start"]))
     insights = _insights(world, out / "insights", sizes.insights, seed, console)
     sections.append(
         reports.Section(

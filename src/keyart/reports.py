@@ -242,3 +242,21 @@ def write_html_report(
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text("\n".join(parts), encoding="utf-8")
     return out
+
+
+def plot_cold_start(result: Any, path: str | Path) -> Path:
+    """Cold start from the pixels: share of oracle on the release pools by requests after the release, with
+    and without visual features, each with its own steady state (dashed) and a random choice's (dotted)."""
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(7.5, 4.2))
+    colors = ("#4c72b0", "#dd8452", "#55a868", "#c44e52")
+    for color, c in zip(colors, result.curves.values(), strict=False):
+        ax.plot(c.ends, c.share, marker="o", color=color, linewidth=2, label=c.variant)
+        ax.axhline(c.steady, color=color, linestyle="--", linewidth=1, label=f"steady state, {c.variant}")
+    first = next(iter(result.curves.values()))
+    ax.plot(first.ends, first.random_share, color="grey", linestyle=":", label="random choice")
+    ax.set_xlabel("requests (pages) after the release")
+    ax.set_ylabel("share of oracle on pools with a new artwork")
+    ax.set_title("Brand-new artworks (pixels only): with and without visual features")
+    ax.legend(fontsize="small")
+    return _save(fig, path)

@@ -111,6 +111,9 @@ class World(WorldGeneration):
         )
         if self.cross_tables:
             effect = effect + self._cross_effects(ev, art)
+        extra = self._artwork_extra(ev, art)
+        if extra is not None:
+            effect = effect + extra
         effect = np.where(ev.interacted[:, None], c.known_title_damping * effect, effect)
         title_aff = (g * self.TG[ev.title]).sum(1) + (self.cast_taste[ev.member] * self.TC[ev.title]).sum(1)
         p_play = _sigmoid(
@@ -127,6 +130,12 @@ class World(WorldGeneration):
         )
         mask = ev.artworks >= 0
         return np.where(mask, p_play, 0.0), np.where(mask, p_quality, 0.0), mask
+
+    def _artwork_extra(self, ev: Events, art: np.ndarray) -> np.ndarray | None:
+        """(n, K) more of the artwork effect for a subclass's own hidden attributes (an image world's
+        visual taste, ``keyart.simulation.images``); None here."""
+        del ev, art
+        return None
 
     def _cross_effects(self, ev: Events, art: np.ndarray) -> np.ndarray:
         """(n, K) the generic hidden crosses' effects (``WorldConfig.crosses``; the zoo's worlds)."""

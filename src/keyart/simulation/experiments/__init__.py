@@ -17,8 +17,8 @@ decisions that explored and how often a member's artwork of a title changed with
 comparison of every policy (see ``benchmarks/bench_closed_loop.py``).
 
 One module per experiment (``batch_online``, ``replay``, ``showcase``, ``abtest``, ``closed_loop``;
-``stickiness`` for what was shown), the policies they share in ``suite``; every public name is importable
-from this package.
+``stickiness`` for what was shown; ``cold_start`` for new artworks in an image world), the policies they
+share in ``suite``; every public name is importable from this package.
 """
 
 from keyart.simulation.experiments.abtest import ABResult, Lift, ab_test, lift_interval
@@ -29,6 +29,7 @@ from keyart.simulation.experiments.closed_loop import (
     format_table,
     main,
 )
+from keyart.simulation.experiments.cold_start import ColdStartCurve, ColdStartResult, cold_start
 from keyart.simulation.experiments.replay import ReplayResult, ReplayRow, offline_replay
 from keyart.simulation.experiments.showcase import ShowcaseResult, taste_showcase
 from keyart.simulation.experiments.stickiness import ShownLog, Stickiness, count_switches
@@ -40,6 +41,8 @@ __all__ = [
     "ABResult",
     "BatchOnlineResult",
     "ClosedLoopComparison",
+    "ColdStartCurve",
+    "ColdStartResult",
     "Lift",
     "ReplayResult",
     "ReplayRow",
@@ -48,6 +51,7 @@ __all__ = [
     "Stickiness",
     "ab_test",
     "batch_vs_online",
+    "cold_start",
     "compare_closed_loop",
     "count_switches",
     "format_table",
