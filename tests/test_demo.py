@@ -22,7 +22,7 @@ KEYART = Path(sys.executable).with_name("keyart")
 def demo_out(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
     out = tmp_path_factory.mktemp("demo") / "out"
     cmd = [str(KEYART), "demo", "--quick", "--seed", "3", "--out", str(out)]
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=240, check=False)
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=900, check=False)
     assert proc.returncode == 0, proc.stderr[-2000:]
     return out, proc.stdout
 
