@@ -392,15 +392,21 @@ class Posterior:
         return bias_at(self.beta, rows)
 
     def moments(
-        self, X: np.ndarray, rows: np.ndarray, unknown_inv_d: float, covariance: bool = False
+        self,
+        X: np.ndarray,
+        rows: np.ndarray,
+        unknown_inv_d: float,
+        covariance: bool = False,
+        exact: bool = False,
     ) -> tuple[np.ndarray, np.ndarray]:
-        """Mean (n, K) and variance (n, K), or covariance (n, K, K) of the candidates' scores."""
+        """Mean (n, K) and variance (n, K), or covariance (n, K, K) of the candidates' scores; ``exact``:
+        the (co)variance in float64 (equal to ``page_moments`` to rounding), else in float32."""
         beta, U, inv_d = self.gather(rows, unknown_inv_d)
         n, k, d = X.shape
         mean = X @ self.theta + beta
         # the (co)variance feeds exploration only: float32 halves its cost at no practical loss
-        Z = (X - U).astype(np.float32)
-        ZS = (Z.reshape(n * k, d) @ self._sigma32).reshape(n, k, d)
+        Z = X - U if exact else (X - U).astype(np.float32)
+        ZS = (Z.reshape(n * k, d) @ (self.sigma if exact else self._sigma32)).reshape(n, k, d)
         if not covariance:
             return mean, np.einsum("nkd,nkd->nk", ZS, Z).astype(np.float64) + inv_d
         cov = np.matmul(ZS, Z.transpose(0, 2, 1)).astype(np.float64)
