@@ -8,7 +8,7 @@ else numpy). Compiled kernels are cached on disk (numba's ``cache=True``); ``war
 them all, which a serving worker does before it reports ready, so no request waits on a compile.
 
 The rest of keyart calls the functions here (``sample_index``, ``greedy_distribution``, ``sticky_draw``,
-``sticky_mix``, ``splitmix64``, ``row_quadratic``), never a backend module directly.
+``sticky_mix``, ``splitmix64``, ``row_quadratic``, ``gather_product``), never a backend module directly.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from keyart.errors import ValidationError
+from keyart.errors import DimensionError, ValidationError
 from keyart.kernels import reference
 
 BACKENDS = ("auto", "numba", "numpy")
@@ -118,6 +118,16 @@ def row_quadratic(H: np.ndarray, Z: np.ndarray) -> np.ndarray:
     return _backend().row_quadratic(_arr(H, np.float64), _arr(Z, np.float64))
 
 
+def gather_product(Y: np.ndarray, rows: np.ndarray, V: np.ndarray) -> np.ndarray:
+    """Y[rows] @ V (len(rows), V's width) for a mostly zero V: the rows of Y (m, d) at int64 ``rows``
+    (negative ones count from the end, as numpy's), times V (d, r)."""
+    Y, V = _arr(Y, np.float64), _arr(V, np.float64)
+    rows = _arr(rows, np.int64)
+    if rows.size and (rows.min() < -Y.shape[0] or rows.max() >= Y.shape[0]):
+        raise DimensionError(f"rows must index Y's {Y.shape[0]} rows.")
+    return _backend().gather_product(Y, np.where(rows < 0, rows + Y.shape[0], rows), V)
+
+
 def _examples() -> list[tuple[str, tuple[Any, ...]]]:
     """One call of each kernel with the argument types keyart passes (what ``warm_up`` compiles)."""
     rng = np.random.default_rng(0)
@@ -133,6 +143,7 @@ def _examples() -> list[tuple[str, tuple[Any, ...]]]:
         ("sample_index", (p, rng.random(3))),
         ("greedy_distribution", (p, mask)),
         ("row_quadratic", (H, H)),
+        ("gather_product", (p, np.array([0, 2], dtype=np.int64), p.T.copy())),
     ]
 
 

@@ -134,3 +134,21 @@ def row_quadratic(H: np.ndarray, Z: np.ndarray) -> np.ndarray:
                 acc += H[i, j, q] * Z[i, j, q]
             out[i, j] = acc
     return out
+
+
+@jit("float64[:, ::1](float64[:, ::1], int64[::1], int64[::1], int64[::1], float64[::1], int64)")
+def _gather_product(
+    Y: np.ndarray, rows: np.ndarray, nz_row: np.ndarray, nz_col: np.ndarray, nz_val: np.ndarray, width: int
+) -> np.ndarray:
+    out = np.zeros((rows.size, width))
+    for i in range(rows.size):
+        y = Y[rows[i]]
+        for t in range(nz_row.size):
+            out[i, nz_col[t]] += y[nz_row[t]] * nz_val[t]
+    return out
+
+
+def gather_product(Y: np.ndarray, rows: np.ndarray, V: np.ndarray) -> np.ndarray:
+    """Y[rows] @ V over V's nonzeros (row-major order), without gathering Y's rows."""
+    nz_row, nz_col = (np.ascontiguousarray(a, dtype=np.int64) for a in np.nonzero(V))
+    return _gather_product(Y, rows, nz_row, nz_col, V[nz_row, nz_col], V.shape[1])

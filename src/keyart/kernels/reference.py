@@ -85,3 +85,9 @@ def sticky_draw(
     else:
         periods = period_index(timestamps, sticky_seconds, member_offsets(member_keys, salt, sticky_seconds))
     return sticky_mix(member_keys, title_keys, periods), periods
+
+
+def gather_product(Y: np.ndarray, rows: np.ndarray, V: np.ndarray) -> np.ndarray:
+    """Y[rows] @ V, (len(rows), V's width), on V's nonzero rows only (a page basis's V is mostly zero)."""
+    nz = np.flatnonzero(V.any(axis=1))
+    return Y[np.ix_(rows, nz)] @ V[nz]
