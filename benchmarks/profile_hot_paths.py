@@ -41,9 +41,13 @@ PARTS = (
     ("featurize (Featurizer.page)", "keyart/features.py", "page"),
     ("choose (Policy.choose)", "policies/base.py", "choose"),
     ("  moments", "policies/shared.py", "_moments"),
+    ("    model rows of the artworks (RowCache)", "policies/base.py", "rows"),
     ("    page basis of the batch", "keyart/batch.py", "basis"),
-    ("    basis projections", "keyart/basis.py", "project"),
-    ("    dense rows (small batches)", "keyart/learning.py", "moments"),
+    ("    page moments (Posterior.page_moments)", "keyart/learning.py", "page_moments"),
+    ("      V at the page's levels (projections)", "keyart/basis.py", "project"),
+    ("      candidates' V^T Sigma U (gather kernel)", "kernels/__init__.py", "gather_product"),
+    ("    rows of a small batch (materialize)", "keyart/layout.py", "materialize"),
+    ("    dense-row moments (small batches)", "keyart/learning.py", "moments"),
     ("    posterior solve", "keyart/learning.py", "posterior"),
     ("    artworks' Sigma U (per posterior)", "keyart/learning.py", "projected_rows"),
     ("  sticky draw (sticky_uniforms)", "keyart/exploration.py", "sticky_uniforms"),
@@ -148,6 +152,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     kernels.warm_up()
     print(f"command: {' '.join([Path(sys.executable).name, *sys.argv])}")
     print(f"kernels: {kernels.backend()}; BLAS threads 1; cProfile cumulative times")
+    if args.requests < 1:
+        raise SystemExit("--requests must be >= 1")
     with tempfile.TemporaryDirectory() as tmp:
         for situation in args.situations.split(","):
             if situation == "pages":
@@ -158,10 +164,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                 fn = service_situation(args.requests, Path(tmp))
             parts, total, n = profile(fn)
             print(f"\n{situation}: {n:,} requests, {1000 * total / n:.3f} ms / request under the profiler")
-            print(f"{'part':40s} {'ms / request':>13s} {'share':>7s}")
+            print(f"{'part':48s} {'ms / request':>13s} {'share':>7s}")
             for part, seconds in parts.items():
                 if seconds > 0:
-                    print(f"{part:40s} {1000 * seconds / n:13.3f} {seconds / total:7.1%}")
+                    print(f"{part:48s} {1000 * seconds / n:13.3f} {seconds / total:7.1%}")
     return 0
 
 

@@ -224,3 +224,18 @@ def test_small_batches_moments_from_rows_equal_the_page_basis(backend, name):
             m = batch.mask if not covariance else batch.mask[:, :, None] & batch.mask[:, None, :]
             np.testing.assert_allclose(mean[batch.mask], ref_mean[batch.mask], rtol=1e-12, atol=1e-14)
             np.testing.assert_allclose(mom[m], ref[m], rtol=1e-12, atol=1e-14)
+
+
+@pytest.mark.slow
+def test_one_title_benchmark_runs_both_agents_side_by_side():
+    """benchmarks/bench_one_title.py --quick: the reference and keyart on each backend, in one table."""
+    from pathlib import Path
+
+    bench = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_one_title.py"
+    out = subprocess.run(
+        [sys.executable, str(bench), "--quick"], capture_output=True, text=True, check=True, timeout=600
+    ).stdout
+    assert "reference LinUCB (numpy)" in out and "keyart linucb (numpy)" in out
+    assert ("keyart linucb (numba)" in out) == ("numba" in BACKENDS)
+    row = next(line for line in out.splitlines() if line.startswith("reference"))
+    assert row.split()[-2] == "1.00x"
