@@ -10,6 +10,7 @@ which is what makes a posterior's page moments O(r^2) per candidate (``Posterior
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 
 import numpy as np
@@ -107,6 +108,11 @@ class BasisPlan:
         self._wide = list(groups.values())
         keys = {k for k, _ in self._direct} | {k for g in self._elem for k, _ in g.parts}
         self._level_keys = sorted((k for k in keys | {g.level for g in self._wide} if k), key=len)
+
+    @cached_property
+    def identity(self) -> SplitRows:
+        """The identity's rows, split: ``project(basis, identity, level)`` is V (d, basis width) itself."""
+        return self.split(np.eye(self.layout.dim))
 
     def split(self, A: np.ndarray) -> SplitRows:
         """Row vectors A (N, d) regrouped for ``project``."""

@@ -19,10 +19,10 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from keyart import kernels
 from keyart.errors import DimensionError, ValidationError
 from keyart.hashing import splitmix64, title_key
-
-_TWO_POW_53 = float(2**53)
+from keyart.kernels.reference import unit as _unit
 
 
 def period_index(
@@ -52,11 +52,6 @@ def _member_keys(seed: int, member_ids: Sequence[str]) -> np.ndarray:
     if len(members) == 1:
         return np.full(len(member_ids), next(iter(members.values())), dtype=np.uint64)
     return np.array([members[m] for m in member_ids], dtype=np.uint64)
-
-
-def _unit(x: np.ndarray) -> np.ndarray:
-    """The top 53 bits of uint64 values as floats in [0, 1)."""
-    return (x >> np.uint64(11)).astype(np.float64) / _TWO_POW_53
 
 
 # Separates the period offset's hash stream from the uniforms' (any fixed odd constant would do).
@@ -90,8 +85,7 @@ def sticky_periods(
 
 def _uniforms(member_keys: np.ndarray, title_ids: Sequence[str], periods: Sequence[int]) -> np.ndarray:
     tk = np.array([title_key(t) for t in title_ids], dtype=np.uint64)
-    pk = np.asarray(periods, dtype=np.int64).astype(np.uint64)
-    return _unit(splitmix64(member_keys ^ splitmix64(tk ^ splitmix64(pk))))
+    return kernels.sticky_mix(member_keys, tk, periods)
 
 
 def keyed_uniforms(
@@ -120,9 +114,10 @@ def sticky_uniforms(
     n = len(member_ids)
     if not (n == len(title_ids) == np.shape(timestamps)[0]):
         raise DimensionError("member_ids, title_ids and timestamps must have the same length.")
-    mk = _member_keys(seed, member_ids)
-    periods = period_index(timestamps, sticky_seconds, _offsets(mk, sticky_seconds))
-    return _uniforms(mk, title_ids, periods), periods
+    if np.isfinite(sticky_seconds) and sticky_seconds <= 0:
+        raise ValidationError(f"sticky_seconds must be > 0. Got {sticky_seconds!r}.")
+    tk = np.array([title_key(t) for t in title_ids], dtype=np.uint64)
+    return kernels.sticky_draw(_member_keys(seed, member_ids), tk, timestamps, sticky_seconds, _OFFSET_SALT)
 
 
 def sample_index(probabilities: np.ndarray, uniforms: np.ndarray) -> np.ndarray:
@@ -131,22 +126,15 @@ def sample_index(probabilities: np.ndarray, uniforms: np.ndarray) -> np.ndarray:
     Zero-probability entries are never returned, whatever rounding does to the cumulative sum.
     """
     p = np.asarray(probabilities, dtype=np.float64)
-    cdf = np.cumsum(p, axis=1)
-    u = np.asarray(uniforms, dtype=np.float64)[:, None] * cdf[:, -1:]
-    idx = (cdf > u).argmax(axis=1)
-    bad = p[np.arange(p.shape[0]), idx] <= 0
-    if bad.any():  # u landed on a plateau's edge through rounding: take the last positive entry
-        last = p.shape[1] - 1 - np.argmax((p[bad] > 0)[:, ::-1], axis=1)
-        idx[bad] = last
-    return idx
+    u = np.asarray(uniforms, dtype=np.float64)
+    if p.ndim != 2 or u.shape != (p.shape[0],):
+        raise DimensionError(f"probabilities must be (n, K) and uniforms (n,). Got {p.shape} and {u.shape}.")
+    return kernels.sample_index(p, u)
 
 
 def greedy_distribution(scores: np.ndarray, mask: np.ndarray) -> np.ndarray:
     """All mass on the best-scoring candidates, ties shared equally (a deterministic policy)."""
-    s = np.where(mask, scores, -np.inf)
-    best = s.max(axis=1, keepdims=True)
-    top = (s >= best) & mask
-    return top / top.sum(axis=1, keepdims=True)
+    return kernels.greedy_distribution(scores, mask)
 
 
 def uniform_distribution(mask: np.ndarray) -> np.ndarray:

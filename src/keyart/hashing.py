@@ -8,6 +8,8 @@ from functools import lru_cache
 
 import numpy as np
 
+from keyart import kernels
+
 _MASK63 = (1 << 63) - 1
 
 
@@ -34,22 +36,10 @@ def title_key(title_id: str) -> int:
     return stable_hash(title_id, "title")
 
 
-_GAMMA, _M1, _M2 = np.uint64(0x9E3779B97F4A7C15), np.uint64(0xBF58476D1CE4E5B9), np.uint64(0x94D049BB133111EB)
-_S30, _S27, _S31 = np.uint64(30), np.uint64(27), np.uint64(31)
-
-
 def splitmix64(x: np.ndarray) -> np.ndarray:
-    """The SplitMix64 finalizer, a bijective 64-bit mixer, vectorized over uint64 arrays (wrapping
-    arithmetic: numpy does not warn on integer overflow of arrays)."""
-    shape = np.shape(x)
-    x = np.array(x, dtype=np.uint64, ndmin=1)
-    x += _GAMMA
-    x ^= x >> _S30
-    x *= _M1
-    x ^= x >> _S27
-    x *= _M2
-    x ^= x >> _S31
-    return x.reshape(shape)
+    """The SplitMix64 finalizer, a bijective 64-bit mixer, over uint64 arrays of any shape (wrapping
+    arithmetic); a ``keyart.kernels`` kernel."""
+    return kernels.splitmix64(x)
 
 
 class BucketHasher:

@@ -28,6 +28,7 @@ import numpy as np
 import scipy.linalg
 import scipy.sparse
 
+from keyart import kernels
 from keyart.basis import basis_plan
 from keyart.errors import DimensionError, ValidationError
 from keyart.hashing import artwork_keys
@@ -392,15 +393,21 @@ class Posterior:
         return bias_at(self.beta, rows)
 
     def moments(
-        self, X: np.ndarray, rows: np.ndarray, unknown_inv_d: float, covariance: bool = False
+        self,
+        X: np.ndarray,
+        rows: np.ndarray,
+        unknown_inv_d: float,
+        covariance: bool = False,
+        exact: bool = False,
     ) -> tuple[np.ndarray, np.ndarray]:
-        """Mean (n, K) and variance (n, K), or covariance (n, K, K) of the candidates' scores."""
+        """Mean (n, K) and variance (n, K), or covariance (n, K, K) of the candidates' scores; ``exact``:
+        the (co)variance in float64 (equal to ``page_moments`` to rounding), else in float32."""
         beta, U, inv_d = self.gather(rows, unknown_inv_d)
         n, k, d = X.shape
         mean = X @ self.theta + beta
         # the (co)variance feeds exploration only: float32 halves its cost at no practical loss
-        Z = (X - U).astype(np.float32)
-        ZS = (Z.reshape(n * k, d) @ self._sigma32).reshape(n, k, d)
+        Z = X - U if exact else (X - U).astype(np.float32)
+        ZS = (Z.reshape(n * k, d) @ (self.sigma if exact else self._sigma32)).reshape(n, k, d)
         if not covariance:
             return mean, np.einsum("nkd,nkd->nk", ZS, Z).astype(np.float64) + inv_d
         cov = np.matmul(ZS, Z.transpose(0, 2, 1)).astype(np.float64)
@@ -541,35 +548,35 @@ class Posterior:
         """
         Y, c, U = self._projected
         n, k = rows.shape
-        d, r = Y.shape[1], basis.width
         known = rows >= 0
         safe = np.maximum(rows, 0)
         inv_d = np.where(known, self.inv_d[safe] if self.inv_d.size else 0.0, unknown_inv_d)
         levels, group = basis.levels, basis.level_of
         g = levels.shape[0]
-        sigma_theta, y_split = self.split(basis.layout)
-        # [Sigma; theta] V(prior) at every prior level: Sigma V, and V^T theta in its last row
-        P = [basis.project(sigma_theta, level) for level in levels]
-        w = np.stack([p[d] for p in P])
+        # V (d, r) at every prior level, from the layout's identity rows: then V^T theta, V^T Sigma V and
+        # the candidates' V^T Sigma U_a are small dense products
+        V = [basis.project(basis.plan.identity, level) for level in levels]
+        w = np.stack([self.theta @ v for v in V])
         mean = np.matmul(basis.Z, w[group][:, :, None])[:, :, 0]
         mean += np.where(known, self.beta[safe] if self.beta.size else 0.0, 0.0)
-        # V^T Sigma V per level, and V(prior_n)^T Sigma U_a per candidate
-        T = np.concatenate([p[:d] for p in P]).reshape(g, d, r).transpose(0, 2, 1).reshape(g * r, d)
-        G = basis.project(basis.plan.split(T), np.repeat(levels, r, axis=0)).reshape(g, r, r)
+        G = []
+        for v in V:  # V is mostly zero (77 of 171 x 36 by default): its nonzero rows only
+            nz = np.flatnonzero(v.any(axis=1))
+            G.append(v[nz].T @ (self.sigma[np.ix_(nz, nz)] @ v[nz]))
         flat = rows.ravel()
-        per_row = np.repeat(basis.prior, k, axis=0) if g > 1 else levels[0]
-        H = basis.project(y_split, per_row, flat).reshape(n, k, r)
         Z = basis.Z
         common = int(np.bincount(group).argmax()) if g > 1 else 0
-        ZG = (Z.reshape(n * k, r) @ G[common]).reshape(n, k, r)
+        H = kernels.gather_product(Y, flat, V[common]).reshape(n, k, -1)
+        ZG = (Z.reshape(n * k, -1) @ G[common]).reshape(n, k, -1)
         for j in range(g):
             if j != common:
                 sel = np.flatnonzero(group == j)
+                H[sel] = kernels.gather_product(Y, rows[sel].ravel(), V[j]).reshape(sel.size, k, -1)
                 ZG[sel] = Z[sel] @ G[j]
         if covariance:
             ZH = Z @ H.transpose(0, 2, 1)
             out = ZG @ Z.transpose(0, 2, 1) - ZH - ZH.transpose(0, 2, 1)
-            out += Y.take(flat, axis=0).reshape(n, k, d) @ U.take(rows, axis=0).transpose(0, 2, 1)
+            out += Y.take(flat, axis=0).reshape(n, k, -1) @ U.take(rows, axis=0).transpose(0, 2, 1)
             out[:, np.arange(k), np.arange(k)] += inv_d
             return mean, out
         H *= -2.0

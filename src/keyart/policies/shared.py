@@ -41,6 +41,10 @@ REFIT_MAX_GAP = 65_536  # later fits when the events seen double, at least every
 #: (``keyart.kron``): 5-15x faster than the dense rows and the page basis with every cross declared
 #: (d = 1,584), 2-3x slower for the default layout (d = 171): ``benchmarks/bench_moments.py``
 KRON_MIN_DIM = 384
+#: Factored batches of at most this many candidates (n x K: a title or two of 12) take their moments from
+#: the dense rows in float64: the page basis and the artworks' projections it needs cost more than the
+#: d x d products of so few rows (``benchmarks/bench_one_title.py``)
+SMALL_BATCH = 24
 
 
 #: The declared layout with no extra crosses, the default of every model saved before models recorded their
@@ -212,6 +216,9 @@ class SharedModelPolicy(Policy):
             plan = kron_plan(f.layout)
             Z = candidate_vectors(f.layout, f.ctx, f.art_block, f.idx, f.pair)
             return self._mean(batch), post.kron_moments(plan, f.ctx, Z, rows, prior_var, covariance)
+        if f is not None and batch.n * batch.k <= SMALL_BATCH:  # a title or two: the rows, in float64
+            moments = post.moments(batch.X, rows, prior_var, covariance, exact=True)
+            return moments if post is self._solved else (self._mean(batch), moments[1])
         basis = batch.basis()
         if basis is None:
             moments = post.moments(batch.X, rows, prior_var, covariance)

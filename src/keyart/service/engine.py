@@ -27,6 +27,7 @@ from typing import Any
 import numpy as np
 import orjson
 
+from keyart import kernels
 from keyart.catalog import Catalog
 from keyart.context import MemberContext
 from keyart.errors import EmptyPoolError, KeyartError, UnknownIdError
@@ -47,6 +48,7 @@ log = logging.getLogger("keyart.service")
 #: Budgets of uninterrupted work after which the model thread counts as saturated (see ``overloaded``).
 SATURATED_BUDGETS = 4.0
 SHADOW_SALT = "/shadow"
+WARM_TITLES = 40  # titles of the page a worker decides before it serves (``Engine._warm``)
 
 
 class EventLogError(KeyartError, RuntimeError):
@@ -157,6 +159,9 @@ class Engine:
             if writer is not None
             else SegmentWriter(config.segments_dir, fsync=config.fsync, max_bytes=config.segment_max_bytes)
         )
+        # the compiled kernels are loaded from numba's disk cache (compiled, the first time on a machine)
+        # here, before the worker reports ready: no request waits on a compile
+        log.info("kernels: %s", kernels.warm_up())
         self.executor = ModelThread()
         self.keys = PageKeys(config.exploration_seed())  # decision ids every worker recognises
         self._catalog_stamp = catalog_store.stamp(config.catalog_path)  # before reading: never newer
@@ -252,15 +257,21 @@ class Engine:
         if gen is None:
             return
         catalog = view.catalog
-        tid = next((t for t in catalog.active_title_ids() if _has_pool(catalog, t)), None)
-        if tid is None:  # nothing to warm with (e.g. titles created before their artworks): not a failure
+        tids = []  # one title (a title request's path) and a page of up to 40 (a page's: the basis)
+        for t in catalog.active_title_ids():
+            if _has_pool(catalog, t):
+                tids.append(t)
+                if len(tids) == WARM_TITLES:
+                    break
+        if not tids:  # nothing to warm with (e.g. titles created before their artworks): not a failure
             log.info("model warm-up skipped: no title has an active artwork yet")
             return
         try:
             for policy in (gen.primary, gen.shadow):
                 if policy is not None:
                     featurizer = view.featurizer_for(self.config.features_for(policy))
-                    policy.choose(featurizer.page(MemberContext("warmup"), [tid], "warmup"))
+                    for titles in (tids[:1], tids):
+                        policy.choose(featurizer.page(MemberContext("warmup"), titles, "warmup"))
         except Exception as exc:  # warming is best effort; the hot path has its own fallbacks
             log.warning("model warm-up failed: %s: %s", type(exc).__name__, exc)
             log.debug("model warm-up failure", exc_info=True)
