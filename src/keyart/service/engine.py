@@ -211,12 +211,34 @@ class Engine:
             except (KeyartError, OSError, ValueError) as exc:
                 log.error("catalog reload failed: %s", exc)
 
+    def _set_follow_problem(self, reason: str | None) -> None:
+        """Record why the newest shared generation is not served (a ``follow.REASONS`` entry, or None)
+        on the engine and in its gauge."""
+        self.follow_problem = reason
+        for r in follow.REASONS:
+            self.metrics.child(self.metrics.follow_problem, r).set(1 if r == reason else 0)
+
+    def _shared_reachable(self) -> bool:
+        """Follow mode, before a reload: whether the shared directory can be read. When it cannot, keep the
+        generation held, say why (``model_error``, the gauge), and forget the pointer's stamp so the
+        generation is read again as soon as the directory is back."""
+        found = follow.shared_dir_problem(self.config.snapshots_dir)
+        if found is None:
+            return True
+        reason, text = found
+        held = self.generation
+        self.model_error = text + ("" if held is None else f" (still serving generation {held.number})")
+        self._snapshot_stamp = None
+        self.metrics.model_ok.set(0 if held is None else 1)
+        self._set_follow_problem(reason)
+        return False
+
     def refresh(self, force: bool = False) -> None:
         """Reload the catalog and the model generation when their files changed (call on the model thread)."""
         self.last_check = time.monotonic()
         self.refresh_catalog(force)
         following = self.config.follow_dir is not None
-        if following and not follow.check_reachable(self):  # the shared model: keep the one held
+        if following and not self._shared_reachable():  # the shared model: keep the one held
             return
         sstamp = snapshots.pointer_stamp(self.config.snapshots_dir)
         if not force and sstamp == self._snapshot_stamp:
@@ -226,8 +248,11 @@ class Engine:
         # good one; a metadata-only generation keeps the policies this worker already holds
         found = snapshots.load_newest_good(self.config.snapshots_dir, reuse=self.generation)
         gen, held = found.generation, self.generation
-        if following:
-            follow.note_loaded(self, found)
+        if following:  # damaged: a newer generation (or LATEST) was skipped; none_published: nothing served
+            reason = "damaged" if found.skipped else None
+            if gen is None and held is None and not found.skipped:
+                reason = "none_published"
+            self._set_follow_problem(reason)
         for problem in found.skipped:
             self.metrics.child(self.metrics.snapshot_skipped, "worker").inc()
             log.error("model generation not loaded: %s", problem)

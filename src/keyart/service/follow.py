@@ -25,7 +25,7 @@ from keyart.service import snapshots
 
 if TYPE_CHECKING:
     from keyart.policies import Policy
-    from keyart.service.engine import Engine
+    from keyart.service.config import ServiceConfig
 
 #: Why a following worker does not serve the newest shared generation (the gauge's ``reason`` label).
 REASONS = ("missing", "unreadable", "damaged", "none_published")
@@ -52,42 +52,6 @@ def shared_dir_problem(directory: Path) -> tuple[str, str] | None:
     return None
 
 
-def set_problem(engine: Engine, reason: str | None) -> None:
-    """Record the follow problem (a ``REASONS`` entry, or None) on the engine and in its gauge."""
-    engine.follow_problem = reason
-    gauge = engine.metrics.follow_problem
-    for r in REASONS:
-        engine.metrics.child(gauge, r).set(1 if r == reason else 0)
-
-
-def check_reachable(engine: Engine) -> bool:
-    """Before a reload: whether the shared directory can be read. When it cannot, the engine keeps its
-    generation, says why (``model_error``, the gauge), and forgets the pointer's stamp so the generation
-    is read again as soon as the directory is back."""
-    found = shared_dir_problem(engine.config.snapshots_dir)
-    if found is None:
-        return True
-    reason, text = found
-    held = engine.generation
-    engine.model_error = text + ("" if held is None else f" (still serving generation {held.number})")
-    engine._snapshot_stamp = None
-    engine.metrics.model_ok.set(0 if held is None else 1)
-    set_problem(engine, reason)
-    return False
-
-
-def note_loaded(engine: Engine, found: snapshots.Loaded) -> None:
-    """After a reload: ``damaged`` when a newer generation (or ``LATEST``) was skipped, ``none_published``
-    when nothing is served, else no problem."""
-    if found.skipped:
-        reason: str | None = "damaged"
-    elif found.generation is None and engine.generation is None:
-        reason = "none_published"
-    else:
-        reason = None
-    set_problem(engine, reason)
-
-
 def publish_next(directory: Path, primary: Policy, meta: dict[str, Any], keep: int = 5) -> int:
     """Publish ``primary`` into a shared directory as its next generation (one past both ``LATEST``'s and
     every generation directory present), with the atomic protocol of ``keyart.service.snapshots``; returns
@@ -103,10 +67,10 @@ def publish_next(directory: Path, primary: Policy, meta: dict[str, Any], keep: i
     return number
 
 
-def follow_info(engine: Engine) -> dict[str, Any] | None:
+def follow_info(config: ServiceConfig, problem: str | None) -> dict[str, Any] | None:
     """``/readyz``'s ``follow`` block (None when not following): the shared directory, the generation
-    its ``LATEST`` names, the problem, and the node's sink status (last flush, files, pending bytes)."""
-    config = engine.config
+    its ``LATEST`` names, the engine's follow ``problem``, and the node's sink status (last flush, files,
+    pending bytes)."""
     if config.follow_dir is None:
         return None
     try:
@@ -122,7 +86,7 @@ def follow_info(engine: Engine) -> dict[str, Any] | None:
         "shared_model_dir": str(config.snapshots_dir),
         "events_dir": config.events_out,
         "latest_generation": latest,
-        "problem": getattr(engine, "follow_problem", None),
+        "problem": problem,
         "sink": sink,
     }
 
@@ -130,10 +94,7 @@ def follow_info(engine: Engine) -> dict[str, Any] | None:
 __all__ = [
     "REASONS",
     "SINK_STATUS",
-    "check_reachable",
     "follow_info",
-    "note_loaded",
     "publish_next",
-    "set_problem",
     "shared_dir_problem",
 ]

@@ -112,7 +112,7 @@ async def readyz(state: Service) -> Response:
     warnings = []
     if gen is None:
         warnings.append(f"no good model generation: answering with default artworks ({engine.model_error})")
-    following = follow_info(engine)
+    following = follow_info(engine.config, engine.follow_problem)
     if following is not None:  # follow mode: the shared model, and the node's Parquet sink
         body["follow"] = following
         if following["problem"] is not None and gen is not None:
