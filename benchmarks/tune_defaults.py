@@ -83,6 +83,14 @@ VARIANTS: dict[str, Variant] = {
     "lts-eb-all-lag": Variant(
         "logistic_ts", {"mc_points": 512, "covariance_refresh": 0.1}, features={"crosses": "all"}
     ),
+    # each refit of the priors also from the starting ridges, keeping the fit of higher evidence
+    "eb-all-lag-restart": Variant(
+        "linucb", {"covariance_refresh": 0.1, "refit_restart": True}, features={"crosses": "all"}
+    ),
+    # every cross without the per-title title_affinity block (the layout before it)
+    "eb-all-lag-noaff": Variant(
+        "linucb", {"covariance_refresh": 0.1}, features={"crosses": "all", "title_affinity": False}
+    ),
     "ts-eb-all-lag": Variant(
         "linear_ts", {"mc_points": 512, "covariance_refresh": 0.1}, features={"crosses": "all"}
     ),

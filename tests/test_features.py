@@ -83,6 +83,29 @@ def test_crosses_carry_the_members_taste():
     assert (X[:, px] == 0).all()
 
 
+def test_title_affinity_is_the_members_genre_taste_dotted_with_the_titles_genres():
+    """The per-title ``title_affinity`` column: the member's genre affinity . the title's genre vector (the
+    genre affinity of a history of that one title), the same in one page, many pages and logged events."""
+    cat = make_catalog(n_titles=8, pool=4, seed=5)
+    f = Featurizer(cat)
+    members = make_members(cat, 3, seed=5)
+    tids = list(cat.titles)
+    col = _col(f, "title_affinity")
+    for ctx in members:
+        taste, _ = f.member_vectors(ctx)
+        genres = [f.member_vectors(MemberContext("one", played=(Play(t),), timestamp=0.0))[0] for t in tids]
+        expected = np.array([taste @ g for g in genres])
+        assert np.abs(expected).max() > 0  # the check is not vacuous
+        page = f.page(ctx, tids, request_id="r")
+        np.testing.assert_allclose(page.X[:, 0, col], expected, rtol=1e-12, atol=1e-15)
+        assert (page.X[page.mask][:, col] == np.repeat(expected, page.pool_sizes)).all()
+    batch = f.pages(members, [tids[:5], tids[2:], tids[::2]])
+    pools = [[a.artwork_id for a in cat.pool(t)] for t in tids[:5]]
+    events = f.events([members[0]] * 5, tids[:5], pools)
+    np.testing.assert_array_equal(batch.X[:5], f.page(members[0], tids[:5]).X)
+    np.testing.assert_array_equal(events.X, f.page(members[0], tids[:5]).X)
+
+
 def test_recency_weighting_prefers_recent_plays():
     cat = Catalog(
         [Title("a", genres=("comedy",)), Title("b", genres=("romance",))],
@@ -340,7 +363,12 @@ def test_the_embedding_is_crossed_with_the_members_genre_taste():
     affinity = f.member_vectors(member)[0]
     assert np.abs(affinity).sum() > 0
     np.testing.assert_allclose(X[f.config.layout["genre_x_embedding"]], np.outer(affinity, emb).ravel())
-    assert FeatureConfig().layout["genre_x_embedding"] == slice(FeatureConfig().dim, FeatureConfig().dim)
+    lay = FeatureConfig().layout  # embedding_dim 0: no columns, for this term and every cross with it
+    for name in (
+        "genre_x_embedding",
+        *(t.name for t in FeatureConfig().crosses if t.candidate == "embedding"),
+    ):
+        assert lay[name].stop == lay[name].start
 
 
 def test_hour_bucket_and_day_of_week_come_from_the_timestamp():

@@ -67,11 +67,15 @@ def _reference(X: np.ndarray, lay, term: Term) -> np.ndarray:
 
 
 def test_default_declaration_keeps_the_published_layout():
-    lay = FeatureConfig().layout
-    assert lay.dim == 171 and lay.basis_width == 36
+    assert FeatureConfig() == FeatureConfig(crosses="all")  # every cross by default
+    assert FeatureConfig().dim == 1618 and FeatureConfig().layout.basis_width == 35
+    lay = FeatureConfig(crosses=()).layout  # the declared terms only
+    assert lay.dim == 172 and lay.basis_width == 37
     assert list(lay)[:3] == ["bias", "member_genre_affinity", "country"]
     assert lay["prior_x_artwork"] == slice(lay["prior_x_theme_match"].start, lay["prior_x_style"].stop)
-    assert lay.z_blocks == ["recommender_score"] and lay.level_blocks == ["prior_interaction"]
+    assert lay.z_blocks == ["recommender_score", "title_affinity"] and lay.level_blocks == [
+        "prior_interaction"
+    ]
 
 
 @pytest.mark.parametrize("term", [*TERMS[-7:], *CROSSES], ids=lambda t: t.name)
@@ -143,9 +147,9 @@ def test_all_crosses_are_every_context_by_artwork_family_once_and_agree_everywhe
     # declared already: device, hour and prior x style, genre x embedding
     assert sorted(pairs) == sorted(want) and len(terms) == len(want) - 4
     config = FeatureConfig(tag_buckets=4, embedding_dim=2, crosses="all")
-    assert config.crosses == terms and config.dim == FeatureConfig(tag_buckets=4, embedding_dim=2).dim + sum(
-        config.layout[t.name].stop - config.layout[t.name].start for t in terms
-    )
+    assert config.crosses == terms and config.dim == FeatureConfig(
+        tag_buckets=4, embedding_dim=2, crosses=()
+    ).dim + sum(config.layout[t.name].stop - config.layout[t.name].start for t in terms)
     _, _, batch = _page(config)
     X = batch.factors.materialize()
     for t in terms:  # each is the product it names
@@ -180,3 +184,24 @@ def test_all_crosses_are_every_context_by_artwork_family_once_and_agree_everywhe
 def test_bad_crosses_are_refused_when_the_config_is_made(crosses, message):
     with pytest.raises(ValidationError, match=message):
         FeatureConfig(crosses=crosses)
+
+
+@pytest.mark.parametrize("crosses", [(), "all"], ids=["declared", "every cross"])
+def test_a_config_saved_before_title_affinity_keeps_the_layout_it_was_saved_with(crosses):
+    """``title_affinity`` (the per-title column "member's genre affinity . title's genres" and its crosses)
+    came after configs were first saved: one saved without the field reads back without those columns, and
+    its rows are exactly today's rows with them left out."""
+    config = FeatureConfig(tag_buckets=4, embedding_dim=2, crosses=crosses)
+    saved = config.to_dict()
+    del saved["title_affinity"]
+    old = FeatureConfig.from_dict(saved)
+    assert old == dataclasses.replace(config, title_affinity=False)
+    assert FeatureConfig.from_dict(config.to_dict()) == config
+    _, _, new_page = _page(config)
+    _, _, old_page = _page(old)
+    names = new_page.feature_names
+    keep = [i for i, n in enumerate(names) if not n.startswith("title_affinity")]
+    assert len(keep) == old.dim < config.dim
+    assert [names[i] for i in keep] == list(old_page.feature_names)
+    np.testing.assert_array_equal(new_page.X[..., keep], old_page.X)
+    assert np.abs(new_page.X[..., [i for i in range(len(names)) if i not in keep]]).max() > 0

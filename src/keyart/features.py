@@ -403,6 +403,10 @@ class Featurizer:
                 ctx_part[:, lay["recommender_score"].start] = [get(t, 0.0) for t in tids]
             cast_aff = np.append(member[0][1], 0.0)  # bucket cast_buckets: no featured cast member
             cast_match = (sign_t.take(idx, axis=0) * cast_aff.take(bucket_t.take(idx, axis=0))).sum(axis=2)
+            if self.config.title_affinity:
+                ctx_part[:, lay["title_affinity"].start] = (
+                    self._title_genre[self._title_slots(tids)] @ member[0][0]
+                )
             member_ids = np.full(n, cx.member_id, dtype=object)
             timestamps = np.full(n, cx.timestamp, dtype=np.float64)
         else:
@@ -415,6 +419,11 @@ class Featurizer:
             ctx_part[:, lay["recommender_score"].start] = [
                 cx.recommender_scores.get(t, 0.0) for t, cx in zip(tids, ctx_of, strict=True)
             ]
+            if self.config.title_affinity:
+                genre_aff = np.stack([m[0] for m in member])[ctx_index]
+                ctx_part[:, lay["title_affinity"].start] = np.einsum(
+                    "ij,ij->i", self._title_genre[self._title_slots(tids)], genre_aff
+                )
             cast_aff = np.hstack([np.stack([m[1] for m in member]), np.zeros((len(member), 1))])[ctx_index]
             gathered = np.take_along_axis(cast_aff, bucket_t[idx].reshape(n, -1), axis=1).reshape(n, k, -1)
             cast_match = (sign_t[idx] * gathered).sum(axis=2)

@@ -38,7 +38,7 @@ class Block:
     """A named vector of values: its width is fixed or read from a ``FeatureConfig`` field.
 
     ``per_title``: a context block whose value differs between the titles of one member's page (prior
-    interaction, recommender score); it must have width 1.
+    interaction, recommender score, title affinity); it has width 1 (or 0: absent).
     """
 
     name: str
@@ -73,6 +73,9 @@ CONTEXT_BLOCKS = (
     Block("weekday", 7),
     Block("prior_interaction", 1, per_title=True),
     Block("recommender_score", 1, per_title=True),
+    # the member's genre affinity . the title's genres: how much the member likes the title itself, so the
+    # crosses of taste with the artwork's themes need not stand in for it (``FeatureConfig.title_affinity``)
+    Block("title_affinity", "title_affinity", per_title=True),
     Block("extra", "extra_buckets"),
 )
 ARTWORK_BLOCKS = (
@@ -193,7 +196,11 @@ class FeatureLayout(Mapping[str, slice]):
         self.pair_width = next(reversed(self.pair.values())).stop
         self.terms = tuple(terms)
         widths = self._check_terms()
-        per_title = [b.name for b in CONTEXT_BLOCKS if b.per_title]
+        per_title = [
+            b.name
+            for b in CONTEXT_BLOCKS
+            if b.per_title and self.context[b.name].stop > self.context[b.name].start
+        ]
         crossed = {n for t in self.terms for n in t.context if t.context != (n,) or t.candidate != ONE}
         # per-title blocks that only appear alone become coordinates of z; crossed ones are levels of V
         self.z_blocks = [n for n in per_title if n not in crossed]
@@ -409,6 +416,10 @@ class FeatureLayout(Mapping[str, slice]):
         return bool(same.all())
 
 
+#: Fields whose default changed or that were added after configs were first saved, with the value that
+#: gives the layout of a config saved without them (``from_dict``)
+_ADDED_FIELDS: dict[str, Any] = {"crosses": (), "title_affinity": False}
+
 HASHED_FIELDS = ("genre", "cast", "style", "tag", "country", "language", "device", "extra")
 
 
@@ -421,8 +432,13 @@ class FeatureConfig:
     is a ``DimensionError``.
 
     ``crosses``: terms added after the declared ones (``Term``), e.g.
-    ``Term("country_x_theme", ("country",), "theme")``, or ``"all"`` for ``all_crosses()`` (every context
-    family x every artwork family); checked when the layout is built.
+    ``Term("country_x_theme", ("country",), "theme")``, or ``"all"`` (the default) for ``all_crosses()``
+    (every context family x every artwork family, each shrunk by its own learned prior: the layout that won
+    on the development worlds of the zoo, ``docs/simulation.md``); ``()`` for the declared terms only.
+    Checked when the layout is built.
+
+    ``title_affinity``: the per-title context column "member's genre affinity . the title's genres" (False:
+    no such column, the layout of configs saved before it existed).
     """
 
     genre_buckets: int = 16
@@ -438,7 +454,8 @@ class FeatureConfig:
     engaged_saturation_seconds: float = 1800.0
     on_unknown_history: str = "raise"
     vocabularies: tuple[tuple[str, tuple[str, ...]], ...] = ()
-    crosses: tuple[Term, ...] | str = ()
+    crosses: tuple[Term, ...] | str = "all"
+    title_affinity: bool = True
 
     _parameter_constraints: ClassVar[dict[str, Any]] = {
         "genre_buckets": Interval(1, 4096, integer=True),
@@ -453,6 +470,7 @@ class FeatureConfig:
         "recency_half_life_days": Interval(0, None, closed="neither"),
         "engaged_saturation_seconds": Interval(0, None, closed="neither"),
         "on_unknown_history": OneOf(("raise", "ignore")),
+        "title_affinity": OneOf((True, False)),
     }
 
     def __post_init__(self) -> None:
@@ -521,6 +539,8 @@ class FeatureConfig:
             if unknown:
                 raise ValidationError(f"Unknown FeatureConfig fields {unknown}.")
             values = dict(data)
+            for name, before in _ADDED_FIELDS.items():  # a config saved before the field existed
+                values.setdefault(name, before)
             if "vocabularies" in values:
                 values["vocabularies"] = tuple(
                     (str(k), tuple(v)) for k, v in dict(values["vocabularies"]).items()

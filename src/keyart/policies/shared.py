@@ -33,7 +33,15 @@ from keyart.layout import FeatureConfig
 from keyart.learning import ArtworkIndex, BlockGaussian, Posterior, bias_at
 from keyart.params import Interval, OneOf
 from keyart.policies.base import Policy, RowCache, warm_start_rows
-from keyart.priors import INITIAL_NOISE, UNSHRUNK_FAMILIES, DataStats, Priors, column_groups, fit_priors
+from keyart.priors import (
+    INITIAL_NOISE,
+    UNSHRUNK_FAMILIES,
+    DataStats,
+    Priors,
+    column_groups,
+    fit_priors,
+    log_evidence,
+)
 
 REFIT_FIRST = 256  # events before the first empirical-Bayes fit of the priors
 REFIT_MAX_GAP = 65_536  # later fits when the events seen double, at least every this many events
@@ -47,9 +55,10 @@ KRON_MIN_DIM = 384
 SMALL_BATCH = 24
 
 
-#: The declared layout with no extra crosses, the default of every model saved before models recorded their
-#: ``FeatureConfig``: such a model of this width was made with it, whatever the default becomes
-LEGACY_FEATURES = FeatureConfig(crosses=())
+#: The declared layout with no extra crosses and no title affinity, the default of every model saved before
+#: models recorded their ``FeatureConfig``: such a model of this width was made with it, whatever the
+#: default becomes
+LEGACY_FEATURES = FeatureConfig(crosses=(), title_affinity=False)
 
 
 def model_features(policy: Policy, default: FeatureConfig | None = None) -> FeatureConfig:
@@ -97,6 +106,15 @@ class SharedModelPolicy(Policy):
     one. ``ridge`` and ``bias_ridge`` are then only the starting values. ``priors="fixed"`` keeps them,
     with noise 1.
 
+    ``refit_restart``: each refit also starts from the constructor's ``ridge`` and ``bias_ridge`` and keeps
+    the fit of higher evidence. The evidence is flat where a family is shrunk hard, so a refit that starts
+    from an early fit's ridges can leave a family off that later data would switch on.
+
+    ``covariance_refresh`` (default 0.1): the (co)variances that exploration reads are recomputed when the
+    events learned have grown by this fraction since the last full solve (the mean stays exact after every
+    update); 0 recomputes them after every update. With every cross declared (d ~ 1,600) the full solve
+    dominates an update; the lag cost nothing measurable on the zoo's development worlds.
+
     Subclasses implement the hook ``_distribution_from_model`` (how the posterior becomes choice
     probabilities) and ``_learn`` (inherit it from ``RidgePolicy`` for the conjugate Gaussian model);
     ``scores``, ``probabilities``, ``choose``, snapshots and the artwork lifecycle come from here.
@@ -108,6 +126,7 @@ class SharedModelPolicy(Policy):
         "bias_ridge": Interval(0, None, closed="neither"),
         "priors": OneOf(("empirical", "fixed")),
         "covariance_refresh": Interval(0, None),
+        "refit_restart": OneOf((True, False)),
     }
     _learns_noise: ClassVar[bool] = False  # the Gaussian model's noise variance; a logistic model has none
     #: the refits' tolerance in log evidence (``fit_priors``): 0.01 nats for the ridge model; the logistic
@@ -123,13 +142,15 @@ class SharedModelPolicy(Policy):
         ridge: float = 1.0,
         bias_ridge: float = 1.0,
         priors: str = "empirical",
-        covariance_refresh: float = 0.0,
+        covariance_refresh: float = 0.1,
+        refit_restart: bool = False,
         **kwargs: Any,
     ) -> None:
         self.ridge = ridge
         self.bias_ridge = bias_ridge
         self.priors = priors
         self.covariance_refresh = covariance_refresh
+        self.refit_restart = refit_restart
         super().__init__(seed=seed, **kwargs)
 
     def _reset(self) -> None:
@@ -470,19 +491,23 @@ class SharedModelPolicy(Policy):
         they got it, end with the same priors: ``keyart train`` and its merges)."""
         if self.post_ is None or self.n_ <= 0:
             return None
-        groups = self.column_group_
+        groups, data = self.column_group_, self.data_stats()
         learn = np.array([g not in UNSHRUNK_FAMILIES for g in self.groups_], dtype=bool)
-        start = self._group_ridges()
-        if restart:
-            start = np.where(learn, float(self.ridge), start)
-        fit = fit_priors(
-            self.data_stats(),
-            groups,
-            start,
-            float(self.bias_ridge) if restart else self.bias_ridge_,
-            tol=self._prior_tol,
-            learn=learn,
-            noise=None if self._learns_noise else self.noise_,
+        noise = None if self._learns_noise else self.noise_
+        current = self._group_ridges()
+        cold = (np.where(learn, float(self.ridge), current), float(self.bias_ridge))
+        starts = [cold] if restart else [(current, self.bias_ridge_)]
+        if self.refit_restart and not restart:
+            starts.append(cold)
+        fits = [
+            fit_priors(data, groups, g, b, tol=self._prior_tol, learn=learn, noise=noise) for g, b in starts
+        ]
+        fit = (
+            max(  # the evidence is not concave in the ridges: the better of the two starts' optima
+                fits, key=lambda f: log_evidence(data, groups, f.group_ridge, f.bias_ridge, noise)
+            )
+            if len(fits) > 1
+            else fits[0]
         )
         p, ridge_cols = self.post_, fit.group_ridge[groups]
         ratio = fit.bias_ridge / self.bias_ridge_
