@@ -37,17 +37,21 @@ SCALING_NAME = ".keyart-vision-scaling.json"
 
 def _read_scaling(path: Path) -> Scaling | None:
     """The scaling saved at ``path``; None when there is none, or it was fitted on features of another
-    version (it is fitted again). A file that is not a scaling is an error (exit 4), nothing written."""
+    version or made for another embedding version (it is fitted again). A file that is not a scaling is an
+    error (exit 4), nothing written."""
     import json
 
     from keyart.errors import ValidationError
-    from keyart.vision.features import FEATURE_VERSION, Scaling
+    from keyart.vision.features import EMBEDDING_VERSION, FEATURE_VERSION, Scaling
 
     if not path.exists():
         return None
     try:
-        found = Scaling.from_dict(json.loads(path.read_text()))
-    except (OSError, json.JSONDecodeError, ValidationError) as exc:
+        data = json.loads(path.read_text())
+        found = Scaling.from_dict(data)
+        if data.get("embedding_version") != EMBEDDING_VERSION:
+            return None
+    except (OSError, json.JSONDecodeError, ValidationError, AttributeError) as exc:
         raise ValidationError(
             f"{path}: not a keyart vision scaling ({exc}); remove it to fit a new one."
         ) from None

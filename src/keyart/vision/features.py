@@ -235,8 +235,8 @@ class Scaling:
 
     @classmethod
     def from_dict(cls, data: Any) -> Scaling:
-        """The ``Scaling`` of ``to_dict``'s form; a ``ValidationError`` when it is not one of these
-        features'."""
+        """The ``Scaling`` of ``to_dict``'s form; a ``ValidationError`` when it is not a scaling of these
+        features."""
         try:
             if data["features"] != list(FEATURE_NAMES):
                 raise ValidationError("A Scaling of other features than keyart.vision's.")
