@@ -134,7 +134,7 @@ def test_the_command_writes_the_catalog_and_reports(setup, tmp_path):
 
 def test_the_scaling_is_fitted_once_and_kept_for_artworks_that_arrive(tmp_path):
     """The first run fits the scaling to the catalog's images and saves it; a later run with a new artwork
-    keeps it (the earlier artworks' embeddings do not move), ``--refit-scaling`` fits it again."""
+    keeps it (the earlier artworks' embeddings do not move); without the file it is fitted again."""
     images = tmp_path / "images"
     images.mkdir()
     rng = np.random.default_rng(3)
@@ -166,7 +166,8 @@ def test_the_scaling_is_fitted_once_and_kept_for_artworks_that_arrive(tmp_path):
         after.artworks[a.artwork_id].embedding == before.artworks[a.artwork_id].embedding for a in arts
     )
     assert Scaling.from_dict(json.loads(saved.read_text())) == scaling
-    third = CliRunner().invoke(app, [*args, "--refit-scaling"])
+    saved.unlink()  # to fit it again
+    third = CliRunner().invoke(app, args)
     assert third.exit_code == 0 and f"fitted on {len(arts) + 1} images, saved to" in third.stdout
     assert Catalog.load(path).artworks["a0"].embedding != after.artworks["a0"].embedding
     saved.write_text("{}")

@@ -31,7 +31,8 @@ def _save_format(target: Path, source: Path) -> str:
     return "parquet"
 
 
-#: The scaling's file name in the images folder when no other is given.
+#: The scaling's file in the images folder: fitted to the catalog's images on the first run and kept, so
+#: later runs write new artworks in the same units; remove it to fit the scaling again (then retrain).
 SCALING_NAME = ".keyart-vision-scaling.json"
 
 
@@ -95,21 +96,6 @@ def extract_command(
             "at most this many of 64 bits.",
         ),
     ] = 10,
-    scaling: Annotated[
-        Path | None,
-        typer.Option(
-            "--scaling",
-            help="The JSON file of the embeddings' scaling (default: IMAGES/.keyart-vision-scaling.json): "
-            "fitted to the catalog's images on the first run and kept, so later runs write new artworks "
-            "in the same units.",
-        ),
-    ] = None,
-    refit_scaling: Annotated[
-        bool,
-        typer.Option(
-            "--refit-scaling", help="Fit the scaling to this catalog's images again (then retrain the model)."
-        ),
-    ] = False,
 ) -> None:
     """Compute the image features of every artwork with an image (only new or changed images; the rest
     from the cache), write them into the catalog's embeddings, standardized over the catalog's images,
@@ -123,8 +109,8 @@ def extract_command(
 
     cat = Catalog.load(catalog)
     target = out or catalog
-    scaling_path = scaling or images / SCALING_NAME
-    kept = None if refit_scaling else _read_scaling(scaling_path)
+    scaling_path = images / SCALING_NAME
+    kept = _read_scaling(scaling_path)
     columns = (TextColumn("images"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
     with Progress(*columns, console=Console(stderr=True), transient=True) as bar:
         task = bar.add_task("images", total=None)
