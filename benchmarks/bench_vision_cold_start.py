@@ -36,9 +36,11 @@ from scipy import stats  # noqa: E402
 
 from keyart.simulation.experiments import format_table  # noqa: E402
 from keyart.simulation.experiments.cold_start import (  # noqa: E402
+    COLD_START_POLICY,
     WITH_VISUAL,
     WITHOUT_VISUAL,
     cold_start,
+    policy_params,
     reference_shares,
 )
 from keyart.simulation.images import (  # noqa: E402
@@ -66,8 +68,14 @@ def one_seed(task: dict[str, Any]) -> dict[str, Any]:
     t0 = time.perf_counter()
     c = image_world_config(task["seed"], arrival_day=task["release"] / 20_000.0, **task["world"])
     world = ImageWorld(c, Path(task["images"]) / str(task["seed"]))
+    if task["features"]:
+        return {"seed": task["seed"], "params": {}, "features": feature_spread(world)}
     if task["reference"]:
-        return {"seed": task["seed"], "reference": reference_shares(world, seed=task["seed"])}
+        return {
+            "seed": task["seed"],
+            "params": policy_params(task["policy"], task["params"]),
+            "reference": reference_shares(world, seed=task["seed"]),
+        }
     result = cold_start(
         world,
         horizon=task["horizon"],
@@ -80,9 +88,27 @@ def one_seed(task: dict[str, Any]) -> dict[str, Any]:
     curves = {name: c.share.tolist() for name, c in result.curves.items()}
     return {
         "seed": task["seed"],
+        "params": policy_params(task["policy"], task["params"]),
         "rows": result.table(),
         "curves": curves,
         "seconds": time.perf_counter() - t0,
+    }
+
+
+def feature_spread(world: ImageWorld) -> dict[str, list[float]]:
+    """Mean and standard deviation of each embedding column over the launch artworks' pictures, with the
+    fixed centre and scale of ``FEATURES`` (embedding version 1) and with the world's own ``Scaling``
+    (version 2: fitted to the launch artworks, as ``keyart vision extract`` fits it to a catalog)."""
+    from keyart.vision import Scaling, image_features
+
+    launch = np.flatnonzero(~world.new_artworks)
+    values = np.array([image_features(world.images / world.image_name(a)).values for a in launch])
+    fixed, fitted = Scaling.fixed().apply(values), world.extraction.scaling.apply(values)
+    return {
+        "v1_mean": fixed.mean(0).tolist(),
+        "v1_sd": fixed.std(0).tolist(),
+        "v2_mean": fitted.mean(0).tolist(),
+        "v2_sd": fitted.std(0).tolist(),
     }
 
 
@@ -124,8 +150,12 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--horizon", type=int, default=10_000)
     p.add_argument("--steady", default="15000,20000", help="steady window, requests after the release")
     p.add_argument("--update-every", type=int, default=500)
-    p.add_argument("--policy", default="epsilon_greedy")
-    p.add_argument("--params", default="{}", help="policy hyperparameters as JSON")
+    p.add_argument("--policy", default=COLD_START_POLICY, help="the experiment's own by default")
+    p.add_argument(
+        "--params",
+        default=None,
+        help="policy hyperparameters as JSON (default: the experiment's own for its policy, else none)",
+    )
     p.add_argument("--jobs", type=int, default=2)
     p.add_argument("--images", default=None, help="folder for the worlds' pictures (default: a temp dir)")
     p.add_argument("--quick", action="store_true", help="smoke run: 2 tiny worlds, short horizon")
@@ -133,6 +163,12 @@ def main(argv: list[str] | None = None) -> None:
         "--reference",
         action="store_true",
         help="no policy: print the truth's reference shares on the release pools of each world",
+    )
+    p.add_argument(
+        "--features",
+        action="store_true",
+        help="no policy: print each embedding column's mean and spread over the launch artworks, "
+        "fixed centre and scale (version 1) against the world's own scaling (version 2)",
     )
     p.add_argument("--out", default=None, help="append each world's rows to this JSON Lines file")
     args = p.parse_args(argv)
@@ -153,10 +189,11 @@ def main(argv: list[str] | None = None) -> None:
             "steady": steady,
             "update_every": args.update_every,
             "policy": args.policy,
-            "params": json.loads(args.params),
+            "params": None if args.params is None else json.loads(args.params),
             "images": images,
             "world": world,
             "reference": args.reference,
+            "features": args.features,
         }
         for s in seeds
     ]
@@ -187,10 +224,25 @@ def main(argv: list[str] | None = None) -> None:
     )
     print(
         f"{'development' if args.dev else 'held-out'} seeds {', '.join(map(str, seeds))}; policy "
-        f"{args.policy} {args.params}; release after {args.release:,} requests; horizon {args.horizon:,}; "
+        f"{args.policy} {json.dumps(results[0]['params'])}; release after {args.release:,} requests; "
+        f"horizon {args.horizon:,}; "
         f"steady window {steady[0]:,}-{steady[1]:,} requests after the release"
     )
-    if args.reference:
+    if args.features:
+        from keyart.vision import FEATURE_NAMES
+
+        print("embedding columns over the launch artworks: mean and standard deviation, averaged over worlds")
+        stats_of = {k: np.mean([r["features"][k] for r in results], axis=0) for k in results[0]["features"]}
+        print(
+            format_table(
+                [
+                    {"feature": name, **{k: float(v[j]) for k, v in stats_of.items()}}
+                    for j, name in enumerate(FEATURE_NAMES)
+                ],
+                digits=2,
+            )
+        )
+    elif args.reference:
         print("reference shares of oracle on the release pools (hidden truth; 4,000 pages after the release)")
         rows = [{"seed": r["seed"], **r["reference"]} for r in results]
         print(

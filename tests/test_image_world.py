@@ -27,7 +27,8 @@ from keyart.simulation.images import (
 )
 from keyart.simulation.runner import PolicyAgent, run_closed_loop
 from keyart.simulation.world import World
-from keyart.vision import FEATURE_NAMES, embedding, image_features, image_features_from_bytes
+from keyart.vision import FEATURE_NAMES, Scaling, embedding, image_features, image_features_from_bytes
+from keyart.vision.features import MIN_SCALING_IMAGES
 
 TINY = {
     "n_titles": 12,
@@ -140,8 +141,13 @@ def test_the_policys_inputs_carry_only_the_pixels_features(tiny: ImageWorld) -> 
     """Every embedding is the vision features of the artwork's file, computed afresh from the file alone;
     the featurizer's embedding columns are those; and scrambling the hidden attributes and tastes after the
     pictures are drawn changes the truth but nothing the policy is given."""
+    scaling = tiny.extraction.scaling  # fitted on the launch artworks' pictures only
+    launch = np.array(
+        [image_features(tiny.images / tiny.image_name(a)).values for a in np.flatnonzero(~tiny.new_artworks)]
+    )
+    assert scaling == Scaling.fit(launch) and scaling.images == len(launch) >= MIN_SCALING_IMAGES
     for a in tiny._artworks:
-        want = embedding(image_features(tiny.images / str(a.image)).values)
+        want = embedding(image_features(tiny.images / str(a.image)).values, scaling)
         np.testing.assert_allclose(a.embedding, want, rtol=0, atol=1e-12)
         assert not {f.name for f in dataclasses.fields(Artwork)} & set(VISUAL_ATTRIBUTES)
         assert not a.metadata
@@ -238,13 +244,33 @@ def test_the_benchmark_runs_at_smoke_size(tmp_path: Path, capsys: pytest.Capture
     assert "difference (with - without)" in printed and "held-out seeds 2000000, 2000001" in printed
     rows = [json.loads(line) for line in out.read_text().splitlines()]
     assert [r["seed"] for r in rows] == [2_000_000, 2_000_001]
+    bench.main(["--quick", "--jobs", "1", "--images", str(tmp_path), "--features"])
+    printed = capsys.readouterr().out
+    table = {line.split()[0]: line.split()[1:] for line in printed.splitlines() if line.startswith("face_")}
+    assert set(table) == {"face_count", "face_share", "face_dx", "face_dy"}
+    assert all(float(v[2]) == pytest.approx(0.0, abs=0.01) for v in table.values())  # version 2: centred
+
+
+def test_the_experiment_has_one_policy_for_the_benchmark_and_the_demo() -> None:
+    from keyart import demo
+    from keyart.simulation.experiments.cold_start import (
+        COLD_START_PARAMS,
+        COLD_START_POLICY,
+        policy_params,
+    )
+
+    assert demo.COLD_START_POLICY == COLD_START_POLICY and demo.COLD_START_WORLD == {}
+    assert policy_params(COLD_START_POLICY, None) == dict(COLD_START_PARAMS)
+    assert policy_params("linucb" if COLD_START_POLICY != "linucb" else "softmax", None) == {}
+    assert policy_params(COLD_START_POLICY, {"epsilon": 0.1}) == {"epsilon": 0.1}
+    make_policy(COLD_START_POLICY, seed=0, **COLD_START_PARAMS)  # valid hyperparameters
 
 
 def test_reference_shares_are_the_plain_ratios_on_the_release_pools(tiny: ImageWorld) -> None:
     from keyart.simulation.experiments.cold_start import reference_shares
 
     ref = reference_shares(tiny, n_requests=300, seed=2)
-    assert set(ref) == {"random", "true_visual_taste", "average_visual_taste"}
+    assert set(ref) == {"random", "true_visual_taste", "history_visual_taste", "average_visual_taste"}
     assert all(0 < v <= 1 for v in ref.values())
     assert tiny.now == tiny.config.start_time  # the world is reset afterwards
     # the random share by a plain loop over the same pages

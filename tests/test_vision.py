@@ -3,6 +3,7 @@ properties are known by construction; the perceptual hash; each kind of bad file
 
 from __future__ import annotations
 
+import math
 import subprocess
 import sys
 
@@ -13,15 +14,18 @@ from PIL import Image
 
 from keyart.errors import KeyartError, ValidationError
 from keyart.vision import (
+    EMBEDDING_VERSION,
     FEATURE_NAMES,
     FEATURE_VERSION,
     FEATURES,
     ImageError,
+    Scaling,
     embedding,
     hamming,
     image_features,
     near_duplicates,
 )
+from keyart.vision.features import MIN_SCALING_IMAGES
 from vision_helpers import bad_files, disk, flat, lettering, sample, write
 
 
@@ -57,7 +61,7 @@ def images(tmp_path_factory):
 
 
 def test_the_vector_is_documented_and_versioned(images):
-    assert FEATURE_VERSION == 1
+    assert FEATURE_VERSION == 1 and EMBEDDING_VERSION == 2
     assert len(set(FEATURE_NAMES)) == len(FEATURES) == len(images["coffee"].values)
     assert all(f.meaning and f.scale > 0 for f in FEATURES)
     f = images["astronaut"]
@@ -136,6 +140,49 @@ def test_embedding_centres_and_scales_the_vector(images):
     assert rows.shape == (2, len(FEATURES)) and np.isfinite(rows).all()
     with pytest.raises(ValidationError, match=f"A feature vector has {len(FEATURES)} values"):
         embedding([1.0, 2.0])
+    assert np.array_equal(embedding(centre, Scaling.fixed()), embedding(centre))
+
+
+def test_a_scaling_fitted_on_a_catalog_standardizes_it_and_drops_constant_features():
+    """Over a catalog's vectors: mean 0 and spread 1 per feature, 0 for a feature that never varies there
+    (one poster format); the same scaling reads a later artwork in the same units; too few images keep
+    the fixed centre and scale."""
+    rng = np.random.default_rng(7)
+    centre = np.array([f.centre for f in FEATURES])
+    scale = np.array([f.scale for f in FEATURES])
+    values = centre + scale * rng.normal(0.0, 1.0, (40, len(FEATURES))) * np.linspace(0.2, 5.0, len(FEATURES))
+    aspect = FEATURE_NAMES.index("aspect")
+    values[:, aspect] = np.log(2 / 3)
+    scaling = Scaling.fit(values)
+    z = scaling.apply(values)
+    assert scaling.images == 40 and math.isinf(scaling.scale[aspect])
+    np.testing.assert_allclose(z.mean(axis=0), 0.0, atol=1e-12)
+    np.testing.assert_allclose(np.delete(z.std(axis=0), aspect), 1.0, rtol=1e-12)
+    assert (z[:, aspect] == 0).all()
+    later = centre + scale  # one artwork arriving after the fit
+    np.testing.assert_allclose(scaling.apply(later), (later - scaling.centre) / np.array(scaling.scale))
+    assert Scaling.fit(values[: MIN_SCALING_IMAGES - 1]) == Scaling.fixed()
+    assert Scaling.fixed().images == 0
+
+
+def test_a_scaling_round_trips_through_json_and_bad_ones_are_refused():
+    import json
+
+    values = np.random.default_rng(1).normal(size=(30, len(FEATURES)))
+    values[:, 0] = 0.5
+    scaling = Scaling.fit(values)
+    assert Scaling.from_dict(json.loads(json.dumps(scaling.to_dict()))) == scaling
+    bad = [
+        ({**scaling.to_dict(), "features": ["x"]}, "other features"),
+        ({**scaling.to_dict(), "centre": [0.0]}, f"{len(FEATURES)} centres"),
+        ({**scaling.to_dict(), "scale": [-1.0] * len(FEATURES)}, "positive scales"),
+        ({"centre": []}, "Not a keyart.vision Scaling"),
+    ]
+    for data, message in bad:
+        with pytest.raises(ValidationError, match=message):
+            Scaling.from_dict(data)
+    with pytest.raises(ValidationError, match="NaN or inf"):
+        Scaling.fit(np.full((30, len(FEATURES)), np.nan))
 
 
 def test_other_pixel_formats_read_as_their_colours(tmp_path):

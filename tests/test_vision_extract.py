@@ -4,9 +4,11 @@ reported and the rest is done."""
 
 from __future__ import annotations
 
+import json
 import re
 import shutil
 
+import numpy as np
 import pyarrow.parquet as pq
 import pytest
 from typer.testing import CliRunner
@@ -14,9 +16,10 @@ from typer.testing import CliRunner
 from keyart.catalog import Artwork, Catalog, Title
 from keyart.cli import app
 from keyart.errors import ValidationError
-from keyart.vision import FEATURE_VERSION, FEATURES, embedding, image_features
+from keyart.vision import FEATURE_VERSION, FEATURES, Scaling, embedding, image_features
 from keyart.vision.batch import DEFAULT_CACHE_NAME, extract_catalog
-from vision_helpers import bad_files, sample, write
+from keyart.vision.features import MIN_SCALING_IMAGES
+from vision_helpers import bad_files, flat, sample, write
 
 GOOD = {"a1": "astronaut.png", "a2": "astronaut_copy.jpg", "a3": "coffee.jpg", "b1": "chelsea.jpg"}
 BAD = {"b2": "truncated", "b3": "text", "b4": "huge", "b5": "empty"}
@@ -118,6 +121,7 @@ def test_the_command_writes_the_catalog_and_reports(setup, tmp_path):
         result.stdout
     )
     assert "1 without an image" in result.stdout and "1 earlier embeddings removed" in result.stdout
+    assert "embedding version 2: scaling fixed (too few images), saved to" in result.stdout
     failures = [line for line in result.stderr.splitlines() if line.startswith("keyart: vision: artwork")]
     assert len(failures) == len(messages)
     written = Catalog.load(path)
@@ -126,3 +130,61 @@ def test_the_command_writes_the_catalog_and_reports(setup, tmp_path):
     again = CliRunner().invoke(app, [*args[:-2], "--out", str(tmp_path / "out.json")])
     assert again.exit_code == 0 and "0 images computed, 4 from the cache" in again.stdout
     assert Catalog.load(tmp_path / "out.json") == written
+
+
+def test_the_scaling_is_fitted_once_and_kept_for_artworks_that_arrive(tmp_path):
+    """The first run fits the scaling to the catalog's images and saves it; a later run with a new artwork
+    keeps it (the earlier artworks' embeddings do not move); without the file it is fitted again."""
+    images = tmp_path / "images"
+    images.mkdir()
+    rng = np.random.default_rng(3)
+    arts = []
+    for i in range(MIN_SCALING_IMAGES + 2):
+        colour = tuple(int(c) for c in rng.integers(0, 256, 3))
+        write(images / f"p{i}.png", flat(colour, (64 + 4 * i, 96)))
+        arts.append(Artwork(f"a{i}", "t1", image=f"p{i}.png"))
+    path = tmp_path / "catalog.json"
+    Catalog([Title("t1")], arts).save(path, "json")
+    args = ["vision", "extract", str(path), "--images", str(images)]
+    first = CliRunner().invoke(app, args)
+    assert first.exit_code == 0, first.output
+    saved = images / ".keyart-vision-scaling.json"
+    assert f"scaling fitted on {len(arts)} images, saved to {saved}" in first.stdout
+    scaling = Scaling.from_dict(json.loads(saved.read_text()))
+    before = Catalog.load(path)
+    emb = np.array([before.artworks[a.artwork_id].embedding for a in arts])
+    moving = np.isfinite(scaling.scale)
+    np.testing.assert_allclose(emb.mean(axis=0), 0.0, atol=1e-9)
+    np.testing.assert_allclose(emb.std(axis=0)[moving], 1.0, rtol=1e-9)
+    write(images / "new.png", flat((250, 10, 10), (200, 96)))
+    before.add_artwork(Artwork("new", "t1", image="new.png"))
+    before.save(path, "json")
+    second = CliRunner().invoke(app, args)
+    assert second.exit_code == 0 and f"kept from {saved}" in second.stdout
+    after = Catalog.load(path)
+    assert all(
+        after.artworks[a.artwork_id].embedding == before.artworks[a.artwork_id].embedding for a in arts
+    )
+    assert Scaling.from_dict(json.loads(saved.read_text())) == scaling
+    saved.unlink()  # to fit it again
+    third = CliRunner().invoke(app, args)
+    assert third.exit_code == 0 and f"fitted on {len(arts) + 1} images, saved to" in third.stdout
+    assert Catalog.load(path).artworks["a0"].embedding != after.artworks["a0"].embedding
+    saved.write_text("{}")
+    broken = CliRunner().invoke(app, args)
+    assert broken.exit_code == 4 and "not a keyart vision scaling" in broken.output
+
+
+def test_a_given_scaling_is_applied_and_one_of_other_features_refused(setup):
+    catalog, images, _ = setup
+    fixed = Scaling.fixed()
+    result = extract_catalog(catalog, images, scaling=fixed)
+    assert result.scaling == fixed
+    shifted = Scaling(tuple(c + 1.0 for c in fixed.centre), fixed.scale, 0)
+    moved = extract_catalog(catalog, images, scaling=shifted).catalog.artworks["a1"].embedding
+    want = shifted.apply(image_features(images / GOOD["a1"]).values)
+    assert moved == pytest.approx(tuple(want), abs=0)
+    with pytest.raises(ValidationError, match="fitted on features of version 0"):
+        extract_catalog(catalog, images, scaling=Scaling(fixed.centre, fixed.scale, 0, feature_version=0))
+    with pytest.raises(ValidationError, match=r"scaling must be a keyart\.vision\.Scaling"):
+        extract_catalog(catalog, images, scaling="fixed")  # type: ignore[arg-type]

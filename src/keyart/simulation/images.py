@@ -176,7 +176,9 @@ class ImageWorld(World):
                 path.write_bytes(png)
 
     def _extract(self, jobs: int) -> None:
-        """Features of every picture into the artworks' embeddings; arrivals lose their tags."""
+        """Features of every picture into the artworks' embeddings, standardized over the launch artworks'
+        pictures (what a service has when it first extracts; the arrivals are read in the same units, as
+        ``keyart vision extract`` does with its saved scaling); arrivals lose their tags."""
         from keyart.vision.batch import extract_catalog
 
         start = self.config.start_time
@@ -185,7 +187,9 @@ class ImageWorld(World):
             if self.art_arrival[a] > start:  # new: pixels only, nobody has tagged it yet
                 art = Artwork(art.artwork_id, art.title_id)
             artworks.append(dataclasses.replace(art, image=self.image_name(a)))
-        result = extract_catalog(Catalog(self._titles, artworks), self.images, jobs=jobs)
+        launch = [art for a, art in enumerate(artworks) if self.art_arrival[a] <= start]
+        scaling = extract_catalog(Catalog(self._titles, launch), self.images, jobs=jobs).scaling
+        result = extract_catalog(Catalog(self._titles, artworks), self.images, jobs=jobs, scaling=scaling)
         if result.failed:
             raise ValidationError(f"The image world's pictures failed: {dict(result.failed)}.")
         self.extraction = result

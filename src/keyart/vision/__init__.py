@@ -2,7 +2,8 @@
 hash, computed from the pixels with OpenCV so that a new artwork is known before anyone tags it.
 
 ``image_features(path)`` gives one artwork's versioned feature vector (``FEATURES`` documents each entry,
-``FEATURE_VERSION`` its definition); ``near_duplicates`` finds artworks of a pool whose perceptual hashes
+``FEATURE_VERSION`` its definition; ``Scaling`` standardizes them over a catalog's images into its
+embeddings, ``EMBEDDING_VERSION``); ``near_duplicates`` finds artworks of a pool whose perceptual hashes
 nearly agree; ``keyart.vision.batch`` computes a catalog's features in parallel with a content-hash cache
 and writes them into the artworks' embeddings (``keyart vision extract``, docs/vision.md).
 """
@@ -11,6 +12,7 @@ from __future__ import annotations
 
 from keyart.vision.features import (
     EMBEDDING_NAMES,
+    EMBEDDING_VERSION,
     FEATURE_NAMES,
     FEATURE_VERSION,
     FEATURES,
@@ -18,6 +20,7 @@ from keyart.vision.features import (
     FeatureDoc,
     ImageError,
     ImageFeatures,
+    Scaling,
     VisionUnavailableError,
     embedding,
     hamming,
@@ -28,6 +31,7 @@ from keyart.vision.features import (
 
 __all__ = [
     "EMBEDDING_NAMES",
+    "EMBEDDING_VERSION",
     "FEATURES",
     "FEATURE_NAMES",
     "FEATURE_VERSION",
@@ -35,6 +39,7 @@ __all__ = [
     "FeatureDoc",
     "ImageError",
     "ImageFeatures",
+    "Scaling",
     "VisionUnavailableError",
     "embedding",
     "hamming",

@@ -6,8 +6,9 @@ Only new or changed images are computed: the cache holds one row per distinct im
 feature version, so a renamed file, or one image shared by several artworks, is computed once. A file that
 cannot be used is reported with its error and the rest of the catalog is done. An artwork without an image,
 or whose image failed, gets no embedding (``None``): the featurizer reads that as zeros, which in the
-embedding's centred units (``keyart.vision.embedding``) is a typical artwork; an embedding it held before
-is removed, since a catalog's embeddings share one length and one meaning.
+embedding's centred units (``keyart.vision.Scaling``: standardized over the catalog's images) is the
+catalog's typical artwork; an embedding it held before is removed, since a catalog's embeddings share one
+length and one meaning.
 """
 
 from __future__ import annotations
@@ -21,13 +22,16 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from keyart.catalog import Artwork, Catalog
 from keyart.errors import ValidationError
 from keyart.vision.features import (
+    FEATURE_NAMES,
     FEATURE_VERSION,
     ImageError,
     ImageFeatures,
-    embedding,
+    Scaling,
     image_features_from_bytes,
     near_duplicates,
 )
@@ -40,8 +44,9 @@ DEFAULT_CACHE_NAME = ".keyart-vision-cache.parquet"
 class Extraction:
     """What ``extract_catalog`` did: the catalog with the embeddings written, how many distinct images were
     computed now or taken from the cache, the artworks whose image failed (id: error naming the file),
-    those without an image, those whose earlier embedding was removed, and near-duplicate pairs
-    ``(title_id, artwork_id, other artwork_id, Hamming distance)`` within a title."""
+    those without an image, those whose earlier embedding was removed, near-duplicate pairs
+    ``(title_id, artwork_id, other artwork_id, Hamming distance)`` within a title, and the ``Scaling`` the
+    embeddings were written with."""
 
     catalog: Catalog
     computed: int
@@ -50,6 +55,7 @@ class Extraction:
     without_image: tuple[str, ...]
     removed_embeddings: tuple[str, ...]
     duplicates: tuple[tuple[str, str, str, int], ...]
+    scaling: Scaling
 
 
 def image_path(artwork: Artwork, images: Path) -> Path:
@@ -164,12 +170,23 @@ def extract_catalog(
     jobs: int = 1,
     max_distance: int = 10,
     progress: Callable[[int, int], None] | None = None,
+    scaling: Scaling | None = None,
 ) -> Extraction:
     """Compute (or take from ``cache``, default ``images/.keyart-vision-cache.parquet``) the features of
     every artwork's image, relative paths under ``images``, with ``jobs`` processes; return the catalog with
     the embeddings written (the input is left as it is) and what was done. ``progress(done, total)`` is
-    called after each computed image; ``max_distance``: the perceptual-hash distance of near-duplicates."""
+    called after each computed image; ``max_distance``: the perceptual-hash distance of near-duplicates.
+    ``scaling``: how values become embeddings; None fits it to this catalog's artworks with features
+    (``Scaling.fit``). Give the one an earlier run fitted to keep the embeddings' meaning as artworks
+    arrive (a model learned on them reads new artworks in the same units)."""
     images = Path(images)
+    if scaling is not None and not isinstance(scaling, Scaling):
+        raise ValidationError(f"scaling must be a keyart.vision.Scaling. Got {type(scaling).__name__}.")
+    if scaling is not None and scaling.feature_version != FEATURE_VERSION:
+        raise ValidationError(
+            f"The scaling was fitted on features of version {scaling.feature_version}, these are version "
+            f"{FEATURE_VERSION}: fit it again."
+        )
     if not images.is_dir():
         raise ValidationError(f"images: {images} is not a folder.")
     if not isinstance(jobs, int) or isinstance(jobs, bool) or jobs < 1:
@@ -206,7 +223,10 @@ def extract_catalog(
         if digest not in known:  # failed now (or changed while it was read: then it is reported too)
             path = first_path[digest]
             failed[artwork_id] = errors.get(path, f"{path}: changed while it was read; run again.")
-    return _written(catalog, known, digests, failed, computed, cached, max_distance)
+    if scaling is None:
+        fitted = [known[d].values for i, d in digests.items() if i not in failed and d in known]
+        scaling = Scaling.fit(np.array(fitted).reshape(-1, len(FEATURE_NAMES)))
+    return _written(catalog, known, digests, failed, computed, cached, max_distance, scaling)
 
 
 def _written(
@@ -217,10 +237,11 @@ def _written(
     computed: int,
     cached: int,
     max_distance: int,
+    scaling: Scaling,
 ) -> Extraction:
     """The catalog with each artwork's embedding from its image's features (``None`` without them)."""
     vectors: dict[str, Any] = {
-        i: embedding(known[d].values) for i, d in digests.items() if i not in failed and d in known
+        i: scaling.apply(known[d].values) for i, d in digests.items() if i not in failed and d in known
     }
     artworks = []
     removed = []
@@ -246,4 +267,5 @@ def _written(
         without_image=tuple(a.artwork_id for a in catalog.artworks.values() if a.image is None),
         removed_embeddings=tuple(removed),
         duplicates=duplicates,
+        scaling=scaling,
     )

@@ -26,6 +26,17 @@ from keyart.errors import KeyartError, ValidationError
 #: The definition of the feature vector: bumped whenever a feature's meaning or computation changes, so
 #: cached features of an older definition are recomputed, never mixed with newer ones.
 FEATURE_VERSION = 1
+#: How feature values become the embedding written into a catalog: 1 was the fixed centre and scale of
+#: ``FEATURES`` (rough values of photographs); 2 standardizes over the catalog's own images (``Scaling``),
+#: because a catalog's artworks are not typical photographs (one poster format, one house style) and a
+#: feature far from 0 or with a spread many times another's misleads a ridge penalty shared by the columns.
+EMBEDDING_VERSION = 2
+#: Fewer images than this are too few to estimate a spread from: ``Scaling.fit`` falls back to the fixed
+#: centre and scale of ``FEATURES``.
+MIN_SCALING_IMAGES = 20
+#: A feature whose spread over a catalog is below this share of its ``FEATURES`` scale is constant there
+#: (every poster has the same aspect ratio): its embedding is 0, nothing can be learned from it.
+CONSTANT_SHARE = 1e-3
 #: Images larger than this many pixels are refused from their header, before any decoding.
 MAX_PIXELS = 100_000_000
 #: Images smaller than this on a side are refused: there is nothing to analyse.
@@ -160,13 +171,94 @@ class ImageFeatures:
         return dict(zip(FEATURE_NAMES, self.values, strict=True))
 
 
-def embedding(values: Any) -> np.ndarray:
-    """Feature vectors (one, or rows of many) as embeddings: ``(value - centre) / scale`` per ``FEATURES``,
-    so that 0 is a typical artwork and the entries share a scale (what the featurizer's ridge wants)."""
+def _vectors(values: Any) -> np.ndarray:
+    """Feature vectors (one, or rows of many) as a float array, checked for their length."""
     v = np.asarray(values, dtype=float)
     if v.shape[-1:] != (len(FEATURES),):
         raise ValidationError(f"A feature vector has {len(FEATURES)} values. Got shape {v.shape}.")
-    return (v - _CENTRE) / _SCALE
+    return v
+
+
+@dataclass(frozen=True)
+class Scaling:
+    """How feature values become an embedding: ``(value - centre) / scale`` per feature, a feature of
+    infinite scale giving 0. ``Scaling.fit`` standardizes over a catalog's images (0 is the catalog's
+    typical artwork, every feature that varies there has spread 1), ``Scaling.fixed`` is the documented
+    centre and scale of ``FEATURES``. ``images``: how many images it was fitted on (0 for the fixed one);
+    ``feature_version``: the ``FEATURE_VERSION`` of the values it was fitted on."""
+
+    centre: tuple[float, ...]
+    scale: tuple[float, ...]
+    images: int
+    feature_version: int = FEATURE_VERSION
+
+    def __post_init__(self) -> None:
+        centre, scale = np.asarray(self.centre, dtype=float), np.asarray(self.scale, dtype=float)
+        if centre.shape != (len(FEATURES),) or scale.shape != (len(FEATURES),):
+            raise ValidationError(f"A Scaling has {len(FEATURES)} centres and scales.")
+        if not np.isfinite(centre).all() or not (scale > 0).all():
+            raise ValidationError("A Scaling needs finite centres and positive scales.")
+
+    @classmethod
+    def fixed(cls) -> Scaling:
+        """The fixed centre and scale of ``FEATURES`` (embedding version 1)."""
+        return cls(tuple(_CENTRE.tolist()), tuple(_SCALE.tolist()), 0)
+
+    @classmethod
+    def fit(cls, values: Any) -> Scaling:
+        """Standardize over these feature vectors (rows, one per artwork): their mean and standard
+        deviation; a feature constant over them (spread below ``CONSTANT_SHARE`` of its ``FEATURES``
+        scale) gets an infinite scale. Fewer than ``MIN_SCALING_IMAGES`` rows: ``Scaling.fixed()``."""
+        v = _vectors(values).reshape(-1, len(FEATURES))
+        if not np.isfinite(v).all():
+            raise ValidationError("Feature vectors contain NaN or inf.")
+        if len(v) < MIN_SCALING_IMAGES:
+            return cls.fixed()
+        sd = v.std(axis=0)
+        scale = np.where(sd > CONSTANT_SHARE * _SCALE, sd, np.inf)
+        return cls(tuple(v.mean(axis=0).tolist()), tuple(scale.tolist()), len(v))
+
+    def apply(self, values: Any) -> np.ndarray:
+        """Feature vectors (one, or rows of many) as embeddings."""
+        return (_vectors(values) - np.asarray(self.centre)) / np.asarray(self.scale)
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready form (an infinite scale as null); ``from_dict`` reads it back."""
+        return {
+            "embedding_version": EMBEDDING_VERSION,
+            "feature_version": self.feature_version,
+            "images": self.images,
+            "features": list(FEATURE_NAMES),
+            "centre": list(self.centre),
+            "scale": [s if math.isfinite(s) else None for s in self.scale],
+        }
+
+    @classmethod
+    def from_dict(cls, data: Any) -> Scaling:
+        """The ``Scaling`` of ``to_dict``'s form; a ``ValidationError`` when it is not a scaling of these
+        features."""
+        try:
+            if data["features"] != list(FEATURE_NAMES):
+                raise ValidationError("A Scaling of other features than keyart.vision's.")
+            scale = tuple(math.inf if s is None else float(s) for s in data["scale"])
+            return cls(
+                tuple(float(c) for c in data["centre"]),
+                scale,
+                int(data["images"]),
+                int(data["feature_version"]),
+            )
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ValidationError(f"Not a keyart.vision Scaling ({exc!r}).") from None
+
+
+def embedding(values: Any, scaling: Scaling | None = None) -> np.ndarray:
+    """Feature vectors (one, or rows of many) as embeddings with ``scaling`` (``Scaling.fixed()``, the
+    documented centre and scale of ``FEATURES``, when None), so that 0 is a typical artwork and the entries
+    share a scale (what the featurizer's ridge wants)."""
+    return (scaling or _FIXED).apply(values)
+
+
+_FIXED = Scaling.fixed()
 
 
 def _cv2() -> Any:

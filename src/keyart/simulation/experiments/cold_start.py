@@ -27,6 +27,10 @@ from keyart.simulation.runner import REQUEST_BLOCK, PolicyAgent, RunResult, run_
 
 WITH_VISUAL = "with visual features"
 WITHOUT_VISUAL = "without visual features"
+#: The experiment's policy and its hyperparameters, for the benchmark (``bench_vision_cold_start.py``) and
+#: the demo alike; chosen on the development image seeds (docs/vision.md, "Cold start from the pixels").
+COLD_START_POLICY = "epsilon_greedy"
+COLD_START_PARAMS: Mapping[str, Any] = {}
 
 
 def visual_variants(embedding_dim: int = 23) -> dict[str, FeatureConfig]:
@@ -144,13 +148,14 @@ def cold_start(
     steady: tuple[int, int] = (30_000, 40_000),
     seed: int = 0,
     update_every: int = 500,
-    policy: str = "linucb",
+    policy: str = COLD_START_POLICY,
     params: Mapping[str, Any] | None = None,
     variants: Mapping[str, FeatureConfig] | None = None,
     bins: int = 10,
     progress: Callable[[int], None] | None = None,
 ) -> ColdStartResult:
-    """Run ``policy`` (registry name, ``params``) once per featurizer variant (``visual_variants()`` by
+    """Run ``policy`` (registry name, ``params``: ``COLD_START_PARAMS`` for the default policy when None)
+    once per featurizer variant (``visual_variants()`` by
     default) from the world's launch to ``steady[1]`` requests after the release, on the same request
     stream, and measure the share of oracle on the release pools: over the first ``horizon`` requests
     after the release (``bins`` bins for the curve), over the horizon's last quarter, and in the steady
@@ -166,7 +171,7 @@ def cold_start(
     runs: dict[str, RunResult] = {}
     curves: dict[str, ColdStartCurve] = {}
     for name, config in variants.items():
-        agent = PolicyAgent(make_policy(policy, seed=seed, **dict(params or {})), name=name)
+        agent = PolicyAgent(make_policy(policy, seed=seed, **policy_params(policy, params)), name=name)
         runs[name] = run_closed_loop(
             world,
             agent,
@@ -181,16 +186,25 @@ def cold_start(
     return ColdStartResult(release_masks(world, first)[0], horizon, steady, policy, curves, runs)
 
 
+def policy_params(policy: str, params: Mapping[str, Any] | None) -> dict[str, Any]:
+    """The hyperparameters to run ``policy`` with: ``params``, else the experiment's own for its policy."""
+    if params is not None:
+        return dict(params)
+    return dict(COLD_START_PARAMS) if policy == COLD_START_POLICY else {}
+
+
 def reference_shares(world: ImageWorld, n_requests: int = 4_000, seed: int = 0) -> dict[str, float]:
     """Reference levels on the release pools, from the hidden truth (what no policy can see): the share of
-    oracle of a uniformly random choice, of choosing by each member's true visual effect, and of choosing by
-    the members' average visual taste (the same choice for everyone), over ``n_requests`` pages drawn just
+    oracle of a uniformly random choice, of choosing by each member's true visual effect, by the visual
+    taste that the member's play history's genre affinity can tell (``_taste_from_history``), and by the
+    members' average visual taste (the same choice for everyone), over ``n_requests`` pages drawn just
     after the release (from a generator of its own; the world is reset afterwards)."""
     c = world.config
     world.reset()
     world.advance_to(c.start_time + c.arrival_day * 86_400.0)
     requests = world.sample_requests(n_requests, np.random.default_rng(np.random.SeedSequence([seed, 0x5EF])))
     events, _ = world.events(requests)
+    taste_from_history = _taste_from_history(world, c.start_time + c.arrival_day * 86_400.0)
     world.reset()
     q, mask = world.expected(events), events.mask
     art = np.where(mask, events.artworks, 0)
@@ -198,10 +212,33 @@ def reference_shares(world: ImageWorld, n_requests: int = 4_000, seed: int = 0) 
     best = np.where(mask, q, -1.0).max(axis=1)[rows].sum()
     visual = world._artwork_extra(events, art)
     average = (world.visual_attributes @ world.visual_taste.mean(axis=0))[art]
+    history = np.einsum("nkv,nv->nk", world.visual_attributes[art], taste_from_history[events.member])
 
     def by(score: np.ndarray) -> float:
         pick = np.where(mask, score, -np.inf).argmax(axis=1)
         return float(q[np.arange(events.n), pick][rows].sum() / best)
 
     uniform = float(((q * mask).sum(axis=1) / mask.sum(axis=1))[rows].sum() / best)
-    return {"random": uniform, "true_visual_taste": by(visual), "average_visual_taste": by(average)}
+    return {
+        "random": uniform,
+        "true_visual_taste": by(visual),
+        "history_visual_taste": by(history),
+        "average_visual_taste": by(average),
+    }
+
+
+def _taste_from_history(world: ImageWorld, timestamp: float) -> np.ndarray:
+    """(members, V) each member's visual taste as well as the genre affinity that the featurizer reads
+    from their play history can tell it: the least-squares fit of the true tastes on [1, affinity] over
+    all members (fitted on the truth: the best any genre x embedding cross could learn)."""
+    from keyart.context import MemberContext
+
+    featurizer = Featurizer(world.catalog)
+    contexts = (
+        MemberContext(world.member_ids[m], world.member_plays[m], timestamp=timestamp)
+        for m in range(world.config.n_members)
+    )
+    affinity = np.array([featurizer.member_vectors(ctx)[0] for ctx in contexts])
+    X = np.column_stack([np.ones(len(affinity)), affinity])
+    coef, *_ = np.linalg.lstsq(X, world.visual_taste, rcond=None)
+    return X @ coef
