@@ -185,9 +185,10 @@ def event_folds(member_ids: Any, n_folds: int, seed: int, cache: dict[str, int])
     return out
 
 
-def keyart_log(fb: LoggedFeedback, codes: ArmCodes) -> BanditLog:
+def keyart_log(fb: LoggedFeedback, codes: ArmCodes | None) -> BanditLog:
     """A featurized batch as the ``BanditLog`` ``feedback_to_log`` gives on one machine (the arms coded
-    over the whole log, not the batch)."""
+    over the whole log, not the batch); without ``codes``, only what the model-free estimators read (no
+    features, no arms)."""
     batch = fb.batch
     return BanditLog.from_arrays(
         reward=fb.reward,
@@ -195,8 +196,8 @@ def keyart_log(fb: LoggedFeedback, codes: ArmCodes) -> BanditLog:
         pscore=fb.propensity,
         n_actions=int(batch.mask.shape[1]),
         n_positions=1,
-        action_context=batch.X,
-        arm=np.maximum(codes.keys(batch.artwork_ids), 0),
+        action_context=None if codes is None else batch.X,
+        arm=None if codes is None else np.maximum(codes.keys(batch.artwork_ids), 0),
         action_mask=batch.mask,
     )
 
