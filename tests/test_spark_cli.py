@@ -87,21 +87,19 @@ def test_spark_join_writes_the_joined_rows_by_date(spark, logs, tmp_path):
     assert {p.name for p in (tmp_path / "joined").iterdir() if p.is_dir()} == {"date=2023-11-14"}
 
 
-def test_spark_evaluate_prints_the_estimates_of_keyart_spark_evaluate(spark, logs, tmp_path):
-    cat = logs / "catalog.json"
-    code, _, err = run("train", logs / "export", "--catalog", cat, "--out", tmp_path / "m.npz")
-    assert code == 0, err
-    code, out, err = run(
-        "spark",
-        "evaluate",
-        logs / "export",
-        "--catalog",
-        cat,
-        "--candidate",
-        tmp_path / "m.npz",
-        "--estimator",
-        "snips",
+def _spark_evaluate(logs: Path, tmp_path: Path, *args: str) -> tuple[int, str, str]:
+    """``keyart spark evaluate`` of a linucb candidate trained by ``keyart train`` on the logs."""
+    model = tmp_path / "m.npz"
+    if not model.exists():
+        code, _, err = run("train", logs / "export", "--catalog", logs / "catalog.json", "--out", model)
+        assert code == 0, err
+    return run(
+        "spark", "evaluate", logs / "export", "--catalog", logs / "catalog.json", "--candidate", model, *args
     )
+
+
+def test_spark_evaluate_prints_the_estimates_of_keyart_spark_evaluate(spark, logs, tmp_path):
+    code, out, err = _spark_evaluate(logs, tmp_path, "--estimator", "snips")
     assert code == 0, err
     lines = out.splitlines()
     assert "on 1200 decisions of 400 members" in lines[0]
@@ -113,20 +111,14 @@ def test_spark_evaluate_prints_the_estimates_of_keyart_spark_evaluate(spark, log
 def test_spark_evaluate_runs_the_dr_family_with_keyart_evaluates_options(spark, logs, tmp_path):
     """--reward-model, --folds, --seed and --lambda as keyart evaluate names them: the printed DR and
     Switch-DR equal keyart.spark.evaluate's (to the 4 printed digits), with the fixed lambda named."""
-    cat = logs / "catalog.json"
-    code, _, err = run("train", logs / "export", "--catalog", cat, "--out", tmp_path / "m.npz")
-    assert code == 0, err
     args = ["--reward-model", "tabular", "--folds", "3", "--seed", "4", "--lambda", "5"]
-    est = ["--estimator", "dr", "--estimator", "switch_dr"]
-    code, out, err = run(
-        "spark", "evaluate", logs / "export", "--catalog", cat, "--candidate", tmp_path / "m.npz", *est, *args
-    )
+    code, out, err = _spark_evaluate(logs, tmp_path, "--estimator", "dr", "--estimator", "switch_dr", *args)
     assert code == 0, err
     lines = out.splitlines()
     assert [x.split()[0] for x in lines[2:4]] == ["dr", "switch_dr"]
     assert "5 (fixed)" in lines[3] and "model_only" in lines[3]
     assert "tabular, cross-fitted over 3 folds of members (seed 4)" in lines[4]
-    catalog = Catalog.load(cat)
+    catalog = Catalog.load(logs / "catalog.json")
     rows = _joined(
         spark, str(logs / "export"), catalog, None, None, ATTRIBUTION_WINDOW_SECONDS, QUALITY_SECONDS
     )
@@ -145,19 +137,7 @@ def test_spark_evaluate_runs_the_dr_family_with_keyart_evaluates_options(spark, 
         assert [float(x) for x in line.split()[1:5]] == [
             round(v, 4) for v in (g.value, g.lower, g.upper, g.se)
         ]
-    code, _, err = run(
-        "spark",
-        "evaluate",
-        logs / "export",
-        "--catalog",
-        cat,
-        "--candidate",
-        tmp_path / "m.npz",
-        "--estimator",
-        "dm",
-        "--reward-model",
-        "logistic",
-    )
+    code, _, err = _spark_evaluate(logs, tmp_path, "--estimator", "dm", "--reward-model", "logistic")
     assert code == EXIT_INPUT and "logistic reward model" in err
 
 

@@ -11,14 +11,17 @@ from __future__ import annotations
 import os
 import time
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_type_hints
 
 import typer
 
 from keyart.errors import ValidationError
-from keyart.evaluate_cli import REWARD_MODELS, MinSeconds, WindowSeconds
+from keyart.evaluate_cli import REWARD_MODELS, MinSeconds, WindowSeconds, evaluate_command
 from keyart.rewards import ATTRIBUTION_WINDOW_SECONDS, QUALITY_SECONDS
 from keyart.train_cli import Floor, PolicyName, PolicyParams, Seed, SnapshotOut
+
+#: keyart evaluate's --lambda option, the same here.
+Lambda = get_type_hints(evaluate_command, include_extras=True)["lambda_"]
 
 spark_app = typer.Typer(
     no_args_is_help=True,
@@ -212,16 +215,7 @@ def evaluate_command(
         ),
     ] = 2,
     seed: Annotated[int, typer.Option("--seed", min=0, help="Seed of the folds.")] = 0,
-    lambda_: Annotated[
-        float | None,
-        typer.Option(
-            "--lambda",
-            min=0,
-            help="lambda of Switch-DR and DR-os (default: chosen by SLOPE from 1, 2, 5, ..., 10,000, inf; "
-            "the table names the lambda used).",
-            show_default=False,
-        ),
-    ] = None,
+    lambda_: Lambda = None,
     alpha: Annotated[
         float, typer.Option("--alpha", min=0.0001, max=0.9999, help="1 - the intervals' coverage.")
     ] = 0.05,

@@ -25,7 +25,7 @@ from __future__ import annotations
 import pickle
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 from typing import Any
 
 import numpy as np
@@ -35,6 +35,7 @@ from pyspark.sql import functions as F
 
 from keyart.errors import ValidationError
 from keyart.evaluation.clusters import check_folds, cluster_fold
+from keyart.evaluation.compare import feedback_to_log
 from keyart.evaluation.data import BanditLog
 from keyart.evaluation.reward_models import (
     LinearRewardModel,
@@ -186,20 +187,13 @@ def event_folds(member_ids: Any, n_folds: int, seed: int, cache: dict[str, int])
 
 
 def keyart_log(fb: LoggedFeedback, codes: ArmCodes | None) -> BanditLog:
-    """A featurized batch as the ``BanditLog`` ``feedback_to_log`` gives on one machine (the arms coded
-    over the whole log, not the batch); without ``codes``, only what the model-free estimators read (no
-    features, no arms)."""
-    batch = fb.batch
-    return BanditLog.from_arrays(
-        reward=fb.reward,
-        action=fb.chosen,
-        pscore=fb.propensity,
-        n_actions=int(batch.mask.shape[1]),
-        n_positions=1,
-        action_context=None if codes is None else batch.X,
-        arm=None if codes is None else np.maximum(codes.keys(batch.artwork_ids), 0),
-        action_mask=batch.mask,
-    )
+    """A featurized batch as the ``BanditLog`` ``feedback_to_log`` gives on one machine, with the arms
+    coded over the whole log, not the batch; without ``codes``, only what the model-free estimators read
+    (no features, no arms)."""
+    log = feedback_to_log(fb)
+    if codes is None:
+        return replace(log, action_context=None, arm=None)
+    return replace(log, arm=np.maximum(codes.keys(fb.batch.artwork_ids), 0))
 
 
 def fold_sums(
