@@ -139,8 +139,9 @@ def _assert_equal(got, expected):
     [
         (LinearRewardModel(), 2, 0, ["ips", *MODEL_ESTIMATORS], False),
         (TabularRewardModel(), 3, 7, list(ESTIMATORS), True),
+        (LinearRewardModel(alpha=3.0, max_arms=4), 2, 1, ["dm", "dr"], False),  # more arms: no one-hot
     ],
-    ids=["linear-slope", "tabular-fixed-all"],
+    ids=["linear-slope", "tabular-fixed-all", "linear-no-arms"],
 )
 def test_spark_dm_and_the_dr_family_equal_keyart_evaluation(
     spark, logs, candidate, model, n_folds, seed, names, fixed
@@ -162,4 +163,4 @@ def test_spark_dm_and_the_dr_family_equal_keyart_evaluation(
     by = {g.estimator: g for g in got}
     assert all(g.se > 0 for g in got)
     assert by["dm"].value != by["dr"].value and by["dm"].flags[0] == "model_only"
-    assert by["switch_dr"].lambda_by == ("fixed" if fixed else "slope")
+    assert "switch_dr" not in by or by["switch_dr"].lambda_by == ("fixed" if fixed else "slope")

@@ -107,10 +107,12 @@ class FoldSums:
     sx: np.ndarray  # (F, d) (linear only; empty otherwise)
     xtx: np.ndarray  # (F, d, d)
     xr: np.ndarray  # (F, d)
-    arm_x: np.ndarray  # (F, A, d)
+    arm_x: np.ndarray  # (F, min(A, max_arms), d): the ridge's one-hot block exists only up to max_arms
 
     @classmethod
-    def zeros(cls, n_folds: int, n_arms: int, d: int) -> FoldSums:
+    def zeros(cls, n_folds: int, n_arms: int, d: int, x_arms: int = 0) -> FoldSums:
+        """Empty sums; ``x_arms``: how many arms' feature sums to keep (codes past it: no one-hot block
+        can use them, as ``LinearRewardModel`` drops the block beyond ``max_arms`` arms)."""
         f = n_folds
         return cls(
             np.zeros(f),
@@ -123,7 +125,7 @@ class FoldSums:
             np.zeros((f, d)),
             np.zeros((f, d, d)),
             np.zeros((f, d)),
-            np.zeros((f, n_arms, d)),
+            np.zeros((f, x_arms, d)),
         )
 
     def merge(self, other: FoldSums) -> FoldSums:
@@ -155,7 +157,8 @@ class FoldSums:
                 self.sx[f] += xf.sum(axis=0)
                 self.xtx[f] += xf.T @ xf
                 self.xr[f] += xf.T @ rf
-                np.add.at(self.arm_x[f], kf, xf)
+                kept = kf < self.arm_x.shape[1]
+                np.add.at(self.arm_x[f], kf[kept], xf[kept])
 
     def training(self, f: int) -> FoldSums:
         """The sums of every fold but ``f`` (the events its model is fit on), as a one-fold ``FoldSums``."""
@@ -203,21 +206,23 @@ def fold_sums(
     codes: ArmCodes,
     n_folds: int,
     seed: int,
-    linear: bool,
+    linear: LinearRewardModel | None,
 ) -> FoldSums:
     """The per-fold sums of the joined rows, one pickled ``FoldSums`` per partition, tree-aggregated."""
-    shared = spark.sparkContext.broadcast((codes, n_folds, seed, linear))
+    x_arms = -1 if linear is None else min(len(codes), linear.max_arms)
+    shared = spark.sparkContext.broadcast((codes, n_folds, seed, x_arms))
 
     def run(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
         featurizer = _featurizer(features)
-        arm_codes, nf, s, lin = shared.value
+        arm_codes, nf, s, x_arms = shared.value
+        lin = x_arms >= 0
         acc, cache = None, {}
         for batch in batches:
             if not batch.num_rows:
                 continue
             fb = feedback(batch, featurizer)
             if acc is None:
-                acc = FoldSums.zeros(nf, len(arm_codes), fb.batch.d if lin else 0)
+                acc = FoldSums.zeros(nf, len(arm_codes), fb.batch.d if lin else 0, max(x_arms, 0))
             fold = event_folds(batch.column("member_id").to_pylist(), nf, s, cache)
             x = fb.batch.shown_X(fb.chosen) if lin else None
             acc.add_events(fold, np.maximum(arm_codes.keys(fb.batch.artwork_ids), 0), fb.chosen, x, fb.reward)

@@ -357,7 +357,7 @@ def _fit(
     spark = rows.sparkSession
     codes = crossfit.ArmCodes.of(rows)
     features = broadcast_catalog(spark, catalog, model_features(candidate))
-    linear = isinstance(model, crossfit.LinearRewardModel)
+    linear = model if isinstance(model, crossfit.LinearRewardModel) else None
     sums = crossfit.fold_sums(spark, rows, features, codes, n_folds, seed, linear)
     return crossfit.broadcast_models(spark, crossfit.fit_folds(model, sums), codes, n_folds, seed)
 
