@@ -4,13 +4,15 @@ clusters in both bootstraps and in cross-fitting, replay's effective matches, th
 
 from __future__ import annotations
 
+import hashlib
 import math
 
 import numpy as np
 import pytest
 
 from keyart.errors import DimensionError, ValidationError
-from keyart.evaluation import BanditLog, EstimatorConfig, TabularRewardModel, estimate
+from keyart.evaluation import BanditLog, EstimatorConfig, TabularRewardModel, cross_fit, estimate
+from keyart.evaluation.clusters import _Clusters, _folds
 
 Z = 1.959963984540054
 
@@ -98,7 +100,9 @@ def _replicated(seed: int, g: int = 40, m: int = 3):
     dist = rng.dirichlet(np.ones(k), size=g)
     order = rng.permutation(g * m)
     rows = np.repeat(np.arange(g), m)[order]
-    small = BanditLog.from_arrays(reward, action, pscore, n_actions=k)
+    # each event its own cluster, with the ids of its copies' cluster: the same (hashed) cross-fitting
+    # folds, and the unclustered formulas (test_each_event_its_own_cluster_is_the_unclustered_analysis)
+    small = BanditLog.from_arrays(reward, action, pscore, n_actions=k, cluster=np.arange(g))
     big = BanditLog.from_arrays(reward[rows], action[rows], pscore[rows], n_actions=k, cluster=rows)
     return small, dist, big, dist[rows]
 
@@ -136,6 +140,19 @@ def test_a_cluster_of_copies_counts_once(cfg: EstimatorConfig) -> None:
     assert naive.se == pytest.approx(ref[0].se / math.sqrt(3), rel=0.05)
 
 
+class _FixedModel:
+    """A reward model whose predictions do not depend on its training events (so on the folds): the
+    plain and the clustered log are cross-fitted alike although their folds are drawn by different rules
+    (a permutation of the events, a hash of the cluster ids)."""
+
+    def fit(self, log: BanditLog) -> _FixedModel:
+        return self
+
+    def predict(self, log: BanditLog) -> np.ndarray:
+        keys = log.arm_keys()[:, :, None] + log.position[:, None, None]
+        return np.broadcast_to(0.1 + 0.05 * (keys % 5), (log.n, log.n_actions, log.n_positions)).copy()
+
+
 def test_each_event_its_own_cluster_is_the_unclustered_analysis() -> None:
     reward, action, position, pscore, dist, _, _ = _problem(4, n=200)
     ids = [f"e{i:04d}" for i in range(200)]  # sorted like the events: same resampling draws
@@ -144,7 +161,9 @@ def test_each_event_its_own_cluster_is_the_unclustered_analysis() -> None:
     names = ["ips", "snips", "dm", "dr", "sndr", "dr_os"]
     for cfg in (EstimatorConfig(n_refit=20), EstimatorConfig(ci="bootstrap", n_bootstrap=100, n_refit=20)):
         for e0, e1 in zip(
-            estimate(plain, dist, names, config=cfg), estimate(single, dist, names, config=cfg), strict=True
+            estimate(plain, dist, names, config=cfg, reward_model=_FixedModel()),
+            estimate(single, dist, names, config=cfg, reward_model=_FixedModel()),
+            strict=True,
         ):
             for attr in ("value", "lower", "upper", "se"):
                 assert getattr(e1, attr) == pytest.approx(getattr(e0, attr), rel=1e-9), (e0.estimator, attr)
@@ -173,6 +192,69 @@ def test_cross_fitting_keeps_a_cluster_in_one_fold() -> None:
         assert train and test and not train & test
     with pytest.raises(ValidationError, match="number of clusters"):
         estimate(log, dist, ["dr"], n_folds=26)
+
+
+def _hashed_fold(name: str, n_folds: int, seed: int) -> int:
+    """The fold rule written out: 64-bit BLAKE2b of f"{seed}:{id}" personalized "fold", little-endian,
+    modulo the number of folds."""
+    h = hashlib.blake2b(f"{seed}:{name}".encode(), digest_size=8, person=b"fold".ljust(16, b"\0"))
+    return int.from_bytes(h.digest(), "little") % n_folds
+
+
+def _dm_reference(log: BanditLog, dist: np.ndarray, q_hat: np.ndarray) -> float:
+    rows = np.arange(log.n)
+    return float((dist[rows, :, log.position] * q_hat[rows, :, log.position]).sum(axis=1).mean())
+
+
+@pytest.mark.parametrize(("n_folds", "seed"), [(2, 0), (3, 11)])
+def test_a_clusters_fold_is_a_hash_of_its_id_and_the_seed(n_folds: int, seed: int) -> None:
+    """The cross-fitting folds of a clustered log: each member's fold is the keyed hash of its id and the
+    seed (so any process computes it from the id alone: Spark's executors do), whatever else is in the
+    log; DM's value is the one of a cross-fit over exactly those folds."""
+    reward, action, position, pscore, dist, _, member = _problem(7, n=300, g=40)
+    log = BanditLog.from_arrays(reward, action, pscore, position, cluster=member)
+    folds = np.array([_hashed_fold(m, n_folds, seed) for m in member])
+    assert np.array_equal(_folds(log, _Clusters.of(log), n_folds, seed), folds)
+    model = TabularRewardModel()
+    ref = cross_fit(model, log, n_folds=n_folds, folds=folds)
+    cfg = EstimatorConfig(ci="normal")
+    (dm,) = estimate(log, dist, ["dm"], reward_model=model, n_folds=n_folds, seed=seed, config=cfg)
+    assert dm.value == pytest.approx(_dm_reference(log, dist, ref), rel=1e-12)
+    keep = np.flatnonzero(np.isin(member, sorted(set(member))[::2]))  # half of the members left out
+    sub = log.take(keep)
+    assert np.array_equal(_folds(sub, _Clusters.of(sub), n_folds, seed), folds[keep])
+
+
+def test_hashed_folds_split_the_clusters_evenly() -> None:
+    """Each of 3 folds gets about a third of 30,000 ids (binomial s.d. 0.0027: 0.02 is 7 s.d.)."""
+    n = 30_000
+    log = BanditLog.from_arrays(np.zeros(n), np.zeros(n, int), np.ones(n), cluster=range(n))
+    shares = np.bincount(_folds(log, _Clusters.of(log), 3, 0), minlength=3) / n
+    assert np.all(np.abs(shares - 1 / 3) < 0.02)
+
+
+def test_tiny_logs_empty_folds_and_one_fold() -> None:
+    """A fold no cluster hashes to is left out of the cross-fit (the others still predict each other);
+    when every cluster hashes to one fold, cross-fitting is refused with a clear error."""
+    names = [f"m{j}" for j in range(200)]
+    in0 = [m for m in names if _hashed_fold(m, 3, 0) == 0 and _hashed_fold(m, 2, 0) == 0][:2]
+    in1 = [m for m in names if _hashed_fold(m, 3, 0) == 1][:2]
+    rng = np.random.default_rng(8)
+    member = [(in0 + in1)[j % 4] for j in range(40)]
+    reward = rng.binomial(1, 0.5, 40).astype(float)
+    action = rng.integers(0, 2, 40)
+    log = BanditLog.from_arrays(reward, action, np.full(40, 0.5), cluster=member)
+    dist = np.full((40, 2), 0.5)
+    cfg = EstimatorConfig(ci="normal")
+    model = TabularRewardModel()
+    (dm,) = estimate(log, dist, ["dm"], reward_model=model, n_folds=3, config=cfg)  # fold 2 is empty
+    folds = np.array([_hashed_fold(m, 3, 0) for m in member])
+    assert set(folds.tolist()) == {0, 1}
+    ref = cross_fit(model, log, n_folds=3, folds=folds)
+    assert dm.value == pytest.approx(_dm_reference(log, dist[:, :, None], ref), rel=1e-12)
+    one = BanditLog.from_arrays(reward, action, np.full(40, 0.5), cluster=[in0[j % 2] for j in range(40)])
+    with pytest.raises(ValidationError, match="hashed to one of the 2 cross-fitting folds"):
+        estimate(one, dist, ["dr"], reward_model=model, n_folds=2, seed=0, config=cfg)
 
 
 def test_clustered_replay_uses_the_effective_number_of_matches() -> None:

@@ -17,7 +17,9 @@ import keyart.spark.submit
 from keyart.catalog import Catalog
 from keyart.cli import EXIT_INPUT, app
 from keyart.policies import load_policy
-from keyart.rewards import join_store
+from keyart.rewards import ATTRIBUTION_WINDOW_SECONDS, QUALITY_SECONDS, join_store
+from keyart.spark import evaluate as se
+from keyart.spark.cli import _joined
 from keyart.store import EventStore
 from keyart.train import TrainingInfo
 from logs_helpers import write_logs
@@ -85,27 +87,58 @@ def test_spark_join_writes_the_joined_rows_by_date(spark, logs, tmp_path):
     assert {p.name for p in (tmp_path / "joined").iterdir() if p.is_dir()} == {"date=2023-11-14"}
 
 
-def test_spark_evaluate_prints_the_estimates_of_keyart_spark_evaluate(spark, logs, tmp_path):
-    cat = logs / "catalog.json"
-    code, _, err = run("train", logs / "export", "--catalog", cat, "--out", tmp_path / "m.npz")
-    assert code == 0, err
-    code, out, err = run(
-        "spark",
-        "evaluate",
-        logs / "export",
-        "--catalog",
-        cat,
-        "--candidate",
-        tmp_path / "m.npz",
-        "--estimator",
-        "snips",
+def _spark_evaluate(logs: Path, tmp_path: Path, *args: str) -> tuple[int, str, str]:
+    """``keyart spark evaluate`` of a linucb candidate trained by ``keyart train`` on the logs."""
+    model = tmp_path / "m.npz"
+    if not model.exists():
+        code, _, err = run("train", logs / "export", "--catalog", logs / "catalog.json", "--out", model)
+        assert code == 0, err
+    return run(
+        "spark", "evaluate", logs / "export", "--catalog", logs / "catalog.json", "--candidate", model, *args
     )
+
+
+def test_spark_evaluate_prints_the_estimates_of_keyart_spark_evaluate(spark, logs, tmp_path):
+    code, out, err = _spark_evaluate(logs, tmp_path, "--estimator", "snips")
     assert code == 0, err
     lines = out.splitlines()
     assert "on 1200 decisions of 400 members" in lines[0]
     assert lines[2].split()[0] == "snips" and len(lines) == 3
     value, lower, upper = (float(x) for x in lines[2].split()[1:4])
     assert lower < value < upper
+
+
+def test_spark_evaluate_runs_the_dr_family_with_keyart_evaluates_options(spark, logs, tmp_path):
+    """--reward-model, --folds, --seed and --lambda as keyart evaluate names them: the printed DR and
+    Switch-DR equal keyart.spark.evaluate's (to the 4 printed digits), with the fixed lambda named."""
+    args = ["--reward-model", "tabular", "--folds", "3", "--seed", "4", "--lambda", "5"]
+    code, out, err = _spark_evaluate(logs, tmp_path, "--estimator", "dr", "--estimator", "switch_dr", *args)
+    assert code == 0, err
+    lines = out.splitlines()
+    assert [x.split()[0] for x in lines[2:4]] == ["dr", "switch_dr"]
+    assert "5 (fixed)" in lines[3] and "model_only" in lines[3]
+    assert "tabular, cross-fitted over 3 folds of members (seed 4)" in lines[4]
+    catalog = Catalog.load(logs / "catalog.json")
+    rows = _joined(
+        spark, str(logs / "export"), catalog, None, None, ATTRIBUTION_WINDOW_SECONDS, QUALITY_SECONDS
+    )
+    policy = load_policy(tmp_path / "m.npz")
+    got = se.estimate(
+        rows.table,
+        catalog,
+        policy,
+        ["dr", "switch_dr"],
+        reward_model="tabular",
+        n_folds=3,
+        seed=4,
+        switch_lambda=5.0,
+    )
+    for line, g in zip(lines[2:4], got, strict=True):
+        assert [float(x) for x in line.split()[1:5]] == [
+            round(v, 4) for v in (g.value, g.lower, g.upper, g.se)
+        ]
+    code, _, err = _spark_evaluate(logs, tmp_path, "--estimator", "dm", "--reward-model", "logistic")
+    assert code == EXIT_INPUT and "logistic reward model" in err
 
 
 @pytest.mark.parametrize(

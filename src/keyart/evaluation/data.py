@@ -55,7 +55,9 @@ class BanditLog:
     default action index ``a`` is its own identity), ``action_mask (n, K)`` valid candidates (keyart pads
     pools), ``logging_dist (n, K, L)`` the logging policy's full distribution when it was logged,
     ``cluster (n,)`` int codes of the independent unit each event belongs to (keyart: the member), built
-    by ``from_arrays`` from any hashable ids. ``None``: every event is its own cluster.
+    by ``from_arrays`` from any hashable ids. ``None``: every event is its own cluster. ``cluster_names``
+    (g,) the text of each code's id (``str(id)``): cross-fitting folds hash it, so an event's fold
+    depends on its cluster's id alone, not on the other ids in the log (``clusters._folds``).
     """
 
     reward: np.ndarray
@@ -71,6 +73,7 @@ class BanditLog:
     logging_dist: np.ndarray | None = None
     action_names: tuple[str, ...] | None = None
     cluster: np.ndarray | None = None
+    cluster_names: np.ndarray | None = None
 
     @property
     def n(self) -> int:
@@ -102,6 +105,7 @@ class BanditLog:
             logging_dist=sub(self.logging_dist),
             action_names=self.action_names,
             cluster=sub(self.cluster),
+            cluster_names=self.cluster_names,  # indexed by the codes, which a sub-log keeps
         )
 
     @classmethod
@@ -124,7 +128,8 @@ class BanditLog:
     ) -> BanditLog:
         """Validate and wrap arrays; every problem raises a keyart error naming the argument.
 
-        ``cluster``: one hashable id per event (member ids, say), coded as ints in sorted id order.
+        ``cluster``: one hashable id per event (member ids, say), coded as ints in sorted id order (their
+        text kept in ``cluster_names``).
         """
         r = as_1d("reward", reward, np.float64)
         n = r.shape[0]
@@ -210,12 +215,13 @@ class BanditLog:
             ldist = as_action_dist("logging_dist", logging_dist, n, k, el)
         if action_names is not None and len(action_names) != k:
             raise DimensionError(f"action_names has {len(action_names)} names for {k} actions.")
-        codes = None if cluster is None else cluster_codes(cluster, n)
-        return cls(r, a, p, pos, k, el, ctx, actx, arm_arr, mask, ldist, action_names, codes)
+        codes, names = (None, None) if cluster is None else cluster_codes(cluster, n)
+        return cls(r, a, p, pos, k, el, ctx, actx, arm_arr, mask, ldist, action_names, codes, names)
 
 
-def cluster_codes(ids: object, n: int) -> np.ndarray:
-    """(n,) int64 codes 0..g-1 of hashable cluster ids (sorted id order when the ids are sortable).
+def cluster_codes(ids: object, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """(n,) int64 codes 0..g-1 of hashable cluster ids (sorted id order when the ids are sortable), and
+    (g,) the text of each code's id (``str(id)``, what the cross-fitting folds hash).
 
     Missing ids (``None``, NaN) raise ``ValidationError``; a wrong length raises ``DimensionError``.
     """
@@ -247,11 +253,14 @@ def cluster_codes(ids: object, n: int) -> np.ndarray:
     if missing.any():
         raise ValidationError(f"cluster holds missing ids (None or NaN) at rows {_first_rows(missing)}.")
     try:
-        _, codes = np.unique(arr, return_inverse=True)
+        uniq, codes = np.unique(arr, return_inverse=True)
+        firsts = uniq.tolist()
     except TypeError:  # ids of mixed types: code them in order of first appearance
         seen: dict[object, int] = {}
         codes = np.array([seen.setdefault(x, len(seen)) for x in arr.tolist()], dtype=np.int64)
-    return np.asarray(codes, dtype=np.int64).reshape(n)
+        firsts = list(seen)
+    names = np.array([str(x) for x in firsts], dtype=object)
+    return np.asarray(codes, dtype=np.int64).reshape(n), names
 
 
 def _is_missing(x: object) -> bool:

@@ -173,11 +173,12 @@ def estimate(
 
     ``action_dist``: (n, K) or (n, K, L) candidate probabilities. DM and the DR family need
     ``estimated_rewards`` (n, K[, L]); when it is not given, ``reward_model`` (default: linear ridge with
-    features, else tabular means) is cross-fitted with ``n_folds`` folds seeded by ``seed`` (whole clusters
-    per fold when the log has clusters). Intervals treat the log's clusters as the independent units.
-    Switch-DR's and DR-os's lambda, when ``"slope"`` (the default), is chosen by SLOPE on this log and
-    q-hat (``keyart.evaluation.tuning``) and reported in ``Estimate.lambda_``; their intervals are
-    conditional on that lambda (the refit bootstrap keeps it fixed).
+    features, else tabular means) is cross-fitted with ``n_folds`` folds seeded by ``seed`` (on a clustered
+    log a cluster's fold is a keyed hash of its id and ``seed``: ``keyart.evaluation.clusters``).
+    Intervals treat the log's clusters as the independent units. Switch-DR's and DR-os's lambda, when
+    ``"slope"`` (the default), is chosen by SLOPE on this log and q-hat (``keyart.evaluation.tuning``) and
+    reported in ``Estimate.lambda_``; their intervals are conditional on that lambda (the refit bootstrap
+    keeps it fixed).
     """
     cfg = config or EstimatorConfig()
     names = list(estimators)

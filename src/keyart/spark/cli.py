@@ -11,14 +11,17 @@ from __future__ import annotations
 import os
 import time
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal, get_type_hints
 
 import typer
 
 from keyart.errors import ValidationError
-from keyart.evaluate_cli import MinSeconds, WindowSeconds
+from keyart.evaluate_cli import REWARD_MODELS, MinSeconds, WindowSeconds, evaluate_command
 from keyart.rewards import ATTRIBUTION_WINDOW_SECONDS, QUALITY_SECONDS
 from keyart.train_cli import Floor, PolicyName, PolicyParams, Seed, SnapshotOut
+
+#: keyart evaluate's --lambda option, the same here.
+Lambda = get_type_hints(evaluate_command, include_extras=True)["lambda_"]
 
 spark_app = typer.Typer(
     no_args_is_help=True,
@@ -191,9 +194,28 @@ def evaluate_command(
         list[str] | None,
         typer.Option(
             "--estimator",
-            help="replay, ips or snips (repeat; default ips and snips): the estimators from partition sums.",
+            help="An estimator to run (repeat for several; default ips and snips): replay, ips, snips, dm, "
+            "dr, sndr, switch_dr, dr_os.",
         ),
     ] = None,
+    reward_model: Annotated[
+        Literal[REWARD_MODELS],  # type: ignore[valid-type]
+        typer.Option(
+            "--reward-model",
+            help="Reward model of DM/DR: tabular (per artwork), linear (ridge on the shown artwork's "
+            "features and identity), or auto (linear); logistic is for tabular and obd logs only.",
+        ),
+    ] = "auto",
+    folds: Annotated[
+        int,
+        typer.Option(
+            "--folds",
+            min=2,
+            help="Cross-fitting folds of the reward model (a member's fold: a hash of its id).",
+        ),
+    ] = 2,
+    seed: Annotated[int, typer.Option("--seed", min=0, help="Seed of the folds.")] = 0,
+    lambda_: Lambda = None,
     alpha: Annotated[
         float, typer.Option("--alpha", min=0.0001, max=0.9999, help="1 - the intervals' coverage.")
     ] = 0.05,
@@ -206,24 +228,44 @@ def evaluate_command(
     min_seconds: MinSeconds = QUALITY_SECONDS,
     master: Master = "local[*]",
 ) -> None:
-    """Estimate a candidate policy's take fraction on Spark from partition sums (replay, IPS, SNIPS) with
-    member-clustered intervals (normal; Wilson for replay on 0/1 rewards), as keyart evaluate does on one
-    machine."""
+    """Estimate a candidate policy's take fraction on Spark from partition sums (replay, IPS, SNIPS, DM,
+    DR, SNDR, Switch-DR, DR-os) with member-clustered normal intervals (Wilson for replay on 0/1 rewards),
+    as keyart evaluate --ci normal does on one machine."""
     from keyart.catalog import Catalog
+    from keyart.evaluation.config import MODEL_BASED
     from keyart.policies import load_policy
     from keyart.spark.evaluate import DEFAULT_ESTIMATORS, estimate
 
     cat, policy = Catalog.load(catalog), load_policy(candidate)
     joined = _joined(_session(master), export, cat, start, end, window_seconds, min_seconds)
+    lam = "slope" if lambda_ is None else float(lambda_)
     results = estimate(
-        joined.table, cat, policy, estimator or DEFAULT_ESTIMATORS, alpha=alpha, ips_clip=ips_clip
+        joined.table,
+        cat,
+        policy,
+        estimator or DEFAULT_ESTIMATORS,
+        alpha=alpha,
+        ips_clip=ips_clip,
+        switch_lambda=lam,
+        dr_os_lambda=lam,
+        reward_model=reward_model,
+        n_folds=folds,
+        seed=seed,
     )
     typer.echo(f"{policy.name} ({candidate}) on {results[0].n} decisions of {results[0].n_clusters} members:")
     typer.echo(
         f"{'estimator':10s} {'value':>9s} {'lower':>9s} {'upper':>9s} {'se':>9s} {'ess':>10s} {'max w':>8s}"
+        "  lambda  flags"
     )
     for r in results:
+        lam_text = "-" if r.lambda_ is None else f"{r.lambda_:g} ({r.lambda_by})"
         typer.echo(
             f"{r.estimator:10s} {r.value:9.4f} {r.lower:9.4f} {r.upper:9.4f} {r.se:9.4f} {r.ess:10.1f} "
-            f"{r.max_weight:8.2f}"
+            f"{r.max_weight:8.2f}  {lam_text}  {','.join(r.flags) or '-'}"
+        )
+    if any(r.estimator in MODEL_BASED for r in results):
+        name = "linear (auto)" if reward_model == "auto" else reward_model
+        typer.echo(
+            f"Reward model of DM and the DR family: {name}, cross-fitted over {folds} folds of members "
+            f"(seed {seed})."
         )
