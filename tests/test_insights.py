@@ -250,7 +250,7 @@ def test_visual_features_where_the_model_reads_embeddings(uniform, modelled) -> 
         [tmp / "events.duckdb"],
         with_emb,
         make_policy("linear_ts", seed=0),
-        features=FeatureConfig(embedding_dim=2),
+        features=FeatureConfig(embedding_dim=2, crosses=()),  # the embedding's main effect, genre cross
     )
     view, segments = modelled
     found = attribute_effects(ModelView(policy, with_emb), logs, segments, min_rows=10**9)

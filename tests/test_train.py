@@ -201,27 +201,28 @@ def test_serve_policy_file_serves_the_trained_model_over_http(logs, tmp_path):
 
 
 def test_evaluate_and_gate_featurize_a_candidate_as_its_model_was_trained(logs, tmp_path):
-    """A model trained with every cross (another width than the default) records its FeatureConfig; evaluate
-    and gate featurize the log with it, beside a default-featurized candidate in the same run."""
+    """A model trained with the declared layout alone (another width than the default, every cross) records
+    its FeatureConfig; evaluate and gate featurize the log with it, beside a default-featurized candidate in
+    the same run."""
     from keyart.layout import FeatureConfig
     from keyart.train import train
 
     catalog = Catalog.load(logs / "catalog.json")
-    wide = FeatureConfig(crosses="all")
+    lean = FeatureConfig(crosses=())
     base = make_policy("linucb", seed=0, floor=0.1)
-    policy, _ = train([logs / "events.duckdb"], catalog, base, features=wide)
-    assert policy.features_ == wide and policy.dim_ == wide.dim != FeatureConfig().dim
-    policy.save(tmp_path / "wide.npz")
-    assert _train(logs, tmp_path / "narrow.npz", "--quiet")[0] == 0
+    policy, _ = train([logs / "events.duckdb"], catalog, base, features=lean)
+    assert policy.features_ == lean and policy.dim_ == lean.dim != FeatureConfig().dim
+    policy.save(tmp_path / "lean.npz")
+    assert _train(logs, tmp_path / "default.npz", "--quiet")[0] == 0
     out = tmp_path / "out"
     code, _, err = run(
         "evaluate", logs / "events.duckdb", "--fmt", "keyart", "--catalog", logs / "catalog.json",
-        "--candidate", tmp_path / "wide.npz", "--candidate", tmp_path / "narrow.npz", "--estimator", "snips",
+        "--candidate", tmp_path / "lean.npz", "--candidate", tmp_path / "default.npz", "--estimator", "snips",
         "--out", out, "--quiet",
     )  # fmt: skip
     assert code == 0, err
     rows = [r.split(",") for r in (out / "evaluation.csv").read_text().splitlines()[1:]]
-    assert {r[0] for r in rows} == {'"linucb:wide"', '"linucb:narrow"'}
+    assert {r[0] for r in rows} == {'"linucb:lean"', '"linucb:default"'}
     assert all(float(r[2]) > 0.4 for r in rows)  # both learned the 'face' artworks (0.7; uniform ~0.33)
     code, _, err = run(
         "gate",
@@ -229,15 +230,15 @@ def test_evaluate_and_gate_featurize_a_candidate_as_its_model_was_trained(logs, 
         "--catalog",
         logs / "catalog.json",
         "--candidate",
-        tmp_path / "wide.npz",
+        tmp_path / "lean.npz",
     )
     assert code in (0, 1), err  # a verdict, not a width error
 
 
 def test_serve_featurizes_each_model_as_it_was_trained(logs, tmp_path):
-    """A primary trained with every cross and a shadow of the default layout, served side by side: each
-    model gets rows of its own featurization (no fallback, the shadow's decisions counted), and the
-    learner's updates featurize per model too."""
+    """A primary trained with the declared layout alone and a shadow of the default (every cross), served
+    side by side: each model gets rows of its own featurization (no fallback, the shadow's decisions
+    counted), and the learner's updates featurize per model too."""
     from keyart.layout import FeatureConfig
     from keyart.rewards import join_store
     from keyart.service.config import ServiceConfig
@@ -247,13 +248,13 @@ def test_serve_featurizes_each_model_as_it_was_trained(logs, tmp_path):
     from keyart.train import train
 
     catalog = Catalog.load(logs / "catalog.json")
-    wide = FeatureConfig(crosses="all")
+    lean = FeatureConfig(crosses=())
     base = make_policy("linucb", seed=0, floor=0.1)
-    train([logs / "events.duckdb"], catalog, base, features=wide)[0].save(tmp_path / "wide.npz")
-    assert _train(logs, tmp_path / "narrow.npz", "--quiet")[0] == 0
+    train([logs / "events.duckdb"], catalog, base, features=lean)[0].save(tmp_path / "lean.npz")
+    assert _train(logs, tmp_path / "default.npz", "--quiet")[0] == 0
     state = tmp_path / "state"
     state.mkdir()
-    extra = ["--policy", str(tmp_path / "wide.npz"), "--shadow-policy", str(tmp_path / "narrow.npz")]
+    extra = ["--policy", str(tmp_path / "lean.npz"), "--shadow-policy", str(tmp_path / "default.npz")]
     extra += ["--no-learner", "--model-budget", "5"]
     body = {"member_id": "new", "title_ids": [f"t{i}" for i in range(6)], "context": {"timestamp": T0 + 1e5}}
     with ServiceProcess(state, extra=extra, catalog=logs / "catalog.json") as srv:
@@ -264,9 +265,9 @@ def test_serve_featurizes_each_model_as_it_was_trained(logs, tmp_path):
     assert 'keyart_shadow_decisions_total{policy="linucb"} 6.0' in metrics
     # the learner's update: one featurizer per model, each model learns from rows of its own width
     config = ServiceConfig(state_dir=str(state))
-    models = [load_policy(tmp_path / "wide.npz"), load_policy(tmp_path / "narrow.npz")]
+    models = [load_policy(tmp_path / "lean.npz"), load_policy(tmp_path / "default.npz")]
     featurizers = [Featurizer(catalog, config.features_for(p)) for p in models]
-    assert [f.dim for f in featurizers] == [wide.dim, FeatureConfig().dim]
+    assert [f.dim for f in featurizers] == [lean.dim, FeatureConfig().dim]
     with EventStore(logs / "events.duckdb", read_only=True) as store:
         rewards = join_store(store)
     versions = [p.version_ for p in models]

@@ -391,6 +391,10 @@ class Featurizer:
         art_block, bucket_t, sign_t, keys, ids_t = self._arts.views()
         tids = title_ids if isinstance(title_ids, list) else list(title_ids)
         one = ctx_index is None
+        title_genres = None
+        if self.config.title_affinity:
+            slots_t = self._title_slots(tids)  # may grow the table: index it only after
+            title_genres = self._title_genre[slots_t]
         ctx_blocks = [self._context_block(ctx, m[0]) for ctx, m in zip(contexts, member, strict=True)]
         if one:
             cx = contexts[0]
@@ -403,10 +407,8 @@ class Featurizer:
                 ctx_part[:, lay["recommender_score"].start] = [get(t, 0.0) for t in tids]
             cast_aff = np.append(member[0][1], 0.0)  # bucket cast_buckets: no featured cast member
             cast_match = (sign_t.take(idx, axis=0) * cast_aff.take(bucket_t.take(idx, axis=0))).sum(axis=2)
-            if self.config.title_affinity:
-                ctx_part[:, lay["title_affinity"].start] = (
-                    self._title_genre[self._title_slots(tids)] @ member[0][0]
-                )
+            if title_genres is not None:
+                ctx_part[:, lay["title_affinity"].start] = title_genres @ member[0][0]
             member_ids = np.full(n, cx.member_id, dtype=object)
             timestamps = np.full(n, cx.timestamp, dtype=np.float64)
         else:
@@ -419,11 +421,9 @@ class Featurizer:
             ctx_part[:, lay["recommender_score"].start] = [
                 cx.recommender_scores.get(t, 0.0) for t, cx in zip(tids, ctx_of, strict=True)
             ]
-            if self.config.title_affinity:
+            if title_genres is not None:
                 genre_aff = np.stack([m[0] for m in member])[ctx_index]
-                ctx_part[:, lay["title_affinity"].start] = np.einsum(
-                    "ij,ij->i", self._title_genre[self._title_slots(tids)], genre_aff
-                )
+                ctx_part[:, lay["title_affinity"].start] = np.einsum("ij,ij->i", title_genres, genre_aff)
             cast_aff = np.hstack([np.stack([m[1] for m in member]), np.zeros((len(member), 1))])[ctx_index]
             gathered = np.take_along_axis(cast_aff, bucket_t[idx].reshape(n, -1), axis=1).reshape(n, k, -1)
             cast_match = (sign_t[idx] * gathered).sum(axis=2)
