@@ -13,9 +13,8 @@ genre taste) or without (``embedding_dim=0``: a new artwork is a blank arm, know
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -43,7 +42,7 @@ def visual_variants(embedding_dim: int = 23) -> dict[str, FeatureConfig]:
     """The two featurizers compared: image features on (``embedding_dim``) and off, on
     ``COLD_START_FEATURES``."""
     return {
-        WITH_VISUAL: dataclasses.replace(COLD_START_FEATURES, embedding_dim=embedding_dim),
+        WITH_VISUAL: replace(COLD_START_FEATURES, embedding_dim=embedding_dim),
         WITHOUT_VISUAL: COLD_START_FEATURES,
     }
 
