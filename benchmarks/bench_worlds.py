@@ -93,9 +93,11 @@ def run_one(
     features: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """One agent's closed loop on one zoo world, in its own single-threaded-BLAS process; a keyart policy
-    featurizes with ``FeatureConfig(**features)`` (the default config when None), where the keys
-    ``exact_vocabularies`` (the catalog's and a sample of requests' values) and ``grow`` (the catalog's, and
-    each new value as it arrives: ``Featurizer(grow=True)``) ask for exact vocabularies."""
+    featurizes as ``Featurizer(catalog)`` does (the catalog's exact vocabularies, the context fields
+    hashed) with ``FeatureConfig(**features)`` for the other fields, where the keys ``exact_vocabularies``
+    (also a sample of requests' countries, languages and devices), ``grow`` (also each new one as it
+    arrives: ``Featurizer(grow=True)``) and ``hashed`` (every field hashed: no exact vocabulary) choose the
+    vocabularies."""
     from threadpoolctl import threadpool_limits
 
     from keyart.features import FeatureConfig, Featurizer, exact_vocabularies
@@ -110,13 +112,16 @@ def run_one(
         options = dict(features or {})
         exact = options.pop("exact_vocabularies", False)
         grow = options.pop("grow", False)
-        config = FeatureConfig(**options) if options or exact or grow else None
+        hashed = options.pop("hashed", False)
+        config = FeatureConfig(**options)
         if exact:  # the catalog's and a sample of requests' values (the reference's: its first page)
             sample = world.contexts(world.sample_requests(1_000, np.random.default_rng([seed, 7])))
             config = exact_vocabularies(world.catalog, sample, config)
         elif grow:  # the catalog's values, and every value as it arrives (Featurizer(grow=True))
             config = exact_vocabularies(world.catalog, (), config, grow=True)
-        factory = None if config is None else (lambda catalog: Featurizer(catalog, config, grow=grow))
+        elif not hashed:  # the catalog's values (Featurizer(catalog)'s default)
+            config = exact_vocabularies(world.catalog, (), config)
+        factory = None if features is None else (lambda catalog: Featurizer(catalog, config, grow=grow))
     else:
         from reference_linucb import ReferenceFeaturizer, ReferenceLinUCB
 

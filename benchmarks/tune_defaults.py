@@ -80,6 +80,19 @@ VARIANTS: dict[str, Variant] = {
     "eb-all-lag-grow": Variant(
         "linucb", {"covariance_refresh": 0.1}, features={"crosses": "all", "grow": True}
     ),
+    # every field hashed (no exact vocabulary: the default featurization before Featurizer(catalog) took
+    # the catalog's values)
+    "eb-all-lag-hashed": Variant(
+        "linucb", {"covariance_refresh": 0.1}, features={"crosses": "all", "hashed": True}
+    ),
+    # without the featured cast count's levels (FeatureConfig.cast_count_levels)
+    "eb-all-lag-nocc": Variant(
+        "linucb", {"covariance_refresh": 0.1}, features={"crosses": "all", "cast_count_levels": 0}
+    ),
+    # an artwork's tags divided by their number (FeatureConfig.tags_normalized, the rows before)
+    "eb-all-lag-tagmean": Variant(
+        "linucb", {"covariance_refresh": 0.1}, features={"crosses": "all", "tags_normalized": True}
+    ),
     "lts-eb-all-lag": Variant(
         "logistic_ts", {"mc_points": 512, "covariance_refresh": 0.1}, features={"crosses": "all"}
     ),

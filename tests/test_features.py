@@ -330,6 +330,54 @@ def test_vocabularies_from_the_catalog_and_requests_give_every_known_value_its_o
     assert "device" not in dict(config.vocabularies)  # no requests: the context fields stay hashed
 
 
+def test_the_default_featurizer_gives_every_value_of_the_catalog_a_column():
+    """``Featurizer(catalog)``: the catalog's exact vocabularies (a function of the catalog alone: two
+    featurizers of one catalog, in any order, give the same rows), the context fields hashed."""
+    cat = make_catalog()
+    f = Featurizer(cat)
+    assert not f.grow and f.config == exact_vocabularies(cat)
+    vocab = dict(f.config.vocabularies)
+    assert vocab["tag"] == ("tag0", "tag1", "tag2") and "country" not in vocab
+    shuffled = Catalog(list(cat.titles.values())[::-1], list(cat.artworks.values())[::-1])
+    members = make_members(cat, 5)
+    tids = list(cat.titles)[:5]
+    pools = [[a.artwork_id for a in cat.pool(t)] for t in tids]
+    np.testing.assert_array_equal(
+        Featurizer(shuffled).events(members, tids, pools).X, f.events(members, tids, pools).X
+    )
+    assert Featurizer(cat, FeatureConfig()).config == FeatureConfig()  # a given config is kept as it is
+
+
+def test_cast_count_levels_and_multi_hot_tags():
+    """``cast_count_level`` holds indicators of the featured cast count (one, two or more; no one: zeros,
+    so an effect of the count need not be linear in it); tags are multi-hot (each counts whole), or
+    divided by their number with ``tags_normalized`` (the rows of configs saved before)."""
+    cat = Catalog(
+        [Title("t", genres=("drama",), cast=("ann", "bob", "cy"))],
+        [
+            Artwork("none", "t", tags=("dark",)),
+            Artwork("one", "t", featured_cast=("ann",), tags=("dark", "face")),
+            Artwork("two", "t", featured_cast=("ann", "bob"), tags=("dark", "face", "logo")),
+            Artwork("three", "t", featured_cast=("ann", "bob", "cy")),
+        ],
+    )
+    ctx = MemberContext("m", timestamp=0.0)
+    f = Featurizer(cat)
+    X = f.page(ctx, ["t"]).X[0]
+    levels, tags = f.config.layout["cast_count_level"], f.config.layout["tags"]
+    np.testing.assert_array_equal(X[:, levels], [[0, 0], [1, 0], [0, 1], [0, 1]])
+    np.testing.assert_array_equal(X[:, tags], [[1, 0, 0, 0], [1, 1, 0, 0], [1, 1, 1, 0], [0, 0, 0, 0]])
+    mean = Featurizer(cat, dataclasses.replace(f.config, tags_normalized=True)).page(ctx, ["t"]).X[0]
+    np.testing.assert_allclose(mean[:, tags], X[:, tags] / np.maximum(X[:, tags].sum(1, keepdims=True), 1))
+    wider = Featurizer(cat, dataclasses.replace(f.config, cast_count_levels=3))
+    three = wider.page(ctx, ["t"]).X[0][:, wider.config.layout["cast_count_level"]]
+    np.testing.assert_array_equal(three, [[0, 0, 0], [1, 0, 0], [0, 1, 0], [0, 0, 1]])
+    # a config saved before these fields existed reads back with its rows: no levels, mean tags
+    old = FeatureConfig.from_dict({"crosses": []})
+    assert old.cast_count_levels == 0 and old.tags_normalized is True
+    assert np.arange(old.dim)[old.layout["cast_count_level"]].size == 0
+
+
 @pytest.mark.parametrize("length", [3, 20])
 def test_embedding_of_another_length_than_embedding_dim_is_a_dimension_error(length):
     cat = Catalog([Title("t")], [Artwork("a", "t"), Artwork("e", "t", embedding=tuple(range(length)))])

@@ -68,9 +68,9 @@ def _reference(X: np.ndarray, lay, term: Term) -> np.ndarray:
 
 def test_default_declaration_keeps_the_published_layout():
     assert FeatureConfig() == FeatureConfig(crosses="all")  # every cross by default
-    assert FeatureConfig().dim == 1618 and FeatureConfig().layout.basis_width == 35
+    assert FeatureConfig().dim == 1712 and FeatureConfig().layout.basis_width == 37
     lay = FeatureConfig(crosses=()).layout  # the declared terms only
-    assert lay.dim == 172 and lay.basis_width == 37
+    assert lay.dim == 174 and lay.basis_width == 39
     assert list(lay)[:3] == ["bias", "member_genre_affinity", "country"]
     assert lay["prior_x_artwork"] == slice(lay["prior_x_theme_match"].start, lay["prior_x_style"].stop)
     assert lay.z_blocks == ["recommender_score", "title_affinity"] and lay.level_blocks == [

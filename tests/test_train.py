@@ -14,7 +14,7 @@ from keyart.catalog import Catalog
 from keyart.cli import EXIT_INPUT, app
 from keyart.context import MemberContext
 from keyart.errors import ValidationError
-from keyart.features import Featurizer
+from keyart.features import Featurizer, exact_vocabularies
 from keyart.policies import load_policy, make_policy
 from keyart.train import TrainingInfo, merge_snapshots
 from logs_helpers import T0, write_logs
@@ -267,7 +267,7 @@ def test_serve_featurizes_each_model_as_it_was_trained(logs, tmp_path):
     config = ServiceConfig(state_dir=str(state))
     models = [load_policy(tmp_path / "lean.npz"), load_policy(tmp_path / "default.npz")]
     featurizers = [Featurizer(catalog, config.features_for(p)) for p in models]
-    assert [f.dim for f in featurizers] == [lean.dim, FeatureConfig().dim]
+    assert [f.dim for f in featurizers] == [lean.dim, exact_vocabularies(catalog).dim]  # keyart train's
     with EventStore(logs / "events.duckdb", read_only=True) as store:
         rewards = join_store(store)
     versions = [p.version_ for p in models]

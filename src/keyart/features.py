@@ -88,6 +88,14 @@ def exact_vocabularies(
     return dataclasses.replace(base, vocabularies=tuple(vocab.items()), **widths)
 
 
+def _levels(count: int, levels: int) -> np.ndarray:
+    """Indicators of ``count`` = 1, 2, ..., ``levels`` or more (all zeros for 0)."""
+    out = np.zeros(levels)
+    if count and levels:
+        out[min(count, levels) - 1] = 1.0
+    return out
+
+
 class _ArtworkTable:
     """Per-artwork attribute rows in arrays that grow by doubling (row 0: the all-zero padding candidate),
     so a page gathers its candidates with one index and a new artwork costs O(width), not a re-stack."""
@@ -130,11 +138,18 @@ class _ArtworkTable:
 
 
 class Featurizer:
-    """The default featurizer: deterministic, hashed, vectorized over a page's pools.
+    """The default featurizer: deterministic, vectorized over a page's pools.
 
     ``page`` featurizes one member's request for several titles; ``events`` featurizes logged events,
     each with its own context and its logged pool. Caches per-title and per-artwork rows in growing
     arrays and drops them whenever the catalog's version changes.
+
+    With no ``config``, every genre, cast member, style and tag of the catalog owns a column
+    (``exact_vocabularies(catalog)``: a function of the catalog alone, so two featurizers of one catalog
+    agree); countries, languages and devices are hashed, or get columns of their own as requests first
+    carry them with ``grow`` (``exact_vocabularies(catalog, grow=True)`` and ``grow=True``: the config then
+    depends on what was seen, so featurize for a model with its own, ``model_features``). With a ``config``
+    (a model's recorded one, say) rows are exactly that config's, growing only with ``grow``.
     """
 
     _max_cast = 8  # featured cast members per artwork that enter the cast match
@@ -143,7 +158,7 @@ class Featurizer:
         self.catalog = catalog
         self.grow = grow
         self._cache_version = -1
-        self._use(config or FeatureConfig())
+        self._use(config or exact_vocabularies(catalog))
 
     def _use(self, config: FeatureConfig) -> None:
         """Featurize with ``config`` from now on (its hashers; every cached row dropped)."""
@@ -235,7 +250,7 @@ class Featurizer:
         c = self.config
         theme = self._genre.signed(a.theme_genres)
         style = self._style.onehot(a.style)
-        tags = self._tag.signed(a.tags) if c.tag_buckets else np.zeros(0)
+        tags = self._tag.signed(a.tags, c.tags_normalized) if c.tag_buckets else np.zeros(0)
         emb = np.zeros(c.embedding_dim)
         if c.embedding_dim and a.embedding is not None:
             if len(a.embedding) != c.embedding_dim:
@@ -249,6 +264,7 @@ class Featurizer:
             "style": style,
             "tags": tags,
             "featured_cast_count": np.array([math.log1p(len(a.featured_cast))]),
+            "cast_count_level": _levels(len(a.featured_cast), c.cast_count_levels),
             "embedding": emb,
         }
         block = np.concatenate([values[name] for name in c.layout.artwork])

@@ -83,6 +83,9 @@ ARTWORK_BLOCKS = (
     Block("style", "style_buckets"),
     Block("tags", "tag_buckets"),
     Block("featured_cast_count", 1),
+    # the featured cast count as levels (1, ..., cast_count_levels or more; none: all zeros): a picture of
+    # no one, of one star or of an ensemble differ in kind, so their effects need not be linear in it
+    Block("cast_count_level", "cast_count_levels"),
     Block("embedding", "embedding_dim"),
 )
 PAIR_BLOCKS = (Block("cast_match", 1),)
@@ -418,7 +421,12 @@ class FeatureLayout(Mapping[str, slice]):
 
 #: Fields whose default changed or that were added after configs were first saved, with the value that
 #: gives the layout of a config saved without them (``from_dict``)
-_ADDED_FIELDS: dict[str, Any] = {"crosses": (), "title_affinity": False}
+_ADDED_FIELDS: dict[str, Any] = {
+    "crosses": (),
+    "title_affinity": False,
+    "cast_count_levels": 0,
+    "tags_normalized": True,
+}
 
 HASHED_FIELDS = ("genre", "cast", "style", "tag", "country", "language", "device", "extra")
 
@@ -439,6 +447,15 @@ class FeatureConfig:
 
     ``title_affinity``: the per-title context column "member's genre affinity . the title's genres" (False:
     no such column, the layout of configs saved before it existed).
+
+    ``cast_count_levels``: the artwork block "cast_count_level", indicators of the featured cast count
+    1, 2, ..., ``cast_count_levels`` or more (2: one star, an ensemble; a picture of no one is all zeros,
+    the level the intercept holds), beside its log1p column; 0: no such block (the layout of configs saved
+    before it existed).
+
+    ``tags_normalized``: an artwork's tags as a multi-hot vector (False: each tag counts whole, whatever
+    else the artwork is tagged with, like a one-hot of each tag) or divided by the number of tags (True:
+    the rows of configs saved before this field existed).
     """
 
     genre_buckets: int = 16
@@ -456,6 +473,8 @@ class FeatureConfig:
     vocabularies: tuple[tuple[str, tuple[str, ...]], ...] = ()
     crosses: tuple[Term, ...] | str = "all"
     title_affinity: bool = True
+    cast_count_levels: int = 2
+    tags_normalized: bool = False
 
     _parameter_constraints: ClassVar[dict[str, Any]] = {
         "genre_buckets": Interval(1, 4096, integer=True),
@@ -471,6 +490,8 @@ class FeatureConfig:
         "engaged_saturation_seconds": Interval(0, None, closed="neither"),
         "on_unknown_history": OneOf(("raise", "ignore")),
         "title_affinity": OneOf((True, False)),
+        "cast_count_levels": Interval(0, 64, integer=True),
+        "tags_normalized": OneOf((True, False)),
     }
 
     def __post_init__(self) -> None:

@@ -32,7 +32,7 @@ import numpy as np
 
 from keyart.catalog import Catalog
 from keyart.errors import SnapshotError, ValidationError
-from keyart.features import Featurizer
+from keyart.features import Featurizer, exact_vocabularies
 from keyart.layout import FeatureConfig
 from keyart.policies import Policy, load_policy, model_features
 from keyart.policies.registry import restore_policy
@@ -115,9 +115,10 @@ def train(
     features: FeatureConfig | None = None,
 ) -> tuple[Policy, TrainingInfo]:
     """Train ``policy`` on the learnable decisions of ``sources`` in [start, end) whose window has closed,
-    featurized with ``features`` (default: the policy's own, ``model_features``; the model records it).
-    ``progress(done, total)`` is called after each chunk of rows is featurized."""
-    featurizer = Featurizer(catalog, features or model_features(policy))
+    featurized with ``features`` (default: the policy's own, ``model_features``, and for a new model the
+    catalog's exact vocabularies, as ``Featurizer(catalog)``; the model records it). ``progress(done,
+    total)`` is called after each chunk of rows is featurized."""
+    featurizer = Featurizer(catalog, features or model_features(policy, exact_vocabularies(catalog)))
     parts = []
     rows = 0
     until: float | None = None

@@ -55,10 +55,11 @@ KRON_MIN_DIM = 384
 SMALL_BATCH = 24
 
 
-#: The declared layout with no extra crosses and no title affinity, the default of every model saved before
+#: The declared layout with no extra crosses, no title affinity, no cast-count levels and tags divided by
+#: their number (every field hashed), the default of every model saved before
 #: models recorded their ``FeatureConfig``: such a model of this width was made with it, whatever the
 #: default becomes
-LEGACY_FEATURES = FeatureConfig(crosses=(), title_affinity=False)
+LEGACY_FEATURES = FeatureConfig(crosses=(), title_affinity=False, cast_count_levels=0, tags_normalized=True)
 
 
 def model_features(policy: Policy, default: FeatureConfig | None = None) -> FeatureConfig:

@@ -31,7 +31,7 @@ from pyspark.sql import functions as F
 
 from keyart.catalog import Catalog
 from keyart.errors import ValidationError
-from keyart.features import Featurizer
+from keyart.features import Featurizer, exact_vocabularies
 from keyart.feedback import LoggedFeedback
 from keyart.layout import FeatureConfig
 from keyart.learning import ArtworkIndex, BlockGaussian, LinearStats
@@ -326,7 +326,7 @@ def train_rows(
     n = rows.count()
     if n == 0:
         return 0
-    config = features or model_features(policy)
+    config = features or model_features(policy, exact_vocabularies(catalog))  # as keyart.train
     spark = rows.sparkSession
     if isinstance(policy, UniformPolicy):
         policy.version_ = 1

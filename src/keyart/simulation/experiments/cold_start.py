@@ -35,7 +35,9 @@ COLD_START_PARAMS: Mapping[str, Any] = {}
 
 #: The featurizer both variants share but for the embedding: the declared layout, the one the numbers of
 #: docs/vision.md were measured with (every cross, the library's default since, is not measured here yet)
-COLD_START_FEATURES = FeatureConfig(crosses=(), title_affinity=False)
+COLD_START_FEATURES = FeatureConfig(
+    crosses=(), title_affinity=False, cast_count_levels=0, tags_normalized=True
+)
 
 
 def visual_variants(embedding_dim: int = 23) -> dict[str, FeatureConfig]:
