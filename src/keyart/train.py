@@ -102,6 +102,14 @@ def closed_until(store: EventStore, window: float) -> float | None:
     return None if row is None else float(row) - window
 
 
+def training_features(
+    policy: Policy, catalog: Catalog, features: FeatureConfig | None = None
+) -> FeatureConfig:
+    """What ``policy`` trains on: ``features`` if given, else the policy's own (``model_features``), and for
+    a new model the catalog's exact vocabularies, as ``Featurizer(catalog)``."""
+    return features or model_features(policy, exact_vocabularies(catalog))
+
+
 def train(
     sources: list[str | Path],
     catalog: Catalog,
@@ -115,10 +123,9 @@ def train(
     features: FeatureConfig | None = None,
 ) -> tuple[Policy, TrainingInfo]:
     """Train ``policy`` on the learnable decisions of ``sources`` in [start, end) whose window has closed,
-    featurized with ``features`` (default: the policy's own, ``model_features``, and for a new model the
-    catalog's exact vocabularies, as ``Featurizer(catalog)``; the model records it). ``progress(done,
-    total)`` is called after each chunk of rows is featurized."""
-    featurizer = Featurizer(catalog, features or model_features(policy, exact_vocabularies(catalog)))
+    featurized with ``training_features(policy, catalog, features)`` (the model records it).
+    ``progress(done, total)`` is called after each chunk of rows is featurized."""
+    featurizer = Featurizer(catalog, training_features(policy, catalog, features))
     parts = []
     rows = 0
     until: float | None = None

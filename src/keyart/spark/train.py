@@ -31,12 +31,12 @@ from pyspark.sql import functions as F
 
 from keyart.catalog import Catalog
 from keyart.errors import ValidationError
-from keyart.features import Featurizer, exact_vocabularies
+from keyart.features import Featurizer
 from keyart.feedback import LoggedFeedback
 from keyart.layout import FeatureConfig
 from keyart.learning import ArtworkIndex, BlockGaussian, LinearStats
 from keyart.logistic import _loglik, logistic_partition_sums, newton_from_prior
-from keyart.policies import Policy, model_features
+from keyart.policies import Policy
 from keyart.policies.counts import UniformPolicy, _PerArtworkCounts
 from keyart.policies.linear import RidgePolicy
 from keyart.policies.shared import SharedModelPolicy, refit_points
@@ -44,7 +44,7 @@ from keyart.policies.thompson import LogisticThompson
 from keyart.rewards import ATTRIBUTION_WINDOW_SECONDS, QUALITY_SECONDS, JoinReport, QualityRule, RewardTable
 from keyart.spark.io import arrow_table, read_events
 from keyart.spark.join import join_range
-from keyart.train import TrainingInfo, _final_priors
+from keyart.train import TrainingInfo, _final_priors, training_features
 
 #: The columns of a joined row that featurizing it reads (``RewardTable.to_feedback``).
 FEEDBACK_COLUMNS = (
@@ -326,7 +326,7 @@ def train_rows(
     n = rows.count()
     if n == 0:
         return 0
-    config = features or model_features(policy, exact_vocabularies(catalog))  # as keyart.train
+    config = training_features(policy, catalog, features)
     spark = rows.sparkSession
     if isinstance(policy, UniformPolicy):
         policy.version_ = 1
