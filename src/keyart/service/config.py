@@ -14,13 +14,20 @@ from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
+from keyart.catalog import Catalog
 from keyart.errors import ValidationError
-from keyart.features import FeatureConfig
+from keyart.features import FeatureConfig, exact_vocabularies
 from keyart.policies import model_features
 from keyart.rewards import ATTRIBUTION_WINDOW_SECONDS, QUALITY_SECONDS
 
-#: policy -> its serving FeatureConfig (``ServiceConfig.features_for``), dropped with the policy
-_SERVING_FEATURES: weakref.WeakKeyDictionary[Any, FeatureConfig] = weakref.WeakKeyDictionary()
+#: policy -> (the FeatureConfig its model recorded, its serving one: ``ServiceConfig.features_for``),
+#: dropped with the policy
+_SERVING_FEATURES: weakref.WeakKeyDictionary[Any, tuple[FeatureConfig | None, FeatureConfig]] = (
+    weakref.WeakKeyDictionary()
+)
+
+#: how a policy whose model learned nothing featurizes (``ServiceConfig.feature_config``)
+_UNTRAINED_FEATURES = FeatureConfig(on_unknown_history="ignore")
 
 #: Environment variable through which ``keyart serve`` hands its configuration to worker processes.
 CONFIG_ENV = "KEYART_SERVICE_CONFIG"
@@ -197,21 +204,33 @@ class ServiceConfig:
 
     @property
     def feature_config(self) -> FeatureConfig:
-        """The featurizer's configuration for a new model: unknown titles in a member's history are
-        ignored, not fatal."""
-        return FeatureConfig(on_unknown_history="ignore")
+        """How requests are featurized for a policy whose model has learned nothing (and so recorded
+        nothing): every field hashed; unknown titles in a member's history are ignored, not fatal."""
+        return _UNTRAINED_FEATURES
 
-    def features_for(self, policy: Any) -> FeatureConfig:
+    def new_model_features(self, catalog: Catalog) -> FeatureConfig:
+        """What a new model learns on (the learner's first update records it with the model): the
+        catalog's exact vocabularies (every genre, cast member, style and tag its own column), and for
+        countries, languages and devices empty ones that grow as requests carry them; the learner's
+        featurizer grows with new catalog values too (``Featurizer(..., grow=True)``), the model with it."""
+        return exact_vocabularies(catalog, base=self.feature_config, grow=True)
+
+    def features_for(self, policy: Any, default: FeatureConfig | None = None) -> FeatureConfig:
         """How to featurize ``policy``'s inputs: the configuration its model recorded (a snapshot trained
-        offline with every cross, say), else ``feature_config``; unknown titles in a history are ignored.
-        Kept on the policy object, so a generation's policies are resolved once."""
+        offline with every cross, say), else ``default`` (``feature_config`` when None); unknown titles in
+        a history are ignored. Kept on the policy object while its record stays the same (a learning model
+        records a new one when it grows), so a generation's policies are resolved once; a policy that
+        learned nothing yet takes ``default``, whatever it is."""
+        recorded = getattr(policy, "features_", None)
         cached = _SERVING_FEATURES.get(policy)
-        if cached is None:
-            features = model_features(policy, self.feature_config)
-            if features.on_unknown_history != "ignore":
-                features = replace(features, on_unknown_history="ignore")
-            cached = _SERVING_FEATURES[policy] = features
-        return cached
+        if cached is not None and cached[0] is recorded:
+            return cached[1]
+        features = model_features(policy, default or self.feature_config)
+        if features.on_unknown_history != "ignore":
+            features = replace(features, on_unknown_history="ignore")
+        if recorded is not None or getattr(policy, "dim_", None) is not None:
+            _SERVING_FEATURES[policy] = (recorded, features)
+        return features
 
     def exploration_seed(self) -> int:
         """``seed`` when given, else the deployment's stored key (created on first use)."""

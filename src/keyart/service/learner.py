@@ -24,7 +24,7 @@ from typing import Any
 import pyarrow as pa
 
 from keyart.errors import SnapshotError
-from keyart.features import FeatureConfig, Featurizer
+from keyart.features import Featurizer
 from keyart.policies import Policy, make_policy
 from keyart.rewards import RewardTable
 from keyart.service import catalog_store, snapshots
@@ -176,18 +176,22 @@ class Learner:
         if stamp == self._catalog_stamp and hasattr(self, "catalog"):
             return
         self.catalog, self.catalog_rev = catalog_store.load_catalog(self.config.catalog_path)
-        self.featurizer = LearnerFeaturizer(self.catalog, self.config.feature_config)
-        self._featurizers: dict[FeatureConfig, Featurizer] = {}
+        self._featurizers: list[LearnerFeaturizer] = []
+        self._new_features = self.config.new_model_features(self.catalog)
         self._catalog_stamp = stamp
 
     def featurizer_for(self, policy: Policy) -> Featurizer:
-        """A featurizer of the current catalog for ``policy``'s model (``ServiceConfig.features_for``)."""
-        features = self.config.features_for(policy)
-        if features == self.featurizer.config:
-            return self.featurizer
-        found = self._featurizers.get(features)
-        if found is None:
-            found = self._featurizers[features] = LearnerFeaturizer(self.catalog, features)
+        """A featurizer of the current catalog for ``policy``'s model: its recorded features, or for a model
+        that learned nothing yet ``ServiceConfig.new_model_features`` of the catalog. It grows its exact
+        vocabularies with new catalog values and requests' countries, languages and devices
+        (``grow=True``), and the model grows with it when it meets the wider rows. Policies whose features
+        agree share one (a page is featurized once)."""
+        features = self.config.features_for(policy, self._new_features)
+        for found in self._featurizers:
+            if found.config.column_map(features) is not None:  # the model's, or grown past it
+                return found
+        found = LearnerFeaturizer(self.catalog, features, grow=True)
+        self._featurizers = [*self._featurizers[-1:], found]  # at most the primary's and the shadow's
         return found
 
     # ---- ingest (keyart.service.ingest) -------------------------------------------------------------
