@@ -96,9 +96,10 @@ VARIANTS: dict[str, Variant] = {
     "lts-eb-all-lag": Variant(
         "logistic_ts", {"mc_points": 512, "covariance_refresh": 0.1}, features={"crosses": "all"}
     ),
-    # each refit of the priors also from the starting ridges, keeping the fit of higher evidence
-    "eb-all-lag-restart": Variant(
-        "linucb", {"covariance_refresh": 0.1, "refit_restart": True}, features={"crosses": "all"}
+    # each refit of the priors from the current ones (refit_restart=False; the default before: every refit
+    # now starts from the constructor's ridges)
+    "eb-all-lag-warm": Variant(
+        "linucb", {"covariance_refresh": 0.1, "refit_restart": False}, features={"crosses": "all"}
     ),
     # every cross without the per-title title_affinity block (the layout before it)
     "eb-all-lag-noaff": Variant(

@@ -8,7 +8,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import numpy as np
 import pyarrow.dataset as ds
 import pytest
 from typer.testing import CliRunner
@@ -23,7 +22,7 @@ from keyart.spark.cli import _joined
 from keyart.store import EventStore
 from keyart.train import TrainingInfo
 from logs_helpers import write_logs
-from test_spark_support import spark
+from test_spark_support import assert_same_state, spark
 
 __all__ = ["spark"]
 
@@ -41,14 +40,8 @@ def run(*args: object) -> tuple[int, str, str]:
 
 
 def _same_snapshot(a: Path, b: Path) -> None:
-    """Equal to 1e-9 relative (the learned ridges carry the sums' order of rounding, see test_spark_train)."""
-    sa, sb = load_policy(a).snapshot()["state"], load_policy(b).snapshot()["state"]
-    ids = list(sb["artwork_ids"])
-    rows = [list(sa["artwork_ids"]).index(x) for x in ids]
-    for key in ("P_ss", "eta_s", "ridge_cols"):
-        np.testing.assert_allclose(sa[key], sb[key], rtol=1e-9, atol=1e-9)
-    for key in ("P_sa", "P_d", "eta_a"):
-        np.testing.assert_allclose(np.asarray(sa[key])[rows], sb[key], rtol=1e-9, atol=1e-9)
+    """The same model (test_spark_support.assert_same_state) and training record."""
+    assert_same_state(load_policy(a).snapshot()["state"], load_policy(b).snapshot()["state"])
     ia, ib = TrainingInfo.load(a), TrainingInfo.load(b)
     assert ia is not None and ib is not None and ia.rows == ib.rows and ia.learned_until == ib.learned_until
 

@@ -1,12 +1,12 @@
 """Training on Spark (keyart.spark.train) equals keyart train on the same logs for every registered
-policy that learns: the model's statistics, learned priors and posterior to 1e-9; the driver receives a
-few sums per partition, never the event rows."""
+policy that learns: the model's statistics to 1e-9, its learned priors to what their fit determines
+(test_spark_support.assert_same_state); the driver receives a few sums per partition, never the event
+rows."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 from keyart.catalog import Catalog
@@ -18,13 +18,9 @@ from keyart.spark.io import read_events
 from keyart.spark.join import join_range
 from keyart.train import train
 from logs_helpers import T0, write_logs
-from test_spark_support import spark
+from test_spark_support import assert_same_state, spark
 
 __all__ = ["spark"]
-
-#: 1e-9 relative (and absolute near zero): the executors sum in another order than one process, and the
-#: learned priors' optimizer carries that rounding (about 1e-13 relative) into the ridges
-TOL = 1e-9
 
 
 @pytest.fixture(scope="module")
@@ -33,29 +29,16 @@ def logs(tmp_path_factory) -> Path:
     return write_logs(tmp_path_factory.mktemp("spark-train"))
 
 
-def _by_artwork(state: dict, key: str, ids: list[str]) -> np.ndarray:
-    rows = [list(state["artwork_ids"]).index(a) for a in ids]
-    return np.asarray(state[key])[rows]
-
-
 def _assert_same_model(got, expected) -> None:
     a, b = got.snapshot(), expected.snapshot()
     assert a["policy"] == b["policy"] and a["params"] == b["params"] and a["version"] == b["version"]
-    sa, sb = a["state"], b["state"]
-    assert sorted(sa["artwork_ids"]) == sorted(sb["artwork_ids"])
-    ids = list(sb["artwork_ids"])
-    for key, value in sb.items():
-        if key == "artwork_ids":
-            continue
-        if key in ("P_sa", "P_d", "eta_a", "eta0", "successes", "trials"):
-            np.testing.assert_allclose(
-                _by_artwork(sa, key, ids), np.asarray(value), rtol=TOL, atol=TOL, err_msg=key
-            )
-        elif isinstance(value, np.ndarray | float | int) and not isinstance(value, bool):
-            np.testing.assert_allclose(sa[key], value, rtol=TOL, atol=TOL, err_msg=key)
-        else:
-            assert sa[key] == value, key
+    assert_same_state(a["state"], b["state"])
 
+
+#: the declared layout (no cross beyond the layout's own): the paths' equality does not depend on the width,
+#: and d = 174 instead of 1,712 keeps the Newton and prior fits quick; the default rows are trained in
+#: test_spark_train_from_the_export_records_what_it_learned
+DECLARED = FeatureConfig(crosses=())
 
 LEARNING = [
     pytest.param(name, marks=pytest.mark.slow) if name == "logistic_ts" else name
@@ -79,9 +62,9 @@ def rows(spark, logs):
 @pytest.mark.parametrize("name", LEARNING)
 def test_spark_training_equals_keyart_train(spark, logs, rows, name):
     catalog = Catalog.load(logs / "catalog.json")
-    expected, info = train([logs / "export"], catalog, make_policy(name, seed=3))
+    expected, info = train([logs / "export"], catalog, make_policy(name, seed=3), features=DECLARED)
     got = make_policy(name, seed=3)
-    assert st.train_rows(rows, catalog, got) == info.rows == 1200
+    assert st.train_rows(rows, catalog, got, DECLARED) == info.rows == 1200
     _assert_same_model(got, expected)
 
 
@@ -99,12 +82,12 @@ def test_fixed_priors_and_a_time_range_equal_keyart_train(spark, logs):
     catalog = Catalog.load(logs / "catalog.json")
     lo, hi = T0 + 500.0, T0 + 3_000.0
     for name in ("logistic_ts", "linucb"):
-        expected, info = train(
-            [logs / "export"], catalog, make_policy(name, seed=1, priors="fixed"), start=lo, end=hi
-        )
+        policy = make_policy(name, seed=1, priors="fixed")
+        expected, info = train([logs / "export"], catalog, policy, start=lo, end=hi, features=DECLARED)
         got, spark_info = st.train(
-            spark, logs / "export", catalog, make_policy(name, seed=1, priors="fixed"), start=lo, end=hi
-        )
+            spark, logs / "export", catalog, make_policy(name, seed=1, priors="fixed"), start=lo, end=hi,
+            features=DECLARED,
+        )  # fmt: skip
         assert spark_info.rows == info.rows and 0 < info.rows < 1200
         _assert_same_model(got, expected)
 

@@ -40,7 +40,6 @@ from keyart.priors import (
     Priors,
     column_groups,
     fit_priors,
-    log_evidence,
 )
 
 REFIT_FIRST = 256  # events before the first empirical-Bayes fit of the priors
@@ -107,9 +106,12 @@ class SharedModelPolicy(Policy):
     one. ``ridge`` and ``bias_ridge`` are then only the starting values. ``priors="fixed"`` keeps them,
     with noise 1.
 
-    ``refit_restart``: each refit also starts from the constructor's ``ridge`` and ``bias_ridge`` and keeps
-    the fit of higher evidence. The evidence is flat where a family is shrunk hard, so a refit that starts
-    from an early fit's ridges can leave a family off that later data would switch on.
+    ``refit_restart`` (default True): every refit starts from the constructor's ``ridge`` and ``bias_ridge``,
+    so the priors are a function of the data learned alone (as ``keyart train``'s). False starts each refit
+    from the current priors: the evidence is flat where a family is shrunk hard (its gradient in the log
+    ridge vanishes there), so such a refit keeps a family off that an early fit switched off, however much
+    later data shows it: in a closed loop, whether the contextual signal was ever learned then hung on the
+    luck of the first fits (docs/simulation.md).
 
     ``covariance_refresh`` (default 0.1): the (co)variances that exploration reads are recomputed when the
     events learned have grown by this fraction since the last full solve (the mean stays exact after every
@@ -144,7 +146,7 @@ class SharedModelPolicy(Policy):
         bias_ridge: float = 1.0,
         priors: str = "empirical",
         covariance_refresh: float = 0.1,
-        refit_restart: bool = False,
+        refit_restart: bool = True,
         **kwargs: Any,
     ) -> None:
         self.ridge = ridge
@@ -487,29 +489,21 @@ class SharedModelPolicy(Policy):
     def refit_priors(self, restart: bool = False) -> Priors | None:
         """Fit the priors (and the noise, ``_learns_noise``) to the data learned so far by empirical Bayes
         and adopt them; the data part of the model is unchanged. None (nothing changes) before any data.
-        ``restart``: the fit starts from the constructor's ``ridge`` and ``bias_ridge`` instead of the
-        current priors, so the result depends on the data alone (two models holding the same data, however
-        they got it, end with the same priors: ``keyart train`` and its merges)."""
+        It starts from the constructor's ``ridge`` and ``bias_ridge`` (``refit_restart``, or ``restart``
+        for this fit alone), so the result depends on the data alone (two models holding the same data,
+        however they got it, end with the same priors: ``keyart train`` and its merges), else from the
+        current priors."""
         if self.post_ is None or self.n_ <= 0:
             return None
         groups, data = self.column_group_, self.data_stats()
         learn = np.array([g not in UNSHRUNK_FAMILIES for g in self.groups_], dtype=bool)
         noise = None if self._learns_noise else self.noise_
         current = self._group_ridges()
-        cold = (np.where(learn, float(self.ridge), current), float(self.bias_ridge))
-        starts = [cold] if restart else [(current, self.bias_ridge_)]
-        if self.refit_restart and not restart:
-            starts.append(cold)
-        fits = [
-            fit_priors(data, groups, g, b, tol=self._prior_tol, learn=learn, noise=noise) for g, b in starts
-        ]
-        fit = (
-            max(  # the evidence is not concave in the ridges: the better of the two starts' optima
-                fits, key=lambda f: log_evidence(data, groups, f.group_ridge, f.bias_ridge, noise)
-            )
-            if len(fits) > 1
-            else fits[0]
-        )
+        if restart or self.refit_restart:
+            start = (np.where(learn, float(self.ridge), current), float(self.bias_ridge))
+        else:
+            start = (current, self.bias_ridge_)
+        fit = fit_priors(data, groups, *start, tol=self._prior_tol, learn=learn, noise=noise)
         p, ridge_cols = self.post_, fit.group_ridge[groups]
         ratio = fit.bias_ridge / self.bias_ridge_
         self.post_ = BlockGaussian(
