@@ -5,26 +5,20 @@ from __future__ import annotations
 import io
 import json
 import re
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 from rich.console import Console
 
+from conftest import QUICK_DEMO_SEED
 from keyart.demo import run_demo
 from keyart.errors import ValidationError
 
-KEYART = Path(sys.executable).with_name("keyart")
-
 
 @pytest.fixture(scope="module")
-def demo_out(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
-    out = tmp_path_factory.mktemp("demo") / "out"
-    cmd = [str(KEYART), "demo", "--quick", "--seed", "3", "--out", str(out)]
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=900, check=False)
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    return out, proc.stdout
+def demo_out(quick_demo: tuple[Path, str]) -> tuple[Path, str]:
+    """The output directory and printout of ``keyart demo --quick`` (conftest's, run once)."""
+    return quick_demo
 
 
 @pytest.mark.slow
@@ -123,7 +117,9 @@ def test_demo_prints_tables_and_the_output_path(demo_out: tuple[Path, str]) -> N
 @pytest.mark.slow
 def test_demo_results_are_reproducible(demo_out: tuple[Path, str], tmp_path: Path) -> None:
     out, _ = demo_out
-    again = run_demo(tmp_path / "again", seed=3, quick=True, console=Console(file=io.StringIO()))
+    again = run_demo(
+        tmp_path / "again", seed=QUICK_DEMO_SEED, quick=True, console=Console(file=io.StringIO())
+    )
     first = json.loads((out / "results.json").read_text())
     second = json.loads((again.out_dir / "results.json").read_text())
     assert first == second
@@ -137,7 +133,7 @@ def test_demo_results_are_reproducible(demo_out: tuple[Path, str], tmp_path: Pat
         "cold_start",
     }
     assert set(first) == tables
-    assert json.loads((out / "world_config.json").read_text())["seed"] == 3
+    assert json.loads((out / "world_config.json").read_text())["seed"] == QUICK_DEMO_SEED
 
 
 def test_demo_rejects_a_bad_seed(tmp_path: Path) -> None:

@@ -298,7 +298,7 @@ def test_evaluate_on_logs_without_propensities_runs_only_dm_and_says_so(tmp_path
     assert "300 decisions carry no propensity" in err and "ignored: key" in err
     make_policy("uniform", seed=0).save(tmp_path / "u.npz")
     base = ["evaluate", tmp_path / "e.duckdb", "--fmt", "keyart", "--catalog", EXAMPLES / "catalog.json"]
-    base += ["--candidate", tmp_path / "u.npz", "--quiet"]
+    base += ["--candidate", tmp_path / "u.npz", "--quiet", "--refits", "20"]  # DM's refit bootstrap: few
     code, _, err = run(*base, "--out", tmp_path / "o1")
     assert code == 0, err
     md = (tmp_path / "o1" / "evaluation.md").read_text()

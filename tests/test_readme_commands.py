@@ -9,7 +9,8 @@ Each block line is split at ``&&`` into steps, and each step is handled by what 
   pyproject.toml with its requirements installed, and ``keyart`` is imported from this checkout (editable).
 - ``python -m pytest ...``: the suite itself, which holds this test; it is collected with the README's own
   arguments (``--collect-only``), not run, and ``.ci/run`` must run one README test command line whole.
-- a long-running command (``LONG``): run in the quick form the README names (``keyart demo --quick``).
+- a long-running command (``LONG``): run in the quick form the README names (``keyart demo --quick``; that
+  run is conftest's ``quick_demo``, made once and read by the demo's other tests too).
 - everything else: run as written, in a temporary directory holding links to the repository's files and
   its ``.venv``, so outputs land there; it must exit 0.
 
@@ -32,6 +33,7 @@ import pytest
 from packaging.requirements import Requirement  # matplotlib's dependency
 
 import keyart
+from conftest import QUICK_DEMO
 
 ROOT = Path(__file__).resolve().parents[1]
 README = ROOT / "README.md"
@@ -184,7 +186,7 @@ def _quick(step: str) -> str:
 
 
 @pytest.mark.parametrize("step", STEPS, ids=[f"{i}:{s[:60]}" for i, s in enumerate(STEPS)])
-def test_readme_command_runs(step: str, tmp_path: Path) -> None:
+def test_readme_command_runs(step: str, tmp_path: Path, request: pytest.FixtureRequest) -> None:
     what = kind(step)
     if what == "skip":
         pytest.skip(SKIP[step])
@@ -195,6 +197,9 @@ def test_readme_command_runs(step: str, tmp_path: Path) -> None:
         _check_pip(step)
     elif what == "suite":
         _check_suite(step, cwd)
+    elif what == "long" and shlex.split(_quick(step)) == [".venv/bin/keyart", *QUICK_DEMO]:
+        out, printed = request.getfixturevalue("quick_demo")  # conftest ran this very command, once
+        assert (out / "report.html").is_file() and str(out.resolve()) in printed.replace("\n", "")
     else:
         command = _quick(step) if what == "long" else step
         done = _run(command, cwd)

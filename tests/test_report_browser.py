@@ -10,7 +10,6 @@ review; on a developer's machine without it the test is skipped with the command
 
 from __future__ import annotations
 
-import io
 import os
 import shutil
 import time
@@ -18,11 +17,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from rich.console import Console
 from selenium import webdriver
 from selenium.webdriver.chrome.service import Service
-
-from keyart.demo import run_demo
 
 #: Generous deadlines: a loaded 2-core machine.
 DEADLINE_S = 120.0
@@ -52,11 +48,9 @@ def _browser_paths() -> tuple[str, str]:
 
 
 @pytest.fixture(scope="module")
-def report(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The HTML report of a quick demo run."""
-    out = tmp_path_factory.mktemp("demo")
-    run_demo(out, seed=5, quick=True, console=Console(file=io.StringIO()))
-    return out / "report.html"
+def report(quick_demo: tuple[Path, str]) -> Path:
+    """The HTML report of a quick demo run (conftest's, run once)."""
+    return quick_demo[0] / "report.html"
 
 
 @pytest.fixture(scope="module")
