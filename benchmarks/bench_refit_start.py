@@ -26,8 +26,10 @@ from dataclasses import replace  # noqa: E402
 
 import numpy as np  # noqa: E402
 
-from keyart.features import FeatureConfig, Featurizer, exact_vocabularies  # noqa: E402
+from keyart.catalog import Catalog  # noqa: E402
+from keyart.features import Featurizer  # noqa: E402
 from keyart.policies import make_policy  # noqa: E402
+from keyart.service.config import ServiceConfig  # noqa: E402
 from keyart.simulation import World, small_config  # noqa: E402
 from keyart.simulation.experiments import format_table  # noqa: E402
 from keyart.simulation.runner import PolicyAgent, RunResult, run_closed_loop  # noqa: E402
@@ -45,10 +47,9 @@ def _world() -> World:
     return World(replace(config, n_titles=40, requests_per_day=2_000, play_intercept=-2.5, theme_weight=4.0))
 
 
-def _featurizer(catalog):  # type: ignore[no-untyped-def]
-    """As the service's learner featurizes a new model (``ServiceConfig.new_model_features``)."""
-    base = FeatureConfig(on_unknown_history="ignore")
-    return Featurizer(catalog, exact_vocabularies(catalog, base=base, grow=True), grow=True)
+def _featurizer(catalog: Catalog) -> Featurizer:
+    """As the service's learner featurizes a new model (``ServiceConfig.new_model_features``, growing)."""
+    return Featurizer(catalog, ServiceConfig(state_dir=".").new_model_features(catalog), grow=True)
 
 
 def run_seed(seed: int) -> dict[str, np.ndarray]:
