@@ -41,11 +41,16 @@ class VWAgent:
         self.vw = vowpalwabbit.Workspace(f"{args} --quiet --random_seed {seed}")
         self.name = name
         self.rng = np.random.default_rng([seed, 0x7677])
+        self._examples: list[list[str]] = []
+        self._namespaces(config)
+
+    def _namespaces(self, config: FeatureConfig | None) -> None:
+        """Which columns of keyart's rows (``FeatureConfig()``'s by default) go to the shared namespace S
+        and the action namespace A."""
         lay = (config or FeatureConfig()).layout
         self.shared = slice(0, lay["extra"].stop)
         self.action = slice(lay["theme"].start, lay["embedding"].stop)
         self.cast = lay["cast_match"].start
-        self._examples: list[list[str]] = []
 
     @staticmethod
     def _feats(values: np.ndarray, prefix: str) -> str:

@@ -62,6 +62,9 @@ class VWAgent(KeyartVWAgent):
     def __init__(self, seed: int, args: str = VW_ARGS, name: str = VW) -> None:
         super().__init__(args, seed, name)
 
+    def _namespaces(self, config: Any) -> None:
+        """None: the namespaces come from the reference's one-hot rows, not keyart's layout."""
+
     def _example(self, batch: Any, i: int) -> list[str]:
         k = int(batch.mask[i].sum())
         ex = [f"shared |S {self._feats(batch.context[i], 's')}"]
@@ -100,14 +103,16 @@ def run_one(
     vocabularies."""
     from threadpoolctl import threadpool_limits
 
-    from keyart.features import FeatureConfig, Featurizer, exact_vocabularies
-    from keyart.simulation.experiments import make_suite_policy
-    from keyart.simulation.runner import PolicyAgent, run_closed_loop
+    from keyart.simulation.runner import run_closed_loop
 
     threadpool_limits(1)
     world = _world(seed, overrides)
     t = time.perf_counter()
-    if agent in POLICY_SUITE:
+    if agent in POLICY_SUITE:  # (imported here: the baselines' runs execute none of keyart's learning)
+        from keyart.features import FeatureConfig, Featurizer, exact_vocabularies
+        from keyart.simulation.experiments import make_suite_policy
+        from keyart.simulation.runner import PolicyAgent
+
         a: Any = PolicyAgent(make_suite_policy(agent, run_seed), name=agent)
         options = dict(features or {})
         exact = options.pop("exact_vocabularies", False)
@@ -217,17 +222,77 @@ def fingerprint(settings: dict[str, Any], entry: Path = Path(__file__)) -> str:
     for path in source_files(entry):
         h.update(str(path.relative_to(root)).encode())
         h.update(path.read_bytes())
+    _versions(h)
+    return h.hexdigest()[:16]
+
+
+def _versions(h: Any) -> None:
+    """Hash in the versions of numpy, scipy (the priors' optimizer, the linear algebra) and vowpalwabbit."""
     h.update(np.__version__.encode())
-    h.update(scipy.__version__.encode())  # the priors' optimizer and the linear algebra
+    h.update(scipy.__version__.encode())
     if vw_available():
         from importlib.metadata import version
 
         h.update(version("vowpalwabbit").encode())
+
+
+#: The files a baseline's run (the reference LinUCB, VW) executes: the zoo's worlds, the closed loop and the
+#: types it passes (``tests/test_bench_worlds.py`` traces a run and checks that it calls no function
+#: elsewhere). keyart's featurizer, layout, policies and priors are not among them, so the baselines'
+#: results are reused across changes to keyart's learning: a held-out report then reruns keyart alone.
+BASELINE_SOURCES = (
+    "benchmarks/reference_linucb.py",
+    "benchmarks/bench_vw_closed_loop.py",
+    *(
+        f"src/keyart/{m}.py"
+        for m in (
+            "batch",
+            "catalog",
+            "catalog_files",
+            "schemas",
+            "context",
+            "hashing",
+            "params",
+            "errors",
+            "simulation/__init__",
+            "simulation/config",
+            "simulation/generation",
+            "simulation/records",
+            "simulation/runner",
+            "simulation/world",
+            "simulation/zoo",
+        )
+    ),
+)
+BASELINES = (REFERENCE, VW)
+
+
+def baseline_fingerprint(settings: dict[str, Any]) -> str:
+    """``fingerprint`` of a baseline's run: ``BASELINE_SOURCES``, this script's parts that run it (its
+    agents' names and arguments, ``run_one``, ``_world``, ``VWAgent``) and the same versions and settings."""
+    import inspect
+
+    h = hashlib.sha256(json.dumps({**settings, "baselines": [*BASELINES, VW_ARGS]}, sort_keys=True).encode())
+    root = Path(BENCH_DIR).parent
+    for name in BASELINE_SOURCES:
+        h.update(name.encode())
+        h.update((root / name).read_bytes())
+    for part in (run_one, _world, VWAgent):
+        h.update(inspect.getsource(part).encode())
+    _versions(h)
     return h.hexdigest()[:16]
 
 
-def load_results(path: Path | None, key: str) -> tuple[dict[tuple[int, str], dict[str, Any]], int]:
-    """The runs a ``--results`` file holds under fingerprint ``key`` (and how many it holds under others)."""
+def agent_fingerprint(agent: str, settings: dict[str, Any]) -> str:
+    """The fingerprint a run of ``agent`` is kept and reused under."""
+    return baseline_fingerprint(settings) if agent in BASELINES else fingerprint(settings)
+
+
+def load_results(
+    path: Path | None, key: str | dict[str, str]
+) -> tuple[dict[tuple[int, str], dict[str, Any]], int]:
+    """The runs a ``--results`` file holds under fingerprint ``key``, or per agent under ``key[agent]``
+    (and how many it holds under others)."""
     done: dict[tuple[int, str], dict[str, Any]] = {}
     other = 0
     if path is None or not path.exists():
@@ -236,7 +301,7 @@ def load_results(path: Path | None, key: str) -> tuple[dict[tuple[int, str], dic
         if not line.strip():
             continue
         r = json.loads(line)
-        if r.get("fingerprint") == key:
+        if r.get("fingerprint") == (key if isinstance(key, str) else key.get(r["agent"])):
             done[(int(r["seed"]), str(r["agent"]))] = r
         else:
             other += 1
@@ -254,6 +319,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--jobs", type=int, default=1, help="parallel processes")
     parser.add_argument("--per-world", action="store_true", help="also print every world's shares")
     parser.add_argument(
+        "--baselines-only",
+        action="store_true",
+        help="run the reference LinUCB and VW alone (with --results: their runs for a later report)",
+    )
+    parser.add_argument(
         "--results",
         type=Path,
         default=None,
@@ -270,6 +340,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         args.worlds, args.requests, overrides = args.worlds or 2, 1_000, dict(QUICK_OVERRIDES)
     seeds = seeds[: args.worlds] if args.worlds else seeds
     names = [p.strip() for p in args.policies.split(",") if p.strip()] or list(POLICY_SUITE)
+    if args.baselines_only:
+        names = []
     agents = [*names, REFERENCE]
     has_vw = vw_available()
     if has_vw:
@@ -291,12 +363,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         "seed": args.seed,
         "overrides": overrides,
     }
-    key = fingerprint(settings)
-    done, other = load_results(args.results, key)
+    keys = {a: agent_fingerprint(a, settings) for a in agents}
+    done, other = load_results(args.results, keys)
     if args.results is not None:
         print(
-            f"results file {args.results}: fingerprint {key}, {len(done)} runs reused, "
-            f"{other} of other code or settings"
+            f"results file {args.results}: fingerprint {fingerprint(settings)} (baselines "
+            f"{baseline_fingerprint(settings)}), {len(done)} runs reused, {other} of other code or settings"
         )
     tasks = [(s, a) for s in seeds for a in agents if (s, a) not in done]  # world-major: workers reuse
     with ProcessPoolExecutor(max_workers=max(1, args.jobs)) as pool:
@@ -309,7 +381,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             done[(r["seed"], r["agent"])] = r
             if args.results is not None:
                 with args.results.open("a") as fh:
-                    fh.write(json.dumps({**r, "fingerprint": key}) + "\n")
+                    fh.write(json.dumps({**r, "fingerprint": keys[r["agent"]]}) + "\n")
             print(f"  world {r['seed']} {r['agent']}: share {r['share']:.3f} ({r['wall']:.0f}s)", flush=True)
     results = [done[(s, a)] for s in seeds for a in agents]
     if args.per_world:

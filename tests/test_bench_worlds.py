@@ -21,7 +21,19 @@ def test_results_file_reuses_runs_of_the_same_code_and_settings_only(tmp_path, c
     runs = [json.loads(line) for line in results.read_text().splitlines()]
     agents = {r["agent"] for r in runs}
     assert {"Random", bench_worlds.REFERENCE} <= agents and len(runs) == len(agents)
-    assert len({r["fingerprint"] for r in runs}) == 1
+    # a keyart policy's runs under the code's fingerprint, the baselines' under theirs
+    assert {r["agent"]: r["fingerprint"] for r in runs} == {
+        a: bench_worlds.agent_fingerprint(
+            a,
+            {
+                "requests": 1_000,
+                "update_every": 200,
+                "seed": 0,
+                "overrides": dict(bench_worlds.QUICK_OVERRIDES),
+            },
+        )
+        for a in agents
+    }
     assert bench_worlds.main(args) == 0  # everything reused: nothing run, nothing appended
     again = capsys.readouterr().out
     assert f"{len(runs)} runs reused, 0 of other code or settings" in again
@@ -29,7 +41,7 @@ def test_results_file_reuses_runs_of_the_same_code_and_settings_only(tmp_path, c
     table = first[first.index("share of oracle =") : first.index("wall time")]
     assert table == again[again.index("share of oracle =") : again.index("wall time")]
     # other settings or other code: another fingerprint, so those runs are not reused
-    key = runs[0]["fingerprint"]
+    key = next(r["fingerprint"] for r in runs if r["agent"] == "Random")
     settings = {
         "requests": 1_000,
         "update_every": 200,
@@ -38,6 +50,10 @@ def test_results_file_reuses_runs_of_the_same_code_and_settings_only(tmp_path, c
     }
     assert bench_worlds.fingerprint(settings) == key
     assert bench_worlds.fingerprint({**settings, "requests": 999}) != key
+    assert bench_worlds.baseline_fingerprint(settings) not in (
+        key,
+        bench_worlds.baseline_fingerprint({**settings, "requests": 999}),
+    )
     assert bench_worlds.load_results(results, "0" * 16) == ({}, len(runs))
 
 
@@ -62,6 +78,42 @@ def test_the_fingerprint_reads_every_file_a_run_executes_and_not_the_service():
     listed = set(bench_worlds.source_files())
     assert executed and executed <= listed, sorted(map(str, executed - listed))
     assert not any("service" in p.parts or p.name in ("cli.py", "demo.py", "reports.py") for p in listed)
+
+
+@pytest.mark.slow
+def test_a_baselines_run_calls_no_function_outside_its_fingerprints_sources():
+    """The reference LinUCB's and VW's runs are reused across changes to keyart's learning
+    (``baseline_fingerprint``): traced, such a run calls functions of ``BASELINE_SOURCES`` and of this
+    script's parts that run it only, none of keyart's featurizer, layout, policies or priors."""
+    root = BENCH.parent
+    listed = {(root / f).resolve() for f in bench_worlds.BASELINE_SOURCES}
+    codes: set[tuple[str, str]] = set()
+
+    def profile(frame, event, arg):
+        if event == "call":
+            codes.add((frame.f_code.co_filename, frame.f_code.co_name))
+
+    agents = [bench_worlds.REFERENCE] + ([bench_worlds.VW] if bench_worlds.vw_available() else [])
+    bench_worlds._WORLD.clear()  # the world's generation is traced too
+    sys.setprofile(profile)
+    try:
+        for agent in agents:
+            bench_worlds.run_one(1, agent, 300, 100, 0, dict(bench_worlds.QUICK_OVERRIDES))
+    finally:
+        sys.setprofile(None)
+        bench_worlds._WORLD.clear()
+    called = {(Path(f).resolve(), n) for f, n in codes if n != "<module>" and f.endswith(".py")}
+    ours = {(f, n) for f, n in called if root in f.parents and ".venv" not in f.parts}
+    script = {name for f, name in ours if f == Path(bench_worlds.__file__).resolve()}
+    outside = {(str(f.relative_to(root)), n) for f, n in ours if f not in listed} - {
+        ("benchmarks/bench_worlds.py", n) for n in script
+    }
+    assert not outside, sorted(outside)
+    vw_methods = {n for n, v in vars(bench_worlds.VWAgent).items() if callable(v)}
+    assert script and script <= {"run_one", "_world", "<listcomp>"} | vw_methods, script
+    assert any(f.name == "zoo.py" for f, _ in ours) and any(f.name == "runner.py" for f, _ in ours)
+    for learning in ("features.py", "layout.py", "priors.py", "learning.py", "policies"):
+        assert not any(learning in f for f in bench_worlds.BASELINE_SOURCES)
 
 
 @pytest.mark.slow
