@@ -43,13 +43,15 @@ from keyart.simulation.zoo import DEV_SEEDS  # noqa: E402
 
 class Variant(NamedTuple):
     """A policy (registry name) and its hyperparameters, the upper bound of the learned ridges, and
-    optionally ``FeatureConfig`` fields and the refits' tolerance in nats (``_prior_tol``)."""
+    optionally ``FeatureConfig`` fields, the refits' tolerance in nats (``_prior_tol``) and whether they
+    stop on a step's small gain (``keyart.priors.STEP_GAIN_TOL`` None) rather than on the gradient."""
 
     policy: str
     params: dict[str, Any]
     cap: float = 1e4
     features: dict[str, Any] | None = None
     prior_tol: float | None = None
+    gain_stop: bool = False
 
 
 VARIANTS: dict[str, Variant] = {
@@ -65,7 +67,8 @@ VARIANTS: dict[str, Variant] = {
     "lts-eb": Variant("logistic_ts", {"mc_points": 512}),
     "lts-eb-s1": Variant("logistic_ts", {"mc_points": 512, "scale": 1.0}),
     "lts-fixed": Variant("logistic_ts", {"mc_points": 512, "scale": 1.0, "priors": "fixed"}),
-    "lts-eb-tol0.01": Variant("logistic_ts", {"mc_points": 512}, prior_tol=0.01),  # the ridge model's
+    "lts-eb-tol0.01": Variant("logistic_ts", {"mc_points": 512}, prior_tol=0.01),  # the default
+    "lts-eb-tol1e-4": Variant("logistic_ts", {"mc_points": 512}, prior_tol=1e-4),  # the default before
     # every context family x every artwork family (keyart.layout.all_crosses)
     "eb-all": Variant("linucb", {}, features={"crosses": "all"}),
     "ts-eb-all": Variant("linear_ts", {"mc_points": 512}, features={"crosses": "all"}),
@@ -105,6 +108,11 @@ VARIANTS: dict[str, Variant] = {
     "eb-all-lag-noaff": Variant(
         "linucb", {"covariance_refresh": 0.1}, features={"crosses": "all", "title_affinity": False}
     ),
+    # refits that stop when a step gains under 0.01 nats (keyart.priors.STEP_GAIN_TOL = None: the rule
+    # before; now they stop on the gradient)
+    "eb-all-lag-gainstop": Variant(
+        "linucb", {"covariance_refresh": 0.1}, features={"crosses": "all"}, gain_stop=True
+    ),
     "ts-eb-all-lag": Variant(
         "linear_ts", {"mc_points": 512, "covariance_refresh": 0.1}, features={"crosses": "all"}
     ),
@@ -125,6 +133,8 @@ def run_variant(seed: int, name: str, n_requests: int, update_every: int) -> dic
         return bench_worlds.run_one(seed, bench_worlds.REFERENCE, n_requests, update_every, 0, {})
     v = VARIANTS[name]
     keyart.priors.RIDGE_RANGE = (keyart.priors.RIDGE_RANGE[0], v.cap)
+    if v.gain_stop:
+        keyart.priors.STEP_GAIN_TOL = None
     if v.prior_tol is not None:
         POLICIES[v.policy]._prior_tol = v.prior_tol
     POLICY_SUITE[name] = (v.policy, v.params)
@@ -188,8 +198,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     import bench_worlds
 
     settings = {"requests": args.requests, "update_every": args.update_every, "seed": 0, "overrides": {}}
-    keys = {
-        v: bench_worlds.fingerprint({**settings, "variant": repr(VARIANTS.get(v, v))}, Path(__file__))
+    keys = {  # the reference's runs are reused across changes to keyart's learning (baseline_fingerprint)
+        v: bench_worlds.baseline_fingerprint({**settings, "variant": v})
+        if v == REFERENCE
+        else bench_worlds.fingerprint({**settings, "variant": repr(VARIANTS[v])}, Path(__file__))
         for v in names
     }
     results: dict[tuple[int, str], dict[str, Any]] = {}

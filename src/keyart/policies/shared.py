@@ -132,10 +132,9 @@ class SharedModelPolicy(Policy):
         "refit_restart": OneOf((True, False)),
     }
     _learns_noise: ClassVar[bool] = False  # the Gaussian model's noise variance; a logistic model has none
-    #: the refits' tolerance in log evidence (``fit_priors``): 0.01 nats for the ridge model; the logistic
-    #: model's Laplace evidence needs 1e-4 (with 0.01 logistic TS falls from 0.757 to 0.678 of the oracle on
-    #: development world 3 of the zoo: ``benchmarks/tune_defaults.py --worlds 3 --variants
-    #: lts-eb,lts-eb-tol0.01``)
+    #: the refits' tolerance in log evidence (``fit_priors``), for the ridge and the logistic model: with
+    #: fits that stop on the gradient, 1e-4 for the logistic one gained nothing and took 37% longer
+    #: (development worlds 3 and 6 of the zoo: docs/simulation.md, "Where a refit stops")
     _prior_tol: ClassVar[float] = 0.01
 
     def __init__(

@@ -217,7 +217,6 @@ class LogisticThompson(ThompsonPolicy):
     """
 
     name = "logistic_ts"
-    _prior_tol = 1e-4  # see SharedModelPolicy._prior_tol
 
     def _learn(
         self, parts: Sequence[LoggedFeedback], decay: float, weights: Sequence[np.ndarray | None]
