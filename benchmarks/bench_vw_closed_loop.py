@@ -25,32 +25,39 @@ import numpy as np
 from threadpoolctl import threadpool_limits
 
 from keyart.batch import CandidateBatch
-from keyart.features import FeatureConfig
 from keyart.simulation.config import demo_config
 from keyart.simulation.experiments import format_table, make_suite_policy
 from keyart.simulation.runner import PolicyAgent, RunResult, run_closed_loop
 from keyart.simulation.world import World
 
+ARTWORK_FAMILIES = ("theme", "style", "tags", "featured_cast_count", "cast_count_level", "embedding")
+
 
 class VWAgent:
     """A Vowpal Wabbit ``cb_explore_adf`` workspace acting in keyart's closed loop."""
 
-    def __init__(self, args: str, seed: int, name: str, config: FeatureConfig | None = None) -> None:
+    def __init__(self, args: str, seed: int, name: str) -> None:
         import vowpalwabbit
 
         self.vw = vowpalwabbit.Workspace(f"{args} --quiet --random_seed {seed}")
         self.name = name
         self.rng = np.random.default_rng([seed, 0x7677])
         self._examples: list[list[str]] = []
-        self._namespaces(config)
+        self._names: tuple[str, ...] | None = None
 
-    def _namespaces(self, config: FeatureConfig | None) -> None:
-        """Which columns of keyart's rows (``FeatureConfig()``'s by default) go to the shared namespace S
-        and the action namespace A."""
-        lay = (config or FeatureConfig()).layout
-        self.shared = slice(0, lay["extra"].stop)
-        self.action = slice(lay["theme"].start, lay["embedding"].stop)
-        self.cast = lay["cast_match"].start
+    def _namespaces(self, batch: CandidateBatch) -> None:
+        """Which columns of the batch's rows go to the shared namespace S (the context families, up to
+        ``extra``) and the action namespace A (the artwork's own families, ``theme`` to ``embedding``), read
+        from its feature names: the closed loop's featurizer takes the catalog's vocabularies and grows, so
+        the widths vary by world and run."""
+        if batch.feature_names == self._names:
+            return
+        family = [n.split("[", 1)[0] for n in batch.feature_names]
+        own = [j for j, f in enumerate(family) if f in ARTWORK_FAMILIES]
+        self.shared = slice(0, len(family) - family[::-1].index("extra"))
+        self.action = slice(own[0], own[-1] + 1)
+        self.cast = family.index("cast_match")
+        self._names = batch.feature_names
 
     @staticmethod
     def _feats(values: np.ndarray, prefix: str) -> str:
@@ -58,6 +65,7 @@ class VWAgent:
         return " ".join(f"{prefix}{j}:{values[j]:.5g}" for j in nz)
 
     def _example(self, batch: CandidateBatch, i: int) -> list[str]:
+        self._namespaces(batch)
         x = batch.X[i]
         k = int(batch.mask[i].sum())
         lines = [f"shared |S {self._feats(x[0, self.shared], 's')}"]

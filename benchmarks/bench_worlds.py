@@ -62,9 +62,6 @@ class VWAgent(KeyartVWAgent):
     def __init__(self, seed: int, args: str = VW_ARGS, name: str = VW) -> None:
         super().__init__(args, seed, name)
 
-    def _namespaces(self, config: Any) -> None:
-        """None: the namespaces come from the reference's one-hot rows, not keyart's layout."""
-
     def _example(self, batch: Any, i: int) -> list[str]:
         k = int(batch.mask[i].sum())
         ex = [f"shared |S {self._feats(batch.context[i], 's')}"]
@@ -96,11 +93,12 @@ def run_one(
     features: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """One agent's closed loop on one zoo world, in its own single-threaded-BLAS process; a keyart policy
-    featurizes as ``Featurizer(catalog)`` does (the catalog's exact vocabularies, the context fields
-    hashed) with ``FeatureConfig(**features)`` for the other fields, where the keys ``exact_vocabularies``
-    (also a sample of requests' countries, languages and devices), ``grow`` (also each new one as it
-    arrives: ``Featurizer(grow=True)``) and ``hashed`` (every field hashed: no exact vocabulary) choose the
-    vocabularies."""
+    featurizes as the closed loop does by default (``Featurizer(catalog, grow=True)``, as a service's
+    learner: the catalog's exact vocabularies, and each country, language and device a column of its own
+    as it arrives) with ``FeatureConfig(**features)`` for the other fields, where the keys
+    ``exact_vocabularies`` (the catalog's and a sample of requests' values, fixed), ``nogrow`` (the
+    catalog's values, the context fields hashed: ``Featurizer(catalog)``) and ``hashed`` (every field
+    hashed: no exact vocabulary) choose other vocabularies."""
     from threadpoolctl import threadpool_limits
 
     from keyart.simulation.runner import run_closed_loop
@@ -116,16 +114,15 @@ def run_one(
         a: Any = PolicyAgent(make_suite_policy(agent, run_seed), name=agent)
         options = dict(features or {})
         exact = options.pop("exact_vocabularies", False)
-        grow = options.pop("grow", False)
+        nogrow = options.pop("nogrow", False)
         hashed = options.pop("hashed", False)
+        grow = not (exact or nogrow or hashed)
         config = FeatureConfig(**options)
         if exact:  # the catalog's and a sample of requests' values (the reference's: its first page)
             sample = world.contexts(world.sample_requests(1_000, np.random.default_rng([seed, 7])))
             config = exact_vocabularies(world.catalog, sample, config)
-        elif grow:  # the catalog's values, and every value as it arrives (Featurizer(grow=True))
-            config = exact_vocabularies(world.catalog, (), config, grow=True)
-        elif not hashed:  # the catalog's values (Featurizer(catalog)'s default)
-            config = exact_vocabularies(world.catalog, (), config)
+        elif not hashed:  # the catalog's values, and with grow every context value as it arrives
+            config = exact_vocabularies(world.catalog, (), config, grow=grow)
         factory = None if features is None else (lambda catalog: Featurizer(catalog, config, grow=grow))
     else:
         from reference_linucb import ReferenceFeaturizer, ReferenceLinUCB

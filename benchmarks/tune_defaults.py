@@ -79,9 +79,11 @@ VARIANTS: dict[str, Variant] = {
     "eb-all-lag-exact": Variant(
         "linucb", {"covariance_refresh": 0.1}, features={"crosses": "all", "exact_vocabularies": True}
     ),
-    # exact vocabularies that grow as values arrive (keyart.features.Featurizer(grow=True))
-    "eb-all-lag-grow": Variant(
-        "linucb", {"covariance_refresh": 0.1}, features={"crosses": "all", "grow": True}
+    # the catalog's exact vocabularies, the context fields hashed (Featurizer(catalog); the closed loop's
+    # default before its featurizer grew: now each country, language and device gets a column as it
+    # arrives, Featurizer(catalog, grow=True))
+    "eb-all-lag-nogrow": Variant(
+        "linucb", {"covariance_refresh": 0.1}, features={"crosses": "all", "nogrow": True}
     ),
     # every field hashed (no exact vocabulary: the default featurization before Featurizer(catalog) took
     # the catalog's values)

@@ -77,6 +77,24 @@ def test_growing_featurizer_gives_each_new_value_a_bucket_up_to_the_cap():
     assert "t0-new" in set(batch.artwork_ids[0].tolist())
 
 
+def test_a_growing_featurizer_without_a_config_grows_the_contexts_vocabularies_too():
+    """``Featurizer(catalog, grow=True)``: the catalog's exact vocabularies, and countries, languages and
+    devices that start empty and take each value as requests carry it (as the service's new model and the
+    simulation's closed loop featurize), so no two countries share a column."""
+    cat = make_catalog(n_titles=4, pool=4, seed=1)
+    f = Featurizer(cat, grow=True)
+    assert f.config == exact_vocabularies(cat, grow=True) and f.config.vocabulary("country") == ()
+    members = make_members(cat, 30, seed=4)
+    batch = f.pages(members, [list(cat.titles)[:2]] * 30)
+    countries = sorted({m.country for m in members})
+    assert len(countries) > 1 and sorted(f.config.vocabulary("country")) == countries
+    col = {c: f.feature_names.index(f"country[{f.config.vocabulary('country').index(c)}]") for c in countries}
+    for i, m in enumerate(members):  # each member's own country column, and no other (2 rows a page)
+        x = batch.X[2 * i, 0]
+        assert x[col[m.country]] == 1 and sum(x[j] for j in col.values()) == 1
+    assert Featurizer(cat).config == exact_vocabularies(cat)  # without grow: hashed, as before
+
+
 def test_a_featurizer_that_does_not_grow_hashes_new_values():
     cat = make_catalog(n_titles=4, pool=4, seed=1)
     config = exact_vocabularies(cat, make_members(cat, 20, seed=2))

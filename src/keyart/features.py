@@ -146,10 +146,10 @@ class Featurizer:
 
     With no ``config``, every genre, cast member, style and tag of the catalog owns a column
     (``exact_vocabularies(catalog)``: a function of the catalog alone, so two featurizers of one catalog
-    agree); countries, languages and devices are hashed, or get columns of their own as requests first
-    carry them with ``grow`` (``exact_vocabularies(catalog, grow=True)`` and ``grow=True``: the config then
-    depends on what was seen, so featurize for a model with its own, ``model_features``). With a ``config``
-    (a model's recorded one, say) rows are exactly that config's, growing only with ``grow``.
+    agree); countries, languages and devices are hashed, or with ``grow`` get columns of their own as
+    requests first carry them (``exact_vocabularies(catalog, grow=True)``: the config then depends on what
+    was seen, so featurize for a model with its own, ``model_features``). With a ``config`` (a model's
+    recorded one, say) rows are exactly that config's, growing only with ``grow``.
     """
 
     _max_cast = 8  # featured cast members per artwork that enter the cast match
@@ -158,7 +158,7 @@ class Featurizer:
         self.catalog = catalog
         self.grow = grow
         self._cache_version = -1
-        self._use(config or exact_vocabularies(catalog))
+        self._use(config or exact_vocabularies(catalog, grow=grow))
 
     def _use(self, config: FeatureConfig) -> None:
         """Featurize with ``config`` from now on (its hashers; every cached row dropped)."""

@@ -371,6 +371,13 @@ def stream_windows(
     world.advance_to(last)
 
 
+def _learner_featurizer(catalog: Any) -> Featurizer:
+    """The closed loop's default featurizer, the one a service's learner gives a new model
+    (``ServiceConfig.new_model_features``): the catalog's exact vocabularies, and countries, languages and
+    devices that get columns of their own as requests first carry them, all growing as values arrive."""
+    return Featurizer(catalog, grow=True)
+
+
 def run_closed_loop(
     world: World,
     agent: Agent,
@@ -391,7 +398,7 @@ def run_closed_loop(
     n_requests = _check_positive_int("n_requests", n_requests)
     update_every = _check_positive_int("update_every", update_every)
     world.reset()
-    featurizer = (featurizer_factory or Featurizer)(world.catalog)
+    featurizer = (featurizer_factory or _learner_featurizer)(world.catalog)
     page = world.config.page_size
     cols: dict[str, list[np.ndarray]] = {
         k: []
