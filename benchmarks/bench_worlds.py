@@ -308,6 +308,9 @@ def load_results(
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--worlds", type=int, default=None, help="the first N seeds of the set (default all)")
+    parser.add_argument(
+        "--skip", type=int, default=0, help="leave out the first N seeds (another sitting runs them)"
+    )
     parser.add_argument("--dev", action="store_true", help="development seeds instead of the held-out ones")
     parser.add_argument("--requests", type=int, default=200_000)
     parser.add_argument("--update-every", type=int, default=200)
@@ -336,6 +339,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.quick:
         args.worlds, args.requests, overrides = args.worlds or 2, 1_000, dict(QUICK_OVERRIDES)
     seeds = seeds[: args.worlds] if args.worlds else seeds
+    seeds = seeds[args.skip :]
     names = [p.strip() for p in args.policies.split(",") if p.strip()] or list(POLICY_SUITE)
     if args.baselines_only:
         names = []

@@ -43,8 +43,9 @@ from keyart.simulation.zoo import DEV_SEEDS  # noqa: E402
 
 class Variant(NamedTuple):
     """A policy (registry name) and its hyperparameters, the upper bound of the learned ridges, and
-    optionally ``FeatureConfig`` fields, the refits' tolerance in nats (``_prior_tol``) and whether they
-    stop on a step's small gain (``keyart.priors.STEP_GAIN_TOL`` None) rather than on the gradient."""
+    optionally ``FeatureConfig`` fields, the refits' tolerance in nats (``_prior_tol``), whether they
+    stop on a step's small gain (``keyart.priors.STEP_GAIN_TOL`` None) rather than on the gradient, and
+    how they maximize (``keyart.priors.FIT_METHOD``; the gain rule is L-BFGS-B's)."""
 
     policy: str
     params: dict[str, Any]
@@ -52,6 +53,7 @@ class Variant(NamedTuple):
     features: dict[str, Any] | None = None
     prior_tol: float | None = None
     gain_stop: bool = False
+    fit_method: str | None = None
 
 
 VARIANTS: dict[str, Variant] = {
@@ -113,7 +115,11 @@ VARIANTS: dict[str, Variant] = {
     # refits that stop when a step gains under 0.01 nats (keyart.priors.STEP_GAIN_TOL = None: the rule
     # before; now they stop on the gradient)
     "eb-all-lag-gainstop": Variant(
-        "linucb", {"covariance_refresh": 0.1}, features={"crosses": "all"}, gain_stop=True
+        "linucb", {"covariance_refresh": 0.1}, features={"crosses": "all"}, gain_stop=True, fit_method="lbfgs"
+    ),
+    # refits by L-BFGS-B on the gradient (the method before; now projected Newton on the exact Hessian)
+    "eb-all-lag-lbfgs": Variant(
+        "linucb", {"covariance_refresh": 0.1}, features={"crosses": "all"}, fit_method="lbfgs"
     ),
     "ts-eb-all-lag": Variant(
         "linear_ts", {"mc_points": 512, "covariance_refresh": 0.1}, features={"crosses": "all"}
@@ -124,21 +130,48 @@ VARIANTS: dict[str, Variant] = {
 REFERENCE = "reference"  # the reference LinUCB of benchmarks/reference_linucb.py, for scale
 
 
+def _pristine() -> dict[str, Any]:
+    """The module settings a variant may change, as the code sets them (read before any run changes one)."""
+    import keyart.priors
+    from keyart.policies import POLICIES
+
+    return {
+        "ridge_range": keyart.priors.RIDGE_RANGE,
+        "step_gain_tol": keyart.priors.STEP_GAIN_TOL,
+        "fit_method": keyart.priors.FIT_METHOD,
+        "prior_tol": {name: getattr(cls, "_prior_tol", None) for name, cls in POLICIES.items()},
+    }
+
+
+PRISTINE = _pristine()
+
+
+def apply_settings(v: Variant) -> None:
+    """Set the module settings of variant ``v``, and every other one a variant may change back to the
+    code's (``PRISTINE``): a worker process runs many tasks, and one variant's setting must not reach the
+    next task's."""
+    import keyart.priors
+    from keyart.policies import POLICIES
+
+    keyart.priors.RIDGE_RANGE = (PRISTINE["ridge_range"][0], v.cap)
+    keyart.priors.STEP_GAIN_TOL = None if v.gain_stop else PRISTINE["step_gain_tol"]
+    keyart.priors.FIT_METHOD = v.fit_method or PRISTINE["fit_method"]
+    for policy, tol in PRISTINE["prior_tol"].items():
+        if tol is not None:
+            POLICIES[policy]._prior_tol = tol
+    if v.prior_tol is not None:
+        POLICIES[v.policy]._prior_tol = v.prior_tol
+
+
 def run_variant(seed: int, name: str, n_requests: int, update_every: int) -> dict[str, Any]:
     """One variant on one development world, in a worker process."""
     import bench_worlds
-    import keyart.priors
-    from keyart.policies import POLICIES
     from keyart.simulation.experiments import POLICY_SUITE
 
     if name == REFERENCE:
         return bench_worlds.run_one(seed, bench_worlds.REFERENCE, n_requests, update_every, 0, {})
     v = VARIANTS[name]
-    keyart.priors.RIDGE_RANGE = (keyart.priors.RIDGE_RANGE[0], v.cap)
-    if v.gain_stop:
-        keyart.priors.STEP_GAIN_TOL = None
-    if v.prior_tol is not None:
-        POLICIES[v.policy]._prior_tol = v.prior_tol
+    apply_settings(v)
     POLICY_SUITE[name] = (v.policy, v.params)
     return bench_worlds.run_one(seed, name, n_requests, update_every, 0, {}, v.features)
 

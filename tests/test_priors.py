@@ -5,7 +5,8 @@ import numpy as np
 import pytest
 import scipy.optimize
 
-from keyart.priors import DataStats, column_groups, fit_priors, log_evidence
+from keyart.errors import ValidationError
+from keyart.priors import DataStats, _Evidence, _touched, column_groups, fit_priors, log_evidence
 
 
 def _draw(seed: int, n: int, d: int = 6, m: int = 12, s2: float = 0.3, prior_var=(2.0, 0.05), bias_var=0.5):
@@ -83,6 +84,51 @@ def test_the_default_tolerance_reaches_the_maximum_from_the_constructors_ridges(
             stats, col, fit.group_ridge, fit.bias_ridge
         )
         assert -1e-9 < gap < 0.01, (seed, gap)
+
+
+@pytest.mark.parametrize("noise", [None, 0.3])
+@pytest.mark.parametrize("d, m", [(6, 12), (10, 4)])
+def test_the_hessian_is_the_derivative_of_the_gradient(noise, d, m):
+    """The Newton fit's second derivatives in the log ridges (two groups, the bias) against central
+    differences of the gradient, with the noise profiled out and given, with more artworks than columns
+    and fewer (the two ways it computes the artworks' terms); the gradient against differences of the
+    value."""
+    X, a, r, col = _draw(seed=5, n=400, d=d, m=m)
+    stats, cols = _touched(_stats(X, a, r, m), col)
+
+    def at(x):
+        return _Evidence(stats, cols, np.exp(x[:2]), float(np.exp(x[2])), noise)
+
+    x, h = np.log([0.7, 3.0, 2.0]), 1e-5
+    e = at(x)
+    grad = np.append(e.grad_g, e.grad_b)
+    steps = [(at(x + h * u), at(x - h * u)) for u in np.eye(3)]
+    numeric_grad = [(p.value - m.value) / (2 * h) for p, m in steps]
+    numeric_hess = [
+        (np.append(p.grad_g, p.grad_b) - np.append(m.grad_g, m.grad_b)) / (2 * h) for p, m in steps
+    ]
+    np.testing.assert_allclose(grad, numeric_grad, rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(e.hessian(), numeric_hess, rtol=1e-6, atol=1e-6)
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_newton_and_lbfgs_reach_the_same_maximum(seed):
+    """Both methods, from the same start to 1e-8 nats, end at the same evidence and ridges (the evidence
+    of these draws has one maximum, inside the box)."""
+    X, a, r, col = _draw(seed=50 + seed, n=1500, d=8, m=20)
+    stats = _stats(X, a, r, 20)
+    fits = {
+        m: fit_priors(stats, col, np.ones(2), 1.0, tol=1e-8, max_iter=2000, method=m)
+        for m in ("newton", "lbfgs")
+    }
+    assert all(f.converged for f in fits.values())
+    values = {m: log_evidence(stats, col, f.group_ridge, f.bias_ridge) for m, f in fits.items()}
+    assert abs(values["newton"] - values["lbfgs"]) < 1e-6
+    np.testing.assert_allclose(
+        np.log(fits["newton"].group_ridge), np.log(fits["lbfgs"].group_ridge), atol=1e-3
+    )
+    with pytest.raises(ValidationError, match="method must be"):
+        fit_priors(stats, col, np.ones(2), 1.0, method="bfgs")
 
 
 @pytest.mark.parametrize("seed", [22, 23, 24])

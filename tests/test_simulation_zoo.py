@@ -288,3 +288,23 @@ def test_the_tuning_script_refuses_held_out_worlds(capsys: pytest.CaptureFixture
     with pytest.raises(SystemExit):
         tune_defaults.main(["--worlds", "1", "--variants", "nonsense"])
     assert "unknown variant 'nonsense'" in capsys.readouterr().err
+
+
+def test_a_variants_settings_do_not_reach_the_next_task_of_a_worker() -> None:
+    """A worker runs many variants one after another: each run sets every module setting a variant may
+    change, so the previous variant's (the gain rule, L-BFGS-B, a tolerance, a ridge cap) is gone."""
+    import keyart.priors
+    import tune_defaults
+    from keyart.policies import POLICIES
+
+    before = tune_defaults._pristine()
+    try:
+        tune_defaults.apply_settings(tune_defaults.VARIANTS["eb-all-lag-gainstop"])
+        tune_defaults.apply_settings(tune_defaults.VARIANTS["lts-eb-tol1e-4"])
+        tune_defaults.apply_settings(tune_defaults.VARIANTS["eb-cap1e8"])
+        assert keyart.priors.RIDGE_RANGE[1] == 1e8 and POLICIES["logistic_ts"]._prior_tol == 0.01
+        tune_defaults.apply_settings(tune_defaults.VARIANTS["eb-all-lag"])
+        assert tune_defaults._pristine() == before
+        assert keyart.priors.FIT_METHOD == "newton" and keyart.priors.STEP_GAIN_TOL == 1e-12
+    finally:
+        tune_defaults.apply_settings(tune_defaults.VARIANTS["eb-all-lag"])

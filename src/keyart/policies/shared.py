@@ -494,16 +494,8 @@ class SharedModelPolicy(Policy):
         current priors."""
         if self.post_ is None or self.n_ <= 0:
             return None
-        groups, data = self.column_group_, self.data_stats()
-        learn = np.array([g not in UNSHRUNK_FAMILIES for g in self.groups_], dtype=bool)
-        noise = None if self._learns_noise else self.noise_
-        current = self._group_ridges()
-        if restart or self.refit_restart:
-            start = (np.where(learn, float(self.ridge), current), float(self.bias_ridge))
-        else:
-            start = (current, self.bias_ridge_)
-        fit = fit_priors(data, groups, *start, tol=self._prior_tol, learn=learn, noise=noise)
-        p, ridge_cols = self.post_, fit.group_ridge[groups]
+        fit = fit_priors(**self.refit_problem(restart))
+        p, ridge_cols = self.post_, fit.group_ridge[self.column_group_]
         ratio = fit.bias_ridge / self.bias_ridge_
         self.post_ = BlockGaussian(
             p.P_ss + np.diag(ridge_cols - self.ridge_cols_),
@@ -516,6 +508,26 @@ class SharedModelPolicy(Policy):
         self.ridge_cols_, self.bias_ridge_, self.noise_ = ridge_cols, fit.bias_ridge, fit.noise
         self._changed(covariance=True)
         return fit
+
+    def refit_problem(self, restart: bool = False) -> dict[str, Any]:
+        """The arguments of ``fit_priors`` for a refit now (data, groups, starting ridges, which groups it
+        learns, the noise if the model does not learn it, the tolerance): what ``refit_priors`` fits, for
+        inspecting or timing a fit without adopting it."""
+        learn = np.array([g not in UNSHRUNK_FAMILIES for g in self.groups_], dtype=bool)
+        current = self._group_ridges()
+        if restart or self.refit_restart:
+            start = (np.where(learn, float(self.ridge), current), float(self.bias_ridge))
+        else:
+            start = (current, self.bias_ridge_)
+        return {
+            "data": self.data_stats(),
+            "column_group": self.column_group_,
+            "group_ridge": start[0],
+            "bias_ridge": start[1],
+            "tol": self._prior_tol,
+            "learn": learn,
+            "noise": None if self._learns_noise else self.noise_,
+        }
 
     def _group_ridges(self) -> np.ndarray:
         """One ridge per column group (a group's columns share it; the mean keeps that exact)."""
