@@ -6,7 +6,15 @@ import pytest
 import scipy.optimize
 
 from keyart.errors import ValidationError
-from keyart.priors import DataStats, _Evidence, _touched, column_groups, fit_priors, log_evidence
+from keyart.priors import (
+    DataStats,
+    _Evidence,
+    _newton_ascent,
+    _touched,
+    column_groups,
+    fit_priors,
+    log_evidence,
+)
 
 
 def _draw(seed: int, n: int, d: int = 6, m: int = 12, s2: float = 0.3, prior_var=(2.0, 0.05), bias_var=0.5):
@@ -129,6 +137,44 @@ def test_newton_and_lbfgs_reach_the_same_maximum(seed):
     )
     with pytest.raises(ValidationError, match="method must be"):
         fit_priors(stats, col, np.ones(2), 1.0, method="bfgs")
+
+
+class _Quadratic:
+    """A concave quadratic in the shape of ``_Evidence`` (value, gradient, Hessian), for the optimizer."""
+
+    def __init__(self, x, A, c):
+        g = -A @ (x - c)
+        self.value, self.grad_g, self.grad_b, self.A = float(-0.5 * (x - c) @ A @ (x - c)), g[:-1], g[-1], A
+
+    def hessian(self):
+        return -self.A
+
+
+def test_projected_newton_finds_the_maximum_in_the_box():
+    """Concave quadratics with correlated coordinates, maxima outside the box and starts on its faces:
+    the projected Newton ascent ends at the box's maximum (L-BFGS-B's to 1e-12), including where the box
+    turns the first Newton step away from ascent (draws 14, 281, 295), where the gradient leads."""
+    for seed in range(300):
+        rng = np.random.default_rng(seed)
+        B = rng.normal(size=(4, 4))
+        A, c = B @ B.T + 0.05 * np.eye(4), rng.normal(0.0, 3.0, 4)
+        x0 = np.where(rng.random(4) < 0.5, -2.0, rng.uniform(-2.0, 2.0, 4))
+        assert _box_maximum_reached(A, c, x0), seed
+
+
+def _box_maximum_reached(A, c, x0):
+    x, _, converged = _newton_ascent(
+        lambda x: _Quadratic(x, A, c), np.ones(4, bool), x0, (-2.0, 2.0), 1e-10, 200
+    )
+    best = scipy.optimize.minimize(
+        lambda z: 0.5 * (z - c) @ A @ (z - c),
+        x0,
+        jac=lambda z: A @ (z - c),
+        method="L-BFGS-B",
+        bounds=[(-2.0, 2.0)] * 4,
+        options={"gtol": 1e-12, "ftol": 1e-15},
+    )
+    return converged and _Quadratic(x, A, c).value >= -best.fun - 1e-7
 
 
 @pytest.mark.parametrize("seed", [22, 23, 24])

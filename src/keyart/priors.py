@@ -303,33 +303,43 @@ def _newton_ascent(
     "Projected Newton methods for optimization problems with simple constraints"): the coordinates at a
     bound whose gradient points out of the box stay there, the others take a Newton step on the exact
     Hessian (Levenberg-damped where it is not negative definite, at most ``MAX_NEWTON_STEP`` in any log
-    ridge), projected into the box and halved until it gains what its first-order term promises (Armijo).
+    ridge), projected into the box and halved until it gains what its first-order term promises (Armijo);
+    should the projection turn the step to promise no gain, the gradient is the direction instead.
     Converged when no free coordinate's derivative exceeds ``tol`` (nats), as the L-BFGS-B fit's rule;
     also when a step can gain no more than rounding (``STEP_GAIN_TOL``, relative). (x, iterations,
     converged)."""
     lo, hi = bounds
+    eps = 1e-9 * (hi - lo)  # a coordinate this near a bound is at it (a scaled step lands off by rounding)
     x = np.clip(x0, lo, hi)
     e = at(x)
     for it in range(max_iter):
         g = np.append(e.grad_g, e.grad_b)[keep]
-        free = ~(((x <= lo) & (g < 0)) | ((x >= hi) & (g > 0)))
+        at_lo, at_hi = (x <= lo + eps) & (g < 0), (x >= hi - eps) & (g > 0)
+        x, free = np.where(at_lo, lo, np.where(at_hi, hi, x)), ~(at_lo | at_hi)
         if not free.any() or np.abs(g[free]).max() <= tol:
             return x, it, True
-        H = e.hessian()[np.ix_(keep, keep)][np.ix_(free, free)]
-        step = np.zeros_like(x)
-        step[free] = _damped_newton_step(H, g[free])
-        step *= min(1.0, MAX_NEWTON_STEP / np.abs(step).max())
-        t = 1.0
-        while True:
-            x_new = np.clip(x + t * step, lo, hi)
-            e_new = at(x_new)
-            gain, promised = e_new.value - e.value, g @ (x_new - x)
-            if gain >= 1e-4 * promised:
+        newton = np.zeros_like(x)
+        newton[free] = _damped_newton_step(e.hessian()[np.ix_(keep, keep)][np.ix_(free, free)], g[free])
+        accepted = None
+        for step in (newton, np.where(free, g, 0.0)):  # the gradient if the box turns Newton's away
+            step = step * min(1.0, MAX_NEWTON_STEP / np.abs(step).max())
+            t = 1.0
+            while accepted is None and t >= 1e-10:
+                x_new = np.clip(x + t * step, lo, hi)
+                promised = g @ (x_new - x)
+                if promised <= 0:
+                    break
+                e_new = at(x_new)
+                if e_new.value - e.value >= 1e-4 * promised:
+                    accepted = x_new, e_new
+                elif promised <= (STEP_GAIN_TOL or 0.0) * abs(e.value):
+                    return x, it, True  # no step gains more than rounding
+                t *= 0.5
+            if accepted is not None:
                 break
-            if promised <= (STEP_GAIN_TOL or 0.0) * abs(e.value) or t < 1e-10:
-                return x, it, promised <= (STEP_GAIN_TOL or 0.0) * abs(e.value)
-            t *= 0.5
-        x, e = x_new, e_new
+        if accepted is None:
+            return x, it, False
+        x, e = accepted
     return x, max_iter, False
 
 
