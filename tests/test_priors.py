@@ -8,6 +8,7 @@ import scipy.optimize
 from keyart.errors import ValidationError
 from keyart.priors import (
     DataStats,
+    _damped_newton_step,
     _Evidence,
     _newton_ascent,
     _touched,
@@ -160,6 +161,14 @@ def test_projected_newton_finds_the_maximum_in_the_box():
         A, c = B @ B.T + 0.05 * np.eye(4), rng.normal(0.0, 3.0, 4)
         x0 = np.where(rng.random(4) < 0.5, -2.0, rng.uniform(-2.0, 2.0, 4))
         assert _box_maximum_reached(A, c, x0), seed
+
+
+def test_a_newton_step_is_damped_where_the_hessian_is_not_negative_definite():
+    g = np.array([1.0, -2.0])
+    np.testing.assert_allclose(_damped_newton_step(-np.diag([2.0, 4.0]), g), [0.5, -0.5])  # plain Newton
+    step = _damped_newton_step(np.diag([-1.0, 3.0]), g)  # a direction of positive curvature
+    assert g @ step > 0 and np.all(np.isfinite(step))  # damped until it ascends
+    np.testing.assert_array_equal(_damped_newton_step(np.full((2, 2), np.nan), g), g)  # the gradient
 
 
 def _box_maximum_reached(A, c, x0):

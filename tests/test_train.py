@@ -274,3 +274,26 @@ def test_serve_featurizes_each_model_as_it_was_trained(logs, tmp_path):
     assert update_policies(models, rewards, featurizers, Metrics()) == set()
     chunks = -(-rewards.table.num_rows // CHUNK)
     assert rewards.table.num_rows > 0 and [p.version_ for p in models] == [v + chunks for v in versions]
+
+
+def test_a_trained_models_priors_are_the_evidences_maximum_whatever_the_optimizer(logs, monkeypatch):
+    """The final fit of ``keyart train`` goes to the maximum (``TRAIN_PRIOR_TOL``): Newton and L-BFGS-B
+    end at the same priors, where the evidence's flat families (a ridge at the cap) no longer depend on
+    the path an optimizer took."""
+    import keyart.priors
+    from keyart.train import train
+
+    fits = {}
+    for method in ("newton", "lbfgs"):
+        monkeypatch.setattr(keyart.priors, "FIT_METHOD", method)
+        policy, _ = train(
+            [logs / "events.duckdb"], Catalog.load(logs / "catalog.json"), make_policy("linucb", seed=0)
+        )
+        fits[method] = policy.learned_priors()
+    families = fits["newton"]["families"]
+    assert any(f["ridge"] >= 0.99 * keyart.priors.RIDGE_RANGE[1] for f in families.values())  # a flat one
+    for name, family in families.items():
+        assert np.log(family["ridge"] / fits["lbfgs"]["families"][name]["ridge"]) == pytest.approx(
+            0, abs=1e-2
+        )
+    assert fits["newton"]["noise"] == pytest.approx(fits["lbfgs"]["noise"], rel=1e-6)

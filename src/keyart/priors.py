@@ -17,8 +17,8 @@ so at the optimum ridge_g = s2 * sum_g gamma_j / sum_g mu_j^2 and s2 = |r - Z mu
 Everything is computed from the additive statistics the policy keeps anyway (``keyart.learning``: the
 block precision's data part and sum w r^2), through the d x d Schur complement of the diagonal artwork
 block, so one evaluation (and the Hessian) costs O(c^3 + m c^2) for the c columns and m artworks that
-data touched (the others add nothing to the evidence), and no event is stored. Newton needs a third to a
-fifth of L-BFGS-B's evaluations of it (``benchmarks/bench_priors.py``).
+data touched (the others add nothing to the evidence), and no event is stored. Newton needs about a
+quarter of L-BFGS-B's evaluations of it on the zoo's refits (``benchmarks/bench_priors.py``).
 """
 
 from __future__ import annotations
@@ -345,13 +345,16 @@ def _newton_ascent(
 
 def _damped_newton_step(H: np.ndarray, g: np.ndarray) -> np.ndarray:
     """The ascent step (-H + nu I)^-1 g with the smallest nu >= 0 (0, then growing tenfold from 1e-8 of
-    the largest curvature) that makes -H + nu I positive definite (Levenberg)."""
+    the largest curvature) that makes -H + nu I positive definite (Levenberg); the gradient itself if no
+    nu up to 1e12 of it does (a Hessian that is not finite)."""
     A = -H
-    scale = max(float(np.abs(np.diag(A)).max()), 1e-300)
-    nu = 0.0
-    while True:
+    nu, scale = 0.0, max(float(np.abs(np.diag(A)).max()), 1e-300)
+    while nu <= 1e12 * scale:
         try:
-            factor = scipy.linalg.cho_factor(A + nu * np.eye(len(g)), check_finite=False)
-            return scipy.linalg.cho_solve(factor, g, check_finite=False)
-        except np.linalg.LinAlgError:
-            nu = 1e-8 * scale if nu == 0.0 else 10.0 * nu
+            step = scipy.linalg.cho_solve(scipy.linalg.cho_factor(A + nu * np.eye(len(g))), g)
+            if np.all(np.isfinite(step)):
+                return step
+        except (np.linalg.LinAlgError, ValueError):  # not positive definite; not finite
+            pass
+        nu = 1e-8 * scale if nu == 0.0 else 10.0 * nu
+    return g

@@ -485,16 +485,16 @@ class SharedModelPolicy(Policy):
             self.n_,
         )
 
-    def refit_priors(self, restart: bool = False) -> Priors | None:
+    def refit_priors(self, restart: bool = False, tol: float | None = None) -> Priors | None:
         """Fit the priors (and the noise, ``_learns_noise``) to the data learned so far by empirical Bayes
         and adopt them; the data part of the model is unchanged. None (nothing changes) before any data.
         It starts from the constructor's ``ridge`` and ``bias_ridge`` (``refit_restart``, or ``restart``
         for this fit alone), so the result depends on the data alone (two models holding the same data,
         however they got it, end with the same priors: ``keyart train`` and its merges), else from the
-        current priors."""
+        current priors. ``tol``: the fit's tolerance in nats (default the online refits', 0.01)."""
         if self.post_ is None or self.n_ <= 0:
             return None
-        fit = fit_priors(**self.refit_problem(restart))
+        fit = fit_priors(**self.refit_problem(restart, tol))
         p, ridge_cols = self.post_, fit.group_ridge[self.column_group_]
         ratio = fit.bias_ridge / self.bias_ridge_
         self.post_ = BlockGaussian(
@@ -509,7 +509,7 @@ class SharedModelPolicy(Policy):
         self._changed(covariance=True)
         return fit
 
-    def refit_problem(self, restart: bool = False) -> dict[str, Any]:
+    def refit_problem(self, restart: bool = False, tol: float | None = None) -> dict[str, Any]:
         """The arguments of ``fit_priors`` for a refit now (data, groups, starting ridges, which groups it
         learns, the noise if the model does not learn it, the tolerance): what ``refit_priors`` fits, for
         inspecting or timing a fit without adopting it."""
@@ -524,7 +524,7 @@ class SharedModelPolicy(Policy):
             "column_group": self.column_group_,
             "group_ridge": start[0],
             "bias_ridge": start[1],
-            "tol": self._prior_tol,
+            "tol": self._prior_tol if tol is None else tol,
             "learn": learn,
             "noise": None if self._learns_noise else self.noise_,
         }
