@@ -118,7 +118,8 @@ def fit_priors(
     approximation (the Hessian at the mode, and precision x mode as the linear term), so this is MacKay's
     evidence framework for classification (MacKay 1992, "The evidence framework applied to
     classification networks") with noise 1."""
-    if (method or FIT_METHOD) not in ("newton", "lbfgs"):
+    method = method or FIT_METHOD
+    if method not in ("newton", "lbfgs"):
         raise ValidationError(f"method must be 'newton' or 'lbfgs'. Got {method!r}.")
     d = data.xx.shape[0]
     col = np.asarray(column_group, dtype=np.int64)
@@ -137,7 +138,7 @@ def fit_priors(
         return Priors(ridge_g, r_b, INITIAL_NOISE if noise is None else noise, 0, False)
     seen_data = DataStats(data.xx, data.xa[seen], data.aa[seen], data.xr, data.ar[seen], data.rr, data.n)
     free = np.bincount(col, weights=np.diag(data.xx) > 0, minlength=ridge_g.size) > 0
-    seen_data, col = _touched(seen_data, col, by_group=True)  # once, not at every evaluation
+    seen_data, col = _touched(seen_data, col)  # once, not at every evaluation
     if learn is not None:
         free &= np.asarray(learn, dtype=bool)
     x0 = np.log(np.append(ridge_g[free], r_b))
@@ -150,7 +151,7 @@ def fit_priors(
     def at(x: np.ndarray) -> _Evidence:
         return _Evidence(seen_data, col, *unpack(x), noise)
 
-    if (method or FIT_METHOD) == "newton":
+    if method == "newton":
         keep = np.append(free, True)  # the free groups' rows and columns of the Hessian, and the bias's
         x, nit, ok = _newton_ascent(at, keep, x0, (np.log(lo), np.log(hi)), tol, max_iter)
     else:
@@ -190,14 +191,13 @@ def log_evidence(
     return _Evidence(*_touched(data, col), ridge, float(bias_ridge), noise).value
 
 
-def _touched(data: DataStats, col: np.ndarray, by_group: bool = False) -> tuple[DataStats, np.ndarray]:
+def _touched(data: DataStats, col: np.ndarray) -> tuple[DataStats, np.ndarray]:
     """The statistics and column groups of the columns some event touched (a nonzero in the data's Gram,
-    artwork sums or x . r), in group order with ``by_group`` (the Hessian then sums its groups by slices).
+    artwork sums or x . r), in group order (the Hessian then sums its groups by slices).
     The others add log ridge_j - log ridge_j = 0 to the log evidence and 0 to its gradient, so the
     evidence is computed on these alone: O(c^3 + m c^2) for c of them, not d."""
     cols = np.flatnonzero(np.any(data.xx != 0, axis=0) | np.any(data.xa != 0, axis=0) | (data.xr != 0))
-    if by_group:
-        cols = cols[np.argsort(col[cols], kind="stable")]
+    cols = cols[np.argsort(col[cols], kind="stable")]
     if cols.size == col.size and np.array_equal(cols, np.arange(col.size)):
         return data, col
     xx = data.xx[np.ix_(cols, cols)]
@@ -249,7 +249,7 @@ class _Evidence:
         col, lam, sigma, s2, r_b = self.col, self.ridge_cols, self.sigma, self.s2, self.r_b
         k = self.ridge_g.size
         b = lam * self.mu_s
-        cols = sigma * (np.outer(b, b) / s2 + 0.5 * np.outer(lam, lam) * sigma)
+        pair = sigma * (np.outer(b, b) / s2 + 0.5 * np.outer(lam, lam) * sigma)  # column x column terms
         q = self.U.T @ self.mu_a  # Sigma_sa mu_a = -Sigma q
         # sum_a Sigma_ia^2 = (Sigma U'U Sigma)_ii, |U Sigma U'|_F^2 and tr(D^-1 U Sigma U'), through
         # whichever is smaller: the m x c rows U Sigma (and their m x m products), or c x c products
@@ -266,7 +266,7 @@ class _Evidence:
         quad_aa = self.mu_a @ (self.mu_a * self.inv_d) + q @ sigma @ q  # mu_a' Sigma_aa mu_a
         frob_aa = np.sum(self.inv_d**2) + 2.0 * trace_dusu + frob_usu  # |Sigma_aa|_F^2, D^-1 + U Sigma U'
         H = np.empty((k + 1, k + 1))
-        H[:-1, :-1] = _group_sums(_group_sums(cols, col, k).T, col, k)
+        H[:-1, :-1] = _group_sums(_group_sums(pair, col, k).T, col, k)
         H[:-1, -1] = H[-1, :-1] = _group_sums(col_bias, col, k)
         H[-1, -1] = r_b**2 * (quad_aa / s2 + 0.5 * frob_aa)
         if self.noise is None:  # the profiled noise's rank-one term
