@@ -61,6 +61,34 @@ def test_the_fixed_point_is_the_maximum_of_the_plain_marginal_likelihood():
     np.testing.assert_allclose(ours, best.x, atol=2e-3)
 
 
+def _plain_gamma(fit, X, a, m, col):
+    """MacKay's sum gamma = sum_j (1 - lambda_j (Z'Z + Lambda)^-1_jj) over the columns and the artworks the
+    data touch, from the joint precision inverted as a whole."""
+    Z = np.hstack([X, np.eye(m)[a]])
+    touched = np.abs(Z).sum(axis=0) > 0
+    lam = np.concatenate([fit.group_ridge[col], np.full(m, fit.bias_ridge)])
+    inv = np.linalg.inv(Z.T @ Z + np.diag(lam))
+    return float((1.0 - lam * np.diag(inv))[touched].sum())
+
+
+@pytest.mark.parametrize(
+    ("n", "d", "m", "degenerate"), [(300, 6, 12, False), (40, 6, 60, False), (20, 30, 12, True)]
+)
+def test_a_fit_counts_its_well_determined_parameters_and_says_when_it_interpolates(n, d, m, degenerate):
+    """With fewer events than parameters (20 events, 42 parameters) the profiled evidence keeps rising as
+    the noise falls (the rewards are fitted exactly): the fit says so. Drawn from the model, with the data to
+    set them (or shrinking most of them), the fits leave most of the events to the noise."""
+    X, a, r, col = _draw(seed=0, n=n, d=d, m=m)
+    fit = fit_priors(_stats(X, a, r, m), col, np.ones(2), 1.0)
+    assert fit.events == n
+    assert fit.well_determined == pytest.approx(_plain_gamma(fit, X, a, m, col), rel=1e-8)
+    assert fit.degenerate == degenerate
+    if degenerate:
+        assert fit.noise < 1e-3 * 0.3 and n - fit.well_determined < 0.01 * n  # the true noise is 0.3
+    else:
+        assert n - fit.well_determined > 0.4 * n
+
+
 def test_with_the_noise_given_the_fit_maximizes_the_plain_marginal_likelihood_at_that_noise():
     X, a, r, col = _draw(seed=4, n=300)
     m, s2 = 12, 0.3
@@ -421,3 +449,21 @@ def test_a_refit_starts_from_the_constructors_ridges_unless_told_to_start_from_t
     again = twin.refit_priors()
     np.testing.assert_array_equal(again.group_ridge, warm.group_ridge)
     assert again.bias_ridge == warm.bias_ridge
+
+
+@pytest.mark.parametrize("name", ["linucb", "linear_ts"])
+def test_a_model_does_not_adopt_a_fit_whose_noise_went_to_zero(name):
+    """20 events for some 700 columns: the fit takes the noise to its floor; the model keeps its priors
+    and its noise. With 100 events the same refit is adopted."""
+    cat = make_catalog()
+    few = make_policy(name, seed=1).update(logged_feedback(make_events(cat, 20, seed=2), seed=2))
+    before = (few.ridge_cols_.copy(), few.bias_ridge_, few.noise_)
+    scores = few.scores(make_events(cat, 10, seed=9))
+    assert fit_priors(**few.refit_problem()).degenerate
+    assert few.refit_priors() is None
+    np.testing.assert_array_equal(few.ridge_cols_, before[0])
+    assert (few.bias_ridge_, few.noise_) == before[1:] and before[2] == INITIAL_NOISE
+    np.testing.assert_array_equal(few.scores(make_events(cat, 10, seed=9)), scores)
+    enough = make_policy(name, seed=1).update(logged_feedback(make_events(cat, 100, seed=2), seed=2))
+    fit = enough.refit_priors()
+    assert fit is not None and not fit.degenerate and enough.noise_ == fit.noise != INITIAL_NOISE

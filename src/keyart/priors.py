@@ -19,6 +19,11 @@ block precision's data part and sum w r^2), through the d x d Schur complement o
 block, so one evaluation (and the Hessian) costs O(c^3 + m c^2) for the c columns and m artworks that
 data touched (the others add nothing to the evidence), and no event is stored. Newton needs about a
 quarter of L-BFGS-B's evaluations of it on the zoo's refits (``benchmarks/bench_priors.py``).
+
+With few events the model may fit every reward exactly, and the profiled evidence then grows without bound
+as the noise goes to 0: the fit ends with the noise at ``NOISE_FLOOR``, or with sum gamma (the
+well-determined parameters) at about n, nothing left to the noise. ``Priors.degenerate`` says so, and a
+model does not adopt such a fit (``SharedModelPolicy.refit_priors``).
 """
 
 from __future__ import annotations
@@ -40,6 +45,10 @@ from keyart.learning import spd_factor_inverse, weighted_gram
 #: ``benchmarks/tune_defaults.py``, docs/simulation.md); a family with no signal is still shrunk hard.
 RIDGE_RANGE = (1e-6, 1e4)
 NOISE_FLOOR = 1e-6
+#: A fit with the noise profiled interpolates when fewer than this share of the events are left to the
+#: noise (n - sum gamma, MacKay's residual degrees of freedom): its noise is no estimate. A 20-event draw
+#: with 42 parameters left none (``tests/test_priors.py``); sound fits there leave more than 40%.
+MIN_RESIDUAL_SHARE = 0.05
 #: Families whose ridge is not learned: the intercept keeps its weak starting prior, so the artwork biases
 #: are shrunk towards the overall take rate rather than towards zero (the usual unpenalized intercept)
 UNSHRUNK_FAMILIES = frozenset({"bias"})
@@ -77,13 +86,24 @@ class DataStats:
 @dataclass(frozen=True)
 class Priors:
     """Fitted hyperparameters: one ridge per column group, the artwork biases' ridge and the noise
-    variance; ``iterations`` taken and whether the optimizer ``converged``."""
+    variance; ``iterations`` taken and whether the optimizer ``converged``; the ``events`` fitted and how
+    many parameters they determine (MacKay's sum gamma, ``well_determined``)."""
 
     group_ridge: np.ndarray
     bias_ridge: float
     noise: float
     iterations: int
     converged: bool
+    events: float = 0.0
+    well_determined: float = 0.0
+
+    @property
+    def degenerate(self) -> bool:
+        """For a fit with the noise profiled: it went to 0 (to ``NOISE_FLOOR``), or the events were spent on
+        the parameters, fewer than ``MIN_RESIDUAL_SHARE`` of them left to the noise. The evidence then has
+        no maximum to adopt."""
+        residual = self.events - self.well_determined
+        return self.events > 0 and (self.noise <= NOISE_FLOOR or residual < MIN_RESIDUAL_SHARE * self.events)
 
 
 def column_groups(feature_names: Sequence[str], d: int) -> tuple[tuple[str, ...], np.ndarray]:
@@ -175,7 +195,8 @@ def fit_priors(
         )
         x, nit, ok = result.x, int(result.nit), bool(result.success)
     g, b = unpack(x)
-    return Priors(g, b, at(x).s2, nit, ok)
+    e = at(x)
+    return Priors(g, b, e.s2, nit, ok, float(data.n), e.well_determined)
 
 
 def log_evidence(
@@ -236,6 +257,10 @@ class _Evidence:
         self.grad_g = np.bincount(col, weights=grad_cols, minlength=ridge_g.size)
         trace_aa = inv_d.sum() + np.sum(self.sigma * self.UtU)
         self.grad_b = float(0.5 * (inv_d.size - r_b * trace_aa - r_b * (mu_a @ mu_a) / s2))
+        #: sum gamma over the columns and the artworks: how many parameters the data determine
+        self.well_determined = float(
+            col.size - ridge_cols @ np.diag(self.sigma) + inv_d.size - r_b * trace_aa
+        )
 
     def hessian(self) -> np.ndarray:
         """Second derivatives in the log ridges (the groups', then the bias ridge's), O(c^3 + m c^2).

@@ -487,7 +487,9 @@ class SharedModelPolicy(Policy):
 
     def refit_priors(self, restart: bool = False, tol: float | None = None) -> Priors | None:
         """Fit the priors (and the noise, ``_learns_noise``) to the data learned so far by empirical Bayes
-        and adopt them; the data part of the model is unchanged. None (nothing changes) before any data.
+        and adopt them; the data part of the model is unchanged. None (nothing changes) before any data,
+        and when the fit is degenerate (``Priors.degenerate``: the data, too few for the parameters, let
+        the profiled noise fall to 0; the priors stay until a later refit has the data to set them).
         It starts from the constructor's ``ridge`` and ``bias_ridge`` (``refit_restart``, or ``restart``
         for this fit alone), so the result depends on the data alone (two models holding the same data,
         however they got it, end with the same priors: ``keyart train`` and its merges), else from the
@@ -495,6 +497,8 @@ class SharedModelPolicy(Policy):
         if self.post_ is None or self.n_ <= 0:
             return None
         fit = fit_priors(**self.refit_problem(restart, tol))
+        if self._learns_noise and fit.degenerate:
+            return None
         p, ridge_cols = self.post_, fit.group_ridge[self.column_group_]
         ratio = fit.bias_ridge / self.bias_ridge_
         self.post_ = BlockGaussian(
