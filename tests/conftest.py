@@ -1,4 +1,5 @@
-"""Test session set-up: one BLAS thread per process, and the quick demo run that the demo's tests share.
+"""Test session set-up: one BLAS thread per process; the quick demo run that the demo's tests share,
+started in the background; under pytest-xdist, one worker for the tests that share an expensive fixture.
 
 keyart's matrices are small (d ~ 165); a multi-threaded BLAS on a shared 2-core machine spends far more
 time synchronizing than computing (a 165 x 165 Cholesky went from 2 ms to 100 ms), so the tests pin it,
