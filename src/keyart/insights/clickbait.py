@@ -32,11 +32,11 @@ from dataclasses import dataclass
 
 import numpy as np
 from scipy import stats
-from scipy.stats.contingency import odds_ratio as _odds_ratio
 
 from keyart.errors import ValidationError
 from keyart.evaluation.intervals import _wilson
 from keyart.insights.data import InsightLogs
+from keyart.insights.oddsratio import conditional_odds_ratio, lower_tail
 
 
 @dataclass(frozen=True)
@@ -80,7 +80,7 @@ def odds_ratio_p_values(
     """One-sided exact p-values of "the artwork's odds ratio is at least ``bar``", vectorized: the lower
     tail of its quality plays given its plays and its title's plays and quality plays (Fisher's
     noncentral hypergeometric distribution with odds ``bar``)."""
-    return np.asarray(stats.nchypergeom_fisher.cdf(quality, title_plays, plays, title_quality, bar), float)
+    return lower_tail(quality, title_plays, plays, title_quality, bar)
 
 
 def _honest_totals(
@@ -171,9 +171,8 @@ def clickbait_of(
         cells, base_p.tolist(), base_q.tolist(), pv.tolist(), qv.tolist(), flag.tolist(), strict=True
     ):
         r, lo, hi = _ratio_interval(q, p, bq - q, bp - p, z)
-        table = [[q, p - q], [bq - q, (bp - p) - (bq - q)]]
-        res = _odds_ratio(table, kind="conditional")
-        ci = res.confidence_interval(1 - alpha)
+        table = np.array([[q, p - q], [bq - q, (bp - p) - (bq - q)]])
+        mle, mle_lo, mle_hi = conditional_odds_ratio(table, 1 - alpha)
         out.append(
             Clickbait(
                 t,
@@ -187,9 +186,9 @@ def clickbait_of(
                 r,
                 lo,
                 hi,
-                float(res.statistic),
-                float(ci.low),
-                float(ci.high),
+                mle,
+                mle_lo,
+                mle_hi,
                 pval,
                 qval,
                 bool(f),
