@@ -6,6 +6,9 @@ every size the clickbait detector meets, including empty cells, rows and columns
 from __future__ import annotations
 
 import math
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -65,3 +68,17 @@ def test_lower_tail_equals_scipys_cdf_including_tiny_p_values() -> None:
     tiny = lower_tail(np.array([0]), np.array([2_000]), np.array([400]), np.array([600]), 0.5)
     assert 0 < tiny[0] < 1e-30
     assert tiny[0] == pytest.approx(stats.nchypergeom_fisher.cdf(0, 2_000, 400, 600, 0.5), rel=1e-9)
+
+
+def test_the_benchmark_runs_and_agrees_with_scipy() -> None:
+    bench = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_oddsratio.py"
+    done = subprocess.run(
+        [sys.executable, str(bench), "--pages", "800", "--rounds", "1"],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "x scipy" in done.stdout
+    worst = float(done.stdout.rsplit("scipy (MLE and interval ends): ", 1)[1])
+    assert worst < 1e-8

@@ -7,8 +7,9 @@ max(0, N - (M - n)) <= k <= min(n, N), for M in all, n in the first row, N in th
 E[X] = x; the exact interval inverts the two one-sided tail tests (Cornfield; what
 ``scipy.stats.contingency.odds_ratio(table, kind="conditional")`` computes, and what this module is tested
 equal to). Here the distribution is evaluated on its whole support at once, from log weights, and the
-roots are found in log psi: scipy evaluates it term by term per call, about 80 ms per table, which made
-the clickbait detector's intervals most of its time.
+roots are found in log psi: scipy evaluates it term by term per call, which made the clickbait
+detector's intervals most of its time (``benchmarks/bench_oddsratio.py``: 75 ms per table against 0.9 ms
+here, on the tables of 24,000 pages of an insights world).
 """
 
 from __future__ import annotations
