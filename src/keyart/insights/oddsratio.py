@@ -40,21 +40,18 @@ class FisherNoncentral:
 
     def cdf(self, x: int, t: float) -> float:
         """P(X <= x) at log odds ratio ``t``."""
-        if x < self.lo:
-            return 0.0
-        if x >= self.hi:
-            return 1.0
-        e = self._weights(t)
-        return float(e[: x - self.lo + 1].sum() / e.sum())
+        return self._tail(x, t, upper=False)
 
     def sf(self, x: int, t: float) -> float:
         """P(X > x) at log odds ratio ``t``."""
-        if x < self.lo:
-            return 1.0
-        if x >= self.hi:
-            return 0.0
+        return self._tail(x, t, upper=True)
+
+    def _tail(self, x: int, t: float, upper: bool) -> float:
+        if x < self.lo or x >= self.hi:  # the whole support on one side of x
+            return float((x < self.lo) == upper)
         e = self._weights(t)
-        return float(e[x - self.lo + 1 :].sum() / e.sum())
+        cut = x - self.lo + 1
+        return float((e[cut:] if upper else e[:cut]).sum() / e.sum())
 
     def mean(self, t: float) -> float:
         """E[X] at log odds ratio ``t``."""
