@@ -1,7 +1,7 @@
 """``keyart.insights.oddsratio`` against scipy, its reference: the conditional MLE odds ratio and its exact
 interval (``scipy.stats.contingency.odds_ratio(kind="conditional")``), and the lower tail of Fisher's
 noncentral hypergeometric distribution (``scipy.stats.nchypergeom_fisher.cdf``), on seeded random tables of
-every size the clickbait detector meets, including empty cells, rows and columns."""
+every size the clickbait detector meets (up to 1,500 a cell), including empty cells, rows and columns."""
 
 from __future__ import annotations
 
@@ -30,7 +30,7 @@ def _tables(seed: int, count: int) -> list[np.ndarray]:
     rng = np.random.default_rng(seed)
     out = []
     for i in range(count):
-        t = rng.integers(0, rng.choice([3, 12, 60, 400, 3_000]), (2, 2))
+        t = rng.integers(0, rng.choice([3, 12, 60, 400, 1_500]), (2, 2))
         if i % 4 == 0:  # an empty cell
             t[rng.integers(2), rng.integers(2)] = 0
         if i % 9 == 0:  # an empty row or column
@@ -41,7 +41,7 @@ def _tables(seed: int, count: int) -> list[np.ndarray]:
 
 @pytest.mark.parametrize("confidence", [0.95, 0.99, 0.5])
 def test_conditional_odds_ratio_and_interval_equal_scipys(confidence: float) -> None:
-    for table in _tables(int(confidence * 100), 60):
+    for table in _tables(int(confidence * 100), 40):
         res = odds_ratio(table, kind="conditional")
         ci = res.confidence_interval(confidence)
         _same(
