@@ -28,6 +28,8 @@ _LIMITS = threadpool_limits(limits=1)
 #: What the README runs (in its quick form, ``tests/test_readme_commands.py``), and the seed it defaults to.
 QUICK_DEMO = ("demo", "--quick")
 QUICK_DEMO_SEED = 0
+#: The console entry point beside this Python, as the README runs it.
+KEYART = Path(sys.executable).with_name("keyart")
 
 
 #: The quick demo started in the background, in the process that started it (waited for at its end).
@@ -117,10 +119,13 @@ def _start_quick_demo(config: pytest.Config, items: list[pytest.Item]) -> None:
     that read it to the end, so that it runs beside other tests instead of holding a worker (and another
     worker waiting for it) idle. The first process to get here starts it, holding the lock that
     ``quick_demo`` takes; the child inherits it, so ``quick_demo`` waits until the demo has ended."""
-    readers = [item for item in items if "quick_demo" in getattr(item, "fixturenames", ())]
-    if not readers or config.option.collectonly:
+    reads = [("quick_demo" in getattr(item, "fixturenames", ())) for item in items]
+    if not any(reads) or config.option.collectonly:
         return
-    items[:] = [item for item in items if item not in readers] + readers  # the same order in every worker
+    # the same order in every worker: the others as collected, then the readers as collected
+    items[:] = [i for i, r in zip(items, reads, strict=True) if not r] + [
+        i for i, r in zip(items, reads, strict=True) if r
+    ]
     shared = _quick_demo_dir(config)
     with open(shared / "start", "a") as start:  # one process starts it; the others go on at once
         fcntl.flock(start, fcntl.LOCK_EX)
@@ -128,8 +133,7 @@ def _start_quick_demo(config: pytest.Config, items: list[pytest.Item]) -> None:
             return
         with open(shared / "lock", "w") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)
-            keyart = Path(sys.executable).with_name("keyart")
-            command = f"{shlex.quote(str(keyart))} {shlex.join(QUICK_DEMO)} > stdout.tmp 2> stderr.txt"
+            command = f"{shlex.join([str(KEYART), *QUICK_DEMO])} > stdout.tmp 2> stderr.txt"
             _DEMO_RUN.append(
                 subprocess.Popen(
                     ["sh", "-c", f"{command} && mv stdout.tmp stdout.txt"],
@@ -158,9 +162,8 @@ def quick_demo(pytestconfig: pytest.Config) -> tuple[Path, str]:
         if not printed.exists():
             failed = shared / "stderr.txt"
             assert not failed.exists(), f"the background demo failed: {failed.read_text()[-2000:]}"
-            keyart = Path(sys.executable).with_name("keyart")
             proc = subprocess.run(
-                [str(keyart), *QUICK_DEMO], cwd=shared, capture_output=True, text=True, timeout=1800
+                [str(KEYART), *QUICK_DEMO], cwd=shared, capture_output=True, text=True, timeout=1800
             )
             assert proc.returncode == 0, proc.stderr[-2000:]
             printed.write_text(proc.stdout)
