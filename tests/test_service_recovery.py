@@ -10,8 +10,10 @@ import os
 import re
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable
+from multiprocessing import Pipe
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +25,7 @@ from keyart.policies import make_policy
 from keyart.service import snapshots
 from keyart.service.config import ServiceConfig
 from keyart.service.learner import Learner
-from keyart.service.server import Announcer
+from keyart.service.server import Announcer, answered
 from test_service_support import AUTH, LocalServer, ServiceProcess, make_config, page_body, prepare
 
 T0 = 1_700_000_000.0
@@ -278,6 +280,30 @@ def test_serve_exits_non_zero_when_its_workers_cannot_start(tmp_path: Path) -> N
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=300)  # before: exit status 0
     assert done.returncode == 3, done.stderr[-2000:]
     assert "stopped on a failure (exit status 3)" in done.stderr
+
+
+def test_a_health_check_ends_when_the_worker_exits_unanswered() -> None:
+    """uvicorn keeps both ends of the check's pipe, so only the worker's exit (its sentinel) can end the
+    wait for an answer that will never come; an answer, or the timeout, ends it otherwise."""
+    parent, child = Pipe()
+    exited, alive = os.pipe()  # the read end stands for a process sentinel: readable once it exits
+    try:
+        parent.send(b"ping")
+        answer = threading.Thread(target=lambda: (child.recv(), child.send(True)))
+        answer.start()
+        assert answered(parent, exited, timeout=300)
+        answer.join()
+        assert not answered(parent, exited, timeout=0.01)  # no answer: the timeout ends it
+        parent.send(b"ping")
+        os.close(alive)
+        alive = -1
+        t0 = time.monotonic()
+        assert not answered(parent, exited, timeout=300)
+        assert time.monotonic() - t0 < 150  # the exit ended it, not the timeout
+    finally:
+        os.close(exited)
+        if alive >= 0:
+            os.close(alive)
 
 
 def test_serve_refuses_an_unreadable_catalog_at_once(tmp_path: Path) -> None:

@@ -12,8 +12,9 @@
   ``timeout_worker_healthcheck`` (5 s by default) and starts another, which on a slow start does the
   same. The check is answered by a thread of the worker, so it fails only while the worker cannot run
   Python at all (the GIL held through a long ``dlopen`` of a big extension on a loaded machine); it is
-  given ``HEALTHCHECK_SECONDS`` here. The price: a worker that dies just as it is checked is noticed only
-  after that time (uvicorn keeps both ends of the check's pipe, so it waits for the answer).
+  given ``HEALTHCHECK_SECONDS`` here. uvicorn keeps both ends of the check's pipe, so its check of a
+  worker that dies just as it is checked would wait out that time; here the check also wakes on the
+  worker's exit (``answered``), so a failed start ends ``keyart serve`` at once.
 - **Start-up line.** Once ``/readyz`` answers (a worker answers only after its model is loaded and
   warm), one line names the URL, the workers, the policy, the model generation and the state directory.
 """
@@ -24,11 +25,13 @@ import contextlib
 import importlib.util
 import inspect
 import json
+import pickle
 import sys
 import threading
 import time
 import urllib.request
 from collections.abc import Iterator
+from multiprocessing.connection import Connection, wait
 from typing import Any
 
 #: Seconds a worker may take to answer uvicorn's health check before it is killed (and replaced).
@@ -70,6 +73,19 @@ def _options(host: str, port: int, workers: int, log_level: str) -> dict[str, An
     return options
 
 
+def answered(conn: Connection, sentinel: int, timeout: float) -> bool:
+    """Whether the answer to a health check sent on ``conn`` arrives within ``timeout`` seconds: False as
+    soon as the worker whose process ``sentinel`` this is has exited without answering."""
+    try:
+        ready = wait([conn, sentinel], timeout)
+        if conn in ready and conn.poll(0):
+            conn.recv()
+            return True
+    except (OSError, EOFError, pickle.UnpicklingError):
+        pass
+    return False
+
+
 def run_server(
     app: str, host: str, port: int, workers: int, log_level: str, announce: Announcer | None = None
 ) -> int:
@@ -77,7 +93,7 @@ def run_server(
     the exit status: 0 when SIGINT/SIGTERM stopped it, 3 when it stopped on a failure."""
     import uvicorn
     from uvicorn.config import STARTUP_FAILURE
-    from uvicorn.supervisors import Multiprocess
+    from uvicorn.supervisors.multiprocess import Multiprocess, Process
 
     config = uvicorn.Config(app, **_options(host, port, workers, log_level))
     sock = config.bind_socket()
@@ -89,10 +105,27 @@ def run_server(
             server.run(sockets=[sock])
             return 0 if server.started else STARTUP_FAILURE
 
+        class Watched(Process):
+            """A worker whose health check ends when the worker exits (``answered``)."""
+
+            def ping(self, timeout: float = 5) -> bool:
+                try:
+                    self.parent_conn.send(b"ping")
+                except OSError:
+                    return False
+                return answered(self.parent_conn, self.process.sentinel, timeout)
+
         class Workers(Multiprocess):
-            """uvicorn's worker supervisor, remembering whether a signal asked it to stop."""
+            """uvicorn's worker supervisor, remembering whether a signal asked it to stop, with its workers
+            checked as ``Watched`` (uvicorn makes them; they are recast before each round of checks)."""
 
             asked_to_stop = False
+
+            def keep_subprocess_alive(self) -> None:
+                for process in self.processes:
+                    if type(process) is Process:
+                        process.__class__ = Watched
+                super().keep_subprocess_alive()
 
             def handle_int(self) -> None:
                 self.asked_to_stop = True
@@ -173,4 +206,4 @@ def _loop() -> str:
     return "uvloop"
 
 
-__all__ = ["HEALTHCHECK_SECONDS", "Announcer", "lean_spawn", "run_server"]
+__all__ = ["HEALTHCHECK_SECONDS", "Announcer", "answered", "lean_spawn", "run_server"]
