@@ -121,6 +121,14 @@ VARIANTS: dict[str, Variant] = {
     "eb-all-lag-lbfgs": Variant(
         "linucb", {"covariance_refresh": 0.1}, features={"crosses": "all"}, fit_method="lbfgs"
     ),
+    # upper confidence bound on the logistic model's logit (keyart.policies.logistic.LogisticUCB)
+    "lucb-all-lag": Variant("logistic_ucb", {"covariance_refresh": 0.1}, features={"crosses": "all"}),
+    "lucb-all-lag-a0.5": Variant(
+        "logistic_ucb", {"alpha": 0.5, "covariance_refresh": 0.1}, features={"crosses": "all"}
+    ),
+    "lucb-all-lag-a0.25": Variant(
+        "logistic_ucb", {"alpha": 0.25, "covariance_refresh": 0.1}, features={"crosses": "all"}
+    ),
     "ts-eb-all-lag": Variant(
         "linear_ts", {"mc_points": 512, "covariance_refresh": 0.1}, features={"crosses": "all"}
     ),

@@ -131,3 +131,16 @@ def test_tune_defaults_keeps_and_reuses_runs(tmp_path, capsys):
     again = capsys.readouterr().out
     assert "2 runs reused" in again and len(results.read_text().splitlines()) == 2
     assert first[first.index("share of oracle") :] == again[again.index("share of oracle") :]
+
+
+def test_the_ceiling_benchmark_fits_both_scales_and_refuses_held_out_worlds(capsys):
+    import bench_ceiling
+
+    with pytest.raises(SystemExit):
+        bench_ceiling.main(["--worlds", "1000000"])
+    assert "development seeds only" in capsys.readouterr().err
+    row = bench_ceiling.ceiling(3, 60, 40, dict(bench_worlds.QUICK_OVERRIDES))
+    assert 0.0 < row["random"] < 1.0 and row["d"] > 0
+    for scale in ("linear", "logit", "history"):
+        assert row["random"] < row[scale] <= 1.0 + 1e-12  # fitted on the truth: better than a coin
+    assert row["logit - linear"] == row["logit"] - row["linear"]

@@ -208,7 +208,9 @@ def test_selection_is_sticky_within_a_period(name, catalog):
     assert len(set(shown)) > 1  # with a floor of 0.5 the member does get explored across periods
 
 
-@pytest.mark.parametrize("name", ["epsilon_greedy", "softmax", "linucb", "linear_ts", "logistic_ts"])
+@pytest.mark.parametrize(
+    "name", ["epsilon_greedy", "softmax", "linucb", "linear_ts", "logistic_ts", "logistic_ucb"]
+)
 def test_contextual_policies_learn_a_shared_preference(name):
     """Rewards depend on theme match; trained on some titles, the policy prefers the match on others."""
     cat = make_catalog(n_titles=30, pool=6, seed=3)
@@ -232,6 +234,43 @@ def test_contextual_policies_learn_a_shared_preference(name):
     best = np.where(test.mask, match, -1).max(axis=1).mean()
     rand = ((match * test.mask).sum(axis=1) / test.pool_sizes).mean()
     assert expected > rand + 0.7 * (best - rand)
+
+
+def test_logistic_ucb_takes_the_highest_bound_of_the_model_logistic_ts_learns():
+    """logistic_ucb and logistic_ts learn one model (the same Laplace posterior from the same events); the
+    UCB's choice is the candidate with the highest mean logit + alpha sd, computed here from the posterior
+    on the materialized rows, and with alpha > 0 it departs from the greedy choice where the bound says."""
+    cat = make_catalog(n_titles=30, pool=6, seed=3)
+    batch = make_events(cat, 800, seed=5)
+    rng = np.random.default_rng(2)
+    chosen = rng.integers(0, batch.pool_sizes)
+    reward = (rng.random(batch.n) < 0.05 + 0.3 * (chosen == 0)).astype(float)
+    feedback = LoggedFeedback(batch, chosen, 1.0 / batch.pool_sizes, reward)
+    lts = make_policy("logistic_ts", seed=1).update(feedback)
+    test = make_events(cat, 400, seed=9)
+    rows = None
+    departed = 0
+    for alpha in (0.0, 1.0):
+        ucb = make_policy("logistic_ucb", seed=1, alpha=alpha, floor=0.0).update(feedback)
+        post = ucb.posterior_
+        np.testing.assert_array_equal(post.theta, lts.posterior_.theta)
+        np.testing.assert_array_equal(post.sigma, lts.posterior_.sigma)
+        rows = ucb.index_.rows(np.asarray(test.artwork_ids, dtype=object))
+        X = test.X
+        known = rows >= 0
+        safe = np.maximum(rows, 0)
+        Z = X - post.U[safe] * known[..., None]
+        var = np.einsum("nkd,de,nke->nk", Z, post.sigma, Z) + np.where(known, post.inv_d[safe], 1.0 / ucb.bias_ridge_)
+        mean = X @ post.theta + np.where(known, post.beta[safe], 0.0)
+        bound = np.where(test.mask, mean + alpha * np.sqrt(var), -np.inf)
+        p = ucb.probabilities(test)
+        np.testing.assert_allclose(p.sum(axis=1), 1.0)
+        np.testing.assert_array_equal(p.argmax(axis=1), bound.argmax(axis=1))
+        greedy = np.where(test.mask, mean, -np.inf).argmax(axis=1)
+        departed = int((p.argmax(axis=1) != greedy).sum())
+        if alpha == 0.0:
+            assert departed == 0
+    assert departed > 0
 
 
 def test_thompson_monte_carlo_meets_its_documented_bound():
@@ -503,7 +542,7 @@ def test_unknown_policy_and_bad_parameters():
         )
 
 
-@pytest.mark.parametrize("name", ["beta_ts", "greedy", "linucb", "logistic_ts"])
+@pytest.mark.parametrize("name", ["beta_ts", "greedy", "linucb", "logistic_ts", "logistic_ucb"])
 def test_retiring_an_artwork(name, catalog, batch):
     policy = trained(make_policy(name, seed=1), catalog)
     victim = "t0-a0"
@@ -522,7 +561,7 @@ def test_retiring_an_artwork(name, catalog, batch):
 
 
 @pytest.mark.parametrize(
-    "name", ["greedy", "beta_ts", "epsilon_greedy", "linucb", "linear_ts", "logistic_ts"]
+    "name", ["greedy", "beta_ts", "epsilon_greedy", "linucb", "linear_ts", "logistic_ts", "logistic_ucb"]
 )
 def test_forgetting_weighs_the_later_events_of_a_batch_more(name, catalog):
     """With a half-life, the events of one batch are weighed in order: the same events with the good and
@@ -611,7 +650,7 @@ def test_thompson_probabilities_of_a_row_do_not_depend_on_the_rest_of_the_batch(
     np.testing.assert_allclose(mixed.sum(axis=1), 1.0)
 
 
-SHARED = ["epsilon_greedy", "linucb", "linear_ts", "logistic_ts"]
+SHARED = ["epsilon_greedy", "linucb", "linear_ts", "logistic_ts", "logistic_ucb"]
 
 
 @pytest.mark.parametrize("name", SHARED)

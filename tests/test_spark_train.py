@@ -41,7 +41,7 @@ def _assert_same_model(got, expected) -> None:
 DECLARED = FeatureConfig(crosses=())
 
 LEARNING = [
-    pytest.param(name, marks=pytest.mark.slow) if name == "logistic_ts" else name
+    pytest.param(name, marks=pytest.mark.slow) if name.startswith("logistic") else name
     for name in sorted(POLICIES)
     if name != "uniform"
 ]

@@ -8,8 +8,8 @@ probability of the shown artwork. ``update`` learns from a batch of ``keyart.fee
 Modules: ``base`` (the ``Policy`` protocol, snapshots, model-row lookups), ``registry`` (``POLICIES``,
 ``make_policy``, ``restore_policy``, ``load_policy``), ``counts`` (``uniform``, ``greedy``, ``beta_ts``),
 ``shared`` (the shared contextual model and its hook, ``SharedModelPolicy._distribution_from_model``),
-``linear`` (the ridge model: ``epsilon_greedy``, ``softmax``, ``linucb``), ``thompson`` (``linear_ts``,
-``logistic_ts`` and the Thompson machinery).
+``linear`` (the ridge model: ``epsilon_greedy``, ``softmax``, ``linucb``), ``logistic`` (the logistic
+model: ``logistic_ucb``), ``thompson`` (``linear_ts``, ``logistic_ts`` and the Thompson machinery).
 
 ``Decision``, ``DecisionBatch``, ``LoggedFeedback`` and ``decision_id`` live in ``keyart.feedback``; their
 old path here still works for one release, with a ``DeprecationWarning``.
@@ -21,6 +21,7 @@ import keyart.feedback as _feedback
 from keyart.policies.base import SNAPSHOT_FORMAT, Policy, RowCache, batch_rows
 from keyart.policies.counts import BetaThompson, GreedyBandit, UniformPolicy, beta_max_probabilities
 from keyart.policies.linear import EpsilonGreedy, LinUCB, RidgePolicy, Softmax
+from keyart.policies.logistic import LogisticModel, LogisticUCB
 from keyart.policies.registry import POLICIES, load_policy, make_policy, restore_policy
 from keyart.policies.shared import LEGACY_FEATURES, SharedModelPolicy, model_features
 from keyart.policies.thompson import (
@@ -42,7 +43,9 @@ __all__ = [
     "GreedyBandit",
     "LinUCB",
     "LinearThompson",
+    "LogisticModel",
     "LogisticThompson",
+    "LogisticUCB",
     "Policy",
     "RidgePolicy",
     "RowCache",

@@ -17,6 +17,7 @@ from keyart.errors import SnapshotError, ValidationError
 from keyart.policies.base import SNAPSHOT_FORMAT, Policy
 from keyart.policies.counts import BetaThompson, GreedyBandit, UniformPolicy
 from keyart.policies.linear import EpsilonGreedy, LinUCB, Softmax
+from keyart.policies.logistic import LogisticUCB
 from keyart.policies.thompson import LinearThompson, LogisticThompson
 
 POLICIES: dict[str, type[Policy]] = {
@@ -30,6 +31,7 @@ POLICIES: dict[str, type[Policy]] = {
         LinUCB,
         LinearThompson,
         LogisticThompson,
+        LogisticUCB,
     )
 }
 

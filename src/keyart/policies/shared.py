@@ -4,7 +4,7 @@
 ``keyart.learning``), its lifecycle (retire, warm start) and its state; a policy of this family says only
 how the model turns into choice probabilities, through one hook, ``_distribution_from_model``. How the
 model learns is the other half: ``keyart.policies.linear.RidgePolicy`` (conjugate, from additive
-``LinearStats``) or a subclass's own ``_learn`` (``LogisticThompson``: a Newton fit per update).
+``LinearStats``) or a subclass's own ``_learn`` (``LogisticModel``: a Newton fit per update).
 
 Writing a new shared-model policy::
 

@@ -39,8 +39,8 @@ from keyart.logistic import _loglik, logistic_partition_sums, newton_from_prior
 from keyart.policies import Policy
 from keyart.policies.counts import UniformPolicy, _PerArtworkCounts
 from keyart.policies.linear import RidgePolicy
+from keyart.policies.logistic import LogisticModel
 from keyart.policies.shared import SharedModelPolicy, refit_points
-from keyart.policies.thompson import LogisticThompson
 from keyart.rewards import ATTRIBUTION_WINDOW_SECONDS, QUALITY_SECONDS, JoinReport, QualityRule, RewardTable
 from keyart.spark.io import arrow_table, read_events
 from keyart.spark.join import join_range
@@ -278,7 +278,7 @@ def fit_logistic(
 
 
 def _learn_logistic(
-    policy: LogisticThompson, numbered: DataFrame, n: int, names: Sequence[str], config: FeatureConfig
+    policy: LogisticModel, numbered: DataFrame, n: int, names: Sequence[str], config: FeatureConfig
 ) -> None:
     """``SharedModelPolicy.update_partitions`` of a fresh logistic model on the numbered rows: a Newton
     fit per stretch between refit points (learned priors) or one fit (fixed priors), the priors refitted
@@ -313,7 +313,7 @@ def check_trainable(policy: Policy) -> None:
         raise ValidationError(
             f"A {policy.name} with half_life weighs events by their order: train it with keyart train."
         )
-    if not isinstance(policy, UniformPolicy | _PerArtworkCounts | RidgePolicy | LogisticThompson):
+    if not isinstance(policy, UniformPolicy | _PerArtworkCounts | RidgePolicy | LogisticModel):
         raise ValidationError(f"{policy.name} has no training from partition sums on Spark.")
 
 
@@ -339,7 +339,7 @@ def train_rows(
         try:
             if isinstance(policy, RidgePolicy):
                 _learn_linear(policy, tree_sum(linear_sums(rows, broadcast)), names, config)
-            elif isinstance(policy, LogisticThompson):
+            elif isinstance(policy, LogisticModel):
                 numbered = _numbered(rows, broadcast)
                 try:
                     _learn_logistic(policy, numbered, n, names, config)

@@ -18,6 +18,7 @@ POLICY_SUITE: dict[str, tuple[str, dict[str, Any]]] = {
     "Epsilon-greedy": ("epsilon_greedy", {"epsilon": 0.05}),
     "Linear TS": ("linear_ts", {"mc_points": 512}),
     "Logistic TS": ("logistic_ts", {"mc_points": 512}),
+    "Logistic UCB": ("logistic_ucb", {}),
 }
 NON_CONTEXTUAL = frozenset({"Random", "Bandit", "Bandit (Thompson)"})
 
