@@ -248,7 +248,6 @@ def test_logistic_ucb_takes_the_highest_bound_of_the_model_logistic_ts_learns():
     feedback = LoggedFeedback(batch, chosen, 1.0 / batch.pool_sizes, reward)
     lts = make_policy("logistic_ts", seed=1).update(feedback)
     test = make_events(cat, 400, seed=9)
-    rows = None
     departed = 0
     for alpha in (0.0, 1.0):
         ucb = make_policy("logistic_ucb", seed=1, alpha=alpha, floor=0.0).update(feedback)
@@ -260,7 +259,8 @@ def test_logistic_ucb_takes_the_highest_bound_of_the_model_logistic_ts_learns():
         known = rows >= 0
         safe = np.maximum(rows, 0)
         Z = X - post.U[safe] * known[..., None]
-        var = np.einsum("nkd,de,nke->nk", Z, post.sigma, Z) + np.where(known, post.inv_d[safe], 1.0 / ucb.bias_ridge_)
+        unknown = 1.0 / ucb.bias_ridge_
+        var = np.einsum("nkd,de,nke->nk", Z, post.sigma, Z) + np.where(known, post.inv_d[safe], unknown)
         mean = X @ post.theta + np.where(known, post.beta[safe], 0.0)
         bound = np.where(test.mask, mean + alpha * np.sqrt(var), -np.inf)
         p = ucb.probabilities(test)
