@@ -23,7 +23,7 @@ from keyart.policies.counts import BetaThompson, GreedyBandit, UniformPolicy, be
 from keyart.policies.linear import EpsilonGreedy, LinUCB, RidgePolicy, Softmax
 from keyart.policies.logistic import LogisticModel, LogisticUCB
 from keyart.policies.registry import POLICIES, load_policy, make_policy, restore_policy
-from keyart.policies.shared import LEGACY_FEATURES, SharedModelPolicy, model_features
+from keyart.policies.shared import LEGACY_FEATURES, SharedModelPolicy, UpperConfidenceBound, model_features
 from keyart.policies.thompson import (
     NORMALS_BLOCK,
     LinearThompson,
@@ -53,6 +53,7 @@ __all__ = [
     "Softmax",
     "ThompsonPolicy",
     "UniformPolicy",
+    "UpperConfidenceBound",
     "batch_rows",
     "beta_max_probabilities",
     "load_policy",

@@ -18,12 +18,12 @@ import numpy as np
 
 from keyart.batch import CandidateBatch
 from keyart.errors import ValidationError
-from keyart.exploration import epsilon_greedy_distribution, greedy_distribution, softmax_distribution
+from keyart.exploration import epsilon_greedy_distribution, softmax_distribution
 from keyart.feedback import LoggedFeedback
 from keyart.learning import BlockGaussian, LinearStats
 from keyart.params import Interval
 from keyart.policies.base import Policy
-from keyart.policies.shared import SharedModelPolicy, refit_points
+from keyart.policies.shared import SharedModelPolicy, UpperConfidenceBound, refit_points
 
 
 class RidgePolicy(SharedModelPolicy):
@@ -134,20 +134,12 @@ class Softmax(RidgePolicy):
         return softmax_distribution(mean, batch.mask, self.temperature), mean
 
 
-class LinUCB(RidgePolicy):
+class LinUCB(UpperConfidenceBound, RidgePolicy):
     """LinUCB (Li et al. 2010, hybrid form): the highest mean + alpha * posterior standard deviation (the
     noise level included: with learned priors, alpha is in units of the score's own uncertainty)."""
 
     name = "linucb"
     _parameter_constraints: ClassVar[dict[str, Any]] = {
         **RidgePolicy._parameter_constraints,
-        "alpha": Interval(0, None),
+        **UpperConfidenceBound._parameter_constraints,
     }
-
-    def __init__(self, *, seed: int, alpha: float = 1.0, **kwargs: Any) -> None:
-        self.alpha = alpha
-        super().__init__(seed=seed, **kwargs)
-
-    def _distribution_from_model(self, batch: CandidateBatch) -> tuple[np.ndarray, np.ndarray]:
-        mean, sd = self._mean_and_sd(batch)
-        return greedy_distribution(mean + self.alpha * sd, batch.mask), mean

@@ -12,17 +12,14 @@ artworks than one on the probability scale, docs/simulation.md). Its policies: `
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any, ClassVar
+from typing import Any
 
 import numpy as np
 
-from keyart.batch import CandidateBatch
 from keyart.errors import SnapshotError
-from keyart.exploration import greedy_distribution
 from keyart.feedback import LoggedFeedback
 from keyart.logistic import fit_logistic
-from keyart.params import Interval
-from keyart.policies.shared import SharedModelPolicy
+from keyart.policies.shared import SharedModelPolicy, UpperConfidenceBound
 
 
 class LogisticModel(SharedModelPolicy):
@@ -88,22 +85,10 @@ class LogisticModel(SharedModelPolicy):
         self.shown_ = shown
 
 
-class LogisticUCB(LogisticModel):
+class LogisticUCB(UpperConfidenceBound, LogisticModel):
     """Upper confidence bound on the logit: the candidate with the highest posterior mean logit plus
     ``alpha`` posterior standard deviations (Laplace), ties and the floor as ``linucb``'s. A generalized
     linear bandit's optimism (Filippi et al. 2010, "Parametric bandits: the generalized linear case"),
     with the link's monotonicity: the highest bound on the logit is the highest on the probability."""
 
     name = "logistic_ucb"
-    _parameter_constraints: ClassVar[dict[str, Any]] = {
-        **SharedModelPolicy._parameter_constraints,
-        "alpha": Interval(0, None),
-    }
-
-    def __init__(self, *, seed: int, alpha: float = 1.0, **kwargs: Any) -> None:
-        self.alpha = alpha
-        super().__init__(seed=seed, **kwargs)
-
-    def _distribution_from_model(self, batch: CandidateBatch) -> tuple[np.ndarray, np.ndarray]:
-        mean, sd = self._mean_and_sd(batch)
-        return greedy_distribution(mean + self.alpha * sd, batch.mask), mean

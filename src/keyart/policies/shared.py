@@ -27,6 +27,7 @@ import numpy as np
 from keyart.basis import candidate_vectors
 from keyart.batch import CandidateBatch
 from keyart.errors import DimensionError, SnapshotError, UnknownIdError, ValidationError
+from keyart.exploration import greedy_distribution
 from keyart.feedback import LoggedFeedback
 from keyart.kron import kron_plan
 from keyart.layout import FeatureConfig
@@ -677,3 +678,22 @@ def _split_events(
             rest.insert(0, fb.take(np.arange(count, fb.n)))
             count = 0
     return head, rest
+
+
+class UpperConfidenceBound(SharedModelPolicy):
+    """All but the floor on the candidate with the highest posterior mean score plus ``alpha`` posterior
+    standard deviations (``linucb`` on the ridge model, ``logistic_ucb`` on the logit): mixed in before
+    the model's class."""
+
+    _parameter_constraints: ClassVar[dict[str, Any]] = {
+        **SharedModelPolicy._parameter_constraints,
+        "alpha": Interval(0, None),
+    }
+
+    def __init__(self, *, seed: int, alpha: float = 1.0, **kwargs: Any) -> None:
+        self.alpha = alpha
+        super().__init__(seed=seed, **kwargs)
+
+    def _distribution_from_model(self, batch: CandidateBatch) -> tuple[np.ndarray, np.ndarray]:
+        mean, sd = self._mean_and_sd(batch)
+        return greedy_distribution(mean + self.alpha * sd, batch.mask), mean
