@@ -35,6 +35,7 @@ BENCH_DIR = str(Path(__file__).resolve().parent)
 if BENCH_DIR not in sys.path:
     sys.path.insert(0, BENCH_DIR)
 
+from bench_worlds import QUICK_OVERRIDES  # noqa: E402
 from keyart.simulation.experiments import format_table  # noqa: E402
 from keyart.simulation.zoo import DEV_SEEDS, describe  # noqa: E402
 
@@ -80,7 +81,7 @@ def ceiling(
 
     from bench_worlds import _world
     from keyart.features import FeatureConfig, Featurizer, exact_vocabularies
-    from keyart.learning import BlockGaussian, LinearStats
+    from keyart.learning import ArtworkIndex, BlockGaussian, LinearStats
     from keyart.simulation.runner import stream_windows
 
     threadpool_limits(1)
@@ -91,7 +92,7 @@ def ceiling(
     featurizer = Featurizer(world.catalog, exact_vocabularies(world.catalog, sample, FeatureConfig()))
     stats: dict[str, Any] = dict.fromkeys(SCALES)
     for w in stream_windows(world, n_fit, window=window, seed=101, featurizer=featurizer):
-        valid = np.arange(w.batch.k)[None, :] < w.batch.pool_sizes[:, None]
+        valid = w.batch.mask
         X, ids = w.batch.X[valid], np.asarray(w.batch.artwork_ids)[valid]
         q = world.expected(w.events)[:, : w.batch.k][valid]
         for scale, target in zip(SCALES, (q, np.log(q / (1.0 - q))), strict=True):
@@ -100,21 +101,19 @@ def ceiling(
     fits = {}
     for scale, s in stats.items():
         post = BlockGaussian.from_stats(s, 1e-3, 1e-3).posterior()
-        fits[scale] = (post, {a: i for i, a in enumerate(s.artwork_ids)})
+        fits[scale] = (post, ArtworkIndex(s.artwork_ids))
     genre, cast = _history_tastes(world)
     history = (np.zeros_like(world.style_taste), genre, cast)
     total = dict.fromkeys(("oracle", "random", *SCALES, "history"), 0.0)
     for w in stream_windows(world, n_test, window=window, seed=202, featurizer=featurizer):
         b = w.batch
-        valid = np.arange(b.k)[None, :] < b.pool_sizes[:, None]
+        valid = b.mask
         q = world.expected(w.events)[:, : b.k]
         total["oracle"] += _chosen(q, valid, q)
         total["random"] += float((np.where(valid, q, 0.0).sum(1) / valid.sum(1)).sum())
         total["history"] += _chosen(q, valid, _expected_with(world, w.events, history)[:, : b.k])
-        ids = np.asarray(b.artwork_ids)
         for scale, (post, index) in fits.items():
-            r = np.array([index.get(a, -1) for a in ids.ravel()]).reshape(ids.shape)
-            scores = b.X @ post.theta + np.where(r >= 0, post.beta[np.maximum(r, 0)], 0.0)
+            scores = b.X @ post.theta + post.bias(index.rows(b.artwork_ids))
             total[scale] += _chosen(q, valid, scores)
     out: dict[str, Any] = {"world": seed, "d": featurizer.config.dim}
     out.update({k: v / total["oracle"] for k, v in total.items() if k != "oracle"})
@@ -144,10 +143,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"fit on every candidate of {args.fit:,} requests, choose on {args.test:,} later ones"
     )
     t0 = time.perf_counter()
+    overrides = [dict(QUICK_OVERRIDES) if args.quick else {}] * len(seeds)
     with ProcessPoolExecutor(max_workers=max(1, args.jobs)) as pool:
-        from bench_worlds import QUICK_OVERRIDES
-
-        overrides = [dict(QUICK_OVERRIDES) if args.quick else {}] * len(seeds)
         rows = list(pool.map(ceiling, seeds, [args.fit] * len(seeds), [args.test] * len(seeds), overrides))
     mean = {"world": "mean", "d": "", "families": ""}
     for key in ("random", *SCALES, "history", "logit - linear"):
