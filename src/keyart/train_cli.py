@@ -15,7 +15,7 @@ from rich.text import Text
 
 from keyart.errors import ValidationError
 from keyart.evaluate_cli import MinSeconds, WindowSeconds
-from keyart.policies import Policy
+from keyart.policies import DEFAULT_POLICY, Policy
 from keyart.rewards import ATTRIBUTION_WINDOW_SECONDS, QUALITY_SECONDS
 from keyart.train import TrainingInfo, sidecar
 
@@ -74,7 +74,7 @@ def train_command(
         Path | None,
         typer.Option("--catalog", help="The catalog the logs' artworks are in (any form of docs/data.md)."),
     ] = None,
-    policy: PolicyName = "linucb",
+    policy: PolicyName = DEFAULT_POLICY,
     param: PolicyParams = None,
     seed: Seed = 0,
     floor: Floor = 0.1,

@@ -22,7 +22,7 @@ from keyart.policies.base import SNAPSHOT_FORMAT, Policy, RowCache, batch_rows
 from keyart.policies.counts import BetaThompson, GreedyBandit, UniformPolicy, beta_max_probabilities
 from keyart.policies.linear import EpsilonGreedy, LinUCB, RidgePolicy, Softmax
 from keyart.policies.logistic import LogisticModel, LogisticUCB
-from keyart.policies.registry import POLICIES, load_policy, make_policy, restore_policy
+from keyart.policies.registry import DEFAULT_POLICY, POLICIES, load_policy, make_policy, restore_policy
 from keyart.policies.shared import LEGACY_FEATURES, SharedModelPolicy, UpperConfidenceBound, model_features
 from keyart.policies.thompson import (
     NORMALS_BLOCK,
@@ -34,6 +34,7 @@ from keyart.policies.thompson import (
 )
 
 __all__ = [
+    "DEFAULT_POLICY",
     "LEGACY_FEATURES",
     "NORMALS_BLOCK",
     "POLICIES",

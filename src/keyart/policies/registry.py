@@ -35,6 +35,10 @@ POLICIES: dict[str, type[Policy]] = {
     )
 }
 
+#: The policy ``keyart serve``, ``keyart train``, ``keyart spark train`` and the demo use unless told: the
+#: one that won on the world zoo's development seeds (docs/simulation.md, "How the defaults were chosen").
+DEFAULT_POLICY = "logistic_ucb"
+
 
 def make_policy(name: str, **params: Any) -> Policy:
     """Build a registered policy by name."""

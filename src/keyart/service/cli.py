@@ -17,6 +17,7 @@ from typing import Annotated, Any, Literal
 import typer
 
 from keyart.errors import KeyartError, ValidationError
+from keyart.policies import DEFAULT_POLICY
 from keyart.rewards import ATTRIBUTION_WINDOW_SECONDS, QUALITY_SECONDS
 from keyart.service.config import CONFIG_ENV, MULTIPROC_ENV, Limits, ServiceConfig, exploration_key
 
@@ -26,7 +27,7 @@ def serve(
     host: str = "127.0.0.1",
     port: int = 8000,
     workers: int = 1,
-    policy: str = "linucb",
+    policy: str = DEFAULT_POLICY,
     floor: float = 0.1,
     shadow_policy: str | None = None,
     seed: int | None = None,
@@ -198,7 +199,7 @@ def serve_command(
             help="Serving policy: a name (keyart policies lists them) or a snapshot file (.npz, from keyart "
             "train), published as the next model generation.",
         ),
-    ] = "linucb",
+    ] = DEFAULT_POLICY,
     floor: Annotated[float, typer.Option("--floor", help="Exploration floor (>= floor / K each).")] = 0.1,
     shadow_policy: Annotated[
         str | None,

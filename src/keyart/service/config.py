@@ -17,7 +17,7 @@ from typing import Any
 from keyart.catalog import Catalog
 from keyart.errors import ValidationError
 from keyart.features import FeatureConfig, exact_vocabularies
-from keyart.policies import model_features
+from keyart.policies import DEFAULT_POLICY, model_features
 from keyart.rewards import ATTRIBUTION_WINDOW_SECONDS, QUALITY_SECONDS
 
 #: policy -> (the FeatureConfig its model recorded, its serving one: ``ServiceConfig.features_for``),
@@ -116,7 +116,7 @@ class ServiceConfig:
     """
 
     state_dir: str
-    policy: str = "linucb"
+    policy: str = DEFAULT_POLICY
     policy_params: dict[str, Any] = field(default_factory=dict)
     shadow_policy: str | None = None
     shadow_params: dict[str, Any] = field(default_factory=dict)

@@ -17,6 +17,7 @@ import typer
 
 from keyart.errors import ValidationError
 from keyart.evaluate_cli import REWARD_MODELS, MinSeconds, WindowSeconds, evaluate_command
+from keyart.policies import DEFAULT_POLICY
 from keyart.rewards import ATTRIBUTION_WINDOW_SECONDS, QUALITY_SECONDS
 from keyart.train_cli import Floor, PolicyName, PolicyParams, Seed, SnapshotOut
 
@@ -121,7 +122,7 @@ def train_command(
         Path,
         typer.Option("--catalog", help="The catalog the logs' artworks are in (any form of docs/data.md)."),
     ],
-    policy: PolicyName = "linucb",
+    policy: PolicyName = DEFAULT_POLICY,
     param: PolicyParams = None,
     seed: Seed = 0,
     floor: Floor = 0.1,

@@ -33,9 +33,15 @@ from keyart.simulation.experiments.cold_start import ColdStartCurve, ColdStartRe
 from keyart.simulation.experiments.replay import ReplayResult, ReplayRow, offline_replay
 from keyart.simulation.experiments.showcase import ShowcaseResult, taste_showcase
 from keyart.simulation.experiments.stickiness import ShownLog, Stickiness, count_switches
-from keyart.simulation.experiments.suite import NON_CONTEXTUAL, POLICY_SUITE, make_suite_policy
+from keyart.simulation.experiments.suite import (
+    DEFAULT_SUITE_POLICY,
+    NON_CONTEXTUAL,
+    POLICY_SUITE,
+    make_suite_policy,
+)
 
 __all__ = [
+    "DEFAULT_SUITE_POLICY",
     "NON_CONTEXTUAL",
     "POLICY_SUITE",
     "ABResult",

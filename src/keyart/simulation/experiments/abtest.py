@@ -13,7 +13,7 @@ from scipy import stats
 from keyart.errors import ValidationError
 from keyart.simulation.agents import ABAgent
 from keyart.simulation.experiments.stickiness import ShownLog, Stickiness
-from keyart.simulation.experiments.suite import make_suite_policy
+from keyart.simulation.experiments.suite import DEFAULT_SUITE_POLICY, make_suite_policy
 from keyart.simulation.runner import PolicyAgent, ProgressCallback, RunResult, run_closed_loop
 from keyart.simulation.world import World
 
@@ -96,7 +96,7 @@ def ab_test(
     *,
     seed: int = 0,
     control: str = "Bandit",
-    treatment: str = "LinUCB",
+    treatment: str = DEFAULT_SUITE_POLICY,
     update_every: int = 250,
     warmup: float = 0.25,
     alpha: float = 0.05,

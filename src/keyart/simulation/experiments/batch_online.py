@@ -9,7 +9,7 @@ from typing import Any
 from keyart.policies import Policy, make_policy
 from keyart.simulation.agents import BatchCycleAgent
 from keyart.simulation.experiments.stickiness import ShownLog, Stickiness
-from keyart.simulation.experiments.suite import POLICY_SUITE, make_suite_policy
+from keyart.simulation.experiments.suite import DEFAULT_SUITE_POLICY, POLICY_SUITE, make_suite_policy
 from keyart.simulation.runner import PolicyAgent, ProgressCallback, RunResult, run_closed_loop
 from keyart.simulation.world import World
 
@@ -41,7 +41,7 @@ def batch_vs_online(
     n_requests: int,
     *,
     seed: int = 0,
-    online_policy: str = "LinUCB",
+    online_policy: str = DEFAULT_SUITE_POLICY,
     batch_model: str = "Epsilon-greedy",
     cycle_requests: int | None = None,
     update_every: int = 250,

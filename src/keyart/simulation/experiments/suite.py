@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from keyart.errors import ValidationError
-from keyart.policies import Policy, make_policy
+from keyart.policies import DEFAULT_POLICY, Policy, make_policy
 
 #: Display name -> (registry name, hyperparameters). Thompson policies use 512 quasi-Monte Carlo points
 #: for their probabilities (the policies' default is 1,024) to keep closed loops fast; the propensity of every
@@ -21,6 +21,8 @@ POLICY_SUITE: dict[str, tuple[str, dict[str, Any]]] = {
     "Logistic UCB": ("logistic_ucb", {}),
 }
 NON_CONTEXTUAL = frozenset({"Random", "Bandit", "Bandit (Thompson)"})
+#: The display name of ``keyart.policies.DEFAULT_POLICY``: the experiments' personalized policy unless told.
+DEFAULT_SUITE_POLICY = next(name for name, (reg, _) in POLICY_SUITE.items() if reg == DEFAULT_POLICY)
 
 
 def make_suite_policy(name: str, seed: int) -> Policy:
