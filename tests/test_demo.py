@@ -13,6 +13,7 @@ from rich.console import Console
 from conftest import QUICK_DEMO_SEED
 from keyart.demo import run_demo
 from keyart.errors import ValidationError
+from keyart.simulation.experiments import DEFAULT_SUITE_POLICY
 
 
 @pytest.fixture(scope="module")
@@ -67,7 +68,7 @@ def test_the_demo_prints_the_explored_share_and_the_within_period_switch_rate(
 ) -> None:
     out, stdout = demo_out
     rows = json.loads((out / "results.json").read_text())["stickiness"]
-    assert [r["policy"] for r in rows] == ["Online LinUCB", "Bandit", "LinUCB"]
+    assert [r["policy"] for r in rows] == [f"Online {DEFAULT_SUITE_POLICY}", "Bandit", DEFAULT_SUITE_POLICY]
     assert "exploration and within-period switches" in stdout
     for r in rows:
         assert 0 < r["explored"] < r["decisions"] and 0 < r["switched"] <= r["repeated"]

@@ -15,6 +15,7 @@ import numpy as np
 import orjson
 import pytest
 
+from keyart.policies import DEFAULT_POLICY
 from keyart.service import snapshots
 from keyart.service.app import create_app
 from keyart.service.config import Limits, ServiceConfig
@@ -57,7 +58,7 @@ def test_page_gets_one_logged_decision_per_title(client: TestClient, config: Ser
     assert len({d["decision_id"] for d in decs}) == 8
     for d in decs:
         assert d["artwork_id"].startswith(d["title_id"] + "-")
-        assert 0 < d["propensity"] <= 1 and d["policy"] == "linucb" and d["fallback"] is False
+        assert 0 < d["propensity"] <= 1 and d["policy"] == DEFAULT_POLICY and d["fallback"] is False
         assert d["model_version"] == 0 and isinstance(d["explored"], bool)
     assert out["generation"] == 0
     assert segment_bytes(config) > 0
@@ -385,7 +386,7 @@ def test_slow_model_answers_defaults_within_the_budget(tmp_path: Path) -> None:
         gen.primary.choose = real
         assert _fallback_reasons(decide(c, page_body("slow"))) == {None}
     pages = [r for r in SegmentReader(config.segments_dir).read()[0] if r["member_id"] == "slow"]
-    assert [(p["policy"], p["fallback"]) for p in pages] == [("default", True), ("linucb", False)]
+    assert [(p["policy"], p["fallback"]) for p in pages] == [("default", True), (DEFAULT_POLICY, False)]
     assert pages[0]["request_id"] != pages[1]["request_id"]  # the abandoned computation was not logged
 
 
@@ -474,16 +475,19 @@ def test_outcomes_are_learned_and_the_new_generation_is_served(
     info = client.get("/v1/model").json()
     assert info["generation"] == 1 and info["model_version"] >= 1 and info["rewards_learned"] == 320
     assert info["shadow"]["policy"] == "beta_ts" and info["shadow"]["model_version"] >= 1
-    # the priors learned by empirical Bayes at 256 rewards (the start value of the noise is 0.25)
+    # the priors learned by empirical Bayes at 256 rewards: the default's logistic likelihood has no noise
+    # to learn (1), its ridges moved from their start (1: prior sd 1)
     priors = info["priors"]
-    assert priors["mode"] == "empirical" and 0 < priors["noise"] < 0.25 and priors["bias_ridge"] > 0
+    assert DEFAULT_POLICY == "logistic_ucb" and priors["mode"] == "empirical" and priors["noise"] == 1.0
+    sds = [f["prior_sd"] for f in priors["families"].values()]
+    assert priors["bias_ridge"] > 0 and priors["bias_ridge"] != 1.0 and any(sd != 1.0 for sd in sds)
     assert priors["families"] and all(f["prior_sd"] > 0 for f in priors["families"].values())
     out = decide(client, page_body("after"))
     assert out["generation"] == 1 and {d["model_version"] for d in out["decisions"]} == {
         info["model_version"]
     }
     metrics = client.get("/metrics").text
-    assert 'keyart_decisions_total{policy="linucb"}' in metrics
+    assert f'keyart_decisions_total{{policy="{DEFAULT_POLICY}"}}' in metrics
     assert 'keyart_shadow_decisions_total{policy="beta_ts"}' in metrics
     assert (
         "keyart_request_latency_seconds_bucket" in metrics

@@ -21,7 +21,7 @@ import httpx
 import pytest
 
 from keyart.errors import SnapshotError
-from keyart.policies import make_policy
+from keyart.policies import DEFAULT_POLICY, make_policy
 from keyart.service import snapshots
 from keyart.service.config import ServiceConfig
 from keyart.service.learner import Learner
@@ -256,7 +256,7 @@ def test_serve_starts_lean_workers_and_names_what_it_serves(tmp_path: Path) -> N
     env = {"PYTHONPROFILEIMPORTTIME": "1"}
     with ServiceProcess(state, workers=2, env=env) as srv:
         line = _start_up_line(srv)
-        assert f"ready on {srv.base} (2 workers, policy linucb, model generation 0, " in line
+        assert f"ready on {srv.base} (2 workers, policy {DEFAULT_POLICY}, model generation 0, " in line
         assert f"catalog rev 0 with 0 titles, state directory {state.resolve()})" in line
         deadline = time.monotonic() + 120  # ready once one worker is up: wait for the other's imports
         while time.monotonic() < deadline:

@@ -16,6 +16,7 @@ import httpx
 import orjson
 import pytest
 
+from keyart.policies import DEFAULT_POLICY
 from keyart.service import catalog_store, snapshots
 from keyart.service.config import Limits, ServiceConfig
 from keyart.service.engine import SATURATED_BUDGETS
@@ -237,7 +238,7 @@ def test_one_worker_exports_metrics_and_a_killed_learner_comes_back(tmp_path: Pa
         with httpx.Client(base_url=srv.base, timeout=10.0) as c:
             _decide(c, page_body("m1"))
             text = c.get("/metrics").text
-            assert 'keyart_decisions_total{policy="linucb"} 8.0' in text, text[:2000]
+            assert f'keyart_decisions_total{{policy="{DEFAULT_POLICY}"}} 8.0' in text, text[:2000]
             deadline = time.monotonic() + 30
             while not (learner := c.get("/v1/model").json()["learner"])["ok"]:
                 assert time.monotonic() < deadline, learner

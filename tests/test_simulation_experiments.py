@@ -12,6 +12,7 @@ from keyart.errors import ValidationError
 from keyart.features import Featurizer
 from keyart.simulation import World, demo_config, small_config
 from keyart.simulation.experiments import (
+    DEFAULT_SUITE_POLICY,
     POLICY_SUITE,
     ab_test,
     batch_vs_online,
@@ -129,7 +130,7 @@ def test_ab_test_runs_and_reports_segments() -> None:
 def test_batch_cycle_pays_more_regret_than_online() -> None:
     world = World(small_config(seed=3))
     res = batch_vs_online(world, 2_400, seed=3, update_every=200)
-    batch, online = res.runs["Batch cycle"], res.runs["Online LinUCB"]
+    batch, online = res.runs["Batch cycle"], res.runs[f"Online {DEFAULT_SUITE_POLICY}"]
     diff = (online.oracle - online.expected) - (batch.oracle - batch.expected)  # same stream: paired
     per_page = diff.reshape(-1, batch.page_size).sum(1)
     upper = per_page.mean() + 3 * per_page.std(ddof=1) / math.sqrt(per_page.size)

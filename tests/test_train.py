@@ -15,7 +15,7 @@ from keyart.cli import EXIT_INPUT, app
 from keyart.context import MemberContext
 from keyart.errors import ValidationError
 from keyart.features import Featurizer, exact_vocabularies
-from keyart.policies import load_policy, make_policy
+from keyart.policies import DEFAULT_POLICY, load_policy, make_policy
 from keyart.train import TrainingInfo, merge_snapshots
 from logs_helpers import T0, write_logs
 from test_service_support import ServiceProcess
@@ -173,7 +173,9 @@ def test_evaluate_reads_a_state_directory_and_the_trained_snapshot(logs, tmp_pat
     )  # fmt: skip
     assert code == 0, err
     row = (out / "evaluation.csv").read_text().splitlines()[1].split(",")
-    assert row[0] == '"linucb:m"' and float(row[2]) > 0.4  # face artworks: 0.7; uniform logging: ~0.33
+    assert (
+        row[0] == f'"{DEFAULT_POLICY}:m"' and float(row[2]) > 0.4
+    )  # face artworks: 0.7; uniform logging: ~0.33
     code, _, err = run(
         "evaluate", logs / "events.duckdb", "--state-dir", state, "--candidate", tmp_path / "m.npz"
     )
@@ -188,7 +190,7 @@ def test_serve_policy_file_serves_the_trained_model_over_http(logs, tmp_path):
     extra = ["--policy", str(tmp_path / "m.npz"), "--no-learner", "--model-budget", "5"]
     with ServiceProcess(state, extra=extra, catalog=logs / "catalog.json") as srv:
         model = httpx.get(srv.base + "/v1/model", timeout=10.0).json()
-        assert model["policy"] == "linucb" and model["model_version"] == trained.version_
+        assert model["policy"] == DEFAULT_POLICY and model["model_version"] == trained.version_
         assert model["learned_until"] == T0 + 86_400.0 - 3_600.0 and model["generation"] == 0
         body = {
             "member_id": "new",
@@ -222,7 +224,7 @@ def test_evaluate_and_gate_featurize_a_candidate_as_its_model_was_trained(logs, 
     )  # fmt: skip
     assert code == 0, err
     rows = [r.split(",") for r in (out / "evaluation.csv").read_text().splitlines()[1:]]
-    assert {r[0] for r in rows} == {'"linucb:lean"', '"linucb:default"'}
+    assert {r[0] for r in rows} == {'"linucb:lean"', f'"{DEFAULT_POLICY}:default"'}
     assert all(float(r[2]) > 0.4 for r in rows)  # both learned the 'face' artworks (0.7; uniform ~0.33)
     code, _, err = run(
         "gate",
@@ -262,7 +264,7 @@ def test_serve_featurizes_each_model_as_it_was_trained(logs, tmp_path):
         metrics = httpx.get(srv.base + "/metrics", timeout=10.0).text
     assert not any(d["fallback"] for d in out["decisions"])
     assert sum(d["artwork_id"].endswith("-a2") for d in out["decisions"]) >= 5
-    assert 'keyart_shadow_decisions_total{policy="linucb"} 6.0' in metrics
+    assert f'keyart_shadow_decisions_total{{policy="{DEFAULT_POLICY}"}} 6.0' in metrics
     # the learner's update: one featurizer per model, each model learns from rows of its own width
     config = ServiceConfig(state_dir=str(state))
     models = [load_policy(tmp_path / "lean.npz"), load_policy(tmp_path / "default.npz")]
