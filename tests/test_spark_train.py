@@ -107,6 +107,31 @@ def test_the_driver_receives_sums_per_partition_not_rows(spark, logs, rows, tmp_
     assert load_policy(tmp_path / "m.npz").snapshot()["state"]["n"] == 1200
 
 
+def test_the_logistic_fits_rows_are_numbered_in_time_order_in_few_partitions(spark, logs, rows, monkeypatch):
+    """The fit's passes run over ``fit_partitions`` range partitions (not the sort's 200 shuffle
+    partitions, whose fixed cost per task made a spark-submit of 1,200 rows run for over 15 minutes),
+    numbered 0.. in (timestamp, event_id) order across them; the fit over 12 of them equals keyart train."""
+    catalog = Catalog.load(logs / "catalog.json")
+    cores = spark.sparkContext.defaultParallelism
+    assert st.fit_partitions(1_200, cores) == cores and st.fit_partitions(10_000_000, cores) == 1_000
+    monkeypatch.setattr(st, "ROWS_PER_PARTITION", 100)
+    broadcast = st.broadcast_catalog(spark, catalog, DECLARED)
+    numbered = st._numbered(rows, broadcast, 1_200)
+    try:
+        assert numbered.rdd.getNumPartitions() == 12
+        got = [r["artwork_id"] for r in numbered.orderBy("idx").select("artwork_id").collect()]
+        ordered = rows.orderBy("timestamp", "event_id").select("artwork_id").collect()
+        assert got == [r["artwork_id"] for r in ordered]
+        assert sorted(r["idx"] for r in numbered.select("idx").collect()) == list(range(1_200))
+    finally:
+        numbered.unpersist()
+        broadcast.unpersist()
+    expected, _ = train([logs / "export"], catalog, make_policy("logistic_ucb", seed=3), features=DECLARED)
+    fitted = make_policy("logistic_ucb", seed=3)
+    assert st.train_rows(rows, catalog, fitted, DECLARED) == 1_200
+    _assert_same_model(fitted, expected)
+
+
 def test_policies_that_do_not_train_from_sums_are_refused(spark, logs):
     catalog = Catalog.load(logs / "catalog.json")
     with pytest.raises(ValidationError, match="half_life"):
