@@ -5,8 +5,8 @@ different members). For 1 and 2 worker processes it measures:
 
 - ``bare``: Starlette + orjson, same uvicorn settings, an endpoint that only parses the same body and
   returns a same-sized answer (40 decisions) — the ceiling of the HTTP stack on this machine;
-- ``keyart``: ``keyart serve`` (default policy, decisions logged to segments, the learner ingesting them
-  into DuckDB in the background — production settings);
+- ``keyart``: ``keyart serve`` (its default policy, or ``--policy NAME``; decisions logged to segments,
+  the learner ingesting them into DuckDB in the background — production settings);
 - ``keyart @ x max``: keyart paced at fractions ``--loads`` of its own maximum throughput (4x the
   connections, each waiting an exponential Lua ``delay`` between requests: Poisson arrivals; wrk2 is not
   packaged here, and pacing closed-loop connections does not correct coordinated omission, so the p99 is
@@ -234,7 +234,9 @@ def wait_ready(port: int, proc: subprocess.Popen[bytes], timeout: float = 60.0) 
     raise RuntimeError("server not ready")
 
 
-def start(kind: str, workers: int, root: Path, port: int, learning: bool = False) -> subprocess.Popen[bytes]:
+def start(
+    kind: str, workers: int, root: Path, port: int, learning: bool = False, policy: str | None = None
+) -> subprocess.Popen[bytes]:
     if kind == "bare":
         cmd = [
             sys.executable,
@@ -275,6 +277,7 @@ def start(kind: str, workers: int, root: Path, port: int, learning: bool = False
             "--learn-interval",
             "1.0",
         ] + (["--attribution-window", "2"] if learning else [])
+        cmd += ["--policy", policy] if policy else []
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     wait_ready(port, proc)
     return proc
@@ -290,7 +293,9 @@ def stop(proc: subprocess.Popen[bytes]) -> None:
             proc.wait()
 
 
-def startup_seconds(root: Path, workers: int, restart: bool) -> tuple[float, float]:
+def startup_seconds(
+    root: Path, workers: int, restart: bool, policy: str | None = None
+) -> tuple[float, float]:
     """Seconds from launching ``keyart serve`` (a fresh state directory, or a restart on the one the
     previous call left) to the first ``/readyz`` 200, and to every worker answering."""
     import httpx
@@ -301,7 +306,7 @@ def startup_seconds(root: Path, workers: int, restart: bool) -> tuple[float, flo
     port = free_port()
     cmd = [str(Path(sys.executable).with_name("keyart")), "serve", "--state-dir", str(state)]
     cmd += ["--port", str(port), "--workers", str(workers), "--api-key", "bench"]
-    cmd += ["--catalog", str(root / "catalog.json")]
+    cmd += ["--catalog", str(root / "catalog.json")] + (["--policy", policy] if policy else [])
     t0 = time.monotonic()
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     try:
@@ -449,7 +454,9 @@ def fallback_rates(port: int, since: dict[str, float] | None = None) -> dict[str
     }
 
 
-def inprocess_ms_per_page(root: Path, body_list: list[bytes], n: int = 600) -> tuple[float, float]:
+def inprocess_ms_per_page(
+    root: Path, body_list: list[bytes], n: int = 600, policy: str | None = None
+) -> tuple[float, float]:
     """Cost of a page without HTTP, on one thread: parse, featurize, choose, log, answer (``parse_page``,
     ``Engine.decide``, ``PageResult.page_json``). Returns the median ms per page and the median of the
     service's own part (the page minus the time inside ``featurizer.page`` and ``policy.choose``)."""
@@ -461,7 +468,8 @@ def inprocess_ms_per_page(root: Path, body_list: list[bytes], n: int = 600) -> t
     from keyart.service.metrics import Metrics
     from keyart.service.parsing import parse_page
 
-    config = ServiceConfig(state_dir=str(root / "inprocess"), api_key="bench")
+    chosen = {"policy": policy} if policy else {}
+    config = ServiceConfig(state_dir=str(root / "inprocess"), api_key="bench", **chosen)
     catalog_store.import_catalog(config.catalog_path, Catalog.load_json(root / "catalog.json"))
     ensure_initial_generation(config)
     engine = Engine(config, Metrics())
@@ -499,12 +507,17 @@ def inprocess_ms_per_page(root: Path, body_list: list[bytes], n: int = 600) -> t
 
 
 def learner_keeps_up(
-    root: Path, workers: int, duration: float, connections: int, rate: float | None = None
+    root: Path,
+    workers: int,
+    duration: float,
+    connections: int,
+    rate: float | None = None,
+    policy: str | None = None,
 ) -> dict[str, Any]:
     """Served events/s (decisions and outcomes) at full speed, or paced at ``rate`` requests/s, against
     what the learner stores and learns per second meanwhile (see the module docstring)."""
     port = free_port()
-    proc = start("keyart", workers, root, port, learning=True)
+    proc = start("keyart", workers, root, port, learning=True, policy=policy)
     try:
         run_wrk(port, root, 2.0, connections, outcome_every=3)  # warm-up
         m0, t0 = metric_totals(port), time.monotonic()
@@ -602,7 +615,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         default=[0.5],
         help="with --learner, also paced at these fractions of the full-speed request rate",
     )
+    ap.add_argument(
+        "--policy", default=None, help="keyart's serving policy (default: keyart serve's, DEFAULT_POLICY)"
+    )
     args = ap.parse_args(argv)
+    from keyart.policies import DEFAULT_POLICY
+
     root = Path(tempfile.mkdtemp(prefix="keyart-bench-"))
     write_catalog(root / "catalog.json")
     body_list = bodies()
@@ -612,7 +630,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
     print(
         f"# keyart service benchmark: pages of {TITLES_PER_PAGE} titles x {CANDIDATES} candidates, "
-        f"{N_BODIES} members rotating"
+        f"{N_BODIES} members rotating; policy {args.policy or DEFAULT_POLICY}"
     )
     print(
         f"# python {platform.python_version()}, uvicorn {uvicorn.__version__} (httptools, uvloop), "
@@ -626,7 +644,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             print(f"{'workers':>8}{'start':>9}{'ready s':>9}{'all workers s':>15}")
             for workers in args.workers:
                 for i in range(6):
-                    ready, every = startup_seconds(root, workers, restart=i % 2 == 1)
+                    ready, every = startup_seconds(root, workers, restart=i % 2 == 1, policy=args.policy)
                     kind = "restart" if i % 2 else "fresh"
                     print(f"{workers:>8}{kind:>9}{ready:>9.1f}{every:>15.1f}", flush=True)
         finally:
@@ -637,11 +655,13 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         try:
             learner_rows = []
             for w in args.workers:
-                full = learner_keeps_up(root, w, args.duration, args.connections)
+                full = learner_keeps_up(root, w, args.duration, args.connections, policy=args.policy)
                 learner_rows.append(full)
                 for load in args.learner_loads:
                     rate = full["pages_per_s"] * load
-                    learner_rows.append(learner_keeps_up(root, w, args.duration, args.connections, rate))
+                    learner_rows.append(
+                        learner_keeps_up(root, w, args.duration, args.connections, rate, args.policy)
+                    )
         finally:
             shutil.rmtree(root, ignore_errors=True)
         print()
@@ -653,7 +673,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     try:
         if args.smoke:
             port = free_port()
-            proc = start("keyart", 1, root, port)
+            proc = start("keyart", 1, root, port, policy=args.policy)
             try:
                 res = run_python(port, body_list, 2.0)
                 res.update(fallback_rates(port))
@@ -664,7 +684,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             for workers in args.workers:
                 for kind in ("bare", "keyart"):
                     port = free_port()
-                    proc = start(kind, workers, root, port, args.learning)
+                    proc = start(kind, workers, root, port, args.learning, args.policy)
                     try:
                         run_wrk(port, root, 2.0, args.connections)  # warm-up
                         before = fallback_counts(port) if kind == "keyart" else {}
@@ -687,7 +707,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             from threadpoolctl import threadpool_limits
 
             with threadpool_limits(limits=1):
-                ms = inprocess_ms_per_page(root, body_list)
+                ms = inprocess_ms_per_page(root, body_list, policy=args.policy)
     finally:
         shutil.rmtree(root, ignore_errors=True)
     print()
