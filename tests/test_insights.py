@@ -4,6 +4,7 @@ lead to a quality play with probability 0.7, 'bright' 0.2, 'dark' 0.1), and on h
 from __future__ import annotations
 
 import dataclasses
+import shutil
 from dataclasses import replace
 from pathlib import Path
 
@@ -26,6 +27,7 @@ from keyart.insights.suggestions import analyse_title
 from keyart.layout import FeatureConfig
 from keyart.policies import make_policy
 from keyart.rewards import JoinReport
+from keyart.service.snapshots import publish
 from keyart.store import EventStore
 from keyart.train import train
 from logs_helpers import PLAY, T0, write_logs
@@ -267,6 +269,17 @@ def test_models_the_insights_refuse(uniform, tmp_path: Path) -> None:
     counts.save(tmp_path / "greedy.npz")
     with pytest.raises(ValidationError, match="the insights need a shared linear model"):
         load_model(tmp / "events.duckdb", cat, tmp_path / "greedy.npz")
+    logistic, _ = train([tmp / "events.duckdb"], cat, make_policy("logistic_ucb", seed=0))
+    logistic.save(tmp_path / "logistic.npz")  # on the logit scale: its weights are no take differences
+    with pytest.raises(ValidationError, match="is a logistic_ucb model: the insights need a shared linear"):
+        load_model(tmp / "events.duckdb", cat, tmp_path / "logistic.npz")
+    state = tmp_path / "state"  # a service's state whose model is the default, logistic_ucb
+    state.mkdir()
+    shutil.copy(tmp / "events.duckdb", state / "events.duckdb")
+    publish(state / "snapshots", 1, logistic, None, {"generation": 1})
+    policy, where = load_model(state, cat)
+    assert policy.name == "linear_ts" and where.startswith("a linear_ts model trained here on 1,200 ")
+    assert where.endswith("(the service's model, generation 1, is logistic_ucb: not linear)")
     fresh = make_policy("linucb", seed=0)
     fresh.save(tmp_path / "fresh.npz")
     with pytest.raises(ValidationError, match="has learned nothing yet"):

@@ -36,7 +36,7 @@ def insights_command(
         typer.Option(
             "--model",
             help="A shared linear model snapshot (.npz) to read the effects from (default: the service's "
-            "newest model in SOURCE/snapshots, else linear_ts trained on the logs).",
+            "newest model in SOURCE/snapshots if linear, else linear_ts trained on the logs).",
         ),
     ] = None,
     titles: Annotated[

@@ -20,7 +20,7 @@ from keyart.catalog import Catalog
 from keyart.context import MemberContext
 from keyart.errors import ValidationError
 from keyart.policies import Policy, load_policy, make_policy
-from keyart.policies.shared import SharedModelPolicy
+from keyart.policies.linear import RidgePolicy
 from keyart.rewards import ATTRIBUTION_WINDOW_SECONDS, QUALITY_SECONDS, JoinReport, QualityRule, join_store
 from keyart.train import open_logs, train
 
@@ -124,20 +124,25 @@ def load_model(
     window_seconds: float = ATTRIBUTION_WINDOW_SECONDS,
     quality_seconds: float = QUALITY_SECONDS,
     progress: Callable[[int, int], None] | None = None,
-) -> tuple[SharedModelPolicy, str]:
-    """The shared model the effects are read from, and where it came from (in words): ``model`` (a
-    snapshot file) when given, else the newest verified generation of a service state directory, else
-    ``DEFAULT_MODEL`` trained on ``source``'s logs (seeded by ``seed``)."""
+) -> tuple[RidgePolicy, str]:
+    """The shared linear model the effects are read from, and where it came from (in words): ``model`` (a
+    snapshot file) when given, else the newest verified generation of a service state directory when it
+    is a linear model, else ``DEFAULT_MODEL`` trained on ``source``'s logs (seeded by ``seed``). A
+    logistic model (``logistic_ucb``, the service's default, or ``logistic_ts``) scores on the logit: its
+    weights are not differences of take fractions, so it is not read as one."""
     if model is not None:
         return _shared(load_policy(Path(model)), str(model)), f"the snapshot {model}"
     snapshots = Path(source) / "snapshots"
+    passed = ""
     if snapshots.is_dir():
         from keyart.service.snapshots import load_newest_good
 
         found = load_newest_good(snapshots).generation
-        if found is not None and isinstance(found.primary, SharedModelPolicy):
+        if found is not None and isinstance(found.primary, RidgePolicy):
             where = f"the service's model (generation {found.number})"
             return _shared(found.primary, where), where
+        if found is not None:
+            passed = f" (the service's model, generation {found.number}, is {found.primary.name}: not linear)"
     policy, info = train(
         [source],
         catalog,
@@ -146,14 +151,16 @@ def load_model(
         quality_seconds=quality_seconds,
         progress=progress,
     )
-    return _shared(policy, DEFAULT_MODEL), f"a {DEFAULT_MODEL} model trained here on {info.rows:,} decisions"
+    trained = f"a {DEFAULT_MODEL} model trained here on {info.rows:,} decisions{passed}"
+    return _shared(policy, DEFAULT_MODEL), trained
 
 
-def _shared(policy: Policy, where: str) -> SharedModelPolicy:
-    if not isinstance(policy, SharedModelPolicy):
+def _shared(policy: Policy, where: str) -> RidgePolicy:
+    if not isinstance(policy, RidgePolicy):
         raise ValidationError(
             f"{where} is a {policy.name} model: the insights need a shared linear model (epsilon_greedy, "
-            "softmax, linucb or linear_ts), whose posterior gives the effects their intervals."
+            "softmax, linucb or linear_ts), whose posterior gives the effects their intervals on the scale "
+            "of take fractions (a logistic model's are on the logit)."
         )
     if policy.post_ is None:
         raise ValidationError(f"{where} has learned nothing yet: train it on logs first.")
