@@ -455,11 +455,16 @@ def fallback_rates(port: int, since: dict[str, float] | None = None) -> dict[str
 
 
 def inprocess_ms_per_page(
-    root: Path, body_list: list[bytes], n: int = 600, policy: str | None = None
+    root: Path,
+    body_list: list[bytes],
+    n: int = 600,
+    policy: str | None = None,
+    profiler: Any = None,
 ) -> tuple[float, float]:
     """Cost of a page without HTTP, on one thread: parse, featurize, choose, log, answer (``parse_page``,
     ``Engine.decide``, ``PageResult.page_json``). Returns the median ms per page and the median of the
-    service's own part (the page minus the time inside ``featurizer.page`` and ``policy.choose``)."""
+    service's own part (the page minus the time inside ``featurizer.page`` and ``policy.choose``). A
+    ``cProfile.Profile`` given as ``profiler`` runs over the pages only (not the set-up)."""
     from keyart.catalog import Catalog
     from keyart.service import catalog_store
     from keyart.service.config import ServiceConfig
@@ -491,6 +496,8 @@ def inprocess_ms_per_page(
     fz.page = timed(fz.page)  # type: ignore[method-assign]
     gen.primary.choose = timed(gen.primary.choose)  # type: ignore[method-assign]
     total, own = [], []
+    if profiler is not None:
+        profiler.enable()
     for i in range(len(body_list) + n):
         core[0] = 0.0
         t0 = time.perf_counter()
@@ -502,8 +509,30 @@ def inprocess_ms_per_page(
         if i >= len(body_list):  # the first round warms caches
             total.append(dt)
             own.append(dt - core[0])
+    if profiler is not None:
+        profiler.disable()
     engine.close()
     return float(np.median(total)) * 1000, float(np.median(own)) * 1000
+
+
+def profiled_pages(root: Path, body_list: list[bytes], policy: str | None, top: int) -> tuple[float, float]:
+    """``inprocess_ms_per_page`` under ``cProfile``: prints the ``top`` functions by own time (whose
+    shares say where a page's time goes; the milliseconds it returns include the profiler's overhead)."""
+    import cProfile
+
+    from keyart.simulation.experiments import format_table
+
+    here = str(Path(__file__).resolve().parent)
+    if here not in sys.path:
+        sys.path.insert(0, here)
+    from profiling import own_times
+
+    profiler = cProfile.Profile()
+    ms = inprocess_ms_per_page(root, body_list, policy=policy, profiler=profiler)
+    total, table = own_times(profiler, top)
+    print(f"profile of the in-process pages: {total:.1f} s in all (own times)")
+    print(format_table(table, digits=2))
+    return ms
 
 
 def learner_keeps_up(
@@ -618,6 +647,13 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     ap.add_argument(
         "--policy", default=None, help="keyart's serving policy (default: keyart serve's, DEFAULT_POLICY)"
     )
+    ap.add_argument(
+        "--profile",
+        type=int,
+        default=0,
+        metavar="N",
+        help="with --inprocess: run the pages under cProfile and print the N functions of most own time",
+    )
     args = ap.parse_args(argv)
     from keyart.policies import DEFAULT_POLICY
 
@@ -707,7 +743,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             from threadpoolctl import threadpool_limits
 
             with threadpool_limits(limits=1):
-                ms = inprocess_ms_per_page(root, body_list, policy=args.policy)
+                if args.profile:
+                    ms = profiled_pages(root, body_list, args.policy, args.profile)
+                else:
+                    ms = inprocess_ms_per_page(root, body_list, policy=args.policy)
     finally:
         shutil.rmtree(root, ignore_errors=True)
     print()

@@ -188,24 +188,13 @@ def profile_variant(seed: int, name: str, n_requests: int, update_every: int, to
     """One variant's run on one development world under ``cProfile``, in this process:
     its share, wall time and the ``top`` functions by their own time."""
     import cProfile
-    import pstats
+
+    from profiling import own_times
 
     profiler = cProfile.Profile()  # run_variant pins BLAS to one thread (bench_worlds.run_one)
     result = profiler.runcall(run_variant, seed, name, n_requests, update_every)
     print(f"variant {name}, world {seed}, {n_requests:,} requests: share {result['share']:.3f}")
-    stats = pstats.Stats(profiler)
-    total = sum(v[2] for v in stats.stats.values())  # type: ignore[attr-defined]
-    rows = sorted(stats.stats.items(), key=lambda kv: -kv[1][2])[:top]  # type: ignore[attr-defined]
-    table = [
-        {
-            "function": f"{Path(file).name}:{line} {func}",
-            "calls": calls,
-            "own s": round(own, 2),
-            "own %": round(100 * own / total, 1),
-            "with callees s": round(cum, 2),
-        }
-        for (file, line, func), (_, calls, own, cum, _) in rows
-    ]
+    total, table = own_times(profiler, top)
     print(f"profile: {total:.1f} s in all (own times)")
     print(format_table(table, digits=2))
     return 0

@@ -171,6 +171,26 @@ def test_load_benchmark_smoke(capsys: pytest.CaptureFixture[str]) -> None:
     assert os.environ.get("PROMETHEUS_MULTIPROC_DIR") is None  # the benchmark leaves the test process alone
 
 
+@pytest.mark.slow
+def test_load_benchmark_profiles_the_in_process_pages(capsys: pytest.CaptureFixture[str]) -> None:
+    """``--inprocess --profile N``: the pages of the named policy under cProfile, the N functions of most
+    own time (the page's own work: the catalog's import before them is not profiled)."""
+    sys.path.insert(0, str(Path(__file__).parents[1] / "benchmarks"))
+    try:
+        import bench_service
+    finally:
+        sys.path.pop(0)
+    summary = bench_service.main(["--inprocess", "--profile", "6", "--policy", "linucb"])
+    out = capsys.readouterr().out
+    assert "policy linucb" in out and summary["inprocess_ms"] > summary["inprocess_own_ms"] > 0
+    table = out.split("profile of the in-process pages: ")[1].splitlines()
+    rows = table[3:9]
+    assert len(rows) == 6 and all(len(r.split()) >= 5 for r in rows), table[:10]
+    shares = [float(r.split()[-2]) for r in rows]
+    assert shares == sorted(shares, reverse=True) and 0 < sum(shares) <= 100
+    assert not any("import_catalog" in r or "row_arguments" in r for r in rows)  # the set-up is left out
+
+
 # ---- request parsing: the fast path agrees with the pydantic models ----------------------------------
 
 PARSE_CASES: list[Any] = [
