@@ -136,6 +136,16 @@ def test_cli_page_lists_every_exit_code():
         assert f"| {code} | {meaning} |" in page
 
 
+def test_policies_lists_every_registered_policy_and_marks_the_default():
+    from keyart.policies import DEFAULT_POLICY, POLICIES
+
+    code, out, err = run("policies")
+    assert code == 0 and not err
+    lines = out.splitlines()
+    assert [line.split()[0] for line in lines] == sorted(POLICIES)
+    assert [line.split()[0] for line in lines if "(the default)" in line] == [DEFAULT_POLICY]
+
+
 def test_schema_output_is_json_on_stdout_only():
     code, out, err = run("schema", "decisions")
     assert code == 0 and err == "" and json.loads(out)["required"]

@@ -164,12 +164,12 @@ def example(seed: int = typer.Option(7, help="Seed of the policy's keyed-hash ra
 
 @app.command()
 def policies() -> None:
-    """List the registered policies."""
-    from keyart.policies import POLICIES
+    """List the registered policies; the default (keyart serve's, train's) is marked."""
+    from keyart.policies import DEFAULT_POLICY, POLICIES
 
     for name, cls in sorted(POLICIES.items()):
         doc = (cls.__doc__ or "").strip().splitlines()[0]
-        typer.echo(f"{name:16s} {doc}")
+        typer.echo(f"{name:16s} {'(the default) ' if name == DEFAULT_POLICY else ''}{doc}")
 
 
 @app.command()
