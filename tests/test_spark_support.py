@@ -65,9 +65,18 @@ def assert_same_state(sa: dict, sb: dict) -> None:
 
 @pytest.fixture(scope="session")
 def spark() -> Iterator:
-    """The run's Spark session: two local cores, four shuffle partitions, no UI."""
+    """The run's Spark session: two local cores, four shuffle partitions, no UI, and a 2 GB heap: every
+    Spark test module of the run shares it (one xdist worker), and the partial sums of the wide default
+    layout (d = 1,712: 23 MB per partition) pass through it, which on the default 1 GB ran out of heap
+    once, late in a full run (it never did with the module alone)."""
     s = session(
-        "local[2]", "keyart-tests", {"spark.sql.shuffle.partitions": "4", "spark.default.parallelism": "4"}
+        "local[2]",
+        "keyart-tests",
+        {
+            "spark.sql.shuffle.partitions": "4",
+            "spark.default.parallelism": "4",
+            "spark.driver.memory": "2g",
+        },
     )
     yield s
     s.stop()
