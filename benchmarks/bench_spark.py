@@ -169,6 +169,7 @@ def on_spark(root: Path, cores: int) -> dict[str, float]:
     decisions, outcomes = read_events(spark, root / "export")
     joined = join_range(decisions, outcomes)
     out["rows"] = joined.table.count()
+    out["quality_plays"] = joined.report.quality_plays  # the counts `keyart spark join` prints
     out["join"] = time.perf_counter() - t
     t = time.perf_counter()
     policy, info = st.train(spark, root / "export", cat, make_policy("linucb", seed=0))

@@ -102,3 +102,27 @@ def test_bad_inputs_are_refused(spark, events, tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(ValidationError, match="No keyart Parquet export"):
         read_events(spark, tmp_path / "empty")
+
+
+def _jobs(spark, group: str) -> int:
+    return len(spark.sparkContext.statusTracker().getJobIdsForGroup(group))
+
+
+def test_the_report_runs_its_aggregations_only_when_read(spark, events, tmp_path):
+    d, o, _, _ = events
+    sc = spark.sparkContext
+    decisions, outcomes = frame(spark, d, tmp_path), frame(spark, o, tmp_path)
+    sc.setJobGroup("lazy-report", "the join's report")
+    try:
+        got = sj.join_rewards(decisions, outcomes)
+        before = _jobs(spark, "lazy-report")  # the checks: an empty decisions table, the latest outcome
+        rows_of(got.table)
+        with_rows = _jobs(spark, "lazy-report")
+        assert with_rows > before
+        report = got.report
+        read = _jobs(spark, "lazy-report")
+        assert read >= with_rows + 2  # the outcomes by status, the decisions' counts
+        assert got.report is report and _jobs(spark, "lazy-report") == read  # computed once
+    finally:
+        sc.setLocalProperty("spark.jobGroup.id", None)
+    assert report == join_rewards(d, o).report

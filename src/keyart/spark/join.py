@@ -10,8 +10,9 @@ attribution window only; a decision earns 1 for a quality play. No Python functi
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
 from pyspark.sql import Column, DataFrame, Window
@@ -29,10 +30,18 @@ STATUSES = ("joined", "late", "early", "unmatched")
 
 @dataclass(frozen=True)
 class SparkRewards:
-    """The joined rows (a DataFrame: the decision's columns and ``REWARD_COLUMNS``) and the join's counts."""
+    """The joined rows (a DataFrame: the decision's columns and ``REWARD_COLUMNS``) and the join's counts.
+
+    The counts are two aggregations over the whole join, run when ``report`` is first read: a job that
+    needs only the rows (training, evaluation) does not pay for them."""
 
     table: DataFrame
-    report: JoinReport
+    count: Callable[[], JoinReport]
+
+    @cached_property
+    def report(self) -> JoinReport:
+        """The join's ``JoinReport`` (computed once)."""
+        return self.count()
 
 
 def classify(decisions: DataFrame, outcomes: DataFrame, window_seconds: float) -> DataFrame:
@@ -128,8 +137,8 @@ def join_rewards(
     until: float | None = None,
 ) -> SparkRewards:
     """``keyart.rewards.join_rewards`` on DataFrames of the decision and outcome schemas: the same rows
-    (in no particular order) and the same ``JoinReport``. The report's counts run two aggregations; the
-    rows stay a lazy DataFrame."""
+    (in no particular order) and the same ``JoinReport``. The rows stay a lazy DataFrame; the report's
+    counts (two aggregations) run when it is first read."""
     check_param("join_rewards", "window_seconds", window_seconds, Interval(0, None, closed="neither"))
     rule = rule or QualityRule()
     if decisions.isEmpty():
@@ -180,7 +189,6 @@ def join_rewards(
     keep = (
         F.col("_inside") & ~F.col("_pending") & (F.col("_displayed") if require_impression else F.lit(True))
     )
-    report = _report(d, classified, rule, require_impression)
     table = d.where(keep).select(
         *DECISION_SCHEMA.names,
         F.col("_quality").cast("double").alias("reward"),
@@ -188,7 +196,7 @@ def join_rewards(
         "played",
         "n_outcomes",
     )
-    return SparkRewards(table, report)
+    return SparkRewards(table, lambda: _report(d, classified, rule, require_impression))
 
 
 def _report(d: DataFrame, classified: DataFrame, rule: QualityRule, require_impression: bool) -> JoinReport:

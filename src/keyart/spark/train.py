@@ -40,7 +40,7 @@ from keyart.policies import Policy
 from keyart.policies.counts import UniformPolicy, _PerArtworkCounts
 from keyart.policies.linear import RidgePolicy
 from keyart.policies.logistic import LogisticModel
-from keyart.policies.shared import SharedModelPolicy, refit_points
+from keyart.policies.shared import refit_points
 from keyart.rewards import ATTRIBUTION_WINDOW_SECONDS, QUALITY_SECONDS, JoinReport, QualityRule, RewardTable
 from keyart.spark.io import arrow_table, read_events
 from keyart.spark.join import join_range
@@ -339,37 +339,49 @@ def train_rows(
     rows: DataFrame, catalog: Catalog, policy: Policy, features: FeatureConfig | None = None
 ) -> int:
     """Train the fresh ``policy`` on joined, learnable rows (a DataFrame); returns how many it learned.
-    ``ValidationError`` for a policy that cannot be trained from partition sums."""
+    ``ValidationError`` for a policy that cannot be trained from partition sums.
+
+    Each pass over ``rows`` recomputes the join: the linear and count models take their number of rows
+    from their sums (one pass); the logistic model, which numbers the rows, persists them first."""
     check_trainable(policy)
-    n = rows.count()
-    if n == 0:
-        return 0
     config = training_features(policy, catalog, features)
-    spark = rows.sparkSession
     if isinstance(policy, UniformPolicy):
-        policy.version_ = 1
-    elif isinstance(policy, _PerArtworkCounts):
-        policy._set_state(count_state(rows))
-        policy.version_ = 1
-    elif isinstance(policy, SharedModelPolicy):
-        names = Featurizer(catalog, config).feature_names
-        broadcast = broadcast_catalog(spark, catalog, config)
+        n = rows.count()
+        if n:
+            policy.version_ = 1
+        return n
+    if isinstance(policy, _PerArtworkCounts):
+        state = count_state(rows)
+        n = round(float(state["trials"].sum()))
+        if n:
+            policy._set_state(state)
+            policy.version_ = 1
+        return n
+    if not isinstance(policy, RidgePolicy | LogisticModel):
+        raise ValidationError(f"{policy.name} has no training from partition sums on Spark.")
+    names = Featurizer(catalog, config).feature_names
+    broadcast = broadcast_catalog(rows.sparkSession, catalog, config)
+    try:
+        if isinstance(policy, RidgePolicy):
+            stats = tree_sum(linear_sums(rows, broadcast))
+            n = 0 if stats is None else round(stats.n)
+            if n:
+                _learn_linear(policy, stats, names, config)
+            return n
+        rows = rows.persist(StorageLevel.MEMORY_AND_DISK)
         try:
-            if isinstance(policy, RidgePolicy):
-                _learn_linear(policy, tree_sum(linear_sums(rows, broadcast)), names, config)
-            elif isinstance(policy, LogisticModel):
+            n = rows.count()
+            if n:
                 numbered = _numbered(rows, broadcast, n)
                 try:
                     _learn_logistic(policy, numbered, n, names, config)
                 finally:
                     numbered.unpersist()
-            else:
-                raise ValidationError(f"{policy.name} has no training from partition sums on Spark.")
+            return n
         finally:
-            broadcast.unpersist()
-    else:
-        raise ValidationError(f"{policy.name} has no training from partition sums on Spark.")
-    return n
+            rows.unpersist()
+    finally:
+        broadcast.unpersist()
 
 
 def train(
@@ -403,6 +415,7 @@ def train(
                     outcomes,
                     start,
                     stop,
+                    as_of=float(latest),
                     window_seconds=window_seconds,
                     rule=QualityRule(min_seconds=quality_seconds),
                     runtimes=catalog,
