@@ -1,5 +1,6 @@
-"""The Spark path against the single-machine path: events/s of the reward join, training (linucb) and
-evaluation (IPS + SNIPS) with 1 and 2 executor cores, and the peak memory of the driver's Python process.
+"""The Spark path against the single-machine path: events/s of the reward join, training (linucb unless
+``--policy`` names another) and evaluation (IPS + SNIPS) with 1 and 2 executor cores, and the peak memory
+of the driver's Python process.
 
 Simulated events: members see pages of 3 titles from a 200-title catalog (3 artworks each), a uniform
 logger chooses, 'face' artworks lead to quality plays most often; written straight to the Parquet export
@@ -9,6 +10,7 @@ Each configuration runs in its own process (a fresh ``local[k]`` session: k core
 the driver's JVM), so its peak RSS is its own.
 
     python benchmarks/bench_spark.py [--events 100000] [--cores 1,2] [--dir DIR] [--single-max N]
+                                     [--policy linucb]
     python benchmarks/bench_spark.py --events 10000000        # the issue's size (hours on 2 cores)
 
 Rates are decisions joined, trained on or evaluated per second of wall time, start-up of the session
@@ -120,7 +122,7 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
-def single_machine(root: Path) -> dict[str, float]:
+def single_machine(root: Path, policy_name: str = "linucb") -> dict[str, float]:
     """Seconds of the join, training and evaluation on one machine (keyart.rewards, keyart.train,
     keyart.evaluation)."""
     from keyart.evaluation import EstimatorConfig, estimate, feedback_to_log
@@ -139,7 +141,7 @@ def single_machine(root: Path) -> dict[str, float]:
         joined = join_store(store)
     out["join"], out["rows"] = time.perf_counter() - t, joined.table.num_rows
     t = time.perf_counter()
-    policy, info = train([root / "export"], cat, make_policy("linucb", seed=0))
+    policy, info = train([root / "export"], cat, make_policy(policy_name, seed=0))
     out["train"], out["trained"] = time.perf_counter() - t, info.rows
     t = time.perf_counter()
     fb = joined.to_feedback(Featurizer(cat, model_features(policy)))
@@ -154,7 +156,7 @@ def single_machine(root: Path) -> dict[str, float]:
     return out
 
 
-def on_spark(root: Path, cores: int) -> dict[str, float]:
+def on_spark(root: Path, cores: int, policy_name: str = "linucb") -> dict[str, float]:
     """Seconds of the same work on a ``local[cores]`` Spark session (keyart.spark)."""
     from keyart.spark import evaluate as se
     from keyart.spark import train as st
@@ -172,7 +174,7 @@ def on_spark(root: Path, cores: int) -> dict[str, float]:
     out["quality_plays"] = joined.report.quality_plays  # the counts `keyart spark join` prints
     out["join"] = time.perf_counter() - t
     t = time.perf_counter()
-    policy, info = st.train(spark, root / "export", cat, make_policy("linucb", seed=0))
+    policy, info = st.train(spark, root / "export", cat, make_policy(policy_name, seed=0))
     out["train"], out["trained"] = time.perf_counter() - t, info.rows
     t = time.perf_counter()
     decisions, outcomes = read_events(spark, root / "export")
@@ -196,10 +198,20 @@ def main() -> None:
         default=1_000_000,
         help="Run the single-machine path only up to this many events (it holds them all in memory).",
     )
+    parser.add_argument(
+        "--policy",
+        default="linucb",
+        help="The policy trained (and evaluated as the candidate): linucb is one pass over the events; "
+        "logistic_ucb, the default policy, a Spark job per Newton step.",
+    )
     parser.add_argument("--run", default=None, help=argparse.SUPPRESS)  # one configuration, in a child
     args = parser.parse_args()
     if args.run is not None:
-        work = single_machine(args.dir) if args.run == "single" else on_spark(args.dir, int(args.run))
+        work = (
+            single_machine(args.dir, args.policy)
+            if args.run == "single"
+            else on_spark(args.dir, int(args.run), args.policy)
+        )
         print(json.dumps(work))
         return
     with tempfile.TemporaryDirectory() as tmp:
@@ -213,7 +225,7 @@ def main() -> None:
         single = ["single"] if args.events <= args.single_max else []
         for config in [*single, *args.cores.split(",")]:
             proc = subprocess.run(
-                [sys.executable, __file__, "--dir", str(root), "--run", config],
+                [sys.executable, __file__, "--dir", str(root), "--run", config, "--policy", args.policy],
                 capture_output=True,
                 text=True,
                 check=False,
@@ -224,6 +236,7 @@ def main() -> None:
     print(
         f"command: python benchmarks/bench_spark.py --events {args.events} --cores {args.cores}"
         + ("" if args.single_max == 1_000_000 else f" --single-max {args.single_max}")
+        + ("" if args.policy == "linucb" else f" --policy {args.policy}")
     )
     print(
         f"machine: {platform.platform()}, {os.cpu_count()} cores, Python {platform.python_version()}, "

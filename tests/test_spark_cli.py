@@ -155,6 +155,8 @@ def test_bad_inputs_end_in_one_line_and_write_nothing(spark, logs, tmp_path, arg
 
 @pytest.mark.slow
 def test_spark_submit_runs_the_same_command(logs, tmp_path):
+    """Submission itself: linucb (one pass over the rows); the default's logistic fit, a Spark job per
+    Newton step, runs in process above and in test_spark_train."""
     env = {**os.environ, "PYSPARK_PYTHON": sys.executable}
     proc = subprocess.run(
         [
@@ -168,6 +170,8 @@ def test_spark_submit_runs_the_same_command(logs, tmp_path):
             str(logs / "catalog.json"),
             "--out",
             str(tmp_path / "submitted.npz"),
+            "--policy",
+            "linucb",
         ],
         env=env,
         capture_output=True,
@@ -177,7 +181,14 @@ def test_spark_submit_runs_the_same_command(logs, tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "trained on 1200 decisions on Spark" in proc.stdout
     code, _, err = run(
-        "train", logs / "export", "--catalog", logs / "catalog.json", "--out", tmp_path / "one.npz"
+        "train",
+        logs / "export",
+        "--catalog",
+        logs / "catalog.json",
+        "--out",
+        tmp_path / "one.npz",
+        "--policy",
+        "linucb",
     )
     assert code == 0, err
     _same_snapshot(tmp_path / "submitted.npz", tmp_path / "one.npz")

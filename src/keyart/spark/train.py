@@ -369,17 +369,17 @@ def train_rows(
                 _learn_linear(policy, stats, names, config)
             return n
         rows = rows.persist(StorageLevel.MEMORY_AND_DISK)
-        try:
+        try:  # the numbered rows are persisted and counted (materialized) before the joined ones go
             n = rows.count()
-            if n:
-                numbered = _numbered(rows, broadcast, n)
-                try:
-                    _learn_logistic(policy, numbered, n, names, config)
-                finally:
-                    numbered.unpersist()
-            return n
+            numbered = _numbered(rows, broadcast, n) if n else None
         finally:
             rows.unpersist()
+        if numbered is not None:
+            try:
+                _learn_logistic(policy, numbered, n, names, config)
+            finally:
+                numbered.unpersist()
+        return n
     finally:
         broadcast.unpersist()
 
